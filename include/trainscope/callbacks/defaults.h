@@ -1,0 +1,17 @@
+#pragma once
+// The callbacks every Trainer installs unless its options turn them off, in callback order:
+// RunLogger and ProgressPrinter (kLogging), EarlyStopping, ModelCheckpoint.
+#include <trainscope/train/callback.h>
+
+#include <memory>
+#include <vector>
+
+namespace trainscope {
+struct TrainerOptions;
+}
+
+namespace trainscope::callbacks {
+
+std::vector<std::shared_ptr<Callback>> default_callbacks(const TrainerOptions& options);
+
+}  // namespace trainscope::callbacks

@@ -1,0 +1,41 @@
+#pragma once
+// RunLogger: writes a fit's settings, metrics and outcome to the run store.
+#include <trainscope/config.h>
+#include <trainscope/train/callback.h>
+
+#include <optional>
+
+namespace trainscope::callbacks {
+
+// At fit start: the resolved settings and meta (name, status "running", start time).
+// Every `log_every` steps: train loss and lr (one host sync per interval).
+// Every epoch: train and val metrics, epoch time and samples/s.
+// At fit end: status (finished, stopped, crashed), stop reason and message, best epoch.
+// At test end: test metrics, per-class metrics and the confusion matrix as JSON results.
+// Does nothing when the Trainer keeps no run.
+class RunLogger : public Callback {
+ public:
+  // `settings`, when given, are stored with their sources and reasons at fit start.
+  explicit RunLogger(int64_t log_every = 50, std::optional<Config> settings = std::nullopt)
+      : log_every_(log_every), settings_(std::move(settings)) {}
+  std::string name() const override { return "run_logger"; }
+  CallbackOrder order() const override { return CallbackOrder::kLogging; }
+
+  void on_fit_start(TrainState& state) override;
+  void on_epoch_start(TrainState& state) override;
+  void on_train_batch_end(TrainState& state) override;
+  void on_epoch_end(TrainState& state) override;
+  void on_fit_end(TrainState& state) override;
+  void on_test_end(TrainState& state, const EvalResult& result) override;
+  void on_exception(TrainState& state, const std::exception_ptr& error) override;
+
+ private:
+  int64_t log_every_;
+  std::optional<Config> settings_;
+  std::chrono::steady_clock::time_point epoch_start_;
+  int64_t epoch_samples_ = 0;
+  double best_val_ = 0.0;
+  int64_t best_epoch_ = 0;
+};
+
+}  // namespace trainscope::callbacks

@@ -1,0 +1,81 @@
+#pragma once
+// Config: the fully resolved configuration of a run, and the defaults policy that fills it.
+//
+// Every setting has a key ("train.lr"), a typed value, where the value came from (a default,
+// a config file, --set, the library) and, for defaults, the reason for it. Keys and defaults
+// are declared once, in src/tune/defaults.cpp; `trainscope train --help` and config.toml list
+// them from there.
+
+#include <trainscope/error.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace trainscope {
+
+using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>>;
+
+// One setting of a resolved config.
+struct Setting {
+  std::string key;
+  ConfigValue value;
+  std::string source;  // "default", "<file>:<line>", "--set", "library"
+  std::string reason;  // why this value: the defaults policy for defaults, else "set by the user"
+};
+
+// Schema entry of a known key: its type and default come from `default_value`.
+struct SettingSpec {
+  std::string key;
+  ConfigValue default_value;
+  std::string reason;  // why the default is what it is
+  std::string help;    // what the setting does (shown by --help)
+};
+
+// An ordered set of settings over the known keys. Copyable value type; not thread-safe.
+class Config {
+ public:
+  // Every known key at its default, with the policy's reason. Some defaults depend on
+  // others (max_epochs on train.regime); they are resolved by resolve().
+  static Config defaults();
+  // The known keys, in the order they are printed.
+  static const std::vector<SettingSpec>& schema();
+
+  // Overrides from a TOML file. Throws ConfigError naming file, line, key and value for an
+  // unknown key, a wrong type or an out-of-range value.
+  void merge_file(const std::filesystem::path& file);
+  // Override from text "key=value" (CLI --set); the value is parsed according to the key's type.
+  void set_from_string(const std::string& assignment, const std::string& source = "--set");
+  // Override with a typed value. Throws ConfigError for an unknown key or a wrong type.
+  void set(const std::string& key, ConfigValue value, const std::string& source = "library");
+
+  // Fills dependent defaults and validates ranges. Call once after all overrides.
+  void resolve();
+
+  bool get_bool(const std::string& key) const;
+  int64_t get_int(const std::string& key) const;
+  double get_double(const std::string& key) const;
+  const std::string& get_string(const std::string& key) const;
+  const std::vector<int64_t>& get_ints(const std::string& key) const;
+  const Setting& setting(const std::string& key) const;
+  const std::vector<Setting>& settings() const { return settings_; }
+
+  // config.toml text: sections per prefix, each default annotated with its reason.
+  // Reading it back with merge_file() gives the same config.
+  std::string to_toml() const;
+  // "  lr = 0.001  (the Adam rule of thumb)" lines for every setting still at its default.
+  void print_defaults(std::ostream& out) const;
+
+ private:
+  Setting& find(const std::string& key, const std::string& where);
+  std::vector<Setting> settings_;
+};
+
+// The value as a TOML literal: 0.001, true, "cnn", [32, 64].
+std::string to_toml_literal(const ConfigValue& value);
+
+}  // namespace trainscope

@@ -1,0 +1,77 @@
+#pragma once
+// Datasets: a size and a way to fetch a batch of examples by index. Shuffling, batching and
+// splitting wrap a Dataset; they never copy its tensors.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace trainscope::data {
+
+// A batch of inputs and targets (class indices as int64 for classification, floats for
+// regression), on the CPU unless moved.
+struct Batch {
+  torch::Tensor x;
+  torch::Tensor y;
+};
+
+// Random access to examples. Implementations must be safe to read from several threads at once.
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  virtual int64_t size() const = 0;
+  // Examples at `indices` (int64, 1-D), stacked along dimension 0.
+  virtual Batch get_batch(const torch::Tensor& indices) const = 0;
+};
+
+// A dataset held in two tensors whose first dimension indexes examples. Batches are gathered
+// with index_select, one copy per batch.
+class TensorDataset : public Dataset {
+ public:
+  // Throws DataError when x and y disagree on the number of examples.
+  TensorDataset(torch::Tensor x, torch::Tensor y);
+  int64_t size() const override { return x_.size(0); }
+  Batch get_batch(const torch::Tensor& indices) const override;
+  const torch::Tensor& x() const { return x_; }
+  const torch::Tensor& y() const { return y_; }
+
+ private:
+  torch::Tensor x_, y_;
+};
+
+// The examples of `base` at `indices`, in that order.
+class Subset : public Dataset {
+ public:
+  Subset(std::shared_ptr<const Dataset> base, torch::Tensor indices);
+  int64_t size() const override { return indices_.size(0); }
+  Batch get_batch(const torch::Tensor& indices) const override;
+  const torch::Tensor& indices() const { return indices_; }
+
+ private:
+  std::shared_ptr<const Dataset> base_;
+  torch::Tensor indices_;
+};
+
+// A held-out split: disjoint, together covering the whole dataset, deterministic in `seed`.
+struct HoldoutSplit {
+  std::shared_ptr<const Dataset> train;
+  std::shared_ptr<const Dataset> val;
+};
+// `val_fraction` of the examples (rounded down) go to val, chosen by a permutation drawn from
+// a generator seeded with `seed`. Throws ConfigError unless 0 <= val_fraction < 1.
+HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fraction = 0.1,
+                           uint64_t seed = 0);
+
+// A task's data: the three splits and what a model needs to know about them.
+struct DataSplits {
+  std::shared_ptr<const Dataset> train, val, test;
+  int64_t num_classes = 0;                 // 0 for regression
+  std::vector<int64_t> input_shape;        // per example, e.g. {1, 28, 28}
+  std::vector<std::string> class_names;    // may be empty
+  double mean = 0.0, std = 1.0;            // normalization applied to inputs
+};
+
+}  // namespace trainscope::data

@@ -1,0 +1,66 @@
+#pragma once
+// Model: a torch::nn::Module together with its forward function, so that the Trainer can take
+// any module (a zoo model, a user's Sequential, a custom Module) without templates.
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+
+namespace trainscope {
+
+// Shares ownership of the module with whoever built it: training a Model trains the module.
+// Copies are cheap and refer to the same module. Not thread-safe.
+class Model {
+ public:
+  using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+
+  Model() = default;
+  Model(std::shared_ptr<torch::nn::Module> module, Forward forward, std::string name = "model")
+      : module_(std::move(module)), forward_(std::move(forward)), name_(std::move(name)) {}
+
+  // From any module holder with `Tensor forward(Tensor)`: Model(torch::nn::Sequential(...)).
+  template <typename ModuleType>
+  Model(torch::nn::ModuleHolder<ModuleType> holder, std::string name = "model")  // NOLINT
+      : Model(holder.ptr(), [m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); },
+              std::move(name)) {}
+
+  torch::Tensor forward(const torch::Tensor& x) const { return forward_(x); }
+  torch::Tensor operator()(const torch::Tensor& x) const { return forward_(x); }
+
+  torch::nn::Module& module() const { return *module_; }
+  const std::shared_ptr<torch::nn::Module>& ptr() const { return module_; }
+  const std::string& name() const { return name_; }
+  bool defined() const { return module_ != nullptr; }
+
+  void train(bool on = true) const { module_->train(on); }
+  void eval() const { module_->eval(); }
+  bool is_training() const { return module_->is_training(); }
+  void to(const torch::Device& device) const { module_->to(device); }
+  std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
+  int64_t num_parameters() const;
+
+ private:
+  std::shared_ptr<torch::nn::Module> module_;
+  Forward forward_;
+  std::string name_;
+};
+
+// Switches a model to eval mode for a scope and restores the previous mode on exit.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(const Model& model) : model_(model), was_training_(model.is_training()) {
+    model_.eval();
+  }
+  ~EvalModeGuard() { model_.train(was_training_); }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  const Model& model_;
+  bool was_training_;
+};
+
+}  // namespace trainscope

@@ -1,0 +1,4 @@
+#pragma once
+// Models: the Model handle and the zoo.
+#include <trainscope/models/model.h>
+#include <trainscope/models/zoo.h>

@@ -1,0 +1,45 @@
+#pragma once
+// Run: one run directory and its store.
+//   <runs_dir>/<name>/run.sqlite   the run store
+//   <runs_dir>/<name>/config.toml  the resolved configuration, reusable with --config
+//   <runs_dir>/<name>/checkpoints/ best and last weights
+
+#include <trainscope/track/run_store.h>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace trainscope::track {
+
+class Run {
+ public:
+  // Creates <runs_dir>/<name> (name-2, name-3, ... when taken) with checkpoints/ and run.sqlite.
+  // Throws Error naming the directory when it cannot be created.
+  static std::shared_ptr<Run> create(const std::filesystem::path& runs_dir, const std::string& name);
+  // Opens an existing run directory for writing results. Throws Error when `dir` holds no run.sqlite.
+  static std::shared_ptr<Run> open(const std::filesystem::path& dir);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  std::string name() const { return dir_.filename().string(); }
+  std::filesystem::path checkpoints_dir() const { return dir_ / "checkpoints"; }
+  RunStore& store() { return store_; }
+
+ private:
+  Run(std::filesystem::path dir, RunStore store) : dir_(std::move(dir)), store_(std::move(store)) {}
+  std::filesystem::path dir_;
+  RunStore store_;
+};
+
+// Writes `file` so that it is either absent/old or complete, never half-written: `write` fills a
+// temporary file beside it, which is fsync'ed, renamed over `file`, and the directory fsync'ed.
+// Throws Error naming `file` (and removes the temporary) when any step fails.
+void write_atomically(const std::filesystem::path& file,
+                      const std::function<void(const std::filesystem::path& tmp)>& write);
+void write_text_atomically(const std::filesystem::path& file, const std::string& text);
+
+// A default run name: <prefix>-<yyyymmdd>-<hhmmss> in local time.
+std::string timestamped_name(const std::string& prefix);
+
+}  // namespace trainscope::track

@@ -1,0 +1,73 @@
+#pragma once
+// TrainState: what the Trainer and its callbacks share while a fit runs.
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace trainscope {
+
+class Model;
+namespace track {
+class Run;
+}
+
+// Why fit() ended. Every exit path sets one; fit() returns it and the run store records it.
+enum class StopReason {
+  kNone,           // still running
+  kMaxEpochs,      // the epoch budget was used up
+  kPatience,       // early stopping: the monitored metric stopped improving
+  kNonFinite,      // loss or metric became NaN or Inf
+  kUserCallback,   // a user callback asked to stop
+  kInterrupted,    // SIGINT / SIGTERM
+  kException,      // an exception escaped the step loop
+};
+
+// Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
+const char* to_string(StopReason reason);
+
+// Metrics of one split at the end of an evaluation pass or an epoch, by tag ("loss", "accuracy").
+using MetricMap = std::map<std::string, double>;
+
+// Mutable state of a fit, owned by the Trainer and passed by reference to every callback hook.
+// Not thread-safe: only the training thread touches it.
+struct TrainState {
+  // Counters. `epoch` is 1-based while an epoch runs; `global_step` counts optimizer steps.
+  int64_t epoch = 0;
+  int64_t max_epochs = 0;
+  int64_t global_step = 0;
+  int64_t batch_in_epoch = 0;      // 0-based index of the current batch in its epoch
+  int64_t batches_per_epoch = 0;
+  int64_t batch_size = 0;          // size of the current batch
+
+  // The current batch's loss, kept as a tensor so that reading it is the caller's choice
+  // (on CUDA, item() is a host-device sync).
+  torch::Tensor loss;
+
+  // Epoch-level results, filled at epoch end (train) and validation end (val).
+  MetricMap train_metrics;
+  MetricMap val_metrics;
+
+  // Model and optimizer of the running fit; callbacks may read and, with care, modify them
+  // (restore weights, change lr).
+  Model* model = nullptr;
+  torch::optim::Optimizer* optimizer = nullptr;
+  // The run being written (directory and store); null when the Trainer keeps no run.
+  track::Run* run = nullptr;
+
+  std::chrono::steady_clock::time_point fit_start;
+
+  // Ask the Trainer to stop at the end of the current epoch. The first request wins;
+  // `message` says why in words with numbers ("val_loss has not improved for 5 epochs ...").
+  void request_stop(StopReason reason, std::string message);
+  bool stop_requested() const { return stop_reason != StopReason::kNone; }
+
+  StopReason stop_reason = StopReason::kNone;
+  std::string stop_message;
+};
+
+}  // namespace trainscope

@@ -1,0 +1,124 @@
+#pragma once
+// Trainer: fit / validate / test with a practitioner's defaults, everything optional a Callback.
+
+#include <trainscope/config.h>
+#include <trainscope/data/dataset.h>
+#include <trainscope/models/model.h>
+#include <trainscope/train/callback.h>
+#include <trainscope/train/metrics.h>
+#include <trainscope/train/state.h>
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trainscope {
+
+namespace track {
+class Run;
+}
+namespace data {
+class DataLoader;
+}
+
+// Options of a Trainer; every default is the defaults policy's (src/tune/defaults.cpp) and is
+// written here as a literal. Chained setters: TrainerOptions().max_epochs(10).lr(3e-4).
+struct TrainerOptions {
+  TORCH_ARG(Task, task) = Task::kClassification;
+  TORCH_ARG(int64_t, max_epochs) = 50;        // 30-100 from scratch; early stopping ends sooner
+  TORCH_ARG(std::string, optimizer) = "adam";  // adam | adamw | sgd (momentum 0.9)
+  TORCH_ARG(double, lr) = 1e-3;
+  TORCH_ARG(double, weight_decay) = 0.0;
+  TORCH_ARG(std::string, loss) = "auto";       // auto | cross_entropy | mse
+  TORCH_ARG(int64_t, batch_size) = 128;
+  TORCH_ARG(int64_t, eval_batch_size) = 1000;
+  TORCH_ARG(uint64_t, seed) = 0;               // weights (when the Trainer seeds) and shuffling
+  TORCH_ARG(int64_t, log_every) = 50;          // training loss to the run store every N steps
+  TORCH_ARG(std::string, device) = "cpu";
+  // Default callbacks (callbacks/defaults.h); each can be turned off here.
+  TORCH_ARG(bool, early_stopping) = true;      // on val_loss
+  TORCH_ARG(int64_t, patience) = 5;
+  TORCH_ARG(double, min_delta) = 0.0;
+  TORCH_ARG(bool, restore_best) = true;
+  TORCH_ARG(bool, checkpoints) = true;         // best and last weights every epoch
+  TORCH_ARG(std::string, progress) = "auto";   // auto | bar | plain | off
+  // Run directory: <runs_dir>/<run_name>; an empty runs_dir keeps nothing on disk.
+  TORCH_ARG(std::string, runs_dir) = "runs";
+  TORCH_ARG(std::string, run_name) = "";       // empty: <model>-<yyyymmdd>-<hhmmss>
+  TORCH_ARG(std::vector<std::string>, class_names) = {};
+  // The resolved configuration to record in the run (the CLI passes its own); when unset the
+  // Trainer records these options.
+  TORCH_ARG(std::optional<Config>, config) = std::nullopt;
+
+ public:
+  // Throws ConfigError naming the first out-of-range field and its value.
+  void validate() const;
+  // The train.*, run.* and ui.* settings of a resolved config, which is kept for recording.
+  static TrainerOptions from(const Config& config);
+};
+
+// What fit() did and why it ended.
+struct FitResult {
+  StopReason stop_reason = StopReason::kNone;
+  std::string stop_message;
+  int64_t epochs = 0;          // epochs completed
+  int64_t global_step = 0;
+  int64_t best_epoch = 0;      // epoch of the lowest val_loss (0 without validation)
+  double best_val_loss = 0.0;
+  MetricMap train_metrics;     // of the last epoch
+  MetricMap val_metrics;       // of the last epoch
+  std::filesystem::path run_dir;  // empty when no run directory is kept
+  double seconds = 0.0;
+};
+
+// Trains and evaluates models. Owns its callbacks and the run it writes to.
+// Not thread-safe; one fit at a time. Throws trainscope::Error for bad options or data, and
+// ShapeError when the model's output does not fit the task.
+class Trainer {
+ public:
+  // Installs the default callbacks (progress, run logging, early stopping, checkpoints) as
+  // the options ask; add_callback() adds more.
+  explicit Trainer(TrainerOptions options = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Adds a callback; hooks run in CallbackOrder (callback.h), ties in insertion order.
+  void add_callback(std::shared_ptr<Callback> callback);
+  const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
+
+  // Trains `model` on `train` for up to max_epochs, validating on `val` (may be null) after
+  // each epoch. Creates the run directory on first use.
+  FitResult fit(Model& model, std::shared_ptr<const data::Dataset> train,
+                std::shared_ptr<const data::Dataset> val);
+  // Loss and metrics on `dataset`, in eval mode, without gradients. No callbacks.
+  EvalResult validate(Model& model, const data::Dataset& dataset);
+  // Like validate(), plus the confusion matrix and per-class metrics for classification;
+  // callbacks get on_test_end (the run logger stores it, the progress printer prints it).
+  EvalResult test(Model& model, const data::Dataset& dataset);
+
+  // Continue writing to an existing run (trainscope test RUN) instead of creating one.
+  void attach_run(std::shared_ptr<track::Run> run);
+  // The run written by the last fit (or attached); null before.
+  const std::shared_ptr<track::Run>& run() const { return run_; }
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  template <typename Hook, typename... Args>
+  void call(Hook hook, Args&&... args);
+  void train_epoch(Model& model, torch::optim::Optimizer& optimizer, data::DataLoader& loader);
+  EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split, bool confusion);
+  torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const;
+  void check_output(const torch::Tensor& output, const torch::Tensor& target) const;
+  void ensure_run(const Model& model);
+
+  TrainerOptions options_;
+  torch::Device device_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::shared_ptr<track::Run> run_;
+  TrainState state_;
+};
+
+}  // namespace trainscope

@@ -1,0 +1,20 @@
+#include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/defaults.h>
+#include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/callbacks/progress.h>
+#include <trainscope/callbacks/run_logger.h>
+#include <trainscope/train/trainer.h>
+
+namespace trainscope::callbacks {
+
+std::vector<std::shared_ptr<Callback>> default_callbacks(const TrainerOptions& o) {
+  std::vector<std::shared_ptr<Callback>> out;
+  out.push_back(std::make_shared<RunLogger>(o.log_every(), o.config()));
+  out.push_back(std::make_shared<ProgressPrinter>(progress_style_from(o.progress()), o.config()));
+  if (o.early_stopping())
+    out.push_back(std::make_shared<EarlyStopping>(EarlyStoppingOptions{o.patience(), o.min_delta(), o.restore_best()}));
+  if (o.checkpoints()) out.push_back(std::make_shared<ModelCheckpoint>());
+  return out;
+}
+
+}  // namespace trainscope::callbacks

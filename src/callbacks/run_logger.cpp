@@ -1,0 +1,134 @@
+#include <trainscope/callbacks/run_logger.h>
+#include <trainscope/config.h>
+#include <trainscope/models/model.h>
+#include <trainscope/track/run.h>
+#include <trainscope/train/metrics.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
+namespace trainscope::callbacks {
+namespace {
+
+void log_split(track::RunStore& store, const TrainState& state, const std::string& split, const MetricMap& metrics) {
+  const double now = track::wall_time_now();
+  for (const auto& [tag, value] : metrics) store.add_metric({state.global_step, state.epoch, split, tag, value, now});
+}
+
+double current_lr(const TrainState& state) {
+  if (state.optimizer == nullptr || state.optimizer->param_groups().empty()) return std::nan("");
+  return state.optimizer->param_groups().front().options().get_lr();
+}
+
+}  // namespace
+
+void RunLogger::on_fit_start(TrainState& state) {
+  if (!state.run) return;
+  auto& store = state.run->store();
+  store.set_meta("name", state.run->name());
+  store.set_meta("status", "running");
+  store.set_meta("started_at", std::to_string(track::wall_time_now()));
+  store.set_meta("model", state.model ? state.model->name() : "model");
+  store.set_meta("max_epochs", std::to_string(state.max_epochs));
+  if (settings_) {
+    std::vector<track::SettingRecord> rows;
+    for (const auto& s : settings_->settings())
+      rows.push_back({s.key, to_toml_literal(s.value), s.source, s.reason});
+    store.put_settings(rows);
+  }
+  best_epoch_ = 0;
+}
+
+void RunLogger::on_epoch_start(TrainState&) {
+  epoch_start_ = std::chrono::steady_clock::now();
+  epoch_samples_ = 0;
+}
+
+void RunLogger::on_train_batch_end(TrainState& state) {
+  epoch_samples_ += state.batch_size;
+  if (!state.run || state.global_step % log_every_ != 0) return;
+  const double now = track::wall_time_now();
+  auto& store = state.run->store();
+  // Host sync: once every log_every steps.
+  store.add_metric({state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
+  store.add_metric({state.global_step, state.epoch, "train", "lr", current_lr(state), now});
+}
+
+void RunLogger::on_epoch_end(TrainState& state) {
+  if (!state.run) return;
+  auto& store = state.run->store();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+  log_split(store, state, "train", state.train_metrics);
+  log_split(store, state, "val", state.val_metrics);
+  log_split(store, state, "train", {{"epoch_seconds", seconds},
+                                    {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0},
+                                    {"lr", current_lr(state)}});
+  auto val = state.val_metrics.find("loss");
+  if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
+    best_val_ = val->second;
+    best_epoch_ = state.epoch;
+    store.set_meta("best_epoch", std::to_string(best_epoch_));
+    store.set_meta("best_val_loss", std::to_string(best_val_));
+  }
+  store.set_meta("epochs", std::to_string(state.epoch));
+  store.flush();  // an epoch's metrics are durable before the next epoch starts
+}
+
+void RunLogger::on_fit_end(TrainState& state) {
+  if (!state.run) return;
+  auto& store = state.run->store();
+  const bool finished = state.stop_reason == StopReason::kMaxEpochs;
+  store.set_meta("status", finished ? "finished" : "stopped");
+  store.set_meta("stop_reason", to_string(state.stop_reason));
+  store.set_meta("stop_message", state.stop_message);
+  store.set_meta("ended_at", std::to_string(track::wall_time_now()));
+  store.flush();
+}
+
+void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {
+  if (!state.run) return;
+  auto& store = state.run->store();
+  log_split(store, state, result.split, result.metrics);
+  nlohmann::json metrics = result.metrics;
+  metrics["samples"] = result.samples;
+  store.put_result(result.split, "metrics", metrics.dump());
+  if (result.confusion.defined()) {
+    auto c = result.confusion.to(torch::kInt64).contiguous();
+    nlohmann::json matrix = nlohmann::json::array();
+    for (int64_t i = 0; i < c.size(0); ++i) {
+      auto row = c[i];
+      matrix.push_back(std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + c.size(1)));
+    }
+    store.put_result(result.split, "confusion_matrix", matrix.dump());
+    nlohmann::json classes = nlohmann::json::array();
+    for (const auto& m : result.per_class)
+      classes.push_back({{"class", m.name}, {"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1},
+                         {"support", m.support}});
+    store.put_result(result.split, "per_class", classes.dump());
+  }
+  store.flush();
+}
+
+void RunLogger::on_exception(TrainState& state, const std::exception_ptr& error) {
+  if (!state.run) return;
+  std::string message = "unknown exception";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+  }
+  try {
+    auto& store = state.run->store();
+    store.set_meta("status", "crashed");
+    store.set_meta("stop_reason", to_string(StopReason::kException));
+    store.set_meta("stop_message", message.substr(0, message.find('\n')));
+    store.set_meta("ended_at", std::to_string(track::wall_time_now()));
+    store.flush();
+  } catch (...) {
+    // The original exception is the one to report; a failing store must not mask it.
+  }
+}
+
+}  // namespace trainscope::callbacks

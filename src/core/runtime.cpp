@@ -1,0 +1,84 @@
+#include <trainscope/runtime.h>
+
+#include <ATen/Parallel.h>
+
+#include <dlfcn.h>
+#include <malloc.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace trainscope {
+namespace {
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0';
+}
+
+}  // namespace
+
+RuntimeReport configure_process(const RuntimeOptions& options) {
+  RuntimeReport report;
+  report.previous_intra_op_threads = at::get_num_threads();
+
+  if (env_set("OMP_NUM_THREADS")) {
+    report.lines.push_back("intra-op threads: " + std::to_string(at::get_num_threads()) +
+                           " (OMP_NUM_THREADS=" + std::getenv("OMP_NUM_THREADS") + " from the environment)");
+  } else {
+    int cores = available_cores();
+    int n = options.intra_op_threads > 0 ? options.intra_op_threads : cores;
+    at::set_num_threads(n);
+    report.lines.push_back("intra-op threads: " + std::to_string(n) + " (LibTorch chose " +
+                           std::to_string(report.previous_intra_op_threads) + "; " +
+                           std::to_string(cores) + " cores available)");
+  }
+  report.intra_op_threads = at::get_num_threads();
+
+  // OpenBLAS reads OPENBLAS_NUM_THREADS when it loads, before main(); only its API can change
+  // the count now. It is looked up at run time because LibTorch may run on another BLAS.
+  using SetThreads = void (*)(int);
+  auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (options.openblas_threads > 0) {
+    if (env_set("OPENBLAS_NUM_THREADS")) {
+      report.lines.push_back(std::string("OpenBLAS threads: OPENBLAS_NUM_THREADS=") +
+                             std::getenv("OPENBLAS_NUM_THREADS") + " from the environment");
+    } else if (set_blas_threads != nullptr) {
+      set_blas_threads(options.openblas_threads);
+      report.openblas_threads = options.openblas_threads;
+      report.lines.push_back("OpenBLAS threads: " + std::to_string(options.openblas_threads) +
+                             " (inside OpenMP's workers, so the two do not fight over the cores)");
+    } else {
+      report.lines.push_back(
+          "OpenBLAS threads: not set (OpenBLAS not loaded; install libopenblas0-pthread, "
+          "reference BLAS is about 2x slower for linear layers)");
+    }
+  }
+
+  if (options.malloc_tuning) {
+    if (env_set("GLIBC_TUNABLES") || env_set("MALLOC_MMAP_THRESHOLD_") || env_set("MALLOC_TRIM_THRESHOLD_")) {
+      report.lines.push_back("malloc: left as the environment configures it");
+    } else {
+      // Activations of a batch are freed and reallocated every step; above the default 128 KiB
+      // mmap threshold each one is a fresh mapping that the kernel must zero-fill and fault in.
+      bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+      ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 && ok;
+      report.malloc_tuned = ok;
+      report.lines.push_back(ok ? "malloc: mmap threshold 32 MiB, trim threshold 1 GiB (freed "
+                                  "activations are reused, not refaulted)"
+                                : "malloc: mallopt refused the thresholds; left at glibc's defaults");
+    }
+  }
+  return report;
+}
+
+}  // namespace trainscope

@@ -1,0 +1,453 @@
+// The defaults policy and the Config that carries it: every known key, its default and the
+// reason for it, in one table. `trainscope train --help`, config.toml and the run store all
+// read this table.
+
+#include <trainscope/config.h>
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+#include <thread>
+
+#include <sched.h>
+
+namespace trainscope {
+namespace {
+
+using Ints = std::vector<int64_t>;
+
+const std::vector<SettingSpec>& spec_table() {
+  static const std::vector<SettingSpec> table = {
+      {"run.name", std::string(""), "named <model>-<date>-<time> when empty",
+       "run directory name under run.dir"},
+      {"run.dir", std::string("runs"), "runs are kept side by side for comparison",
+       "directory that holds run directories"},
+      {"data.dataset", std::string("fashion-mnist"),
+       "the built-in default task (Debian package dataset-fashion-mnist)",
+       "data set: fashion-mnist, or idx:DIR for an IDX directory"},
+      {"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
+       "where dataset-fashion-mnist installs its files", "directory of the IDX files"},
+      {"data.val_fraction", 0.1, "10% held out of the training set for validation",
+       "fraction of the training set held out for validation, in [0, 1)"},
+      {"data.split_seed", int64_t{0}, "a fixed split keeps runs comparable",
+       "seed of the train/validation split"},
+      {"data.limit", int64_t{0}, "all training samples", "use only the first N training samples (0: all)"},
+      {"data.test_limit", int64_t{0}, "all test samples", "use only the first N test samples (0: all)"},
+      {"model.name", std::string("cnn"), "the reference CNN for image classification",
+       "model from the zoo: cnn or mlp"},
+      {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
+       "cnn: output channels of each conv-batchnorm-relu-maxpool block"},
+      {"model.hidden", Ints{128}, "the reference CNN: one hidden layer of 128",
+       "hidden layer sizes of the classifier (cnn) or of the network (mlp)"},
+      {"model.dropout", 0.0, "early stopping guards against overfitting first",
+       "dropout before each hidden linear layer"},
+      {"train.task", std::string("classification"), "Fashion-MNIST has 10 classes",
+       "classification or regression"},
+      {"train.regime", std::string("scratch"), "a new model is trained from scratch",
+       "scratch or finetune; sets the epoch budget"},
+      {"train.max_epochs", int64_t{50}, "training from scratch (30-100); early stopping ends sooner",
+       "upper bound on epochs"},
+      {"train.optimizer", std::string("adam"), "Adam converges well without tuning",
+       "adam, adamw or sgd (momentum 0.9)"},
+      {"train.lr", 0.001, "the Adam rule of thumb", "learning rate"},
+      {"train.weight_decay", 0.0, "no regularisation until a run shows it is needed",
+       "L2 weight decay (decoupled for adamw)"},
+      {"train.loss", std::string("auto"), "chosen from the task", "auto, cross_entropy or mse"},
+      {"train.batch_size", int64_t{128}, "a batch that keeps 2 CPU cores busy without hurting accuracy",
+       "training batch size"},
+      {"train.eval_batch_size", int64_t{1000}, "evaluation needs no gradients, so larger batches are cheap",
+       "validation and test batch size"},
+      {"train.seed", int64_t{0}, "runs are reproducible by default", "seed of weights and shuffling"},
+      {"train.log_every", int64_t{50}, "per-step metrics without a sync every step",
+       "store training loss every N steps"},
+      {"train.early_stopping", true, "stop when validation loss stops improving",
+       "early stopping on val_loss"},
+      {"train.patience", int64_t{5}, "5 epochs without improvement", "early stopping patience"},
+      {"train.min_delta", 0.0, "any improvement counts", "smallest val_loss decrease that counts"},
+      {"train.restore_best", true, "keep the weights of the best validation epoch",
+       "restore the best weights at the end"},
+      {"train.checkpoints", true, "never lose progress", "save best and last weights every epoch"},
+      {"runtime.threads", int64_t{0}, "one intra-op thread per core (LibTorch's default uses half)",
+       "intra-op threads (0: one per core)"},
+      {"runtime.openblas_threads", int64_t{1},
+       "OpenBLAS threads inside OpenMP's workers would fight over the cores",
+       "OpenBLAS threads (0: leave OpenBLAS alone)"},
+      {"runtime.malloc_tuning", true,
+       "keep freed activations instead of returning them to the kernel (~9,000 page faults a batch)",
+       "raise glibc malloc's mmap and trim thresholds"},
+      {"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
+       "auto, bar, plain or off"},
+  };
+  return table;
+}
+
+const char* type_name(const ConfigValue& v) {
+  switch (v.index()) {
+    case 0: return "a boolean (true or false)";
+    case 1: return "an integer";
+    case 2: return "a number";
+    case 3: return "a string";
+    default: return "a list of integers";
+  }
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') { out += "\\n"; continue; }
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::string trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+// Closest known key by edit distance, for "did you mean" hints.
+std::string closest_key(const std::string& key) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string best;
+  size_t best_d = 4;  // farther than this is not a typo
+  for (const auto& s : spec_table()) {
+    size_t d = distance(key, s.key);
+    if (d < best_d) best_d = d, best = s.key;
+  }
+  return best;
+}
+
+std::string unknown_key_message(const std::string& where, const std::string& key) {
+  std::string msg = where + ": unknown setting '" + key + "'";
+  std::string near = closest_key(key);
+  if (!near.empty()) return msg + "; did you mean '" + near + "'?";
+  return msg + "; `trainscope train --help` lists the settings";
+}
+
+// Parses CLI text into the type of `like`.
+ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std::string& where) {
+  std::string t = trim(text);
+  auto fail = [&]() -> ConfigError {
+    return ConfigError(where + ": expected " + type_name(like) + ", got '" + text + "'");
+  };
+  try {
+    switch (like.index()) {
+      case 0:
+        if (t == "true" || t == "1" || t == "on" || t == "yes") return true;
+        if (t == "false" || t == "0" || t == "off" || t == "no") return false;
+        throw fail();
+      case 1: {
+        size_t used = 0;
+        long long v = std::stoll(t, &used);
+        if (used != t.size()) throw fail();
+        return int64_t{v};
+      }
+      case 2: {
+        size_t used = 0;
+        double v = std::stod(t, &used);
+        if (used != t.size()) throw fail();
+        return v;
+      }
+      case 3:
+        if (t.size() >= 2 && t.front() == '"' && t.back() == '"') return t.substr(1, t.size() - 2);
+        return t;
+      default: {
+        if (!t.empty() && t.front() == '[') {
+          if (t.back() != ']') throw fail();
+          t = t.substr(1, t.size() - 2);
+        }
+        Ints out;
+        std::stringstream ss(t);
+        std::string item;
+        while (std::getline(ss, item, ',')) {
+          item = trim(item);
+          if (item.empty()) continue;
+          size_t used = 0;
+          out.push_back(std::stoll(item, &used));
+          if (used != item.size()) throw fail();
+        }
+        return out;
+      }
+    }
+  } catch (const std::logic_error&) {  // stoll/stod: invalid_argument, out_of_range
+    throw fail();
+  }
+}
+
+// Converts a TOML node to the type of `like`; integers are accepted where numbers are expected.
+ConfigValue from_toml(const ConfigValue& like, const toml::node& node, const std::string& where) {
+  auto fail = [&]() {
+    return ConfigError(where + ": expected " + type_name(like) + ", got a " +
+                       std::string(toml::impl::node_type_friendly_names[static_cast<int>(node.type())]));
+  };
+  switch (like.index()) {
+    case 0:
+      if (auto v = node.value_exact<bool>()) return *v;
+      throw fail();
+    case 1:
+      if (auto v = node.value_exact<int64_t>()) return *v;
+      throw fail();
+    case 2:
+      if (node.is_number()) return *node.value<double>();
+      throw fail();
+    case 3:
+      if (auto v = node.value_exact<std::string>()) return *v;
+      throw fail();
+    default: {
+      const toml::array* arr = node.as_array();
+      if (!arr) throw fail();
+      Ints out;
+      for (const auto& item : *arr) {
+        auto v = item.value_exact<int64_t>();
+        if (!v) throw fail();
+        out.push_back(*v);
+      }
+      return out;
+    }
+  }
+}
+
+int available_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
+std::string to_toml_literal(const ConfigValue& value) {
+  std::ostringstream out;
+  switch (value.index()) {
+    case 0: out << (std::get<bool>(value) ? "true" : "false"); break;
+    case 1: out << std::get<int64_t>(value); break;
+    case 2: {
+      double d = std::get<double>(value);
+      out << std::setprecision(17) << d;
+      std::string s = out.str();
+      // Shortest text that reads back to the same double; TOML floats need a '.' or exponent.
+      for (int p = 1; p <= 17; ++p) {
+        std::ostringstream o;
+        o << std::setprecision(p) << d;
+        if (std::stod(o.str()) == d) { s = o.str(); break; }
+      }
+      if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+      return s;
+    }
+    case 3: out << quote(std::get<std::string>(value)); break;
+    default: {
+      out << "[";
+      const auto& v = std::get<Ints>(value);
+      for (size_t i = 0; i < v.size(); ++i) out << (i ? ", " : "") << v[i];
+      out << "]";
+    }
+  }
+  return out.str();
+}
+
+const std::vector<SettingSpec>& Config::schema() { return spec_table(); }
+
+Config Config::defaults() {
+  Config c;
+  for (const auto& s : spec_table()) c.settings_.push_back({s.key, s.default_value, "default", s.reason});
+  return c;
+}
+
+Setting& Config::find(const std::string& key, const std::string& where) {
+  for (auto& s : settings_)
+    if (s.key == key) return s;
+  throw ConfigError(unknown_key_message(where, key));
+}
+
+const Setting& Config::setting(const std::string& key) const {
+  for (const auto& s : settings_)
+    if (s.key == key) return s;
+  throw ConfigError(unknown_key_message("config", key));
+}
+
+void Config::set(const std::string& key, ConfigValue value, const std::string& source) {
+  Setting& s = find(key, source);
+  if (value.index() == 1 && s.value.index() == 2) value = double(std::get<int64_t>(value));
+  if (value.index() != s.value.index())
+    throw ConfigError(source + ": " + key + " expects " + type_name(s.value) + ", got " +
+                      to_toml_literal(value));
+  s.value = std::move(value);
+  s.source = source;
+  s.reason = "set by the user";
+}
+
+void Config::set_from_string(const std::string& assignment, const std::string& source) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos)
+    throw ConfigError(source + " '" + assignment + "': expected key=value, for example train.lr=0.0003");
+  std::string key = trim(assignment.substr(0, eq));
+  const Setting& s = find(key, source + " " + key);
+  set(key, parse_as(s.value, assignment.substr(eq + 1), source + " " + key), source);
+}
+
+void Config::merge_file(const std::filesystem::path& file) {
+  if (!std::filesystem::exists(file))
+    throw ConfigError("config file " + file.string() + " does not exist");
+  toml::table root;
+  try {
+    root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(file.string() + ":" + std::to_string(e.source().begin.line) + ": " +
+                      std::string(e.description()) + " (not valid TOML)");
+  }
+  for (auto&& [section, node] : root) {
+    std::string line = std::to_string(node.source().begin.line);
+    const toml::table* table = node.as_table();
+    if (!table)
+      throw ConfigError(file.string() + ":" + line + ": '" + std::string(section.str()) +
+                        "' must be a section such as [train]");
+    for (auto&& [name, value] : *table) {
+      std::string key = std::string(section.str()) + "." + std::string(name.str());
+      std::string where = file.string() + ":" + std::to_string(value.source().begin.line);
+      Setting& s = find(key, where);
+      set(key, from_toml(s.value, value, where + ": " + key), where);
+    }
+  }
+}
+
+void Config::resolve() {
+  auto where = [&](const std::string& key) {
+    const Setting& s = setting(key);
+    return s.source + ": " + key + " = " + to_toml_literal(s.value);
+  };
+  auto require = [&](bool ok, const std::string& key, const std::string& expected) {
+    if (!ok) throw ConfigError(where(key) + " is out of range; expected " + expected);
+  };
+  auto one_of = [&](const std::string& key, std::initializer_list<const char*> options) {
+    const std::string& v = get_string(key);
+    std::string list;
+    for (const char* o : options) {
+      if (v == o) return;
+      list += (list.empty() ? "" : ", ") + std::string(o);
+    }
+    throw ConfigError(where(key) + " is not known; expected one of: " + list);
+  };
+
+  one_of("model.name", {"cnn", "mlp"});
+  one_of("train.task", {"classification", "regression"});
+  one_of("train.regime", {"scratch", "finetune"});
+  one_of("train.optimizer", {"adam", "adamw", "sgd"});
+  one_of("train.loss", {"auto", "cross_entropy", "mse"});
+  one_of("ui.progress", {"auto", "bar", "plain", "off"});
+  const std::string& ds = get_string("data.dataset");
+  if (ds != "fashion-mnist" && ds.rfind("idx:", 0) != 0)
+    throw ConfigError(where("data.dataset") + " is not known; expected fashion-mnist or idx:DIR");
+
+  const double lr = get_double("train.lr");
+  require(std::isfinite(lr) && lr > 0, "train.lr", "a positive number such as 0.001");
+  require(get_double("train.weight_decay") >= 0, "train.weight_decay", ">= 0");
+  require(get_int("train.batch_size") >= 1, "train.batch_size", "a positive integer such as 128");
+  require(get_int("train.eval_batch_size") >= 1, "train.eval_batch_size", "a positive integer");
+  require(get_int("train.max_epochs") >= 1, "train.max_epochs", "a positive integer");
+  require(get_int("train.patience") >= 0, "train.patience", ">= 0");
+  require(get_double("train.min_delta") >= 0, "train.min_delta", ">= 0");
+  require(get_int("train.log_every") >= 1, "train.log_every", ">= 1");
+  const double vf = get_double("data.val_fraction");
+  require(vf >= 0 && vf < 1, "data.val_fraction", "a fraction in [0, 1) such as 0.1");
+  require(get_int("data.limit") >= 0, "data.limit", ">= 0 (0: all)");
+  require(get_int("data.test_limit") >= 0, "data.test_limit", ">= 0 (0: all)");
+  const double dropout = get_double("model.dropout");
+  require(dropout >= 0 && dropout < 1, "model.dropout", "a probability in [0, 1)");
+  for (const char* key : {"model.channels", "model.hidden"}) {
+    const auto& v = get_ints(key);
+    require(!v.empty() || std::string(key) == "model.hidden", key, "a non-empty list");
+    for (int64_t n : v) require(n >= 1, key, "positive sizes such as [32, 64]");
+  }
+  require(get_int("runtime.threads") >= 0, "runtime.threads", ">= 0 (0: one per core)");
+  require(get_int("runtime.openblas_threads") >= 0, "runtime.openblas_threads", ">= 0");
+  const std::string& name = get_string("run.name");
+  require(name.find('/') == std::string::npos && name != "." && name != "..", "run.name",
+          "a plain directory name without '/'");
+
+  // Dependent defaults: each keeps source "default" and says what it was derived from.
+  Setting& epochs = find("train.max_epochs", "resolve");
+  if (epochs.source == "default" && get_string("train.regime") == "finetune") {
+    epochs.value = int64_t{6};
+    epochs.reason = "fine-tuning converges in 5-6 epochs";
+  }
+  Setting& loss = find("train.loss", "resolve");
+  if (std::get<std::string>(loss.value) == "auto") {
+    bool cls = get_string("train.task") == "classification";
+    loss.value = std::string(cls ? "cross_entropy" : "mse");
+    if (loss.source == "default")
+      loss.reason = cls ? "cross-entropy for classification" : "mean squared error for regression";
+  }
+  Setting& hidden = find("model.hidden", "resolve");
+  if (hidden.source == "default" && get_string("model.name") == "mlp") {
+    hidden.value = Ints{256, 128};
+    hidden.reason = "mlp: two hidden layers, 256 and 128";
+  }
+  Setting& threads = find("runtime.threads", "resolve");
+  if (std::get<int64_t>(threads.value) == 0) {
+    threads.value = int64_t{available_cores()};
+    if (threads.source == "default") threads.reason = "one intra-op thread per core (LibTorch's default uses half)";
+  }
+}
+
+bool Config::get_bool(const std::string& key) const { return std::get<bool>(setting(key).value); }
+int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>(setting(key).value); }
+double Config::get_double(const std::string& key) const { return std::get<double>(setting(key).value); }
+const std::string& Config::get_string(const std::string& key) const {
+  return std::get<std::string>(setting(key).value);
+}
+const std::vector<int64_t>& Config::get_ints(const std::string& key) const {
+  return std::get<Ints>(setting(key).value);
+}
+
+std::string Config::to_toml() const {
+  std::ostringstream out;
+  out << "# trainscope resolved configuration; reuse it with `trainscope train --config FILE`.\n";
+  std::string section;
+  for (const auto& s : settings_) {
+    auto dot = s.key.find('.');
+    std::string sec = s.key.substr(0, dot), name = s.key.substr(dot + 1);
+    if (sec != section) {
+      out << "\n[" << sec << "]\n";
+      section = sec;
+    }
+    out << name << " = " << to_toml_literal(s.value);
+    if (s.source == "default")
+      out << "  # default: " << s.reason;
+    else
+      out << "  # from " << s.source;
+    out << "\n";
+  }
+  return out.str();
+}
+
+void Config::print_defaults(std::ostream& out) const {
+  size_t width = 0;
+  for (const auto& s : settings_) width = std::max(width, s.key.size() + 3 + to_toml_literal(s.value).size());
+  for (const auto& s : settings_) {
+    std::string lhs = s.key + " = " + to_toml_literal(s.value);
+    out << "  " << std::left << std::setw(int(width)) << lhs << "  "
+        << (s.source == "default" ? s.reason : "from " + s.source) << "\n";
+  }
+}
+
+}  // namespace trainscope
