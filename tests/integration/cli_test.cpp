@@ -1,0 +1,176 @@
+// The CLI as a user runs it: errors exit 2 with one clear line; a one-epoch run on a small
+// Fashion-MNIST subset leaves a complete run directory.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+struct Result {
+  int status;
+  std::string out;  // stdout and stderr together
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ts_cli_test_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Result run(const std::string& args) {
+    std::string cmd = "cd '" + dir_.string() + "' && '" TRAINSCOPE_CLI "' " + args + " 2>&1";
+    Result r{0, ""};
+    FILE* p = popen(cmd.c_str(), "r");
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+    int status = pclose(p);
+    r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+
+  // One query, first column of each row as text.
+  static std::vector<std::string> query(const fs::path& db, const std::string& sql) {
+    sqlite3* h = nullptr;
+    EXPECT_EQ(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(h, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    std::vector<std::string> rows;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      auto* t = sqlite3_column_text(st, 0);
+      rows.push_back(t ? reinterpret_cast<const char*>(t) : "NULL");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return rows;
+  }
+
+  void expect_user_error(const std::string& args, const std::string& message) {
+    Result r = run(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << args << "\n" << r.out;
+    EXPECT_FALSE(fs::exists(dir_ / "runs")) << args << ": an error before training must not leave a run";
+  }
+
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_F(CliTest, HelpListsEveryOptionWithItsDefault) {
+  Result top = run("--help");
+  EXPECT_EQ(top.status, 0);
+  EXPECT_NE(top.out.find("train"), std::string::npos);
+  EXPECT_NE(top.out.find("test"), std::string::npos);
+  Result train = run("train --help");
+  EXPECT_EQ(train.status, 0);
+  for (const char* text : {"--epochs", "(default 50)", "--lr", "(default 0.001)", "train.patience = 5",
+                           "--batch-size", "(default 128)", "data.val_fraction = 0.1", "--config"})
+    EXPECT_NE(train.out.find(text), std::string::npos) << text;
+  EXPECT_EQ(run("test --help").status, 0);
+}
+
+TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
+  expect_user_error("train --bogus", "trainscope: error:");
+  expect_user_error("frobnicate", "trainscope: error:");
+  expect_user_error("train --model resnet9000", "model.name = \"resnet9000\" is not known; expected one of: cnn, mlp");
+  expect_user_error("train --lr -0.1", "--lr: train.lr = -0.1 is out of range");
+  expect_user_error("train --batch-size 0", "train.batch_size = 0 is out of range; expected a positive integer");
+  expect_user_error("train --set train.lrr=1", "unknown setting 'train.lrr'; did you mean 'train.lr'?");
+  expect_user_error("train --set train.batch_size=big", "expected an integer, got 'big'");
+  expect_user_error("train --data idx:" + (dir_ / "nowhere").string(),
+                    (dir_ / "nowhere" / "train-images-idx3-ubyte.gz").string() + " does not exist");
+  expect_user_error("train --set data.dir=" + (dir_ / "nowhere").string(), "does not exist");
+  expect_user_error("test no-such-run", "no run named 'no-such-run'");
+
+  // A malformed IDX header names the file.
+  fs::create_directories(dir_ / "bad");
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                        "t10k-labels-idx1-ubyte"})
+    std::ofstream(dir_ / "bad" / f, std::ios::binary) << std::string("\x01\x02\x08\x01\x00\x00\x00\x01", 8);
+  expect_user_error("train --data idx:" + (dir_ / "bad").string(),
+                    (dir_ / "bad" / "train-images-idx3-ubyte").string() + ": not an IDX file");
+
+  // A config file error names the file and line.
+  std::ofstream(dir_ / "c.toml") << "[train]\nlr = 0.01\nepochs = 3\n";
+  expect_user_error("train --config c.toml", "c.toml:3: unknown setting 'train.epochs'");
+  // Every error is a single line.
+  Result r = run("train --lr -1");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+}
+
+TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Result r = run("train --epochs 1 --name smoke --progress plain --set data.limit=2000 --set data.test_limit=500");
+  ASSERT_EQ(r.status, 0) << r.out;
+  // What the user sees: settings with reasons, process configuration, an epoch line, the test
+  // report and where the run went.
+  for (const char* text : {"train.lr = 0.001", "the Adam rule of thumb", "intra-op threads:", "epoch 1/1  train loss",
+                           "fit stopped: max_epochs=1 reached", "confusion matrix", "Ankle boot", "test accuracy:",
+                           "run written to runs/smoke"})
+    EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
+
+  const fs::path run_dir = dir_ / "runs" / "smoke";
+  const fs::path db = run_dir / "run.sqlite";
+  ASSERT_TRUE(fs::exists(db));
+  EXPECT_TRUE(fs::exists(run_dir / "config.toml"));
+  EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "best.pt"));
+  EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "last.pt"));
+
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='status'"), std::vector<std::string>{"finished"});
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='stop_reason'"), std::vector<std::string>{"max_epochs"});
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='best_epoch'"), std::vector<std::string>{"1"});
+  // Epoch metrics of both splits, once each.
+  EXPECT_EQ(query(db, "SELECT split || '/' || tag FROM metrics WHERE epoch=1 AND tag IN ('loss','accuracy') "
+                      "AND split IN ('train','val') ORDER BY split, tag"),
+            (std::vector<std::string>{"train/accuracy", "train/loss", "val/accuracy", "val/loss"}));
+  // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; epoch lr logged.
+  EXPECT_EQ(query(db, "SELECT value FROM metrics WHERE split='train' AND tag='lr'"), std::vector<std::string>{"0.001"});
+  // Test results: metrics, a 10x10 confusion matrix summing to the test examples, per-class rows.
+  auto acc = query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy'");
+  ASSERT_EQ(acc.size(), 1u);
+  EXPECT_GT(std::stod(acc[0]), 0.5);
+  EXPECT_EQ(query(db, "SELECT json_array_length(json) FROM results WHERE split='test' AND name='confusion_matrix'"),
+            std::vector<std::string>{"10"});
+  EXPECT_EQ(query(db, "SELECT SUM(value) FROM (SELECT value FROM results, json_tree(results.json) "
+                      "WHERE name='confusion_matrix' AND type='integer')"),
+            std::vector<std::string>{"500"});
+  EXPECT_EQ(query(db, "SELECT json_array_length(json) FROM results WHERE name='per_class'"),
+            std::vector<std::string>{"10"});
+  // Resolved settings with their sources and reasons.
+  EXPECT_EQ(query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.max_epochs'"),
+            std::vector<std::string>{"1 --epochs"});
+  EXPECT_EQ(query(db, "SELECT reason FROM settings WHERE key='train.lr'"),
+            std::vector<std::string>{"the Adam rule of thumb"});
+  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM checkpoints WHERE kind IN ('best','last')"), std::vector<std::string>{"2"});
+
+  // `trainscope test RUN` evaluates the best weights and gives the same accuracy.
+  Result t = run("test smoke");
+  ASSERT_EQ(t.status, 0) << t.out;
+  EXPECT_NE(t.out.find("test accuracy:"), std::string::npos);
+  auto again = query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy' ORDER BY rowid");
+  ASSERT_EQ(again.size(), 2u);
+  EXPECT_EQ(again[0], again[1]);
+
+  // config.toml is reusable as --config and reproduces the run's settings.
+  Result again_run = run("train --config runs/smoke/config.toml --name smoke2 --progress off --no-test");
+  ASSERT_EQ(again_run.status, 0) << again_run.out;
+  EXPECT_EQ(query(run_dir.parent_path() / "smoke2" / "run.sqlite", "SELECT value FROM metrics WHERE split='val' AND tag='loss'"),
+            query(db, "SELECT value FROM metrics WHERE split='val' AND tag='loss'"))
+      << "same config, same seed: same validation loss";
+}

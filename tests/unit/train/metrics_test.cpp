@@ -1,0 +1,69 @@
+#include <trainscope/train/metrics.h>
+
+#include <gtest/gtest.h>
+
+namespace ts = trainscope;
+
+TEST(Metrics, AccuracyAndLossAreExampleWeightedAcrossBatches) {
+  ts::MetricAccumulator m(ts::Task::kClassification);
+  // Batch 1: 3 examples, 2 right, mean loss 1.0. Batch 2: 1 example, right, mean loss 3.0.
+  m.update(torch::tensor(1.0), torch::tensor({{2.0, 0.0}, {0.0, 1.0}, {5.0, 1.0}}), torch::tensor({0, 1, 1}));
+  m.update(torch::tensor(3.0), torch::tensor({{0.0, 1.0}}), torch::tensor({1}));
+  auto r = m.compute();
+  EXPECT_NEAR(r.at("loss"), (3 * 1.0 + 1 * 3.0) / 4, 1e-12);
+  EXPECT_NEAR(r.at("accuracy"), 3.0 / 4, 1e-12);
+  EXPECT_EQ(m.count(), 4);
+  EXPECT_FALSE(m.confusion().defined());
+}
+
+TEST(Metrics, ConfusionMatrixRowsAreTrueClasses) {
+  ts::MetricAccumulator m(ts::Task::kClassification, /*with_confusion=*/true);
+  // predictions: 0, 2, 2, 1 ; targets: 0, 2, 1, 1
+  auto logits = torch::tensor({{9.0, 0.0, 0.0}, {0.0, 0.0, 9.0}, {0.0, 0.0, 9.0}, {0.0, 9.0, 0.0}});
+  m.update(torch::tensor(0.5), logits, torch::tensor({0, 2, 1, 1}));
+  auto c = m.confusion();
+  auto expected = torch::tensor({{1, 0, 0}, {0, 1, 1}, {0, 0, 1}}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(c, expected)) << c;
+}
+
+TEST(Metrics, PerClassPrecisionRecallF1FromConfusion) {
+  // rows true, cols predicted
+  auto c = torch::tensor({{5, 1, 0}, {2, 3, 0}, {0, 0, 0}}, torch::kInt64);
+  auto per = ts::per_class_metrics(c, {"a", "b", "c"});
+  ASSERT_EQ(per.size(), 3u);
+  EXPECT_EQ(per[0].name, "a");
+  EXPECT_NEAR(per[0].precision, 5.0 / 7, 1e-12);
+  EXPECT_NEAR(per[0].recall, 5.0 / 6, 1e-12);
+  EXPECT_NEAR(per[0].f1, 2 * (5.0 / 7) * (5.0 / 6) / (5.0 / 7 + 5.0 / 6), 1e-12);
+  EXPECT_EQ(per[0].support, 6);
+  EXPECT_NEAR(per[1].precision, 3.0 / 4, 1e-12);
+  EXPECT_NEAR(per[1].recall, 3.0 / 5, 1e-12);
+  // A class never predicted and never present: all zero, no division by zero.
+  EXPECT_EQ(per[2].precision, 0.0);
+  EXPECT_EQ(per[2].recall, 0.0);
+  EXPECT_EQ(per[2].f1, 0.0);
+}
+
+TEST(Metrics, RegressionMaeAndRmseOverAllValues) {
+  ts::MetricAccumulator m(ts::Task::kRegression);
+  m.update(torch::tensor(0.0), torch::tensor({{1.0, 2.0}, {3.0, 4.0}}), torch::tensor({{1.0, 0.0}, {3.0, 7.0}}));
+  auto r = m.compute();
+  // errors: 0, 2, 0, -3
+  EXPECT_NEAR(r.at("mae"), 5.0 / 4, 1e-12);
+  EXPECT_NEAR(r.at("rmse"), std::sqrt(13.0 / 4), 1e-12);
+  EXPECT_EQ(r.count("accuracy"), 0u);
+}
+
+TEST(Metrics, ReportShowsEveryClassAndTheMatrix) {
+  ts::EvalResult r;
+  r.split = "test";
+  r.samples = 11;
+  r.confusion = torch::tensor({{5, 1}, {2, 3}}, torch::kInt64);
+  r.per_class = ts::per_class_metrics(r.confusion, {"cat", "dog"});
+  std::string text = r.report();
+  EXPECT_NE(text.find("cat"), std::string::npos);
+  EXPECT_NE(text.find("dog"), std::string::npos);
+  EXPECT_NE(text.find("0.7143"), std::string::npos);  // precision of cat: 5/7
+  EXPECT_NE(text.find("confusion matrix"), std::string::npos);
+  EXPECT_NE(text.find("macro avg"), std::string::npos);
+}

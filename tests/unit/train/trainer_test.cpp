@@ -1,0 +1,108 @@
+// The Trainer on small problems that have known answers.
+#include <trainscope/trainscope.h>
+
+#include <gtest/gtest.h>
+
+namespace ts = trainscope;
+
+namespace {
+
+ts::TrainerOptions quiet() {
+  return ts::TrainerOptions().runs_dir("").progress("off").checkpoints(false).early_stopping(false);
+}
+
+// Two Gaussian blobs, linearly separable.
+std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto y = torch::randint(0, 2, {n}, torch::kInt64);
+  auto x = torch::randn({n, 2}) * 0.3 + y.unsqueeze(1).to(torch::kFloat32) * 2.0 - 1.0;
+  return std::make_shared<ts::data::TensorDataset>(x, y);
+}
+
+}  // namespace
+
+TEST(Trainer, LearnsASeparableProblemAndReportsMetrics) {
+  auto train = blobs(512, 1), val = blobs(128, 2);
+  torch::manual_seed(0);
+  ts::Model model(torch::nn::Sequential(torch::nn::Linear(2, 16), torch::nn::ReLU(), torch::nn::Linear(16, 2)));
+  ts::Trainer trainer(quiet().max_epochs(5).batch_size(32).lr(1e-2));
+  auto fit = trainer.fit(model, train, val);
+  EXPECT_EQ(fit.stop_reason, ts::StopReason::kMaxEpochs);
+  EXPECT_EQ(fit.stop_message, "max_epochs=5 reached");
+  EXPECT_EQ(fit.epochs, 5);
+  EXPECT_EQ(fit.global_step, 5 * 16);
+  EXPECT_GT(fit.val_metrics.at("accuracy"), 0.97);
+  EXPECT_LT(fit.val_metrics.at("loss"), 0.2);
+  EXPECT_GE(fit.best_epoch, 1);
+
+  auto test = trainer.test(model, *val);
+  EXPECT_EQ(test.samples, 128);
+  EXPECT_NEAR(test.metrics.at("accuracy"), fit.val_metrics.at("accuracy"), 1e-9);
+  ASSERT_TRUE(test.confusion.defined());
+  EXPECT_EQ(test.confusion.sum().item<int64_t>(), 128);
+  EXPECT_EQ(test.per_class.size(), 2u);
+}
+
+TEST(Trainer, RegressionUsesMseAndReportsMaeRmse) {
+  torch::manual_seed(3);
+  auto x = torch::randn({256, 3});
+  auto y = x.matmul(torch::tensor({1.5f, -2.0f, 0.5f})) + 0.3;
+  auto data = std::make_shared<ts::data::TensorDataset>(x, y);
+  ts::Model model(torch::nn::Linear(3, 1));
+  ts::Trainer trainer(quiet().task(ts::Task::kRegression).max_epochs(40).batch_size(32).lr(5e-2));
+  auto fit = trainer.fit(model, data, data);
+  EXPECT_LT(fit.val_metrics.at("rmse"), 0.05);
+  EXPECT_LT(fit.val_metrics.at("mae"), 0.05);
+  EXPECT_EQ(fit.val_metrics.count("accuracy"), 0u);
+}
+
+TEST(Trainer, SameSeedSameWeights) {
+  auto run = [] {
+    auto data = blobs(256, 5);
+    torch::manual_seed(0);
+    ts::Model model(torch::nn::Linear(2, 2));
+    ts::Trainer trainer(quiet().max_epochs(2).batch_size(16).seed(9));
+    trainer.fit(model, data, nullptr);
+    return model.parameters()[0].clone();
+  };
+  EXPECT_TRUE(torch::equal(run(), run()));
+}
+
+TEST(Trainer, OutputThatDoesNotFitTheLabelsIsAShapeError) {
+  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({8, 2}), torch::full({8}, 4, torch::kInt64));
+  ts::Model model(torch::nn::Linear(2, 3));
+  ts::Trainer trainer(quiet().max_epochs(1));
+  try {
+    trainer.fit(model, data, nullptr);
+    FAIL() << "expected ShapeError";
+  } catch (const ts::ShapeError& e) {
+    EXPECT_STREQ(e.what(), "label 4 is out of range for a model with 3 outputs; size the last layer for the data's classes");
+  }
+}
+
+TEST(Trainer, InvalidOptionsNameFieldAndValue) {
+  try {
+    ts::Trainer t(quiet().lr(-1));
+    FAIL();
+  } catch (const ts::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("TrainerOptions.lr = -1"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(ts::Trainer(quiet().batch_size(0)), ts::ConfigError);
+  EXPECT_THROW(ts::Trainer(quiet().optimizer("adagrad")), ts::ConfigError);
+  EXPECT_THROW(ts::Trainer(quiet().device("tpu")), ts::ConfigError);
+}
+
+TEST(Trainer, EarlyStoppingByDefaultEndsAPlateauAndRestoresBest) {
+  // Labels are noise: validation loss stops improving quickly.
+  torch::manual_seed(0);
+  auto train = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}), torch::randint(0, 2, {256}));
+  auto val = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}), torch::randint(0, 2, {256}));
+  ts::Model model(torch::nn::Sequential(torch::nn::Linear(20, 128), torch::nn::ReLU(), torch::nn::Linear(128, 2)));
+  ts::Trainer trainer(quiet().early_stopping(true).patience(2).max_epochs(100).lr(1e-2));
+  auto fit = trainer.fit(model, train, val);
+  EXPECT_EQ(fit.stop_reason, ts::StopReason::kPatience);
+  EXPECT_LT(fit.epochs, 100);
+  EXPECT_EQ(fit.epochs, fit.best_epoch + 2);
+  // The restored weights are the best epoch's: validating again gives the best val_loss.
+  EXPECT_NEAR(trainer.validate(model, *val).metrics.at("loss"), fit.best_val_loss, 1e-6);
+}
