@@ -1,0 +1,79 @@
+#pragma once
+// Diagnostics: the callback that gathers signals, runs the detectors and reports findings to the
+// console (once each), the run store (all of them) and, where the user opts in, applies remedies.
+
+#include <trainscope/diagnose/detectors.h>
+#include <trainscope/train/callback.h>
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace trainscope::diagnose {
+
+struct DiagnosticsOptions {
+  int64_t every = 50;          // gather step signals every N optimizer steps
+  bool activations = true;     // per-layer activation statistics (Sequential models)
+  bool print = true;           // each finding once on the console
+  // Opt-in remedies, each recorded as a finding of kind "remedy": clip gradients at clip_norm
+  // after exploding gradients or NaN; lower the lr 10x on oscillation, a too-high lr or a plateau;
+  // stop on sustained overfitting.
+  bool auto_remedy = false;
+  double clip_norm = 1.0;
+};
+
+// Order kDiagnostics. Signals: every `every` steps, per parameter tensor the gradient norm, weight
+// norm, update-to-weight ratio and share of zero gradient entries, the global gradient norm and
+// mean |g|, read back in one transfer; with `activations`, one extra no-grad forward of the
+// current batch in eval mode through a Sequential model for dead-ReLU and saturation shares; per
+// epoch the train and val metrics. All of it goes to the run store (split "train", tags
+// "grad_norm", "grad_norm/<param>", "weight_norm/<param>", "update_ratio/<param>",
+// "zero_grad/<param>", "dead_relu/<layer>", "saturated/<layer>").
+class Diagnostics : public Callback {
+ public:
+  explicit Diagnostics(DiagnosticsOptions options = {},
+                       std::vector<std::unique_ptr<Detector>> detectors = default_detectors(),
+                       std::FILE* out = stdout);
+  std::string name() const override { return "diagnostics"; }
+  CallbackOrder order() const override { return CallbackOrder::kDiagnostics; }
+
+  // Findings from pre-flight checks run before the fit: stored (and not printed again) at fit start.
+  void add_preflight(std::vector<Finding> findings);
+  const std::vector<Finding>& findings() const { return findings_; }
+
+  void on_fit_start(TrainState& state) override;
+  void on_after_backward(TrainState& state) override;
+  void on_before_optimizer_step(TrainState& state) override;
+  void on_train_batch_end(TrainState& state) override;
+  void on_epoch_end(TrainState& state) override;
+  void on_fit_end(TrainState& state) override;
+
+ private:
+  bool logging_step(const TrainState& state) const { return (state.global_step + 1) % options_.every == 0; }
+  void report(TrainState& state, Finding finding);
+  void apply_remedy(TrainState& state, const Finding& finding);
+  std::vector<ActivationSignals> activation_signals(TrainState& state);
+
+  DiagnosticsOptions options_;
+  std::vector<std::unique_ptr<Detector>> detectors_;
+  std::FILE* out_;
+  std::vector<Finding> preflight_, findings_;
+  std::vector<std::string> names_;
+  std::vector<torch::Tensor> params_;
+  std::vector<torch::Tensor> before_;   // weights before the optimizer step, at logging steps
+  torch::Tensor grad_stats_;            // [P, 4]: grad norm, weight norm, zero count, |g| sum
+  torch::Tensor non_finite_;            // any non-finite loss since the last logging step
+  double target_var_sum_ = 0.0;         // regression: running mean of batch target variances
+  int64_t target_var_count_ = 0;
+  int64_t num_outputs_ = 0;
+  int64_t best_epoch_ = 0;
+  double best_val_ = 0.0;
+  bool clipping_ = false;
+};
+
+// Reads a run's findings and outcome from its store and formats the report `trainscope diagnose`
+// prints. Throws Error when `run_dir` holds no run.
+std::string diagnose_report(const std::string& run_dir);
+
+}  // namespace trainscope::diagnose

@@ -1,0 +1,334 @@
+#include <trainscope/diagnose/detectors.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace trainscope::diagnose {
+namespace {
+
+// --- Thresholds, each with its source ---------------------------------------------------------
+// AUTOTRAINER (Zhang et al., "AUTOTRAINER: An Automatic DNN Training Problem Detection and Repair
+// System", ICSE 2021): exploding when the first layer's gradient norm exceeds the last layer's
+// by a factor of 70; vanishing when that ratio is below 1e-3 and the first layer's norm is below 1e-4.
+constexpr double kExplodeRatio = 70.0;
+constexpr double kVanishRatio = 1e-3;
+constexpr double kVanishFirstNorm = 1e-4;
+// SageMaker Debugger's VanishingGradient rule: mean absolute gradient below 1e-7.
+constexpr double kVanishMeanAbs = 1e-7;
+// Ours: a global gradient norm 100x the smallest of the last 10 logging steps is growth no
+// healthy run shows once past its first interval.
+constexpr double kGrowthFactor = 100.0;
+constexpr size_t kGrowthWindow = 10;
+// Ours: a step rule must hold at this many consecutive logging steps, so one odd batch never fires.
+constexpr int kSustainSteps = 3;
+// Overfitting (the usual reading of learning curves; e.g. Keras/Lightning docs and Goodfellow et
+// al. ch. 7): val loss rising for 3 epochs while train loss falls; (val - train) / train above 0.1
+// for 3 epochs; a train-val accuracy gap of at least 0.10, or 0.07 once training accuracy exceeds 0.9.
+constexpr int kRisingEpochs = 3;
+constexpr double kLossGap = 0.1;
+constexpr int kGapEpochs = 3;
+constexpr double kAccGap = 0.10, kAccGapHigh = 0.07, kHighAcc = 0.9;
+// Underfitting: training loss within 10% of a trivial predictor's (log C, or the target variance),
+// or training accuracy below 1.5x chance, once a fair share of the epochs (10%, at least 2, at most
+// 5) has run; slow convergence: per-epoch gain below 0.01 (relative) for 3 epochs while the loss
+// is still above a quarter of the trivial one (0.58 for 10 classes; a linear model reaches about
+// 0.45 on Fashion-MNIST, the reference CNN 0.2).
+constexpr double kTrivialShare = 0.9;
+constexpr double kChanceFactor = 1.5;
+constexpr double kSlowGain = 0.01;
+constexpr int kSlowEpochs = 3;
+constexpr double kSlowShare = 0.25;
+// Dying ReLU (AUTOTRAINER): at least 70% exactly-zero gradient entries; or over 50% of a layer's
+// units active for less than 1% of the examples (the "dead unit" reading of Lu et al. 2019).
+constexpr double kZeroGradShare = 0.7;
+constexpr double kDeadUnitShare = 0.5;
+// Ours: over half of a sigmoid/tanh layer's outputs within 1% of the bounds.
+constexpr double kSaturatedShare = 0.5;
+// Update-to-weight ratio (CS231n, "Neural Networks Part 3": about 1e-3 is healthy); outside
+// [1e-5, 1e-1] the learning rate is far off.
+constexpr double kUpdateLow = 1e-5, kUpdateHigh = 1e-1;
+// Ours: 3 direction changes in the last 4 epoch-to-epoch moves of the training loss, each over 5%
+// of the loss. The training loss averages a whole epoch; a validation loss over a small split
+// wobbles by more than that in healthy runs, so it is not used.
+constexpr double kOscillationShare = 0.05;
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+Finding make(const std::string& kind, Severity sev, int64_t step, int64_t epoch, std::string message,
+             std::map<std::string, double> evidence, std::string remedy) {
+  return Finding{kind, sev, step, epoch, std::move(message), std::move(evidence), std::move(remedy)};
+}
+
+// The first and last weight tensors (matrices or kernels), which AUTOTRAINER's ratios compare.
+std::pair<const LayerSignals*, const LayerSignals*> first_last(const StepSignals& s) {
+  const LayerSignals *first = nullptr, *last = nullptr;
+  for (const auto& l : s.layers)
+    if (l.is_weight) {
+      if (!first) first = &l;
+      last = &l;
+    }
+  return {first, last};
+}
+
+double metric(const std::map<std::string, double>& m, const char* key, double otherwise = NAN) {
+  auto it = m.find(key);
+  return it == m.end() ? otherwise : it->second;
+}
+
+}  // namespace
+
+const char* to_string(Severity s) {
+  switch (s) {
+    case Severity::kInfo: return "info";
+    case Severity::kWarning: return "warning";
+    case Severity::kError: return "error";
+  }
+  return "unknown";
+}
+
+std::string Finding::to_text() const {
+  std::ostringstream o;
+  o << to_string(severity) << " " << kind;
+  if (epoch > 0 || step > 0) o << " (epoch " << epoch << ", step " << step << ")";
+  else o << " (pre-flight)";
+  o << ": " << message << "\n  remedy: " << remedy;
+  return o.str();
+}
+
+std::string Finding::evidence_json() const {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [k, v] : evidence) j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(std::to_string(v));
+  return j.dump();
+}
+
+std::optional<Finding> NonFiniteDetector::on_step(const StepSignals& s) {
+  if (!s.non_finite && std::isfinite(s.loss) && std::isfinite(s.grad_norm)) return std::nullopt;
+  return make(kind(), Severity::kError, s.step, s.epoch,
+              "the loss or the gradients became NaN or Inf (loss " + num(s.loss) + ", gradient norm " +
+                  num(s.grad_norm) + "); training has diverged",
+              {{"loss", s.loss}, {"grad_norm", s.grad_norm}, {"lr", s.lr}},
+              "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
+                  ") and clip gradients at 1.0; check the inputs for NaN and that they are normalized");
+}
+
+std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
+  const double loss = metric(e.train, "loss", 0.0);
+  if (std::isfinite(loss)) return std::nullopt;
+  return make(kind(), Severity::kError, e.step, e.epoch, "the training loss of epoch " + std::to_string(e.epoch) +
+                                                             " is " + num(loss) + "; training has diverged",
+              {{"train_loss", loss}}, "lower the learning rate by 10x and clip gradients at 1.0");
+}
+
+std::optional<Finding> ExplodingGradientDetector::on_step(const StepSignals& s) {
+  auto [first, last] = first_last(s);
+  const double ratio = (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 0.0;
+  ratio_streak_ = ratio > kExplodeRatio ? ratio_streak_ + 1 : 0;
+  const double smallest = norms_.empty() ? 0.0 : *std::min_element(norms_.begin(), norms_.end());
+  const bool growth = std::isfinite(s.grad_norm) && smallest > 0 && s.grad_norm > kGrowthFactor * smallest;
+  norms_.push_back(s.grad_norm);
+  if (norms_.size() > kGrowthWindow) norms_.pop_front();
+  if (ratio_streak_ < kSustainSteps && !growth) return std::nullopt;
+
+  std::string why = growth ? "the global gradient norm grew from " + num(smallest) + " to " + num(s.grad_norm) +
+                                 " within " + std::to_string(kGrowthWindow) + " logging steps"
+                           : "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
+                                 ") is " + num(ratio) + "x the last layer's (" + last->name + ": " +
+                                 num(last->grad_norm) + ") for " + std::to_string(kSustainSteps) + " logging steps";
+  return make(kind(), Severity::kError, s.step, s.epoch, "exploding gradients: " + why,
+              {{"grad_norm", s.grad_norm}, {"first_last_ratio", ratio}, {"min_recent_grad_norm", smallest},
+               {"lr", s.lr}},
+              "clip gradients at 1.0 and lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
+                  "); normalize the inputs");
+}
+
+std::optional<Finding> VanishingGradientDetector::on_step(const StepSignals& s) {
+  auto [first, last] = first_last(s);
+  const double ratio = (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 1.0;
+  const bool by_ratio = first && ratio < kVanishRatio && first->grad_norm < kVanishFirstNorm;
+  const bool by_mean = s.grad_abs_mean < kVanishMeanAbs;
+  streak_ = (by_ratio || by_mean) ? streak_ + 1 : 0;
+  if (streak_ < kSustainSteps) return std::nullopt;
+  std::string why = by_ratio ? "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
+                                   ") is " + num(ratio) + " of the last layer's (" + last->name + ": " +
+                                   num(last->grad_norm) + ")"
+                             : "the mean absolute gradient is " + num(s.grad_abs_mean);
+  return make(kind(), Severity::kError, s.step, s.epoch,
+              "vanishing gradients: " + why + " for " + std::to_string(kSustainSteps) +
+                  " logging steps; the early layers barely learn",
+              {{"first_last_ratio", ratio}, {"first_grad_norm", first ? first->grad_norm : 0.0},
+               {"grad_abs_mean", s.grad_abs_mean}},
+              "use ReLU instead of sigmoid/tanh, add batch normalization or residual connections, or use a "
+              "shallower network; check the weight initialization");
+}
+
+std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
+  if (e.val.empty()) return std::nullopt;
+  history_.push_back(e);
+  const size_t n = history_.size();
+  auto loss = [&](size_t i, bool val) { return metric(val ? history_[i].val : history_[i].train, "loss"); };
+
+  bool rising = n > static_cast<size_t>(kRisingEpochs);
+  for (size_t i = n - std::min<size_t>(n, kRisingEpochs); rising && i < n; ++i)
+    rising = i > 0 && loss(i, true) > loss(i - 1, true) && loss(i, false) < loss(i - 1, false);
+
+  bool gap = n >= static_cast<size_t>(kGapEpochs);
+  for (size_t i = n - std::min<size_t>(n, kGapEpochs); gap && i < n; ++i)
+    gap = loss(i, false) > 0 && (loss(i, true) - loss(i, false)) / loss(i, false) > kLossGap;
+
+  const double ta = metric(e.train, "accuracy"), va = metric(e.val, "accuracy");
+  const double acc_gap = ta - va;
+  const double acc_threshold = ta > kHighAcc ? kAccGapHigh : kAccGap;
+  bool acc = false;
+  if (n >= 2 && std::isfinite(acc_gap)) {
+    const double prev = metric(history_[n - 2].train, "accuracy") - metric(history_[n - 2].val, "accuracy");
+    acc = acc_gap >= acc_threshold && prev >= acc_threshold;
+  }
+  if (!rising && !gap && !acc) return std::nullopt;
+
+  const double tl = metric(e.train, "loss"), vl = metric(e.val, "loss");
+  std::string why;
+  if (rising) why = "validation loss rose for " + std::to_string(kRisingEpochs) + " epochs while training loss fell";
+  else if (acc) why = "training accuracy " + num(ta) + " is " + num(acc_gap) + " above validation accuracy " + num(va);
+  else why = "validation loss " + num(vl) + " is " + num(100 * (vl - tl) / tl) + "% above training loss " + num(tl) +
+             " for " + std::to_string(kGapEpochs) + " epochs";
+  return make(kind(), rising || acc ? Severity::kWarning : Severity::kInfo, e.step, e.epoch, "overfitting: " + why,
+              {{"train_loss", tl}, {"val_loss", vl}, {"loss_gap", (vl - tl) / tl}, {"accuracy_gap", acc_gap},
+               {"best_epoch", double(e.best_epoch)}, {"best_val_loss", e.best_val_loss}},
+              "add augmentation or dropout (--set model.dropout=0.3) or weight decay (--set train.weight_decay=1e-4); "
+              "the best epoch was " + std::to_string(e.best_epoch) + " (val_loss " + num(e.best_val_loss) +
+                  "), which early stopping restores");
+}
+
+std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
+  history_.push_back(e);
+  const int64_t fair = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(0.1 * e.max_epochs)), 2, 5);
+  if (e.epoch < std::min<int64_t>(fair, e.max_epochs)) return std::nullopt;
+  const double tl = metric(e.train, "loss");
+  const double acc = metric(e.train, "accuracy");
+  const double chance = e.num_classes > 0 ? 1.0 / e.num_classes : NAN;
+  const bool trivial = e.trivial_loss > 0 && tl > kTrivialShare * e.trivial_loss;
+  const bool near_chance = e.classification && std::isfinite(acc) && acc < kChanceFactor * chance;
+  bool slow = history_.size() > static_cast<size_t>(kSlowEpochs) && e.trivial_loss > 0 && tl > kSlowShare * e.trivial_loss;
+  for (size_t i = history_.size() - kSlowEpochs; slow && i < history_.size(); ++i) {
+    const double before = metric(history_[i - 1].train, "loss"), after = metric(history_[i].train, "loss");
+    slow = (before - after) / before < kSlowGain;
+  }
+  if (!trivial && !near_chance && !slow) return std::nullopt;
+  std::string why = trivial ? "training loss " + num(tl) + " is still " + num(100 * tl / e.trivial_loss) +
+                                  "% of a trivial predictor's (" + num(e.trivial_loss) + ")"
+                    : near_chance ? "training accuracy " + num(acc) + " is near chance (" + num(chance) + ")"
+                                  : "training loss improved by less than 1% per epoch for " +
+                                        std::to_string(kSlowEpochs) + " epochs and is still " + num(tl);
+  return make(kind(), Severity::kWarning, e.step, e.epoch, "underfitting after " + std::to_string(e.epoch) +
+                                                               " epochs: " + why,
+              {{"train_loss", tl}, {"trivial_loss", e.trivial_loss}, {"train_accuracy", acc}, {"chance", chance}},
+              "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train longer, or raise the "
+              "learning rate 3x; check that the labels belong to the inputs");
+}
+
+std::optional<Finding> DyingReluDetector::on_step(const StepSignals& s) {
+  const LayerSignals* zero = nullptr;
+  for (const auto& l : s.layers)
+    if (l.is_weight && l.zero_grad_fraction >= kZeroGradShare && (!zero || l.zero_grad_fraction > zero->zero_grad_fraction))
+      zero = &l;
+  const ActivationSignals* dead = nullptr;
+  for (const auto& a : s.activations)
+    if (a.kind == "relu" && a.dead_fraction > kDeadUnitShare && (!dead || a.dead_fraction > dead->dead_fraction))
+      dead = &a;
+  streak_ = (zero || dead) ? streak_ + 1 : 0;
+  if (streak_ < kSustainSteps) return std::nullopt;
+  std::string why = dead ? num(100 * dead->dead_fraction) + "% of the units of " + dead->name +
+                               " were active for less than 1% of the examples"
+                         : num(100 * zero->zero_grad_fraction) + "% of the gradient entries of " + zero->name +
+                               " are exactly zero";
+  return make(kind(), Severity::kWarning, s.step, s.epoch, "dying ReLU: " + why,
+              {{"zero_grad_fraction", zero ? zero->zero_grad_fraction : 0.0},
+               {"dead_unit_fraction", dead ? dead->dead_fraction : 0.0}, {"lr", s.lr}},
+              "lower the learning rate to " + num(s.lr / 10) + ", use LeakyReLU, or add batch normalization before "
+              "the ReLUs");
+}
+
+std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
+  const ActivationSignals* worst = nullptr;
+  for (const auto& a : s.activations)
+    if (a.kind != "relu" && a.saturated_fraction > kSaturatedShare &&
+        (!worst || a.saturated_fraction > worst->saturated_fraction))
+      worst = &a;
+  streak_ = worst ? streak_ + 1 : 0;
+  if (streak_ < kSustainSteps) return std::nullopt;
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "saturated activations: " + num(100 * worst->saturated_fraction) + "% of the outputs of " + worst->name +
+                  " sit within 1% of their bounds, where gradients vanish",
+              {{"saturated_fraction", worst->saturated_fraction}},
+              "normalize the inputs, lower the learning rate, or use ReLU with batch normalization instead of " +
+                  worst->kind);
+}
+
+std::optional<Finding> OscillatingLossDetector::on_epoch(const EpochSignals& e) {
+  train_.push_back(metric(e.train, "loss"));
+  auto oscillates = [](const std::vector<double>& v) {
+    if (v.size() < 5) return false;
+    int changes = 0;
+    for (size_t i = v.size() - 3; i < v.size(); ++i) {
+      const double d1 = v[i - 1] - v[i - 2], d2 = v[i] - v[i - 1];
+      const bool big = std::fabs(d1) > kOscillationShare * v[i - 2] && std::fabs(d2) > kOscillationShare * v[i - 1];
+      if (big && d1 * d2 < 0) ++changes;
+    }
+    return changes >= 3;
+  };
+  if (!oscillates(train_)) return std::nullopt;
+  const auto& v = train_;
+  return make(kind(), Severity::kWarning, e.step, e.epoch,
+              "training loss oscillates from epoch to epoch (" +
+                  num(v[v.size() - 4]) + ", " + num(v[v.size() - 3]) + ", " + num(v[v.size() - 2]) + ", " +
+                  num(v.back()) + ")",
+              {{"last_loss", v.back()}}, "lower the learning rate 3-10x, or increase the batch size");
+}
+
+std::optional<Finding> LearningRateDetector::on_step(const StepSignals& s) {
+  std::vector<double> ratios;
+  for (const auto& l : s.layers)
+    if (l.is_weight && l.update_ratio > 0 && std::isfinite(l.update_ratio)) ratios.push_back(l.update_ratio);
+  if (ratios.empty()) return std::nullopt;
+  std::nth_element(ratios.begin(), ratios.begin() + ratios.size() / 2, ratios.end());
+  const double median = ratios[ratios.size() / 2];
+  high_streak_ = median > kUpdateHigh ? high_streak_ + 1 : 0;
+  low_streak_ = median < kUpdateLow ? low_streak_ + 1 : 0;
+  if (high_streak_ >= kSustainSteps)
+    return make(kind(), Severity::kWarning, s.step, s.epoch,
+                "learning rate too high: each step changes the weights by " + num(100 * median) +
+                    "% of their norm (median over layers; healthy is about 0.1%)",
+                {{"median_update_ratio", median}, {"lr", s.lr}},
+                "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) + ")");
+  if (low_streak_ >= kSustainSteps)
+    return make(kind(), Severity::kWarning, s.step, s.epoch,
+                "learning rate too low: each step changes the weights by " + num(median) +
+                    " of their norm (median over layers; healthy is about 1e-3)",
+                {{"median_update_ratio", median}, {"lr", s.lr}},
+                "raise the learning rate to " + num(s.lr * 10) + " (--lr " + num(s.lr * 10) + ")");
+  return std::nullopt;
+}
+
+std::vector<std::unique_ptr<Detector>> default_detectors() {
+  std::vector<std::unique_ptr<Detector>> d;
+  d.push_back(std::make_unique<NonFiniteDetector>());
+  d.push_back(std::make_unique<ExplodingGradientDetector>());
+  d.push_back(std::make_unique<VanishingGradientDetector>());
+  d.push_back(std::make_unique<DyingReluDetector>());
+  d.push_back(std::make_unique<SaturationDetector>());
+  d.push_back(std::make_unique<LearningRateDetector>());
+  d.push_back(std::make_unique<OverfittingDetector>());
+  d.push_back(std::make_unique<UnderfittingDetector>());
+  d.push_back(std::make_unique<OscillatingLossDetector>());
+  return d;
+}
+
+}  // namespace trainscope::diagnose

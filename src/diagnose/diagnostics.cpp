@@ -1,0 +1,312 @@
+#include <trainscope/diagnose/diagnostics.h>
+#include <trainscope/error.h>
+#include <trainscope/models/model.h>
+#include <trainscope/track/run.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <sstream>
+
+namespace trainscope::diagnose {
+namespace {
+
+double current_lr(const TrainState& state) {
+  if (!state.optimizer || state.optimizer->param_groups().empty()) return NAN;
+  return state.optimizer->param_groups().front().options().get_lr();
+}
+
+struct ActivationProbe {
+  std::string name, kind;
+  torch::Tensor dead, saturated;  // 0-dim
+};
+
+// Runs `x` through a Sequential layer by layer, measuring each activation's output.
+torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::string& prefix,
+                   std::vector<ActivationProbe>& probes) {
+  size_t i = 0;
+  for (auto& any : seq) {
+    const std::string name = prefix + std::to_string(i++);
+    auto module = any.ptr();
+    if (auto* inner = module->as<torch::nn::SequentialImpl>()) {
+      x = walk(*inner, x, name + ".", probes);
+      continue;
+    }
+    x = any.forward(x);
+    if (module->as<torch::nn::ReLUImpl>()) {
+      // A unit (a channel, or a feature) is dead when it fires for under 1% of the examples.
+      std::vector<int64_t> reduce;
+      for (int64_t d = 0; d < x.dim(); ++d)
+        if (d != 1) reduce.push_back(d);
+      auto rate = x.dim() >= 2 ? (x > 0).to(torch::kFloat32).mean(reduce) : (x > 0).to(torch::kFloat32).mean();
+      probes.push_back({name + ":relu", "relu", (rate < 0.01).to(torch::kFloat32).mean(), torch::zeros({})});
+    } else if (module->as<torch::nn::SigmoidImpl>()) {
+      probes.push_back({name + ":sigmoid", "sigmoid", torch::zeros({}),
+                        ((x < 0.01).logical_or(x > 0.99)).to(torch::kFloat32).mean()});
+    } else if (module->as<torch::nn::TanhImpl>()) {
+      probes.push_back({name + ":tanh", "tanh", torch::zeros({}), (x.abs() > 0.98).to(torch::kFloat32).mean()});
+    }
+  }
+  return x;
+}
+
+}  // namespace
+
+Diagnostics::Diagnostics(DiagnosticsOptions options, std::vector<std::unique_ptr<Detector>> detectors, std::FILE* out)
+    : options_(options), detectors_(std::move(detectors)), out_(out) {
+  if (options_.every < 1) throw ConfigError("diagnostics interval " + std::to_string(options_.every) + " must be >= 1");
+}
+
+void Diagnostics::add_preflight(std::vector<Finding> findings) {
+  for (auto& f : findings) preflight_.push_back(std::move(f));
+}
+
+void Diagnostics::on_fit_start(TrainState& state) {
+  names_.clear();
+  params_.clear();
+  for (const auto& item : state.model->module().named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    names_.push_back(item.key());
+    params_.push_back(item.value());
+  }
+  findings_.clear();
+  before_.clear();
+  non_finite_ = torch::Tensor();
+  target_var_sum_ = 0.0;
+  target_var_count_ = 0;
+  best_epoch_ = 0;
+  clipping_ = false;
+  for (auto& f : preflight_) {
+    findings_.push_back(f);
+    if (state.run)
+      state.run->store().add_finding({f.kind, to_string(f.severity), 0, 0, f.message, f.evidence_json(), f.remedy,
+                                      track::wall_time_now()});
+  }
+}
+
+void Diagnostics::on_after_backward(TrainState& state) {
+  auto bad = state.loss.detach().isfinite().logical_not();
+  non_finite_ = non_finite_.defined() ? non_finite_.logical_or_(bad) : bad;
+  if (!logging_step(state)) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> rows;
+  before_.clear();
+  for (const auto& p : params_) {
+    const auto& g = p.grad();
+    auto w = p.detach();
+    if (g.defined())
+      rows.push_back(torch::stack({g.norm(), w.norm(), (g == 0).sum().to(w.scalar_type()), g.abs().sum()}));
+    else
+      rows.push_back(torch::stack({torch::zeros({}, w.options()), w.norm(), torch::full({}, double(w.numel()), w.options()),
+                                   torch::zeros({}, w.options())}));
+    before_.push_back(w.clone());
+  }
+  grad_stats_ = torch::stack(rows).to(torch::kFloat64);
+}
+
+void Diagnostics::on_before_optimizer_step(TrainState&) {
+  if (clipping_) torch::nn::utils::clip_grad_norm_(params_, options_.clip_norm);
+}
+
+std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state) {
+  auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(state.model->ptr());
+  if (!options_.activations || !seq || !state.inputs.defined()) return {};
+  torch::NoGradGuard no_grad;
+  // Eval mode: the probe must not move BatchNorm's running statistics.
+  EvalModeGuard eval(*state.model);
+  std::vector<ActivationProbe> probes;
+  walk(*seq, state.inputs.slice(0, 0, std::min<int64_t>(256, state.inputs.size(0))), "", probes);
+  if (probes.empty()) return {};
+  std::vector<torch::Tensor> values;
+  for (const auto& p : probes) values.push_back(torch::stack({p.dead, p.saturated}));
+  auto host = torch::stack(values).to(torch::kCPU, torch::kFloat64).contiguous();  // host sync, logging steps only
+  auto a = host.accessor<double, 2>();
+  std::vector<ActivationSignals> out;
+  for (size_t i = 0; i < probes.size(); ++i) out.push_back({probes[i].name, probes[i].kind, a[i][0], a[i][1]});
+  return out;
+}
+
+void Diagnostics::on_train_batch_end(TrainState& state) {
+  if (!state.targets.defined()) return;
+  if (state.outputs.defined() && state.outputs.dim() == 2) num_outputs_ = state.outputs.size(1);
+  if (state.targets.is_floating_point() && state.global_step % options_.every == 1 % options_.every) {
+    target_var_sum_ += state.targets.var(/*unbiased=*/false).item<double>();  // a sync on the first step of each interval
+    ++target_var_count_;
+  }
+  if (state.global_step % options_.every != 0 || before_.empty()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> updates;
+  for (size_t i = 0; i < params_.size(); ++i) updates.push_back((params_[i].detach() - before_[i]).norm());
+  auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
+                            non_finite_.to(torch::kFloat64).reshape({1}),
+                            state.loss.detach().to(torch::kFloat64).reshape({1})});
+  auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
+  const double* v = host.data_ptr<double>();
+  before_.clear();
+  non_finite_ = torch::Tensor();
+
+  StepSignals s;
+  s.step = state.global_step;
+  s.epoch = state.epoch;
+  s.lr = current_lr(state);
+  const size_t n = params_.size();
+  double sq = 0, abs_sum = 0, entries = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double* row = v + 4 * i;
+    LayerSignals l;
+    l.name = names_[i];
+    l.grad_norm = row[0];
+    l.weight_norm = row[1];
+    l.zero_grad_fraction = row[2] / double(params_[i].numel());
+    l.update_ratio = row[1] > 0 ? v[4 * n + i] / row[1] : 0.0;
+    l.is_weight = params_[i].dim() >= 2;
+    sq += row[0] * row[0];
+    abs_sum += row[3];
+    entries += double(params_[i].numel());
+    s.layers.push_back(l);
+  }
+  s.grad_norm = std::sqrt(sq);
+  s.grad_abs_mean = entries > 0 ? abs_sum / entries : 0.0;
+  s.non_finite = v[5 * n] != 0;
+  s.loss = v[5 * n + 1];
+  s.activations = activation_signals(state);
+
+  if (state.run) {
+    auto& store = state.run->store();
+    const double now = track::wall_time_now();
+    auto put = [&](const std::string& tag, double value) {
+      store.add_metric({s.step, s.epoch, "train", tag, value, now});
+    };
+    put("grad_norm", s.grad_norm);
+    put("grad_abs_mean", s.grad_abs_mean);
+    for (const auto& l : s.layers) {
+      put("grad_norm/" + l.name, l.grad_norm);
+      put("weight_norm/" + l.name, l.weight_norm);
+      put("update_ratio/" + l.name, l.update_ratio);
+      put("zero_grad/" + l.name, l.zero_grad_fraction);
+    }
+    for (const auto& a : s.activations) {
+      if (a.kind == "relu") put("dead_relu/" + a.name, a.dead_fraction);
+      else put("saturated/" + a.name, a.saturated_fraction);
+    }
+  }
+  for (auto& d : detectors_)
+    if (auto f = d->on_step(s)) report(state, std::move(*f));
+}
+
+void Diagnostics::on_epoch_end(TrainState& state) {
+  EpochSignals e;
+  e.epoch = state.epoch;
+  e.step = state.global_step;
+  e.max_epochs = state.max_epochs;
+  e.train = state.train_metrics;
+  e.val = state.val_metrics;
+  e.classification = state.train_metrics.count("accuracy") > 0;
+  if (e.classification) {
+    // The model's output width is the number of classes; a uniform guess scores log C.
+    e.num_classes = num_outputs_;
+    e.trivial_loss = e.num_classes > 1 ? std::log(double(e.num_classes)) : 0.0;
+  } else if (target_var_count_ > 0) {
+    e.trivial_loss = target_var_sum_ / double(target_var_count_);  // predicting the mean scores the variance
+  }
+  auto val = state.val_metrics.find("loss");
+  if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
+    best_epoch_ = state.epoch;
+    best_val_ = val->second;
+  }
+  e.best_epoch = best_epoch_;
+  e.best_val_loss = best_val_;
+  for (auto& d : detectors_)
+    if (auto f = d->on_epoch(e)) report(state, std::move(*f));
+}
+
+void Diagnostics::on_fit_end(TrainState& state) {
+  if (!options_.print || findings_.empty() || !out_) return;
+  int problems = 0;
+  for (const auto& f : findings_) problems += f.kind != "remedy";
+  std::fprintf(out_, "diagnostics: %d finding%s (trainscope diagnose %s prints them again)\n", problems,
+               problems == 1 ? "" : "s", state.run ? state.run->dir().c_str() : "RUN");
+  std::fflush(out_);
+}
+
+void Diagnostics::report(TrainState& state, Finding finding) {
+  // Each problem once, unless it gets worse (an info-level loss gap, later a falling val accuracy).
+  for (const auto& seen : findings_)
+    if (seen.kind == finding.kind && seen.severity >= finding.severity) return;
+  if (options_.print && out_) {
+    // On a terminal the progress bar owns the current line: clear it first.
+    std::fprintf(out_, "%s%s\n", isatty(fileno(out_)) ? "\r\033[2K" : "", finding.to_text().c_str());
+    std::fflush(out_);
+  }
+  if (state.run)
+    state.run->store().add_finding({finding.kind, to_string(finding.severity), finding.step, finding.epoch,
+                                    finding.message, finding.evidence_json(), finding.remedy, track::wall_time_now()});
+  findings_.push_back(finding);
+  if (options_.auto_remedy) apply_remedy(state, finding);
+}
+
+void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
+  std::string action;
+  if (f.kind == "non_finite") {
+    state.request_stop(StopReason::kDiagnosis, "stopped by --auto-remedy: " + f.message);
+    action = "stopped the run; the weights are no longer finite";
+  } else if (f.kind == "exploding_gradients" && !clipping_) {
+    clipping_ = true;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", options_.clip_norm);
+    action = std::string("clipping gradients at norm ") + buf + " from step " + std::to_string(state.global_step + 1);
+  } else if (f.kind == "oscillating_loss" || (f.kind == "learning_rate" && f.message.find("too high") != std::string::npos) ||
+             (f.kind == "underfitting" && f.message.find("less than 1%") != std::string::npos)) {
+    if (!state.optimizer) return;
+    double lr = 0;
+    for (auto& group : state.optimizer->param_groups()) {
+      lr = group.options().get_lr() * 0.1;
+      group.options().set_lr(lr);
+    }
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", lr);
+    action = std::string("lowered the learning rate 10x to ") + buf;
+  } else if (f.kind == "overfitting" && f.severity != Severity::kInfo) {
+    state.request_stop(StopReason::kDiagnosis, "stopped by --auto-remedy: " + f.message);
+    action = "stopped the run at epoch " + std::to_string(state.epoch) + "; early stopping restores the best epoch";
+  } else {
+    return;
+  }
+  Finding r{"remedy", Severity::kInfo, state.global_step, state.epoch, "auto-remedy for " + f.kind + ": " + action,
+            {}, "applied because --auto-remedy is on"};
+  findings_.push_back(r);
+  if (options_.print && out_) std::fprintf(out_, "%s\n", r.to_text().c_str());
+  if (state.run)
+    state.run->store().add_finding({r.kind, to_string(r.severity), r.step, r.epoch, r.message, "{}", r.remedy,
+                                    track::wall_time_now()});
+}
+
+std::string diagnose_report(const std::string& run_dir) {
+  const std::filesystem::path file = std::filesystem::path(run_dir) / "run.sqlite";
+  if (!std::filesystem::exists(file))
+    throw Error("no run at " + run_dir + " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
+  track::RunStore store(file, track::RunStore::Mode::kReadOnly);
+  std::ostringstream o;
+  auto meta = [&](const char* key) { return store.meta(key).value_or("?"); };
+  o << "run " << meta("name") << ": " << meta("status");
+  if (auto reason = store.meta("stop_message")) o << " (" << *reason << ")";
+  o << "; " << meta("epochs") << " epochs, best epoch " << meta("best_epoch") << " (val_loss " << meta("best_val_loss")
+    << ")\n";
+  auto findings = store.findings();
+  if (findings.empty()) {
+    o << "no problems found: no detector fired";
+    if (meta("status") == "running") o << " so far";
+    o << "\n";
+    return o.str();
+  }
+  o << findings.size() << " finding" << (findings.size() == 1 ? "" : "s") << ":\n";
+  for (const auto& f : findings) {
+    o << "- " << f.severity << " " << f.kind;
+    if (f.epoch > 0 || f.step > 0) o << " (epoch " << f.epoch << ", step " << f.step << ")";
+    else o << " (pre-flight)";
+    o << ": " << f.message << "\n  evidence: " << f.evidence_json << "\n  remedy: " << f.remedy << "\n";
+  }
+  return o.str();
+}
+
+}  // namespace trainscope::diagnose

@@ -1,0 +1,132 @@
+#pragma once
+// Training runs built to show one problem each, and healthy controls. The test suite runs them
+// small (tests/integration/diagnose_scenarios_test.cpp); bench/diagnose_scenarios.cpp runs them
+// full-size and reports the epoch of first detection, the detection rate and false positives.
+
+#include <trainscope/trainscope.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace trainscope::scenarios {
+
+struct Scale {
+  int64_t train_examples = 2000;  // Fashion-MNIST training examples before the 10% holdout
+  int64_t overfit_examples = 300; // the overfitting scenario's tiny training set
+  int64_t epochs = 6;
+  int64_t every = 5;              // diagnostics interval in steps
+};
+
+struct Scenario {
+  std::string name;
+  std::string expected;  // the finding kind(s) the run must raise, "a|b"; "" for a healthy control
+  std::function<Model()> model;
+  std::function<void(data::IdxOptions&)> data;     // how the data is prepared
+  std::function<void(TrainerOptions&)> options;    // how the trainer is configured
+  bool small_train = false;                        // use Scale::overfit_examples
+  int64_t epoch_factor = 1;                        // epochs = Scale::epochs x this
+  bool augment = false;                            // the default run's augmentation (hflip, 2-pixel shifts)
+};
+
+struct Result {
+  std::string name, expected;
+  bool detected = false;                    // the expected kind was found (controls: nothing found)
+  int64_t first_epoch = 0;                  // epoch of the expected finding
+  std::vector<std::string> warnings;        // every warning/error finding as "kind@epoch"
+  std::vector<std::string> remedies;        // messages of applied remedies (auto-remedy)
+  StopReason stop_reason = StopReason::kNone;
+  int64_t epochs = 0;
+  double seconds = 0.0;
+};
+
+// `gain` scales the initial weights (1: LibTorch's default initialization).
+inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& activation, double bias = 0.0,
+                            double gain = 1.0) {
+  namespace nn = torch::nn;
+  nn::Sequential net;
+  net->push_back(nn::Flatten());
+  int64_t in = 784;
+  for (int64_t h : hidden) {
+    nn::Linear lin(in, h);
+    {
+      torch::NoGradGuard g;
+      if (bias != 0.0) lin->bias.fill_(bias);
+      lin->weight.mul_(gain);
+    }
+    net->push_back(lin);
+    if (activation == "sigmoid") net->push_back(nn::Sigmoid());
+    else if (activation == "tanh") net->push_back(nn::Tanh());
+    else net->push_back(nn::ReLU());
+    in = h;
+  }
+  net->push_back(nn::Linear(in, 10));
+  return Model(net, "mlp");
+}
+
+inline std::vector<Scenario> all() {
+  auto none = [](auto&) {};
+  auto raw_pixels = [](data::IdxOptions& d) {  // (x/255 - 0) / (1/255): pixel values 0..255
+    d.mean = 0.0;
+    d.std = 1.0 / 255.0;
+  };
+  return {
+      {"vanishing: 12-layer sigmoid MLP", "vanishing_gradients",
+       [] { return sequential_mlp(std::vector<int64_t>(12, 64), "sigmoid"); }, none, none},
+      {"explosion: deep ReLU MLP initialized 4x too large, SGD lr 0.1", "exploding_gradients|non_finite",
+       [] { return sequential_mlp(std::vector<int64_t>(8, 256), "relu", 0.0, 4.0); }, none,
+       [](TrainerOptions& o) { o.optimizer("sgd").lr(0.1); }},
+      {"saturation: sigmoid MLP on unnormalized pixels", "saturated_activations",
+       [] { return sequential_mlp({128, 128}, "sigmoid"); }, raw_pixels, none},
+      {"dying ReLU: ReLU units that start dead (bias -5)", "dying_relu",
+       [] { return sequential_mlp({128, 128}, "relu", -5.0); }, none, none},
+      {"underfitting: a 1-unit bottleneck", "underfitting", [] { return sequential_mlp({1}, "relu"); }, none, none},
+      {"overfitting: wide MLP on a few hundred examples", "overfitting",
+       [] { return sequential_mlp({1024, 1024}, "relu"); }, none, none, /*small_train=*/true, /*epoch_factor=*/4},
+      // The default run's recipe. Without augmentation the CNN really does overfit by epoch ~8 of
+      // a 20,000-example subset, and the detector rightly says so.
+      {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); }, none, none, false, 1,
+       /*augment=*/true},
+      {"healthy: MLP 256-128", "", [] { return sequential_mlp({256, 128}, "relu"); }, none, none},
+  };
+}
+
+inline Result run(const Scenario& s, const Scale& scale) {
+  data::IdxOptions d;
+  d.limit = s.small_train ? scale.overfit_examples : scale.train_examples;
+  d.test_limit = 10;
+  if (s.small_train) d.val_fraction = 0.5;
+  s.data(d);
+  auto splits = data::fashion_mnist(d);
+  torch::manual_seed(0);
+  Model model = s.model();
+  TrainerOptions o;
+  o.max_epochs(scale.epochs * s.epoch_factor).runs_dir("").progress("off").checkpoints(false).early_stopping(false)
+      .diagnose_every(scale.every).batch_size(s.small_train ? 32 : 128);
+  if (s.augment) o.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
+  s.options(o);
+  Trainer trainer(o);
+  auto start = std::chrono::steady_clock::now();
+  auto fit = trainer.fit(model, splits.train, splits.val);
+  Result r;
+  r.stop_reason = fit.stop_reason;
+  r.epochs = fit.epochs;
+  r.name = s.name;
+  r.expected = s.expected;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const auto& cb : trainer.callbacks()) {
+    auto diag = std::dynamic_pointer_cast<diagnose::Diagnostics>(cb);
+    if (!diag) continue;
+    for (const auto& f : diag->findings()) {
+      if (f.kind == "remedy") r.remedies.push_back(f.message);
+      if (f.severity == diagnose::Severity::kInfo) continue;
+      r.warnings.push_back(f.kind + "@" + std::to_string(f.epoch));
+      const bool expected = ("|" + s.expected + "|").find("|" + f.kind + "|") != std::string::npos;
+      if (expected && !r.detected) r.detected = true, r.first_epoch = f.epoch;
+    }
+  }
+  if (s.expected.empty()) r.detected = r.warnings.empty();
+  return r;
+}
+
+}  // namespace trainscope::scenarios
