@@ -1,0 +1,44 @@
+#pragma once
+// The dashboard's commands: `trainscope dashboard`, `trainscope report`, and the dashboard that
+// `trainscope train` starts beside its run.
+#include <trainscope/config.h>
+#include <trainscope/serve/dashboard.h>
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+namespace trainscope::cli {
+
+struct DashboardArgs {
+  std::string runs_dir = "runs";
+  int port = 6150;
+  std::string host = "127.0.0.1";
+  std::string token;
+};
+
+struct ReportArgs {
+  std::string run;
+  std::string runs_dir = "runs";
+  std::string out = "report.html";
+};
+
+struct DashboardCommands {
+  DashboardArgs dashboard_args;
+  ReportArgs report_args;
+  CLI::App* dashboard = nullptr;
+  CLI::App* report = nullptr;
+};
+
+// Adds the `dashboard` and `report` subcommands to `app`. `commands` must outlive parsing.
+void add_dashboard_commands(CLI::App& app, DashboardCommands& commands);
+// Runs whichever of them was parsed; returns false when neither was.
+bool run_dashboard_commands(const DashboardCommands& commands, int& exit_code);
+
+// `trainscope train`'s dashboard: started when ui.dashboard is true and `disabled` is false, on
+// 127.0.0.1:ui.port (or the next free port), over run.dir; prints its URL. Returns null when off
+// or when it cannot start (then it prints why and training goes on).
+std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config, bool disabled);
+
+}  // namespace trainscope::cli

@@ -1,0 +1,73 @@
+#pragma once
+// Private to the dashboard: read-only access to one run.sqlite, with an in-memory copy of its
+// metrics that each request extends incrementally (rows past the last rowid seen), so that a
+// live run costs one small query per poll and a big run is read from disk once.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+struct sqlite3;
+
+namespace trainscope::serve {
+
+// One split/tag's points in insertion order (which is step order for a normal run).
+struct Series {
+  std::vector<int64_t> step;
+  std::vector<double> value;
+  bool has_non_finite = false;
+  bool out_of_order = false;  // a step smaller than the previous one was appended
+};
+
+// Indices into [0, step.size()) of the points to send so that at most `max_points` go out: all
+// of them when they fit; else the first, the last, and per bucket of consecutive points its
+// minimum and maximum (in step order), plus its first non-finite value when the series has any.
+// Only the points with from <= step <= to are considered.
+std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step, const std::vector<double>& value,
+                                       size_t max_points, int64_t from = INT64_MIN, int64_t to = INT64_MAX,
+                                       bool has_non_finite = false);
+
+// Thread-safe (one mutex per run): the dashboard's worker threads share one reader per run.
+// Opens the file read-only; never writes. Throws trainscope::Error when it is not a run store.
+class RunReader {
+ public:
+  explicit RunReader(const std::filesystem::path& file);
+  ~RunReader();
+  RunReader(const RunReader&) = delete;
+  RunReader& operator=(const RunReader&) = delete;
+
+  // Runs list row: name, status, stop reason, best val metric, duration, epochs, findings count.
+  nlohmann::json summary(const std::string& name);
+  // meta, settings, tags (with counts and last values), results, checkpoints.
+  nlohmann::json detail(const std::string& name);
+  nlohmann::json findings();
+  // Cheap change detector for live updates: last metric rowid, last finding id, status.
+  nlohmann::json version();
+  // {split, tag, count, step[], value[]}; at most max_points points (see downsample_min_max).
+  // Empty arrays (count 0) for an unknown tag.
+  nlohmann::json series(const std::string& split, const std::string& tag, size_t max_points, int64_t from,
+                        int64_t to);
+  // step,epoch,value,wall_time lines with a header; nullopt for an unknown tag.
+  std::optional<std::string> csv(const std::string& split, const std::string& tag);
+  // All points of every series (for the static report, downsampled per series).
+  nlohmann::json all_series(size_t max_points);
+
+ private:
+  void refresh();  // appends rows added since the last call; callers hold mu_
+  std::map<std::string, std::string> meta_locked();
+
+  std::filesystem::path file_;
+  std::mutex mu_;
+  sqlite3* db_ = nullptr;
+  int64_t last_rowid_ = 0;
+  std::unordered_map<std::string, Series> series_;  // key: split + '\x1f' + tag
+};
+
+}  // namespace trainscope::serve

@@ -1,0 +1,205 @@
+// The dashboard in a real browser: playwright-core drives Debian's chromium (headless) against
+// `trainscope dashboard` over fixture runs and a live `trainscope train`.
+// node dashboard.e2e.mjs --cli build/trainscope --make-runs build/tests/make_runs --out DIR
+import { spawn, execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const require = createRequire(join(here, '../../web/package.json'));
+const { chromium } = require('playwright-core');
+
+const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const cli = resolve(arg('--cli')), makeRuns = resolve(arg('--make-runs')), out = resolve(arg('--out') || join(tmpdir(), 'trainscope-e2e-out'));
+mkdirSync(out, { recursive: true });
+const work = mkdtempSync(join(tmpdir(), 'trainscope-e2e-'));
+const runs = join(work, 'runs');
+const children = [];
+let failures = 0, passes = 0;
+
+function log(...a) { console.log(`[${(performance.now() / 1000).toFixed(1)}s]`, ...a); }
+async function check(name, fn) {
+  const start = performance.now();
+  try { await fn(); passes++; log(`PASS ${name} (${Math.round(performance.now() - start)} ms)`); }
+  catch (e) { failures++; log(`FAIL ${name}: ${e.stack || e}`); }
+}
+function assert(cond, message) { if (!cond) throw new Error(message); }
+async function until(fn, ms, what) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// Starts a child, resolving with the first stdout line that matches `ready`.
+function start(cmd, args, ready) {
+  const child = spawn(cmd, args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let text = '';
+  child.stderr.on('data', (d) => { text += d; });
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      text += d;
+      const m = text.match(ready);
+      if (m) resolve({ child, match: m, output: () => text });
+    });
+    child.on('exit', (code) => reject(new Error(`${cmd} exited with ${code} before it was ready:\n${text}`)));
+  });
+}
+
+let browser;
+try {
+  log('fixtures');
+  execFileSync(makeRuns, [runs]);
+  const dash = await start(cli, ['dashboard', runs, '--port', '0'], /(http:\/\/127\.0\.0\.1:\d+\/)/);
+  const base = dash.match[1];
+  log('dashboard at', base);
+
+  // launch() gives the browser a fresh temporary --user-data-dir of its own (and removes it).
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, acceptDownloads: true });
+  const dialogs = [];
+  const pageErrors = [];
+  context.on('page', (p) => {
+    p.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+    p.on('pageerror', (e) => pageErrors.push(e.message));
+  });
+  const page = await context.newPage();
+
+  await check('a hostile run name renders as text', async () => {
+    await page.goto(base);
+    await page.waitForSelector('table.runs tbody tr[data-run]');
+    const names = await page.$$eval('table.runs td.name a', (as) => as.map((a) => a.textContent));
+    assert(names.includes('<script>alert(1)</script>'), `run names: ${JSON.stringify(names)}`);
+    await page.screenshot({ path: join(out, 'runs-list.png'), fullPage: true });
+    await page.click('text=<script>alert(1)</script>');
+    await page.waitForSelector('.finding');
+    await page.waitForTimeout(300);
+    const injected = await page.evaluate(() => ({
+      imgs: document.querySelectorAll('img').length,
+      scripts: [...document.scripts].filter((s) => !s.src).length,
+      svgs: document.querySelectorAll('main svg').length,
+      links: [...document.querySelectorAll('a')].filter((a) => a.href.startsWith('javascript:')).length,
+      title: document.querySelector('.run-title h1').textContent,
+      finding: document.querySelector('.finding .message').textContent,
+    }));
+    await page.screenshot({ path: join(out, 'hostile-run.png'), fullPage: true });
+    assert(injected.imgs === 0 && injected.scripts === 0 && injected.svgs === 0 && injected.links === 0, `injected: ${JSON.stringify(injected)}`);
+    assert(injected.title === '<script>alert(1)</script>', `title ${injected.title}`);
+    assert(injected.finding === '<img src=x onerror=alert(6)>', `finding ${injected.finding}`);
+    assert(dialogs.length === 0, `dialogs opened: ${dialogs}`);
+  });
+
+  await check('a tag with a million points loads in under a second', async () => {
+    await page.goto(base + '#/');
+    const start = Date.now();
+    await page.goto(base + '#/run/big');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0) > 0), 10000, 'the big chart');
+    const ms = Date.now() - start;
+    const info = await page.evaluate(() => ({ points: Number(document.querySelector('[data-chart=loss]').dataset.points), note: document.querySelector('[data-chart=loss] .chart-note').textContent }));
+    log(`big run: ${ms} ms to a drawn chart; ${info.note}`);
+    await page.screenshot({ path: join(out, 'big-run.png') });
+    assert(info.points <= 8000, `the browser received ${info.points} points`);
+    assert(/of 1,000,\d{3} points/.test(info.note), `note: ${info.note}`);
+    assert(ms < 1000, `took ${ms} ms`);
+    // The spike at step 654,321 survives downsampling.
+    const api = await page.evaluate(async () => (await fetch('api/runs/big/series?split=train&tag=step_loss&points=2000')).json());
+    assert(Math.max(...api.value) > 5, 'the spike was dropped');
+  });
+
+  await check('a live run: the curve grows and a finding appears', async () => {
+    // A live run beside the dashboard (its own dashboard off: the one above serves the directory).
+    const train = spawn(cli, ['train', '--runs-dir', runs, '--name', 'live', '--epochs', '40', '--no-test', '--no-dashboard',
+      '--progress', 'plain', '--set', 'data.limit=2000', '--set', 'train.log_every=2', '--set', 'train.early_stopping=false',
+      '--set', 'train.batch_size=64'], { cwd: work, stdio: 'ignore' });
+    children.push(train);
+    await until(() => existsSync(join(runs, 'live', 'run.sqlite')), 60000, 'the live run to start');
+    await page.goto(base + '#/run/live');
+    const points = () => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0));
+    await until(async () => (await points()) > 0, 60000, 'first points of the live run');
+    const first = await points();
+    await page.screenshot({ path: join(out, 'live-run-early.png') });
+    await until(async () => (await points()) > first + 5, 30000, 'the loss curve to grow without reload');
+    log(`live: loss chart went from ${first} to ${await points()} points`);
+    const before = await page.$$eval('.finding', (f) => f.length);
+    execFileSync(makeRuns, ['--add-finding', join(runs, 'live')]);
+    const t0 = Date.now();
+    await until(async () => (await page.$$eval('.finding', (f) => f.length)) > before, 3000, 'the finding to appear');
+    log(`live: the finding appeared ${Date.now() - t0} ms after it was stored`);
+    const text = await page.$$eval('.finding', (f) => f.map((x) => x.textContent).join('\n'));
+    assert(text.includes('clip gradients at 1.0') && text.includes('grad_norm_20_steps_ago'), text);
+    await page.screenshot({ path: join(out, 'live-run.png'), fullPage: true });
+  });
+
+  await check('two runs compared', async () => {
+    await page.goto(base + '#/');
+    await page.waitForSelector('tr[data-run="cmp-a"] input');
+    await page.check('tr[data-run="cmp-a"] input');
+    await page.check('tr[data-run="cmp-b"] input');
+    await page.click('text=Compare selected');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0) > 0), 10000, 'the compare chart');
+    const legend = await page.$$eval('[data-chart=loss] .u-legend .u-series', (s) => s.filter((x) => x.style.display !== 'none').map((x) => x.textContent));
+    assert(legend.some((l) => l.includes('cmp-a')) && legend.some((l) => l.includes('cmp-b')), `legend: ${legend}`);
+    const diff = await page.$$eval('[data-section="settings that differ"] td.key', (t) => t.map((x) => x.textContent));
+    assert(diff.includes('train.lr'), `diff: ${diff}`);
+    await page.screenshot({ path: join(out, 'compare.png'), fullPage: true });
+  });
+
+  await check('a finished run: findings, test results, config, checkpoints, CSV', async () => {
+    await page.goto(base + '#/run/cmp-a');
+    await page.waitForSelector('.finding');
+    await page.waitForSelector('table.confusion');
+    await until(() => page.evaluate(() => document.querySelectorAll('.heat canvas').length > 0), 10000, 'the heatmap');
+    const per = await page.$$eval('table.per-class td:first-child', (t) => t.map((x) => x.textContent));
+    assert(per.includes('<b>bird</b>'), `per-class ${per}`);
+    const download = await Promise.all([page.waitForEvent('download'), page.click('[data-chart=loss] a.csv >> nth=0')]);
+    const path = await download[0].path();
+    const csv = (await import('node:fs')).readFileSync(path, 'utf8');
+    assert(csv.startsWith('step,epoch,value,wall_time\n') && csv.trim().split('\n').length === 1001, `csv lines ${csv.split('\n').length}`);
+    // Smoothing and the log axis redraw without errors.
+    await page.check('input[aria-label="log scale"]');
+    await page.waitForTimeout(200);
+    await page.screenshot({ path: join(out, 'finished-run.png'), fullPage: true });
+    await page.uncheck('input[aria-label="log scale"]');
+  });
+
+  await check('a static report opens offline', async () => {
+    const file = join(out, 'report.html');
+    execFileSync(cli, ['report', join(runs, 'cmp-a'), '--out', file]);
+    const offline = await browser.newContext({ viewport: { width: 1400, height: 1000 }, offline: true });
+    const p = await offline.newPage();
+    const errors = [];
+    p.on('pageerror', (e) => errors.push(e.message));
+    p.on('request', (r) => { if (!r.url().startsWith('file:') && !r.url().startsWith('data:')) errors.push('request ' + r.url()); });
+    await p.goto(pathToFileURL(file).href);
+    await p.waitForFunction(() => document.body.dataset.ready === 'report', null, { timeout: 5000 });
+    const points = await p.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0));
+    await p.screenshot({ path: join(out, 'report.png'), fullPage: true });
+    assert(points > 0, 'report chart is empty');
+    assert(errors.length === 0, `errors: ${errors}`);
+    assert(await p.$('.finding'), 'no findings in the report');
+    await offline.close();
+  });
+
+  assert(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
+} catch (e) {
+  failures++;
+  log(`FAIL setup: ${e.stack || e}`);
+} finally {
+  if (browser) await browser.close();
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  rmSync(work, { recursive: true, force: true });
+}
+console.log(`${passes} passed, ${failures} failed`);
+console.log(`screenshots: ${out}`);
+process.exit(failures ? 1 : 0);

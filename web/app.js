@@ -1,0 +1,214 @@
+// The live dashboard: runs list, one run, several runs compared. Polls the read-only API; a
+// running run's charts update within a second of new data reaching the run store.
+import { h, clear, fmt, fmtDuration, fmtTime, fmtAgo, getJSON, enc } from './util.js';
+import {
+  RunCharts, toolbar, findingsView, testResultsView, settingsView, checkpointsView, runFacts, section,
+  statusBadge, bestMetricText, severityBadge, colorFor,
+} from './views.js';
+
+const app = document.getElementById('app');
+const crumbs = document.getElementById('crumbs');
+const live = document.getElementById('live');
+const POLL_MS = 500;
+
+const stored = JSON.parse(localStorage.getItem('trainscope.settings') || '{}');
+const settings = { smoothing: typeof stored.smoothing === 'number' ? stored.smoothing : 0.6, log: !!stored.log };
+const saveSettings = () => localStorage.setItem('trainscope.settings', JSON.stringify(settings));
+
+let page = null;  // {stop()}
+
+const apiSource = {
+  series: (run, split, tag, { points, from, to } = {}) => {
+    let q = `api/runs/${enc(run)}/series?split=${enc(split)}&tag=${enc(tag)}&points=${points || 2000}`;
+    if (from !== null && from !== undefined) q += `&from=${from}`;
+    if (to !== null && to !== undefined) q += `&to=${to}`;
+    return getJSON(q);
+  },
+  csv: (run, split, tag) => `api/runs/${enc(run)}/csv?split=${enc(split)}&tag=${enc(tag)}`,
+};
+
+function setCrumbs(...items) {
+  clear(crumbs);
+  items.forEach((it, i) => {
+    if (i) crumbs.appendChild(h('span', { class: 'sep', text: '/' }));
+    crumbs.appendChild(it.href ? h('a', { href: it.href, text: it.text }) : h('span', { text: it.text }));
+  });
+}
+
+function setLive(state) {
+  live.className = `live ${state}`;
+  live.textContent = state === 'on' ? 'live' : state === 'error' ? 'server unreachable' : '';
+}
+
+function showError(e) {
+  clear(app).appendChild(h('div', { class: 'card error' }, h('h2', { text: 'Cannot load' }), h('p', { text: e.message || String(e) }), h('p', null, h('a', { href: '#/', text: 'back to the runs' }))));
+}
+
+// Calls fn every ms until stop(); one call at a time.
+function poller(fn, ms) {
+  let stopped = false, timer = null;
+  const tick = async () => {
+    if (stopped) return;
+    try { await fn(); setLive('on'); } catch (e) { setLive('error'); }
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
+  timer = setTimeout(tick, ms);
+  return { stop: () => { stopped = true; clearTimeout(timer); } };
+}
+
+// ---- runs list ----
+async function runsPage() {
+  setCrumbs({ text: 'runs' });
+  const selected = new Set();
+  const compareBtn = h('button', { class: 'primary', disabled: true, text: 'Compare selected' });
+  compareBtn.addEventListener('click', () => { location.hash = `#/compare/${[...selected].map(enc).join(',')}`; });
+  const body = h('tbody');
+  const dirNote = h('span', { class: 'muted' });
+  clear(app).appendChild(h('section', { class: 'card' },
+    h('div', { class: 'section-head' }, h('h2', { text: 'Runs' }), dirNote, h('span', { class: 'spacer' }), compareBtn),
+    h('div', { class: 'scroll-x' }, h('table', { class: 'runs' },
+      h('thead', null, h('tr', null, h('th', { class: 'check' }), ['run', 'status', 'best val', 'epochs', 'duration', 'findings', 'started', 'last data'].map((t) => h('th', { text: t })))),
+      body))));
+  const render = (data) => {
+    dirNote.textContent = data.runs_dir;
+    clear(body);
+    const runs = [...data.runs].sort((a, b) => (b.started_at || 0) - (a.started_at || 0));
+    if (!runs.length) body.appendChild(h('tr', null, h('td', { colspan: 9, class: 'muted', text: 'No runs yet. Start one with `trainscope train`.' })));
+    for (const r of runs) {
+      const box = h('input', { type: 'checkbox', 'aria-label': `select ${r.display_name}`, checked: selected.has(r.name) });
+      box.addEventListener('change', () => {
+        if (box.checked) selected.add(r.name); else selected.delete(r.name);
+        compareBtn.disabled = selected.size < 2;
+      });
+      const f = r.findings || {};
+      const findings = Object.entries(f).map(([sev, n]) => h('span', { class: `count sev-${sev.replace(/[^a-z]/g, '')}`, title: `${n} ${sev}`, text: n }));
+      body.appendChild(h('tr', { dataset: { run: r.name } },
+        h('td', { class: 'check' }, box),
+        h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.display_name }), r.model ? h('span', { class: 'muted small', text: ` ${r.model}` }) : null),
+        h('td', { title: r.stop_message || '' }, statusBadge(r.status, r.stop_reason)),
+        h('td', { class: 'num', text: bestMetricText(r) }),
+        h('td', { class: 'num', text: r.max_epochs ? `${r.epochs} / ${r.max_epochs}` : fmt(r.epochs) }),
+        h('td', { class: 'num', text: fmtDuration(r.duration) }),
+        h('td', null, findings.length ? findings : h('span', { class: 'muted', text: '–' })),
+        h('td', { text: fmtTime(r.started_at) }),
+        h('td', { class: 'muted', text: fmtAgo(r.last_update) })));
+    }
+  };
+  render(await getJSON('api/runs'));
+  return poller(async () => render(await getJSON('api/runs')), 2000);
+}
+
+// ---- one run ----
+async function runPage(name) {
+  const [detail, firstFindings, firstVersion] = await Promise.all([
+    getJSON(`api/runs/${enc(name)}`), getJSON(`api/runs/${enc(name)}/findings`), getJSON(`api/runs/${enc(name)}/version`)]);
+  setCrumbs({ text: 'runs', href: '#/' }, { text: detail.display_name || name });
+  const chartsRoot = h('div');
+  const charts = new RunCharts(chartsRoot, { runs: [{ name, detail, color: colorFor(0) }], source: apiSource, settings });
+  const findingsBox = h('div');
+  const testBox = h('div');
+  const factsBox = h('div');
+  const checkpointsBox = h('div');
+  const findingsCount = h('span', { class: 'muted' });
+  clear(app).append(
+    h('div', { class: 'run-title' }, h('h1', { text: detail.display_name || name }), h('span', { class: 'muted mono', text: name })),
+    factsBox,
+    section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
+    section('Findings', findingsBox, findingsCount),
+    section('Test results', testBox),
+    section('Checkpoints', checkpointsBox),
+    section('Resolved config', settingsView(detail.settings)),
+  );
+  const renderDetail = (d) => {
+    clear(factsBox).appendChild(runFacts(d));
+    clear(testBox).appendChild(testResultsView(d.results));
+    clear(checkpointsBox).appendChild(checkpointsView(d.checkpoints));
+  };
+  const renderFindings = (list, d) => {
+    const maxStep = Math.max(0, ...(d.tags || []).map((t) => t.last_step || 0));
+    clear(findingsBox).appendChild(findingsView(list, maxStep));
+    findingsCount.textContent = list.length ? `${list.length} finding${list.length > 1 ? 's' : ''}` : '';
+  };
+  renderDetail(detail);
+  renderFindings(firstFindings, detail);
+  await charts.build();
+
+  let version = firstVersion;
+  let tagCount = (detail.tags || []).length;
+  return poller(async () => {
+    const v = await getJSON(`api/runs/${enc(name)}/version`);
+    if (JSON.stringify(v) === JSON.stringify(version)) return;
+    const d = await getJSON(`api/runs/${enc(name)}`);
+    charts.runs[0].detail = d;
+    renderDetail(d);
+    if (v.findings !== version.findings) renderFindings(await getJSON(`api/runs/${enc(name)}/findings`), d);
+    if ((d.tags || []).length !== tagCount) { tagCount = d.tags.length; await charts.build(); }
+    else if (v.metrics !== version.metrics) await charts.refresh();
+    version = v;
+  }, POLL_MS);
+}
+
+// ---- several runs ----
+async function comparePage(names) {
+  const details = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}`)));
+  setCrumbs({ text: 'runs', href: '#/' }, { text: `compare ${names.length} runs` });
+  const runs = names.map((name, i) => ({ name, detail: details[i], color: colorFor(i) }));
+  const chartsRoot = h('div');
+  const charts = new RunCharts(chartsRoot, { runs, source: apiSource, settings });
+  clear(app).append(
+    h('div', { class: 'run-title' }, h('h1', { text: `Comparing ${names.length} runs` })),
+    section('Runs', compareTable(runs)),
+    section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
+    section('Settings that differ', configDiff(runs)));
+  await charts.build();
+  const versions = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}/version`)));
+  return poller(async () => {
+    const now = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}/version`)));
+    if (JSON.stringify(now) === JSON.stringify(versions)) return;
+    const fresh = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}`)));
+    fresh.forEach((d, i) => { runs[i].detail = d; versions[i] = now[i]; });
+    await charts.refresh();
+  }, POLL_MS);
+}
+
+function compareTable(runs) {
+  return h('table', { class: 'runs compare' },
+    h('thead', null, h('tr', null, ['', 'run', 'status', 'best val', 'best epoch', 'epochs', 'duration'].map((t) => h('th', { text: t })))),
+    h('tbody', null, runs.map((r) => h('tr', null,
+      h('td', null, h('span', { class: 'swatch', style: { background: r.color } })),
+      h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.detail.display_name || r.name })),
+      h('td', null, statusBadge(r.detail.status, r.detail.stop_reason)),
+      h('td', { class: 'num', text: bestMetricText(r.detail) }),
+      h('td', { class: 'num', text: fmt(r.detail.best_epoch) }),
+      h('td', { class: 'num', text: fmt(r.detail.epochs) }),
+      h('td', { class: 'num', text: fmtDuration(r.detail.duration) })))));
+}
+
+function configDiff(runs) {
+  const keys = new Set();
+  const maps = runs.map((r) => new Map((r.detail.settings || []).map((s) => [s.key, s.value])));
+  maps.forEach((m) => m.forEach((_, k) => keys.add(k)));
+  const differ = [...keys].sort().filter((k) => new Set(maps.map((m) => m.get(k))).size > 1 && !['run.name'].includes(k));
+  if (!differ.length) return h('p', { class: 'muted', text: 'The runs have the same settings.' });
+  return h('div', { class: 'scroll-x' }, h('table', { class: 'settings' },
+    h('thead', null, h('tr', null, h('th', { text: 'key' }), runs.map((r) => h('th', null, h('span', { class: 'swatch', style: { background: r.color } }), ' ', r.detail.display_name || r.name)))),
+    h('tbody', null, differ.map((k) => h('tr', null, h('td', { class: 'key', text: k }), maps.map((m) => h('td', { class: 'value', text: m.get(k) ?? '–' })))))));
+}
+
+// ---- router ----
+async function route() {
+  if (page) { page.stop(); page = null; }
+  setLive('');
+  const hash = location.hash || '#/';
+  try {
+    if (hash.startsWith('#/run/')) page = await runPage(decodeURIComponent(hash.slice(6)));
+    else if (hash.startsWith('#/compare/')) page = await comparePage(hash.slice(10).split(',').filter(Boolean).map(decodeURIComponent));
+    else page = await runsPage();
+  } catch (e) {
+    showError(e);
+  }
+  document.body.dataset.ready = hash;
+}
+
+window.addEventListener('hashchange', route);
+route();

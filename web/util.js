@@ -1,0 +1,110 @@
+// DOM and formatting helpers. Every text goes through text nodes or textContent: nothing from a
+// run (names, tags, messages, config values) is ever parsed as HTML.
+
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  if (props) {
+    for (const [k, v] of Object.entries(props)) {
+      if (v === undefined || v === null || v === false) continue;
+      if (k === 'class') el.className = v;
+      else if (k === 'text') el.textContent = String(v);
+      else if (k === 'style' && typeof v === 'object') Object.assign(el.style, v);
+      else if (k === 'dataset') Object.assign(el.dataset, v);
+      else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+      else if (k === 'href') el.setAttribute('href', safeHref(v));
+      else el.setAttribute(k, v === true ? '' : String(v));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children) {
+    if (c === null || c === undefined || c === false) continue;
+    if (Array.isArray(c)) append(el, c);
+    else if (c instanceof Node) el.appendChild(c);
+    else el.appendChild(document.createTextNode(String(c)));
+  }
+}
+
+// Links are the dashboard's own: fragments, relative API paths. Anything else is dropped.
+export function safeHref(v) {
+  const s = String(v);
+  return s.startsWith('#') || s.startsWith('api/') || s.startsWith('./') ? s : '#';
+}
+
+export function clear(el) {
+  while (el.firstChild) el.removeChild(el.firstChild);
+  return el;
+}
+
+export function fmt(v, digits = 4) {
+  if (v === null || v === undefined) return '–';
+  if (typeof v !== 'number') return String(v);
+  if (!Number.isFinite(v)) return String(v);
+  if (v === 0) return '0';
+  const a = Math.abs(v);
+  if (Number.isInteger(v) && a < 1e7) return v.toLocaleString('en-US');
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
+  return Number(v.toPrecision(digits)).toString();
+}
+
+export function fmtPercent(v) {
+  return v === null || v === undefined || !Number.isFinite(v) ? '–' : (100 * v).toFixed(2) + '%';
+}
+
+export function fmtDuration(s) {
+  if (s === null || s === undefined || !Number.isFinite(s)) return '–';
+  if (s < 60) return s.toFixed(s < 10 ? 1 : 0) + ' s';
+  const m = Math.floor(s / 60), sec = Math.round(s % 60);
+  if (m < 60) return `${m} min ${sec} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function fmtTime(wall) {
+  if (!wall) return '–';
+  const d = new Date(wall * 1000);
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function fmtAgo(wall) {
+  if (!wall) return '';
+  const s = Date.now() / 1000 - wall;
+  if (s < 5) return 'just now';
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 48 * 3600) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+// TensorBoard's smoothing: an exponential moving average debiased for its zero start, so that
+// the first points are not pulled towards 0. Non-finite points pass through.
+export function emaSmooth(values, weight) {
+  if (!weight || weight <= 0) return values;
+  const out = new Array(values.length);
+  let last = 0, n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || !Number.isFinite(v)) { out[i] = v; continue; }
+    last = last * weight + (1 - weight) * v;
+    n++;
+    out[i] = last / (1 - Math.pow(weight, n));
+  }
+  return out;
+}
+
+export async function getJSON(path, signal) {
+  const res = await fetch(path, { credentials: 'same-origin', signal, headers: { Accept: 'application/json' } });
+  if (!res.ok) {
+    let message = `${res.status} ${res.statusText}`;
+    try { message = (await res.json()).error || message; } catch { /* not JSON */ }
+    throw new Error(message);
+  }
+  return res.json();
+}
+
+export function enc(s) { return encodeURIComponent(s); }
+
+export const RUN_COLORS = ['#2563eb', '#e8590c', '#0f9d58', '#c2185b', '#7c3aed', '#0891b2', '#b45309', '#4b5563'];

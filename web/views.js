@@ -1,0 +1,332 @@
+// The run view, shared by the live dashboard (data from the API) and the static report (data
+// inlined in the file): charts, heatmap, findings timeline, test results, config, checkpoints.
+import { h, clear, fmt, fmtPercent, fmtDuration, fmtTime, emaSmooth, RUN_COLORS } from './util.js';
+import { LineChart, heatmap, confusionMatrix } from './charts.js';
+
+const TRAIN = '#2563eb', VAL = '#e8590c', STEP = '#60a5fa';
+const HEAT_PREFIXES = ['grad_norm/', 'update_ratio/', 'weight_norm/', 'zero_grad/', 'dead_relu/', 'saturated/'];
+
+export function hasTag(tags, split, tag) {
+  return tags.some((t) => t.split === split && t.tag === tag);
+}
+
+// Which charts a run (or several) gets, from the tags that exist.
+export function chartPlan(tags) {
+  const plan = [];
+  const line = (split, tag, label, color, dash) => (hasTag(tags, split, tag) ? [{ split, tag, label, color, dash }] : []);
+  const loss = [...line('train', 'step_loss', 'train (per step)', STEP), ...line('train', 'loss', 'train', TRAIN), ...line('val', 'loss', 'val', VAL, [6, 4])];
+  if (loss.length) plan.push({ id: 'loss', title: 'Loss', lines: loss });
+  for (const [tag, title] of [['accuracy', 'Accuracy'], ['mae', 'MAE'], ['rmse', 'RMSE']]) {
+    const lines = [...line('train', tag, 'train', TRAIN), ...line('val', tag, 'val', VAL, [6, 4])];
+    if (lines.length) plan.push({ id: tag, title, lines });
+  }
+  const lr = line('train', 'lr', 'lr', '#7c3aed');
+  if (lr.length) plan.push({ id: 'lr', title: 'Learning rate', lines: lr, log: true });
+  const gn = line('train', 'grad_norm', 'global gradient norm', '#0f9d58');
+  if (gn.length) plan.push({ id: 'grad_norm', title: 'Global gradient norm', lines: gn, log: true });
+  return plan;
+}
+
+export function heatGroups(tags) {
+  const groups = [];
+  for (const prefix of HEAT_PREFIXES) {
+    const layers = tags.filter((t) => t.split === 'train' && t.tag.startsWith(prefix)).map((t) => t.tag)
+      .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    if (layers.length) groups.push({ prefix, layers });
+  }
+  return groups;
+}
+
+export function otherTags(tags) {
+  const shown = new Set(['train/step_loss', 'train/loss', 'val/loss', 'train/accuracy', 'val/accuracy', 'train/mae', 'val/mae',
+    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm']);
+  return tags.filter((t) => !shown.has(`${t.split}/${t.tag}`) && !HEAT_PREFIXES.some((p) => t.tag.startsWith(p)));
+}
+
+// Keeps the last of points that share a step (lr is stored per step and again per epoch).
+function dedupe(x, y) {
+  const xs = [], ys = [];
+  for (let i = 0; i < x.length; i++) {
+    if (xs.length && xs[xs.length - 1] === x[i]) ys[ys.length - 1] = y[i];
+    else { xs.push(x[i]); ys.push(y[i]); }
+  }
+  return [xs, ys];
+}
+
+export function statusBadge(status, reason) {
+  const s = status || 'unknown';
+  const text = s === 'stopped' && reason ? `stopped: ${reason.replace(/_/g, ' ')}` : s;
+  return h('span', { class: `badge status-${s.replace(/[^a-z]/g, '')}`, text });
+}
+
+export function severityBadge(sev) {
+  return h('span', { class: `badge sev-${String(sev).replace(/[^a-z]/g, '')}`, text: sev || 'info' });
+}
+
+export function bestMetricText(run) {
+  const m = run.best_val_metric;
+  if (!m) return run.best_val_loss !== null && run.best_val_loss !== undefined ? `loss ${fmt(run.best_val_loss)}` : '–';
+  return m.tag === 'accuracy' ? `${fmtPercent(m.value)} acc` : `${fmt(m.value)} ${m.tag}`;
+}
+
+// A page of charts over one or several runs. source.series(runName, split, tag, {points, from, to})
+// returns {step, value, count, returned}; source.csv(runName, split, tag) a link or null.
+export class RunCharts {
+  constructor(root, { runs, source, settings }) {
+    this.root = root;
+    this.runs = runs;             // [{name, detail, color}]
+    this.source = source;
+    this.settings = settings;     // {smoothing, log}
+    this.charts = [];             // {chart, spec, range}
+    this.heat = [];
+    this.otherChart = null;
+  }
+
+  tags() {
+    const seen = new Map();
+    for (const r of this.runs) for (const t of r.detail.tags || []) seen.set(`${t.split}/${t.tag}`, t);
+    return [...seen.values()];
+  }
+
+  async build() {
+    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.chart.destroy();
+    for (const hm of this.heat) hm.destroy();
+    this.charts = [];
+    this.otherChart = null;
+    this.heat = [];
+    this.heatSelect = null;
+    this.heatAt = 0;
+    clear(this.root);
+    const tags = this.tags();
+    const plan = chartPlan(tags);
+    const grid = h('div', { class: 'chart-grid' });
+    this.root.appendChild(grid);
+    if (plan.length === 0) grid.appendChild(h('p', { class: 'muted', text: 'No metrics yet: the charts appear with the first logged step.' }));
+    for (const spec of plan) {
+      const entry = { spec, range: [null, null] };
+      entry.chart = new LineChart(grid, {
+        title: spec.title, id: spec.id, log: this.settings.log || false,
+        onZoom: (from, to) => { entry.range = [from, to]; this.loadChart(entry); },
+      });
+      if (this.source.csv && this.runs.length === 1) {
+        const links = spec.lines.map((l) => h('a', { class: 'csv', href: this.source.csv(this.runs[0].name, l.split, l.tag), download: '', title: `download ${l.split}/${l.tag} as CSV`, text: `${l.split}/${l.tag}` }));
+        entry.chart.el.appendChild(h('div', { class: 'chart-foot' }, h('span', { class: 'muted', text: 'CSV: ' }), links));
+      }
+      this.charts.push(entry);
+    }
+    this.heatRoot = h('div', { class: 'heat-root' });
+    this.root.appendChild(this.heatRoot);
+    this.otherRoot = h('div', { class: 'other-root' });
+    this.root.appendChild(this.otherRoot);
+    this.buildOther(tags);
+    await this.refresh();
+  }
+
+  buildOther(tags) {
+    const others = otherTags(tags);
+    clear(this.otherRoot);
+    if (!others.length) return;
+    const select = h('select', { class: 'tag-select', 'aria-label': 'metric' },
+      others.map((t) => h('option', { value: `${t.split}\u001f${t.tag}`, text: `${t.split}/${t.tag}` })));
+    const box = h('div', { class: 'chart-grid one' });
+    this.otherRoot.append(h('div', { class: 'section-head' }, h('h2', { text: 'More metrics' }), select), box);
+    const entry = { spec: null, range: [null, null] };
+    entry.chart = new LineChart(box, { title: 'metric', id: 'other', log: this.settings.log, onZoom: (f, t) => { entry.range = [f, t]; this.loadChart(entry); } });
+    const pick = () => {
+      const [split, tag] = select.value.split('\u001f');
+      entry.spec = { id: 'other', title: `${split}/${tag}`, lines: [{ split, tag, label: `${split}/${tag}`, color: TRAIN }] };
+      entry.chart.el.querySelector('h3').textContent = `${split}/${tag}`;
+      entry.range = [null, null];
+      entry.chart.zoomed = false;
+      this.loadChart(entry);
+    };
+    select.addEventListener('change', pick);
+    this.otherChart = entry;
+    pick();
+  }
+
+  async loadChart(entry) {
+    if (!entry.spec) return;
+    const points = Math.min(Math.max(Math.round(entry.chart.width() * 2), 400), 4000);
+    const [from, to] = entry.range;
+    const lines = [];
+    const jobs = [];
+    const multi = this.runs.length > 1;
+    this.runs.forEach((run, ri) => {
+      for (const l of entry.spec.lines) {
+        if (!(run.detail.tags || []).some((t) => t.split === l.split && t.tag === l.tag)) continue;
+        jobs.push(this.source.series(run.name, l.split, l.tag, { points, from, to }).then((s) => ({ run, ri, l, s })));
+      }
+    });
+    const results = await Promise.all(jobs);
+    let total = 0, returned = 0;
+    for (const { run, ri, l, s } of results) {
+      total += s.count || 0;
+      returned += s.step.length;
+      const [x, y] = dedupe(s.step, s.value);
+      const color = multi ? run.color : l.color;
+      const label = multi ? `${run.detail.display_name || run.name} · ${l.label}` : l.label;
+      const w = this.settings.smoothing;
+      if (w > 0 && x.length > 8) {
+        lines.push({ label: label + ' (raw)', color, dash: l.dash, x, y, raw: true });
+        lines.push({ label, color, dash: l.dash, x, y: emaSmooth(y, w) });
+      } else {
+        lines.push({ label, color, dash: l.dash, x, y });
+      }
+    }
+    const note = total > returned ? `${fmt(returned)} of ${fmt(total)} points (min/max per bucket)` : `${fmt(total)} points`;
+    entry.chart.setData(lines, entry.range[0] !== null ? note + ' · zoomed, double-click to reset' : note);
+  }
+
+  async refresh() {
+    await Promise.all(this.charts.map((e) => this.loadChart(e)));
+    if (this.otherChart) await this.loadChart(this.otherChart);
+    // The heatmap (one request per layer) follows a live run at most every 2 s.
+    const now = Date.now();
+    if (!this.heatAt || now - this.heatAt > 2000) {
+      this.heatAt = now;
+      await this.refreshHeat();
+    }
+  }
+
+  async refreshHeat() {
+    const run = this.runs[0];
+    const groups = heatGroups(run.detail.tags || []);
+    if (!groups.length) { clear(this.heatRoot); return; }
+    if (!this.heatSelect) {
+      this.heatSelect = h('select', { class: 'tag-select', 'aria-label': 'per-layer signal' }, groups.map((g) => h('option', { value: g.prefix, text: g.prefix.replace('/', '') })));
+      this.heatSelect.addEventListener('change', () => this.refreshHeat());
+      this.heatBox = h('div');
+      this.heatRoot.append(h('div', { class: 'section-head' }, h('h2', { text: 'Per layer' }), this.heatSelect), this.heatBox);
+    }
+    const g = groups.find((x) => x.prefix === this.heatSelect.value) || groups[0];
+    const rows = await Promise.all(g.layers.map((tag) => this.source.series(run.name, 'train', tag, { points: 600 })
+      .then((s) => ({ label: tag.slice(g.prefix.length), x: s.step, y: s.value }))));
+    for (const hm of this.heat) hm.destroy();
+    this.heat = [heatmap(this.heatBox, rows, { title: `${g.prefix.replace('/', '')} per layer over steps` })];
+  }
+
+  setSmoothing(w) { this.settings.smoothing = w; this.refresh(); }
+  setLog(log) {
+    this.settings.log = log;
+    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.chart.setLog(log);
+  }
+}
+
+export function toolbar(settings, charts, onChange) {
+  const value = h('span', { class: 'smooth-value', text: settings.smoothing.toFixed(2) });
+  const slider = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(settings.smoothing), 'aria-label': 'smoothing' });
+  slider.addEventListener('input', () => { value.textContent = Number(slider.value).toFixed(2); });
+  slider.addEventListener('change', () => { charts.setSmoothing(Number(slider.value)); onChange && onChange(); });
+  const log = h('input', { type: 'checkbox', checked: settings.log, 'aria-label': 'log scale' });
+  log.addEventListener('change', () => { charts.setLog(log.checked); onChange && onChange(); });
+  return h('div', { class: 'toolbar' },
+    h('label', { title: 'debiased exponential moving average, as TensorBoard smooths' }, 'Smoothing ', slider, value),
+    h('label', null, log, ' log y-axis'),
+    h('span', { class: 'muted hint', text: 'drag across a chart to zoom · double-click to reset' }));
+}
+
+export function findingsView(findings, maxStep) {
+  const box = h('div', { class: 'findings' });
+  if (!findings.length) {
+    box.appendChild(h('p', { class: 'muted', text: 'No findings: the diagnostics saw nothing wrong so far.' }));
+    return box;
+  }
+  const lastStep = Math.max(maxStep || 0, ...findings.map((f) => f.step || 0), 1);
+  const track = h('div', { class: 'timeline', title: 'findings by step' });
+  const cards = h('div', { class: 'finding-cards' });
+  findings.forEach((f, i) => {
+    const sev = String(f.severity || 'info').replace(/[^a-z]/g, '');
+    const card = h('article', { class: `finding sev-${sev}`, id: `finding-${i}` },
+      h('header', null, severityBadge(f.severity), h('strong', { class: 'kind', text: String(f.kind || '').replace(/_/g, ' ') }),
+        h('span', { class: 'muted', text: `step ${fmt(f.step)} · epoch ${fmt(f.epoch)}` })),
+      h('p', { class: 'message', text: f.message }),
+      evidenceTable(f.evidence),
+      f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', { text: f.remedy })) : null);
+    cards.appendChild(card);
+    track.appendChild(h('button', {
+      class: `tick sev-${sev}`, style: { left: `${(100 * (f.step || 0)) / lastStep}%` }, title: `${f.kind} at step ${f.step}`,
+      'aria-label': `${f.kind} at step ${f.step}`, onclick: () => { card.scrollIntoView({ behavior: 'smooth', block: 'center' }); card.classList.add('flash'); setTimeout(() => card.classList.remove('flash'), 1200); },
+    }));
+  });
+  box.append(h('div', { class: 'timeline-wrap' }, h('span', { class: 'muted', text: 'step 0' }), track, h('span', { class: 'muted', text: `step ${fmt(lastStep)}` })), cards);
+  return box;
+}
+
+function evidenceTable(evidence) {
+  if (evidence === null || evidence === undefined || evidence === '') return null;
+  if (typeof evidence !== 'object') return h('pre', { class: 'evidence', text: String(evidence) });
+  const entries = Object.entries(evidence);
+  if (!entries.length) return null;
+  return h('dl', { class: 'evidence' }, entries.map(([k, v]) => [h('dt', { text: k }), h('dd', { text: typeof v === 'number' ? fmt(v, 6) : typeof v === 'object' ? JSON.stringify(v) : String(v) })]));
+}
+
+export function testResultsView(results) {
+  const test = results && results.test;
+  if (!test) return h('p', { class: 'muted', text: 'No test results: `trainscope train` tests after training, or run `trainscope test RUN`.' });
+  const box = h('div', { class: 'test-results' });
+  if (test.metrics && typeof test.metrics === 'object') {
+    box.appendChild(h('div', { class: 'stat-row' }, Object.entries(test.metrics).map(([k, v]) =>
+      h('div', { class: 'stat' }, h('div', { class: 'stat-label', text: k }), h('div', { class: 'stat-value', text: k === 'accuracy' ? fmtPercent(v) : fmt(v) })))));
+  }
+  const perClass = Array.isArray(test.per_class) ? test.per_class : [];
+  const names = perClass.map((c) => c.class);
+  const parts = h('div', { class: 'test-grid' });
+  if (Array.isArray(test.confusion_matrix)) {
+    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: 'Confusion matrix' }), h('div', { class: 'scroll-x' }, confusionMatrix(test.confusion_matrix, names))));
+  }
+  if (perClass.length) {
+    const bar = (v) => h('div', { class: 'bar' }, h('div', { class: 'bar-fill', style: { width: `${Math.max(0, Math.min(1, v || 0)) * 100}%` } }), h('span', { text: fmtPercent(v) }));
+    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: 'Per class' }),
+      h('table', { class: 'per-class' },
+        h('thead', null, h('tr', null, ['class', 'precision', 'recall', 'F1', 'support'].map((t) => h('th', { text: t })))),
+        h('tbody', null, perClass.map((c) => h('tr', null, h('td', { text: c.class }), h('td', null, bar(c.precision)), h('td', null, bar(c.recall)), h('td', null, bar(c.f1)), h('td', { class: 'num', text: fmt(c.support) })))))));
+  }
+  box.appendChild(parts);
+  return box;
+}
+
+export function settingsView(settings) {
+  if (!settings || !settings.length) return h('p', { class: 'muted', text: 'No settings recorded.' });
+  const filter = h('input', { type: 'search', placeholder: 'filter settings', class: 'filter', 'aria-label': 'filter settings' });
+  const rows = settings.map((s) => h('tr', { class: s.source === 'default' ? '' : 'changed' },
+    h('td', { class: 'key', text: s.key }), h('td', { class: 'value', text: s.value }), h('td', { class: 'source', text: s.source }), h('td', { class: 'reason muted', text: s.reason })));
+  filter.addEventListener('input', () => {
+    const q = filter.value.toLowerCase();
+    rows.forEach((r) => { r.style.display = r.textContent.toLowerCase().includes(q) ? '' : 'none'; });
+  });
+  return h('div', null, filter, h('div', { class: 'scroll-x' }, h('table', { class: 'settings' },
+    h('thead', null, h('tr', null, ['key', 'value', 'source', 'reason'].map((t) => h('th', { text: t })))), h('tbody', null, rows))));
+}
+
+export function checkpointsView(checkpoints) {
+  if (!checkpoints || !checkpoints.length) return h('p', { class: 'muted', text: 'No checkpoints.' });
+  // One row per file: the latest record of each path.
+  const latest = new Map();
+  for (const c of checkpoints) latest.set(c.path, c);
+  return h('table', { class: 'checkpoints' },
+    h('thead', null, h('tr', null, ['file', 'kind', 'epoch', 'step', 'monitor', 'value', 'saved'].map((t) => h('th', { text: t })))),
+    h('tbody', null, [...latest.values()].map((c) => h('tr', null, h('td', { class: 'mono', text: c.path }), h('td', { text: c.kind }), h('td', { class: 'num', text: fmt(c.epoch) }),
+      h('td', { class: 'num', text: fmt(c.step) }), h('td', { text: c.monitor }), h('td', { class: 'num', text: fmt(c.value) }), h('td', { text: fmtTime(c.wall_time) })))));
+}
+
+export function runFacts(run) {
+  const facts = [
+    ['status', statusBadge(run.status, run.stop_reason)],
+    ['model', run.model || '–'],
+    ['best val', bestMetricText(run)],
+    ['best epoch', run.best_epoch ?? '–'],
+    ['epochs', run.max_epochs ? `${run.epochs} / ${run.max_epochs}` : String(run.epochs ?? '–')],
+    ['duration', fmtDuration(run.duration)],
+    ['started', fmtTime(run.started_at)],
+  ];
+  const box = h('div', { class: 'facts' }, facts.map(([k, v]) => h('div', { class: 'fact' }, h('div', { class: 'fact-label', text: k }), h('div', { class: 'fact-value' }, v))));
+  if (run.stop_message) box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'why it stopped' }), h('div', { class: 'fact-value', text: run.stop_message })));
+  return box;
+}
+
+export function section(title, content, extra) {
+  return h('section', { class: 'card', dataset: { section: title.toLowerCase() } }, h('div', { class: 'section-head' }, h('h2', { text: title }), extra || null), content);
+}
+
+export function colorFor(i) { return RUN_COLORS[i % RUN_COLORS.length]; }
