@@ -1,0 +1,82 @@
+#pragma once
+// The largest batch that fits, found with real training steps: doubling, then bisection between
+// the last fit and the first failure; growth stops early when throughput stops improving.
+
+#include <trainscope/data/dataset.h>
+#include <trainscope/models/model.h>
+#include <trainscope/train/metrics.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace trainscope::tune {
+
+struct BatchSizeOptions {
+  int64_t start = 16;            // first size tried
+  int64_t max = 4096;            // never larger (and never larger than the training set)
+  double memory_share = 0.5;     // CPU: of the memory available at the start
+  double headroom = 0.10;        // a size fits when its peak stays under (1 - headroom) x budget
+  double min_gain = 0.10;        // keep doubling only while samples/s improves by at least 10%
+  double time_budget_s = 15.0;   // stop searching after this long
+  int64_t steps = 3;             // timed training steps per size (after one untimed step)
+};
+
+// One size tried: whether it fit, its training throughput and its peak memory above the
+// starting point (bytes; CPU: resident set high-water mark, CUDA: allocator peak).
+struct BatchTrial {
+  int64_t batch = 0;
+  bool fits = false;
+  double samples_per_s = 0.0;
+  double peak_bytes = 0.0;
+  std::string note;  // why it does not fit ("out of memory", "over the memory budget")
+};
+
+struct BatchSizeResult {
+  int64_t batch_size = 0;
+  std::string reason;  // "throughput stopped improving past 128 (+4% at 256)", "largest that fits"
+  std::vector<BatchTrial> trials;  // in the order tried
+  double seconds = 0.0;
+  double budget_bytes = 0.0;
+};
+
+// Runs the steps of one trial. The real one trains; tests use a fake allocator.
+class BatchProbe {
+ public:
+  virtual ~BatchProbe() = default;
+  // Tries `batch`; a trial that runs out of memory returns fits = false (never throws for it).
+  virtual BatchTrial run(int64_t batch) = 0;
+};
+
+// The search. `budget_bytes` is the memory a trial may use (0: no limit but out-of-memory).
+// `limit` caps the size (the training set's size). Deterministic given the probe's answers.
+BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& options, double budget_bytes,
+                                int64_t limit);
+
+// The real probe: forward, loss, backward and an Adam step on `model` (weights, buffers and
+// RNG restored afterwards), then an evaluation forward, at each size, on the first examples of
+// `data`. CPU memory is the process's peak resident set (reset before each trial through
+// /proc/self/clear_refs); CUDA out-of-memory errors are caught and the cache emptied.
+class TrainingProbe : public BatchProbe {
+ public:
+  TrainingProbe(Model& model, const data::Dataset& data, Task task, torch::Device device, int64_t steps,
+                double budget_bytes);
+  BatchTrial run(int64_t batch) override;
+
+ private:
+  Model& model_;
+  const data::Dataset& data_;
+  Task task_;
+  torch::Device device_;
+  int64_t steps_;
+  double budget_bytes_;
+};
+
+// Memory a CPU trial may use: `share` of MemAvailable (/proc/meminfo) now.
+double cpu_memory_budget(double share);
+
+// The lr for `batch` when `base_lr` was set for `base_batch`: "linear", "sqrt" or "keep".
+// Throws ConfigError for another rule.
+double scale_lr(double base_lr, int64_t base_batch, int64_t batch, const std::string& rule);
+
+}  // namespace trainscope::tune
