@@ -1,6 +1,6 @@
 #include <trainscope/diagnose/preflight.h>
 
-#include <ATen/CPUGeneratorImpl.h>
+#include "core/rng_guard.h"
 
 #include <cmath>
 #include <cstdio>
@@ -25,21 +25,6 @@ Finding finding(const std::string& check, Severity severity, std::string message
   return Finding{"preflight_" + check, severity, 0, 0, std::move(message), std::move(evidence), std::move(remedy)};
 }
 
-// Restores torch's default CPU generator on scope exit, so pre-flight leaves a seeded run unchanged.
-class RngGuard {
- public:
-  RngGuard() : state_(at::detail::getDefaultCPUGenerator().get_state()) {}
-  ~RngGuard() {
-    at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
-    generator.set_state(state_);
-  }
-  RngGuard(const RngGuard&) = delete;
-  RngGuard& operator=(const RngGuard&) = delete;
-
- private:
-  at::Tensor state_;
-};
-
 torch::Tensor loss_of(Task task, const torch::Tensor& out, const torch::Tensor& y) {
   return task == Task::kClassification ? torch::cross_entropy_loss(out, y)
                                        : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
@@ -50,7 +35,7 @@ torch::Tensor loss_of(Task task, const torch::Tensor& out, const torch::Tensor& 
 std::vector<Finding> preflight(Model& model, const data::Dataset& train, const PreflightOptions& o) {
   std::vector<Finding> out;
   if (train.size() == 0) return out;
-  RngGuard rng;
+  detail::RngGuard rng;
   const auto saved = model.snapshot();
   const bool was_training = model.is_training();
   model.to(o.device);
