@@ -1,5 +1,4 @@
 #include <trainscope/data/dataset.h>
-#include <trainscope/data/loader.h>
 #include <trainscope/error.h>
 
 #include "data/split.h"
@@ -40,40 +39,6 @@ std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_frac
 HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fraction, uint64_t seed) {
   auto [train, val] = split_indices(dataset->size(), val_fraction, seed);
   return {std::make_shared<Subset>(dataset, train), std::make_shared<Subset>(dataset, val)};
-}
-
-DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options)
-    : dataset_(std::move(dataset)), options_(options) {
-  if (options_.batch_size < 1)
-    throw ConfigError("batch size " + std::to_string(options_.batch_size) +
-                      " is out of range; expected a positive integer such as 128");
-}
-
-int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
-}
-
-void DataLoader::start_epoch(int64_t epoch) {
-  const int64_t n = dataset_->size();
-  if (options_.shuffle) {
-    // One generator per (seed, epoch): the order of an epoch never depends on what ran before.
-    auto gen = at::detail::createCPUGenerator(options_.seed * 1000003ULL + static_cast<uint64_t>(epoch));
-    order_ = torch::randperm(n, gen, torch::kInt64);
-  } else {
-    order_ = torch::arange(n, torch::kInt64);
-  }
-  position_ = 0;
-}
-
-bool DataLoader::next(Batch& batch) {
-  TORCH_INTERNAL_ASSERT(order_.defined(), "DataLoader::next() called before start_epoch()");
-  const int64_t n = order_.size(0), b = options_.batch_size;
-  if (position_ >= n || (options_.drop_last && position_ + b > n)) return false;
-  const int64_t end = std::min(n, position_ + b);
-  batch = dataset_->get_batch(order_.slice(0, position_, end));
-  position_ = end;
-  return true;
 }
 
 }  // namespace trainscope::data

@@ -72,6 +72,11 @@ struct DataSplits {
   std::vector<int64_t> input_shape;        // per example, e.g. {1, 28, 28}
   std::vector<std::string> class_names;    // may be empty
   double mean = 0.0, std = 1.0;            // normalization applied to inputs
+  // Tabular data (CSV): each feature standardized with its own training-split statistics.
+  std::vector<double> feature_mean, feature_std;
+  std::vector<std::string> feature_names;
+  int64_t skipped = 0;                     // unreadable examples left out (on_bad_image = skip)
+  std::string source;                      // what was loaded, e.g. "csv:/data/houses.csv"
 };
 
 }  // namespace trainscope::data
