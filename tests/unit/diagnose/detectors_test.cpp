@@ -285,6 +285,23 @@ TEST(Detectors, OscillatingLossTable) {
   EXPECT_EQ(first_epoch_firing(c, seq({1.0, 0.99, 1.0, 0.99, 1.0, 0.99})), -1) << "wiggles under 5% are noise";
 }
 
+TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
+  auto run = [](double dead) {
+    dg::DyingReluDetector d;
+    std::optional<dg::Finding> f;
+    for (int i = 0; i < 3; ++i) {
+      auto s = step(i, 0.1, 0.1);
+      s.activations = {{"10:relu", "relu", dead, 0.0}};
+      f = d.on_step(s);
+    }
+    return f;
+  };
+  ASSERT_TRUE(run(0.57));
+  EXPECT_EQ(run(0.57)->severity, dg::Severity::kInfo);
+  EXPECT_EQ(run(0.8)->severity, dg::Severity::kWarning);
+  EXPECT_FALSE(run(0.45));
+}
+
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
