@@ -283,6 +283,16 @@ export function testResultsView(results) {
         h('tbody', null, perClass.map((c) => h('tr', null, h('td', { text: c.class }), h('td', null, bar(c.precision)), h('td', null, bar(c.recall)), h('td', null, bar(c.f1)), h('td', { class: 'num', text: fmt(c.support) })))))));
   }
   box.appendChild(parts);
+  const mistakes = Array.isArray(test.mistakes) ? test.mistakes : [];
+  if (mistakes.length) {
+    // Only base64 PNG data is ever placed in src: anything else in the store is dropped.
+    const image = (m) => (typeof m.png === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(m.png)
+      ? h('img', { src: `data:image/png;base64,${m.png}`, alt: `test example ${m.index}` }) : h('div', { class: 'no-image' }));
+    box.appendChild(h('div', { class: 'card-inner mistakes' }, h('h3', { text: 'Most confidently wrong test images' }),
+      h('div', { class: 'mistake-grid' }, mistakes.map((m) => h('figure', { class: 'mistake' }, image(m),
+        h('figcaption', null, h('div', { class: 'mistake-pred', text: `${m.predicted} (${fmtPercent(m.confidence)})` }),
+          h('div', { class: 'muted', text: `true: ${m.label} · #${m.index}` })))))));
+  }
   return box;
 }
 

@@ -47,12 +47,21 @@ void RunLogger::on_epoch_start(TrainState&) {
 
 void RunLogger::on_train_batch_end(TrainState& state) {
   epoch_samples_ += state.batch_size;
-  if (!state.run || state.global_step % log_every_ != 0) return;
-  const double now = track::wall_time_now();
+  if (!state.run) return;
   auto& store = state.run->store();
-  // Host sync: once every log_every steps.
-  store.add_metric({state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
-  store.add_metric({state.global_step, state.epoch, "train", "lr", current_lr(state), now});
+  if (state.global_step % log_every_ == 0) {
+    const double now = track::wall_time_now();
+    // Host sync: once every log_every steps.
+    store.add_metric({state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
+    store.add_metric({state.global_step, state.epoch, "train", "lr", current_lr(state), now});
+  }
+  // Live readers (the dashboard) see new points within half a second: commit what is pending
+  // (this and other callbacks' points) at most twice a second, one small WAL transaction each.
+  const auto tick = std::chrono::steady_clock::now();
+  if (tick - last_flush_ >= std::chrono::milliseconds(500)) {
+    store.flush();
+    last_flush_ = tick;
+  }
 }
 
 void RunLogger::on_epoch_end(TrainState& state) {
@@ -106,6 +115,15 @@ void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {
       classes.push_back({{"class", m.name}, {"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1},
                          {"support", m.support}});
     store.put_result(result.split, "per_class", classes.dump());
+    nlohmann::json mistakes = nlohmann::json::array();
+    for (const auto& m : result.mistakes) {
+      auto name = [&](int64_t c) {
+        return c < static_cast<int64_t>(result.per_class.size()) ? result.per_class[c].name : std::to_string(c);
+      };
+      mistakes.push_back({{"index", m.index}, {"label", name(m.label)}, {"predicted", name(m.predicted)},
+                          {"confidence", m.confidence}});
+    }
+    store.put_result(result.split, "mistakes", mistakes.dump());
   }
   store.flush();
 }

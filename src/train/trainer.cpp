@@ -1,11 +1,13 @@
 #include <trainscope/callbacks/defaults.h>
 #include <trainscope/data/loader.h>
+#include <trainscope/data/transforms.h>
 #include <trainscope/error.h>
 #include <trainscope/track/run.h>
 #include <trainscope/train/trainer.h>
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cmath>
 #include <sstream>
@@ -19,6 +21,7 @@ const char* to_string(StopReason reason) {
     case StopReason::kPatience: return "patience";
     case StopReason::kNonFinite: return "non_finite";
     case StopReason::kUserCallback: return "callback";
+    case StopReason::kDiagnosis: return "diagnosis";
     case StopReason::kInterrupted: return "interrupted";
     case StopReason::kException: return "exception";
   }
@@ -40,6 +43,7 @@ void TrainerOptions::validate() const {
   if (batch_size_ < 1) fail("batch_size", std::to_string(batch_size_), "a positive integer such as 128");
   if (eval_batch_size_ < 1) fail("eval_batch_size", std::to_string(eval_batch_size_), "a positive integer");
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
+  if (diagnose_every_ < 0) fail("diagnose_every", std::to_string(diagnose_every_), ">= 0 (0: log_every)");
   if (patience_ < 0) fail("patience", std::to_string(patience_), ">= 0");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
   if (optimizer_ != "adam" && optimizer_ != "adamw" && optimizer_ != "sgd")
@@ -92,7 +96,7 @@ Config config_from(const TrainerOptions& o) {
   put("train.lr", o.lr());
   put("train.weight_decay", o.weight_decay());
   put("train.loss", o.loss());
-  put("train.batch_size", o.batch_size());
+  put("train.batch_size", std::to_string(o.batch_size()));
   put("train.eval_batch_size", o.eval_batch_size());
   put("train.seed", static_cast<int64_t>(o.seed()));
   put("train.log_every", o.log_every());
@@ -101,6 +105,11 @@ Config config_from(const TrainerOptions& o) {
   put("train.min_delta", o.min_delta());
   put("train.restore_best", o.restore_best());
   put("train.checkpoints", o.checkpoints());
+  put("data.workers", o.loader_workers());
+  put("diagnose.enabled", o.diagnostics());
+  put("diagnose.every", o.diagnose_every());
+  put("diagnose.activations", o.diagnose_activations());
+  put("diagnose.auto_remedy", o.auto_remedy());
   put("ui.progress", o.progress());
   put("run.dir", o.runs_dir());
   put("run.name", o.run_name());
@@ -118,7 +127,9 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .lr(c.get_double("train.lr"))
       .weight_decay(c.get_double("train.weight_decay"))
       .loss(c.get_string("train.loss"))
-      .batch_size(c.get_int("train.batch_size"))
+      // "auto" is resolved by the batch-size search before training (tune/batch_size.h); until
+      // then the Trainer keeps its default.
+      .batch_size(c.get_string("train.batch_size") == "auto" ? 128 : std::stoll(c.get_string("train.batch_size")))
       .eval_batch_size(c.get_int("train.eval_batch_size"))
       .seed(static_cast<uint64_t>(c.get_int("train.seed")))
       .log_every(c.get_int("train.log_every"))
@@ -127,6 +138,11 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .min_delta(c.get_double("train.min_delta"))
       .restore_best(c.get_bool("train.restore_best"))
       .checkpoints(c.get_bool("train.checkpoints"))
+      .loader_workers(c.get_int("data.workers"))
+      .diagnostics(c.get_bool("diagnose.enabled"))
+      .diagnose_every(c.get_int("diagnose.every"))
+      .diagnose_activations(c.get_bool("diagnose.activations"))
+      .auto_remedy(c.get_bool("diagnose.auto_remedy"))
       .progress(c.get_string("ui.progress"))
       .runs_dir(c.get_string("run.dir"))
       .run_name(c.get_string("run.name"))
@@ -205,7 +221,10 @@ FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
   ensure_run(model);
   model.to(device_);
   auto optimizer = make_optimizer(options_, model);
-  data::DataLoader loader(train, {options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false, options_.seed()});
+  data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false, options_.seed()};
+  loader_options.workers = options_.loader_workers();
+  loader_options.pin_memory = device_.is_cuda();
+  data::DataLoader loader(train, loader_options);
 
   TrainState& s = state_;
   s = TrainState{};
@@ -259,6 +278,8 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data
   model.train();
   MetricAccumulator metrics(options_.task());
   loader.start_epoch(s.epoch);
+  loader.reset_wait();
+  const auto loop_start = std::chrono::steady_clock::now();
   data::Batch batch;
   for (s.batch_in_epoch = 0; loader.next(batch); ++s.batch_in_epoch) {
     if (g_interrupted.load()) {
@@ -267,12 +288,22 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data
     }
     auto x = batch.x.to(device_, /*non_blocking=*/true);
     auto y = batch.y.to(device_, /*non_blocking=*/true);
+    if (options_.augment()) {
+      auto gen = data::augment_generator(options_.seed(), s.epoch, s.batch_in_epoch);
+      auto augmented = options_.augment()->apply({x, y}, gen);
+      x = augmented.x, y = augmented.y;
+    }
+    // mixup/cutmix give class probabilities: the loss takes them, accuracy takes the argmax.
+    auto labels = (y.dim() == 2 && options_.task() == Task::kClassification) ? y.argmax(1) : y;
     s.batch_size = x.size(0);
     call(&Callback::on_train_batch_start);
 
     optimizer.zero_grad();
     auto output = model.forward(x);
-    if (s.global_step == 0) check_output(output, y);  // host sync, first step only
+    if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
+    s.inputs = x;
+    s.targets = y;
+    s.outputs = output;
     s.loss = compute_loss(output, y);
     s.loss.backward();
     call(&Callback::on_after_backward);
@@ -280,10 +311,14 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data
     optimizer.step();
     ++s.global_step;
 
-    metrics.update(s.loss, output.detach(), y);
+    metrics.update(s.loss, output.detach(), labels);
     call(&Callback::on_train_batch_end);
   }
+  s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
   s.train_metrics = metrics.compute();  // host sync: once per epoch
+  // Share of the step loop spent blocked on the loader (the run store keeps it per epoch).
+  const double loop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+  s.train_metrics["data_wait_fraction"] = loop_seconds > 0 ? loader.wait_seconds() / loop_seconds : 0.0;
 }
 
 EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const std::string& split, bool confusion) {
@@ -298,13 +333,30 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   loader.start_epoch(0);
   data::Batch batch;
   bool first = true;
+  EvalResult r;
+  constexpr int64_t kMistakes = 16;
+  int64_t offset = 0;
   while (loader.next(batch)) {
     auto x = batch.x.to(device_, true), y = batch.y.to(device_, true);
     auto output = model.forward(x);
     if (first) check_output(output, y), first = false;
     metrics.update(compute_loss(output, y), output, y);
+    if (confusion && options_.task() == Task::kClassification) {
+      // The batch's most confident wrong answers; a host sync per batch, test passes only.
+      auto [conf, pred] = torch::softmax(output, 1).max(1);
+      auto scored = torch::where(pred.ne(y), conf, torch::full_like(conf, -1.0));
+      auto [top, at] = scored.topk(std::min<int64_t>(kMistakes, scored.size(0)));
+      auto top_c = top.to(torch::kCPU, torch::kFloat64), at_c = at.to(torch::kCPU);
+      auto pred_c = pred.index_select(0, at).to(torch::kCPU), y_c = y.index_select(0, at).to(torch::kCPU);
+      for (int64_t i = 0; i < top_c.size(0) && top_c[i].item<double>() >= 0; ++i)
+        r.mistakes.push_back({offset + at_c[i].item<int64_t>(), y_c[i].item<int64_t>(), pred_c[i].item<int64_t>(),
+                              top_c[i].item<double>()});
+      std::sort(r.mistakes.begin(), r.mistakes.end(),
+                [](const Mistake& a, const Mistake& b) { return a.confidence > b.confidence; });
+      if (static_cast<int64_t>(r.mistakes.size()) > kMistakes) r.mistakes.resize(kMistakes);
+    }
+    offset += x.size(0);
   }
-  EvalResult r;
   r.split = split;
   r.metrics = metrics.compute();
   r.samples = metrics.count();

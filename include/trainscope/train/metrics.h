@@ -52,6 +52,14 @@ struct ClassMetrics {
 std::vector<ClassMetrics> per_class_metrics(const torch::Tensor& confusion,
                                             const std::vector<std::string>& names = {});
 
+// A test example the model got wrong, with the probability it gave its (wrong) answer.
+struct Mistake {
+  int64_t index = 0;       // in the evaluated dataset
+  int64_t label = 0;
+  int64_t predicted = 0;
+  double confidence = 0.0;
+};
+
 // The result of evaluating a model on a split.
 struct EvalResult {
   std::string split;             // "val" or "test"
@@ -60,6 +68,7 @@ struct EvalResult {
   double seconds = 0.0;
   torch::Tensor confusion;       // classification tests only
   std::vector<ClassMetrics> per_class;
+  std::vector<Mistake> mistakes;  // classification tests: the 16 most confident wrong answers, most confident first
 
   // Readable tables: per-class precision/recall/F1 and the confusion matrix.
   std::string report() const;
