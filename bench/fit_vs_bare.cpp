@@ -4,6 +4,7 @@
 // are process-wide; bench/run_fit_bench.sh runs the modes side by side and compares.
 //
 //   bench_fit --mode fit            trainscope::Trainer, process configured by configure_process()
+//                                   (--diagnostics 0 turns the diagnostics callback off)
 //   bench_fit --mode bare           a bare loop; threads from --threads (0: LibTorch's default),
 //                                   BLAS and malloc from the environment (the script sets them)
 // Prints one line on stderr: RESULT {json} (stdout carries the Trainer's console output).
@@ -66,7 +67,7 @@ double bare_loop(torch::nn::Sequential model, const ts::data::TensorDataset& tra
 
 int main(int argc, char** argv) {
   std::string mode = "fit", tag;
-  int threads = 0, epochs = 2;
+  int threads = 0, epochs = 2, diagnostics = 1;
   int64_t limit = 14222;  // 12,800 training examples after the 10% holdout: 100 batches
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
     else if (k == "--threads") threads = std::stoi(v);
     else if (k == "--epochs") epochs = std::stoi(v);
     else if (k == "--limit") limit = std::stoll(v);
+    else if (k == "--diagnostics") diagnostics = std::stoi(v);
     else if (k == "--tag") tag = v;
     else {
       std::cerr << "unknown argument " << k << "\n";
@@ -116,7 +118,8 @@ int main(int argc, char** argv) {
   if (mode == "fit") {
     ts::Model model(net, "cnn");
     auto options = ts::TrainerOptions().max_epochs(epochs).progress("plain").runs_dir("/tmp/trainscope-bench-runs")
-                       .class_names(data.class_names);
+                       .class_names(data.class_names)
+                       .diagnostics(diagnostics != 0);
     ts::Trainer trainer(options);
     auto t0 = std::chrono::steady_clock::now();
     auto fit = trainer.fit(model, data.train, data.val);

@@ -3,8 +3,12 @@
 
 #include <trainscope/trainscope.h>
 
-#include <CLI/CLI.hpp>
+#include "dashboard_commands.h"
 
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -23,6 +27,8 @@ struct TrainArgs {
   };
   std::vector<Shortcut> shortcuts;
   bool no_test = false;
+  bool no_dashboard = false;
+  bool auto_remedy = false;
 };
 
 struct TestArgs {
@@ -52,14 +58,75 @@ void configure_runtime(const ts::Config& config, bool print) {
 }
 
 ts::data::DataSplits load_data(const ts::Config& config) {
-  ts::data::IdxOptions o;
-  const std::string& spec = config.get_string("data.dataset");
-  o.dir = spec.rfind("idx:", 0) == 0 ? fs::path(spec.substr(4)) : fs::path(config.get_string("data.dir"));
+  ts::data::DataOptions o;
+  o.spec = config.get_string("data.dataset");
+  o.fashion_mnist_dir = config.get_string("data.dir");
+  o.classification = config.get_string("train.task") == "classification";
   o.val_fraction = config.get_double("data.val_fraction");
   o.split_seed = static_cast<uint64_t>(config.get_int("data.split_seed"));
   o.limit = config.get_int("data.limit");
   o.test_limit = config.get_int("data.test_limit");
-  return spec == "fashion-mnist" ? ts::data::fashion_mnist(o) : ts::data::load_idx_dir(o);
+  o.on_bad_image = config.get_string("data.on_bad_image") == "skip" ? ts::data::BadImagePolicy::kSkip
+                                                                    : ts::data::BadImagePolicy::kFail;
+  if (config.get_double("data.std") > 0) {
+    o.mean = config.get_double("data.mean");
+    o.std = config.get_double("data.std");
+  }
+  auto data = ts::data::load_data(o);
+  if (data.skipped > 0)
+    std::fprintf(stderr, "data: skipped %lld unreadable images (data.on_bad_image = \"skip\")\n",
+                 static_cast<long long>(data.skipped));
+  return data;
+}
+
+// The training-batch augmentation of data.augment. The default list applies to image data only;
+// a list the user set on tabular data is an error (raised by the transforms on the first batch).
+std::shared_ptr<ts::data::Transform> make_augment(const ts::Config& config, const ts::data::DataSplits& data) {
+  const auto& setting = config.setting("data.augment");
+  if (data.input_shape.size() != 3 && setting.source == "default") return nullptr;
+  ts::data::AugmentContext context;
+  context.stats = {data.mean, data.std};
+  context.classes = data.num_classes;
+  return ts::data::parse_augmentation(config.get_strings("data.augment"), context);
+}
+
+struct PreviewArgs {
+  std::string out = "augment-preview.png";
+  int64_t count = 8, rows = 3, scale = 3;
+};
+
+int run_data_preview(const TrainArgs& args, const PreviewArgs& preview) {
+  ts::Config config = build_config(args);
+  configure_runtime(config, false);
+  auto data = load_data(config);
+  auto augment = make_augment(config, data);
+  auto grid = ts::data::augmentation_grid(*data.train, augment.get(), {data.mean, data.std}, preview.count,
+                                          preview.rows, static_cast<uint64_t>(config.get_int("train.seed")),
+                                          preview.scale);
+  ts::data::write_png(preview.out, grid);
+  std::printf("wrote %s: top row %lld training images, then %lld augmented rows of %s\n", preview.out.c_str(),
+              static_cast<long long>(std::min<int64_t>(preview.count, data.train->size())),
+              static_cast<long long>(augment ? preview.rows : 0), augment ? augment->describe().c_str() : "[]");
+  return 0;
+}
+
+// Records how the data were prepared, so a run says what its model saw.
+void record_data(ts::track::RunStore& store, const ts::data::DataSplits& data,
+                 const std::shared_ptr<ts::data::Transform>& augment) {
+  store.set_meta("data.source", data.source);
+  store.set_meta("data.mean", std::to_string(data.mean));
+  store.set_meta("data.std", std::to_string(data.std));
+  store.set_meta("data.augment", augment ? augment->describe() : "[]");
+  if (data.skipped > 0) store.set_meta("data.skipped_images", std::to_string(data.skipped));
+  if (!data.feature_mean.empty()) {
+    std::string mean = "[", std = "[";
+    for (size_t i = 0; i < data.feature_mean.size(); ++i) {
+      mean += (i ? ", " : "") + std::to_string(data.feature_mean[i]);
+      std += (i ? ", " : "") + std::to_string(data.feature_std[i]);
+    }
+    store.set_meta("data.feature_mean", mean + "]");
+    store.set_meta("data.feature_std", std + "]");
+  }
 }
 
 ts::Model build_model(const ts::Config& config, const ts::data::DataSplits& data) {
@@ -81,19 +148,179 @@ std::string percent(double v) {
   return buf;
 }
 
+std::vector<ts::diagnose::Finding> run_preflight(const ts::Config& config, ts::Model& model,
+                                                 const ts::data::DataSplits& data, bool print) {
+  ts::diagnose::PreflightOptions o;
+  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  o.num_classes = data.num_classes;
+  o.lr = config.get_double("train.lr");
+  const auto start = std::chrono::steady_clock::now();
+  auto findings = ts::diagnose::preflight(model, *data.train, o);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (print) {
+    std::printf("pre-flight checks (%.1f s): %s\n", seconds,
+                findings.empty() ? "initial loss, one-batch overfit, gradients, input scale, labels: all pass"
+                                 : (std::to_string(findings.size()) + " failed").c_str());
+    for (const auto& f : findings) std::printf("%s\n", f.to_text().c_str());
+  }
+  return findings;
+}
+
+int run_check(const TrainArgs& args) {
+  ts::Config config = build_config(args);
+  configure_runtime(config, false);
+  auto data = load_data(config);
+  ts::Model model = build_model(config, data);
+  auto findings = run_preflight(config, model, data, true);
+  bool errors = false;
+  for (const auto& f : findings) errors |= f.severity == ts::diagnose::Severity::kError;
+  return errors ? 1 : 0;
+}
+
+// Resolves train.batch_size = "auto" with real training steps, and the lr with it; both land in
+// the config (and so in config.toml) with the reason.
+std::optional<ts::tune::BatchSizeResult> choose_batch_size(ts::Config& config, ts::Model& model,
+                                                           const ts::data::DataSplits& data, bool print) {
+  if (config.get_string("train.batch_size") != "auto") return std::nullopt;
+  ts::tune::BatchSizeOptions o;
+  o.memory_share = config.get_double("tune.memory_share");
+  o.headroom = config.get_double("tune.headroom");
+  o.min_gain = config.get_double("tune.min_gain");
+  o.time_budget_s = config.get_double("tune.time_budget");
+  const double budget = ts::tune::cpu_memory_budget(o.memory_share);
+  const auto task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  ts::tune::TrainingProbe probe(model, *data.train, task, torch::kCPU, o.steps, budget);
+  auto r = ts::tune::find_batch_size(probe, o, budget, data.train->size());
+  config.set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
+  const double lr = config.get_double("train.lr");
+  const std::string rule = config.get_string("train.lr_scaling");
+  const double scaled = ts::tune::scale_lr(lr, 128, r.batch_size, rule);
+  if (scaled != lr) {
+    char reason[128];
+    std::snprintf(reason, sizeof reason, "%g scaled by the %s rule from batch 128 to %lld", lr, rule.c_str(),
+                  static_cast<long long>(r.batch_size));
+    config.set("train.lr", scaled, "lr scaling", reason);
+  }
+  if (print) {
+    std::printf("batch size %lld: %s (search %.1f s:", static_cast<long long>(r.batch_size), r.reason.c_str(), r.seconds);
+    for (const auto& t : r.trials)
+      std::printf(" %lld%s %.0f/s %.0f MiB;", static_cast<long long>(t.batch), t.fits ? "" : " (no fit)", t.samples_per_s,
+                  t.peak_bytes / 1048576.0);
+    std::printf(")\n");
+    if (scaled == lr && r.batch_size != 128)
+      std::printf("lr %g kept for batch %lld (train.lr_scaling = \"%s\")\n", lr, static_cast<long long>(r.batch_size),
+                  rule.c_str());
+  }
+  return r;
+}
+
+std::string batch_search_json(const ts::tune::BatchSizeResult& r) {
+  nlohmann::json j = {{"batch_size", r.batch_size}, {"reason", r.reason}, {"seconds", r.seconds},
+                      {"budget_bytes", r.budget_bytes}, {"trials", nlohmann::json::array()}};
+  for (const auto& t : r.trials)
+    j["trials"].push_back({{"batch", t.batch}, {"fits", t.fits}, {"samples_per_s", t.samples_per_s},
+                           {"peak_bytes", t.peak_bytes}, {"note", t.note}});
+  return j.dump();
+}
+
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = uint32_t(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= uint32_t(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= bytes[i + 2];
+    out += k[(v >> 18) & 63];
+    out += k[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? k[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? k[v & 63] : '=';
+  }
+  return out;
+}
+
+// The test's most confidently wrong images, as PNGs in the run store for the dashboard.
+void store_mistake_images(ts::track::RunStore& store, const ts::data::DataSplits& data, const ts::EvalResult& test) {
+  if (test.mistakes.empty() || data.input_shape.size() != 3 || data.input_shape[0] > 3) return;
+  std::vector<int64_t> indices;
+  for (const auto& m : test.mistakes) indices.push_back(m.index);
+  auto x = data.test->get_batch(torch::tensor(indices)).x.to(torch::kCPU);
+  // Undo the normalization to show the pixels the way they were read.
+  auto pixels = (x * data.std + data.mean).clamp(0, 1).mul(255).round().to(torch::kUInt8);
+  nlohmann::json out = nlohmann::json::array();
+  auto stored = nlohmann::json::parse(store.result("test", "mistakes").value_or("[]"), nullptr, false);
+  for (size_t i = 0; i < test.mistakes.size(); ++i) {
+    nlohmann::json item = stored.is_array() && i < stored.size() ? stored[i] : nlohmann::json::object();
+    item["png"] = base64(ts::data::encode_png(pixels[int64_t(i)].contiguous()));
+    out.push_back(item);
+  }
+  store.put_result("test", "mistakes", out.dump());
+}
+
+int run_tune_lr(const TrainArgs& args, const std::string& out) {
+  ts::Config config = build_config(args);
+  configure_runtime(config, false);
+  auto data = load_data(config);
+  ts::Model model = build_model(config, data);
+  ts::tune::LrFinderOptions o;
+  const std::string& batch = config.get_string("train.batch_size");
+  o.batch_size = batch == "auto" ? 128 : std::stoll(batch);
+  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  o.fallback_lr = 1e-3;
+  const auto start = std::chrono::steady_clock::now();
+  auto curve = ts::tune::lr_range_test(model, *data.train, o);
+  auto suggestion = ts::tune::suggest_lr(curve, o.fallback_lr);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::string name = config.get_string("run.name").empty() ? ts::track::timestamped_name("lr-find")
+                                                                  : config.get_string("run.name");
+  auto run = ts::track::Run::create(config.get_string("run.dir"), name);
+  auto& store = run->store();
+  store.set_meta("name", run->name());
+  store.set_meta("kind", "lr_find");
+  store.set_meta("status", "finished");
+  const double now = ts::track::wall_time_now();
+  for (size_t i = 0; i < curve.lrs.size(); ++i) {
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/lr", curve.lrs[i], now});
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/loss", curve.losses[i], now});
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/smoothed_loss", curve.smoothed[i], now});
+  }
+  nlohmann::json result = {{"lr", suggestion.lr}, {"confident", suggestion.confident}, {"reason", suggestion.reason}};
+  store.put_result("tune", "lr_suggestion", result.dump());
+  store.flush();
+  const fs::path png = out.empty() ? run->dir() / "lr_find.png" : fs::path(out);
+  ts::tune::plot_lr_curve(curve, suggestion, png);
+  std::printf("lr range test: %zu steps from %g to %g in %.1f s\n", curve.lrs.size(), o.start_lr,
+              curve.lrs.empty() ? 0.0 : curve.lrs.back(), seconds);
+  std::printf("suggested lr: %.2g (%s; %s)\n", suggestion.lr, suggestion.confident ? "confident" : "not confident",
+              suggestion.reason.c_str());
+  std::printf("curve: %s (and %s); train with --lr %.2g\n", png.c_str(), (run->dir() / "run.sqlite").c_str(),
+              suggestion.lr);
+  return 0;
+}
+
 int run_train(const TrainArgs& args) {
   ts::Config config = build_config(args);
   configure_runtime(config, config.get_string("ui.progress") != "off");
+  // The dashboard reads the run store from its own threads; it stops when training ends.
+  auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   auto data = load_data(config);
   ts::Model model = build_model(config, data);
+  auto batch_search = choose_batch_size(config, model, data, config.get_string("ui.progress") != "off");
 
   ts::TrainerOptions options = ts::TrainerOptions::from(config);
   options.class_names(data.class_names);
+  auto augment = make_augment(config, data);
+  options.augment(augment);
   ts::Trainer trainer(options);
+  if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
+    auto findings = run_preflight(config, model, data, config.get_string("ui.progress") != "off");
+    for (const auto& cb : trainer.callbacks())
+      if (auto diagnostics = std::dynamic_pointer_cast<ts::diagnose::Diagnostics>(cb)) diagnostics->add_preflight(findings);
+  }
   ts::FitResult fit = trainer.fit(model, data.train, data.val);
   if (auto run = trainer.run()) {
-    run->store().set_meta("data.mean", std::to_string(data.mean));
-    run->store().set_meta("data.std", std::to_string(data.std));
+    record_data(run->store(), data, augment);
+    if (batch_search) run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
   if (fit.stop_reason == ts::StopReason::kInterrupted) {
     std::printf("interrupted; the best weights so far are in %s\n", (fit.run_dir / "checkpoints").c_str());
@@ -101,6 +328,7 @@ int run_train(const TrainArgs& args) {
   }
   if (!args.no_test) {
     ts::EvalResult test = trainer.test(model, *data.test);
+    if (auto run = trainer.run()) store_mistake_images(run->store(), data, test);
     auto acc = test.metrics.find("accuracy");
     std::printf("test %s: %s (best epoch %lld of %lld)\n", acc != test.metrics.end() ? "accuracy" : "loss",
                 acc != test.metrics.end() ? percent(acc->second).c_str() : std::to_string(test.metrics["loss"]).c_str(),
@@ -137,6 +365,7 @@ int run_test(const TestArgs& args) {
   trainer.attach_run(ts::track::Run::open(dir));
   std::printf("testing %s weights of %s\n", args.weights.c_str(), dir.c_str());
   ts::EvalResult test = trainer.test(model, *data.test);
+  store_mistake_images(trainer.run()->store(), data, test);
   auto acc = test.metrics.find("accuracy");
   if (acc != test.metrics.end()) std::printf("test accuracy: %s\n", percent(acc->second).c_str());
   return 0;
@@ -181,7 +410,46 @@ int main(int argc, char** argv) {
     train->add_option(shortcuts[i].flag, shortcut_values[i], help);
   }
   train->add_flag("--no-test", train_args.no_test, "skip evaluating the test split after training (default: test)");
+  train->add_flag("--no-dashboard", train_args.no_dashboard,
+                  "do not serve the dashboard while training (same as --set ui.dashboard=false)");
+  train->add_flag("--auto-remedy", train_args.auto_remedy,
+                  "let diagnostics clip gradients, lower the lr or stop (default: off; same as --set "
+                  "diagnose.auto_remedy=true)");
   train->footer(settings_help());
+
+  auto* check = app.add_subcommand("check", "run the pre-flight checks on the training setup and exit (takes "
+                                            "train's options); exit 1 when a check finds an error");
+  check->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
+  check->add_option("--set", train_args.sets, "override a setting (repeatable)");
+
+  std::string diagnose_run, diagnose_runs_dir = "runs";
+  auto* diagnose = app.add_subcommand("diagnose", "print the diagnostics report of a run, finished or not");
+  diagnose->add_option("RUN", diagnose_run, "run directory, or a run name under --runs-dir")->required();
+  diagnose->add_option("--runs-dir", diagnose_runs_dir, "directory of runs (default \"runs\")");
+
+  std::string lr_plot;
+  auto* tune = app.add_subcommand("tune", "search hyperparameters");
+  tune->require_subcommand(1);
+  auto* tune_lr = tune->add_subcommand("lr", "learning-rate range test (1e-7 to 10): suggests an lr, stores the "
+                                             "curve in a run and plots it to a PNG");
+  tune_lr->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
+  tune_lr->add_option("--set", train_args.sets, "override a setting (repeatable)");
+  tune_lr->add_option("--out", lr_plot, "PNG file for the curve (default: lr_find.png in the run directory)");
+
+  PreviewArgs preview_args;
+  auto* data_cmd = app.add_subcommand("data", "inspect the data pipeline");
+  data_cmd->require_subcommand(1);
+  auto* preview = data_cmd->add_subcommand(
+      "preview", "write a PNG grid of training images (top row) and their augmentations (rows below)");
+  preview->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
+  preview->add_option("--set", train_args.sets, "override a setting, e.g. --set 'data.augment=[\"rotate(10)\"]'");
+  preview->add_option("--out", preview_args.out, "PNG file to write (default augment-preview.png)");
+  preview->add_option("--count", preview_args.count, "images per row (default 8)")->check(CLI::Range(1, 64));
+  preview->add_option("--rows", preview_args.rows, "augmented rows (default 3)")->check(CLI::Range(0, 16));
+  preview->add_option("--scale", preview_args.scale, "pixel scale (default 3)")->check(CLI::Range(1, 16));
+
+  ts::cli::DashboardCommands dashboard_commands;
+  ts::cli::add_dashboard_commands(app, dashboard_commands);
 
   TestArgs test_args;
   auto* test = app.add_subcommand("test", "evaluate a run's weights on the test split and store the result");
@@ -206,7 +474,16 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < std::size(shortcuts); ++i)
         if (train->count(shortcuts[i].flag) > 0)
           train_args.shortcuts.push_back({shortcuts[i].key, shortcut_values[i], shortcuts[i].flag});
+      if (train_args.auto_remedy) train_args.sets.push_back("diagnose.auto_remedy=true");
       return run_train(train_args);
+    }
+    if (int code = 0; ts::cli::run_dashboard_commands(dashboard_commands, code)) return code;
+    if (check->parsed()) return run_check(train_args);
+    if (tune_lr->parsed()) return run_tune_lr(train_args, lr_plot);
+    if (preview->parsed()) return run_data_preview(train_args, preview_args);
+    if (diagnose->parsed()) {
+      std::printf("%s", ts::diagnose::diagnose_report(find_run({diagnose_run, diagnose_runs_dir, "best"}).string()).c_str());
+      return 0;
     }
     return run_test(test_args);
   } catch (const ts::Error& e) {

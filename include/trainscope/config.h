@@ -18,7 +18,9 @@
 
 namespace trainscope {
 
-using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>>;
+// Index order is part of the contract (to_toml_literal and the parsers switch on it); new types go last.
+using ConfigValue =
+    std::variant<bool, int64_t, double, std::string, std::vector<int64_t>, std::vector<std::string>>;
 
 // One setting of a resolved config.
 struct Setting {
@@ -51,7 +53,9 @@ class Config {
   // Override from text "key=value" (CLI --set); the value is parsed according to the key's type.
   void set_from_string(const std::string& assignment, const std::string& source = "--set");
   // Override with a typed value. Throws ConfigError for an unknown key or a wrong type.
-  void set(const std::string& key, ConfigValue value, const std::string& source = "library");
+  // `reason` replaces "set by the user" when a tool, not the user, chose the value.
+  void set(const std::string& key, ConfigValue value, const std::string& source = "library",
+           const std::string& reason = "");
 
   // Fills dependent defaults and validates ranges. Call once after all overrides.
   void resolve();
@@ -61,6 +65,7 @@ class Config {
   double get_double(const std::string& key) const;
   const std::string& get_string(const std::string& key) const;
   const std::vector<int64_t>& get_ints(const std::string& key) const;
+  const std::vector<std::string>& get_strings(const std::string& key) const;
   const Setting& setting(const std::string& key) const;
   const std::vector<Setting>& settings() const { return settings_; }
 
@@ -75,7 +80,7 @@ class Config {
   std::vector<Setting> settings_;
 };
 
-// The value as a TOML literal: 0.001, true, "cnn", [32, 64].
+// The value as a TOML literal: 0.001, true, "cnn", [32, 64], ["hflip", "rotate(10)"].
 std::string to_toml_literal(const ConfigValue& value);
 
 }  // namespace trainscope

@@ -8,20 +8,6 @@
 namespace trainscope::callbacks {
 namespace {
 
-std::vector<torch::Tensor> snapshot(torch::nn::Module& module) {
-  std::vector<torch::Tensor> out;
-  for (const auto& p : module.parameters()) out.push_back(p.detach().clone());
-  for (const auto& b : module.buffers()) out.push_back(b.detach().clone());
-  return out;
-}
-
-void restore(torch::nn::Module& module, const std::vector<torch::Tensor>& saved) {
-  torch::NoGradGuard no_grad;
-  size_t i = 0;
-  for (auto& p : module.parameters()) p.copy_(saved.at(i++));
-  for (auto& b : module.buffers()) b.copy_(saved.at(i++));
-}
-
 std::string fmt(double v) {
   std::ostringstream o;
   o.precision(4);
@@ -56,7 +42,7 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     best_ = value;
     best_epoch_ = state.epoch;
     wait_ = 0;
-    if (options_.restore_best) best_state_ = snapshot(state.model->module());
+    if (options_.restore_best) best_state_ = state.model->snapshot();
     return;
   }
   if (++wait_ >= options_.patience)
@@ -67,7 +53,7 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
 
 void EarlyStopping::on_fit_end(TrainState& state) {
   if (!options_.restore_best || best_state_.empty()) return;
-  restore(state.model->module(), best_state_);
+  state.model->restore(best_state_);
 }
 
 }  // namespace trainscope::callbacks

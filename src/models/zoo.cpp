@@ -9,6 +9,23 @@ int64_t Model::num_parameters() const {
   return n;
 }
 
+std::vector<torch::Tensor> Model::snapshot() const {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : module_->parameters()) out.push_back(p.detach().clone());
+  for (const auto& b : module_->buffers()) out.push_back(b.detach().clone());
+  return out;
+}
+
+void Model::restore(const std::vector<torch::Tensor>& saved) const {
+  torch::NoGradGuard no_grad;
+  auto params = module_->parameters();
+  auto buffers = module_->buffers();
+  TORCH_CHECK(saved.size() == params.size() + buffers.size(), "Model::restore: snapshot of another model");
+  size_t i = 0;
+  for (auto& p : params) p.copy_(saved[i++]);
+  for (auto& b : buffers) b.copy_(saved[i++]);
+}
+
 }  // namespace trainscope
 
 namespace trainscope::models {

@@ -20,6 +20,7 @@ namespace trainscope {
 namespace {
 
 using Ints = std::vector<int64_t>;
+using Strings = std::vector<std::string>;
 
 const std::vector<SettingSpec>& spec_table() {
   static const std::vector<SettingSpec> table = {
@@ -29,7 +30,21 @@ const std::vector<SettingSpec>& spec_table() {
        "directory that holds run directories"},
       {"data.dataset", std::string("fashion-mnist"),
        "the built-in default task (Debian package dataset-fashion-mnist)",
-       "data set: fashion-mnist, or idx:DIR for an IDX directory"},
+       "data set: fashion-mnist, idx:DIR (IDX files), folder:DIR (one sub-folder of JPEG/PNG images per "
+       "class), csv:FILE,target=COLUMN[,target=COLUMN2][,test=FILE]"},
+      {"data.augment", Strings{"hflip", "crop(pad=2)"},
+       "flips and 2-pixel shifts help Fashion-MNIST and keep 10-epoch accuracy (bench/README.md)",
+       "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), crop([size,] pad=N), "
+       "translate(frac), scale(lo, hi), resized_crop(size), brightness(b), contrast(c), erase, mixup(a), "
+       "cutmix(a); [] for none; image data only"},
+      {"data.workers", int64_t{2}, "two threads collate ahead of the step loop so it never waits for data",
+       "loader worker threads (0: load batches in the step loop)"},
+      {"data.on_bad_image", std::string("fail"), "a corrupt image usually means a broken data set",
+       "fail or skip (count reported) for images that cannot be decoded"},
+      {"data.mean", 0.0, "used only with data.std; otherwise computed from the training split",
+       "pixel mean of raw [0, 1] images for normalization (images only)"},
+      {"data.std", 0.0, "0: mean and std are computed from the training split, never from val or test",
+       "pixel standard deviation for normalization; > 0 uses data.mean and data.std as given"},
       {"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
        "where dataset-fashion-mnist installs its files", "directory of the IDX files"},
       {"data.val_fraction", 0.1, "10% held out of the training set for validation",
@@ -58,8 +73,12 @@ const std::vector<SettingSpec>& spec_table() {
       {"train.weight_decay", 0.0, "no regularisation until a run shows it is needed",
        "L2 weight decay (decoupled for adamw)"},
       {"train.loss", std::string("auto"), "chosen from the task", "auto, cross_entropy or mse"},
-      {"train.batch_size", int64_t{128}, "a batch that keeps 2 CPU cores busy without hurting accuracy",
-       "training batch size"},
+      {"train.batch_size", std::string("auto"),
+       "the largest batch that fits in memory, short of where throughput stops improving",
+       "training batch size, or auto: searched with real training steps (tune.*)"},
+      {"train.lr_scaling", std::string("keep"),
+       "Adam's step size barely depends on the batch size, so lr stays at 1e-3",
+       "how lr follows a batch size other than 128: keep, linear or sqrt"},
       {"train.eval_batch_size", int64_t{1000}, "evaluation needs no gradients, so larger batches are cheap",
        "validation and test batch size"},
       {"train.seed", int64_t{0}, "runs are reproducible by default", "seed of weights and shuffling"},
@@ -72,6 +91,23 @@ const std::vector<SettingSpec>& spec_table() {
       {"train.restore_best", true, "keep the weights of the best validation epoch",
        "restore the best weights at the end"},
       {"train.checkpoints", true, "never lose progress", "save best and last weights every epoch"},
+      {"tune.memory_share", 0.5, "half the available memory leaves room for the rest of the machine",
+       "batch-size search (CPU): share of available memory a batch may use"},
+      {"tune.headroom", 0.1, "10% below the measured peak absorbs allocator noise",
+       "batch-size search: headroom under the memory budget"},
+      {"tune.min_gain", 0.1, "past +10% samples/s per doubling, larger batches only cost generalization",
+       "batch-size search: keep doubling while throughput improves by this share"},
+      {"tune.time_budget", 15.0, "the search must not delay the run noticeably", "batch-size search: seconds at most"},
+      {"diagnose.enabled", true, "watching the run for known problems is what trainscope is for",
+       "gather signals and run the problem detectors"},
+      {"diagnose.every", int64_t{0}, "0: the logging interval (train.log_every)",
+       "gather step signals every N steps"},
+      {"diagnose.activations", true, "dead ReLUs and saturated units are cheap to spot on one batch",
+       "per-layer activation statistics for zoo models"},
+      {"diagnose.preflight", true, "seconds to catch a broken setup before spending the epochs",
+       "run the pre-flight checks before training"},
+      {"diagnose.auto_remedy", false, "remedies change the run, so the user opts in",
+       "clip gradients, lower the lr or stop when a detector fires"},
       {"runtime.threads", int64_t{0}, "one intra-op thread per core (LibTorch's default uses half)",
        "intra-op threads (0: one per core)"},
       {"runtime.openblas_threads", int64_t{1},
@@ -82,6 +118,12 @@ const std::vector<SettingSpec>& spec_table() {
        "raise glibc malloc's mmap and trim thresholds"},
       {"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
        "auto, bar, plain or off"},
+      {"ui.dashboard", true,
+       "watching the curves and findings live is the point; it serves loopback only, read-only, and "
+       "costs training under 5% even under load (bench/README.md)",
+       "serve the dashboard beside the run while training (--no-dashboard turns it off)"},
+      {"ui.port", int64_t{6150}, "a fixed port keeps the URL stable; the next free one is used when it is taken",
+       "dashboard port on 127.0.0.1 (0: any free port)"},
   };
   return table;
 }
@@ -92,6 +134,7 @@ const char* type_name(const ConfigValue& v) {
     case 1: return "an integer";
     case 2: return "a number";
     case 3: return "a string";
+    case 5: return "a list of strings";
     default: return "a list of integers";
   }
 }
@@ -145,6 +188,38 @@ std::string unknown_key_message(const std::string& where, const std::string& key
   return msg + "; `trainscope train --help` lists the settings";
 }
 
+// `[a, "b(1, 2)"]` or `a, b(1, 2)`: commas inside parentheses or quotes do not split items.
+template <typename Fail>
+Strings parse_string_list(std::string t, const Fail& fail) {
+  if (!t.empty() && t.front() == '[') {
+    if (t.back() != ']') throw fail();
+    t = t.substr(1, t.size() - 2);
+  }
+  Strings out;
+  std::string item;
+  int depth = 0;
+  bool quoted = false;
+  auto push = [&]() {
+    std::string v = trim(item);
+    item.clear();
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+    if (!v.empty()) out.push_back(v);
+  };
+  for (char c : t) {
+    if (c == '"') quoted = !quoted;
+    if (!quoted && c == '(') ++depth;
+    if (!quoted && c == ')') --depth;
+    if (c == ',' && depth == 0 && !quoted) {
+      push();
+      continue;
+    }
+    item += c;
+  }
+  if (quoted || depth != 0) throw fail();
+  push();
+  return out;
+}
+
 // Parses CLI text into the type of `like`.
 ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std::string& where) {
   std::string t = trim(text);
@@ -172,6 +247,7 @@ ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std
       case 3:
         if (t.size() >= 2 && t.front() == '"' && t.back() == '"') return t.substr(1, t.size() - 2);
         return t;
+      case 5: return parse_string_list(t, fail);
       default: {
         if (!t.empty() && t.front() == '[') {
           if (t.back() != ']') throw fail();
@@ -213,7 +289,20 @@ ConfigValue from_toml(const ConfigValue& like, const toml::node& node, const std
       throw fail();
     case 3:
       if (auto v = node.value_exact<std::string>()) return *v;
+      // "auto"-or-number settings (train.batch_size) take a bare integer too; resolve() checks it.
+      if (auto v = node.value_exact<int64_t>()) return std::to_string(*v);
       throw fail();
+    case 5: {
+      const toml::array* arr = node.as_array();
+      if (!arr) throw fail();
+      Strings out;
+      for (const auto& item : *arr) {
+        auto v = item.value_exact<std::string>();
+        if (!v) throw fail();
+        out.push_back(*v);
+      }
+      return out;
+    }
     default: {
       const toml::array* arr = node.as_array();
       if (!arr) throw fail();
@@ -255,6 +344,13 @@ std::string to_toml_literal(const ConfigValue& value) {
       return s;
     }
     case 3: out << quote(std::get<std::string>(value)); break;
+    case 5: {
+      out << "[";
+      const auto& v = std::get<Strings>(value);
+      for (size_t i = 0; i < v.size(); ++i) out << (i ? ", " : "") << quote(v[i]);
+      out << "]";
+      break;
+    }
     default: {
       out << "[";
       const auto& v = std::get<Ints>(value);
@@ -285,15 +381,16 @@ const Setting& Config::setting(const std::string& key) const {
   throw ConfigError(unknown_key_message("config", key));
 }
 
-void Config::set(const std::string& key, ConfigValue value, const std::string& source) {
+void Config::set(const std::string& key, ConfigValue value, const std::string& source, const std::string& reason) {
   Setting& s = find(key, source);
   if (value.index() == 1 && s.value.index() == 2) value = double(std::get<int64_t>(value));
+  if (value.index() == 1 && s.value.index() == 3) value = std::to_string(std::get<int64_t>(value));
   if (value.index() != s.value.index())
     throw ConfigError(source + ": " + key + " expects " + type_name(s.value) + ", got " +
                       to_toml_literal(value));
   s.value = std::move(value);
   s.source = source;
-  s.reason = "set by the user";
+  s.reason = reason.empty() ? "set by the user" : reason;
 }
 
 void Config::set_from_string(const std::string& assignment, const std::string& source) {
@@ -355,13 +452,32 @@ void Config::resolve() {
   one_of("train.loss", {"auto", "cross_entropy", "mse"});
   one_of("ui.progress", {"auto", "bar", "plain", "off"});
   const std::string& ds = get_string("data.dataset");
-  if (ds != "fashion-mnist" && ds.rfind("idx:", 0) != 0)
-    throw ConfigError(where("data.dataset") + " is not known; expected fashion-mnist or idx:DIR");
+  if (ds != "fashion-mnist" && ds.rfind("idx:", 0) != 0 && ds.rfind("folder:", 0) != 0 && ds.rfind("csv:", 0) != 0)
+    throw ConfigError(where("data.dataset") +
+                      " is not known; expected fashion-mnist, idx:DIR, folder:DIR or csv:FILE,target=COLUMN");
+  one_of("data.on_bad_image", {"fail", "skip"});
+  require(get_double("data.std") >= 0, "data.std", ">= 0 (0: computed from the training split)");
+  require(get_int("data.workers") >= 0 && get_int("data.workers") <= 64, "data.workers", "0 to 64 threads");
 
   const double lr = get_double("train.lr");
   require(std::isfinite(lr) && lr > 0, "train.lr", "a positive number such as 0.001");
   require(get_double("train.weight_decay") >= 0, "train.weight_decay", ">= 0");
-  require(get_int("train.batch_size") >= 1, "train.batch_size", "a positive integer such as 128");
+  {
+    const std::string& b = get_string("train.batch_size");
+    bool ok = b == "auto";
+    if (!ok) try {
+        size_t used = 0;
+        ok = std::stoll(b, &used) >= 1 && used == b.size();
+      } catch (const std::logic_error&) {
+      }
+    require(ok, "train.batch_size", "auto or a positive integer such as 128");
+  }
+  one_of("train.lr_scaling", {"keep", "linear", "sqrt"});
+  const double share = get_double("tune.memory_share"), headroom = get_double("tune.headroom");
+  require(share > 0 && share <= 1, "tune.memory_share", "a fraction in (0, 1]");
+  require(headroom >= 0 && headroom < 1, "tune.headroom", "a fraction in [0, 1)");
+  require(get_double("tune.min_gain") >= 0, "tune.min_gain", ">= 0");
+  require(get_double("tune.time_budget") > 0, "tune.time_budget", "a positive number of seconds");
   require(get_int("train.eval_batch_size") >= 1, "train.eval_batch_size", "a positive integer");
   require(get_int("train.max_epochs") >= 1, "train.max_epochs", "a positive integer");
   require(get_int("train.patience") >= 0, "train.patience", ">= 0");
@@ -378,6 +494,8 @@ void Config::resolve() {
     require(!v.empty() || std::string(key) == "model.hidden", key, "a non-empty list");
     for (int64_t n : v) require(n >= 1, key, "positive sizes such as [32, 64]");
   }
+  require(get_int("diagnose.every") >= 0, "diagnose.every", ">= 0 (0: train.log_every)");
+  require(get_int("ui.port") >= 0 && get_int("ui.port") <= 65535, "ui.port", "a port from 0 to 65535 (0: any free port)");
   require(get_int("runtime.threads") >= 0, "runtime.threads", ">= 0 (0: one per core)");
   require(get_int("runtime.openblas_threads") >= 0, "runtime.openblas_threads", ">= 0");
   const std::string& name = get_string("run.name");
@@ -417,6 +535,9 @@ const std::string& Config::get_string(const std::string& key) const {
 }
 const std::vector<int64_t>& Config::get_ints(const std::string& key) const {
   return std::get<Ints>(setting(key).value);
+}
+const std::vector<std::string>& Config::get_strings(const std::string& key) const {
+  return std::get<Strings>(setting(key).value);
 }
 
 std::string Config::to_toml() const {

@@ -80,7 +80,7 @@ TEST_F(CliTest, HelpListsEveryOptionWithItsDefault) {
   Result train = run("train --help");
   EXPECT_EQ(train.status, 0);
   for (const char* text : {"--epochs", "(default 50)", "--lr", "(default 0.001)", "train.patience = 5",
-                           "--batch-size", "(default 128)", "data.val_fraction = 0.1", "--config"})
+                           "--batch-size", "(default \"auto\")", "data.val_fraction = 0.1", "--config"})
     EXPECT_NE(train.out.find(text), std::string::npos) << text;
   EXPECT_EQ(run("test --help").status, 0);
 }
@@ -90,9 +90,9 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
   expect_user_error("frobnicate", "trainscope: error:");
   expect_user_error("train --model resnet9000", "model.name = \"resnet9000\" is not known; expected one of: cnn, mlp");
   expect_user_error("train --lr -0.1", "--lr: train.lr = -0.1 is out of range");
-  expect_user_error("train --batch-size 0", "train.batch_size = 0 is out of range; expected a positive integer");
+  expect_user_error("train --batch-size 0", "train.batch_size = \"0\" is out of range; expected auto or a positive integer");
   expect_user_error("train --set train.lrr=1", "unknown setting 'train.lrr'; did you mean 'train.lr'?");
-  expect_user_error("train --set train.batch_size=big", "expected an integer, got 'big'");
+  expect_user_error("train --set train.patience=big", "expected an integer, got 'big'");
   expect_user_error("train --data idx:" + (dir_ / "nowhere").string(),
                     (dir_ / "nowhere" / "train-images-idx3-ubyte.gz").string() + " does not exist");
   expect_user_error("train --set data.dir=" + (dir_ / "nowhere").string(), "does not exist");
@@ -152,6 +152,16 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
             std::vector<std::string>{"500"});
   EXPECT_EQ(query(db, "SELECT json_array_length(json) FROM results WHERE name='per_class'"),
             std::vector<std::string>{"10"});
+  // The most confidently wrong test images, as PNGs for the dashboard, most confident first.
+  auto wrong = query(db, "SELECT json_array_length(json) FROM results WHERE split='test' AND name='mistakes'");
+  ASSERT_EQ(wrong.size(), 1u);
+  EXPECT_EQ(wrong[0], "16");
+  EXPECT_EQ(query(db, "SELECT substr(json_extract(json, '$[0].png'), 1, 8) FROM results WHERE name='mistakes'"),
+            std::vector<std::string>{"iVBORw0K"})
+      << "base64 of the PNG signature";
+  EXPECT_EQ(query(db, "SELECT json_extract(json, '$[0].confidence') >= json_extract(json, '$[15].confidence') "
+                      "FROM results WHERE name='mistakes'"),
+            std::vector<std::string>{"1"});
   // Resolved settings with their sources and reasons.
   EXPECT_EQ(query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.max_epochs'"),
             std::vector<std::string>{"1 --epochs"});
@@ -167,10 +177,55 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0], again[1]);
 
+  // `trainscope diagnose RUN` reports the run's outcome and findings from the store.
+  Result d = run("diagnose smoke");
+  ASSERT_EQ(d.status, 0) << d.out;
+  EXPECT_NE(d.out.find("run smoke: finished (max_epochs=1 reached); 1 epochs, best epoch 1"), std::string::npos) << d.out;
+  EXPECT_EQ(run("diagnose nothing-here").status, 2);
+
   // config.toml is reusable as --config and reproduces the run's settings.
   Result again_run = run("train --config runs/smoke/config.toml --name smoke2 --progress off --no-test");
   ASSERT_EQ(again_run.status, 0) << again_run.out;
   EXPECT_EQ(query(run_dir.parent_path() / "smoke2" / "run.sqlite", "SELECT value FROM metrics WHERE split='val' AND tag='loss'"),
             query(db, "SELECT value FROM metrics WHERE split='val' AND tag='loss'"))
       << "same config, same seed: same validation loss";
+}
+
+TEST_F(CliTest, CheckRunsThePreflightChecksAlone) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Result ok = run("check --set data.limit=1000");
+  EXPECT_EQ(ok.status, 0) << ok.out;
+  EXPECT_NE(ok.out.find("pre-flight checks"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("all pass"), std::string::npos) << ok.out;
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "check writes no run";
+  EXPECT_EQ(run("check --set train.lr=-1").status, 2);
+}
+
+TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Result r = run("tune lr --set data.limit=3000 --set run.name=lr --set model.name=mlp");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("suggested lr: "), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(dir_ / "runs" / "lr" / "lr_find.png"));
+  const auto db = dir_ / "runs" / "lr" / "run.sqlite";
+  auto n = query(db, "SELECT COUNT(*) FROM metrics WHERE tag='lr_find/smoothed_loss'");
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_GE(std::stoi(n[0]), 20);
+  EXPECT_EQ(query(db, "SELECT json_extract(json, '$.confident') FROM results WHERE name='lr_suggestion'").size(), 1u);
+}
+
+TEST_F(CliTest, BatchSizeAutoIsSearchedRecordedAndReusable) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Result r = run("train --epochs 1 --name auto --progress plain --no-test --no-dashboard --set data.limit=2000");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("batch size "), std::string::npos) << r.out;
+  const auto db = dir_ / "runs" / "auto" / "run.sqlite";
+  auto chosen = query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.batch_size'");
+  ASSERT_EQ(chosen.size(), 1u);
+  EXPECT_NE(chosen[0].find(" batch-size search"), std::string::npos) << chosen[0];
+  EXPECT_EQ(query(db, "SELECT json_extract(json, '$.batch_size') FROM results WHERE name='batch_size'").size(), 1u);
+  // config.toml holds the number, so a rerun does not search again.
+  std::ifstream toml(dir_ / "runs" / "auto" / "config.toml");
+  std::string text((std::istreambuf_iterator<char>(toml)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find("batch_size = \"auto\""), std::string::npos) << text;
 }

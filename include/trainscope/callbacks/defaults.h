@@ -1,6 +1,7 @@
 #pragma once
 // The callbacks every Trainer installs unless its options turn them off, in callback order:
-// RunLogger and ProgressPrinter (kLogging), EarlyStopping, ModelCheckpoint.
+// RunLogger, ProgressPrinter and TensorBoardLogger (kLogging; TensorBoard only with a run
+// directory), Diagnostics, EarlyStopping, ModelCheckpoint.
 #include <trainscope/train/callback.h>
 
 #include <memory>

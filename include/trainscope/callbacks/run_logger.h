@@ -8,7 +8,8 @@
 namespace trainscope::callbacks {
 
 // At fit start: the resolved settings and meta (name, status "running", start time).
-// Every `log_every` steps: train loss and lr (one host sync per interval).
+// Every `log_every` steps: train loss and lr (one host sync per interval). Pending points are
+// committed at most every 0.5 s, so that the dashboard shows a running run live.
 // Every epoch: train and val metrics, epoch time and samples/s.
 // At fit end: status (finished, stopped, crashed), stop reason and message, best epoch.
 // At test end: test metrics, per-class metrics and the confusion matrix as JSON results.
@@ -33,6 +34,7 @@ class RunLogger : public Callback {
   int64_t log_every_;
   std::optional<Config> settings_;
   std::chrono::steady_clock::time_point epoch_start_;
+  std::chrono::steady_clock::time_point last_flush_;
   int64_t epoch_samples_ = 0;
   double best_val_ = 0.0;
   int64_t best_epoch_ = 0;

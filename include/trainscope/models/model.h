@@ -41,6 +41,10 @@ class Model {
   void to(const torch::Device& device) const { module_->to(device); }
   std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
   int64_t num_parameters() const;
+  // A copy of every parameter and buffer (in module order), and its inverse: weights and
+  // statistics such as BatchNorm's running mean come back exactly.
+  std::vector<torch::Tensor> snapshot() const;
+  void restore(const std::vector<torch::Tensor>& snapshot) const;
 
  private:
   std::shared_ptr<torch::nn::Module> module_;

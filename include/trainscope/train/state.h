@@ -23,6 +23,7 @@ enum class StopReason {
   kPatience,       // early stopping: the monitored metric stopped improving
   kNonFinite,      // loss or metric became NaN or Inf
   kUserCallback,   // a user callback asked to stop
+  kDiagnosis,      // diagnostics stopped a failing run (opt-in auto-remedy)
   kInterrupted,    // SIGINT / SIGTERM
   kException,      // an exception escaped the step loop
 };
@@ -44,8 +45,10 @@ struct TrainState {
   int64_t batches_per_epoch = 0;
   int64_t batch_size = 0;          // size of the current batch
 
-  // The current batch's loss, kept as a tensor so that reading it is the caller's choice
-  // (on CUDA, item() is a host-device sync).
+  // The current batch on the training device: inputs, targets, the model's outputs (still in
+  // the autograd graph until on_train_batch_end) and the loss, kept as tensors so that reading
+  // them is the caller's choice (on CUDA, item() is a host-device sync).
+  torch::Tensor inputs, targets, outputs;
   torch::Tensor loss;
 
   // Epoch-level results, filled at epoch end (train) and validation end (val).

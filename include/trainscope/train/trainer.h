@@ -21,6 +21,7 @@ class Run;
 }
 namespace data {
 class DataLoader;
+class Transform;
 }
 
 // Options of a Trainer; every default is the defaults policy's (src/tune/defaults.cpp) and is
@@ -32,17 +33,26 @@ struct TrainerOptions {
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(double, weight_decay) = 0.0;
   TORCH_ARG(std::string, loss) = "auto";       // auto | cross_entropy | mse
-  TORCH_ARG(int64_t, batch_size) = 128;
+  TORCH_ARG(int64_t, batch_size) = 128;        // the CLI's default "auto" searches first (tune/batch_size.h)
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
   TORCH_ARG(uint64_t, seed) = 0;               // weights (when the Trainer seeds) and shuffling
   TORCH_ARG(int64_t, log_every) = 50;          // training loss to the run store every N steps
   TORCH_ARG(std::string, device) = "cpu";
+  // Data: loader threads (data.workers) and the augmentation of training batches, applied on
+  // the device after the copy with data::augment_generator(seed, epoch, batch); validation and
+  // test batches are never augmented. nullptr: no augmentation.
+  TORCH_ARG(int64_t, loader_workers) = 2;
+  TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
   // Default callbacks (callbacks/defaults.h); each can be turned off here.
   TORCH_ARG(bool, early_stopping) = true;      // on val_loss
   TORCH_ARG(int64_t, patience) = 5;
   TORCH_ARG(double, min_delta) = 0.0;
   TORCH_ARG(bool, restore_best) = true;
   TORCH_ARG(bool, checkpoints) = true;         // best and last weights every epoch
+  TORCH_ARG(bool, diagnostics) = true;         // signals and problem detectors (diagnose/)
+  TORCH_ARG(int64_t, diagnose_every) = 0;      // 0: log_every
+  TORCH_ARG(bool, diagnose_activations) = true;
+  TORCH_ARG(bool, auto_remedy) = false;        // let diagnostics clip, lower the lr or stop
   TORCH_ARG(std::string, progress) = "auto";   // auto | bar | plain | off
   // Run directory: <runs_dir>/<run_name>; an empty runs_dir keeps nothing on disk.
   TORCH_ARG(std::string, runs_dir) = "runs";

@@ -34,7 +34,8 @@ TEST(Config, DefaultsCarryTheirReasons) {
   EXPECT_EQ(c.get_string("train.optimizer"), "adam");
   EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 1e-3);
   EXPECT_EQ(c.get_int("train.max_epochs"), 50);
-  EXPECT_EQ(c.get_int("train.batch_size"), 128);
+  EXPECT_EQ(c.get_string("train.batch_size"), "auto");
+  EXPECT_EQ(c.get_string("train.lr_scaling"), "keep");
   EXPECT_EQ(c.get_int("train.patience"), 5);
   EXPECT_DOUBLE_EQ(c.get_double("data.val_fraction"), 0.1);
   EXPECT_EQ(c.get_string("train.loss"), "cross_entropy");
@@ -72,8 +73,8 @@ TEST(Config, SetParsesByTypeAndNamesBadValues) {
   EXPECT_EQ(c.get_ints("model.channels"), (std::vector<int64_t>{16, 32, 64}));
   EXPECT_EQ(c.setting("train.lr").source, "--lr");
 
-  EXPECT_EQ(error_of([&] { c.set_from_string("train.batch_size=big"); }),
-            "--set train.batch_size: expected an integer, got 'big'");
+  EXPECT_EQ(error_of([&] { c.set_from_string("train.patience=big"); }),
+            "--set train.patience: expected an integer, got 'big'");
   EXPECT_EQ(error_of([&] { c.set_from_string("train.lrr=0.1"); }),
             "--set train.lrr: unknown setting 'train.lrr'; did you mean 'train.lr'?");
   EXPECT_NE(error_of([&] { c.set_from_string("train.lr"); }).find("expected key=value"), std::string::npos);
@@ -90,7 +91,10 @@ TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
   EXPECT_EQ(bad("train.lr=-0.1"),
             "--set: train.lr = -0.1 is out of range; expected a positive number such as 0.001")
       << "the message names the key, the value and what was expected";
-  EXPECT_NE(bad("train.batch_size=0").find("train.batch_size = 0 is out of range"), std::string::npos);
+  EXPECT_NE(bad("train.batch_size=0").find("train.batch_size = \"0\" is out of range; expected auto or a positive"),
+            std::string::npos);
+  EXPECT_NE(bad("train.batch_size=big").find("expected auto or a positive integer"), std::string::npos);
+  EXPECT_EQ(bad("train.batch_size=64"), "no error");
   EXPECT_NE(bad("data.val_fraction=1.5").find("data.val_fraction"), std::string::npos);
   EXPECT_NE(bad("model.name=resnet9000").find("expected one of: cnn, mlp"), std::string::npos);
   EXPECT_NE(bad("train.optimizer=adagrad").find("adam, adamw, sgd"), std::string::npos);
