@@ -67,7 +67,7 @@ double bare_loop(torch::nn::Sequential model, const ts::data::TensorDataset& tra
 
 int main(int argc, char** argv) {
   std::string mode = "fit", tag;
-  int threads = 0, epochs = 2, diagnostics = 1;
+  int threads = 0, epochs = 2, diagnostics = 1, workers = -1;
   int64_t limit = 14222;  // 12,800 training examples after the 10% holdout: 100 batches
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
     else if (k == "--epochs") epochs = std::stoi(v);
     else if (k == "--limit") limit = std::stoll(v);
     else if (k == "--diagnostics") diagnostics = std::stoi(v);
+    else if (k == "--workers") workers = std::stoi(v);
     else if (k == "--tag") tag = v;
     else {
       std::cerr << "unknown argument " << k << "\n";
@@ -120,6 +121,7 @@ int main(int argc, char** argv) {
     auto options = ts::TrainerOptions().max_epochs(epochs).progress("plain").runs_dir("/tmp/trainscope-bench-runs")
                        .class_names(data.class_names)
                        .diagnostics(diagnostics != 0);
+    if (workers >= 0) options.loader_workers(workers);
     ts::Trainer trainer(options);
     auto t0 = std::chrono::steady_clock::now();
     auto fit = trainer.fit(model, data.train, data.val);

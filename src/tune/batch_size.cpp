@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <new>
+#include <tuple>
 #include <sstream>
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
@@ -72,6 +73,9 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, do
   };
 
   int64_t b = std::min(std::max<int64_t>(1, o.start), top), last_fit = 0, first_fail = 0;
+  // The first trial of a process also pays for thread pools and allocator growth: run it once
+  // unrecorded, so that the smallest size is not measured slow and growth not overrated.
+  probe.run(b);
   int best = -1;  // the last size that improved throughput enough
   bool plateau = false, out_of_time = false;
   double plateau_gain = 0;
@@ -151,8 +155,17 @@ BatchTrial TrainingProbe::run(int64_t batch) {
                                           : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
   };
   try {
-    auto b = data_.get_batch(torch::arange(std::min(batch, data_.size())));
-    auto x = b.x.to(device_), y = b.y.to(device_);
+    // Each step gathers its own batch from the data set, as the loader does in the step loop,
+    // so that the per-step cost small batches pay is part of their throughput.
+    const int64_t n = data_.size(), size = std::min(batch, n);
+    int64_t position = 0;
+    auto next_batch = [&]() {
+      if (position + size > n) position = 0;
+      auto b = data_.get_batch(torch::arange(position, position + size));
+      position += size;
+      return std::make_pair(b.x.to(device_), b.y.to(device_));
+    };
+    auto [x, y] = next_batch();
     double baseline = 0;
     if (device_.is_cpu()) {
       std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set
@@ -164,13 +177,18 @@ BatchTrial TrainingProbe::run(int64_t batch) {
     model_.train();
     torch::optim::Adam opt(model_.parameters(), torch::optim::AdamOptions(1e-3));
     std::chrono::steady_clock::time_point start;
-    for (int64_t i = 0; i <= steps_; ++i) {
-      if (i == 1) start = std::chrono::steady_clock::now();  // step 0 warms up the allocator
+    int64_t timed = 0;
+    // Step 0 warms up the allocator; then at least `steps_` steps and a quarter of a second, so
+    // that a trial's throughput is not one noisy step.
+    for (int64_t i = 0; i <= steps_ || (since(start) < 0.25 && i <= 64); ++i) {
+      if (i == 1) start = std::chrono::steady_clock::now();
+      if (i > 0) std::tie(x, y) = next_batch();
       opt.zero_grad();
       auto loss = loss_of(model_.forward(x), y);
       loss.backward();
       opt.step();
       if (device_.is_cuda()) loss.item<float>();  // sync so the time is the device's
+      if (i > 0) timed += x.size(0);
     }
     const double seconds = since(start);
     {
@@ -178,7 +196,7 @@ BatchTrial TrainingProbe::run(int64_t batch) {
       EvalModeGuard eval(model_);
       model_.forward(x);
     }
-    t.samples_per_s = seconds > 0 ? double(steps_ * x.size(0)) / seconds : 0.0;
+    t.samples_per_s = seconds > 0 ? double(timed) / seconds : 0.0;
     if (device_.is_cpu()) t.peak_bytes = std::max(0.0, proc_kb_field("/proc/self/status", "VmHWM") - baseline);
 #ifdef TRAINSCOPE_HAS_CUDA_ALLOCATOR
     if (device_.is_cuda())

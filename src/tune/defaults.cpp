@@ -37,7 +37,9 @@ const std::vector<SettingSpec>& spec_table() {
        "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), crop([size,] pad=N), "
        "translate(frac), scale(lo, hi), resized_crop(size), brightness(b), contrast(c), erase, mixup(a), "
        "cutmix(a); [] for none; image data only"},
-      {"data.workers", int64_t{2}, "two threads collate ahead of the step loop so it never waits for data",
+      {"data.workers", int64_t{0},
+       "in-memory data gathers a batch in microseconds; loader threads would only take cores from the step "
+       "(bench/README.md)",
        "loader worker threads (0: load batches in the step loop)"},
       {"data.on_bad_image", std::string("fail"), "a corrupt image usually means a broken data set",
        "fail or skip (count reported) for images that cannot be decoded"},
@@ -95,7 +97,7 @@ const std::vector<SettingSpec>& spec_table() {
        "batch-size search (CPU): share of available memory a batch may use"},
       {"tune.headroom", 0.1, "10% below the measured peak absorbs allocator noise",
        "batch-size search: headroom under the memory budget"},
-      {"tune.min_gain", 0.1, "past +10% samples/s per doubling, larger batches only cost generalization",
+      {"tune.min_gain", 0.05, "past +5% samples/s per doubling, larger batches only cost generalization",
        "batch-size search: keep doubling while throughput improves by this share"},
       {"tune.time_budget", 15.0, "the search must not delay the run noticeably", "batch-size search: seconds at most"},
       {"diagnose.enabled", true, "watching the run for known problems is what trainscope is for",
@@ -507,6 +509,11 @@ void Config::resolve() {
   if (epochs.source == "default" && get_string("train.regime") == "finetune") {
     epochs.value = int64_t{6};
     epochs.reason = "fine-tuning converges in 5-6 epochs";
+  }
+  Setting& workers = find("data.workers", "resolve");
+  if (workers.source == "default" && get_string("data.dataset").rfind("folder:", 0) == 0) {
+    workers.value = int64_t{2};
+    workers.reason = "image folders decode JPEG/PNG: two threads decode ahead of the step loop";
   }
   Setting& loss = find("train.loss", "resolve");
   if (std::get<std::string>(loss.value) == "auto") {

@@ -41,7 +41,7 @@ struct TrainerOptions {
   // Data: loader threads (data.workers) and the augmentation of training batches, applied on
   // the device after the copy with data::augment_generator(seed, epoch, batch); validation and
   // test batches are never augmented. nullptr: no augmentation.
-  TORCH_ARG(int64_t, loader_workers) = 2;
+  TORCH_ARG(int64_t, loader_workers) = 0;  // 0: gather batches in the step loop (in-memory data); 2 for decoding
   TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
   // Default callbacks (callbacks/defaults.h); each can be turned off here.
   TORCH_ARG(bool, early_stopping) = true;      // on val_loss

@@ -13,11 +13,11 @@
 namespace trainscope::tune {
 
 struct BatchSizeOptions {
-  int64_t start = 16;            // first size tried
+  int64_t start = 32;            // first size tried; smaller batches make BatchNorm statistics noisy
   int64_t max = 4096;            // never larger (and never larger than the training set)
   double memory_share = 0.5;     // CPU: of the memory available at the start
   double headroom = 0.10;        // a size fits when its peak stays under (1 - headroom) x budget
-  double min_gain = 0.10;        // keep doubling only while samples/s improves by at least 10%
+  double min_gain = 0.05;        // keep doubling only while samples/s improves by at least 5%
   double time_budget_s = 15.0;   // stop searching after this long
   int64_t steps = 3;             // timed training steps per size (after one untimed step)
 };

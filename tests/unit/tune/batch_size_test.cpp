@@ -54,8 +54,8 @@ TEST(BatchSize, BisectsBetweenLastFitAndFirstOutOfMemory) {
   FakeProbe probe(0, 1, /*oom_above=*/1000, ever_faster);
   auto r = tn::find_batch_size(probe, opts(), /*budget=*/0, /*limit=*/1 << 20);
   // Doubling: 16 ... 512 fit, 1024 fails; then bisection to within an eighth of the fit.
-  EXPECT_EQ(std::vector<int64_t>(probe.tried.begin(), probe.tried.begin() + 7),
-            (std::vector<int64_t>{16, 32, 64, 128, 256, 512, 1024}));
+  EXPECT_EQ(std::vector<int64_t>(probe.tried.begin(), probe.tried.begin() + 8),
+            (std::vector<int64_t>{16, 16, 32, 64, 128, 256, 512, 1024}));
   EXPECT_LE(r.batch_size, 1000);
   EXPECT_GE(r.batch_size, 1000 - 1000 / 8);
   EXPECT_NE(r.reason.find("the largest that fits in memory (1024 did not: out of memory)"), std::string::npos) << r.reason;
@@ -73,13 +73,15 @@ TEST(BatchSize, MemoryBudgetWithHeadroomFromAKnownPerSampleCost) {
 }
 
 TEST(BatchSize, StopsGrowingWhenThroughputStopsImproving) {
-  // Throughput saturates at 128: +5% from 128 to 256 is under the 10% needed.
-  FakeProbe probe(0, 1, 1 << 30, [](int64_t b) { return b <= 128 ? 20.0 * b : 2560.0 * 1.05; });
+  // Throughput saturates at 128: +3% from 128 to 256 is under the 5% needed.
+  FakeProbe probe(0, 1, 1 << 30, [](int64_t b) { return b <= 128 ? 20.0 * b : 2560.0 * 1.03; });
   auto r = tn::find_batch_size(probe, opts(), 0, 1 << 20);
   EXPECT_EQ(r.batch_size, 128);
-  EXPECT_EQ(probe.tried, (std::vector<int64_t>{16, 32, 64, 128, 256}));
+  // The first size is run once unrecorded (warm-up), then doubling.
+  EXPECT_EQ(probe.tried, (std::vector<int64_t>{16, 16, 32, 64, 128, 256}));
+  EXPECT_EQ(r.trials.size(), 5u);
   EXPECT_NE(r.reason.find("throughput stopped improving"), std::string::npos) << r.reason;
-  EXPECT_NE(r.reason.find("+5% at 256"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("+3% at 256"), std::string::npos) << r.reason;
 }
 
 TEST(BatchSize, NeverLargerThanTheDataOrTheMaximum) {
@@ -118,8 +120,9 @@ TEST(BatchSize, RealProbeMeasuresMemoryThatGrowsWithTheBatch) {
   auto small = probe.run(256), large = probe.run(2048);
   ASSERT_TRUE(small.fits && large.fits);
   EXPECT_GT(large.samples_per_s, 0);
-  // 1,792 more samples x 16 KiB x (activation, relu output, gradients) is tens of MiB.
-  EXPECT_GT(large.peak_bytes - small.peak_bytes, 1792.0 * 16384 * 2) << small.peak_bytes << " " << large.peak_bytes;
+  // 1,792 more samples x 16 KiB per activation, with at least the linear output, the relu output
+  // and their gradients alive at once; the allocator may reuse some, so check for one copy.
+  EXPECT_GT(large.peak_bytes - small.peak_bytes, 1792.0 * 16384) << small.peak_bytes << " " << large.peak_bytes;
   auto after = model.snapshot();
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << "weights restored";
 }
