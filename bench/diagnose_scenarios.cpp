@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   }
   trainscope::configure_process();
   int problems = 0, detected = 0, controls = 0, false_positives = 0;
-  std::printf("| scenario | expected | detected | first epoch | warnings and errors raised | seconds |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| scenario | expected | detected | first epoch | warnings and errors raised | seconds "
+      "|\n|---|---|---|---|---|---|\n");
   for (const auto& s : sc::all()) {
     auto r = sc::run(s, scale);
     std::string found;
@@ -34,13 +36,16 @@ int main(int argc, char** argv) {
       ++problems;
       detected += r.detected;
     }
-    std::printf("| %s | %s | %s | %s | %s | %.0f |\n", s.name.c_str(), s.expected.empty() ? "(healthy)" : s.expected.c_str(),
-                r.detected ? "yes" : "NO", r.first_epoch > 0 ? std::to_string(r.first_epoch).c_str() : "-",
+    std::printf("| %s | %s | %s | %s | %s | %.0f |\n", s.name.c_str(),
+                s.expected.empty() ? "(healthy)" : s.expected.c_str(), r.detected ? "yes" : "NO",
+                r.first_epoch > 0 ? std::to_string(r.first_epoch).c_str() : "-",
                 found.empty() ? "none" : found.c_str(), r.seconds);
     std::fflush(stdout);
   }
-  std::printf("\ndetection rate %d/%d; false positives on healthy runs %d/%d (%lld training examples, %lld epochs)\n",
-              detected, problems, false_positives, controls, static_cast<long long>(scale.train_examples),
-              static_cast<long long>(scale.epochs));
+  std::printf(
+      "\ndetection rate %d/%d; false positives on healthy runs %d/%d (%lld training examples, %lld "
+      "epochs)\n",
+      detected, problems, false_positives, controls, static_cast<long long>(scale.train_examples),
+      static_cast<long long>(scale.epochs));
   return 0;
 }

@@ -28,15 +28,16 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 torch::nn::Sequential reference_cnn() {
   namespace nn = torch::nn;
-  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::BatchNorm2d(32), nn::ReLU(),
-                        nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)),
-                        nn::BatchNorm2d(64), nn::ReLU(), nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(),
+  return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::BatchNorm2d(32),
+                        nn::ReLU(), nn::MaxPool2d(nn::MaxPool2dOptions(2)),
+                        nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::BatchNorm2d(64),
+                        nn::ReLU(), nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(),
                         nn::Linear(64 * 7 * 7, 128), nn::ReLU(), nn::Linear(128, 10));
 }
 
 // The loop a LibTorch user writes by hand: shuffle, step, validate.
-double bare_loop(torch::nn::Sequential model, const ts::data::TensorDataset& train, const ts::data::TensorDataset& val,
-                 int epochs, double* val_loss) {
+double bare_loop(torch::nn::Sequential model, const ts::data::TensorDataset& train,
+                 const ts::data::TensorDataset& val, int epochs, double* val_loss) {
   torch::optim::Adam opt(model->parameters(), torch::optim::AdamOptions(1e-3));
   const int64_t n = train.size(), b = 128;
   auto t0 = std::chrono::steady_clock::now();
@@ -71,13 +72,20 @@ int main(int argc, char** argv) {
   int64_t limit = 14222;  // 12,800 training examples after the 10% holdout: 100 batches
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--mode") mode = v;
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--epochs") epochs = std::stoi(v);
-    else if (k == "--limit") limit = std::stoll(v);
-    else if (k == "--diagnostics") diagnostics = std::stoi(v);
-    else if (k == "--workers") workers = std::stoi(v);
-    else if (k == "--tag") tag = v;
+    if (k == "--mode")
+      mode = v;
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--epochs")
+      epochs = std::stoi(v);
+    else if (k == "--limit")
+      limit = std::stoll(v);
+    else if (k == "--diagnostics")
+      diagnostics = std::stoi(v);
+    else if (k == "--workers")
+      workers = std::stoi(v);
+    else if (k == "--tag")
+      tag = v;
     else {
       std::cerr << "unknown argument " << k << "\n";
       return 2;
@@ -107,7 +115,9 @@ int main(int argc, char** argv) {
     torch::optim::Adam warm(net->parameters(), torch::optim::AdamOptions(0.0));
     for (int i = 0; i < 5; ++i) {
       warm.zero_grad();
-      torch::nn::functional::cross_entropy(net->forward(train.x().slice(0, 0, 128)), train.y().slice(0, 0, 128)).backward();
+      torch::nn::functional::cross_entropy(net->forward(train.x().slice(0, 0, 128)),
+                                           train.y().slice(0, 0, 128))
+          .backward();
     }
   }
   torch::manual_seed(0);
@@ -118,7 +128,10 @@ int main(int argc, char** argv) {
   double seconds = 0, val_loss = 0;
   if (mode == "fit") {
     ts::Model model(net, "cnn");
-    auto options = ts::TrainerOptions().max_epochs(epochs).progress("plain").runs_dir("/tmp/trainscope-bench-runs")
+    auto options = ts::TrainerOptions()
+                       .max_epochs(epochs)
+                       .progress("plain")
+                       .runs_dir("/tmp/trainscope-bench-runs")
                        .class_names(data.class_names)
                        .diagnostics(diagnostics != 0);
     if (workers >= 0) options.loader_workers(workers);
@@ -132,13 +145,16 @@ int main(int argc, char** argv) {
     seconds = bare_loop(net, train, val, epochs, &val_loss);
   }
   getrusage(RUSAGE_SELF, &r1);
-  const double minflt = double(r1.ru_minflt - r0.ru_minflt) / (epochs * ((train.size() + 127) / 128));
-  std::fprintf(stderr,
-               "RESULT {\"bench\": \"fit_vs_bare\", \"mode\": \"%s\", \"tag\": \"%s\", \"threads\": %d, "
-               "\"default_threads\": %d, \"epochs\": %d, \"train_examples\": %lld, \"seconds\": %.3f, "
-               "\"samples_per_s\": %.1f, \"val_loss\": %.4f, \"minflt_per_batch\": %.0f, \"runtime\": \"%s\"}\n",
-               mode.c_str(), tag.c_str(), at::get_num_threads(), default_threads, epochs,
-               static_cast<long long>(train.size()), seconds, epochs * train.size() / seconds, val_loss, minflt,
-               runtime.c_str());
+  const double minflt =
+      double(r1.ru_minflt - r0.ru_minflt) / (epochs * ((train.size() + 127) / 128));
+  std::fprintf(
+      stderr,
+      "RESULT {\"bench\": \"fit_vs_bare\", \"mode\": \"%s\", \"tag\": \"%s\", \"threads\": %d, "
+      "\"default_threads\": %d, \"epochs\": %d, \"train_examples\": %lld, \"seconds\": %.3f, "
+      "\"samples_per_s\": %.1f, \"val_loss\": %.4f, \"minflt_per_batch\": %.0f, \"runtime\": "
+      "\"%s\"}\n",
+      mode.c_str(), tag.c_str(), at::get_num_threads(), default_threads, epochs,
+      static_cast<long long>(train.size()), seconds, epochs * train.size() / seconds, val_loss,
+      minflt, runtime.c_str());
   return 0;
 }

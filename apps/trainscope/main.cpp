@@ -66,8 +66,9 @@ ts::data::DataSplits load_data(const ts::Config& config) {
   o.split_seed = static_cast<uint64_t>(config.get_int("data.split_seed"));
   o.limit = config.get_int("data.limit");
   o.test_limit = config.get_int("data.test_limit");
-  o.on_bad_image = config.get_string("data.on_bad_image") == "skip" ? ts::data::BadImagePolicy::kSkip
-                                                                    : ts::data::BadImagePolicy::kFail;
+  o.on_bad_image = config.get_string("data.on_bad_image") == "skip"
+                       ? ts::data::BadImagePolicy::kSkip
+                       : ts::data::BadImagePolicy::kFail;
   if (config.get_double("data.std") > 0) {
     o.mean = config.get_double("data.mean");
     o.std = config.get_double("data.std");
@@ -81,7 +82,8 @@ ts::data::DataSplits load_data(const ts::Config& config) {
 
 // The training-batch augmentation of data.augment. The default list applies to image data only;
 // a list the user set on tabular data is an error (raised by the transforms on the first batch).
-std::shared_ptr<ts::data::Transform> make_augment(const ts::Config& config, const ts::data::DataSplits& data) {
+std::shared_ptr<ts::data::Transform> make_augment(const ts::Config& config,
+                                                  const ts::data::DataSplits& data) {
   const auto& setting = config.setting("data.augment");
   if (data.input_shape.size() != 3 && setting.source == "default") return nullptr;
   ts::data::AugmentContext context;
@@ -100,13 +102,15 @@ int run_data_preview(const TrainArgs& args, const PreviewArgs& preview) {
   configure_runtime(config, false);
   auto data = load_data(config);
   auto augment = make_augment(config, data);
-  auto grid = ts::data::augmentation_grid(*data.train, augment.get(), {data.mean, data.std}, preview.count,
-                                          preview.rows, static_cast<uint64_t>(config.get_int("train.seed")),
-                                          preview.scale);
+  auto grid = ts::data::augmentation_grid(
+      *data.train, augment.get(), {data.mean, data.std}, preview.count, preview.rows,
+      static_cast<uint64_t>(config.get_int("train.seed")), preview.scale);
   ts::data::write_png(preview.out, grid);
-  std::printf("wrote %s: top row %lld training images, then %lld augmented rows of %s\n", preview.out.c_str(),
+  std::printf("wrote %s: top row %lld training images, then %lld augmented rows of %s\n",
+              preview.out.c_str(),
               static_cast<long long>(std::min<int64_t>(preview.count, data.train->size())),
-              static_cast<long long>(augment ? preview.rows : 0), augment ? augment->describe().c_str() : "[]");
+              static_cast<long long>(augment ? preview.rows : 0),
+              augment ? augment->describe().c_str() : "[]");
   return 0;
 }
 
@@ -151,16 +155,19 @@ std::string percent(double v) {
 std::vector<ts::diagnose::Finding> run_preflight(const ts::Config& config, ts::Model& model,
                                                  const ts::data::DataSplits& data, bool print) {
   ts::diagnose::PreflightOptions o;
-  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression
+                                                           : ts::Task::kClassification;
   o.num_classes = data.num_classes;
   o.lr = config.get_double("train.lr");
   const auto start = std::chrono::steady_clock::now();
   auto findings = ts::diagnose::preflight(model, *data.train, o);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (print) {
     std::printf("pre-flight checks (%.1f s): %s\n", seconds,
-                findings.empty() ? "initial loss, one-batch overfit, gradients, input scale, labels: all pass"
-                                 : (std::to_string(findings.size()) + " failed").c_str());
+                findings.empty()
+                    ? "initial loss, one-batch overfit, gradients, input scale, labels: all pass"
+                    : (std::to_string(findings.size()) + " failed").c_str());
     for (const auto& f : findings) std::printf("%s\n", f.to_text().c_str());
   }
   return findings;
@@ -180,7 +187,8 @@ int run_check(const TrainArgs& args) {
 // Resolves train.batch_size = "auto" with real training steps, and the lr with it; both land in
 // the config (and so in config.toml) with the reason.
 std::optional<ts::tune::BatchSizeResult> choose_batch_size(ts::Config& config, ts::Model& model,
-                                                           const ts::data::DataSplits& data, bool print) {
+                                                           const ts::data::DataSplits& data,
+                                                           bool print) {
   if (config.get_string("train.batch_size") != "auto") return std::nullopt;
   ts::tune::BatchSizeOptions o;
   o.memory_share = config.get_double("tune.memory_share");
@@ -188,7 +196,8 @@ std::optional<ts::tune::BatchSizeResult> choose_batch_size(ts::Config& config, t
   o.min_gain = config.get_double("tune.min_gain");
   o.time_budget_s = config.get_double("tune.time_budget");
   const double budget = ts::tune::cpu_memory_budget(o.memory_share);
-  const auto task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  const auto task = config.get_string("train.task") == "regression" ? ts::Task::kRegression
+                                                                    : ts::Task::kClassification;
   ts::tune::TrainingProbe probe(model, *data.train, task, torch::kCPU, o.steps, budget);
   auto r = ts::tune::find_batch_size(probe, o, budget, data.train->size());
   config.set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
@@ -197,29 +206,36 @@ std::optional<ts::tune::BatchSizeResult> choose_batch_size(ts::Config& config, t
   const double scaled = ts::tune::scale_lr(lr, 128, r.batch_size, rule);
   if (scaled != lr) {
     char reason[128];
-    std::snprintf(reason, sizeof reason, "%g scaled by the %s rule from batch 128 to %lld", lr, rule.c_str(),
-                  static_cast<long long>(r.batch_size));
+    std::snprintf(reason, sizeof reason, "%g scaled by the %s rule from batch 128 to %lld", lr,
+                  rule.c_str(), static_cast<long long>(r.batch_size));
     config.set("train.lr", scaled, "lr scaling", reason);
   }
   if (print) {
-    std::printf("batch size %lld: %s (search %.1f s:", static_cast<long long>(r.batch_size), r.reason.c_str(), r.seconds);
+    std::printf("batch size %lld: %s (search %.1f s:", static_cast<long long>(r.batch_size),
+                r.reason.c_str(), r.seconds);
     for (const auto& t : r.trials)
-      std::printf(" %lld%s %.0f/s %.0f MiB;", static_cast<long long>(t.batch), t.fits ? "" : " (no fit)", t.samples_per_s,
-                  t.peak_bytes / 1048576.0);
+      std::printf(" %lld%s %.0f/s %.0f MiB;", static_cast<long long>(t.batch),
+                  t.fits ? "" : " (no fit)", t.samples_per_s, t.peak_bytes / 1048576.0);
     std::printf(")\n");
     if (scaled == lr && r.batch_size != 128)
-      std::printf("lr %g kept for batch %lld (train.lr_scaling = \"%s\")\n", lr, static_cast<long long>(r.batch_size),
-                  rule.c_str());
+      std::printf("lr %g kept for batch %lld (train.lr_scaling = \"%s\")\n", lr,
+                  static_cast<long long>(r.batch_size), rule.c_str());
   }
   return r;
 }
 
 std::string batch_search_json(const ts::tune::BatchSizeResult& r) {
-  nlohmann::json j = {{"batch_size", r.batch_size}, {"reason", r.reason}, {"seconds", r.seconds},
-                      {"budget_bytes", r.budget_bytes}, {"trials", nlohmann::json::array()}};
+  nlohmann::json j = {{"batch_size", r.batch_size},
+                      {"reason", r.reason},
+                      {"seconds", r.seconds},
+                      {"budget_bytes", r.budget_bytes},
+                      {"trials", nlohmann::json::array()}};
   for (const auto& t : r.trials)
-    j["trials"].push_back({{"batch", t.batch}, {"fits", t.fits}, {"samples_per_s", t.samples_per_s},
-                           {"peak_bytes", t.peak_bytes}, {"note", t.note}});
+    j["trials"].push_back({{"batch", t.batch},
+                           {"fits", t.fits},
+                           {"samples_per_s", t.samples_per_s},
+                           {"peak_bytes", t.peak_bytes},
+                           {"note", t.note}});
   return j.dump();
 }
 
@@ -239,7 +255,8 @@ std::string base64(const std::vector<uint8_t>& bytes) {
 }
 
 // The test's most confidently wrong images, as PNGs in the run store for the dashboard.
-void store_mistake_images(ts::track::RunStore& store, const ts::data::DataSplits& data, const ts::EvalResult& test) {
+void store_mistake_images(ts::track::RunStore& store, const ts::data::DataSplits& data,
+                          const ts::EvalResult& test) {
   if (test.mistakes.empty() || data.input_shape.size() != 3 || data.input_shape[0] > 3) return;
   std::vector<int64_t> indices;
   for (const auto& m : test.mistakes) indices.push_back(m.index);
@@ -247,9 +264,11 @@ void store_mistake_images(ts::track::RunStore& store, const ts::data::DataSplits
   // Undo the normalization to show the pixels the way they were read.
   auto pixels = (x * data.std + data.mean).clamp(0, 1).mul(255).round().to(torch::kUInt8);
   nlohmann::json out = nlohmann::json::array();
-  auto stored = nlohmann::json::parse(store.result("test", "mistakes").value_or("[]"), nullptr, false);
+  auto stored =
+      nlohmann::json::parse(store.result("test", "mistakes").value_or("[]"), nullptr, false);
   for (size_t i = 0; i < test.mistakes.size(); ++i) {
-    nlohmann::json item = stored.is_array() && i < stored.size() ? stored[i] : nlohmann::json::object();
+    nlohmann::json item =
+        stored.is_array() && i < stored.size() ? stored[i] : nlohmann::json::object();
     item["png"] = base64(ts::data::encode_png(pixels[int64_t(i)].contiguous()));
     out.push_back(item);
   }
@@ -264,15 +283,18 @@ int run_tune_lr(const TrainArgs& args, const std::string& out) {
   ts::tune::LrFinderOptions o;
   const std::string& batch = config.get_string("train.batch_size");
   o.batch_size = batch == "auto" ? 128 : std::stoll(batch);
-  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression : ts::Task::kClassification;
+  o.task = config.get_string("train.task") == "regression" ? ts::Task::kRegression
+                                                           : ts::Task::kClassification;
   o.fallback_lr = 1e-3;
   const auto start = std::chrono::steady_clock::now();
   auto curve = ts::tune::lr_range_test(model, *data.train, o);
   auto suggestion = ts::tune::suggest_lr(curve, o.fallback_lr);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-  const std::string name = config.get_string("run.name").empty() ? ts::track::timestamped_name("lr-find")
-                                                                  : config.get_string("run.name");
+  const std::string name = config.get_string("run.name").empty()
+                               ? ts::track::timestamped_name("lr-find")
+                               : config.get_string("run.name");
   auto run = ts::track::Run::create(config.get_string("run.dir"), name);
   auto& store = run->store();
   store.set_meta("name", run->name());
@@ -284,17 +306,18 @@ int run_tune_lr(const TrainArgs& args, const std::string& out) {
     store.add_metric({int64_t(i), 0, "tune", "lr_find/loss", curve.losses[i], now});
     store.add_metric({int64_t(i), 0, "tune", "lr_find/smoothed_loss", curve.smoothed[i], now});
   }
-  nlohmann::json result = {{"lr", suggestion.lr}, {"confident", suggestion.confident}, {"reason", suggestion.reason}};
+  nlohmann::json result = {
+      {"lr", suggestion.lr}, {"confident", suggestion.confident}, {"reason", suggestion.reason}};
   store.put_result("tune", "lr_suggestion", result.dump());
   store.flush();
   const fs::path png = out.empty() ? run->dir() / "lr_find.png" : fs::path(out);
   ts::tune::plot_lr_curve(curve, suggestion, png);
   std::printf("lr range test: %zu steps from %g to %g in %.1f s\n", curve.lrs.size(), o.start_lr,
               curve.lrs.empty() ? 0.0 : curve.lrs.back(), seconds);
-  std::printf("suggested lr: %.2g (%s; %s)\n", suggestion.lr, suggestion.confident ? "confident" : "not confident",
-              suggestion.reason.c_str());
-  std::printf("curve: %s (and %s); train with --lr %.2g\n", png.c_str(), (run->dir() / "run.sqlite").c_str(),
-              suggestion.lr);
+  std::printf("suggested lr: %.2g (%s; %s)\n", suggestion.lr,
+              suggestion.confident ? "confident" : "not confident", suggestion.reason.c_str());
+  std::printf("curve: %s (and %s); train with --lr %.2g\n", png.c_str(),
+              (run->dir() / "run.sqlite").c_str(), suggestion.lr);
   return 0;
 }
 
@@ -305,7 +328,8 @@ int run_train(const TrainArgs& args) {
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   auto data = load_data(config);
   ts::Model model = build_model(config, data);
-  auto batch_search = choose_batch_size(config, model, data, config.get_string("ui.progress") != "off");
+  auto batch_search =
+      choose_batch_size(config, model, data, config.get_string("ui.progress") != "off");
 
   ts::TrainerOptions options = ts::TrainerOptions::from(config);
   options.class_names(data.class_names);
@@ -315,23 +339,28 @@ int run_train(const TrainArgs& args) {
   if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
     auto findings = run_preflight(config, model, data, config.get_string("ui.progress") != "off");
     for (const auto& cb : trainer.callbacks())
-      if (auto diagnostics = std::dynamic_pointer_cast<ts::diagnose::Diagnostics>(cb)) diagnostics->add_preflight(findings);
+      if (auto diagnostics = std::dynamic_pointer_cast<ts::diagnose::Diagnostics>(cb))
+        diagnostics->add_preflight(findings);
   }
   ts::FitResult fit = trainer.fit(model, data.train, data.val);
   if (auto run = trainer.run()) {
     record_data(run->store(), data, augment);
-    if (batch_search) run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
+    if (batch_search)
+      run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
   if (fit.stop_reason == ts::StopReason::kInterrupted) {
-    std::printf("interrupted; the best weights so far are in %s\n", (fit.run_dir / "checkpoints").c_str());
+    std::printf("interrupted; the best weights so far are in %s\n",
+                (fit.run_dir / "checkpoints").c_str());
     return 130;
   }
   if (!args.no_test) {
     ts::EvalResult test = trainer.test(model, *data.test);
     if (auto run = trainer.run()) store_mistake_images(run->store(), data, test);
     auto acc = test.metrics.find("accuracy");
-    std::printf("test %s: %s (best epoch %lld of %lld)\n", acc != test.metrics.end() ? "accuracy" : "loss",
-                acc != test.metrics.end() ? percent(acc->second).c_str() : std::to_string(test.metrics["loss"]).c_str(),
+    std::printf("test %s: %s (best epoch %lld of %lld)\n",
+                acc != test.metrics.end() ? "accuracy" : "loss",
+                acc != test.metrics.end() ? percent(acc->second).c_str()
+                                          : std::to_string(test.metrics["loss"]).c_str(),
                 static_cast<long long>(fit.best_epoch), static_cast<long long>(fit.epochs));
   }
   if (!fit.run_dir.empty()) std::printf("run written to %s\n", fit.run_dir.c_str());
@@ -343,8 +372,9 @@ fs::path find_run(const TestArgs& args) {
   if (fs::exists(direct / "run.sqlite")) return direct;
   fs::path under = fs::path(args.runs_dir) / args.run;
   if (fs::exists(under / "run.sqlite")) return under;
-  throw ts::Error("no run named '" + args.run + "': neither " + direct.string() + " nor " + under.string() +
-                  " holds a run.sqlite; `ls " + args.runs_dir + "` lists the runs");
+  throw ts::Error("no run named '" + args.run + "': neither " + direct.string() + " nor " +
+                  under.string() + " holds a run.sqlite; `ls " + args.runs_dir +
+                  "` lists the runs");
 }
 
 int run_test(const TestArgs& args) {
@@ -375,31 +405,42 @@ std::string settings_help() {
   std::ostringstream o;
   o << "\nSettings (--set KEY=VALUE, or [section] key = value in a --config TOML file):\n";
   for (const auto& s : ts::Config::schema())
-    o << "  " << s.key << " = " << ts::to_toml_literal(s.default_value) << "\n      " << s.help << "; default because "
-      << s.reason << "\n";
+    o << "  " << s.key << " = " << ts::to_toml_literal(s.default_value) << "\n      " << s.help
+      << "; default because " << s.reason << "\n";
   return o.str();
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"trainscope: train and test deep models on LibTorch, with a practitioner's defaults"};
+  CLI::App app{
+      "trainscope: train and test deep models on LibTorch, with a practitioner's defaults"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
 
   TrainArgs train_args;
-  auto* train = app.add_subcommand("train", "train a model (default: the reference CNN on Fashion-MNIST)");
-  train->add_option("--config", train_args.config_file, "TOML file of settings (a run's config.toml works)")
+  auto* train =
+      app.add_subcommand("train", "train a model (default: the reference CNN on Fashion-MNIST)");
+  train
+      ->add_option("--config", train_args.config_file,
+                   "TOML file of settings (a run's config.toml works)")
       ->check(CLI::ExistingFile);
-  train->add_option("--set", train_args.sets, "override a setting: --set train.lr=0.0003 (repeatable)");
+  train->add_option("--set", train_args.sets,
+                    "override a setting: --set train.lr=0.0003 (repeatable)");
   struct Shortcut {
     const char* flag;
     const char* key;
   };
   static const Shortcut shortcuts[] = {
-      {"--epochs", "train.max_epochs"}, {"--lr", "train.lr"},       {"--batch-size", "train.batch_size"},
-      {"--model", "model.name"},        {"--data", "data.dataset"}, {"--name", "run.name"},
-      {"--runs-dir", "run.dir"},        {"--seed", "train.seed"},   {"--threads", "runtime.threads"},
+      {"--epochs", "train.max_epochs"},
+      {"--lr", "train.lr"},
+      {"--batch-size", "train.batch_size"},
+      {"--model", "model.name"},
+      {"--data", "data.dataset"},
+      {"--name", "run.name"},
+      {"--runs-dir", "run.dir"},
+      {"--seed", "train.seed"},
+      {"--threads", "runtime.threads"},
       {"--progress", "ui.progress"},
   };
   static std::vector<std::string> shortcut_values(std::size(shortcuts));
@@ -409,51 +450,70 @@ int main(int argc, char** argv) {
                        ts::to_toml_literal(spec.value) + ")";
     train->add_option(shortcuts[i].flag, shortcut_values[i], help);
   }
-  train->add_flag("--no-test", train_args.no_test, "skip evaluating the test split after training (default: test)");
+  train->add_flag("--no-test", train_args.no_test,
+                  "skip evaluating the test split after training (default: test)");
   train->add_flag("--no-dashboard", train_args.no_dashboard,
                   "do not serve the dashboard while training (same as --set ui.dashboard=false)");
-  train->add_flag("--auto-remedy", train_args.auto_remedy,
-                  "let diagnostics clip gradients, lower the lr or stop (default: off; same as --set "
-                  "diagnose.auto_remedy=true)");
+  train->add_flag(
+      "--auto-remedy", train_args.auto_remedy,
+      "let diagnostics clip gradients, lower the lr or stop (default: off; same as --set "
+      "diagnose.auto_remedy=true)");
   train->footer(settings_help());
 
-  auto* check = app.add_subcommand("check", "run the pre-flight checks on the training setup and exit (takes "
-                                            "train's options); exit 1 when a check finds an error");
-  check->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
+  auto* check =
+      app.add_subcommand("check",
+                         "run the pre-flight checks on the training setup and exit (takes "
+                         "train's options); exit 1 when a check finds an error");
+  check->add_option("--config", train_args.config_file, "TOML file of settings")
+      ->check(CLI::ExistingFile);
   check->add_option("--set", train_args.sets, "override a setting (repeatable)");
 
   std::string diagnose_run, diagnose_runs_dir = "runs";
-  auto* diagnose = app.add_subcommand("diagnose", "print the diagnostics report of a run, finished or not");
-  diagnose->add_option("RUN", diagnose_run, "run directory, or a run name under --runs-dir")->required();
+  auto* diagnose =
+      app.add_subcommand("diagnose", "print the diagnostics report of a run, finished or not");
+  diagnose->add_option("RUN", diagnose_run, "run directory, or a run name under --runs-dir")
+      ->required();
   diagnose->add_option("--runs-dir", diagnose_runs_dir, "directory of runs (default \"runs\")");
 
   std::string lr_plot;
   auto* tune = app.add_subcommand("tune", "search hyperparameters");
   tune->require_subcommand(1);
-  auto* tune_lr = tune->add_subcommand("lr", "learning-rate range test (1e-7 to 10): suggests an lr, stores the "
-                                             "curve in a run and plots it to a PNG");
-  tune_lr->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
+  auto* tune_lr =
+      tune->add_subcommand("lr",
+                           "learning-rate range test (1e-7 to 10): suggests an lr, stores the "
+                           "curve in a run and plots it to a PNG");
+  tune_lr->add_option("--config", train_args.config_file, "TOML file of settings")
+      ->check(CLI::ExistingFile);
   tune_lr->add_option("--set", train_args.sets, "override a setting (repeatable)");
-  tune_lr->add_option("--out", lr_plot, "PNG file for the curve (default: lr_find.png in the run directory)");
+  tune_lr->add_option("--out", lr_plot,
+                      "PNG file for the curve (default: lr_find.png in the run directory)");
 
   PreviewArgs preview_args;
   auto* data_cmd = app.add_subcommand("data", "inspect the data pipeline");
   data_cmd->require_subcommand(1);
   auto* preview = data_cmd->add_subcommand(
-      "preview", "write a PNG grid of training images (top row) and their augmentations (rows below)");
-  preview->add_option("--config", train_args.config_file, "TOML file of settings")->check(CLI::ExistingFile);
-  preview->add_option("--set", train_args.sets, "override a setting, e.g. --set 'data.augment=[\"rotate(10)\"]'");
+      "preview",
+      "write a PNG grid of training images (top row) and their augmentations (rows below)");
+  preview->add_option("--config", train_args.config_file, "TOML file of settings")
+      ->check(CLI::ExistingFile);
+  preview->add_option("--set", train_args.sets,
+                      "override a setting, e.g. --set 'data.augment=[\"rotate(10)\"]'");
   preview->add_option("--out", preview_args.out, "PNG file to write (default augment-preview.png)");
-  preview->add_option("--count", preview_args.count, "images per row (default 8)")->check(CLI::Range(1, 64));
-  preview->add_option("--rows", preview_args.rows, "augmented rows (default 3)")->check(CLI::Range(0, 16));
-  preview->add_option("--scale", preview_args.scale, "pixel scale (default 3)")->check(CLI::Range(1, 16));
+  preview->add_option("--count", preview_args.count, "images per row (default 8)")
+      ->check(CLI::Range(1, 64));
+  preview->add_option("--rows", preview_args.rows, "augmented rows (default 3)")
+      ->check(CLI::Range(0, 16));
+  preview->add_option("--scale", preview_args.scale, "pixel scale (default 3)")
+      ->check(CLI::Range(1, 16));
 
   ts::cli::DashboardCommands dashboard_commands;
   ts::cli::add_dashboard_commands(app, dashboard_commands);
 
   TestArgs test_args;
-  auto* test = app.add_subcommand("test", "evaluate a run's weights on the test split and store the result");
-  test->add_option("RUN", test_args.run, "run directory, or a run name under --runs-dir")->required();
+  auto* test =
+      app.add_subcommand("test", "evaluate a run's weights on the test split and store the result");
+  test->add_option("RUN", test_args.run, "run directory, or a run name under --runs-dir")
+      ->required();
   test->add_option("--runs-dir", test_args.runs_dir, "directory of runs (default \"runs\")");
   test->add_option("--weights", test_args.weights, "best or last (default \"best\")")
       ->check(CLI::IsMember({"best", "last"}));
@@ -482,7 +542,9 @@ int main(int argc, char** argv) {
     if (tune_lr->parsed()) return run_tune_lr(train_args, lr_plot);
     if (preview->parsed()) return run_data_preview(train_args, preview_args);
     if (diagnose->parsed()) {
-      std::printf("%s", ts::diagnose::diagnose_report(find_run({diagnose_run, diagnose_runs_dir, "best"}).string()).c_str());
+      std::printf("%s", ts::diagnose::diagnose_report(
+                            find_run({diagnose_run, diagnose_runs_dir, "best"}).string())
+                            .c_str());
       return 0;
     }
     return run_test(test_args);
@@ -491,7 +553,8 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    std::cerr << "trainscope: internal error in LibTorch: " << what.substr(0, what.find('\n')) << "\n";
+    std::cerr << "trainscope: internal error in LibTorch: " << what.substr(0, what.find('\n'))
+              << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "trainscope: internal error: " << e.what() << "\n";

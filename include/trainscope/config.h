@@ -18,9 +18,10 @@
 
 namespace trainscope {
 
-// Index order is part of the contract (to_toml_literal and the parsers switch on it); new types go last.
-using ConfigValue =
-    std::variant<bool, int64_t, double, std::string, std::vector<int64_t>, std::vector<std::string>>;
+// Index order is part of the contract (to_toml_literal and the parsers switch on it); new types go
+// last.
+using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>,
+                                 std::vector<std::string>>;
 
 // One setting of a resolved config.
 struct Setting {

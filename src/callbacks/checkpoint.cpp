@@ -13,20 +13,23 @@ void save_weights(const torch::nn::Module& module, const std::filesystem::path& 
       archive.save_to(tmp.string());
     });
   } catch (const std::exception& e) {
-    throw CheckpointError(std::string("saving weights failed: ") + e.what() +
-                          " (the previous file, if any, is intact; check free disk space and permissions)");
+    throw CheckpointError(
+        std::string("saving weights failed: ") + e.what() +
+        " (the previous file, if any, is intact; check free disk space and permissions)");
   }
 }
 
 void load_weights(torch::nn::Module& module, const std::filesystem::path& file) {
-  if (!std::filesystem::exists(file)) throw CheckpointError("weights file " + file.string() + " does not exist");
+  if (!std::filesystem::exists(file))
+    throw CheckpointError("weights file " + file.string() + " does not exist");
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(file.string());
     module.load(archive);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    throw CheckpointError("cannot load weights from " + file.string() + ": " + what.substr(0, what.find('\n')) +
+    throw CheckpointError("cannot load weights from " + file.string() + ": " +
+                          what.substr(0, what.find('\n')) +
                           " (corrupt file, or weights of a different model)");
   }
 }
@@ -42,7 +45,8 @@ void ModelCheckpoint::on_epoch_end(TrainState& state) {
   auto save = [&](const std::string& kind) {
     const std::string rel = "checkpoints/" + kind + ".pt";
     save_weights(state.model->module(), state.run->dir() / rel);
-    store.add_checkpoint({rel, kind, state.epoch, state.global_step, monitor, value, track::wall_time_now()});
+    store.add_checkpoint(
+        {rel, kind, state.epoch, state.global_step, monitor, value, track::wall_time_now()});
   };
   save("last");
   if (std::isfinite(value) && (!has_best_ || value < best_)) {

@@ -14,7 +14,8 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const TrainerOptions& o
   out.push_back(std::make_shared<RunLogger>(o.log_every(), o.config()));
   out.push_back(std::make_shared<ProgressPrinter>(progress_style_from(o.progress()), o.config()));
   // TensorBoard event files beside run.sqlite, when the Trainer keeps a run directory.
-  if (!o.runs_dir().empty()) out.push_back(std::make_shared<TensorBoardLogger>(o.log_every(), o.config()));
+  if (!o.runs_dir().empty())
+    out.push_back(std::make_shared<TensorBoardLogger>(o.log_every(), o.config()));
   if (o.diagnostics()) {
     diagnose::DiagnosticsOptions d;
     d.every = o.diagnose_every() > 0 ? o.diagnose_every() : o.log_every();
@@ -24,7 +25,8 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const TrainerOptions& o
     out.push_back(std::make_shared<diagnose::Diagnostics>(d));
   }
   if (o.early_stopping())
-    out.push_back(std::make_shared<EarlyStopping>(EarlyStoppingOptions{o.patience(), o.min_delta(), o.restore_best()}));
+    out.push_back(std::make_shared<EarlyStopping>(
+        EarlyStoppingOptions{o.patience(), o.min_delta(), o.restore_best()}));
   if (o.checkpoints()) out.push_back(std::make_shared<ModelCheckpoint>());
   return out;
 }

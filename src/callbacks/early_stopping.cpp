@@ -28,14 +28,16 @@ void EarlyStopping::on_fit_start(TrainState&) {
 void EarlyStopping::on_epoch_end(TrainState& state) {
   auto it = state.val_metrics.find("loss");
   if (it == state.val_metrics.end()) {
-    if (!warned_) std::cerr << "trainscope: early stopping needs a validation set; it is off for this fit\n";
+    if (!warned_)
+      std::cerr << "trainscope: early stopping needs a validation set; it is off for this fit\n";
     warned_ = true;
     return;
   }
   const double value = it->second;
   if (!std::isfinite(value)) {
-    state.request_stop(StopReason::kNonFinite, "val_loss is " + std::to_string(value) + " at epoch " +
-                                                   std::to_string(state.epoch) + "; training diverged");
+    state.request_stop(StopReason::kNonFinite, "val_loss is " + std::to_string(value) +
+                                                   " at epoch " + std::to_string(state.epoch) +
+                                                   "; training diverged");
     return;
   }
   if (best_epoch_ == 0 || value < best_ - options_.min_delta) {
@@ -46,9 +48,9 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     return;
   }
   if (++wait_ >= options_.patience)
-    state.request_stop(StopReason::kPatience, "val_loss has not improved for " + std::to_string(wait_) +
-                                                  " epochs (best " + fmt(best_) + " at epoch " +
-                                                  std::to_string(best_epoch_) + ")");
+    state.request_stop(StopReason::kPatience,
+                       "val_loss has not improved for " + std::to_string(wait_) + " epochs (best " +
+                           fmt(best_) + " at epoch " + std::to_string(best_epoch_) + ")");
 }
 
 void EarlyStopping::on_fit_end(TrainState& state) {

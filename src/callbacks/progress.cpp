@@ -55,7 +55,8 @@ void ProgressPrinter::on_fit_start(TrainState& state) {
   }
   if (state.run) std::fprintf(out_, "run: %s\n", state.run->dir().c_str());
   std::fprintf(out_, "training %s for up to %lld epochs of %lld batches\n",
-               state.model ? state.model->name().c_str() : "model", static_cast<long long>(state.max_epochs),
+               state.model ? state.model->name().c_str() : "model",
+               static_cast<long long>(state.max_epochs),
                static_cast<long long>(state.batches_per_epoch));
   std::fflush(out_);
 }
@@ -75,8 +76,10 @@ void ProgressPrinter::on_train_batch_end(TrainState& state) {
 }
 
 void ProgressPrinter::draw_bar(TrainState& state, bool final) {
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
-  const int64_t done = state.batch_in_epoch + 1, total = std::max<int64_t>(1, state.batches_per_epoch);
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+  const int64_t done = state.batch_in_epoch + 1,
+                total = std::max<int64_t>(1, state.batches_per_epoch);
   const double rate = elapsed > 0 ? samples_ / elapsed : 0.0;
   const double eta = done > 0 ? elapsed / done * (total - done) : 0.0;
   constexpr int kWidth = 24;
@@ -85,17 +88,19 @@ void ProgressPrinter::draw_bar(TrainState& state, bool final) {
   // Host sync: only when the bar is redrawn.
   const float loss = state.loss.defined() ? state.loss.item<float>() : 0.0f;
   std::fprintf(out_, "\r\033[2Kepoch %lld/%lld [%s] %lld/%lld  %.0f samples/s  ETA %s  loss %.4f%s",
-               static_cast<long long>(state.epoch), static_cast<long long>(state.max_epochs), bar.c_str(),
-               static_cast<long long>(std::min(done, total)), static_cast<long long>(total), rate,
-               duration(eta).c_str(), loss, final ? "\n" : "");
+               static_cast<long long>(state.epoch), static_cast<long long>(state.max_epochs),
+               bar.c_str(), static_cast<long long>(std::min(done, total)),
+               static_cast<long long>(total), rate, duration(eta).c_str(), loss, final ? "\n" : "");
   std::fflush(out_);
 }
 
 void ProgressPrinter::on_epoch_end(TrainState& state) {
   if (style_ == ProgressStyle::kOff) return;
   if (style_ == ProgressStyle::kBar) std::fprintf(out_, "\r\033[2K");
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
-  std::string line = "epoch " + std::to_string(state.epoch) + "/" + std::to_string(state.max_epochs) + "  train " +
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+  std::string line = "epoch " + std::to_string(state.epoch) + "/" +
+                     std::to_string(state.max_epochs) + "  train " +
                      metrics_text(state.train_metrics);
   auto val = state.val_metrics.find("loss");
   if (val != state.val_metrics.end()) {
@@ -107,24 +112,27 @@ void ProgressPrinter::on_epoch_end(TrainState& state) {
     }
   }
   char tail[96];
-  std::snprintf(tail, sizeof tail, " | %.1f s, %.0f samples/s", elapsed, elapsed > 0 ? samples_ / elapsed : 0.0);
+  std::snprintf(tail, sizeof tail, " | %.1f s, %.0f samples/s", elapsed,
+                elapsed > 0 ? samples_ / elapsed : 0.0);
   std::fprintf(out_, "%s%s\n", line.c_str(), tail);
   std::fflush(out_);
 }
 
 void ProgressPrinter::on_fit_end(TrainState& state) {
   if (style_ == ProgressStyle::kOff) return;
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - state.fit_start).count();
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - state.fit_start).count();
   std::fprintf(out_, "fit stopped: %s (%s) after %lld epochs in %s\n", state.stop_message.c_str(),
-               to_string(state.stop_reason), static_cast<long long>(state.epoch), duration(total).c_str());
+               to_string(state.stop_reason), static_cast<long long>(state.epoch),
+               duration(total).c_str());
   std::fflush(out_);
 }
 
 void ProgressPrinter::on_test_end(TrainState&, const EvalResult& result) {
   if (style_ == ProgressStyle::kOff) return;
   std::fprintf(out_, "\n%s", result.report().c_str());
-  std::fprintf(out_, "%s: %s (%lld examples)\n", result.split.c_str(), metrics_text(result.metrics).c_str(),
-               static_cast<long long>(result.samples));
+  std::fprintf(out_, "%s: %s (%lld examples)\n", result.split.c_str(),
+               metrics_text(result.metrics).c_str(), static_cast<long long>(result.samples));
   std::fflush(out_);
 }
 

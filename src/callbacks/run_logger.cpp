@@ -11,9 +11,11 @@
 namespace trainscope::callbacks {
 namespace {
 
-void log_split(track::RunStore& store, const TrainState& state, const std::string& split, const MetricMap& metrics) {
+void log_split(track::RunStore& store, const TrainState& state, const std::string& split,
+               const MetricMap& metrics) {
   const double now = track::wall_time_now();
-  for (const auto& [tag, value] : metrics) store.add_metric({state.global_step, state.epoch, split, tag, value, now});
+  for (const auto& [tag, value] : metrics)
+    store.add_metric({state.global_step, state.epoch, split, tag, value, now});
 }
 
 double current_lr(const TrainState& state) {
@@ -52,7 +54,8 @@ void RunLogger::on_train_batch_end(TrainState& state) {
   if (state.global_step % log_every_ == 0) {
     const double now = track::wall_time_now();
     // Host sync: once every log_every steps.
-    store.add_metric({state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
+    store.add_metric(
+        {state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
     store.add_metric({state.global_step, state.epoch, "train", "lr", current_lr(state), now});
   }
   // Live readers (the dashboard) see new points within half a second: commit what is pending
@@ -67,12 +70,14 @@ void RunLogger::on_train_batch_end(TrainState& state) {
 void RunLogger::on_epoch_end(TrainState& state) {
   if (!state.run) return;
   auto& store = state.run->store();
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
   log_split(store, state, "train", state.train_metrics);
   log_split(store, state, "val", state.val_metrics);
-  log_split(store, state, "train", {{"epoch_seconds", seconds},
-                                    {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0},
-                                    {"lr", current_lr(state)}});
+  log_split(store, state, "train",
+            {{"epoch_seconds", seconds},
+             {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0},
+             {"lr", current_lr(state)}});
   auto val = state.val_metrics.find("loss");
   if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
     best_val_ = val->second;
@@ -107,20 +112,27 @@ void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {
     nlohmann::json matrix = nlohmann::json::array();
     for (int64_t i = 0; i < c.size(0); ++i) {
       auto row = c[i];
-      matrix.push_back(std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + c.size(1)));
+      matrix.push_back(
+          std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + c.size(1)));
     }
     store.put_result(result.split, "confusion_matrix", matrix.dump());
     nlohmann::json classes = nlohmann::json::array();
     for (const auto& m : result.per_class)
-      classes.push_back({{"class", m.name}, {"precision", m.precision}, {"recall", m.recall}, {"f1", m.f1},
+      classes.push_back({{"class", m.name},
+                         {"precision", m.precision},
+                         {"recall", m.recall},
+                         {"f1", m.f1},
                          {"support", m.support}});
     store.put_result(result.split, "per_class", classes.dump());
     nlohmann::json mistakes = nlohmann::json::array();
     for (const auto& m : result.mistakes) {
       auto name = [&](int64_t c) {
-        return c < static_cast<int64_t>(result.per_class.size()) ? result.per_class[c].name : std::to_string(c);
+        return c < static_cast<int64_t>(result.per_class.size()) ? result.per_class[c].name
+                                                                 : std::to_string(c);
       };
-      mistakes.push_back({{"index", m.index}, {"label", name(m.label)}, {"predicted", name(m.predicted)},
+      mistakes.push_back({{"index", m.index},
+                          {"label", name(m.label)},
+                          {"predicted", name(m.predicted)},
                           {"confidence", m.confidence}});
     }
     store.put_result(result.split, "mistakes", mistakes.dump());

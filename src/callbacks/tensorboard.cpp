@@ -45,17 +45,23 @@ track::Histogram histogram_from_row(const double* row, int buckets) {
 std::string markdown_cell(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '|') out += "\\|";
-    else if (c == '\n') out += ' ';
-    else out += c;
+    if (c == '|')
+      out += "\\|";
+    else if (c == '\n')
+      out += ' ';
+    else
+      out += c;
   }
   return out;
 }
 
 }  // namespace
 
-TensorBoardLogger::TensorBoardLogger(int64_t log_every, std::optional<Config> settings, int histogram_buckets)
-    : log_every_(std::max<int64_t>(log_every, 1)), settings_(std::move(settings)), buckets_(std::max(histogram_buckets, 1)) {}
+TensorBoardLogger::TensorBoardLogger(int64_t log_every, std::optional<Config> settings,
+                                     int histogram_buckets)
+    : log_every_(std::max<int64_t>(log_every, 1)),
+      settings_(std::move(settings)),
+      buckets_(std::max(histogram_buckets, 1)) {}
 
 TensorBoardLogger::~TensorBoardLogger() = default;
 
@@ -66,8 +72,8 @@ void TensorBoardLogger::on_fit_start(TrainState& state) {
   if (settings_) {
     std::string text = "| key | value | source | reason |\n|---|---|---|---|\n";
     for (const auto& s : settings_->settings())
-      text += "| " + markdown_cell(s.key) + " | " + markdown_cell(to_toml_literal(s.value)) + " | " +
-              markdown_cell(s.source) + " | " + markdown_cell(s.reason) + " |\n";
+      text += "| " + markdown_cell(s.key) + " | " + markdown_cell(to_toml_literal(s.value)) +
+              " | " + markdown_cell(s.source) + " | " + markdown_cell(s.reason) + " |\n";
     writer_->add_text("config", text, state.global_step, track::wall_time_now());
   }
   writer_->flush();
@@ -87,8 +93,10 @@ void TensorBoardLogger::on_train_batch_end(TrainState& state) {
 void TensorBoardLogger::on_epoch_end(TrainState& state) {
   if (!writer_) return;
   const double now = track::wall_time_now();
-  for (const auto& [tag, value] : state.train_metrics) writer_->add_scalar("train/" + tag, value, state.global_step, now);
-  for (const auto& [tag, value] : state.val_metrics) writer_->add_scalar("val/" + tag, value, state.global_step, now);
+  for (const auto& [tag, value] : state.train_metrics)
+    writer_->add_scalar("train/" + tag, value, state.global_step, now);
+  for (const auto& [tag, value] : state.val_metrics)
+    writer_->add_scalar("val/" + tag, value, state.global_step, now);
   if (state.model != nullptr) {
     torch::NoGradGuard no_grad;
     std::vector<std::string> tags;
@@ -109,7 +117,8 @@ void TensorBoardLogger::on_epoch_end(TrainState& state) {
       const double* data = all.data_ptr<double>();
       const int64_t width = all.size(1);
       for (size_t i = 0; i < tags.size(); ++i)
-        writer_->add_histogram(tags[i], histogram_from_row(data + i * width, buckets_), state.global_step, now);
+        writer_->add_histogram(tags[i], histogram_from_row(data + i * width, buckets_),
+                               state.global_step, now);
     }
   }
   writer_->flush();
@@ -123,7 +132,8 @@ void TensorBoardLogger::on_fit_end(TrainState& state) {
 void TensorBoardLogger::on_test_end(TrainState& state, const EvalResult& result) {
   if (!writer_) return;
   const double now = track::wall_time_now();
-  for (const auto& [tag, value] : result.metrics) writer_->add_scalar(result.split + "/" + tag, value, state.global_step, now);
+  for (const auto& [tag, value] : result.metrics)
+    writer_->add_scalar(result.split + "/" + tag, value, state.global_step, now);
   writer_->flush();
 }
 

@@ -33,7 +33,8 @@ RuntimeReport configure_process(const RuntimeOptions& options) {
 
   if (env_set("OMP_NUM_THREADS")) {
     report.lines.push_back("intra-op threads: " + std::to_string(at::get_num_threads()) +
-                           " (OMP_NUM_THREADS=" + std::getenv("OMP_NUM_THREADS") + " from the environment)");
+                           " (OMP_NUM_THREADS=" + std::getenv("OMP_NUM_THREADS") +
+                           " from the environment)");
   } else {
     int cores = available_cores();
     int n = options.intra_op_threads > 0 ? options.intra_op_threads : cores;
@@ -47,7 +48,8 @@ RuntimeReport configure_process(const RuntimeOptions& options) {
   // OpenBLAS reads OPENBLAS_NUM_THREADS when it loads, before main(); only its API can change
   // the count now. It is looked up at run time because LibTorch may run on another BLAS.
   using SetThreads = void (*)(int);
-  auto set_blas_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  auto set_blas_threads =
+      reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (options.openblas_threads > 0) {
     if (env_set("OPENBLAS_NUM_THREADS")) {
       report.lines.push_back(std::string("OpenBLAS threads: OPENBLAS_NUM_THREADS=") +
@@ -65,7 +67,8 @@ RuntimeReport configure_process(const RuntimeOptions& options) {
   }
 
   if (options.malloc_tuning) {
-    if (env_set("GLIBC_TUNABLES") || env_set("MALLOC_MMAP_THRESHOLD_") || env_set("MALLOC_TRIM_THRESHOLD_")) {
+    if (env_set("GLIBC_TUNABLES") || env_set("MALLOC_MMAP_THRESHOLD_") ||
+        env_set("MALLOC_TRIM_THRESHOLD_")) {
       report.lines.push_back("malloc: left as the environment configures it");
     } else {
       // Activations of a batch are freed and reallocated every step; above the default 128 KiB
@@ -73,9 +76,10 @@ RuntimeReport configure_process(const RuntimeOptions& options) {
       bool ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
       ok = mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 && ok;
       report.malloc_tuned = ok;
-      report.lines.push_back(ok ? "malloc: mmap threshold 32 MiB, trim threshold 1 GiB (freed "
-                                  "activations are reused, not refaulted)"
-                                : "malloc: mallopt refused the thresholds; left at glibc's defaults");
+      report.lines.push_back(
+          ok ? "malloc: mmap threshold 32 MiB, trim threshold 1 GiB (freed "
+               "activations are reused, not refaulted)"
+             : "malloc: mallopt refused the thresholds; left at glibc's defaults");
     }
   }
   return report;

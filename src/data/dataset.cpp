@@ -5,7 +5,8 @@
 
 namespace trainscope::data {
 
-TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y) : x_(std::move(x)), y_(std::move(y)) {
+TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y)
+    : x_(std::move(x)), y_(std::move(y)) {
   if (x_.dim() == 0 || y_.dim() == 0 || x_.size(0) != y_.size(0))
     throw DataError("TensorDataset: inputs have " + std::to_string(x_.dim() ? x_.size(0) : 0) +
                     " examples but targets have " + std::to_string(y_.dim() ? y_.size(0) : 0) +
@@ -23,7 +24,8 @@ Batch Subset::get_batch(const torch::Tensor& indices) const {
   return base_->get_batch(indices_.index_select(0, indices));
 }
 
-std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_fraction, uint64_t seed) {
+std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_fraction,
+                                                      uint64_t seed) {
   if (!(val_fraction >= 0.0 && val_fraction < 1.0))
     throw ConfigError("validation fraction " + std::to_string(val_fraction) +
                       " is out of range; expected a fraction in [0, 1) such as 0.1");
@@ -36,7 +38,8 @@ std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_frac
   return {train, val};
 }
 
-HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fraction, uint64_t seed) {
+HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fraction,
+                           uint64_t seed) {
   auto [train, val] = split_indices(dataset->size(), val_fraction, seed);
   return {std::make_shared<Subset>(dataset, train), std::make_shared<Subset>(dataset, val)};
 }

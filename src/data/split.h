@@ -7,6 +7,7 @@
 namespace trainscope::data {
 
 // (train, val) index tensors over [0, n), disjoint, sorted, val having floor(n * val_fraction).
-std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_fraction, uint64_t seed);
+std::pair<torch::Tensor, torch::Tensor> split_indices(int64_t n, double val_fraction,
+                                                      uint64_t seed);
 
 }  // namespace trainscope::data

@@ -13,7 +13,8 @@ namespace {
 // --- Thresholds, each with its source ---------------------------------------------------------
 // AUTOTRAINER (Zhang et al., "AUTOTRAINER: An Automatic DNN Training Problem Detection and Repair
 // System", ICSE 2021): exploding when the first layer's gradient norm exceeds the last layer's
-// by a factor of 70; vanishing when that ratio is below 1e-3 and the first layer's norm is below 1e-4.
+// by a factor of 70; vanishing when that ratio is below 1e-3 and the first layer's norm is below
+// 1e-4.
 constexpr double kExplodeRatio = 70.0;
 constexpr double kVanishRatio = 1e-3;
 constexpr double kVanishFirstNorm = 1e-4;
@@ -27,7 +28,8 @@ constexpr size_t kGrowthWindow = 10;
 constexpr int kSustainSteps = 3;
 // Overfitting (the usual reading of learning curves; e.g. Keras/Lightning docs and Goodfellow et
 // al. ch. 7): val loss rising for 3 epochs while train loss falls; (val - train) / train above 0.1
-// for 3 epochs; a train-val accuracy gap of at least 0.10, or 0.07 once training accuracy exceeds 0.9.
+// for 3 epochs; a train-val accuracy gap of at least 0.10, or 0.07 once training accuracy exceeds
+// 0.9.
 constexpr int kRisingEpochs = 3;
 constexpr double kLossGap = 0.1;
 constexpr int kGapEpochs = 3;
@@ -66,9 +68,10 @@ std::string num(double v) {
   return buf;
 }
 
-Finding make(const std::string& kind, Severity sev, int64_t step, int64_t epoch, std::string message,
-             std::map<std::string, double> evidence, std::string remedy) {
-  return Finding{kind, sev, step, epoch, std::move(message), std::move(evidence), std::move(remedy)};
+Finding make(const std::string& kind, Severity sev, int64_t step, int64_t epoch,
+             std::string message, std::map<std::string, double> evidence, std::string remedy) {
+  return Finding{
+      kind, sev, step, epoch, std::move(message), std::move(evidence), std::move(remedy)};
 }
 
 // The first and last weight tensors (matrices or kernels), which AUTOTRAINER's ratios compare.
@@ -91,9 +94,12 @@ double metric(const std::map<std::string, double>& m, const char* key, double ot
 
 const char* to_string(Severity s) {
   switch (s) {
-    case Severity::kInfo: return "info";
-    case Severity::kWarning: return "warning";
-    case Severity::kError: return "error";
+    case Severity::kInfo:
+      return "info";
+    case Severity::kWarning:
+      return "warning";
+    case Severity::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -101,83 +107,100 @@ const char* to_string(Severity s) {
 std::string Finding::to_text() const {
   std::ostringstream o;
   o << to_string(severity) << " " << kind;
-  if (epoch > 0 || step > 0) o << " (epoch " << epoch << ", step " << step << ")";
-  else o << " (pre-flight)";
+  if (epoch > 0 || step > 0)
+    o << " (epoch " << epoch << ", step " << step << ")";
+  else
+    o << " (pre-flight)";
   o << ": " << message << "\n  remedy: " << remedy;
   return o.str();
 }
 
 std::string Finding::evidence_json() const {
   nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : evidence) j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(std::to_string(v));
+  for (const auto& [k, v] : evidence)
+    j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(std::to_string(v));
   return j.dump();
 }
 
 std::optional<Finding> NonFiniteDetector::on_step(const StepSignals& s) {
   if (!s.non_finite && std::isfinite(s.loss) && std::isfinite(s.grad_norm)) return std::nullopt;
-  return make(kind(), Severity::kError, s.step, s.epoch,
-              "the loss or the gradients became NaN or Inf (loss " + num(s.loss) + ", gradient norm " +
-                  num(s.grad_norm) + "); training has diverged",
-              {{"loss", s.loss}, {"grad_norm", s.grad_norm}, {"lr", s.lr}},
-              "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
-                  ") and clip gradients at 1.0; check the inputs for NaN and that they are normalized");
+  return make(
+      kind(), Severity::kError, s.step, s.epoch,
+      "the loss or the gradients became NaN or Inf (loss " + num(s.loss) + ", gradient norm " +
+          num(s.grad_norm) + "); training has diverged",
+      {{"loss", s.loss}, {"grad_norm", s.grad_norm}, {"lr", s.lr}},
+      "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
+          ") and clip gradients at 1.0; check the inputs for NaN and that they are normalized");
 }
 
 std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
   const double loss = metric(e.train, "loss", 0.0);
   if (std::isfinite(loss)) return std::nullopt;
-  return make(kind(), Severity::kError, e.step, e.epoch, "the training loss of epoch " + std::to_string(e.epoch) +
-                                                             " is " + num(loss) + "; training has diverged",
+  return make(kind(), Severity::kError, e.step, e.epoch,
+              "the training loss of epoch " + std::to_string(e.epoch) + " is " + num(loss) +
+                  "; training has diverged",
               {{"train_loss", loss}}, "lower the learning rate by 10x and clip gradients at 1.0");
 }
 
 std::optional<Finding> ExplodingGradientDetector::on_step(const StepSignals& s) {
   auto [first, last] = first_last(s);
-  const double ratio = (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 0.0;
+  const double ratio =
+      (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 0.0;
   ratio_streak_ = ratio > kExplodeRatio ? ratio_streak_ + 1 : 0;
   const double smallest = norms_.empty() ? 0.0 : *std::min_element(norms_.begin(), norms_.end());
-  const bool growth = std::isfinite(s.grad_norm) && smallest > 0 && s.grad_norm > kGrowthFactor * smallest;
+  const bool growth =
+      std::isfinite(s.grad_norm) && smallest > 0 && s.grad_norm > kGrowthFactor * smallest;
   norms_.push_back(s.grad_norm);
   if (norms_.size() > kGrowthWindow) norms_.pop_front();
   if (ratio_streak_ < kSustainSteps && !growth) return std::nullopt;
 
-  std::string why = growth ? "the global gradient norm grew from " + num(smallest) + " to " + num(s.grad_norm) +
-                                 " within " + std::to_string(kGrowthWindow) + " logging steps"
-                           : "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
-                                 ") is " + num(ratio) + "x the last layer's (" + last->name + ": " +
-                                 num(last->grad_norm) + ") for " + std::to_string(kSustainSteps) + " logging steps";
+  std::string why =
+      growth
+          ? "the global gradient norm grew from " + num(smallest) + " to " + num(s.grad_norm) +
+                " within " + std::to_string(kGrowthWindow) + " logging steps"
+          : "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
+                ") is " + num(ratio) + "x the last layer's (" + last->name + ": " +
+                num(last->grad_norm) + ") for " + std::to_string(kSustainSteps) + " logging steps";
   return make(kind(), Severity::kError, s.step, s.epoch, "exploding gradients: " + why,
-              {{"grad_norm", s.grad_norm}, {"first_last_ratio", ratio}, {"min_recent_grad_norm", smallest},
+              {{"grad_norm", s.grad_norm},
+               {"first_last_ratio", ratio},
+               {"min_recent_grad_norm", smallest},
                {"lr", s.lr}},
-              "clip gradients at 1.0 and lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
-                  "); normalize the inputs");
+              "clip gradients at 1.0 and lower the learning rate to " + num(s.lr / 10) + " (--lr " +
+                  num(s.lr / 10) + "); normalize the inputs");
 }
 
 std::optional<Finding> VanishingGradientDetector::on_step(const StepSignals& s) {
   auto [first, last] = first_last(s);
-  const double ratio = (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 1.0;
+  const double ratio =
+      (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 1.0;
   const bool by_ratio = first && ratio < kVanishRatio && first->grad_norm < kVanishFirstNorm;
   const bool by_mean = s.grad_abs_mean < kVanishMeanAbs;
   streak_ = (by_ratio || by_mean) ? streak_ + 1 : 0;
   if (streak_ < kSustainSteps) return std::nullopt;
-  std::string why = by_ratio ? "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
-                                   ") is " + num(ratio) + " of the last layer's (" + last->name + ": " +
+  std::string why = by_ratio ? "the first layer's gradient norm (" + first->name + ": " +
+                                   num(first->grad_norm) + ") is " + num(ratio) +
+                                   " of the last layer's (" + last->name + ": " +
                                    num(last->grad_norm) + ")"
                              : "the mean absolute gradient is " + num(s.grad_abs_mean);
-  return make(kind(), Severity::kError, s.step, s.epoch,
-              "vanishing gradients: " + why + " for " + std::to_string(kSustainSteps) +
-                  " logging steps; the early layers barely learn",
-              {{"first_last_ratio", ratio}, {"first_grad_norm", first ? first->grad_norm : 0.0},
-               {"grad_abs_mean", s.grad_abs_mean}},
-              "use ReLU instead of sigmoid/tanh, add batch normalization or residual connections, or use a "
-              "shallower network; check the weight initialization");
+  return make(
+      kind(), Severity::kError, s.step, s.epoch,
+      "vanishing gradients: " + why + " for " + std::to_string(kSustainSteps) +
+          " logging steps; the early layers barely learn",
+      {{"first_last_ratio", ratio},
+       {"first_grad_norm", first ? first->grad_norm : 0.0},
+       {"grad_abs_mean", s.grad_abs_mean}},
+      "use ReLU instead of sigmoid/tanh, add batch normalization or residual connections, or use a "
+      "shallower network; check the weight initialization");
 }
 
 std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   if (e.val.empty()) return std::nullopt;
   history_.push_back(e);
   const size_t n = history_.size();
-  auto loss = [&](size_t i, bool val) { return metric(val ? history_[i].val : history_[i].train, "loss"); };
+  auto loss = [&](size_t i, bool val) {
+    return metric(val ? history_[i].val : history_[i].train, "loss");
+  };
 
   bool rising = n > static_cast<size_t>(kRisingEpochs);
   for (size_t i = n - std::min<size_t>(n, kRisingEpochs); rising && i < n; ++i)
@@ -192,73 +215,99 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   const double acc_threshold = ta > kHighAcc ? kAccGapHigh : kAccGap;
   bool acc = false;
   if (n >= 2 && std::isfinite(acc_gap)) {
-    const double prev = metric(history_[n - 2].train, "accuracy") - metric(history_[n - 2].val, "accuracy");
+    const double prev =
+        metric(history_[n - 2].train, "accuracy") - metric(history_[n - 2].val, "accuracy");
     acc = acc_gap >= acc_threshold && prev >= acc_threshold;
   }
   if (!rising && !gap && !acc) return std::nullopt;
 
   const double tl = metric(e.train, "loss"), vl = metric(e.val, "loss");
   std::string why;
-  if (rising) why = "validation loss rose for " + std::to_string(kRisingEpochs) + " epochs while training loss fell";
-  else if (acc) why = "training accuracy " + num(ta) + " is " + num(acc_gap) + " above validation accuracy " + num(va);
-  else why = "validation loss " + num(vl) + " is " + num(100 * (vl - tl) / tl) + "% above training loss " + num(tl) +
-             " for " + std::to_string(kGapEpochs) + " epochs";
-  return make(kind(), rising || acc ? Severity::kWarning : Severity::kInfo, e.step, e.epoch, "overfitting: " + why,
-              {{"train_loss", tl}, {"val_loss", vl}, {"loss_gap", (vl - tl) / tl}, {"accuracy_gap", acc_gap},
-               {"best_epoch", double(e.best_epoch)}, {"best_val_loss", e.best_val_loss}},
-              "add augmentation or dropout (--set model.dropout=0.3) or weight decay (--set train.weight_decay=1e-4); "
-              "the best epoch was " + std::to_string(e.best_epoch) + " (val_loss " + num(e.best_val_loss) +
+  if (rising)
+    why = "validation loss rose for " + std::to_string(kRisingEpochs) +
+          " epochs while training loss fell";
+  else if (acc)
+    why = "training accuracy " + num(ta) + " is " + num(acc_gap) + " above validation accuracy " +
+          num(va);
+  else
+    why = "validation loss " + num(vl) + " is " + num(100 * (vl - tl) / tl) +
+          "% above training loss " + num(tl) + " for " + std::to_string(kGapEpochs) + " epochs";
+  return make(kind(), rising || acc ? Severity::kWarning : Severity::kInfo, e.step, e.epoch,
+              "overfitting: " + why,
+              {{"train_loss", tl},
+               {"val_loss", vl},
+               {"loss_gap", (vl - tl) / tl},
+               {"accuracy_gap", acc_gap},
+               {"best_epoch", double(e.best_epoch)},
+               {"best_val_loss", e.best_val_loss}},
+              "add augmentation or dropout (--set model.dropout=0.3) or weight decay (--set "
+              "train.weight_decay=1e-4); "
+              "the best epoch was " +
+                  std::to_string(e.best_epoch) + " (val_loss " + num(e.best_val_loss) +
                   "), which early stopping restores");
 }
 
 std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
   history_.push_back(e);
-  const int64_t fair = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(0.1 * e.max_epochs)), 2, 5);
+  const int64_t fair =
+      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(0.1 * e.max_epochs)), 2, 5);
   if (e.epoch < std::min<int64_t>(fair, e.max_epochs)) return std::nullopt;
   const double tl = metric(e.train, "loss");
   const double acc = metric(e.train, "accuracy");
   const double chance = e.num_classes > 0 ? 1.0 / e.num_classes : NAN;
   const bool trivial = e.trivial_loss > 0 && tl > kTrivialShare * e.trivial_loss;
   const bool near_chance = e.classification && std::isfinite(acc) && acc < kChanceFactor * chance;
-  bool slow = history_.size() > static_cast<size_t>(kSlowEpochs) && e.trivial_loss > 0 && tl > kSlowShare * e.trivial_loss;
+  bool slow = history_.size() > static_cast<size_t>(kSlowEpochs) && e.trivial_loss > 0 &&
+              tl > kSlowShare * e.trivial_loss;
   for (size_t i = history_.size() - kSlowEpochs; slow && i < history_.size(); ++i) {
-    const double before = metric(history_[i - 1].train, "loss"), after = metric(history_[i].train, "loss");
+    const double before = metric(history_[i - 1].train, "loss"),
+                 after = metric(history_[i].train, "loss");
     slow = (before - after) / before < kSlowGain;
   }
   if (!trivial && !near_chance && !slow) return std::nullopt;
-  std::string why = trivial ? "training loss " + num(tl) + " is still " + num(100 * tl / e.trivial_loss) +
-                                  "% of a trivial predictor's (" + num(e.trivial_loss) + ")"
-                    : near_chance ? "training accuracy " + num(acc) + " is near chance (" + num(chance) + ")"
-                                  : "training loss improved by less than 1% per epoch for " +
-                                        std::to_string(kSlowEpochs) + " epochs and is still " + num(tl);
-  return make(kind(), Severity::kWarning, e.step, e.epoch, "underfitting after " + std::to_string(e.epoch) +
-                                                               " epochs: " + why,
-              {{"train_loss", tl}, {"trivial_loss", e.trivial_loss}, {"train_accuracy", acc}, {"chance", chance}},
-              "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train longer, or raise the "
+  std::string why =
+      trivial ? "training loss " + num(tl) + " is still " + num(100 * tl / e.trivial_loss) +
+                    "% of a trivial predictor's (" + num(e.trivial_loss) + ")"
+      : near_chance ? "training accuracy " + num(acc) + " is near chance (" + num(chance) + ")"
+                    : "training loss improved by less than 1% per epoch for " +
+                          std::to_string(kSlowEpochs) + " epochs and is still " + num(tl);
+  return make(kind(), Severity::kWarning, e.step, e.epoch,
+              "underfitting after " + std::to_string(e.epoch) + " epochs: " + why,
+              {{"train_loss", tl},
+               {"trivial_loss", e.trivial_loss},
+               {"train_accuracy", acc},
+               {"chance", chance}},
+              "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train "
+              "longer, or raise the "
               "learning rate 3x; check that the labels belong to the inputs");
 }
 
 std::optional<Finding> DyingReluDetector::on_step(const StepSignals& s) {
   const LayerSignals* zero = nullptr;
   for (const auto& l : s.layers)
-    if (l.is_weight && l.zero_grad_fraction >= kZeroGradShare && (!zero || l.zero_grad_fraction > zero->zero_grad_fraction))
+    if (l.is_weight && l.zero_grad_fraction >= kZeroGradShare &&
+        (!zero || l.zero_grad_fraction > zero->zero_grad_fraction))
       zero = &l;
   const ActivationSignals* dead = nullptr;
   for (const auto& a : s.activations)
-    if (a.kind == "relu" && a.dead_fraction > kDeadUnitShare && (!dead || a.dead_fraction > dead->dead_fraction))
+    if (a.kind == "relu" && a.dead_fraction > kDeadUnitShare &&
+        (!dead || a.dead_fraction > dead->dead_fraction))
       dead = &a;
   streak_ = (zero || dead) ? streak_ + 1 : 0;
   if (streak_ < kSustainSteps) return std::nullopt;
   std::string why = dead ? num(100 * dead->dead_fraction) + "% of the units of " + dead->name +
                                " were active for less than 1% of the examples"
-                         : num(100 * zero->zero_grad_fraction) + "% of the gradient entries of " + zero->name +
-                               " are exactly zero";
+                         : num(100 * zero->zero_grad_fraction) + "% of the gradient entries of " +
+                               zero->name + " are exactly zero";
   const bool severe = zero || dead->dead_fraction > kDeadUnitWarning;
-  return make(kind(), severe ? Severity::kWarning : Severity::kInfo, s.step, s.epoch, "dying ReLU: " + why,
+  return make(kind(), severe ? Severity::kWarning : Severity::kInfo, s.step, s.epoch,
+              "dying ReLU: " + why,
               {{"zero_grad_fraction", zero ? zero->zero_grad_fraction : 0.0},
-               {"dead_unit_fraction", dead ? dead->dead_fraction : 0.0}, {"lr", s.lr}},
-              "lower the learning rate to " + num(s.lr / 10) + ", use LeakyReLU, or add batch normalization before "
-              "the ReLUs");
+               {"dead_unit_fraction", dead ? dead->dead_fraction : 0.0},
+               {"lr", s.lr}},
+              "lower the learning rate to " + num(s.lr / 10) +
+                  ", use LeakyReLU, or add batch normalization before "
+                  "the ReLUs");
 }
 
 std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
@@ -270,10 +319,12 @@ std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
   streak_ = worst ? streak_ + 1 : 0;
   if (streak_ < kSustainSteps) return std::nullopt;
   return make(kind(), Severity::kWarning, s.step, s.epoch,
-              "saturated activations: " + num(100 * worst->saturated_fraction) + "% of the outputs of " + worst->name +
+              "saturated activations: " + num(100 * worst->saturated_fraction) +
+                  "% of the outputs of " + worst->name +
                   " sit within 1% of their bounds, where gradients vanish",
               {{"saturated_fraction", worst->saturated_fraction}},
-              "normalize the inputs, lower the learning rate, or use ReLU with batch normalization instead of " +
+              "normalize the inputs, lower the learning rate, or use ReLU with batch normalization "
+              "instead of " +
                   worst->kind);
 }
 
@@ -284,7 +335,8 @@ std::optional<Finding> OscillatingLossDetector::on_epoch(const EpochSignals& e) 
     int changes = 0;
     for (size_t i = v.size() - 3; i < v.size(); ++i) {
       const double d1 = v[i - 1] - v[i - 2], d2 = v[i] - v[i - 1];
-      const bool big = std::fabs(d1) > kOscillationShare * v[i - 2] && std::fabs(d2) > kOscillationShare * v[i - 1];
+      const bool big = std::fabs(d1) > kOscillationShare * v[i - 2] &&
+                       std::fabs(d2) > kOscillationShare * v[i - 1];
       if (big && d1 * d2 < 0) ++changes;
     }
     return changes >= 3;
@@ -292,16 +344,17 @@ std::optional<Finding> OscillatingLossDetector::on_epoch(const EpochSignals& e) 
   if (!oscillates(train_)) return std::nullopt;
   const auto& v = train_;
   return make(kind(), Severity::kWarning, e.step, e.epoch,
-              "training loss oscillates from epoch to epoch (" +
-                  num(v[v.size() - 4]) + ", " + num(v[v.size() - 3]) + ", " + num(v[v.size() - 2]) + ", " +
-                  num(v.back()) + ")",
-              {{"last_loss", v.back()}}, "lower the learning rate 3-10x, or increase the batch size");
+              "training loss oscillates from epoch to epoch (" + num(v[v.size() - 4]) + ", " +
+                  num(v[v.size() - 3]) + ", " + num(v[v.size() - 2]) + ", " + num(v.back()) + ")",
+              {{"last_loss", v.back()}},
+              "lower the learning rate 3-10x, or increase the batch size");
 }
 
 std::optional<Finding> LearningRateDetector::on_step(const StepSignals& s) {
   std::vector<double> ratios;
   for (const auto& l : s.layers)
-    if (l.is_weight && l.update_ratio > 0 && std::isfinite(l.update_ratio)) ratios.push_back(l.update_ratio);
+    if (l.is_weight && l.update_ratio > 0 && std::isfinite(l.update_ratio))
+      ratios.push_back(l.update_ratio);
   if (ratios.empty()) return std::nullopt;
   std::nth_element(ratios.begin(), ratios.begin() + ratios.size() / 2, ratios.end());
   const double median = ratios[ratios.size() / 2];

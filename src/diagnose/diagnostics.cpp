@@ -38,13 +38,16 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
       std::vector<int64_t> reduce;
       for (int64_t d = 0; d < x.dim(); ++d)
         if (d != 1) reduce.push_back(d);
-      auto rate = x.dim() >= 2 ? (x > 0).to(torch::kFloat32).mean(reduce) : (x > 0).to(torch::kFloat32).mean();
-      probes.push_back({name + ":relu", "relu", (rate < 0.01).to(torch::kFloat32).mean(), torch::zeros({})});
+      auto rate = x.dim() >= 2 ? (x > 0).to(torch::kFloat32).mean(reduce)
+                               : (x > 0).to(torch::kFloat32).mean();
+      probes.push_back(
+          {name + ":relu", "relu", (rate < 0.01).to(torch::kFloat32).mean(), torch::zeros({})});
     } else if (module->as<torch::nn::SigmoidImpl>()) {
       probes.push_back({name + ":sigmoid", "sigmoid", torch::zeros({}),
                         ((x < 0.01).logical_or(x > 0.99)).to(torch::kFloat32).mean()});
     } else if (module->as<torch::nn::TanhImpl>()) {
-      probes.push_back({name + ":tanh", "tanh", torch::zeros({}), (x.abs() > 0.98).to(torch::kFloat32).mean()});
+      probes.push_back(
+          {name + ":tanh", "tanh", torch::zeros({}), (x.abs() > 0.98).to(torch::kFloat32).mean()});
     }
   }
   return x;
@@ -52,9 +55,11 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
 
 }  // namespace
 
-Diagnostics::Diagnostics(DiagnosticsOptions options, std::vector<std::unique_ptr<Detector>> detectors, std::FILE* out)
+Diagnostics::Diagnostics(DiagnosticsOptions options,
+                         std::vector<std::unique_ptr<Detector>> detectors, std::FILE* out)
     : options_(options), detectors_(std::move(detectors)), out_(out) {
-  if (options_.every < 1) throw ConfigError("diagnostics interval " + std::to_string(options_.every) + " must be >= 1");
+  if (options_.every < 1)
+    throw ConfigError("diagnostics interval " + std::to_string(options_.every) + " must be >= 1");
 }
 
 void Diagnostics::add_preflight(std::vector<Finding> findings) {
@@ -79,8 +84,8 @@ void Diagnostics::on_fit_start(TrainState& state) {
   for (auto& f : preflight_) {
     findings_.push_back(f);
     if (state.run)
-      state.run->store().add_finding({f.kind, to_string(f.severity), 0, 0, f.message, f.evidence_json(), f.remedy,
-                                      track::wall_time_now()});
+      state.run->store().add_finding({f.kind, to_string(f.severity), 0, 0, f.message,
+                                      f.evidence_json(), f.remedy, track::wall_time_now()});
   }
 }
 
@@ -95,9 +100,11 @@ void Diagnostics::on_after_backward(TrainState& state) {
     const auto& g = p.grad();
     auto w = p.detach();
     if (g.defined())
-      rows.push_back(torch::stack({g.norm(), w.norm(), (g == 0).sum().to(w.scalar_type()), g.abs().sum()}));
+      rows.push_back(
+          torch::stack({g.norm(), w.norm(), (g == 0).sum().to(w.scalar_type()), g.abs().sum()}));
     else
-      rows.push_back(torch::stack({torch::zeros({}, w.options()), w.norm(), torch::full({}, double(w.numel()), w.options()),
+      rows.push_back(torch::stack({torch::zeros({}, w.options()), w.norm(),
+                                   torch::full({}, double(w.numel()), w.options()),
                                    torch::zeros({}, w.options())}));
     before_.push_back(w.clone());
   }
@@ -119,24 +126,30 @@ std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state
   if (probes.empty()) return {};
   std::vector<torch::Tensor> values;
   for (const auto& p : probes) values.push_back(torch::stack({p.dead, p.saturated}));
-  auto host = torch::stack(values).to(torch::kCPU, torch::kFloat64).contiguous();  // host sync, logging steps only
+  auto host = torch::stack(values)
+                  .to(torch::kCPU, torch::kFloat64)
+                  .contiguous();  // host sync, logging steps only
   auto a = host.accessor<double, 2>();
   std::vector<ActivationSignals> out;
-  for (size_t i = 0; i < probes.size(); ++i) out.push_back({probes[i].name, probes[i].kind, a[i][0], a[i][1]});
+  for (size_t i = 0; i < probes.size(); ++i)
+    out.push_back({probes[i].name, probes[i].kind, a[i][0], a[i][1]});
   return out;
 }
 
 void Diagnostics::on_train_batch_end(TrainState& state) {
   if (!state.targets.defined()) return;
   if (state.outputs.defined() && state.outputs.dim() == 2) num_outputs_ = state.outputs.size(1);
-  if (state.targets.is_floating_point() && state.global_step % options_.every == 1 % options_.every) {
-    target_var_sum_ += state.targets.var(/*unbiased=*/false).item<double>();  // a sync on the first step of each interval
+  if (state.targets.is_floating_point() &&
+      state.global_step % options_.every == 1 % options_.every) {
+    target_var_sum_ += state.targets.var(/*unbiased=*/false)
+                           .item<double>();  // a sync on the first step of each interval
     ++target_var_count_;
   }
   if (state.global_step % options_.every != 0 || before_.empty()) return;
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> updates;
-  for (size_t i = 0; i < params_.size(); ++i) updates.push_back((params_[i].detach() - before_[i]).norm());
+  for (size_t i = 0; i < params_.size(); ++i)
+    updates.push_back((params_[i].detach() - before_[i]).norm());
   auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
                             non_finite_.to(torch::kFloat64).reshape({1}),
                             state.loss.detach().to(torch::kFloat64).reshape({1})});
@@ -186,8 +199,10 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
       put("zero_grad/" + l.name, l.zero_grad_fraction);
     }
     for (const auto& a : s.activations) {
-      if (a.kind == "relu") put("dead_relu/" + a.name, a.dead_fraction);
-      else put("saturated/" + a.name, a.saturated_fraction);
+      if (a.kind == "relu")
+        put("dead_relu/" + a.name, a.dead_fraction);
+      else
+        put("saturated/" + a.name, a.saturated_fraction);
     }
   }
   for (auto& d : detectors_)
@@ -207,7 +222,8 @@ void Diagnostics::on_epoch_end(TrainState& state) {
     e.num_classes = num_outputs_;
     e.trivial_loss = e.num_classes > 1 ? std::log(double(e.num_classes)) : 0.0;
   } else if (target_var_count_ > 0) {
-    e.trivial_loss = target_var_sum_ / double(target_var_count_);  // predicting the mean scores the variance
+    e.trivial_loss =
+        target_var_sum_ / double(target_var_count_);  // predicting the mean scores the variance
   }
   auto val = state.val_metrics.find("loss");
   if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
@@ -224,8 +240,8 @@ void Diagnostics::on_fit_end(TrainState& state) {
   if (!options_.print || findings_.empty() || !out_) return;
   int problems = 0;
   for (const auto& f : findings_) problems += f.kind != "remedy";
-  std::fprintf(out_, "diagnostics: %d finding%s (trainscope diagnose %s prints them again)\n", problems,
-               problems == 1 ? "" : "s", state.run ? state.run->dir().c_str() : "RUN");
+  std::fprintf(out_, "diagnostics: %d finding%s (trainscope diagnose %s prints them again)\n",
+               problems, problems == 1 ? "" : "s", state.run ? state.run->dir().c_str() : "RUN");
   std::fflush(out_);
 }
 
@@ -235,12 +251,14 @@ void Diagnostics::report(TrainState& state, Finding finding) {
     if (seen.kind == finding.kind && seen.severity >= finding.severity) return;
   if (options_.print && out_) {
     // On a terminal the progress bar owns the current line: clear it first.
-    std::fprintf(out_, "%s%s\n", isatty(fileno(out_)) ? "\r\033[2K" : "", finding.to_text().c_str());
+    std::fprintf(out_, "%s%s\n", isatty(fileno(out_)) ? "\r\033[2K" : "",
+                 finding.to_text().c_str());
     std::fflush(out_);
   }
   if (state.run)
-    state.run->store().add_finding({finding.kind, to_string(finding.severity), finding.step, finding.epoch,
-                                    finding.message, finding.evidence_json(), finding.remedy, track::wall_time_now()});
+    state.run->store().add_finding({finding.kind, to_string(finding.severity), finding.step,
+                                    finding.epoch, finding.message, finding.evidence_json(),
+                                    finding.remedy, track::wall_time_now()});
   findings_.push_back(finding);
   if (options_.auto_remedy) apply_remedy(state, finding);
 }
@@ -254,8 +272,10 @@ void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
     clipping_ = true;
     char buf[64];
     std::snprintf(buf, sizeof buf, "%g", options_.clip_norm);
-    action = std::string("clipping gradients at norm ") + buf + " from step " + std::to_string(state.global_step + 1);
-  } else if (f.kind == "oscillating_loss" || (f.kind == "learning_rate" && f.message.find("too high") != std::string::npos) ||
+    action = std::string("clipping gradients at norm ") + buf + " from step " +
+             std::to_string(state.global_step + 1);
+  } else if (f.kind == "oscillating_loss" ||
+             (f.kind == "learning_rate" && f.message.find("too high") != std::string::npos) ||
              (f.kind == "underfitting" && f.message.find("less than 1%") != std::string::npos)) {
     if (!state.optimizer) return;
     double lr = 0;
@@ -268,30 +288,37 @@ void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
     action = std::string("lowered the learning rate 10x to ") + buf;
   } else if (f.kind == "overfitting" && f.severity != Severity::kInfo) {
     state.request_stop(StopReason::kDiagnosis, "stopped by --auto-remedy: " + f.message);
-    action = "stopped the run at epoch " + std::to_string(state.epoch) + "; early stopping restores the best epoch";
+    action = "stopped the run at epoch " + std::to_string(state.epoch) +
+             "; early stopping restores the best epoch";
   } else {
     return;
   }
-  Finding r{"remedy", Severity::kInfo, state.global_step, state.epoch, "auto-remedy for " + f.kind + ": " + action,
-            {}, "applied because --auto-remedy is on"};
+  Finding r{"remedy",
+            Severity::kInfo,
+            state.global_step,
+            state.epoch,
+            "auto-remedy for " + f.kind + ": " + action,
+            {},
+            "applied because --auto-remedy is on"};
   findings_.push_back(r);
   if (options_.print && out_) std::fprintf(out_, "%s\n", r.to_text().c_str());
   if (state.run)
-    state.run->store().add_finding({r.kind, to_string(r.severity), r.step, r.epoch, r.message, "{}", r.remedy,
-                                    track::wall_time_now()});
+    state.run->store().add_finding({r.kind, to_string(r.severity), r.step, r.epoch, r.message, "{}",
+                                    r.remedy, track::wall_time_now()});
 }
 
 std::string diagnose_report(const std::string& run_dir) {
   const std::filesystem::path file = std::filesystem::path(run_dir) / "run.sqlite";
   if (!std::filesystem::exists(file))
-    throw Error("no run at " + run_dir + " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
+    throw Error("no run at " + run_dir +
+                " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
   track::RunStore store(file, track::RunStore::Mode::kReadOnly);
   std::ostringstream o;
   auto meta = [&](const char* key) { return store.meta(key).value_or("?"); };
   o << "run " << meta("name") << ": " << meta("status");
   if (auto reason = store.meta("stop_message")) o << " (" << *reason << ")";
-  o << "; " << meta("epochs") << " epochs, best epoch " << meta("best_epoch") << " (val_loss " << meta("best_val_loss")
-    << ")\n";
+  o << "; " << meta("epochs") << " epochs, best epoch " << meta("best_epoch") << " (val_loss "
+    << meta("best_val_loss") << ")\n";
   auto findings = store.findings();
   if (findings.empty()) {
     o << "no problems found: no detector fired";
@@ -302,9 +329,12 @@ std::string diagnose_report(const std::string& run_dir) {
   o << findings.size() << " finding" << (findings.size() == 1 ? "" : "s") << ":\n";
   for (const auto& f : findings) {
     o << "- " << f.severity << " " << f.kind;
-    if (f.epoch > 0 || f.step > 0) o << " (epoch " << f.epoch << ", step " << f.step << ")";
-    else o << " (pre-flight)";
-    o << ": " << f.message << "\n  evidence: " << f.evidence_json << "\n  remedy: " << f.remedy << "\n";
+    if (f.epoch > 0 || f.step > 0)
+      o << " (epoch " << f.epoch << ", step " << f.step << ")";
+    else
+      o << " (pre-flight)";
+    o << ": " << f.message << "\n  evidence: " << f.evidence_json << "\n  remedy: " << f.remedy
+      << "\n";
   }
   return o.str();
 }

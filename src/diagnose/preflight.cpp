@@ -9,10 +9,10 @@ namespace trainscope::diagnose {
 namespace {
 
 // Thresholds of the pre-flight checks (ours, chosen to pass every healthy setup in tests/):
-constexpr double kMaxImbalance = 10.0;        // largest / smallest class (the rule)
+constexpr double kMaxImbalance = 10.0;  // largest / smallest class (the rule)
 constexpr double kMaxAbsMean = 1.0, kMinStd = 0.2, kMaxStd = 5.0;  // normalized inputs
-constexpr double kInitialLossSlack = 3.0;     // initial loss within [log C / 3, 3 log C]
-constexpr double kOverfitShare = 0.1;         // one batch overfit to a tenth of its initial loss
+constexpr double kInitialLossSlack = 3.0;  // initial loss within [log C / 3, 3 log C]
+constexpr double kOverfitShare = 0.1;      // one batch overfit to a tenth of its initial loss
 
 std::string num(double v) {
   char buf[32];
@@ -20,9 +20,10 @@ std::string num(double v) {
   return buf;
 }
 
-Finding finding(const std::string& check, Severity severity, std::string message, std::map<std::string, double> evidence,
-                std::string remedy) {
-  return Finding{"preflight_" + check, severity, 0, 0, std::move(message), std::move(evidence), std::move(remedy)};
+Finding finding(const std::string& check, Severity severity, std::string message,
+                std::map<std::string, double> evidence, std::string remedy) {
+  return Finding{"preflight_" + check, severity,         0, 0, std::move(message),
+                 std::move(evidence),  std::move(remedy)};
 }
 
 torch::Tensor loss_of(Task task, const torch::Tensor& out, const torch::Tensor& y) {
@@ -32,7 +33,8 @@ torch::Tensor loss_of(Task task, const torch::Tensor& out, const torch::Tensor& 
 
 }  // namespace
 
-std::vector<Finding> preflight(Model& model, const data::Dataset& train, const PreflightOptions& o) {
+std::vector<Finding> preflight(Model& model, const data::Dataset& train,
+                               const PreflightOptions& o) {
   std::vector<Finding> out;
   if (train.size() == 0) return out;
   detail::RngGuard rng;
@@ -54,40 +56,45 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train, const P
     torch::Tensor counts = torch::zeros({classes}, torch::kInt64);
     int64_t lo = 0, hi = 0;
     for (int64_t i = 0; i < n; i += 8192) {
-      auto labels = train.get_batch(torch::arange(i, std::min(n, i + 8192))).y.to(torch::kCPU, torch::kInt64);
+      auto labels =
+          train.get_batch(torch::arange(i, std::min(n, i + 8192))).y.to(torch::kCPU, torch::kInt64);
       lo = std::min(lo, labels.min().item<int64_t>());
       hi = std::max(hi, labels.max().item<int64_t>());
-      if (lo >= 0 && hi < classes) counts += torch::bincount(labels, {}, classes).slice(0, 0, classes);
+      if (lo >= 0 && hi < classes)
+        counts += torch::bincount(labels, {}, classes).slice(0, 0, classes);
     }
     if (lo < 0 || hi >= classes) {
-      out.push_back(finding("labels", Severity::kError,
-                            "labels range over [" + std::to_string(lo) + ", " + std::to_string(hi) +
-                                "] but the model has " + std::to_string(classes) + " outputs",
-                            {{"min_label", double(lo)}, {"max_label", double(hi)}, {"outputs", double(classes)}},
-                            "size the last layer for " + std::to_string(hi + 1) + " classes, or fix the labels"));
+      out.push_back(finding(
+          "labels", Severity::kError,
+          "labels range over [" + std::to_string(lo) + ", " + std::to_string(hi) +
+              "] but the model has " + std::to_string(classes) + " outputs",
+          {{"min_label", double(lo)}, {"max_label", double(hi)}, {"outputs", double(classes)}},
+          "size the last layer for " + std::to_string(hi + 1) + " classes, or fix the labels"));
       model.restore(saved);
       model.train(was_training);
       return out;  // the remaining checks need valid labels
     }
     const double largest = counts.max().item<double>(), smallest = counts.min().item<double>();
     if (smallest == 0 || largest / smallest > kMaxImbalance)
-      out.push_back(finding("class_imbalance", Severity::kWarning,
-                            "classes are imbalanced: the largest has " + num(largest) + " examples, the smallest " +
-                                num(smallest),
-                            {{"largest_class", largest}, {"smallest_class", smallest}},
-                            "weight the loss by inverse class frequency or resample; report per-class recall, not "
-                            "only accuracy"));
+      out.push_back(finding(
+          "class_imbalance", Severity::kWarning,
+          "classes are imbalanced: the largest has " + num(largest) + " examples, the smallest " +
+              num(smallest),
+          {{"largest_class", largest}, {"smallest_class", smallest}},
+          "weight the loss by inverse class frequency or resample; report per-class recall, not "
+          "only accuracy"));
   }
 
   // Input scale.
   {
     const double mean = x.mean().item<double>(), std = x.std().item<double>();
     if (std::fabs(mean) > kMaxAbsMean || std < kMinStd || std > kMaxStd)
-      out.push_back(finding("inputs_not_normalized", Severity::kWarning,
-                            "inputs have mean " + num(mean) + " and standard deviation " + num(std) +
-                                "; networks train best on inputs near mean 0, std 1",
-                            {{"input_mean", mean}, {"input_std", std}},
-                            "normalize the inputs: subtract " + num(mean) + " and divide by " + num(std)));
+      out.push_back(
+          finding("inputs_not_normalized", Severity::kWarning,
+                  "inputs have mean " + num(mean) + " and standard deviation " + num(std) +
+                      "; networks train best on inputs near mean 0, std 1",
+                  {{"input_mean", mean}, {"input_std", std}},
+                  "normalize the inputs: subtract " + num(mean) + " and divide by " + num(std)));
   }
 
   // Initial loss of a fresh classifier: a uniform guess scores log C.
@@ -96,16 +103,18 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train, const P
   if (o.task == Task::kClassification && classes > 1) {
     torch::NoGradGuard no_grad;
     EvalModeGuard eval(model);
-    const double initial = loss_of(o.task, model.forward(x.slice(0, 0, std::min<int64_t>(256, x.size(0)))),
-                                   y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
-                               .item<double>();
+    const double initial =
+        loss_of(o.task, model.forward(x.slice(0, 0, std::min<int64_t>(256, x.size(0)))),
+                y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
+            .item<double>();
     const double expected = std::log(double(classes));
     if (!(initial < kInitialLossSlack * expected && initial > expected / kInitialLossSlack))
-      out.push_back(finding("initial_loss", Severity::kWarning,
-                            "the untrained model's loss is " + num(initial) + "; a fresh classifier of " +
-                                std::to_string(classes) + " classes should score about log C = " + num(expected),
-                            {{"initial_loss", initial}, {"expected", expected}},
-                            "check the last layer's initialization (small weights, zero bias) and the input scale"));
+      out.push_back(finding(
+          "initial_loss", Severity::kWarning,
+          "the untrained model's loss is " + num(initial) + "; a fresh classifier of " +
+              std::to_string(classes) + " classes should score about log C = " + num(expected),
+          {{"initial_loss", initial}, {"expected", expected}},
+          "check the last layer's initialization (small weights, zero bias) and the input scale"));
   }
 
   // Every trainable parameter receives a gradient.
@@ -123,14 +132,16 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train, const P
     }
   }
   if (n_missing > 0)
-    out.push_back(finding("no_gradient", Severity::kError,
-                          std::to_string(n_missing) + " trainable parameter(s) receive no gradient: " + missing,
-                          {{"parameters_without_gradient", double(n_missing)}},
-                          "check that forward() uses these layers, or freeze them (requires_grad false)"));
+    out.push_back(finding(
+        "no_gradient", Severity::kError,
+        std::to_string(n_missing) + " trainable parameter(s) receive no gradient: " + missing,
+        {{"parameters_without_gradient", double(n_missing)}},
+        "check that forward() uses these layers, or freeze them (requires_grad false)"));
 
   // Overfit one batch.
   {
-    // 3x the training lr: memorizing one batch should be quick, and a tuned lr is often on the low side.
+    // 3x the training lr: memorizing one batch should be quick, and a tuned lr is often on the low
+    // side.
     torch::optim::Adam opt(model.parameters(), torch::optim::AdamOptions(3 * o.lr));
     double initial = 0, last = 0;
     int64_t steps = 0;
@@ -144,12 +155,13 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train, const P
       opt.step();
     }
     if (!(last < kOverfitShare * initial))
-      out.push_back(finding("overfit_batch", Severity::kWarning,
-                            "one batch of " + std::to_string(xb.size(0)) + " examples could not be overfit in " +
-                                std::to_string(o.overfit_steps) + " steps: loss " + num(initial) + " -> " + num(last),
-                            {{"initial_loss", initial}, {"final_loss", last}, {"steps", double(steps)}},
-                            "a model that cannot memorize 32 examples will not learn the data: check that labels "
-                            "match inputs, raise the learning rate, or add capacity"));
+      out.push_back(finding(
+          "overfit_batch", Severity::kWarning,
+          "one batch of " + std::to_string(xb.size(0)) + " examples could not be overfit in " +
+              std::to_string(o.overfit_steps) + " steps: loss " + num(initial) + " -> " + num(last),
+          {{"initial_loss", initial}, {"final_loss", last}, {"steps", double(steps)}},
+          "a model that cannot memorize 32 examples will not learn the data: check that labels "
+          "match inputs, raise the learning rate, or add capacity"));
   }
 
   for (auto& p : model.parameters()) p.mutable_grad() = torch::Tensor();

@@ -20,7 +20,8 @@ void Model::restore(const std::vector<torch::Tensor>& saved) const {
   torch::NoGradGuard no_grad;
   auto params = module_->parameters();
   auto buffers = module_->buffers();
-  TORCH_CHECK(saved.size() == params.size() + buffers.size(), "Model::restore: snapshot of another model");
+  TORCH_CHECK(saved.size() == params.size() + buffers.size(),
+              "Model::restore: snapshot of another model");
   size_t i = 0;
   for (auto& p : params) p.copy_(saved[i++]);
   for (auto& b : buffers) b.copy_(saved[i++]);
@@ -33,8 +34,8 @@ namespace nn = torch::nn;
 
 namespace {
 
-void add_classifier(nn::Sequential& net, int64_t in, const std::vector<int64_t>& hidden, int64_t outputs,
-                    double dropout) {
+void add_classifier(nn::Sequential& net, int64_t in, const std::vector<int64_t>& hidden,
+                    int64_t outputs, double dropout) {
   for (int64_t h : hidden) {
     if (dropout > 0) net->push_back(nn::Dropout(dropout));
     net->push_back(nn::Linear(in, h));
@@ -61,8 +62,9 @@ Model cnn(const CnnOptions& o) {
   int64_t h = o.height, w = o.width;
   for (int64_t i = 0; i < blocks; ++i) h /= 2, w /= 2;
   if (h < 1 || w < 1)
-    throw ConfigError("cnn: " + std::to_string(blocks) + " pooling blocks need inputs of at least " +
-                      std::to_string(1 << blocks) + "x" + std::to_string(1 << blocks) + " pixels; got " +
+    throw ConfigError("cnn: " + std::to_string(blocks) +
+                      " pooling blocks need inputs of at least " + std::to_string(1 << blocks) +
+                      "x" + std::to_string(1 << blocks) + " pixels; got " +
                       std::to_string(o.height) + "x" + std::to_string(o.width));
   nn::Sequential net;
   int64_t in = o.in_channels;
@@ -94,7 +96,8 @@ Model make_model(const ModelSpec& spec) {
   }
   if (spec.name == "cnn") {
     if (s.size() != 3)
-      throw ConfigError("cnn expects image inputs of shape C x H x W; the data has " + std::to_string(s.size()) +
+      throw ConfigError("cnn expects image inputs of shape C x H x W; the data has " +
+                        std::to_string(s.size()) +
                         " dimensions per example (try model.name = \"mlp\")");
     CnnOptions o;
     o.in_channels = s[0];

@@ -22,11 +22,11 @@ namespace trainscope::serve {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr size_t kMaxRuns = 2000;            // runs listed at most
-constexpr size_t kMaxReaders = 256;          // open run stores kept at most
+constexpr size_t kMaxRuns = 2000;    // runs listed at most
+constexpr size_t kMaxReaders = 256;  // open run stores kept at most
 constexpr size_t kDefaultPoints = 2000;
-constexpr size_t kMaxPoints = 20000;         // what a chart can draw usefully
-constexpr size_t kMaxBody = 1024;            // the API takes no request bodies
+constexpr size_t kMaxPoints = 20000;  // what a chart can draw usefully
+constexpr size_t kMaxBody = 1024;     // the API takes no request bodies
 constexpr const char* kCookie = "trainscope_token";
 
 std::string dump(const nlohmann::json& j) {
@@ -47,8 +47,9 @@ void send_error(httplib::Response& res, int status, const std::string& message) 
 // A run is named by one path component: no separators, no "." or "..", no control characters.
 bool valid_run_name(const std::string& name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
-  return std::none_of(name.begin(), name.end(),
-                      [](char c) { return c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20; });
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+  });
 }
 
 bool constant_time_equal(const std::string& a, const std::string& b) {
@@ -128,7 +129,7 @@ struct Dashboard::Impl {
   std::shared_ptr<RunReader> reader(const std::string& name) {
     const auto file = run_file(name);
     if (!file) return nullptr;
-    struct stat st{};
+    struct stat st {};
     if (::stat(file->c_str(), &st) != 0) return nullptr;
     std::lock_guard lock(readers_mu);
     auto it = readers.find(name);
@@ -144,7 +145,8 @@ struct Dashboard::Impl {
     std::error_code ec;
     for (fs::directory_iterator it(runs_dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string name = it->path().filename().string();
-      if (valid_run_name(name) && fs::is_regular_file(it->path() / "run.sqlite", ec)) names.push_back(name);
+      if (valid_run_name(name) && fs::is_regular_file(it->path() / "run.sqlite", ec))
+        names.push_back(name);
       if (names.size() >= kMaxRuns) break;
     }
     std::sort(names.begin(), names.end());
@@ -182,7 +184,8 @@ struct Dashboard::Impl {
       given = req.get_param_value("token");
       // The page's own requests (scripts, API calls) then carry the cookie.
       if (constant_time_equal(given, options.token))
-        res.set_header("Set-Cookie", std::string(kCookie) + "=" + options.token + "; Path=/; HttpOnly; SameSite=Strict");
+        res.set_header("Set-Cookie", std::string(kCookie) + "=" + options.token +
+                                         "; Path=/; HttpOnly; SameSite=Strict");
     }
     if (given.empty()) given = cookie_value(req.get_header_value("Cookie"), kCookie);
     return constant_time_equal(given, options.token);
@@ -191,42 +194,51 @@ struct Dashboard::Impl {
   void routes() {
     server.set_payload_max_length(kMaxBody);
     // One request per connection: httplib serves a connection on one worker thread for as long as
-    // it is kept alive, so a browser's six idle keep-alive connections would starve the few workers.
+    // it is kept alive, so a browser's six idle keep-alive connections would starve the few
+    // workers.
     server.set_keep_alive_max_count(1);
     server.set_read_timeout(5, 0);
     server.set_write_timeout(5, 0);
     server.set_tcp_nodelay(true);
     const int threads = std::max(options.threads, 1);
-    server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    server.new_task_queue = [threads] {
+      return new httplib::ThreadPool(static_cast<size_t>(threads));
+    };
     server.set_default_headers({
         {"X-Content-Type-Options", "nosniff"},
         {"Referrer-Policy", "no-referrer"},
         {"X-Frame-Options", "DENY"},
         {"Cross-Origin-Resource-Policy", "same-origin"},
         {"Content-Security-Policy",
-         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' "
+         "data:; "
          "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
     });
 
     const bool loopback = is_loopback_host(options.host);
-    server.set_pre_routing_handler([this, loopback](const httplib::Request& req, httplib::Response& res) {
-      if (req.method != "GET" && req.method != "HEAD") {
-        send_error(res, 405, "the dashboard is read-only: GET only");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      // A page on another site cannot reach a loopback server by a DNS name that resolves to 127.0.0.1.
-      if (loopback && !is_loopback_host(req.get_header_value("Host"))) {
-        send_error(res, 403, "the Host header must name this machine's loopback address");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (!authorized(req, res)) {
-        send_error(res, 401, "a token is required: open the URL printed by trainscope (it carries ?token=...)");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      return httplib::Server::HandlerResponse::Unhandled;
-    });
+    server.set_pre_routing_handler(
+        [this, loopback](const httplib::Request& req, httplib::Response& res) {
+          if (req.method != "GET" && req.method != "HEAD") {
+            send_error(res, 405, "the dashboard is read-only: GET only");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          // A page on another site cannot reach a loopback server by a DNS name that resolves to
+          // 127.0.0.1.
+          if (loopback && !is_loopback_host(req.get_header_value("Host"))) {
+            send_error(res, 403, "the Host header must name this machine's loopback address");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          if (!authorized(req, res)) {
+            send_error(
+                res, 401,
+                "a token is required: open the URL printed by trainscope (it carries ?token=...)");
+            return httplib::Server::HandlerResponse::Handled;
+          }
+          return httplib::Server::HandlerResponse::Unhandled;
+        });
     server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (res.body.empty()) send_error(res, res.status, res.status == 404 ? "not found" : "bad request");
+      if (res.body.empty())
+        send_error(res, res.status, res.status == 404 ? "not found" : "bad request");
     });
 
     auto asset = [](const std::string& path, httplib::Response& res) {
@@ -238,12 +250,15 @@ struct Dashboard::Impl {
       res.set_header("Cache-Control", "no-cache");
       res.set_content(std::string(a->content), std::string(a->mime));
     };
-    server.Get("/", [asset](const httplib::Request&, httplib::Response& res) { asset("index.html", res); });
-    server.Get(R"(/assets/([A-Za-z0-9_./-]+))", [asset](const httplib::Request& req, httplib::Response& res) {
-      const std::string path = req.matches[1];
-      if (path.find("..") != std::string::npos) return send_error(res, 404, "not found");
-      asset(path, res);
+    server.Get("/", [asset](const httplib::Request&, httplib::Response& res) {
+      asset("index.html", res);
     });
+    server.Get(R"(/assets/([A-Za-z0-9_./-]+))",
+               [asset](const httplib::Request& req, httplib::Response& res) {
+                 const std::string path = req.matches[1];
+                 if (path.find("..") != std::string::npos) return send_error(res, 404, "not found");
+                 asset(path, res);
+               });
 
     server.Get("/api/runs", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::json runs = nlohmann::json::array();
@@ -251,61 +266,77 @@ struct Dashboard::Impl {
         try {
           if (auto r = reader(name)) runs.push_back(r->summary(name));
         } catch (const std::exception& e) {
-          runs.push_back({{"name", name}, {"display_name", name}, {"status", "unreadable"}, {"stop_message", e.what()}});
+          runs.push_back({{"name", name},
+                          {"display_name", name},
+                          {"status", "unreadable"},
+                          {"stop_message", e.what()}});
         }
       }
       send_json(res, {{"runs_dir", runs_dir.string()}, {"runs", runs}});
     });
     server.Get(R"(/api/runs/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-      with_run(req, res, [&](RunReader& r, const std::string& name) { send_json(res, r.detail(name)); });
+      with_run(req, res,
+               [&](RunReader& r, const std::string& name) { send_json(res, r.detail(name)); });
     });
-    server.Get(R"(/api/runs/([^/]+)/findings)", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Get(R"(/api/runs/([^/]+)/findings)", [this](const httplib::Request& req,
+                                                       httplib::Response& res) {
       with_run(req, res, [&](RunReader& r, const std::string&) { send_json(res, r.findings()); });
     });
-    server.Get(R"(/api/runs/([^/]+)/version)", [this](const httplib::Request& req, httplib::Response& res) {
+    server.Get(R"(/api/runs/([^/]+)/version)", [this](const httplib::Request& req,
+                                                      httplib::Response& res) {
       with_run(req, res, [&](RunReader& r, const std::string&) { send_json(res, r.version()); });
     });
-    server.Get(R"(/api/runs/([^/]+)/series)", [this](const httplib::Request& req, httplib::Response& res) {
-      const std::string split = req.get_param_value("split"), tag = req.get_param_value("tag");
-      if (tag.empty()) return send_error(res, 400, "give the series as ?split=train&tag=loss");
-      int64_t points = kDefaultPoints, from = INT64_MIN, to = INT64_MAX;
-      if (req.has_param("points") && !parse_int(req.get_param_value("points"), points))
-        return send_error(res, 400, "points must be an integer");
-      if (req.has_param("from") && !parse_int(req.get_param_value("from"), from))
-        return send_error(res, 400, "from must be an integer step");
-      if (req.has_param("to") && !parse_int(req.get_param_value("to"), to))
-        return send_error(res, 400, "to must be an integer step");
-      points = std::clamp<int64_t>(points, 10, kMaxPoints);
-      with_run(req, res, [&](RunReader& r, const std::string&) {
-        send_json(res, r.series(split, tag, static_cast<size_t>(points), from, to));
-      });
-    });
-    server.Get(R"(/api/runs/([^/]+)/csv)", [this](const httplib::Request& req, httplib::Response& res) {
-      const std::string split = req.get_param_value("split"), tag = req.get_param_value("tag");
-      with_run(req, res, [&](RunReader& r, const std::string& name) {
-        auto text = r.csv(split, tag);
-        if (!text) return send_error(res, 404, "run '" + name + "' has no series " + split + "/" + tag);
-        // A file name from letters, digits, '-', '_' and '.' only: nothing to escape in the header.
-        std::string file = name + "-" + split + "-" + tag + ".csv";
-        for (char& c : file)
-          if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
-        res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
-        res.set_header("Cache-Control", "no-store");
-        res.set_content(std::move(*text), "text/csv; charset=utf-8");
-      });
-    });
+    server.Get(
+        R"(/api/runs/([^/]+)/series)", [this](const httplib::Request& req, httplib::Response& res) {
+          const std::string split = req.get_param_value("split"), tag = req.get_param_value("tag");
+          if (tag.empty()) return send_error(res, 400, "give the series as ?split=train&tag=loss");
+          int64_t points = kDefaultPoints, from = INT64_MIN, to = INT64_MAX;
+          if (req.has_param("points") && !parse_int(req.get_param_value("points"), points))
+            return send_error(res, 400, "points must be an integer");
+          if (req.has_param("from") && !parse_int(req.get_param_value("from"), from))
+            return send_error(res, 400, "from must be an integer step");
+          if (req.has_param("to") && !parse_int(req.get_param_value("to"), to))
+            return send_error(res, 400, "to must be an integer step");
+          points = std::clamp<int64_t>(points, 10, kMaxPoints);
+          with_run(req, res, [&](RunReader& r, const std::string&) {
+            send_json(res, r.series(split, tag, static_cast<size_t>(points), from, to));
+          });
+        });
+    server.Get(
+        R"(/api/runs/([^/]+)/csv)", [this](const httplib::Request& req, httplib::Response& res) {
+          const std::string split = req.get_param_value("split"), tag = req.get_param_value("tag");
+          with_run(req, res, [&](RunReader& r, const std::string& name) {
+            auto text = r.csv(split, tag);
+            if (!text)
+              return send_error(res, 404, "run '" + name + "' has no series " + split + "/" + tag);
+            // A file name from letters, digits, '-', '_' and '.' only: nothing to escape in the
+            // header.
+            std::string file = name + "-" + split + "-" + tag + ".csv";
+            for (char& c : file)
+              if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+                c = '_';
+            res.set_header("Content-Disposition", "attachment; filename=\"" + file + "\"");
+            res.set_header("Cache-Control", "no-store");
+            res.set_content(std::move(*text), "text/csv; charset=utf-8");
+          });
+        });
   }
 };
 
 Dashboard::Dashboard(DashboardOptions options) : impl_(std::make_unique<Impl>()) {
   if (!is_loopback_host(options.host) && options.token.empty())
     throw Error("dashboard: --host " + options.host +
-                " is reachable from other machines; give --token SECRET too (or keep the default 127.0.0.1)");
+                " is reachable from other machines; give --token SECRET too (or keep the default "
+                "127.0.0.1)");
   for (char c : options.token)
-    if (static_cast<unsigned char>(c) <= 0x20 || c == ';' || c == ',' || c == '"' || c == '\\' || c == 0x7f)
-      throw Error("dashboard: --token may hold printable characters only, without spaces, ';', ',', '\"' or '\\'");
+    if (static_cast<unsigned char>(c) <= 0x20 || c == ';' || c == ',' || c == '"' || c == '\\' ||
+        c == 0x7f)
+      throw Error(
+          "dashboard: --token may hold printable characters only, without spaces, ';', ',', '\"' "
+          "or '\\'");
   if (options.port < 0 || options.port > 65535)
-    throw Error("dashboard: port " + std::to_string(options.port) + " is out of range (0 to 65535; 0: any free port)");
+    throw Error("dashboard: port " + std::to_string(options.port) +
+                " is out of range (0 to 65535; 0: any free port)");
   std::error_code ec;
   impl_->runs_dir = fs::weakly_canonical(options.runs_dir, ec);
   if (ec) impl_->runs_dir = options.runs_dir;

@@ -13,7 +13,8 @@ constexpr size_t kReportPoints = 1500;
 
 std::string asset_text(std::string_view path) {
   const Asset* a = find_asset(path);
-  if (a == nullptr) throw Error("report: the front end lacks " + std::string(path) + " (rebuild trainscope)");
+  if (a == nullptr)
+    throw Error("report: the front end lacks " + std::string(path) + " (rebuild trainscope)");
   return std::string(a->content);
 }
 
@@ -33,7 +34,8 @@ std::string inline_module(std::string_view path) {
 
 // Text inside <script> must not close it early.
 std::string script_safe(std::string text) {
-  for (size_t pos = 0; (pos = text.find("</", pos)) != std::string::npos; pos += 3) text.replace(pos, 2, "<\\/");
+  for (size_t pos = 0; (pos = text.find("</", pos)) != std::string::npos; pos += 3)
+    text.replace(pos, 2, "<\\/");
   return text;
 }
 
@@ -41,12 +43,23 @@ std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -59,10 +72,14 @@ std::string json_for_html(const nlohmann::json& j) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
-    if (c == '<') out += "\\u003c";
-    else if (c == '>') out += "\\u003e";
-    else if (c == '&') out += "\\u0026";
-    else out += c;
+    if (c == '<')
+      out += "\\u003c";
+    else if (c == '>')
+      out += "\\u003e";
+    else if (c == '&')
+      out += "\\u0026";
+    else
+      out += c;
   }
   return out;
 }
@@ -72,10 +89,12 @@ std::string json_for_html(const nlohmann::json& j) {
 std::string static_report(const std::filesystem::path& run_dir) {
   const auto file = run_dir / "run.sqlite";
   if (!std::filesystem::is_regular_file(file))
-    throw Error("no run at " + run_dir.string() + " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
+    throw Error("no run at " + run_dir.string() +
+                " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
   RunReader reader(file);
   std::string name = std::filesystem::absolute(run_dir).lexically_normal().filename().string();
-  if (name.empty()) name = std::filesystem::absolute(run_dir).lexically_normal().parent_path().filename().string();
+  if (name.empty())
+    name = std::filesystem::absolute(run_dir).lexically_normal().parent_path().filename().string();
   nlohmann::json data;
   data["run"] = reader.detail(name);
   data["findings"] = reader.findings();
@@ -90,10 +109,12 @@ std::string static_report(const std::filesystem::path& run_dir) {
   html += "\n";
   html += script_safe(asset_text("style.css"));
   html += "\n</style>\n</head>\n<body class=\"report\">\n<div id=\"app\"></div>\n";
-  html += "<script type=\"application/json\" id=\"report-data\">" + json_for_html(data) + "</script>\n";
+  html +=
+      "<script type=\"application/json\" id=\"report-data\">" + json_for_html(data) + "</script>\n";
   html += "<script>" + script_safe(asset_text("vendor/uPlot.iife.min.js")) + "</script>\n";
   html += "<script type=\"module\">\n";
-  for (const char* module : {"util.js", "charts.js", "views.js", "report.js"}) html += script_safe(inline_module(module));
+  for (const char* module : {"util.js", "charts.js", "views.js", "report.js"})
+    html += script_safe(inline_module(module));
   html += "</script>\n</body>\n</html>\n";
   return html;
 }

@@ -16,7 +16,9 @@ namespace {
 
 constexpr char kKeySep = '\x1f';
 
-std::string key_of(const std::string& split, const std::string& tag) { return split + kKeySep + tag; }
+std::string key_of(const std::string& split, const std::string& tag) {
+  return split + kKeySep + tag;
+}
 
 // A prepared statement, finalized on scope exit.
 class Query {
@@ -39,11 +41,14 @@ class Query {
   }
   std::string text(int i) const {
     const auto* t = sqlite3_column_text(stmt_, i);
-    return t ? std::string(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(stmt_, i))) : "";
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
+             : "";
   }
   std::string_view text_view(int i) const {
     const auto* t = sqlite3_column_text(stmt_, i);
-    return t ? std::string_view(reinterpret_cast<const char*>(t), static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
+    return t ? std::string_view(reinterpret_cast<const char*>(t),
+                                static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
              : std::string_view();
   }
   int64_t integer(int i) const { return sqlite3_column_int64(stmt_, i); }
@@ -102,11 +107,14 @@ void append_int(std::string& out, int64_t v) {
 
 }  // namespace
 
-std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step, const std::vector<double>& value,
-                                       size_t max_points, int64_t from, int64_t to, bool has_non_finite) {
+std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step,
+                                       const std::vector<double>& value, size_t max_points,
+                                       int64_t from, int64_t to, bool has_non_finite) {
   // The series is in step order (the reader sorts one that is not), so the range is a slice.
-  const size_t a = static_cast<size_t>(std::lower_bound(step.begin(), step.end(), from) - step.begin());
-  const size_t b = static_cast<size_t>(std::upper_bound(step.begin(), step.end(), to) - step.begin());
+  const size_t a =
+      static_cast<size_t>(std::lower_bound(step.begin(), step.end(), from) - step.begin());
+  const size_t b =
+      static_cast<size_t>(std::upper_bound(step.begin(), step.end(), to) - step.begin());
   std::vector<size_t> out;
   if (a >= b) return out;
   const size_t n = b - a;
@@ -142,7 +150,8 @@ std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step, const s
 }
 
 RunReader::RunReader(const std::filesystem::path& file) : file_(file) {
-  if (sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
     const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -165,7 +174,8 @@ RunReader::~RunReader() { sqlite3_close_v2(db_); }
 void RunReader::refresh() {
   // The hot loop of a big run's first load (a million rows in a few hundred ms): rows of the
   // same series usually follow each other, so the map is consulted only when split or tag change.
-  Query q(db_, file_, "SELECT rowid, step, split, tag, value FROM metrics WHERE rowid > ?1 ORDER BY rowid");
+  Query q(db_, file_,
+          "SELECT rowid, step, split, tag, value FROM metrics WHERE rowid > ?1 ORDER BY rowid");
   q.bind(1, last_rowid_);
   std::string key, last_split, last_tag;
   Series* current = nullptr;
@@ -192,11 +202,13 @@ void RunReader::refresh() {
     s.step.push_back(step);
     s.value.push_back(v);
   }
-  // Rare (a resumed or hand-edited run): keep each series sorted by step, stable in insertion order.
+  // Rare (a resumed or hand-edited run): keep each series sorted by step, stable in insertion
+  // order.
   for (Series* s : touched) {
     std::vector<size_t> order(s->step.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](size_t x, size_t y) { return s->step[x] < s->step[y]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t x, size_t y) { return s->step[x] < s->step[y]; });
     Series sorted;
     for (size_t i : order) {
       sorted.step.push_back(s->step[i]);
@@ -237,15 +249,20 @@ nlohmann::json RunReader::summary(const std::string& name) {
   }
   double last = j["last_update"].is_number() ? j["last_update"].get<double>() : started;
   const double end = std::isfinite(ended) ? ended : (j["status"] == "running" ? last : last);
-  j["duration"] = std::isfinite(started) && std::isfinite(end) ? nlohmann::json(std::max(0.0, end - started))
-                                                               : nlohmann::json(nullptr);
-  j["epochs"] = get("epochs").empty() ? nlohmann::json(0) : nlohmann::json(std::atoll(get("epochs").c_str()));
-  j["max_epochs"] = get("max_epochs").empty() ? nlohmann::json(nullptr)
-                                              : nlohmann::json(std::atoll(get("max_epochs").c_str()));
-  j["best_epoch"] = get("best_epoch").empty() ? nlohmann::json(nullptr)
-                                              : nlohmann::json(std::atoll(get("best_epoch").c_str()));
+  j["duration"] = std::isfinite(started) && std::isfinite(end)
+                      ? nlohmann::json(std::max(0.0, end - started))
+                      : nlohmann::json(nullptr);
+  j["epochs"] =
+      get("epochs").empty() ? nlohmann::json(0) : nlohmann::json(std::atoll(get("epochs").c_str()));
+  j["max_epochs"] = get("max_epochs").empty()
+                        ? nlohmann::json(nullptr)
+                        : nlohmann::json(std::atoll(get("max_epochs").c_str()));
+  j["best_epoch"] = get("best_epoch").empty()
+                        ? nlohmann::json(nullptr)
+                        : nlohmann::json(std::atoll(get("best_epoch").c_str()));
   const double best_loss = to_double(get("best_val_loss"));
-  j["best_val_loss"] = std::isfinite(best_loss) ? nlohmann::json(best_loss) : nlohmann::json(nullptr);
+  j["best_val_loss"] =
+      std::isfinite(best_loss) ? nlohmann::json(best_loss) : nlohmann::json(nullptr);
   // Best validation metric: accuracy (max) for classifiers, else MAE/RMSE (min); index lookups.
   j["best_val_metric"] = nullptr;
   static const std::pair<const char*, const char*> kMetrics[] = {
@@ -278,7 +295,8 @@ nlohmann::json RunReader::detail(const std::string& name) {
   {
     Query q(db_, file_, "SELECT key, value, source, reason FROM settings ORDER BY key");
     while (q.step())
-      settings.push_back({{"key", q.text(0)}, {"value", q.text(1)}, {"source", q.text(2)}, {"reason", q.text(3)}});
+      settings.push_back(
+          {{"key", q.text(0)}, {"value", q.text(1)}, {"source", q.text(2)}, {"reason", q.text(3)}});
   }
   j["settings"] = settings;
   std::vector<std::string> keys;
@@ -293,7 +311,8 @@ nlohmann::json RunReader::detail(const std::string& name) {
                     {"count", s.step.size()},
                     {"first_step", s.step.empty() ? 0 : s.step.front()},
                     {"last_step", s.step.empty() ? 0 : s.step.back()},
-                    {"last_value", s.value.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.value.back())}});
+                    {"last_value",
+                     s.value.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.value.back())}});
   }
   j["tags"] = tags;
   nlohmann::json results = nlohmann::json::object();
@@ -304,8 +323,9 @@ nlohmann::json RunReader::detail(const std::string& name) {
   j["results"] = results;
   nlohmann::json checkpoints = nlohmann::json::array();
   {
-    Query q(db_, file_,
-            "SELECT path, kind, epoch, step, monitor, value, wall_time FROM checkpoints ORDER BY id");
+    Query q(
+        db_, file_,
+        "SELECT path, kind, epoch, step, monitor, value, wall_time FROM checkpoints ORDER BY id");
     while (q.step())
       checkpoints.push_back({{"path", q.text(0)},
                              {"kind", q.text(1)},
@@ -323,7 +343,8 @@ nlohmann::json RunReader::findings() {
   std::lock_guard lock(mu_);
   nlohmann::json out = nlohmann::json::array();
   Query q(db_, file_,
-          "SELECT id, kind, severity, step, epoch, message, evidence, remedy, wall_time FROM findings ORDER BY id");
+          "SELECT id, kind, severity, step, epoch, message, evidence, remedy, wall_time FROM "
+          "findings ORDER BY id");
   while (q.step())
     out.push_back({{"id", q.integer(0)},
                    {"kind", q.text(1)},
@@ -363,8 +384,8 @@ nlohmann::json RunReader::version() {
   return j;
 }
 
-nlohmann::json RunReader::series(const std::string& split, const std::string& tag, size_t max_points, int64_t from,
-                                 int64_t to) {
+nlohmann::json RunReader::series(const std::string& split, const std::string& tag,
+                                 size_t max_points, int64_t from, int64_t to) {
   std::lock_guard lock(mu_);
   refresh();
   nlohmann::json j;
@@ -402,7 +423,8 @@ std::optional<std::string> RunReader::csv(const std::string& split, const std::s
   // Every point with its epoch and wall time, straight from the store (the cache keeps only
   // what charts need); the (split, tag, step) index serves the query.
   Query q(db_, file_,
-          "SELECT step, epoch, value, wall_time FROM metrics WHERE split = ?1 AND tag = ?2 ORDER BY step, rowid");
+          "SELECT step, epoch, value, wall_time FROM metrics WHERE split = ?1 AND tag = ?2 ORDER "
+          "BY step, rowid");
   q.bind(1, split);
   q.bind(2, tag);
   std::string out = "step,epoch,value,wall_time\n";
@@ -433,7 +455,8 @@ nlohmann::json RunReader::all_series(size_t max_points) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& key : keys) {
     const size_t sep = key.find(kKeySep);
-    out.push_back(series(key.substr(0, sep), key.substr(sep + 1), max_points, INT64_MIN, INT64_MAX));
+    out.push_back(
+        series(key.substr(0, sep), key.substr(sep + 1), max_points, INT64_MIN, INT64_MAX));
   }
   return out;
 }

@@ -30,8 +30,9 @@ struct Series {
 // of them when they fit; else the first, the last, and per bucket of consecutive points its
 // minimum and maximum (in step order), plus its first non-finite value when the series has any.
 // Only the points with from <= step <= to are considered.
-std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step, const std::vector<double>& value,
-                                       size_t max_points, int64_t from = INT64_MIN, int64_t to = INT64_MAX,
+std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step,
+                                       const std::vector<double>& value, size_t max_points,
+                                       int64_t from = INT64_MIN, int64_t to = INT64_MAX,
                                        bool has_non_finite = false);
 
 // Thread-safe (one mutex per run): the dashboard's worker threads share one reader per run.
@@ -52,8 +53,8 @@ class RunReader {
   nlohmann::json version();
   // {split, tag, count, step[], value[]}; at most max_points points (see downsample_min_max).
   // Empty arrays (count 0) for an unknown tag.
-  nlohmann::json series(const std::string& split, const std::string& tag, size_t max_points, int64_t from,
-                        int64_t to);
+  nlohmann::json series(const std::string& split, const std::string& tag, size_t max_points,
+                        int64_t from, int64_t to);
   // step,epoch,value,wall_time lines with a header; nullopt for an unknown tag.
   std::optional<std::string> csv(const std::string& split, const std::string& tag);
   // All points of every series (for the static report, downsampled per series).

@@ -21,7 +21,8 @@ void fsync_path(const fs::path& path, int flags) {
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
-  // Some filesystems cannot fsync directories (EINVAL); the rename is then as durable as they allow.
+  // Some filesystems cannot fsync directories (EINVAL); the rename is then as durable as they
+  // allow.
   if (rc != 0 && !(err == EINVAL && (flags & O_DIRECTORY)))
     throw Error("cannot sync " + path.string() + " to disk: " + std::strerror(err));
 }
@@ -45,7 +46,8 @@ std::shared_ptr<Run> Run::create(const fs::path& runs_dir, const std::string& na
 
 std::shared_ptr<Run> Run::open(const fs::path& dir) {
   if (!fs::exists(dir / "run.sqlite"))
-    throw Error("no run at " + dir.string() + " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
+    throw Error("no run at " + dir.string() +
+                " (it has no run.sqlite); give a run directory such as runs/cnn-20261128-101500");
   return std::shared_ptr<Run>(new Run(dir, RunStore(dir / "run.sqlite")));
 }
 
@@ -60,7 +62,8 @@ void write_atomically(const fs::path& file, const std::function<void(const fs::p
     fsync_path(tmp, O_RDONLY);
     std::error_code ec;
     fs::rename(tmp, file, ec);
-    if (ec) throw Error("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
+    if (ec)
+      throw Error("cannot rename " + tmp.string() + " to " + file.string() + ": " + ec.message());
     fsync_path(file.parent_path().empty() ? "." : file.parent_path(), O_RDONLY | O_DIRECTORY);
   } catch (const std::exception& e) {
     std::error_code ignored;

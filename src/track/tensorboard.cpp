@@ -39,7 +39,9 @@ void put_varint(std::string& out, uint64_t v) {
   }
   out.push_back(static_cast<char>(v));
 }
-void put_key(std::string& out, uint32_t field, WireType type) { put_varint(out, (uint64_t{field} << 3) | type); }
+void put_key(std::string& out, uint32_t field, WireType type) {
+  put_varint(out, (uint64_t{field} << 3) | type);
+}
 void put_fixed64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
@@ -78,7 +80,8 @@ void put_packed_doubles(std::string& out, uint32_t field, const std::vector<doub
 }
 
 // Event{wall_time = 1, step = 2, file_version = 3, summary = 5}
-std::string event(double wall_time, int64_t step, const std::string* summary, const std::string* file_version) {
+std::string event(double wall_time, int64_t step, const std::string* summary,
+                  const std::string* file_version) {
   std::string e;
   put_double(e, 1, wall_time);
   put_int64(e, 2, step);
@@ -129,7 +132,8 @@ Histogram make_histogram(const std::vector<double>& values, int buckets) {
   }
   const double width = (h.max - h.min) / buckets;
   h.bucket.assign(buckets, 0.0);
-  for (int i = 0; i < buckets; ++i) h.bucket_limit.push_back(i + 1 == buckets ? h.max : h.min + width * (i + 1));
+  for (int i = 0; i < buckets; ++i)
+    h.bucket_limit.push_back(i + 1 == buckets ? h.max : h.min + width * (i + 1));
   for (double v : values) {
     // Bucket i holds (limit[i-1], limit[i]], as TensorBoard reads it; the minimum goes to bucket 0.
     int i = width > 0 ? static_cast<int>(std::ceil((v - h.min) / width)) - 1 : 0;
@@ -148,8 +152,10 @@ std::string scalar_event(double wall_time, int64_t step, const std::string& tag,
   return event(wall_time, step, &s, nullptr);
 }
 
-std::string histogram_event(double wall_time, int64_t step, const std::string& tag, const Histogram& h) {
-  std::string histo;  // HistogramProto{min 1, max 2, num 3, sum 4, sum_squares 5, bucket_limit 6, bucket 7}
+std::string histogram_event(double wall_time, int64_t step, const std::string& tag,
+                            const Histogram& h) {
+  std::string
+      histo;  // HistogramProto{min 1, max 2, num 3, sum 4, sum_squares 5, bucket_limit 6, bucket 7}
   put_double(histo, 1, h.min);
   put_double(histo, 2, h.max);
   put_double(histo, 3, h.num);
@@ -164,7 +170,8 @@ std::string histogram_event(double wall_time, int64_t step, const std::string& t
   return event(wall_time, step, &s, nullptr);
 }
 
-std::string text_event(double wall_time, int64_t step, const std::string& tag, const std::string& text) {
+std::string text_event(double wall_time, int64_t step, const std::string& tag,
+                       const std::string& text) {
   // What TensorBoard's text plugin reads: metadata.plugin_data.plugin_name = "text" and a scalar
   // DT_STRING tensor. SummaryMetadata{plugin_data = 1}; PluginData{plugin_name = 1}.
   std::string plugin_data;
@@ -203,16 +210,19 @@ std::string tfrecord(std::string_view data) {
 }  // namespace tbproto
 
 EventWriter::EventWriter(const std::filesystem::path& dir) {
-  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   // Seconds in the name as TensorFlow writes them; a second writer in the same second gets a
   // suffix so that it never appends to another's file.
-  const std::string base = "events.out.tfevents." + std::to_string(static_cast<long long>(now)) + "." + hostname();
+  const std::string base =
+      "events.out.tfevents." + std::to_string(static_cast<long long>(now)) + "." + hostname();
   file_ = dir / base;
-  for (int i = 1; std::filesystem::exists(file_); ++i) file_ = dir / (base + "." + std::to_string(i));
+  for (int i = 1; std::filesystem::exists(file_); ++i)
+    file_ = dir / (base + "." + std::to_string(i));
   out_ = std::fopen(file_.c_str(), "wb");
   if (out_ == nullptr)
-    throw Error("cannot create TensorBoard event file " + file_.string() + ": " + std::strerror(errno) +
-                " (check the run directory is writable)");
+    throw Error("cannot create TensorBoard event file " + file_.string() + ": " +
+                std::strerror(errno) + " (check the run directory is writable)");
   write_record(tbproto::file_version_event(now));
   flush();
 }
@@ -241,24 +251,28 @@ void EventWriter::write_record(const std::string& event) {
   if (out_ == nullptr) throw Error("TensorBoard event file used after being moved from");
   const std::string record = tbproto::tfrecord(event);
   if (std::fwrite(record.data(), 1, record.size(), out_) != record.size())
-    throw Error("cannot write TensorBoard event file " + file_.string() + ": " + std::strerror(errno));
+    throw Error("cannot write TensorBoard event file " + file_.string() + ": " +
+                std::strerror(errno));
 }
 
 void EventWriter::add_scalar(const std::string& tag, double value, int64_t step, double wall_time) {
   write_record(tbproto::scalar_event(wall_time, step, tag, static_cast<float>(value)));
 }
 
-void EventWriter::add_histogram(const std::string& tag, const Histogram& histogram, int64_t step, double wall_time) {
+void EventWriter::add_histogram(const std::string& tag, const Histogram& histogram, int64_t step,
+                                double wall_time) {
   write_record(tbproto::histogram_event(wall_time, step, tag, histogram));
 }
 
-void EventWriter::add_text(const std::string& tag, const std::string& text, int64_t step, double wall_time) {
+void EventWriter::add_text(const std::string& tag, const std::string& text, int64_t step,
+                           double wall_time) {
   write_record(tbproto::text_event(wall_time, step, tag, text));
 }
 
 void EventWriter::flush() {
   if (out_ != nullptr && std::fflush(out_) != 0)
-    throw Error("cannot write TensorBoard event file " + file_.string() + ": " + std::strerror(errno));
+    throw Error("cannot write TensorBoard event file " + file_.string() + ": " +
+                std::strerror(errno));
 }
 
 }  // namespace trainscope::track

@@ -15,10 +15,13 @@ void MetricAccumulator::reset() {
   loss_sum_ = hits_ = abs_sum_ = sq_sum_ = confusion_ = torch::Tensor();
 }
 
-void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& output, const torch::Tensor& target) {
+void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& output,
+                               const torch::Tensor& target) {
   torch::NoGradGuard no_grad;
   const int64_t n = output.size(0);
-  auto add = [](torch::Tensor& acc, const torch::Tensor& v) { acc = acc.defined() ? acc.add_(v) : v.clone(); };
+  auto add = [](torch::Tensor& acc, const torch::Tensor& v) {
+    acc = acc.defined() ? acc.add_(v) : v.clone();
+  };
   add(loss_sum_, loss.detach().to(torch::kFloat64) * static_cast<double>(n));
   if (task_ == Task::kClassification) {
     auto pred = output.argmax(1);
@@ -58,7 +61,8 @@ torch::Tensor MetricAccumulator::confusion() const {
   return confusion_.defined() ? confusion_.to(torch::kCPU) : torch::Tensor();
 }
 
-std::vector<ClassMetrics> per_class_metrics(const torch::Tensor& confusion, const std::vector<std::string>& names) {
+std::vector<ClassMetrics> per_class_metrics(const torch::Tensor& confusion,
+                                            const std::vector<std::string>& names) {
   auto c = confusion.to(torch::kCPU, torch::kInt64).contiguous();
   const int64_t k = c.size(0);
   auto a = c.accessor<int64_t, 2>();
@@ -70,7 +74,8 @@ std::vector<ClassMetrics> per_class_metrics(const torch::Tensor& confusion, cons
     m.name = i < static_cast<int64_t>(names.size()) ? names[i] : std::to_string(i);
     m.precision = predicted ? double(tp) / double(predicted) : 0.0;
     m.recall = actual ? double(tp) / double(actual) : 0.0;
-    m.f1 = (m.precision + m.recall) > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
+    m.f1 =
+        (m.precision + m.recall) > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
     m.support = actual;
     out.push_back(m);
   }
@@ -83,24 +88,30 @@ std::string EvalResult::report() const {
   if (per_class.empty()) return out.str();
   size_t w = 5;
   for (const auto& c : per_class) w = std::max(w, c.name.size());
-  out << std::left << std::setw(int(w)) << "class" << std::right << "  precision  recall      f1  support\n";
+  out << std::left << std::setw(int(w)) << "class" << std::right
+      << "  precision  recall      f1  support\n";
   double mp = 0, mr = 0, mf = 0;
   for (const auto& c : per_class) {
-    out << std::left << std::setw(int(w)) << c.name << std::right << std::setprecision(4) << std::setw(11)
-        << c.precision << std::setw(8) << c.recall << std::setw(8) << c.f1 << std::setw(9) << c.support << "\n";
+    out << std::left << std::setw(int(w)) << c.name << std::right << std::setprecision(4)
+        << std::setw(11) << c.precision << std::setw(8) << c.recall << std::setw(8) << c.f1
+        << std::setw(9) << c.support << "\n";
     mp += c.precision, mr += c.recall, mf += c.f1;
   }
   const double k = double(per_class.size());
-  out << std::left << std::setw(int(w)) << "macro avg" << std::right << std::setprecision(4) << std::setw(11)
-      << mp / k << std::setw(8) << mr / k << std::setw(8) << mf / k << std::setw(9) << samples << "\n";
+  out << std::left << std::setw(int(w)) << "macro avg" << std::right << std::setprecision(4)
+      << std::setw(11) << mp / k << std::setw(8) << mr / k << std::setw(8) << mf / k << std::setw(9)
+      << samples << "\n";
 
   if (confusion.defined()) {
     auto c = confusion.to(torch::kInt64).contiguous();
     auto a = c.accessor<int64_t, 2>();
     int cell = 5;
     for (int64_t i = 0; i < c.size(0); ++i)
-      for (int64_t j = 0; j < c.size(1); ++j) cell = std::max(cell, int(std::to_string(a[i][j]).size()) + 1);
-    out << "\nconfusion matrix (rows: true class, columns: predicted)\n" << std::setw(int(w)) << "" << " ";
+      for (int64_t j = 0; j < c.size(1); ++j)
+        cell = std::max(cell, int(std::to_string(a[i][j]).size()) + 1);
+    out << "\nconfusion matrix (rows: true class, columns: predicted)\n"
+        << std::setw(int(w)) << ""
+        << " ";
     for (int64_t j = 0; j < c.size(1); ++j) out << std::setw(cell) << j;
     out << "\n";
     for (int64_t i = 0; i < c.size(0); ++i) {

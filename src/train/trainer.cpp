@@ -16,14 +16,22 @@ namespace trainscope {
 
 const char* to_string(StopReason reason) {
   switch (reason) {
-    case StopReason::kNone: return "none";
-    case StopReason::kMaxEpochs: return "max_epochs";
-    case StopReason::kPatience: return "patience";
-    case StopReason::kNonFinite: return "non_finite";
-    case StopReason::kUserCallback: return "callback";
-    case StopReason::kDiagnosis: return "diagnosis";
-    case StopReason::kInterrupted: return "interrupted";
-    case StopReason::kException: return "exception";
+    case StopReason::kNone:
+      return "none";
+    case StopReason::kMaxEpochs:
+      return "max_epochs";
+    case StopReason::kPatience:
+      return "patience";
+    case StopReason::kNonFinite:
+      return "non_finite";
+    case StopReason::kUserCallback:
+      return "callback";
+    case StopReason::kDiagnosis:
+      return "diagnosis";
+    case StopReason::kInterrupted:
+      return "interrupted";
+    case StopReason::kException:
+      return "exception";
   }
   return "unknown";
 }
@@ -36,14 +44,19 @@ void TrainState::request_stop(StopReason reason, std::string message) {
 
 void TrainerOptions::validate() const {
   auto fail = [](const std::string& field, const std::string& value, const std::string& expected) {
-    throw ConfigError("TrainerOptions." + field + " = " + value + " is out of range; expected " + expected);
+    throw ConfigError("TrainerOptions." + field + " = " + value + " is out of range; expected " +
+                      expected);
   };
-  if (!(std::isfinite(lr_) && lr_ > 0)) fail("lr", std::to_string(lr_), "a positive number such as 0.001");
+  if (!(std::isfinite(lr_) && lr_ > 0))
+    fail("lr", std::to_string(lr_), "a positive number such as 0.001");
   if (max_epochs_ < 1) fail("max_epochs", std::to_string(max_epochs_), "a positive integer");
-  if (batch_size_ < 1) fail("batch_size", std::to_string(batch_size_), "a positive integer such as 128");
-  if (eval_batch_size_ < 1) fail("eval_batch_size", std::to_string(eval_batch_size_), "a positive integer");
+  if (batch_size_ < 1)
+    fail("batch_size", std::to_string(batch_size_), "a positive integer such as 128");
+  if (eval_batch_size_ < 1)
+    fail("eval_batch_size", std::to_string(eval_batch_size_), "a positive integer");
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
-  if (diagnose_every_ < 0) fail("diagnose_every", std::to_string(diagnose_every_), ">= 0 (0: log_every)");
+  if (diagnose_every_ < 0)
+    fail("diagnose_every", std::to_string(diagnose_every_), ">= 0 (0: log_every)");
   if (patience_ < 0) fail("patience", std::to_string(patience_), ">= 0");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
   if (optimizer_ != "adam" && optimizer_ != "adamw" && optimizer_ != "sgd")
@@ -74,23 +87,28 @@ class InterruptGuard {
   void (*previous_)(int);
 };
 
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o, const Model& model) {
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o,
+                                                        const Model& model) {
   auto params = model.parameters();
   if (o.optimizer() == "adamw")
-    return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr()).weight_decay(o.weight_decay()));
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(o.lr()).weight_decay(o.weight_decay()));
   if (o.optimizer() == "sgd")
     return std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(o.lr()).momentum(0.9).weight_decay(o.weight_decay()));
-  return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr()).weight_decay(o.weight_decay()));
+  return std::make_unique<torch::optim::Adam>(
+      params, torch::optim::AdamOptions(o.lr()).weight_decay(o.weight_decay()));
 }
 
 // The options as settings, for runs started from the library without a Config.
 Config config_from(const TrainerOptions& o) {
   Config c = Config::defaults();
   auto put = [&](const std::string& key, ConfigValue v) {
-    if (to_toml_literal(c.setting(key).value) != to_toml_literal(v)) c.set(key, std::move(v), "library");
+    if (to_toml_literal(c.setting(key).value) != to_toml_literal(v))
+      c.set(key, std::move(v), "library");
   };
-  put("train.task", std::string(o.task() == Task::kClassification ? "classification" : "regression"));
+  put("train.task",
+      std::string(o.task() == Task::kClassification ? "classification" : "regression"));
   put("train.max_epochs", o.max_epochs());
   put("train.optimizer", o.optimizer());
   put("train.lr", o.lr());
@@ -129,7 +147,9 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .loss(c.get_string("train.loss"))
       // "auto" is resolved by the batch-size search before training (tune/batch_size.h); until
       // then the Trainer keeps its default.
-      .batch_size(c.get_string("train.batch_size") == "auto" ? 128 : std::stoll(c.get_string("train.batch_size")))
+      .batch_size(c.get_string("train.batch_size") == "auto"
+                      ? 128
+                      : std::stoll(c.get_string("train.batch_size")))
       .eval_batch_size(c.get_int("train.eval_batch_size"))
       .seed(static_cast<uint64_t>(c.get_int("train.seed")))
       .log_every(c.get_int("train.log_every"))
@@ -155,7 +175,8 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), device_
   try {
     device_ = torch::Device(options_.device());
   } catch (const c10::Error&) {
-    throw ConfigError("device \"" + options_.device() + "\" is not known; expected cpu, cuda or cuda:N");
+    throw ConfigError("device \"" + options_.device() +
+                      "\" is not known; expected cpu, cuda or cuda:N");
   }
   if (options_.loss() == "auto")
     options_.loss(options_.task() == Task::kClassification ? "cross_entropy" : "mse");
@@ -184,13 +205,16 @@ void Trainer::call(Hook hook, Args&&... args) {
 
 void Trainer::ensure_run(const Model& model) {
   if (run_ || options_.runs_dir().empty()) return;
-  const std::string name = options_.run_name().empty() ? track::timestamped_name(model.name()) : options_.run_name();
+  const std::string name =
+      options_.run_name().empty() ? track::timestamped_name(model.name()) : options_.run_name();
   attach_run(track::Run::create(options_.runs_dir(), name));
   track::write_text_atomically(run_->dir() / "config.toml", options_.config()->to_toml());
 }
 
-torch::Tensor Trainer::compute_loss(const torch::Tensor& output, const torch::Tensor& target) const {
-  if (options_.loss() == "mse") return torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
+torch::Tensor Trainer::compute_loss(const torch::Tensor& output,
+                                    const torch::Tensor& target) const {
+  if (options_.loss() == "mse")
+    return torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
   return torch::cross_entropy_loss(output, target);
 }
 
@@ -203,12 +227,16 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
     const int64_t max_label = target.max().item<int64_t>();  // once per pass
     if (max_label >= classes || target.min().item<int64_t>() < 0)
       throw ShapeError("label " + std::to_string(max_label) + " is out of range for a model with " +
-                       std::to_string(classes) + " outputs; size the last layer for the data's classes");
-    if (!options_.class_names().empty() && static_cast<int64_t>(options_.class_names().size()) != classes)
+                       std::to_string(classes) +
+                       " outputs; size the last layer for the data's classes");
+    if (!options_.class_names().empty() &&
+        static_cast<int64_t>(options_.class_names().size()) != classes)
       throw ShapeError("the model has " + std::to_string(classes) + " outputs but the data has " +
-                       std::to_string(options_.class_names().size()) + " classes; size the last layer to match");
+                       std::to_string(options_.class_names().size()) +
+                       " classes; size the last layer to match");
   } else if (output.numel() != target.numel()) {
-    throw ShapeError("the model returns " + std::to_string(output.numel() / std::max<int64_t>(1, output.size(0))) +
+    throw ShapeError("the model returns " +
+                     std::to_string(output.numel() / std::max<int64_t>(1, output.size(0))) +
                      " values per example but the targets have " +
                      std::to_string(target.numel() / std::max<int64_t>(1, target.size(0))));
   }
@@ -221,7 +249,8 @@ FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
   ensure_run(model);
   model.to(device_);
   auto optimizer = make_optimizer(options_, model);
-  data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false, options_.seed()};
+  data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false,
+                                     options_.seed()};
   loader_options.workers = options_.loader_workers();
   loader_options.pin_memory = device_.is_cuda();
   data::DataLoader loader(train, loader_options);
@@ -247,7 +276,8 @@ FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
         s.val_metrics = evaluate(model, *val, "val", /*confusion=*/false).metrics;
         call(&Callback::on_validation_end);
         const double v = s.val_metrics["loss"];
-        if (result.best_epoch == 0 || v < result.best_val_loss) result.best_epoch = s.epoch, result.best_val_loss = v;
+        if (result.best_epoch == 0 || v < result.best_val_loss)
+          result.best_epoch = s.epoch, result.best_val_loss = v;
       }
       call(&Callback::on_epoch_end);
       result.epochs = s.epoch;
@@ -268,12 +298,14 @@ FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
   result.train_metrics = s.train_metrics;
   result.val_metrics = s.val_metrics;
   result.run_dir = run_ ? run_->dir() : std::filesystem::path();
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.fit_start).count();
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - s.fit_start).count();
   s.optimizer = nullptr;  // the optimizer dies with this call
   return result;
 }
 
-void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data::DataLoader& loader) {
+void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer,
+                          data::DataLoader& loader) {
   TrainState& s = state_;
   model.train();
   MetricAccumulator metrics(options_.task());
@@ -283,7 +315,8 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data
   data::Batch batch;
   for (s.batch_in_epoch = 0; loader.next(batch); ++s.batch_in_epoch) {
     if (g_interrupted.load()) {
-      s.request_stop(StopReason::kInterrupted, "interrupted (SIGINT) in epoch " + std::to_string(s.epoch));
+      s.request_stop(StopReason::kInterrupted,
+                     "interrupted (SIGINT) in epoch " + std::to_string(s.epoch));
       break;
     }
     auto x = batch.x.to(device_, /*non_blocking=*/true);
@@ -315,13 +348,16 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer, data
     call(&Callback::on_train_batch_end);
   }
   s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
-  s.train_metrics = metrics.compute();  // host sync: once per epoch
+  s.train_metrics = metrics.compute();                 // host sync: once per epoch
   // Share of the step loop spent blocked on the loader (the run store keeps it per epoch).
-  const double loop_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
-  s.train_metrics["data_wait_fraction"] = loop_seconds > 0 ? loader.wait_seconds() / loop_seconds : 0.0;
+  const double loop_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
+  s.train_metrics["data_wait_fraction"] =
+      loop_seconds > 0 ? loader.wait_seconds() / loop_seconds : 0.0;
 }
 
-EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const std::string& split, bool confusion) {
+EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const std::string& split,
+                             bool confusion) {
   const auto start = std::chrono::steady_clock::now();
   model.to(device_);
   EvalModeGuard eval_mode(model);
@@ -329,7 +365,8 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   MetricAccumulator metrics(options_.task(), confusion);
   // The loader only reads the dataset; aliasing avoids copying it into a shared_ptr.
   std::shared_ptr<const data::Dataset> view(std::shared_ptr<const data::Dataset>(), &dataset);
-  data::DataLoader loader(view, {options_.eval_batch_size(), /*shuffle=*/false, /*drop_last=*/false, 0});
+  data::DataLoader loader(view,
+                          {options_.eval_batch_size(), /*shuffle=*/false, /*drop_last=*/false, 0});
   loader.start_epoch(0);
   data::Batch batch;
   bool first = true;
@@ -347,10 +384,11 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
       auto scored = torch::where(pred.ne(y), conf, torch::full_like(conf, -1.0));
       auto [top, at] = scored.topk(std::min<int64_t>(kMistakes, scored.size(0)));
       auto top_c = top.to(torch::kCPU, torch::kFloat64), at_c = at.to(torch::kCPU);
-      auto pred_c = pred.index_select(0, at).to(torch::kCPU), y_c = y.index_select(0, at).to(torch::kCPU);
+      auto pred_c = pred.index_select(0, at).to(torch::kCPU),
+           y_c = y.index_select(0, at).to(torch::kCPU);
       for (int64_t i = 0; i < top_c.size(0) && top_c[i].item<double>() >= 0; ++i)
-        r.mistakes.push_back({offset + at_c[i].item<int64_t>(), y_c[i].item<int64_t>(), pred_c[i].item<int64_t>(),
-                              top_c[i].item<double>()});
+        r.mistakes.push_back({offset + at_c[i].item<int64_t>(), y_c[i].item<int64_t>(),
+                              pred_c[i].item<int64_t>(), top_c[i].item<double>()});
       std::sort(r.mistakes.begin(), r.mistakes.end(),
                 [](const Mistake& a, const Mistake& b) { return a.confidence > b.confidence; });
       if (static_cast<int64_t>(r.mistakes.size()) > kMistakes) r.mistakes.resize(kMistakes);

@@ -45,17 +45,20 @@ std::string mib(double bytes) {
 
 }  // namespace
 
-double cpu_memory_budget(double share) { return share * proc_kb_field("/proc/meminfo", "MemAvailable"); }
+double cpu_memory_budget(double share) {
+  return share * proc_kb_field("/proc/meminfo", "MemAvailable");
+}
 
 double scale_lr(double base_lr, int64_t base_batch, int64_t batch, const std::string& rule) {
   const double ratio = double(batch) / double(base_batch);
   if (rule == "keep") return base_lr;
-  if (rule == "linear") return base_lr * ratio;  // Goyal et al. 2017, for SGD
+  if (rule == "linear") return base_lr * ratio;           // Goyal et al. 2017, for SGD
   if (rule == "sqrt") return base_lr * std::sqrt(ratio);  // Hoffer et al. 2017; Krizhevsky 2014
   throw ConfigError("lr scaling rule \"" + rule + "\" is not known; expected keep, linear or sqrt");
 }
 
-BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, double budget_bytes, int64_t limit) {
+BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, double budget_bytes,
+                                int64_t limit) {
   const auto t0 = std::chrono::steady_clock::now();
   BatchSizeResult r;
   r.budget_bytes = budget_bytes;
@@ -65,8 +68,8 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, do
     t.batch = b;
     if (t.fits && budget_bytes > 0 && t.peak_bytes > (1.0 - o.headroom) * budget_bytes) {
       t.fits = false;
-      t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) + " less " +
-               std::to_string(int(o.headroom * 100)) + "% headroom";
+      t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) +
+               " less " + std::to_string(int(o.headroom * 100)) + "% headroom";
     }
     r.trials.push_back(t);
     return t;
@@ -111,38 +114,48 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, do
     last_fit = lo;
   }
   if (last_fit == 0)
-    throw Error("batch-size search: even a batch of " + std::to_string(std::min(o.start, top)) + " does not fit (" +
-                r.trials.back().note + "); set train.batch_size to a small number or free memory");
+    throw Error("batch-size search: even a batch of " + std::to_string(std::min(o.start, top)) +
+                " does not fit (" + r.trials.back().note +
+                "); set train.batch_size to a small number or free memory");
 
   char buf[256];
   if (plateau) {
     const BatchTrial& chosen = r.trials[best];
     r.batch_size = chosen.batch;
     std::snprintf(buf, sizeof buf,
-                  "throughput stopped improving: %.0f samples/s at %lld, %+.0f%% at %lld (growth needs %+.0f%%)",
+                  "throughput stopped improving: %.0f samples/s at %lld, %+.0f%% at %lld (growth "
+                  "needs %+.0f%%)",
                   chosen.samples_per_s, static_cast<long long>(chosen.batch), 100 * plateau_gain,
                   static_cast<long long>(r.trials.back().batch), 100 * o.min_gain);
   } else if (first_fail > 0) {
     r.batch_size = last_fit;
     for (const auto& t : r.trials)
-      if (t.batch == first_fail) std::snprintf(buf, sizeof buf, "the largest that fits in memory (%lld did not: %s)",
-                                               static_cast<long long>(first_fail), t.note.c_str());
+      if (t.batch == first_fail)
+        std::snprintf(buf, sizeof buf, "the largest that fits in memory (%lld did not: %s)",
+                      static_cast<long long>(first_fail), t.note.c_str());
   } else if (out_of_time) {
     r.batch_size = last_fit;
-    std::snprintf(buf, sizeof buf, "the largest tried within the %.0f s search budget", o.time_budget_s);
+    std::snprintf(buf, sizeof buf, "the largest tried within the %.0f s search budget",
+                  o.time_budget_s);
   } else {
     r.batch_size = last_fit;
     std::snprintf(buf, sizeof buf, "the largest allowed (%lld: max %lld, %lld training examples)",
-                  static_cast<long long>(top), static_cast<long long>(o.max), static_cast<long long>(limit));
+                  static_cast<long long>(top), static_cast<long long>(o.max),
+                  static_cast<long long>(limit));
   }
   r.reason = buf;
   r.seconds = since(t0);
   return r;
 }
 
-TrainingProbe::TrainingProbe(Model& model, const data::Dataset& data, Task task, torch::Device device, int64_t steps,
-                             double budget_bytes)
-    : model_(model), data_(data), task_(task), device_(device), steps_(steps), budget_bytes_(budget_bytes) {}
+TrainingProbe::TrainingProbe(Model& model, const data::Dataset& data, Task task,
+                             torch::Device device, int64_t steps, double budget_bytes)
+    : model_(model),
+      data_(data),
+      task_(task),
+      device_(device),
+      steps_(steps),
+      budget_bytes_(budget_bytes) {}
 
 BatchTrial TrainingProbe::run(int64_t batch) {
   detail::RngGuard rng;
@@ -151,8 +164,9 @@ BatchTrial TrainingProbe::run(int64_t batch) {
   BatchTrial t;
   t.batch = batch;
   auto loss_of = [&](const torch::Tensor& out, const torch::Tensor& y) {
-    return task_ == Task::kClassification ? torch::cross_entropy_loss(out, y)
-                                          : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
+    return task_ == Task::kClassification
+               ? torch::cross_entropy_loss(out, y)
+               : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
   };
   try {
     // Each step gathers its own batch from the data set, as the loader does in the step loop,
@@ -197,10 +211,12 @@ BatchTrial TrainingProbe::run(int64_t batch) {
       model_.forward(x);
     }
     t.samples_per_s = seconds > 0 ? double(timed) / seconds : 0.0;
-    if (device_.is_cpu()) t.peak_bytes = std::max(0.0, proc_kb_field("/proc/self/status", "VmHWM") - baseline);
+    if (device_.is_cpu())
+      t.peak_bytes = std::max(0.0, proc_kb_field("/proc/self/status", "VmHWM") - baseline);
 #ifdef TRAINSCOPE_HAS_CUDA_ALLOCATOR
     if (device_.is_cuda())
-      t.peak_bytes = double(c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index()).allocated_bytes[0].peak);
+      t.peak_bytes = double(
+          c10::cuda::CUDACachingAllocator::getDeviceStats(device_.index()).allocated_bytes[0].peak);
 #endif
     t.fits = true;
   } catch (const std::bad_alloc&) {

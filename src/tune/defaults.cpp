@@ -30,22 +30,27 @@ const std::vector<SettingSpec>& spec_table() {
        "directory that holds run directories"},
       {"data.dataset", std::string("fashion-mnist"),
        "the built-in default task (Debian package dataset-fashion-mnist)",
-       "data set: fashion-mnist, idx:DIR (IDX files), folder:DIR (one sub-folder of JPEG/PNG images per "
+       "data set: fashion-mnist, idx:DIR (IDX files), folder:DIR (one sub-folder of JPEG/PNG "
+       "images per "
        "class), csv:FILE,target=COLUMN[,target=COLUMN2][,test=FILE]"},
       {"data.augment", Strings{"hflip", "crop(pad=2)"},
        "flips and 2-pixel shifts help Fashion-MNIST and keep 10-epoch accuracy (bench/README.md)",
-       "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), crop([size,] pad=N), "
-       "translate(frac), scale(lo, hi), resized_crop(size), brightness(b), contrast(c), erase, mixup(a), "
+       "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), "
+       "crop([size,] pad=N), "
+       "translate(frac), scale(lo, hi), resized_crop(size), brightness(b), contrast(c), erase, "
+       "mixup(a), "
        "cutmix(a); [] for none; image data only"},
       {"data.workers", int64_t{0},
-       "in-memory data gathers a batch in microseconds; loader threads would only take cores from the step "
+       "in-memory data gathers a batch in microseconds; loader threads would only take cores from "
+       "the step "
        "(bench/README.md)",
        "loader worker threads (0: load batches in the step loop)"},
       {"data.on_bad_image", std::string("fail"), "a corrupt image usually means a broken data set",
        "fail or skip (count reported) for images that cannot be decoded"},
       {"data.mean", 0.0, "used only with data.std; otherwise computed from the training split",
        "pixel mean of raw [0, 1] images for normalization (images only)"},
-      {"data.std", 0.0, "0: mean and std are computed from the training split, never from val or test",
+      {"data.std", 0.0,
+       "0: mean and std are computed from the training split, never from val or test",
        "pixel standard deviation for normalization; > 0 uses data.mean and data.std as given"},
       {"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
        "where dataset-fashion-mnist installs its files", "directory of the IDX files"},
@@ -53,8 +58,10 @@ const std::vector<SettingSpec>& spec_table() {
        "fraction of the training set held out for validation, in [0, 1)"},
       {"data.split_seed", int64_t{0}, "a fixed split keeps runs comparable",
        "seed of the train/validation split"},
-      {"data.limit", int64_t{0}, "all training samples", "use only the first N training samples (0: all)"},
-      {"data.test_limit", int64_t{0}, "all test samples", "use only the first N test samples (0: all)"},
+      {"data.limit", int64_t{0}, "all training samples",
+       "use only the first N training samples (0: all)"},
+      {"data.test_limit", int64_t{0}, "all test samples",
+       "use only the first N test samples (0: all)"},
       {"model.name", std::string("cnn"), "the reference CNN for image classification",
        "model from the zoo: cnn or mlp"},
       {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
@@ -67,8 +74,8 @@ const std::vector<SettingSpec>& spec_table() {
        "classification or regression"},
       {"train.regime", std::string("scratch"), "a new model is trained from scratch",
        "scratch or finetune; sets the epoch budget"},
-      {"train.max_epochs", int64_t{50}, "training from scratch (30-100); early stopping ends sooner",
-       "upper bound on epochs"},
+      {"train.max_epochs", int64_t{50},
+       "training from scratch (30-100); early stopping ends sooner", "upper bound on epochs"},
       {"train.optimizer", std::string("adam"), "Adam converges well without tuning",
        "adam, adamw or sgd (momentum 0.9)"},
       {"train.lr", 0.001, "the Adam rule of thumb", "learning rate"},
@@ -81,9 +88,11 @@ const std::vector<SettingSpec>& spec_table() {
       {"train.lr_scaling", std::string("keep"),
        "Adam's step size barely depends on the batch size, so lr stays at 1e-3",
        "how lr follows a batch size other than 128: keep, linear or sqrt"},
-      {"train.eval_batch_size", int64_t{1000}, "evaluation needs no gradients, so larger batches are cheap",
+      {"train.eval_batch_size", int64_t{1000},
+       "evaluation needs no gradients, so larger batches are cheap",
        "validation and test batch size"},
-      {"train.seed", int64_t{0}, "runs are reproducible by default", "seed of weights and shuffling"},
+      {"train.seed", int64_t{0}, "runs are reproducible by default",
+       "seed of weights and shuffling"},
       {"train.log_every", int64_t{50}, "per-step metrics without a sync every step",
        "store training loss every N steps"},
       {"train.early_stopping", true, "stop when validation loss stops improving",
@@ -93,18 +102,22 @@ const std::vector<SettingSpec>& spec_table() {
       {"train.restore_best", true, "keep the weights of the best validation epoch",
        "restore the best weights at the end"},
       {"train.checkpoints", true, "never lose progress", "save best and last weights every epoch"},
-      {"tune.memory_share", 0.5, "half the available memory leaves room for the rest of the machine",
+      {"tune.memory_share", 0.5,
+       "half the available memory leaves room for the rest of the machine",
        "batch-size search (CPU): share of available memory a batch may use"},
       {"tune.headroom", 0.1, "10% below the measured peak absorbs allocator noise",
        "batch-size search: headroom under the memory budget"},
-      {"tune.min_gain", 0.05, "past +5% samples/s per doubling, larger batches only cost generalization",
+      {"tune.min_gain", 0.05,
+       "past +5% samples/s per doubling, larger batches only cost generalization",
        "batch-size search: keep doubling while throughput improves by this share"},
-      {"tune.time_budget", 15.0, "the search must not delay the run noticeably", "batch-size search: seconds at most"},
+      {"tune.time_budget", 15.0, "the search must not delay the run noticeably",
+       "batch-size search: seconds at most"},
       {"diagnose.enabled", true, "watching the run for known problems is what trainscope is for",
        "gather signals and run the problem detectors"},
       {"diagnose.every", int64_t{0}, "0: the logging interval (train.log_every)",
        "gather step signals every N steps"},
-      {"diagnose.activations", true, "dead ReLUs and saturated units are cheap to spot on one batch",
+      {"diagnose.activations", true,
+       "dead ReLUs and saturated units are cheap to spot on one batch",
        "per-layer activation statistics for zoo models"},
       {"diagnose.preflight", true, "seconds to catch a broken setup before spending the epochs",
        "run the pre-flight checks before training"},
@@ -116,15 +129,18 @@ const std::vector<SettingSpec>& spec_table() {
        "OpenBLAS threads inside OpenMP's workers would fight over the cores",
        "OpenBLAS threads (0: leave OpenBLAS alone)"},
       {"runtime.malloc_tuning", true,
-       "keep freed activations instead of returning them to the kernel (~9,000 page faults a batch)",
+       "keep freed activations instead of returning them to the kernel (~9,000 page faults a "
+       "batch)",
        "raise glibc malloc's mmap and trim thresholds"},
       {"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
        "auto, bar, plain or off"},
       {"ui.dashboard", true,
-       "watching the curves and findings live is the point; it serves loopback only, read-only, and "
+       "watching the curves and findings live is the point; it serves loopback only, read-only, "
+       "and "
        "costs training under 5% even under load (bench/README.md)",
        "serve the dashboard beside the run while training (--no-dashboard turns it off)"},
-      {"ui.port", int64_t{6150}, "a fixed port keeps the URL stable; the next free one is used when it is taken",
+      {"ui.port", int64_t{6150},
+       "a fixed port keeps the URL stable; the next free one is used when it is taken",
        "dashboard port on 127.0.0.1 (0: any free port)"},
   };
   return table;
@@ -132,12 +148,18 @@ const std::vector<SettingSpec>& spec_table() {
 
 const char* type_name(const ConfigValue& v) {
   switch (v.index()) {
-    case 0: return "a boolean (true or false)";
-    case 1: return "an integer";
-    case 2: return "a number";
-    case 3: return "a string";
-    case 5: return "a list of strings";
-    default: return "a list of integers";
+    case 0:
+      return "a boolean (true or false)";
+    case 1:
+      return "an integer";
+    case 2:
+      return "a number";
+    case 3:
+      return "a string";
+    case 5:
+      return "a list of strings";
+    default:
+      return "a list of integers";
   }
 }
 
@@ -145,7 +167,10 @@ std::string quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
-    if (c == '\n') { out += "\\n"; continue; }
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
     out += c;
   }
   return out + "\"";
@@ -204,7 +229,8 @@ Strings parse_string_list(std::string t, const Fail& fail) {
   auto push = [&]() {
     std::string v = trim(item);
     item.clear();
-    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front()) v = v.substr(1, v.size() - 2);
+    if (v.size() >= 2 && (v.front() == '"' || v.front() == '\'') && v.back() == v.front())
+      v = v.substr(1, v.size() - 2);
     if (!v.empty()) out.push_back(v);
   };
   for (char c : t) {
@@ -249,7 +275,8 @@ ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std
       case 3:
         if (t.size() >= 2 && t.front() == '"' && t.back() == '"') return t.substr(1, t.size() - 2);
         return t;
-      case 5: return parse_string_list(t, fail);
+      case 5:
+        return parse_string_list(t, fail);
       default: {
         if (!t.empty() && t.front() == '[') {
           if (t.back() != ']') throw fail();
@@ -276,8 +303,9 @@ ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std
 // Converts a TOML node to the type of `like`; integers are accepted where numbers are expected.
 ConfigValue from_toml(const ConfigValue& like, const toml::node& node, const std::string& where) {
   auto fail = [&]() {
-    return ConfigError(where + ": expected " + type_name(like) + ", got a " +
-                       std::string(toml::impl::node_type_friendly_names[static_cast<int>(node.type())]));
+    return ConfigError(
+        where + ": expected " + type_name(like) + ", got a " +
+        std::string(toml::impl::node_type_friendly_names[static_cast<int>(node.type())]));
   };
   switch (like.index()) {
     case 0:
@@ -330,8 +358,12 @@ int available_cores() {
 std::string to_toml_literal(const ConfigValue& value) {
   std::ostringstream out;
   switch (value.index()) {
-    case 0: out << (std::get<bool>(value) ? "true" : "false"); break;
-    case 1: out << std::get<int64_t>(value); break;
+    case 0:
+      out << (std::get<bool>(value) ? "true" : "false");
+      break;
+    case 1:
+      out << std::get<int64_t>(value);
+      break;
     case 2: {
       double d = std::get<double>(value);
       out << std::setprecision(17) << d;
@@ -340,12 +372,17 @@ std::string to_toml_literal(const ConfigValue& value) {
       for (int p = 1; p <= 17; ++p) {
         std::ostringstream o;
         o << std::setprecision(p) << d;
-        if (std::stod(o.str()) == d) { s = o.str(); break; }
+        if (std::stod(o.str()) == d) {
+          s = o.str();
+          break;
+        }
       }
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
       return s;
     }
-    case 3: out << quote(std::get<std::string>(value)); break;
+    case 3:
+      out << quote(std::get<std::string>(value));
+      break;
     case 5: {
       out << "[";
       const auto& v = std::get<Strings>(value);
@@ -367,7 +404,8 @@ const std::vector<SettingSpec>& Config::schema() { return spec_table(); }
 
 Config Config::defaults() {
   Config c;
-  for (const auto& s : spec_table()) c.settings_.push_back({s.key, s.default_value, "default", s.reason});
+  for (const auto& s : spec_table())
+    c.settings_.push_back({s.key, s.default_value, "default", s.reason});
   return c;
 }
 
@@ -383,7 +421,8 @@ const Setting& Config::setting(const std::string& key) const {
   throw ConfigError(unknown_key_message("config", key));
 }
 
-void Config::set(const std::string& key, ConfigValue value, const std::string& source, const std::string& reason) {
+void Config::set(const std::string& key, ConfigValue value, const std::string& source,
+                 const std::string& reason) {
   Setting& s = find(key, source);
   if (value.index() == 1 && s.value.index() == 2) value = double(std::get<int64_t>(value));
   if (value.index() == 1 && s.value.index() == 3) value = std::to_string(std::get<int64_t>(value));
@@ -398,7 +437,8 @@ void Config::set(const std::string& key, ConfigValue value, const std::string& s
 void Config::set_from_string(const std::string& assignment, const std::string& source) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos)
-    throw ConfigError(source + " '" + assignment + "': expected key=value, for example train.lr=0.0003");
+    throw ConfigError(source + " '" + assignment +
+                      "': expected key=value, for example train.lr=0.0003");
   std::string key = trim(assignment.substr(0, eq));
   const Setting& s = find(key, source + " " + key);
   set(key, parse_as(s.value, assignment.substr(eq + 1), source + " " + key), source);
@@ -454,12 +494,15 @@ void Config::resolve() {
   one_of("train.loss", {"auto", "cross_entropy", "mse"});
   one_of("ui.progress", {"auto", "bar", "plain", "off"});
   const std::string& ds = get_string("data.dataset");
-  if (ds != "fashion-mnist" && ds.rfind("idx:", 0) != 0 && ds.rfind("folder:", 0) != 0 && ds.rfind("csv:", 0) != 0)
-    throw ConfigError(where("data.dataset") +
-                      " is not known; expected fashion-mnist, idx:DIR, folder:DIR or csv:FILE,target=COLUMN");
+  if (ds != "fashion-mnist" && ds.rfind("idx:", 0) != 0 && ds.rfind("folder:", 0) != 0 &&
+      ds.rfind("csv:", 0) != 0)
+    throw ConfigError(
+        where("data.dataset") +
+        " is not known; expected fashion-mnist, idx:DIR, folder:DIR or csv:FILE,target=COLUMN");
   one_of("data.on_bad_image", {"fail", "skip"});
   require(get_double("data.std") >= 0, "data.std", ">= 0 (0: computed from the training split)");
-  require(get_int("data.workers") >= 0 && get_int("data.workers") <= 64, "data.workers", "0 to 64 threads");
+  require(get_int("data.workers") >= 0 && get_int("data.workers") <= 64, "data.workers",
+          "0 to 64 threads");
 
   const double lr = get_double("train.lr");
   require(std::isfinite(lr) && lr > 0, "train.lr", "a positive number such as 0.001");
@@ -497,7 +540,8 @@ void Config::resolve() {
     for (int64_t n : v) require(n >= 1, key, "positive sizes such as [32, 64]");
   }
   require(get_int("diagnose.every") >= 0, "diagnose.every", ">= 0 (0: train.log_every)");
-  require(get_int("ui.port") >= 0 && get_int("ui.port") <= 65535, "ui.port", "a port from 0 to 65535 (0: any free port)");
+  require(get_int("ui.port") >= 0 && get_int("ui.port") <= 65535, "ui.port",
+          "a port from 0 to 65535 (0: any free port)");
   require(get_int("runtime.threads") >= 0, "runtime.threads", ">= 0 (0: one per core)");
   require(get_int("runtime.openblas_threads") >= 0, "runtime.openblas_threads", ">= 0");
   const std::string& name = get_string("run.name");
@@ -530,13 +574,18 @@ void Config::resolve() {
   Setting& threads = find("runtime.threads", "resolve");
   if (std::get<int64_t>(threads.value) == 0) {
     threads.value = int64_t{available_cores()};
-    if (threads.source == "default") threads.reason = "one intra-op thread per core (LibTorch's default uses half)";
+    if (threads.source == "default")
+      threads.reason = "one intra-op thread per core (LibTorch's default uses half)";
   }
 }
 
 bool Config::get_bool(const std::string& key) const { return std::get<bool>(setting(key).value); }
-int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>(setting(key).value); }
-double Config::get_double(const std::string& key) const { return std::get<double>(setting(key).value); }
+int64_t Config::get_int(const std::string& key) const {
+  return std::get<int64_t>(setting(key).value);
+}
+double Config::get_double(const std::string& key) const {
+  return std::get<double>(setting(key).value);
+}
 const std::string& Config::get_string(const std::string& key) const {
   return std::get<std::string>(setting(key).value);
 }
@@ -570,7 +619,8 @@ std::string Config::to_toml() const {
 
 void Config::print_defaults(std::ostream& out) const {
   size_t width = 0;
-  for (const auto& s : settings_) width = std::max(width, s.key.size() + 3 + to_toml_literal(s.value).size());
+  for (const auto& s : settings_)
+    width = std::max(width, s.key.size() + 3 + to_toml_literal(s.value).size());
   for (const auto& s : settings_) {
     std::string lhs = s.key + " = " + to_toml_literal(s.value);
     out << "  " << std::left << std::setw(int(width)) << lhs << "  "

@@ -14,35 +14,52 @@ namespace {
 // 3x5 digits and the few signs tick labels need, one row of 3 bits per line, top to bottom.
 const char* glyph(char c) {
   switch (c) {
-    case '0': return "111101101101111";
-    case '1': return "010110010010111";
-    case '2': return "111001111100111";
-    case '3': return "111001111001111";
-    case '4': return "101101111001001";
-    case '5': return "111100111001111";
-    case '6': return "111100111101111";
-    case '7': return "111001001001001";
-    case '8': return "111101111101111";
-    case '9': return "111101111001111";
-    case '-': return "000000111000000";
-    case '+': return "000010111010000";
-    case '.': return "000000000000010";
-    case 'e': return "000111111100111";
-    default: return "000000000000000";
+    case '0':
+      return "111101101101111";
+    case '1':
+      return "010110010010111";
+    case '2':
+      return "111001111100111";
+    case '3':
+      return "111001111001111";
+    case '4':
+      return "101101111001001";
+    case '5':
+      return "111100111001111";
+    case '6':
+      return "111100111101111";
+    case '7':
+      return "111001001001001";
+    case '8':
+      return "111101111101111";
+    case '9':
+      return "111101111001111";
+    case '-':
+      return "000000111000000";
+    case '+':
+      return "000010111010000";
+    case '.':
+      return "000000000000010";
+    case 'e':
+      return "000111111100111";
+    default:
+      return "000000000000000";
   }
 }
 
 struct Canvas {
   int w, h;
   torch::Tensor pixels;  // uint8 [3, h, w]
-  Canvas(int width, int height) : w(width), h(height), pixels(torch::full({3, height, width}, 255, torch::kUInt8)) {}
+  Canvas(int width, int height)
+      : w(width), h(height), pixels(torch::full({3, height, width}, 255, torch::kUInt8)) {}
   void set(int x, int y, uint8_t r, uint8_t g, uint8_t b) {
     if (x < 0 || y < 0 || x >= w || y >= h) return;
     auto a = pixels.accessor<uint8_t, 3>();
     a[0][y][x] = r, a[1][y][x] = g, a[2][y][x] = b;
   }
   void line(int x0, int y0, int x1, int y1, uint8_t r, uint8_t g, uint8_t b, int thick = 1) {
-    const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0), sx = x0 < x1 ? 1 : -1, sy = y0 < y1 ? 1 : -1;
+    const int dx = std::abs(x1 - x0), dy = -std::abs(y1 - y0), sx = x0 < x1 ? 1 : -1,
+              sy = y0 < y1 ? 1 : -1;
     int err = dx + dy;
     while (true) {
       for (int t = 0; t < thick; ++t) set(x0, y0 + t, r, g, b), set(x0 + t, y0, r, g, b);
@@ -59,7 +76,8 @@ struct Canvas {
         for (int col = 0; col < 3; ++col)
           if (g[row * 3 + col] == '1')
             for (int i = 0; i < scale; ++i)
-              for (int j = 0; j < scale; ++j) set(x + col * scale + i, y + row * scale + j, 60, 60, 60);
+              for (int j = 0; j < scale; ++j)
+                set(x + col * scale + i, y + row * scale + j, 60, 60, 60);
       x += 4 * scale;
     }
   }
@@ -75,11 +93,13 @@ LrSuggestion suggest_lr(const LrCurve& c, double fallback_lr) {
     s.reason = "too few points (" + std::to_string(n) + ") to read the curve";
     return s;
   }
-  const size_t low = static_cast<size_t>(std::min_element(c.smoothed.begin(), c.smoothed.end()) - c.smoothed.begin());
+  const size_t low = static_cast<size_t>(std::min_element(c.smoothed.begin(), c.smoothed.end()) -
+                                         c.smoothed.begin());
   const double drop = (c.smoothed.front() - c.smoothed[low]) / c.smoothed.front();
   if (!(drop >= 0.1) || low < 3) {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "the smoothed loss never fell by 10%% (best %.0f%% below the start)", 100 * drop);
+    std::snprintf(buf, sizeof buf,
+                  "the smoothed loss never fell by 10%% (best %.0f%% below the start)", 100 * drop);
     s.reason = buf;
     return s;
   }
@@ -87,7 +107,8 @@ LrSuggestion suggest_lr(const LrCurve& c, double fallback_lr) {
   size_t steepest = 0;
   double slope_min = 0;
   for (size_t i = 2; i + 2 <= low; ++i) {
-    const double slope = (c.smoothed[i + 2] - c.smoothed[i - 2]) / (std::log10(c.lrs[i + 2]) - std::log10(c.lrs[i - 2]));
+    const double slope = (c.smoothed[i + 2] - c.smoothed[i - 2]) /
+                         (std::log10(c.lrs[i + 2]) - std::log10(c.lrs[i - 2]));
     if (slope < slope_min) slope_min = slope, steepest = i;
   }
   if (steepest == 0) {
@@ -97,8 +118,9 @@ LrSuggestion suggest_lr(const LrCurve& c, double fallback_lr) {
   s.lr = c.lrs[steepest];
   s.confident = true;
   char buf[160];
-  std::snprintf(buf, sizeof buf, "steepest descent of the smoothed loss at lr %.2g (the loss bottoms out at %.2g)", s.lr,
-                c.lrs[low]);
+  std::snprintf(buf, sizeof buf,
+                "steepest descent of the smoothed loss at lr %.2g (the loss bottoms out at %.2g)",
+                s.lr, c.lrs[low]);
   s.reason = buf;
   return s;
 }
@@ -126,8 +148,9 @@ LrCurve lr_range_test(Model& model, const data::Dataset& data, const LrFinderOpt
     auto x = b.x.to(o.device), y = b.y.to(o.device);
     opt.zero_grad();
     auto out = model.forward(x);
-    auto loss = o.task == Task::kClassification ? torch::cross_entropy_loss(out, y)
-                                                : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
+    auto loss = o.task == Task::kClassification
+                    ? torch::cross_entropy_loss(out, y)
+                    : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
     loss.backward();
     opt.step();
     const double value = loss.item<double>();  // host sync: the curve is the point
@@ -152,9 +175,12 @@ void plot_lr_curve(const LrCurve& c, const LrSuggestion& s, const std::filesyste
   if (c.lrs.empty()) throw Error("lr range test: no points to plot");
   const double x0 = std::floor(std::log10(c.lrs.front())), x1 = std::ceil(std::log10(c.lrs.back()));
   double y0 = *std::min_element(c.smoothed.begin(), c.smoothed.end());
-  double y1 = std::min(c.smoothed.front() * 1.5, *std::max_element(c.smoothed.begin(), c.smoothed.end()));
+  double y1 =
+      std::min(c.smoothed.front() * 1.5, *std::max_element(c.smoothed.begin(), c.smoothed.end()));
   if (y1 <= y0) y1 = y0 + 1;
-  auto px = [&](double lr) { return left + int((std::log10(lr) - x0) / (x1 - x0) * (right - left)); };
+  auto px = [&](double lr) {
+    return left + int((std::log10(lr) - x0) / (x1 - x0) * (right - left));
+  };
   auto py = [&](double loss) {
     return bottom - int((std::clamp(loss, y0, y1) - y0) / (y1 - y0) * (bottom - top));
   };
@@ -176,10 +202,12 @@ void plot_lr_curve(const LrCurve& c, const LrSuggestion& s, const std::filesyste
     img.line(left - 5, py(v), left, py(v), 60, 60, 60);
   }
   for (size_t i = 1; i < c.lrs.size(); ++i)
-    img.line(px(c.lrs[i - 1]), py(c.smoothed[i - 1]), px(c.lrs[i]), py(c.smoothed[i]), 30, 100, 200, 2);
+    img.line(px(c.lrs[i - 1]), py(c.smoothed[i - 1]), px(c.lrs[i]), py(c.smoothed[i]), 30, 100, 200,
+             2);
   const int sx = px(s.lr);
   for (int y = top; y < bottom; y += 6)  // dashed: the suggestion
-    img.line(sx, y, sx, y + 3, s.confident ? 200 : 150, s.confident ? 40 : 150, s.confident ? 40 : 150, 2);
+    img.line(sx, y, sx, y + 3, s.confident ? 200 : 150, s.confident ? 40 : 150,
+             s.confident ? 40 : 150, 2);
   char label[24];
   std::snprintf(label, sizeof label, "%.1e", s.lr);
   img.text(std::min(sx + 6, right - 70), top + 4, label);

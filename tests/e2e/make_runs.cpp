@@ -1,5 +1,6 @@
 // Fixture runs for the dashboard's browser tests, written with the real RunStore.
-//   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, and a run
+//   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, and a
+//   run
 //                                 whose directory and name are hostile HTML
 //   make_runs --add-finding RUN   appends a finding to a run (live or not)
 #include <trainscope/track/run_store.h>
@@ -30,8 +31,9 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
   fs::create_directories(dir);
   RunStore store(dir / "run.sqlite");
   finished_meta(store, name, 10);
-  store.put_settings({{"train.lr", std::to_string(lr), "--set", "set by the user"},
-                      {"train.batch_size", "128", "default", "a batch that keeps 2 CPU cores busy"}});
+  store.put_settings(
+      {{"train.lr", std::to_string(lr), "--set", "set by the user"},
+       {"train.batch_size", "128", "default", "a batch that keeps 2 CPU cores busy"}});
   const int64_t steps_per_epoch = 100;
   double noise = static_cast<double>(seed);
   for (int64_t step = 1; step <= 10 * steps_per_epoch; ++step) {
@@ -41,29 +43,35 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
     store.add_metric({step, epoch, "train", "step_loss", loss, 1790000000.0 + step});
     store.add_metric({step, epoch, "train", "lr", lr, 1790000000.0 + step});
     if (step % 10 == 0) {
-      store.add_metric({step, epoch, "train", "grad_norm", 5.0 * std::exp(-step / 400.0) + 0.3, 1790000000.0 + step});
+      store.add_metric({step, epoch, "train", "grad_norm", 5.0 * std::exp(-step / 400.0) + 0.3,
+                        1790000000.0 + step});
       for (int layer = 0; layer < 4; ++layer)
         store.add_metric({step, epoch, "train", "grad_norm/" + std::to_string(layer) + ".weight",
-                          std::pow(10.0, -layer) * (1.0 + std::exp(-step / 300.0)), 1790000000.0 + step});
+                          std::pow(10.0, -layer) * (1.0 + std::exp(-step / 300.0)),
+                          1790000000.0 + step});
     }
     if (step % steps_per_epoch == 0) {
       store.add_metric({step, epoch, "train", "loss", loss, 1790000000.0 + step});
-      store.add_metric({step, epoch, "val", "loss", loss * 1.1 + 0.02 * epoch, 1790000000.0 + step});
+      store.add_metric(
+          {step, epoch, "val", "loss", loss * 1.1 + 0.02 * epoch, 1790000000.0 + step});
       store.add_metric({step, epoch, "train", "accuracy", 1.0 - loss / 3.0, 1790000000.0 + step});
       store.add_metric({step, epoch, "val", "accuracy", 0.97 - loss / 3.0, 1790000000.0 + step});
     }
   }
   store.set_meta("best_epoch", "7");
   store.set_meta("best_val_loss", std::to_string(0.2 * 1.1 + 0.14));
-  store.add_finding({"overfitting", "warning", 800, 8, "validation loss rose for 3 epochs while training loss fell",
-                     R"({"val_loss_epoch_7": 0.36, "val_loss_epoch_10": 0.42, "train_val_gap": 0.18})",
-                     "add augmentation or dropout; the best epoch was 7", 1790000500.0});
+  store.add_finding(
+      {"overfitting", "warning", 800, 8,
+       "validation loss rose for 3 epochs while training loss fell",
+       R"({"val_loss_epoch_7": 0.36, "val_loss_epoch_10": 0.42, "train_val_gap": 0.18})",
+       "add augmentation or dropout; the best epoch was 7", 1790000500.0});
   store.put_result("test", "metrics", R"({"loss": 0.35, "accuracy": 0.88, "samples": 1000})");
   store.put_result("test", "confusion_matrix", "[[90,5,5],[3,88,9],[6,8,86]]");
-  store.put_result("test", "per_class",
-                   R"([{"class":"cat","precision":0.91,"recall":0.9,"f1":0.905,"support":100},)"
-                   R"({"class":"dog","precision":0.87,"recall":0.88,"f1":0.875,"support":100},)"
-                   R"({"class":"<b>bird</b>","precision":0.86,"recall":0.86,"f1":0.86,"support":100}])");
+  store.put_result(
+      "test", "per_class",
+      R"([{"class":"cat","precision":0.91,"recall":0.9,"f1":0.905,"support":100},)"
+      R"({"class":"dog","precision":0.87,"recall":0.88,"f1":0.875,"support":100},)"
+      R"({"class":"<b>bird</b>","precision":0.86,"recall":0.86,"f1":0.86,"support":100}])");
   store.add_checkpoint({"checkpoints/best.pt", "best", 7, 700, "val_loss", 0.36, 1790000400.0});
   store.add_checkpoint({"checkpoints/last.pt", "last", 10, 1000, "val_loss", 0.42, 1790000600.0});
 }
@@ -74,11 +82,14 @@ void big_run(const fs::path& dir) {
   finished_meta(store, "big", 100);
   const int64_t n = 1000000;
   for (int64_t step = 1; step <= n; ++step) {
-    const double v = 2.0 / std::sqrt(static_cast<double>(step)) + 0.05 * std::sin(step * 0.001) + (step == 654321 ? 5.0 : 0.0);
-    store.add_metric({step, 1 + (step - 1) / 10000, "train", "step_loss", v, 1790000000.0 + step * 0.01});
+    const double v = 2.0 / std::sqrt(static_cast<double>(step)) + 0.05 * std::sin(step * 0.001) +
+                     (step == 654321 ? 5.0 : 0.0);
+    store.add_metric(
+        {step, 1 + (step - 1) / 10000, "train", "step_loss", v, 1790000000.0 + step * 0.01});
   }
   for (int64_t epoch = 1; epoch <= 100; ++epoch)
-    store.add_metric({epoch * 10000, epoch, "val", "loss", 2.0 / std::sqrt(epoch * 10000.0) + 0.01, 1790000000.0 + epoch * 100});
+    store.add_metric({epoch * 10000, epoch, "val", "loss", 2.0 / std::sqrt(epoch * 10000.0) + 0.01,
+                      1790000000.0 + epoch * 100});
   store.flush();
 }
 
@@ -88,13 +99,15 @@ void hostile_run(const fs::path& runs) {
   RunStore store(dir / "run.sqlite");
   finished_meta(store, "<script>alert(1)</script>", 1);
   store.set_meta("stop_message", "<img src=x onerror=alert(2)>");
-  store.put_settings({{"run.name", "\"<script>alert(3)</script>\"", "--name", "<b>set by the user</b>"}});
+  store.put_settings(
+      {{"run.name", "\"<script>alert(3)</script>\"", "--name", "<b>set by the user</b>"}});
   store.add_metric({1, 1, "train", "<svg onload=alert(4)>", 1.0, 1790000000.0});
   store.add_metric({2, 1, "train", "<svg onload=alert(4)>", 0.5, 1790000001.0});
   store.add_metric({1, 1, "train", "step_loss", 1.0, 1790000000.0});
   store.add_metric({2, 1, "train", "step_loss", 0.5, 1790000001.0});
   store.add_finding({"<script>alert(5)</script>", "error", 1, 1, "<img src=x onerror=alert(6)>",
-                     R"({"<b>key</b>": "<script>alert(7)</script>"})", "<a href=javascript:alert(8)>click</a>", 1.0});
+                     R"({"<b>key</b>": "<script>alert(7)</script>"})",
+                     "<a href=javascript:alert(8)>click</a>", 1.0});
 }
 
 }  // namespace
@@ -102,8 +115,10 @@ void hostile_run(const fs::path& runs) {
 int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "--add-finding") {
     RunStore store(fs::path(argv[2]) / "run.sqlite");
-    store.add_finding({"exploding_gradients", "error", 40, 2, "the global gradient norm grew 1000x in 20 steps",
-                       R"({"grad_norm": 1234.5, "grad_norm_20_steps_ago": 1.2})", "clip gradients at 1.0", 1790000000.0});
+    store.add_finding({"exploding_gradients", "error", 40, 2,
+                       "the global gradient norm grew 1000x in 20 steps",
+                       R"({"grad_norm": 1234.5, "grad_norm_20_steps_ago": 1.2})",
+                       "clip gradients at 1.0", 1790000000.0});
     return 0;
   }
   if (argc != 2) {

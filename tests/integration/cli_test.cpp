@@ -25,8 +25,9 @@ struct Result {
 class CliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ts_cli_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("ts_cli_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -64,7 +65,8 @@ class CliTest : public ::testing::Test {
     Result r = run(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.out;
     EXPECT_NE(r.out.find(message), std::string::npos) << args << "\n" << r.out;
-    EXPECT_FALSE(fs::exists(dir_ / "runs")) << args << ": an error before training must not leave a run";
+    EXPECT_FALSE(fs::exists(dir_ / "runs"))
+        << args << ": an error before training must not leave a run";
   }
 
   fs::path dir_;
@@ -79,8 +81,9 @@ TEST_F(CliTest, HelpListsEveryOptionWithItsDefault) {
   EXPECT_NE(top.out.find("test"), std::string::npos);
   Result train = run("train --help");
   EXPECT_EQ(train.status, 0);
-  for (const char* text : {"--epochs", "(default 50)", "--lr", "(default 0.001)", "train.patience = 5",
-                           "--batch-size", "(default \"auto\")", "data.val_fraction = 0.1", "--config"})
+  for (const char* text :
+       {"--epochs", "(default 50)", "--lr", "(default 0.001)", "train.patience = 5", "--batch-size",
+        "(default \"auto\")", "data.val_fraction = 0.1", "--config"})
     EXPECT_NE(train.out.find(text), std::string::npos) << text;
   EXPECT_EQ(run("test --help").status, 0);
 }
@@ -88,10 +91,14 @@ TEST_F(CliTest, HelpListsEveryOptionWithItsDefault) {
 TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
   expect_user_error("train --bogus", "trainscope: error:");
   expect_user_error("frobnicate", "trainscope: error:");
-  expect_user_error("train --model resnet9000", "model.name = \"resnet9000\" is not known; expected one of: cnn, mlp");
+  expect_user_error("train --model resnet9000",
+                    "model.name = \"resnet9000\" is not known; expected one of: cnn, mlp");
   expect_user_error("train --lr -0.1", "--lr: train.lr = -0.1 is out of range");
-  expect_user_error("train --batch-size 0", "train.batch_size = \"0\" is out of range; expected auto or a positive integer");
-  expect_user_error("train --set train.lrr=1", "unknown setting 'train.lrr'; did you mean 'train.lr'?");
+  expect_user_error(
+      "train --batch-size 0",
+      "train.batch_size = \"0\" is out of range; expected auto or a positive integer");
+  expect_user_error("train --set train.lrr=1",
+                    "unknown setting 'train.lrr'; did you mean 'train.lr'?");
   expect_user_error("train --set train.patience=big", "expected an integer, got 'big'");
   expect_user_error("train --data idx:" + (dir_ / "nowhere").string(),
                     (dir_ / "nowhere" / "train-images-idx3-ubyte.gz").string() + " does not exist");
@@ -100,9 +107,10 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
 
   // A malformed IDX header names the file.
   fs::create_directories(dir_ / "bad");
-  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                        "t10k-labels-idx1-ubyte"})
-    std::ofstream(dir_ / "bad" / f, std::ios::binary) << std::string("\x01\x02\x08\x01\x00\x00\x00\x01", 8);
+  for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"})
+    std::ofstream(dir_ / "bad" / f, std::ios::binary)
+        << std::string("\x01\x02\x08\x01\x00\x00\x00\x01", 8);
   expect_user_error("train --data idx:" + (dir_ / "bad").string(),
                     (dir_ / "bad" / "train-images-idx3-ubyte").string() + ": not an IDX file");
 
@@ -116,13 +124,16 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
 
 TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  Result r = run("train --epochs 1 --name smoke --progress plain --set data.limit=2000 --set data.test_limit=500");
+  Result r =
+      run("train --epochs 1 --name smoke --progress plain --set data.limit=2000 --set "
+          "data.test_limit=500");
   ASSERT_EQ(r.status, 0) << r.out;
   // What the user sees: settings with reasons, process configuration, an epoch line, the test
   // report and where the run went.
-  for (const char* text : {"train.lr = 0.001", "the Adam rule of thumb", "intra-op threads:", "epoch 1/1  train loss",
-                           "fit stopped: max_epochs=1 reached", "confusion matrix", "Ankle boot", "test accuracy:",
-                           "run written to runs/smoke"})
+  for (const char* text :
+       {"train.lr = 0.001", "the Adam rule of thumb", "intra-op threads:", "epoch 1/1  train loss",
+        "fit stopped: max_epochs=1 reached", "confusion matrix", "Ankle boot",
+        "test accuracy:", "run written to runs/smoke"})
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
 
   const fs::path run_dir = dir_ / "runs" / "smoke";
@@ -132,61 +143,83 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "best.pt"));
   EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "last.pt"));
 
-  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='status'"), std::vector<std::string>{"finished"});
-  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='stop_reason'"), std::vector<std::string>{"max_epochs"});
-  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='best_epoch'"), std::vector<std::string>{"1"});
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='status'"),
+            std::vector<std::string>{"finished"});
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='stop_reason'"),
+            std::vector<std::string>{"max_epochs"});
+  EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='best_epoch'"),
+            std::vector<std::string>{"1"});
   // Epoch metrics of both splits, once each.
-  EXPECT_EQ(query(db, "SELECT split || '/' || tag FROM metrics WHERE epoch=1 AND tag IN ('loss','accuracy') "
-                      "AND split IN ('train','val') ORDER BY split, tag"),
-            (std::vector<std::string>{"train/accuracy", "train/loss", "val/accuracy", "val/loss"}));
+  EXPECT_EQ(
+      query(db,
+            "SELECT split || '/' || tag FROM metrics WHERE epoch=1 AND tag IN ('loss','accuracy') "
+            "AND split IN ('train','val') ORDER BY split, tag"),
+      (std::vector<std::string>{"train/accuracy", "train/loss", "val/accuracy", "val/loss"}));
   // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; epoch lr logged.
-  EXPECT_EQ(query(db, "SELECT value FROM metrics WHERE split='train' AND tag='lr'"), std::vector<std::string>{"0.001"});
+  EXPECT_EQ(query(db, "SELECT value FROM metrics WHERE split='train' AND tag='lr'"),
+            std::vector<std::string>{"0.001"});
   // Test results: metrics, a 10x10 confusion matrix summing to the test examples, per-class rows.
   auto acc = query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy'");
   ASSERT_EQ(acc.size(), 1u);
   EXPECT_GT(std::stod(acc[0]), 0.5);
-  EXPECT_EQ(query(db, "SELECT json_array_length(json) FROM results WHERE split='test' AND name='confusion_matrix'"),
+  EXPECT_EQ(query(db,
+                  "SELECT json_array_length(json) FROM results WHERE split='test' AND "
+                  "name='confusion_matrix'"),
             std::vector<std::string>{"10"});
-  EXPECT_EQ(query(db, "SELECT SUM(value) FROM (SELECT value FROM results, json_tree(results.json) "
-                      "WHERE name='confusion_matrix' AND type='integer')"),
+  EXPECT_EQ(query(db,
+                  "SELECT SUM(value) FROM (SELECT value FROM results, json_tree(results.json) "
+                  "WHERE name='confusion_matrix' AND type='integer')"),
             std::vector<std::string>{"500"});
   EXPECT_EQ(query(db, "SELECT json_array_length(json) FROM results WHERE name='per_class'"),
             std::vector<std::string>{"10"});
   // The most confidently wrong test images, as PNGs for the dashboard, most confident first.
-  auto wrong = query(db, "SELECT json_array_length(json) FROM results WHERE split='test' AND name='mistakes'");
+  auto wrong = query(
+      db, "SELECT json_array_length(json) FROM results WHERE split='test' AND name='mistakes'");
   ASSERT_EQ(wrong.size(), 1u);
   EXPECT_EQ(wrong[0], "16");
-  EXPECT_EQ(query(db, "SELECT substr(json_extract(json, '$[0].png'), 1, 8) FROM results WHERE name='mistakes'"),
-            std::vector<std::string>{"iVBORw0K"})
+  EXPECT_EQ(
+      query(
+          db,
+          "SELECT substr(json_extract(json, '$[0].png'), 1, 8) FROM results WHERE name='mistakes'"),
+      std::vector<std::string>{"iVBORw0K"})
       << "base64 of the PNG signature";
-  EXPECT_EQ(query(db, "SELECT json_extract(json, '$[0].confidence') >= json_extract(json, '$[15].confidence') "
-                      "FROM results WHERE name='mistakes'"),
-            std::vector<std::string>{"1"});
+  EXPECT_EQ(
+      query(
+          db,
+          "SELECT json_extract(json, '$[0].confidence') >= json_extract(json, '$[15].confidence') "
+          "FROM results WHERE name='mistakes'"),
+      std::vector<std::string>{"1"});
   // Resolved settings with their sources and reasons.
   EXPECT_EQ(query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.max_epochs'"),
             std::vector<std::string>{"1 --epochs"});
   EXPECT_EQ(query(db, "SELECT reason FROM settings WHERE key='train.lr'"),
             std::vector<std::string>{"the Adam rule of thumb"});
-  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM checkpoints WHERE kind IN ('best','last')"), std::vector<std::string>{"2"});
+  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM checkpoints WHERE kind IN ('best','last')"),
+            std::vector<std::string>{"2"});
 
   // `trainscope test RUN` evaluates the best weights and gives the same accuracy.
   Result t = run("test smoke");
   ASSERT_EQ(t.status, 0) << t.out;
   EXPECT_NE(t.out.find("test accuracy:"), std::string::npos);
-  auto again = query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy' ORDER BY rowid");
+  auto again =
+      query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy' ORDER BY rowid");
   ASSERT_EQ(again.size(), 2u);
   EXPECT_EQ(again[0], again[1]);
 
   // `trainscope diagnose RUN` reports the run's outcome and findings from the store.
   Result d = run("diagnose smoke");
   ASSERT_EQ(d.status, 0) << d.out;
-  EXPECT_NE(d.out.find("run smoke: finished (max_epochs=1 reached); 1 epochs, best epoch 1"), std::string::npos) << d.out;
+  EXPECT_NE(d.out.find("run smoke: finished (max_epochs=1 reached); 1 epochs, best epoch 1"),
+            std::string::npos)
+      << d.out;
   EXPECT_EQ(run("diagnose nothing-here").status, 2);
 
   // config.toml is reusable as --config and reproduces the run's settings.
-  Result again_run = run("train --config runs/smoke/config.toml --name smoke2 --progress off --no-test");
+  Result again_run =
+      run("train --config runs/smoke/config.toml --name smoke2 --progress off --no-test");
   ASSERT_EQ(again_run.status, 0) << again_run.out;
-  EXPECT_EQ(query(run_dir.parent_path() / "smoke2" / "run.sqlite", "SELECT value FROM metrics WHERE split='val' AND tag='loss'"),
+  EXPECT_EQ(query(run_dir.parent_path() / "smoke2" / "run.sqlite",
+                  "SELECT value FROM metrics WHERE split='val' AND tag='loss'"),
             query(db, "SELECT value FROM metrics WHERE split='val' AND tag='loss'"))
       << "same config, same seed: same validation loss";
 }
@@ -211,19 +244,28 @@ TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {
   auto n = query(db, "SELECT COUNT(*) FROM metrics WHERE tag='lr_find/smoothed_loss'");
   ASSERT_EQ(n.size(), 1u);
   EXPECT_GE(std::stoi(n[0]), 20);
-  EXPECT_EQ(query(db, "SELECT json_extract(json, '$.confident') FROM results WHERE name='lr_suggestion'").size(), 1u);
+  EXPECT_EQ(
+      query(db, "SELECT json_extract(json, '$.confident') FROM results WHERE name='lr_suggestion'")
+          .size(),
+      1u);
 }
 
 TEST_F(CliTest, BatchSizeAutoIsSearchedRecordedAndReusable) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  Result r = run("train --epochs 1 --name auto --progress plain --no-test --no-dashboard --set data.limit=2000");
+  Result r =
+      run("train --epochs 1 --name auto --progress plain --no-test --no-dashboard --set "
+          "data.limit=2000");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("batch size "), std::string::npos) << r.out;
   const auto db = dir_ / "runs" / "auto" / "run.sqlite";
-  auto chosen = query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.batch_size'");
+  auto chosen =
+      query(db, "SELECT value || ' ' || source FROM settings WHERE key='train.batch_size'");
   ASSERT_EQ(chosen.size(), 1u);
   EXPECT_NE(chosen[0].find(" batch-size search"), std::string::npos) << chosen[0];
-  EXPECT_EQ(query(db, "SELECT json_extract(json, '$.batch_size') FROM results WHERE name='batch_size'").size(), 1u);
+  EXPECT_EQ(
+      query(db, "SELECT json_extract(json, '$.batch_size') FROM results WHERE name='batch_size'")
+          .size(),
+      1u);
   // config.toml holds the number, so a rerun does not search again.
   std::ifstream toml(dir_ / "runs" / "auto" / "config.toml");
   std::string text((std::istreambuf_iterator<char>(toml)), std::istreambuf_iterator<char>());

@@ -12,37 +12,37 @@
 namespace trainscope::scenarios {
 
 struct Scale {
-  int64_t train_examples = 2000;  // Fashion-MNIST training examples before the 10% holdout
-  int64_t overfit_examples = 300; // the overfitting scenario's tiny training set
+  int64_t train_examples = 2000;   // Fashion-MNIST training examples before the 10% holdout
+  int64_t overfit_examples = 300;  // the overfitting scenario's tiny training set
   int64_t epochs = 6;
-  int64_t every = 5;              // diagnostics interval in steps
+  int64_t every = 5;  // diagnostics interval in steps
 };
 
 struct Scenario {
   std::string name;
   std::string expected;  // the finding kind(s) the run must raise, "a|b"; "" for a healthy control
   std::function<Model()> model;
-  std::function<void(data::IdxOptions&)> data;     // how the data is prepared
-  std::function<void(TrainerOptions&)> options;    // how the trainer is configured
-  bool small_train = false;                        // use Scale::overfit_examples
-  int64_t epoch_factor = 1;                        // epochs = Scale::epochs x this
-  bool augment = false;                            // the default run's augmentation (hflip, 2-pixel shifts)
+  std::function<void(data::IdxOptions&)> data;   // how the data is prepared
+  std::function<void(TrainerOptions&)> options;  // how the trainer is configured
+  bool small_train = false;                      // use Scale::overfit_examples
+  int64_t epoch_factor = 1;                      // epochs = Scale::epochs x this
+  bool augment = false;  // the default run's augmentation (hflip, 2-pixel shifts)
 };
 
 struct Result {
   std::string name, expected;
-  bool detected = false;                    // the expected kind was found (controls: nothing found)
-  int64_t first_epoch = 0;                  // epoch of the expected finding
-  std::vector<std::string> warnings;        // every warning/error finding as "kind@epoch"
-  std::vector<std::string> remedies;        // messages of applied remedies (auto-remedy)
+  bool detected = false;              // the expected kind was found (controls: nothing found)
+  int64_t first_epoch = 0;            // epoch of the expected finding
+  std::vector<std::string> warnings;  // every warning/error finding as "kind@epoch"
+  std::vector<std::string> remedies;  // messages of applied remedies (auto-remedy)
   StopReason stop_reason = StopReason::kNone;
   int64_t epochs = 0;
   double seconds = 0.0;
 };
 
 // `gain` scales the initial weights (1: LibTorch's default initialization).
-inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& activation, double bias = 0.0,
-                            double gain = 1.0) {
+inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& activation,
+                            double bias = 0.0, double gain = 1.0) {
   namespace nn = torch::nn;
   nn::Sequential net;
   net->push_back(nn::Flatten());
@@ -55,9 +55,12 @@ inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& acti
       lin->weight.mul_(gain);
     }
     net->push_back(lin);
-    if (activation == "sigmoid") net->push_back(nn::Sigmoid());
-    else if (activation == "tanh") net->push_back(nn::Tanh());
-    else net->push_back(nn::ReLU());
+    if (activation == "sigmoid")
+      net->push_back(nn::Sigmoid());
+    else if (activation == "tanh")
+      net->push_back(nn::Tanh());
+    else
+      net->push_back(nn::ReLU());
     in = h;
   }
   net->push_back(nn::Linear(in, 10));
@@ -73,21 +76,37 @@ inline std::vector<Scenario> all() {
   return {
       {"vanishing: 12-layer sigmoid MLP", "vanishing_gradients",
        [] { return sequential_mlp(std::vector<int64_t>(12, 64), "sigmoid"); }, none, none},
-      {"explosion: deep ReLU MLP initialized 4x too large, SGD lr 0.1", "exploding_gradients|non_finite",
+      {"explosion: deep ReLU MLP initialized 4x too large, SGD lr 0.1",
+       "exploding_gradients|non_finite",
        [] { return sequential_mlp(std::vector<int64_t>(8, 256), "relu", 0.0, 4.0); }, none,
        [](TrainerOptions& o) { o.optimizer("sgd").lr(0.1); }},
       {"saturation: sigmoid MLP on unnormalized pixels", "saturated_activations",
-       [] { return sequential_mlp({128, 128}, "sigmoid"); }, raw_pixels, none},
+       [] {
+         return sequential_mlp({128, 128}, "sigmoid");
+       },
+       raw_pixels, none},
       {"dying ReLU: ReLU units that start dead (bias -5)", "dying_relu",
-       [] { return sequential_mlp({128, 128}, "relu", -5.0); }, none, none},
-      {"underfitting: a 1-unit bottleneck", "underfitting", [] { return sequential_mlp({1}, "relu"); }, none, none},
+       [] {
+         return sequential_mlp({128, 128}, "relu", -5.0);
+       },
+       none, none},
+      {"underfitting: a 1-unit bottleneck", "underfitting",
+       [] { return sequential_mlp({1}, "relu"); }, none, none},
       {"overfitting: wide MLP on a few hundred examples", "overfitting",
-       [] { return sequential_mlp({1024, 1024}, "relu"); }, none, none, /*small_train=*/true, /*epoch_factor=*/4},
+       [] {
+         return sequential_mlp({1024, 1024}, "relu");
+       },
+       none, none, /*small_train=*/true, /*epoch_factor=*/4},
       // The default run's recipe. Without augmentation the CNN really does overfit by epoch ~8 of
       // a 20,000-example subset, and the detector rightly says so.
-      {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); }, none, none, false, 1,
+      {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); },
+       none, none, false, 1,
        /*augment=*/true},
-      {"healthy: MLP 256-128", "", [] { return sequential_mlp({256, 128}, "relu"); }, none, none},
+      {"healthy: MLP 256-128", "",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, none},
   };
 }
 
@@ -101,9 +120,15 @@ inline Result run(const Scenario& s, const Scale& scale) {
   torch::manual_seed(0);
   Model model = s.model();
   TrainerOptions o;
-  o.max_epochs(scale.epochs * s.epoch_factor).runs_dir("").progress("off").checkpoints(false).early_stopping(false)
-      .diagnose_every(scale.every).batch_size(s.small_train ? 32 : 128);
-  if (s.augment) o.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
+  o.max_epochs(scale.epochs * s.epoch_factor)
+      .runs_dir("")
+      .progress("off")
+      .checkpoints(false)
+      .early_stopping(false)
+      .diagnose_every(scale.every)
+      .batch_size(s.small_train ? 32 : 128);
+  if (s.augment)
+    o.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
   s.options(o);
   Trainer trainer(o);
   auto start = std::chrono::steady_clock::now();

@@ -7,9 +7,9 @@
 namespace trainscope::callbacks {
 
 struct EarlyStoppingOptions {
-  int64_t patience = 5;        // epochs without improvement before stopping
-  double min_delta = 0.0;      // an improvement must lower val_loss by more than this
-  bool restore_best = true;    // load the best epoch's weights when the fit ends, whatever ended it
+  int64_t patience = 5;      // epochs without improvement before stopping
+  double min_delta = 0.0;    // an improvement must lower val_loss by more than this
+  bool restore_best = true;  // load the best epoch's weights when the fit ends, whatever ended it
 };
 
 // Monitors val_loss (mode min) at each epoch end. Requests StopReason::kPatience after

@@ -68,15 +68,15 @@ HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fr
 // A task's data: the three splits and what a model needs to know about them.
 struct DataSplits {
   std::shared_ptr<const Dataset> train, val, test;
-  int64_t num_classes = 0;                 // 0 for regression
-  std::vector<int64_t> input_shape;        // per example, e.g. {1, 28, 28}
-  std::vector<std::string> class_names;    // may be empty
-  double mean = 0.0, std = 1.0;            // normalization applied to inputs
+  int64_t num_classes = 0;               // 0 for regression
+  std::vector<int64_t> input_shape;      // per example, e.g. {1, 28, 28}
+  std::vector<std::string> class_names;  // may be empty
+  double mean = 0.0, std = 1.0;          // normalization applied to inputs
   // Tabular data (CSV): each feature standardized with its own training-split statistics.
   std::vector<double> feature_mean, feature_std;
   std::vector<std::string> feature_names;
-  int64_t skipped = 0;                     // unreadable examples left out (on_bad_image = skip)
-  std::string source;                      // what was loaded, e.g. "csv:/data/houses.csv"
+  int64_t skipped = 0;  // unreadable examples left out (on_bad_image = skip)
+  std::string source;   // what was loaded, e.g. "csv:/data/houses.csv"
 };
 
 }  // namespace trainscope::data

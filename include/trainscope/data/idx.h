@@ -18,9 +18,9 @@ struct IdxOptions {
   std::filesystem::path dir = "/usr/share/datasets/fashion-mnist";
   double val_fraction = 0.1;  // held out of the training files
   uint64_t split_seed = 0;
-  int64_t limit = 0;          // use the first N training examples (0: all)
-  int64_t test_limit = 0;     // use the first N test examples (0: all)
-  int64_t num_classes = 0;    // labels must lie in [0, num_classes); 0: max training label + 1
+  int64_t limit = 0;        // use the first N training examples (0: all)
+  int64_t test_limit = 0;   // use the first N test examples (0: all)
+  int64_t num_classes = 0;  // labels must lie in [0, num_classes); 0: max training label + 1
   // Inputs become (x/255 - mean)/std. When mean/std are unset they are computed from the
   // training split (after the holdout), as torchvision users do by hand.
   std::optional<double> mean, std;

@@ -13,9 +13,9 @@
 namespace trainscope::diagnose {
 
 struct DiagnosticsOptions {
-  int64_t every = 50;          // gather step signals every N optimizer steps
-  bool activations = true;     // per-layer activation statistics (Sequential models)
-  bool print = true;           // each finding once on the console
+  int64_t every = 50;       // gather step signals every N optimizer steps
+  bool activations = true;  // per-layer activation statistics (Sequential models)
+  bool print = true;        // each finding once on the console
   // Opt-in remedies, each recorded as a finding of kind "remedy": clip gradients at clip_norm
   // after exploding gradients or NaN; lower the lr 10x on oscillation, a too-high lr or a plateau;
   // stop on sustained overfitting.
@@ -38,7 +38,8 @@ class Diagnostics : public Callback {
   std::string name() const override { return "diagnostics"; }
   CallbackOrder order() const override { return CallbackOrder::kDiagnostics; }
 
-  // Findings from pre-flight checks run before the fit: stored (and not printed again) at fit start.
+  // Findings from pre-flight checks run before the fit: stored (and not printed again) at fit
+  // start.
   void add_preflight(std::vector<Finding> findings);
   const std::vector<Finding>& findings() const { return findings_; }
 
@@ -50,7 +51,9 @@ class Diagnostics : public Callback {
   void on_fit_end(TrainState& state) override;
 
  private:
-  bool logging_step(const TrainState& state) const { return (state.global_step + 1) % options_.every == 0; }
+  bool logging_step(const TrainState& state) const {
+    return (state.global_step + 1) % options_.every == 0;
+  }
   void report(TrainState& state, Finding finding);
   void apply_remedy(TrainState& state, const Finding& finding);
   std::vector<ActivationSignals> activation_signals(TrainState& state);
@@ -61,10 +64,10 @@ class Diagnostics : public Callback {
   std::vector<Finding> preflight_, findings_;
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;
-  std::vector<torch::Tensor> before_;   // weights before the optimizer step, at logging steps
-  torch::Tensor grad_stats_;            // [P, 4]: grad norm, weight norm, zero count, |g| sum
-  torch::Tensor non_finite_;            // any non-finite loss since the last logging step
-  double target_var_sum_ = 0.0;         // regression: running mean of batch target variances
+  std::vector<torch::Tensor> before_;  // weights before the optimizer step, at logging steps
+  torch::Tensor grad_stats_;           // [P, 4]: grad norm, weight norm, zero count, |g| sum
+  torch::Tensor non_finite_;           // any non-finite loss since the last logging step
+  double target_var_sum_ = 0.0;        // regression: running mean of batch target variances
   int64_t target_var_count_ = 0;
   int64_t num_outputs_ = 0;
   int64_t best_epoch_ = 0;

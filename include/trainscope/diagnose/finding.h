@@ -11,13 +11,13 @@ enum class Severity { kInfo, kWarning, kError };
 const char* to_string(Severity severity);
 
 struct Finding {
-  std::string kind;      // stable id: "exploding_gradients", "overfitting", ...
+  std::string kind;  // stable id: "exploding_gradients", "overfitting", ...
   Severity severity = Severity::kWarning;
-  int64_t step = 0;      // first step at which it was seen (0 for pre-flight checks)
-  int64_t epoch = 0;     // first epoch at which it was seen (0 for pre-flight checks)
-  std::string message;   // what is wrong, in words with numbers
+  int64_t step = 0;     // first step at which it was seen (0 for pre-flight checks)
+  int64_t epoch = 0;    // first epoch at which it was seen (0 for pre-flight checks)
+  std::string message;  // what is wrong, in words with numbers
   std::map<std::string, double> evidence;  // the numbers that triggered it
-  std::string remedy;    // what to change, concretely
+  std::string remedy;                      // what to change, concretely
 
   // "warning  overfitting (epoch 7): <message>\n  remedy: <remedy>"
   std::string to_text() const;

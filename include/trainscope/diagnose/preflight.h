@@ -13,10 +13,10 @@ namespace trainscope::diagnose {
 
 struct PreflightOptions {
   Task task = Task::kClassification;
-  int64_t num_classes = 0;       // classification; 0: the model's output width
-  int64_t batch_size = 32;       // the batch to overfit
-  int64_t overfit_steps = 100;   // Adam steps allowed to overfit it, at 3x the training lr
-  double lr = 1e-3;              // the training lr
+  int64_t num_classes = 0;      // classification; 0: the model's output width
+  int64_t batch_size = 32;      // the batch to overfit
+  int64_t overfit_steps = 100;  // Adam steps allowed to overfit it, at 3x the training lr
+  double lr = 1e-3;             // the training lr
   torch::Device device = torch::kCPU;
 };
 
@@ -25,6 +25,7 @@ struct PreflightOptions {
 // every trainable parameter receives a gradient; one batch can be overfit to under a tenth of its
 // initial loss. Returns a Finding (kind "preflight_<check>") for each failed check; empty when all
 // pass. Leaves the model's weights, buffers, mode and torch's RNG state as it found them.
-std::vector<Finding> preflight(Model& model, const data::Dataset& train, const PreflightOptions& options = {});
+std::vector<Finding> preflight(Model& model, const data::Dataset& train,
+                               const PreflightOptions& options = {});
 
 }  // namespace trainscope::diagnose

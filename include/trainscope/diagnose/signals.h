@@ -11,18 +11,18 @@ namespace trainscope::diagnose {
 
 // Statistics of one parameter tensor at a logging step.
 struct LayerSignals {
-  std::string name;            // parameter name, e.g. "0.weight"
-  double grad_norm = 0.0;      // L2 norm of the gradient
-  double weight_norm = 0.0;    // L2 norm of the weights
-  double update_ratio = 0.0;   // ||w_after - w_before|| / ||w_before|| over the optimizer step
+  std::string name;                 // parameter name, e.g. "0.weight"
+  double grad_norm = 0.0;           // L2 norm of the gradient
+  double weight_norm = 0.0;         // L2 norm of the weights
+  double update_ratio = 0.0;        // ||w_after - w_before|| / ||w_before|| over the optimizer step
   double zero_grad_fraction = 0.0;  // share of gradient entries that are exactly zero
-  bool is_weight = false;      // a matrix or kernel (dim >= 2), not a bias or norm scale
+  bool is_weight = false;           // a matrix or kernel (dim >= 2), not a bias or norm scale
 };
 
 // Statistics of one activation layer (zoo models), over the examples of a batch.
 struct ActivationSignals {
-  std::string name;            // e.g. "2:relu"
-  std::string kind;            // "relu", "sigmoid" or "tanh"
+  std::string name;                 // e.g. "2:relu"
+  std::string kind;                 // "relu", "sigmoid" or "tanh"
   double dead_fraction = 0.0;       // relu: share of units active for < 1% of the examples
   double saturated_fraction = 0.0;  // sigmoid/tanh: share of outputs within 1% of the bounds
 };
@@ -44,11 +44,12 @@ struct EpochSignals {
   int64_t step = 0;
   int64_t max_epochs = 0;
   bool classification = true;
-  int64_t num_classes = 0;        // classification
-  double trivial_loss = 0.0;      // loss of a predictor that ignores the input: log C, or the target variance
+  int64_t num_classes = 0;  // classification
+  double trivial_loss =
+      0.0;  // loss of a predictor that ignores the input: log C, or the target variance
   std::map<std::string, double> train;  // loss, accuracy | mae, rmse
   std::map<std::string, double> val;    // empty without validation
-  int64_t best_epoch = 0;         // lowest val_loss so far
+  int64_t best_epoch = 0;               // lowest val_loss so far
   double best_val_loss = 0.0;
 };
 

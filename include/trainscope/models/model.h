@@ -24,8 +24,9 @@ class Model {
   // From any module holder with `Tensor forward(Tensor)`: Model(torch::nn::Sequential(...)).
   template <typename ModuleType>
   Model(torch::nn::ModuleHolder<ModuleType> holder, std::string name = "model")  // NOLINT
-      : Model(holder.ptr(), [m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); },
-              std::move(name)) {}
+      : Model(
+            holder.ptr(), [m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); },
+            std::move(name)) {}
 
   torch::Tensor forward(const torch::Tensor& x) const { return forward_(x); }
   torch::Tensor operator()(const torch::Tensor& x) const { return forward_(x); }

@@ -15,8 +15,14 @@ struct MlpOptions {
   std::vector<int64_t> hidden = {256, 128};
   int64_t outputs = 10;  // classes, or regression targets
   double dropout = 0.0;
-  MlpOptions& in(int64_t v) { in_features = v; return *this; }
-  MlpOptions& classes(int64_t v) { outputs = v; return *this; }
+  MlpOptions& in(int64_t v) {
+    in_features = v;
+    return *this;
+  }
+  MlpOptions& classes(int64_t v) {
+    outputs = v;
+    return *this;
+  }
 };
 
 // The reference CNN: per entry of `channels` a block conv3x3 (padding 1) -> batchnorm -> relu
@@ -30,7 +36,10 @@ struct CnnOptions {
   std::vector<int64_t> hidden = {128};
   int64_t outputs = 10;
   double dropout = 0.0;
-  CnnOptions& classes(int64_t v) { outputs = v; return *this; }
+  CnnOptions& classes(int64_t v) {
+    outputs = v;
+    return *this;
+  }
 };
 
 Model mlp(const MlpOptions& options = {});
@@ -39,10 +48,10 @@ Model cnn(const CnnOptions& options = {});
 
 // What make_model needs to size a zoo model for a task.
 struct ModelSpec {
-  std::string name = "cnn";                    // one of model_names()
+  std::string name = "cnn";                        // one of model_names()
   std::vector<int64_t> input_shape = {1, 28, 28};  // per example: C x H x W (or features)
   int64_t outputs = 10;
-  std::vector<int64_t> channels = {32, 64};    // cnn only
+  std::vector<int64_t> channels = {32, 64};  // cnn only
   std::vector<int64_t> hidden = {128};
   double dropout = 0.0;
 };

@@ -4,11 +4,11 @@
 // Trainer, so a training run beside it pays only for the disk reads of the requests.
 //
 // API (GET only; JSON unless said otherwise):
-//   /api/runs                                 runs: status, stop reason, best val metric, duration, epochs
-//   /api/runs/<run>                           meta, settings, tags, results, checkpoints
+//   /api/runs                                 runs: status, stop reason, best val metric, duration,
+//   epochs /api/runs/<run>                           meta, settings, tags, results, checkpoints
 //   /api/runs/<run>/series?split=S&tag=T&points=N[&from=STEP&to=STEP]
-//                                             one series, downsampled to at most N points (<= 20000),
-//                                             keeping each bucket's min and max
+//                                             one series, downsampled to at most N points (<=
+//                                             20000), keeping each bucket's min and max
 //   /api/runs/<run>/findings                  diagnostics findings with evidence and remedy
 //   /api/runs/<run>/version                   change counters, for live updates (polled)
 //   /api/runs/<run>/csv?split=S&tag=T         text/csv download of a series, every point

@@ -17,8 +17,10 @@ class Run {
  public:
   // Creates <runs_dir>/<name> (name-2, name-3, ... when taken) with checkpoints/ and run.sqlite.
   // Throws Error naming the directory when it cannot be created.
-  static std::shared_ptr<Run> create(const std::filesystem::path& runs_dir, const std::string& name);
-  // Opens an existing run directory for writing results. Throws Error when `dir` holds no run.sqlite.
+  static std::shared_ptr<Run> create(const std::filesystem::path& runs_dir,
+                                     const std::string& name);
+  // Opens an existing run directory for writing results. Throws Error when `dir` holds no
+  // run.sqlite.
   static std::shared_ptr<Run> open(const std::filesystem::path& dir);
 
   const std::filesystem::path& dir() const { return dir_; }

@@ -5,7 +5,8 @@
 //
 // File: <dir>/events.out.tfevents.<unix seconds>.<hostname>; the first record is the
 // file_version event "brain.Event:2". Each record is
-//   uint64 length (little endian) | uint32 masked CRC32C of the length | data | uint32 masked CRC32C of data
+//   uint64 length (little endian) | uint32 masked CRC32C of the length | data | uint32 masked
+//   CRC32C of data
 
 #include <cstdint>
 #include <cstdio>
@@ -16,7 +17,8 @@
 
 namespace trainscope::track {
 
-// A histogram as TensorBoard stores it: bucket i counts values in (bucket_limit[i-1], bucket_limit[i]].
+// A histogram as TensorBoard stores it: bucket i counts values in (bucket_limit[i-1],
+// bucket_limit[i]].
 struct Histogram {
   double min = 0.0;
   double max = 0.0;
@@ -38,8 +40,10 @@ uint32_t masked_crc32c(std::string_view data);
 // Protobuf encodings of the messages (exposed for tests).
 namespace tbproto {
 std::string scalar_event(double wall_time, int64_t step, const std::string& tag, float value);
-std::string histogram_event(double wall_time, int64_t step, const std::string& tag, const Histogram& h);
-std::string text_event(double wall_time, int64_t step, const std::string& tag, const std::string& text);
+std::string histogram_event(double wall_time, int64_t step, const std::string& tag,
+                            const Histogram& h);
+std::string text_event(double wall_time, int64_t step, const std::string& tag,
+                       const std::string& text);
 std::string file_version_event(double wall_time);
 // One TFRecord: length, masked CRC of length, data, masked CRC of data.
 std::string tfrecord(std::string_view data);
@@ -60,7 +64,8 @@ class EventWriter {
   const std::filesystem::path& file() const { return file_; }
 
   void add_scalar(const std::string& tag, double value, int64_t step, double wall_time);
-  void add_histogram(const std::string& tag, const Histogram& histogram, int64_t step, double wall_time);
+  void add_histogram(const std::string& tag, const Histogram& histogram, int64_t step,
+                     double wall_time);
   // Shown by TensorBoard's text plugin (markdown).
   void add_text(const std::string& tag, const std::string& text, int64_t step, double wall_time);
   void flush();

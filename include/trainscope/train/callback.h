@@ -13,7 +13,8 @@ struct EvalResult;
 
 // Where a callback runs relative to the others. The Trainer calls hooks in ascending order
 // (stable for equal orders), so that a checkpoint records what the others decided:
-//   kLogging (metrics, run store, console) -> kDiagnostics -> kUser -> kEarlyStopping -> kCheckpoint.
+//   kLogging (metrics, run store, console) -> kDiagnostics -> kUser -> kEarlyStopping ->
+//   kCheckpoint.
 enum class CallbackOrder : int {
   kLogging = 0,
   kDiagnostics = 100,
@@ -49,8 +50,8 @@ class Callback {
   virtual void on_epoch_end(TrainState&) {}  // state.train_metrics and state.val_metrics are set
   // batch: state.loss holds the batch loss from on_after_backward on
   virtual void on_train_batch_start(TrainState&) {}
-  virtual void on_after_backward(TrainState&) {}          // gradients are populated
-  virtual void on_before_optimizer_step(TrainState&) {}   // last chance to change gradients
+  virtual void on_after_backward(TrainState&) {}         // gradients are populated
+  virtual void on_before_optimizer_step(TrainState&) {}  // last chance to change gradients
   virtual void on_train_batch_end(TrainState&) {}
   // evaluation
   virtual void on_validation_start(TrainState&) {}

@@ -54,7 +54,7 @@ std::vector<ClassMetrics> per_class_metrics(const torch::Tensor& confusion,
 
 // A test example the model got wrong, with the probability it gave its (wrong) answer.
 struct Mistake {
-  int64_t index = 0;       // in the evaluated dataset
+  int64_t index = 0;  // in the evaluated dataset
   int64_t label = 0;
   int64_t predicted = 0;
   double confidence = 0.0;
@@ -62,13 +62,14 @@ struct Mistake {
 
 // The result of evaluating a model on a split.
 struct EvalResult {
-  std::string split;             // "val" or "test"
-  MetricMap metrics;             // loss, accuracy | mae, rmse
+  std::string split;  // "val" or "test"
+  MetricMap metrics;  // loss, accuracy | mae, rmse
   int64_t samples = 0;
   double seconds = 0.0;
-  torch::Tensor confusion;       // classification tests only
+  torch::Tensor confusion;  // classification tests only
   std::vector<ClassMetrics> per_class;
-  std::vector<Mistake> mistakes;  // classification tests: the 16 most confident wrong answers, most confident first
+  std::vector<Mistake>
+      mistakes;  // classification tests: the 16 most confident wrong answers, most confident first
 
   // Readable tables: per-class precision/recall/F1 and the confusion matrix.
   std::string report() const;

@@ -18,14 +18,14 @@ class Run;
 
 // Why fit() ended. Every exit path sets one; fit() returns it and the run store records it.
 enum class StopReason {
-  kNone,           // still running
-  kMaxEpochs,      // the epoch budget was used up
-  kPatience,       // early stopping: the monitored metric stopped improving
-  kNonFinite,      // loss or metric became NaN or Inf
-  kUserCallback,   // a user callback asked to stop
-  kDiagnosis,      // diagnostics stopped a failing run (opt-in auto-remedy)
-  kInterrupted,    // SIGINT / SIGTERM
-  kException,      // an exception escaped the step loop
+  kNone,          // still running
+  kMaxEpochs,     // the epoch budget was used up
+  kPatience,      // early stopping: the monitored metric stopped improving
+  kNonFinite,     // loss or metric became NaN or Inf
+  kUserCallback,  // a user callback asked to stop
+  kDiagnosis,     // diagnostics stopped a failing run (opt-in auto-remedy)
+  kInterrupted,   // SIGINT / SIGTERM
+  kException,     // an exception escaped the step loop
 };
 
 // Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
@@ -41,9 +41,9 @@ struct TrainState {
   int64_t epoch = 0;
   int64_t max_epochs = 0;
   int64_t global_step = 0;
-  int64_t batch_in_epoch = 0;      // 0-based index of the current batch in its epoch
+  int64_t batch_in_epoch = 0;  // 0-based index of the current batch in its epoch
   int64_t batches_per_epoch = 0;
-  int64_t batch_size = 0;          // size of the current batch
+  int64_t batch_size = 0;  // size of the current batch
 
   // The current batch on the training device: inputs, targets, the model's outputs (still in
   // the autograd graph until on_train_batch_end) and the loss, kept as tensors so that reading

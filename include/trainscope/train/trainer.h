@@ -22,41 +22,43 @@ class Run;
 namespace data {
 class DataLoader;
 class Transform;
-}
+}  // namespace data
 
 // Options of a Trainer; every default is the defaults policy's (src/tune/defaults.cpp) and is
 // written here as a literal. Chained setters: TrainerOptions().max_epochs(10).lr(3e-4).
 struct TrainerOptions {
   TORCH_ARG(Task, task) = Task::kClassification;
-  TORCH_ARG(int64_t, max_epochs) = 50;        // 30-100 from scratch; early stopping ends sooner
+  TORCH_ARG(int64_t, max_epochs) = 50;         // 30-100 from scratch; early stopping ends sooner
   TORCH_ARG(std::string, optimizer) = "adam";  // adam | adamw | sgd (momentum 0.9)
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(std::string, loss) = "auto";       // auto | cross_entropy | mse
-  TORCH_ARG(int64_t, batch_size) = 128;        // the CLI's default "auto" searches first (tune/batch_size.h)
+  TORCH_ARG(std::string, loss) = "auto";  // auto | cross_entropy | mse
+  TORCH_ARG(int64_t,
+            batch_size) = 128;  // the CLI's default "auto" searches first (tune/batch_size.h)
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
-  TORCH_ARG(uint64_t, seed) = 0;               // weights (when the Trainer seeds) and shuffling
-  TORCH_ARG(int64_t, log_every) = 50;          // training loss to the run store every N steps
+  TORCH_ARG(uint64_t, seed) = 0;       // weights (when the Trainer seeds) and shuffling
+  TORCH_ARG(int64_t, log_every) = 50;  // training loss to the run store every N steps
   TORCH_ARG(std::string, device) = "cpu";
   // Data: loader threads (data.workers) and the augmentation of training batches, applied on
   // the device after the copy with data::augment_generator(seed, epoch, batch); validation and
   // test batches are never augmented. nullptr: no augmentation.
-  TORCH_ARG(int64_t, loader_workers) = 0;  // 0: gather batches in the step loop (in-memory data); 2 for decoding
+  TORCH_ARG(int64_t, loader_workers) =
+      0;  // 0: gather batches in the step loop (in-memory data); 2 for decoding
   TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
   // Default callbacks (callbacks/defaults.h); each can be turned off here.
-  TORCH_ARG(bool, early_stopping) = true;      // on val_loss
+  TORCH_ARG(bool, early_stopping) = true;  // on val_loss
   TORCH_ARG(int64_t, patience) = 5;
   TORCH_ARG(double, min_delta) = 0.0;
   TORCH_ARG(bool, restore_best) = true;
-  TORCH_ARG(bool, checkpoints) = true;         // best and last weights every epoch
-  TORCH_ARG(bool, diagnostics) = true;         // signals and problem detectors (diagnose/)
-  TORCH_ARG(int64_t, diagnose_every) = 0;      // 0: log_every
+  TORCH_ARG(bool, checkpoints) = true;     // best and last weights every epoch
+  TORCH_ARG(bool, diagnostics) = true;     // signals and problem detectors (diagnose/)
+  TORCH_ARG(int64_t, diagnose_every) = 0;  // 0: log_every
   TORCH_ARG(bool, diagnose_activations) = true;
-  TORCH_ARG(bool, auto_remedy) = false;        // let diagnostics clip, lower the lr or stop
-  TORCH_ARG(std::string, progress) = "auto";   // auto | bar | plain | off
+  TORCH_ARG(bool, auto_remedy) = false;       // let diagnostics clip, lower the lr or stop
+  TORCH_ARG(std::string, progress) = "auto";  // auto | bar | plain | off
   // Run directory: <runs_dir>/<run_name>; an empty runs_dir keeps nothing on disk.
   TORCH_ARG(std::string, runs_dir) = "runs";
-  TORCH_ARG(std::string, run_name) = "";       // empty: <model>-<yyyymmdd>-<hhmmss>
+  TORCH_ARG(std::string, run_name) = "";  // empty: <model>-<yyyymmdd>-<hhmmss>
   TORCH_ARG(std::vector<std::string>, class_names) = {};
   // The resolved configuration to record in the run (the CLI passes its own); when unset the
   // Trainer records these options.
@@ -73,12 +75,12 @@ struct TrainerOptions {
 struct FitResult {
   StopReason stop_reason = StopReason::kNone;
   std::string stop_message;
-  int64_t epochs = 0;          // epochs completed
+  int64_t epochs = 0;  // epochs completed
   int64_t global_step = 0;
-  int64_t best_epoch = 0;      // epoch of the lowest val_loss (0 without validation)
+  int64_t best_epoch = 0;  // epoch of the lowest val_loss (0 without validation)
   double best_val_loss = 0.0;
-  MetricMap train_metrics;     // of the last epoch
-  MetricMap val_metrics;       // of the last epoch
+  MetricMap train_metrics;        // of the last epoch
+  MetricMap val_metrics;          // of the last epoch
   std::filesystem::path run_dir;  // empty when no run directory is kept
   double seconds = 0.0;
 };
@@ -119,7 +121,8 @@ class Trainer {
   template <typename Hook, typename... Args>
   void call(Hook hook, Args&&... args);
   void train_epoch(Model& model, torch::optim::Optimizer& optimizer, data::DataLoader& loader);
-  EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split, bool confusion);
+  EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split,
+                      bool confusion);
   torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const;
   void check_output(const torch::Tensor& output, const torch::Tensor& target) const;
   void ensure_run(const Model& model);

@@ -13,13 +13,13 @@
 namespace trainscope::tune {
 
 struct BatchSizeOptions {
-  int64_t start = 32;            // first size tried; smaller batches make BatchNorm statistics noisy
-  int64_t max = 4096;            // never larger (and never larger than the training set)
-  double memory_share = 0.5;     // CPU: of the memory available at the start
-  double headroom = 0.10;        // a size fits when its peak stays under (1 - headroom) x budget
-  double min_gain = 0.05;        // keep doubling only while samples/s improves by at least 5%
-  double time_budget_s = 15.0;   // stop searching after this long
-  int64_t steps = 3;             // timed training steps per size (after one untimed step)
+  int64_t start = 32;           // first size tried; smaller batches make BatchNorm statistics noisy
+  int64_t max = 4096;           // never larger (and never larger than the training set)
+  double memory_share = 0.5;    // CPU: of the memory available at the start
+  double headroom = 0.10;       // a size fits when its peak stays under (1 - headroom) x budget
+  double min_gain = 0.05;       // keep doubling only while samples/s improves by at least 5%
+  double time_budget_s = 15.0;  // stop searching after this long
+  int64_t steps = 3;            // timed training steps per size (after one untimed step)
 };
 
 // One size tried: whether it fit, its training throughput and its peak memory above the
@@ -50,8 +50,8 @@ class BatchProbe {
 
 // The search. `budget_bytes` is the memory a trial may use (0: no limit but out-of-memory).
 // `limit` caps the size (the training set's size). Deterministic given the probe's answers.
-BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& options, double budget_bytes,
-                                int64_t limit);
+BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& options,
+                                double budget_bytes, int64_t limit);
 
 // The real probe: forward, loss, backward and an Adam step on `model` (weights, buffers and
 // RNG restored afterwards), then an evaluation forward, at each size, on the first examples of
@@ -59,8 +59,8 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& optio
 // /proc/self/clear_refs); CUDA out-of-memory errors are caught and the cache emptied.
 class TrainingProbe : public BatchProbe {
  public:
-  TrainingProbe(Model& model, const data::Dataset& data, Task task, torch::Device device, int64_t steps,
-                double budget_bytes);
+  TrainingProbe(Model& model, const data::Dataset& data, Task task, torch::Device device,
+                int64_t steps, double budget_bytes);
   BatchTrial run(int64_t batch) override;
 
  private:

@@ -17,9 +17,9 @@ struct LrFinderOptions {
   double end_lr = 10.0;
   int64_t steps = 100;
   int64_t batch_size = 128;
-  double smoothing = 0.98;       // EMA factor of the loss (debiased)
-  double diverge_factor = 4.0;   // stop once the smoothed loss exceeds 4x its best
-  double fallback_lr = 1e-3;     // suggested when the curve is too noisy to read
+  double smoothing = 0.98;      // EMA factor of the loss (debiased)
+  double diverge_factor = 4.0;  // stop once the smoothed loss exceeds 4x its best
+  double fallback_lr = 1e-3;    // suggested when the curve is too noisy to read
   Task task = Task::kClassification;
   torch::Device device = torch::kCPU;
 };
@@ -43,6 +43,7 @@ LrSuggestion suggest_lr(const LrCurve& curve, double fallback_lr = 1e-3);
 LrCurve lr_range_test(Model& model, const data::Dataset& data, const LrFinderOptions& options = {});
 
 // A PNG plot of the smoothed loss against log10(lr) with the suggestion marked.
-void plot_lr_curve(const LrCurve& curve, const LrSuggestion& suggestion, const std::filesystem::path& file);
+void plot_lr_curve(const LrCurve& curve, const LrSuggestion& suggestion,
+                   const std::filesystem::path& file);
 
 }  // namespace trainscope::tune

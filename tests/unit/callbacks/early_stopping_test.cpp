@@ -22,7 +22,8 @@ struct Case {
 };
 
 // Runs the callback over the sequence the way the Trainer would; returns the stop epoch.
-int64_t drive(ts::callbacks::EarlyStopping& es, ts::TrainState& state, const std::vector<double>& losses) {
+int64_t drive(ts::callbacks::EarlyStopping& es, ts::TrainState& state,
+              const std::vector<double>& losses) {
   es.on_fit_start(state);
   for (size_t i = 0; i < losses.size(); ++i) {
     state.epoch = static_cast<int64_t>(i) + 1;
@@ -39,14 +40,50 @@ TEST(EarlyStopping, StopEpochTable) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const std::vector<Case> cases = {
       {"improves every epoch", {1.0, 0.9, 0.8, 0.7, 0.6, 0.5}, 2, 0.0, 0, ts::StopReason::kNone, 6},
-      {"plateau after epoch 2, patience 2", {1.0, 0.5, 0.6, 0.7, 0.4}, 2, 0.0, 4, ts::StopReason::kPatience, 2},
-      {"patience 5 default", {0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.1}, 5, 0.0, 6, ts::StopReason::kPatience, 1},
-      {"equal value is not an improvement", {0.5, 0.5, 0.5}, 2, 0.0, 3, ts::StopReason::kPatience, 1},
-      {"improvement resets the wait", {1.0, 1.1, 0.9, 1.0, 1.0}, 2, 0.0, 5, ts::StopReason::kPatience, 3},
-      {"below min_delta does not count", {1.0, 0.95, 0.92, 0.91}, 3, 0.1, 4, ts::StopReason::kPatience, 1},
+      {"plateau after epoch 2, patience 2",
+       {1.0, 0.5, 0.6, 0.7, 0.4},
+       2,
+       0.0,
+       4,
+       ts::StopReason::kPatience,
+       2},
+      {"patience 5 default",
+       {0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.1},
+       5,
+       0.0,
+       6,
+       ts::StopReason::kPatience,
+       1},
+      {"equal value is not an improvement",
+       {0.5, 0.5, 0.5},
+       2,
+       0.0,
+       3,
+       ts::StopReason::kPatience,
+       1},
+      {"improvement resets the wait",
+       {1.0, 1.1, 0.9, 1.0, 1.0},
+       2,
+       0.0,
+       5,
+       ts::StopReason::kPatience,
+       3},
+      {"below min_delta does not count",
+       {1.0, 0.95, 0.92, 0.91},
+       3,
+       0.1,
+       4,
+       ts::StopReason::kPatience,
+       1},
       {"above min_delta counts", {1.0, 0.85, 0.7, 0.55}, 2, 0.1, 0, ts::StopReason::kNone, 4},
       {"NaN stops at once", {1.0, nan, 0.5}, 5, 0.0, 2, ts::StopReason::kNonFinite, 1},
-      {"patience 0 stops at first non-improvement", {1.0, 0.9, 0.95}, 0, 0.0, 3, ts::StopReason::kPatience, 2},
+      {"patience 0 stops at first non-improvement",
+       {1.0, 0.9, 0.95},
+       0,
+       0.0,
+       3,
+       ts::StopReason::kPatience,
+       2},
   };
   for (const auto& c : cases) {
     ts::Model model(torch::nn::Linear(2, 1));

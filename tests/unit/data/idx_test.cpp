@@ -15,8 +15,9 @@ namespace {
 class IdxTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ts_idx_test_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("ts_idx_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -37,7 +38,8 @@ class IdxTest : public ::testing::Test {
       gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
       gzclose(f);
     } else {
-      std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      std::ofstream(p, std::ios::binary)
+          .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     return p;
   }
@@ -63,10 +65,14 @@ class IdxTest : public ::testing::Test {
       return l;
     };
     std::string ext = gzip ? ".gz" : "";
-    write("train-images-idx3-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_train), 2, 2}, images(n_train)), gzip);
-    write("train-labels-idx1-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_train)}, labels(n_train)), gzip);
-    write("t10k-images-idx3-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_test), 2, 2}, images(n_test)), gzip);
-    write("t10k-labels-idx1-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_test)}, labels(n_test)), gzip);
+    write("train-images-idx3-ubyte" + ext,
+          idx_bytes(0x08, {uint32_t(n_train), 2, 2}, images(n_train)), gzip);
+    write("train-labels-idx1-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_train)}, labels(n_train)),
+          gzip);
+    write("t10k-images-idx3-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_test), 2, 2}, images(n_test)),
+          gzip);
+    write("t10k-labels-idx1-ubyte" + ext, idx_bytes(0x08, {uint32_t(n_test)}, labels(n_test)),
+          gzip);
   }
   fs::path dir_;
 };
@@ -84,7 +90,8 @@ TEST_F(IdxTest, ReadsRawAndGzipWithDimsAndValues) {
 }
 
 TEST_F(IdxTest, ReadsBigEndianMultiByteTypes) {
-  auto t = ts::data::read_idx(write("i32", idx_bytes(0x0C, {2}, {0, 0, 1, 2, 0xFF, 0xFF, 0xFF, 0xFE})));
+  auto t =
+      ts::data::read_idx(write("i32", idx_bytes(0x0C, {2}, {0, 0, 1, 2, 0xFF, 0xFF, 0xFF, 0xFE})));
   EXPECT_EQ(t.scalar_type(), torch::kInt32);
   EXPECT_EQ(t[0].item<int>(), 258);
   EXPECT_EQ(t[1].item<int>(), -2);
@@ -93,17 +100,23 @@ TEST_F(IdxTest, ReadsBigEndianMultiByteTypes) {
 }
 
 TEST_F(IdxTest, MalformedFilesAreRejectedWithTheReason) {
-  EXPECT_NE(error_of(write("magic", {1, 2, 8, 1, 0, 0, 0, 1, 5})).find("not an IDX file"), std::string::npos);
-  EXPECT_NE(error_of(write("type", idx_bytes(0x07, {1}, {5}))).find("unknown IDX element type 0x07"),
+  EXPECT_NE(error_of(write("magic", {1, 2, 8, 1, 0, 0, 0, 1, 5})).find("not an IDX file"),
             std::string::npos);
-  EXPECT_NE(error_of(write("short", idx_bytes(0x08, {10}, {1, 2, 3}))).find("promises 10 bytes of data, file has 3 (truncated)"),
+  EXPECT_NE(
+      error_of(write("type", idx_bytes(0x07, {1}, {5}))).find("unknown IDX element type 0x07"),
+      std::string::npos);
+  EXPECT_NE(error_of(write("short", idx_bytes(0x08, {10}, {1, 2, 3})))
+                .find("promises 10 bytes of data, file has 3 (truncated)"),
             std::string::npos);
-  EXPECT_NE(error_of(write("long", idx_bytes(0x08, {1}, {1, 2}))).find("(trailing bytes)"), std::string::npos);
-  EXPECT_NE(error_of(write("header", {0, 0, 8, 3, 0, 0})).find("truncated IDX header"), std::string::npos);
+  EXPECT_NE(error_of(write("long", idx_bytes(0x08, {1}, {1, 2}))).find("(trailing bytes)"),
+            std::string::npos);
+  EXPECT_NE(error_of(write("header", {0, 0, 8, 3, 0, 0})).find("truncated IDX header"),
+            std::string::npos);
   EXPECT_NE(error_of(write("dims", {0, 0, 8, 0})).find("declares 0 dimensions"), std::string::npos);
   EXPECT_NE(error_of(dir_ / "missing").find("does not exist"), std::string::npos);
   // Every message names the file.
-  EXPECT_NE(error_of(write("named", idx_bytes(0x07, {1}, {5}))).find((dir_ / "named").string()), std::string::npos);
+  EXPECT_NE(error_of(write("named", idx_bytes(0x07, {1}, {5}))).find((dir_ / "named").string()),
+            std::string::npos);
 }
 
 TEST_F(IdxTest, TruncatedGzipIsReported) {
@@ -151,7 +164,9 @@ TEST_F(IdxTest, MissingFilesAndBadLabelsNameTheFile) {
     ts::data::load_idx_dir(o);
     FAIL() << "expected DataError";
   } catch (const ts::DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("train-images-idx3-ubyte.gz does not exist"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("train-images-idx3-ubyte.gz does not exist"),
+              std::string::npos)
+        << e.what();
   }
   write_dataset(10, 5, 3, false);
   // A test label outside the training classes.
@@ -160,7 +175,8 @@ TEST_F(IdxTest, MissingFilesAndBadLabelsNameTheFile) {
     ts::data::load_idx_dir(o);
     FAIL() << "expected DataError";
   } catch (const ts::DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("label 9 at index 3 is outside [0, 3)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("label 9 at index 3 is outside [0, 3)"), std::string::npos)
+        << e.what();
   }
   // Image and label counts disagree.
   write("t10k-labels-idx1-ubyte", idx_bytes(0x08, {4}, {0, 1, 2, 0}));
@@ -188,6 +204,7 @@ TEST_F(IdxTest, DefaultDirectoryMessageNamesTheDebianPackage) {
   try {
     ts::data::load_idx_dir(o);
   } catch (const ts::DataError& e) {
-    EXPECT_NE(std::string(e.what()).find("{train,t10k}-{images-idx3,labels-idx1}-ubyte"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+              std::string::npos);
   }
 }

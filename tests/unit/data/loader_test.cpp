@@ -12,7 +12,8 @@ std::shared_ptr<ts::data::TensorDataset> numbered(int64_t n) {
   return std::make_shared<ts::data::TensorDataset>(x, torch::arange(n, torch::kInt64));
 }
 
-std::vector<int64_t> epoch_order(ts::data::DataLoader& loader, int64_t epoch, std::vector<int64_t>* sizes = nullptr) {
+std::vector<int64_t> epoch_order(ts::data::DataLoader& loader, int64_t epoch,
+                                 std::vector<int64_t>* sizes = nullptr) {
   std::vector<int64_t> order;
   loader.start_epoch(epoch);
   ts::data::Batch b;
@@ -96,7 +97,8 @@ class BrokenAt : public ts::data::Dataset {
   explicit BrokenAt(int64_t bad) : bad_(bad) {}
   int64_t size() const override { return 20; }
   ts::data::Batch get_batch(const torch::Tensor& indices) const override {
-    if (indices.eq(bad_).any().item<bool>()) throw ts::DataError("example " + std::to_string(bad_) + " is broken");
+    if (indices.eq(bad_).any().item<bool>())
+      throw ts::DataError("example " + std::to_string(bad_) + " is broken");
     return {indices.to(torch::kFloat32).unsqueeze(1), indices.clone()};
   }
 
@@ -134,8 +136,10 @@ TEST(DataLoader, MidEpochRestoreContinuesExactly) {
     ts::data::DataLoader resumed(numbered(50), o);  // a fresh process, as after a restart
     resumed.restore(saved);
     std::vector<std::vector<int64_t>> rest;
-    while (resumed.next(b)) rest.emplace_back(b.y.data_ptr<int64_t>(), b.y.data_ptr<int64_t>() + b.y.numel());
-    EXPECT_EQ(rest, std::vector<std::vector<int64_t>>(expected.begin() + 4, expected.end())) << workers << " workers";
+    while (resumed.next(b))
+      rest.emplace_back(b.y.data_ptr<int64_t>(), b.y.data_ptr<int64_t>() + b.y.numel());
+    EXPECT_EQ(rest, std::vector<std::vector<int64_t>>(expected.begin() + 4, expected.end()))
+        << workers << " workers";
   }
 }
 
@@ -153,7 +157,8 @@ TEST(DataLoader, ShardsCoverTheDatasetDisjointly) {
     std::vector<int64_t> seen;
     std::vector<int64_t> sizes;
     for (int64_t rank = 0; rank < 3; ++rank) {
-      ts::data::LoaderOptions o{drop_last ? 1 : 4, true, drop_last, 9};  // drop_last drops short batches too
+      ts::data::LoaderOptions o{drop_last ? 1 : 4, true, drop_last,
+                                9};  // drop_last drops short batches too
       o.rank = rank;
       o.world_size = 3;
       o.workers = rank % 2;
@@ -164,7 +169,8 @@ TEST(DataLoader, ShardsCoverTheDatasetDisjointly) {
       seen.insert(seen.end(), order.begin(), order.end());
     }
     std::sort(seen.begin(), seen.end());
-    EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end()) == seen.end()) << "a shard repeats an example";
+    EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end()) == seen.end())
+        << "a shard repeats an example";
     if (drop_last) {
       EXPECT_EQ(sizes, (std::vector<int64_t>{3, 3, 3}));  // equal shards: ranks step together
     } else {

@@ -13,7 +13,8 @@ namespace dg = trainscope::diagnose;
 namespace {
 
 // A two-layer net's step signals: first and last weight gradient norms, global norm.
-dg::StepSignals step(int64_t i, double first_grad, double last_grad, double grad_norm = -1, double loss = 1.0) {
+dg::StepSignals step(int64_t i, double first_grad, double last_grad, double grad_norm = -1,
+                     double loss = 1.0) {
   dg::StepSignals s;
   s.step = 50 * i;
   s.epoch = 1 + i / 10;
@@ -21,13 +22,14 @@ dg::StepSignals step(int64_t i, double first_grad, double last_grad, double grad
   s.lr = 1e-3;
   s.grad_norm = grad_norm >= 0 ? grad_norm : std::hypot(first_grad, last_grad);
   s.grad_abs_mean = 1e-3;
-  s.layers = {{"0.weight", first_grad, 10.0, 1e-3, 0.0, true}, {"0.bias", 0.1, 1.0, 1e-3, 0.0, false},
+  s.layers = {{"0.weight", first_grad, 10.0, 1e-3, 0.0, true},
+              {"0.bias", 0.1, 1.0, 1e-3, 0.0, false},
               {"2.weight", last_grad, 10.0, 1e-3, 0.0, true}};
   return s;
 }
 
-dg::EpochSignals epoch(int64_t e, double train_loss, double val_loss, double train_acc = NAN, double val_acc = NAN,
-                       int64_t max_epochs = 50) {
+dg::EpochSignals epoch(int64_t e, double train_loss, double val_loss, double train_acc = NAN,
+                       double val_acc = NAN, int64_t max_epochs = 50) {
   dg::EpochSignals s;
   s.epoch = e;
   s.step = 100 * e;
@@ -50,7 +52,8 @@ int first_step_firing(dg::Detector& d, const std::vector<dg::StepSignals>& steps
   return -1;
 }
 
-int first_epoch_firing(dg::Detector& d, const std::vector<dg::EpochSignals>& epochs, dg::Finding* out = nullptr) {
+int first_epoch_firing(dg::Detector& d, const std::vector<dg::EpochSignals>& epochs,
+                       dg::Finding* out = nullptr) {
   for (size_t i = 0; i < epochs.size(); ++i)
     if (auto f = d.on_epoch(epochs[i])) {
       if (out) *out = *f;
@@ -82,95 +85,107 @@ TEST(Detectors, StepRulesTable) {
   auto lr = [] { return std::make_unique<dg::LearningRateDetector>(); };
   auto sat = [] { return std::make_unique<dg::SaturationDetector>(); };
   const std::vector<StepCase> cases = {
-      {"healthy ratio 5: nothing", exploding, repeat(20, [](int i) { return step(i, 0.5, 0.1); }), -1},
+      {"healthy ratio 5: nothing", exploding, repeat(20, [](int i) { return step(i, 0.5, 0.1); }),
+       -1},
       {"ratio 80 sustained 3 steps fires at the third", exploding,
        repeat(6, [](int i) { return step(i, i >= 2 ? 8.0 : 0.5, 0.1); }), 4},
       {"ratio 80 for 2 steps only: near miss", exploding,
        repeat(8, [](int i) { return step(i, (i == 2 || i == 3) ? 8.0 : 0.5, 0.1); }), -1},
-      {"ratio 69 sustained: near miss", exploding, repeat(10, [](int) { return step(0, 6.9, 0.1); }), -1},
+      {"ratio 69 sustained: near miss", exploding,
+       repeat(10, [](int) { return step(0, 6.9, 0.1); }), -1},
       {"global norm x1000 in the window fires", exploding,
        repeat(6, [](int i) { return step(i, 0.1, 0.1, i == 5 ? 200.0 : 0.15); }), 5},
       {"global norm x50 growth: near miss", exploding,
        repeat(6, [](int i) { return step(i, 0.1, 0.1, i == 5 ? 7.0 : 0.15); }), -1},
       {"AUTOTRAINER vanishing ratio and first norm, sustained", vanishing,
        repeat(5, [](int i) { return step(i, 5e-5, 0.1); }), 2},
-      {"tiny ratio but first norm 1e-3: near miss", vanishing, repeat(8, [](int i) { return step(i, 1e-3 * 0.5, 1e3); }),
-       -1},
+      {"tiny ratio but first norm 1e-3: near miss", vanishing,
+       repeat(8, [](int i) { return step(i, 1e-3 * 0.5, 1e3); }), -1},
       {"healthy: no vanishing", vanishing, repeat(8, [](int i) { return step(i, 0.05, 0.1); }), -1},
       {"mean |g| below 1e-7 fires", vanishing,
-       repeat(5, [](int i) {
-         auto s = step(i, 0.05, 0.1);
-         s.grad_abs_mean = 5e-8;
-         return s;
-       }),
+       repeat(5,
+              [](int i) {
+                auto s = step(i, 0.05, 0.1);
+                s.grad_abs_mean = 5e-8;
+                return s;
+              }),
        2},
-      {"NaN loss fires at once", nonfinite, repeat(4, [](int i) { return step(i, 0.1, 0.1, -1, i == 1 ? NAN : 1.0); }),
-       1},
-      {"Inf gradient norm fires at once", nonfinite, repeat(3, [](int i) { return step(i, 0.1, 0.1, i == 2 ? INFINITY : 0.1); }),
-       2},
+      {"NaN loss fires at once", nonfinite,
+       repeat(4, [](int i) { return step(i, 0.1, 0.1, -1, i == 1 ? NAN : 1.0); }), 1},
+      {"Inf gradient norm fires at once", nonfinite,
+       repeat(3, [](int i) { return step(i, 0.1, 0.1, i == 2 ? INFINITY : 0.1); }), 2},
       {"finite: nothing", nonfinite, repeat(5, [](int i) { return step(i, 0.1, 0.1); }), -1},
       {"70% zero gradient entries sustained", relu,
-       repeat(4, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.layers[0].zero_grad_fraction = 0.75;
-         return s;
-       }),
+       repeat(4,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.layers[0].zero_grad_fraction = 0.75;
+                return s;
+              }),
        2},
       {"69% zero gradients: near miss", relu,
-       repeat(6, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.layers[0].zero_grad_fraction = 0.69;
-         return s;
-       }),
+       repeat(6,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.layers[0].zero_grad_fraction = 0.69;
+                return s;
+              }),
        -1},
       {"60% dead ReLU units sustained", relu,
-       repeat(4, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.activations = {{"1:relu", "relu", 0.6, 0.0}};
-         return s;
-       }),
+       repeat(4,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.activations = {{"1:relu", "relu", 0.6, 0.0}};
+                return s;
+              }),
        2},
       {"zero gradients in a bias do not count", relu,
-       repeat(6, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.layers[1].zero_grad_fraction = 1.0;
-         return s;
-       }),
+       repeat(6,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.layers[1].zero_grad_fraction = 1.0;
+                return s;
+              }),
        -1},
       {"update ratio 0.3 (lr too high) sustained", lr,
-       repeat(4, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         for (auto& l : s.layers) l.update_ratio = 0.3;
-         return s;
-       }),
+       repeat(4,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                for (auto& l : s.layers) l.update_ratio = 0.3;
+                return s;
+              }),
        2},
       {"update ratio 1e-6 (lr too low) sustained", lr,
-       repeat(4, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         for (auto& l : s.layers) l.update_ratio = 1e-6;
-         return s;
-       }),
+       repeat(4,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                for (auto& l : s.layers) l.update_ratio = 1e-6;
+                return s;
+              }),
        2},
       {"update ratio 0.05: healthy-high, near miss", lr,
-       repeat(6, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         for (auto& l : s.layers) l.update_ratio = 0.05;
-         return s;
-       }),
+       repeat(6,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                for (auto& l : s.layers) l.update_ratio = 0.05;
+                return s;
+              }),
        -1},
       {"80% saturated sigmoid sustained", sat,
-       repeat(4, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.activations = {{"1:sigmoid", "sigmoid", 0.0, 0.8}};
-         return s;
-       }),
+       repeat(4,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.activations = {{"1:sigmoid", "sigmoid", 0.0, 0.8}};
+                return s;
+              }),
        2},
       {"40% saturated: near miss", sat,
-       repeat(6, [](int i) {
-         auto s = step(i, 0.1, 0.1);
-         s.activations = {{"1:tanh", "tanh", 0.0, 0.4}};
-         return s;
-       }),
+       repeat(6,
+              [](int i) {
+                auto s = step(i, 0.1, 0.1);
+                s.activations = {{"1:tanh", "tanh", 0.0, 0.4}};
+                return s;
+              }),
        -1},
   };
   for (const auto& c : cases) {
@@ -190,7 +205,8 @@ TEST(Detectors, ExplodingFindingCarriesEvidenceAndRemedy) {
   EXPECT_NE(f->message.find("0.weight"), std::string::npos) << f->message;
   EXPECT_NE(f->remedy.find("clip gradients at 1.0"), std::string::npos);
   EXPECT_NE(f->remedy.find("--lr 0.0001"), std::string::npos) << f->remedy;
-  EXPECT_NE(f->evidence_json().find("\"first_last_ratio\":100"), std::string::npos) << f->evidence_json();
+  EXPECT_NE(f->evidence_json().find("\"first_last_ratio\":100"), std::string::npos)
+      << f->evidence_json();
 }
 
 TEST(Detectors, OverfittingTable) {
@@ -201,19 +217,33 @@ TEST(Detectors, OverfittingTable) {
   };
   const std::vector<Case> cases = {
       {"val rising 3 epochs while train falls",
-       {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8), epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9), epoch(5, 0.5, 0.95)}, 5},
+       {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8), epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9),
+        epoch(5, 0.5, 0.95)},
+       5},
       {"val rising 2 epochs only: near miss",
-       {epoch(1, 1.0, 1.0), epoch(2, 0.8, 0.8), epoch(3, 0.79, 0.82), epoch(4, 0.78, 0.83), epoch(5, 0.77, 0.8)}, -1},
-      {"loss gap 20% for 3 epochs", {epoch(1, 1.0, 1.05), epoch(2, 0.5, 0.6), epoch(3, 0.45, 0.55), epoch(4, 0.4, 0.5)}, 4},
-      {"loss gap 9%: near miss", {epoch(1, 1.0, 1.09), epoch(2, 0.9, 0.98), epoch(3, 0.8, 0.87), epoch(4, 0.7, 0.76)},
+       {epoch(1, 1.0, 1.0), epoch(2, 0.8, 0.8), epoch(3, 0.79, 0.82), epoch(4, 0.78, 0.83),
+        epoch(5, 0.77, 0.8)},
+       -1},
+      {"loss gap 20% for 3 epochs",
+       {epoch(1, 1.0, 1.05), epoch(2, 0.5, 0.6), epoch(3, 0.45, 0.55), epoch(4, 0.4, 0.5)},
+       4},
+      {"loss gap 9%: near miss",
+       {epoch(1, 1.0, 1.09), epoch(2, 0.9, 0.98), epoch(3, 0.8, 0.87), epoch(4, 0.7, 0.76)},
        -1},
       {"accuracy gap 0.12 for 2 epochs",
-       {epoch(1, 1.0, 1.0, 0.80, 0.79), epoch(2, 0.9, 0.9, 0.85, 0.73), epoch(3, 0.8, 0.8, 0.86, 0.74)}, 3},
+       {epoch(1, 1.0, 1.0, 0.80, 0.79), epoch(2, 0.9, 0.9, 0.85, 0.73),
+        epoch(3, 0.8, 0.8, 0.86, 0.74)},
+       3},
       {"accuracy gap 0.08 above 0.9 train accuracy",
-       {epoch(1, 0.3, 0.3, 0.93, 0.85), epoch(2, 0.29, 0.3, 0.94, 0.86)}, 2},
+       {epoch(1, 0.3, 0.3, 0.93, 0.85), epoch(2, 0.29, 0.3, 0.94, 0.86)},
+       2},
       {"accuracy gap 0.08 at 0.85 train accuracy: near miss",
-       {epoch(1, 0.5, 0.5, 0.85, 0.77), epoch(2, 0.49, 0.5, 0.86, 0.78), epoch(3, 0.48, 0.5, 0.86, 0.78)}, -1},
-      {"no validation: nothing", {epoch(1, 1.0, NAN), epoch(2, 0.5, NAN), epoch(3, 0.2, NAN), epoch(4, 0.1, NAN)}, -1},
+       {epoch(1, 0.5, 0.5, 0.85, 0.77), epoch(2, 0.49, 0.5, 0.86, 0.78),
+        epoch(3, 0.48, 0.5, 0.86, 0.78)},
+       -1},
+      {"no validation: nothing",
+       {epoch(1, 1.0, NAN), epoch(2, 0.5, NAN), epoch(3, 0.2, NAN), epoch(4, 0.1, NAN)},
+       -1},
   };
   for (const auto& c : cases) {
     dg::OverfittingDetector d;
@@ -224,7 +254,8 @@ TEST(Detectors, OverfittingTable) {
   auto e5 = epoch(5, 0.5, 0.95);
   e5.best_epoch = 2;
   e5.best_val_loss = 0.8;
-  first_epoch_firing(d, {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8), epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9), e5}, &f);
+  first_epoch_firing(
+      d, {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8), epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9), e5}, &f);
   EXPECT_NE(f.remedy.find("the best epoch was 2"), std::string::npos) << f.remedy;
   EXPECT_NE(f.remedy.find("dropout"), std::string::npos);
 }
@@ -238,31 +269,36 @@ TEST(Detectors, UnderfittingTable) {
   };
   const std::vector<Case> cases = {
       {"loss stuck at log C fires after the fair share (5 of 50 epochs)",
-       {epoch(1, trivial, trivial, 0.1), epoch(2, trivial, trivial, 0.1), epoch(3, trivial, trivial, 0.1),
-        epoch(4, trivial, trivial, 0.1), epoch(5, trivial, trivial, 0.1), epoch(6, trivial, trivial, 0.1)},
+       {epoch(1, trivial, trivial, 0.1), epoch(2, trivial, trivial, 0.1),
+        epoch(3, trivial, trivial, 0.1), epoch(4, trivial, trivial, 0.1),
+        epoch(5, trivial, trivial, 0.1), epoch(6, trivial, trivial, 0.1)},
        5},
       {"with 10 epochs the fair share is 2",
-       {epoch(1, trivial, trivial, 0.1, NAN, 10), epoch(2, trivial, trivial, 0.1, NAN, 10)}, 2},
-      {"accuracy near chance", {epoch(1, 2.0, 2.0, 0.12, NAN, 10), epoch(2, 1.9, 1.9, 0.13, NAN, 10)}, 2},
+       {epoch(1, trivial, trivial, 0.1, NAN, 10), epoch(2, trivial, trivial, 0.1, NAN, 10)},
+       2},
+      {"accuracy near chance",
+       {epoch(1, 2.0, 2.0, 0.12, NAN, 10), epoch(2, 1.9, 1.9, 0.13, NAN, 10)},
+       2},
       {"learning well: nothing",
-       {epoch(1, 0.6, 0.6, 0.8, NAN, 10), epoch(2, 0.4, 0.4, 0.86, NAN, 10), epoch(3, 0.35, 0.4, 0.88, NAN, 10),
-        epoch(4, 0.32, 0.4, 0.89, NAN, 10), epoch(5, 0.3, 0.4, 0.9, NAN, 10)},
+       {epoch(1, 0.6, 0.6, 0.8, NAN, 10), epoch(2, 0.4, 0.4, 0.86, NAN, 10),
+        epoch(3, 0.35, 0.4, 0.88, NAN, 10), epoch(4, 0.32, 0.4, 0.89, NAN, 10),
+        epoch(5, 0.3, 0.4, 0.9, NAN, 10)},
        -1},
       {"slow: under 1% gain for 3 epochs at a high loss",
-       {epoch(1, 1.5, 1.5, 0.5, NAN, 10), epoch(2, 1.49, 1.5, 0.5, NAN, 10), epoch(3, 1.485, 1.5, 0.5, NAN, 10),
-        epoch(4, 1.48, 1.5, 0.5, NAN, 10)},
+       {epoch(1, 1.5, 1.5, 0.5, NAN, 10), epoch(2, 1.49, 1.5, 0.5, NAN, 10),
+        epoch(3, 1.485, 1.5, 0.5, NAN, 10), epoch(4, 1.48, 1.5, 0.5, NAN, 10)},
        4},
       {"plateau at 0.7 (above a quarter of log C) is underfitting",
-       {epoch(1, 0.72, 0.72, 0.75, NAN, 10), epoch(2, 0.715, 0.72, 0.75, NAN, 10), epoch(3, 0.71, 0.72, 0.75, NAN, 10),
-        epoch(4, 0.706, 0.72, 0.75, NAN, 10)},
+       {epoch(1, 0.72, 0.72, 0.75, NAN, 10), epoch(2, 0.715, 0.72, 0.75, NAN, 10),
+        epoch(3, 0.71, 0.72, 0.75, NAN, 10), epoch(4, 0.706, 0.72, 0.75, NAN, 10)},
        4},
       {"plateau at 0.5 (a linear model's level): near miss",
-       {epoch(1, 0.52, 0.52, 0.82, NAN, 10), epoch(2, 0.515, 0.52, 0.82, NAN, 10), epoch(3, 0.51, 0.52, 0.82, NAN, 10),
-        epoch(4, 0.506, 0.52, 0.82, NAN, 10)},
+       {epoch(1, 0.52, 0.52, 0.82, NAN, 10), epoch(2, 0.515, 0.52, 0.82, NAN, 10),
+        epoch(3, 0.51, 0.52, 0.82, NAN, 10), epoch(4, 0.506, 0.52, 0.82, NAN, 10)},
        -1},
       {"plateau at a low loss is convergence, not underfitting",
-       {epoch(1, 0.2, 0.2, 0.93, NAN, 10), epoch(2, 0.199, 0.2, 0.93, NAN, 10), epoch(3, 0.198, 0.2, 0.93, NAN, 10),
-        epoch(4, 0.197, 0.2, 0.93, NAN, 10)},
+       {epoch(1, 0.2, 0.2, 0.93, NAN, 10), epoch(2, 0.199, 0.2, 0.93, NAN, 10),
+        epoch(3, 0.198, 0.2, 0.93, NAN, 10), epoch(4, 0.197, 0.2, 0.93, NAN, 10)},
        -1},
   };
   for (const auto& c : cases) {
@@ -282,7 +318,8 @@ TEST(Detectors, OscillatingLossTable) {
   dg::OscillatingLossDetector b;
   EXPECT_EQ(first_epoch_firing(b, seq({1.0, 0.8, 0.7, 0.65, 0.6, 0.58})), -1) << "monotone";
   dg::OscillatingLossDetector c;
-  EXPECT_EQ(first_epoch_firing(c, seq({1.0, 0.99, 1.0, 0.99, 1.0, 0.99})), -1) << "wiggles under 5% are noise";
+  EXPECT_EQ(first_epoch_firing(c, seq({1.0, 0.99, 1.0, 0.99, 1.0, 0.99})), -1)
+      << "wiggles under 5% are noise";
 }
 
 TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
@@ -305,7 +342,8 @@ TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
-  EXPECT_EQ(kinds, (std::set<std::string>{"non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
-                                          "saturated_activations", "learning_rate", "overfitting", "underfitting",
-                                          "oscillating_loss"}));
+  EXPECT_EQ(kinds,
+            (std::set<std::string>{"non_finite", "exploding_gradients", "vanishing_gradients",
+                                   "dying_relu", "saturated_activations", "learning_rate",
+                                   "overfitting", "underfitting", "oscillating_loss"}));
 }

@@ -17,9 +17,12 @@ std::set<std::string> kinds(const std::vector<dg::Finding>& findings) {
 }
 
 // Four separable classes in 8 dimensions, normalized.
-std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, double scale = 1.0, bool balanced = true) {
+std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, double scale = 1.0,
+                                               bool balanced = true) {
   torch::manual_seed(1);
-  auto y = balanced ? torch::arange(n) % 4 : torch::where(torch::arange(n) < n - 4, torch::zeros({n}, torch::kLong), torch::arange(n) % 4);
+  auto y = balanced ? torch::arange(n) % 4
+                    : torch::where(torch::arange(n) < n - 4, torch::zeros({n}, torch::kLong),
+                                   torch::arange(n) % 4);
   auto centers = torch::randn({4, 8});
   auto x = (centers.index_select(0, y) + 0.3 * torch::randn({n, 8})) * scale;
   return std::make_shared<ts::data::TensorDataset>(x, y.to(torch::kInt64));
@@ -27,7 +30,8 @@ std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, double scale = 1.0, bo
 
 ts::Model mlp() {
   torch::manual_seed(0);
-  return ts::Model(torch::nn::Sequential(torch::nn::Linear(8, 32), torch::nn::ReLU(), torch::nn::Linear(32, 4)));
+  return ts::Model(
+      torch::nn::Sequential(torch::nn::Linear(8, 32), torch::nn::ReLU(), torch::nn::Linear(32, 4)));
 }
 
 }  // namespace
@@ -43,14 +47,16 @@ TEST(Preflight, HealthySetupPassesAndIsLeftUntouched) {
   EXPECT_TRUE(findings.empty()) << findings.front().to_text();
   auto after = model.snapshot();
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
-  EXPECT_TRUE(torch::equal(torch::rand({3}), rng_before)) << "pre-flight must not consume the run's random numbers";
+  EXPECT_TRUE(torch::equal(torch::rand({3}), rng_before))
+      << "pre-flight must not consume the run's random numbers";
   for (const auto& p : model.parameters()) EXPECT_FALSE(p.grad().defined());
 }
 
 TEST(Preflight, UnnormalizedInputsAreFlagged) {
   auto model = mlp();
   auto f = dg::preflight(model, *blobs(512, 100.0));
-  EXPECT_TRUE(kinds(f).count("preflight_inputs_not_normalized")) << (f.empty() ? "" : f.front().to_text());
+  EXPECT_TRUE(kinds(f).count("preflight_inputs_not_normalized"))
+      << (f.empty() ? "" : f.front().to_text());
 }
 
 TEST(Preflight, LabelsOutOfRangeStopTheOtherChecks) {
@@ -59,7 +65,9 @@ TEST(Preflight, LabelsOutOfRangeStopTheOtherChecks) {
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].kind, "preflight_labels");
   EXPECT_EQ(f[0].severity, dg::Severity::kError);
-  EXPECT_NE(f[0].message.find("labels range over [0, 3] but the model has 3 outputs"), std::string::npos) << f[0].message;
+  EXPECT_NE(f[0].message.find("labels range over [0, 3] but the model has 3 outputs"),
+            std::string::npos)
+      << f[0].message;
 }
 
 TEST(Preflight, ImbalanceUnusedParametersBadInitAndUnlearnableData) {
@@ -69,16 +77,20 @@ TEST(Preflight, ImbalanceUnusedParametersBadInitAndUnlearnableData) {
 
   // A layer that forward() never uses receives no gradient.
   struct Unused : torch::nn::Module {
-    Unused() : used(register_module("used", torch::nn::Linear(8, 4))), spare(register_module("spare", torch::nn::Linear(8, 4))) {}
+    Unused()
+        : used(register_module("used", torch::nn::Linear(8, 4))),
+          spare(register_module("spare", torch::nn::Linear(8, 4))) {}
     torch::Tensor forward(const torch::Tensor& x) { return used->forward(x); }
     torch::nn::Linear used, spare;
   };
   auto unused = std::make_shared<Unused>();
-  ts::Model with_spare(unused, [unused](const torch::Tensor& x) { return unused->forward(x); }, "unused");
+  ts::Model with_spare(
+      unused, [unused](const torch::Tensor& x) { return unused->forward(x); }, "unused");
   auto f = dg::preflight(with_spare, *blobs(256));
   ASSERT_TRUE(kinds(f).count("preflight_no_gradient"));
   for (const auto& x : f)
-    if (x.kind == "preflight_no_gradient") EXPECT_NE(x.message.find("spare.weight, spare.bias"), std::string::npos) << x.message;
+    if (x.kind == "preflight_no_gradient")
+      EXPECT_NE(x.message.find("spare.weight, spare.bias"), std::string::npos) << x.message;
 
   // A last layer initialized 100x too large starts far from log C.
   auto loud = mlp();
@@ -88,7 +100,8 @@ TEST(Preflight, ImbalanceUnusedParametersBadInitAndUnlearnableData) {
   }
   EXPECT_TRUE(kinds(dg::preflight(loud, *blobs(256))).count("preflight_initial_loss"));
 
-  // Random labels cannot be overfit by a model with no capacity (a frozen-ish linear layer at lr 1e-6).
+  // Random labels cannot be overfit by a model with no capacity (a frozen-ish linear layer at lr
+  // 1e-6).
   dg::PreflightOptions slow;
   slow.lr = 1e-6;
   auto lin = ts::Model(torch::nn::Linear(8, 4));

@@ -58,9 +58,11 @@ class DashboardApi : public ::testing::Test {
       }
       for (int64_t epoch = 1; epoch <= 3; ++epoch) {
         store.add_metric({epoch * 3000, epoch, "val", "loss", 1.0 / epoch, 1700000000.0 + epoch});
-        store.add_metric({epoch * 3000, epoch, "val", "accuracy", 0.5 + 0.1 * epoch, 1700000000.0 + epoch});
+        store.add_metric(
+            {epoch * 3000, epoch, "val", "accuracy", 0.5 + 0.1 * epoch, 1700000000.0 + epoch});
       }
-      store.add_finding({"overfitting", "warning", 6000, 2, "val loss rises", R"({"gap": 0.12})", "add dropout", 1.0});
+      store.add_finding({"overfitting", "warning", 6000, 2, "val loss rises", R"({"gap": 0.12})",
+                         "add dropout", 1.0});
       store.put_result("test", "confusion_matrix", "[[5,1],[2,7]]");
       store.put_settings({{"train.lr", "0.001", "default", "the Adam rule of thumb"}});
       store.add_checkpoint({"checkpoints/best.pt", "best", 2, 6000, "val_loss", 0.5, 1.0});
@@ -146,7 +148,8 @@ TEST_F(DashboardApi, SeriesIsCappedAndKeepsExtremes) {
   auto steps = s["step"].get<std::vector<int64_t>>();
   EXPECT_TRUE(std::is_sorted(steps.begin(), steps.end()));
 
-  json zoom = get_json("/api/runs/alpha/series?split=train&tag=step_loss&points=5000&from=100&to=199");
+  json zoom =
+      get_json("/api/runs/alpha/series?split=train&tag=step_loss&points=5000&from=100&to=199");
   EXPECT_EQ(zoom["step"].size(), 100u);  // a zoomed range fits: every point
   EXPECT_EQ(zoom["step"].front(), 100);
 
@@ -192,7 +195,8 @@ TEST_F(DashboardApi, CsvDownloadHasEveryPoint) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_NE(r->get_header_value("Content-Type").find("text/csv"), std::string::npos);
-  EXPECT_NE(r->get_header_value("Content-Disposition").find("attachment; filename=\"alpha-train-step_loss.csv\""),
+  EXPECT_NE(r->get_header_value("Content-Disposition")
+                .find("attachment; filename=\"alpha-train-step_loss.csv\""),
             std::string::npos);
   EXPECT_EQ(std::count(r->body.begin(), r->body.end(), '\n'), 10001);
   EXPECT_EQ(r->body.rfind("step,epoch,value,wall_time\n1,1,1,", 0), 0u) << r->body.substr(0, 80);
@@ -205,7 +209,8 @@ TEST_F(DashboardApi, SeesNewPointsAndFindingsOfALiveRun) {
     ts::track::RunStore writer(runs_ / "alpha" / "run.sqlite");
     writer.add_metric({10001, 3, "train", "step_loss", 0.5, 1700010001.0});
     writer.flush();
-    writer.add_finding({"exploding_gradients", "error", 10001, 3, "grad norm 1e6", "{}", "clip at 1.0", 2.0});
+    writer.add_finding(
+        {"exploding_gradients", "error", 10001, 3, "grad norm 1e6", "{}", "clip at 1.0", 2.0});
   }
   json after = get_json("/api/runs/alpha/version");
   EXPECT_GT(after["metrics"].get<int64_t>(), before["metrics"].get<int64_t>());
@@ -229,14 +234,16 @@ TEST_F(DashboardApi, HostileNamesComeBackAsPlainJsonStrings) {
   auto r = client.Get("/api/runs/" + percent_encode(kHostileDir));
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200) << r->body;
-  EXPECT_NE(r->get_header_value("Content-Security-Policy").find("script-src 'self'"), std::string::npos);
+  EXPECT_NE(r->get_header_value("Content-Security-Policy").find("script-src 'self'"),
+            std::string::npos);
   EXPECT_EQ(r->get_header_value("X-Content-Type-Options"), "nosniff");
 }
 
 TEST_F(DashboardApi, PathsCannotLeaveTheRunsDirectory) {
-  for (const char* path : {"/api/runs/..", "/api/runs/../series?tag=x", "/api/runs/%2e%2e", "/api/runs/..%2F..%2Fetc",
-                           "/api/runs/..%2falpha", "/api/runs/not-a-run", "/api/runs/missing/findings",
-                           "/assets/../../etc/passwd", "/assets/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd"}) {
+  for (const char* path :
+       {"/api/runs/..", "/api/runs/../series?tag=x", "/api/runs/%2e%2e", "/api/runs/..%2F..%2Fetc",
+        "/api/runs/..%2falpha", "/api/runs/not-a-run", "/api/runs/missing/findings",
+        "/assets/../../etc/passwd", "/assets/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd"}) {
     auto r = get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_EQ(r->status, 404) << path << ": " << r->body;
@@ -259,7 +266,8 @@ TEST_F(DashboardApi, ReadOnlyAndBoundedRequests) {
   EXPECT_TRUE(big->status == 413 || big->status == 405) << big->status;
   // Long URIs are refused by the parser.
   auto long_uri = get("/api/runs/" + std::string(20000, 'a'));
-  EXPECT_TRUE(!long_uri || long_uri->status == 414 || long_uri->status == 400 || long_uri->status == 404);
+  EXPECT_TRUE(!long_uri || long_uri->status == 414 || long_uri->status == 400 ||
+              long_uri->status == 404);
 }
 
 TEST_F(DashboardApi, LoopbackServerRefusesForeignHostHeaders) {
@@ -272,7 +280,8 @@ TEST_F(DashboardApi, ServesTheEmbeddedFrontEnd) {
   ASSERT_TRUE(index);
   EXPECT_EQ(index->status, 200);
   EXPECT_NE(index->body.find("assets/app.js"), std::string::npos);
-  for (const char* asset : {"/assets/app.js", "/assets/style.css", "/assets/vendor/uPlot.esm.js", "/assets/vendor/uPlot.min.css"}) {
+  for (const char* asset : {"/assets/app.js", "/assets/style.css", "/assets/vendor/uPlot.esm.js",
+                            "/assets/vendor/uPlot.min.css"}) {
     auto r = get(asset);
     ASSERT_TRUE(r) << asset;
     EXPECT_EQ(r->status, 200) << asset;
@@ -297,7 +306,8 @@ TEST(Dashboard, NonLoopbackHostNeedsAToken) {
 }
 
 TEST(Dashboard, TokenIsRequiredByEveryRequest) {
-  const fs::path runs = fs::temp_directory_path() / ("trainscope-token-" + std::to_string(::getpid()));
+  const fs::path runs =
+      fs::temp_directory_path() / ("trainscope-token-" + std::to_string(::getpid()));
   fs::create_directories(runs);
   ts::serve::DashboardOptions o;
   o.runs_dir = runs;
@@ -320,7 +330,8 @@ TEST(Dashboard, TokenIsRequiredByEveryRequest) {
 }
 
 TEST(Dashboard, StartsAndStopsRepeatedly) {
-  const fs::path runs = fs::temp_directory_path() / ("trainscope-restart-" + std::to_string(::getpid()));
+  const fs::path runs =
+      fs::temp_directory_path() / ("trainscope-restart-" + std::to_string(::getpid()));
   fs::create_directories(runs);
   for (int i = 0; i < 5; ++i) {
     ts::serve::DashboardOptions o;

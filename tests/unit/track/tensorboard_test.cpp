@@ -14,7 +14,8 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path fresh_dir(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("trainscope-tb-" + name + "-" + std::to_string(::getpid()));
+  fs::path dir =
+      fs::temp_directory_path() / ("trainscope-tb-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -40,7 +41,8 @@ std::vector<std::string> read_records(const fs::path& file) {
   while (pos < data.size()) {
     EXPECT_LE(pos + 12, data.size()) << "truncated record header";
     const uint64_t length = le64(data, pos);
-    EXPECT_EQ(le32(data, pos + 8), ts::track::masked_crc32c(data.substr(pos, 8))) << "length CRC at " << pos;
+    EXPECT_EQ(le32(data, pos + 8), ts::track::masked_crc32c(data.substr(pos, 8)))
+        << "length CRC at " << pos;
     pos += 12;
     EXPECT_LE(pos + length + 4, data.size()) << "truncated record";
     std::string record = data.substr(pos, length);
@@ -55,13 +57,15 @@ bool have_protoc() { return std::system("protoc --version >/dev/null 2>&1") == 0
 
 // protoc's text form of one Event record.
 std::string decode(const std::string& record) {
-  const fs::path tmp = fs::temp_directory_path() / ("trainscope-tb-record-" + std::to_string(::getpid()));
+  const fs::path tmp =
+      fs::temp_directory_path() / ("trainscope-tb-record-" + std::to_string(::getpid()));
   {
     std::ofstream out(tmp, std::ios::binary);
     out << record;
   }
-  const std::string cmd = "protoc --decode=tb.Event -I " TRAINSCOPE_SOURCE_DIR "/tests/data " TRAINSCOPE_SOURCE_DIR
-                          "/tests/data/tensorboard.proto < " + tmp.string() + " 2>&1";
+  const std::string cmd = "protoc --decode=tb.Event -I " TRAINSCOPE_SOURCE_DIR
+                          "/tests/data " TRAINSCOPE_SOURCE_DIR "/tests/data/tensorboard.proto < " +
+                          tmp.string() + " 2>&1";
   std::string text;
   if (FILE* p = popen(cmd.c_str(), "r")) {
     char buf[4096];
@@ -76,7 +80,8 @@ std::string decode(const std::string& record) {
 fs::path only_event_file(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) files.push_back(e.path());
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0)
+      files.push_back(e.path());
   EXPECT_EQ(files.size(), 1u);
   return files.empty() ? fs::path() : files[0];
 }
@@ -96,23 +101,27 @@ TEST(TensorBoard, HistogramBucketsCountEveryValue) {
   EXPECT_DOUBLE_EQ(h.sum, 14.0);
   EXPECT_DOUBLE_EQ(h.sum_squares, 46.0);
   ASSERT_EQ(h.bucket.size(), 4u);
-  EXPECT_EQ(h.bucket, (std::vector<double>{2, 1, 1, 2}));  // (limit[i-1], limit[i]]; the minimum in bucket 0
+  EXPECT_EQ(h.bucket,
+            (std::vector<double>{2, 1, 1, 2}));  // (limit[i-1], limit[i]]; the minimum in bucket 0
   EXPECT_DOUBLE_EQ(h.bucket_limit.back(), 4.0);
 }
 
 TEST(TensorBoard, EventFileDecodesWithProtoc) {
-  if (!have_protoc()) GTEST_SKIP() << "protoc is missing (scripts/deps.sh installs protobuf-compiler)";
+  if (!have_protoc())
+    GTEST_SKIP() << "protoc is missing (scripts/deps.sh installs protobuf-compiler)";
   const fs::path dir = fresh_dir("writer");
   {
     ts::track::EventWriter writer(dir);
     EXPECT_NE(writer.file().filename().string().find("events.out.tfevents."), std::string::npos);
     writer.add_scalar("train/loss", 0.25, 42, 1700000000.5);
-    writer.add_histogram("weights/fc.weight", ts::track::make_histogram({-1.0, 0.0, 0.5, 1.0}, 2), 7, 1700000001.0);
+    writer.add_histogram("weights/fc.weight", ts::track::make_histogram({-1.0, 0.0, 0.5, 1.0}, 2),
+                         7, 1700000001.0);
     writer.add_text("config", "| key | value |\n|---|---|\n| train.lr | 0.001 |", 0, 1700000002.0);
   }
   const auto records = read_records(only_event_file(dir));
   ASSERT_EQ(records.size(), 4u);
-  EXPECT_NE(decode(records[0]).find("file_version: \"brain.Event:2\""), std::string::npos) << decode(records[0]);
+  EXPECT_NE(decode(records[0]).find("file_version: \"brain.Event:2\""), std::string::npos)
+      << decode(records[0]);
 
   const std::string scalar = decode(records[1]);
   EXPECT_NE(scalar.find("wall_time: 1700000000.5"), std::string::npos) << scalar;
@@ -138,13 +147,15 @@ TEST(TensorBoard, EventFileDecodesWithProtoc) {
 }
 
 TEST(TensorBoard, TrainerWritesScalarsHistogramsAndConfig) {
-  if (!have_protoc()) GTEST_SKIP() << "protoc is missing (scripts/deps.sh installs protobuf-compiler)";
+  if (!have_protoc())
+    GTEST_SKIP() << "protoc is missing (scripts/deps.sh installs protobuf-compiler)";
   const fs::path runs = fresh_dir("fit");
   torch::manual_seed(0);
   auto x = torch::randn({128, 4});
   auto y = (x.sum(1) > 0).to(torch::kInt64);
   auto data = std::make_shared<ts::data::TensorDataset>(x, y);
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(4, 8), torch::nn::ReLU(), torch::nn::Linear(8, 2)));
+  ts::Model model(
+      torch::nn::Sequential(torch::nn::Linear(4, 8), torch::nn::ReLU(), torch::nn::Linear(8, 2)));
   ts::Config config = ts::Config::defaults();
   config.resolve();
   ts::Trainer trainer(ts::TrainerOptions::from(config)
@@ -168,7 +179,7 @@ TEST(TensorBoard, TrainerWritesScalarsHistogramsAndConfig) {
   EXPECT_EQ(tags["config"], 1);
   EXPECT_EQ(tags["train/step_loss"], 4);  // 8 steps, every 2
   EXPECT_EQ(tags["train/lr"], 4);
-  EXPECT_EQ(tags["train/loss"], 2);       // per epoch
+  EXPECT_EQ(tags["train/loss"], 2);  // per epoch
   EXPECT_EQ(tags["val/loss"], 2);
   EXPECT_EQ(tags["val/accuracy"], 2);
   EXPECT_EQ(tags["weights/0.weight"], 2);  // per epoch, every parameter

@@ -9,16 +9,21 @@ namespace {
 
 class Recorder : public ts::Callback {
  public:
-  Recorder(std::vector<std::string>* log, std::string tag = "", ts::CallbackOrder order = ts::CallbackOrder::kUser)
+  Recorder(std::vector<std::string>* log, std::string tag = "",
+           ts::CallbackOrder order = ts::CallbackOrder::kUser)
       : log_(log), tag_(std::move(tag)), order_(order) {}
   std::string name() const override { return "recorder" + tag_; }
   ts::CallbackOrder order() const override { return order_; }
 
   void on_fit_start(ts::TrainState&) override { add("fit_start"); }
-  void on_fit_end(ts::TrainState& s) override { add("fit_end:" + std::string(ts::to_string(s.stop_reason))); }
+  void on_fit_end(ts::TrainState& s) override {
+    add("fit_end:" + std::string(ts::to_string(s.stop_reason)));
+  }
   void on_epoch_start(ts::TrainState& s) override { add("epoch_start:" + std::to_string(s.epoch)); }
   void on_epoch_end(ts::TrainState& s) override { add("epoch_end:" + std::to_string(s.epoch)); }
-  void on_train_batch_start(ts::TrainState& s) override { add("batch_start:" + std::to_string(s.batch_in_epoch)); }
+  void on_train_batch_start(ts::TrainState& s) override {
+    add("batch_start:" + std::to_string(s.batch_in_epoch));
+  }
   void on_after_backward(ts::TrainState& s) override {
     // Gradients exist and the loss is set by now.
     bool has_grad = false;
@@ -26,12 +31,16 @@ class Recorder : public ts::Callback {
     add(std::string("after_backward") + (has_grad && s.loss.defined() ? "" : ":NO_GRAD"));
   }
   void on_before_optimizer_step(ts::TrainState&) override { add("before_optimizer_step"); }
-  void on_train_batch_end(ts::TrainState& s) override { add("batch_end:" + std::to_string(s.global_step)); }
+  void on_train_batch_end(ts::TrainState& s) override {
+    add("batch_end:" + std::to_string(s.global_step));
+  }
   void on_validation_start(ts::TrainState&) override { add("validation_start"); }
   void on_validation_end(ts::TrainState& s) override {
     add(std::string("validation_end") + (s.val_metrics.count("loss") ? "" : ":NO_METRICS"));
   }
-  void on_test_end(ts::TrainState&, const ts::EvalResult& r) override { add("test_end:" + r.split); }
+  void on_test_end(ts::TrainState&, const ts::EvalResult& r) override {
+    add("test_end:" + r.split);
+  }
 
  private:
   void add(const std::string& event) { log_->push_back(tag_.empty() ? event : tag_ + ":" + event); }
@@ -45,8 +54,10 @@ class StopAt : public ts::Callback {
   explicit StopAt(int64_t epoch) : epoch_(epoch) {}
   std::string name() const override { return "stop_at"; }
   void on_epoch_end(ts::TrainState& s) override {
-    if (s.epoch == epoch_) s.request_stop(ts::StopReason::kUserCallback, "asked at epoch " + std::to_string(epoch_));
-    if (s.epoch == epoch_) s.request_stop(ts::StopReason::kPatience, "a second request must not win");
+    if (s.epoch == epoch_)
+      s.request_stop(ts::StopReason::kUserCallback, "asked at epoch " + std::to_string(epoch_));
+    if (s.epoch == epoch_)
+      s.request_stop(ts::StopReason::kPatience, "a second request must not win");
   }
 
  private:
@@ -54,13 +65,19 @@ class StopAt : public ts::Callback {
 };
 
 ts::TrainerOptions quiet(int64_t epochs) {
-  return ts::TrainerOptions().max_epochs(epochs).batch_size(2).runs_dir("").progress("off").early_stopping(false)
+  return ts::TrainerOptions()
+      .max_epochs(epochs)
+      .batch_size(2)
+      .runs_dir("")
+      .progress("off")
+      .early_stopping(false)
       .checkpoints(false);
 }
 
 std::shared_ptr<ts::data::TensorDataset> tiny(int64_t n) {
   torch::manual_seed(0);
-  return std::make_shared<ts::data::TensorDataset>(torch::randn({n, 3}), torch::randint(0, 2, {n}, torch::kInt64));
+  return std::make_shared<ts::data::TensorDataset>(torch::randn({n, 3}),
+                                                   torch::randint(0, 2, {n}, torch::kInt64));
 }
 
 }  // namespace
@@ -75,19 +92,15 @@ TEST(HookOrder, FitValidateTestSequenceIsPinned) {
   trainer.test(model, *data);
 
   const std::vector<std::string> expected = {
-      "fit_start",
-      "epoch_start:1",
-      "batch_start:0", "after_backward", "before_optimizer_step", "batch_end:1",
-      "batch_start:1", "after_backward", "before_optimizer_step", "batch_end:2",
-      "validation_start", "validation_end",
-      "epoch_end:1",
-      "epoch_start:2",
-      "batch_start:0", "after_backward", "before_optimizer_step", "batch_end:3",
-      "batch_start:1", "after_backward", "before_optimizer_step", "batch_end:4",
-      "validation_start", "validation_end",
-      "epoch_end:2",
-      "fit_end:max_epochs",
-      "test_end:test",
+      "fit_start",      "epoch_start:1",         "batch_start:0",
+      "after_backward", "before_optimizer_step", "batch_end:1",
+      "batch_start:1",  "after_backward",        "before_optimizer_step",
+      "batch_end:2",    "validation_start",      "validation_end",
+      "epoch_end:1",    "epoch_start:2",         "batch_start:0",
+      "after_backward", "before_optimizer_step", "batch_end:3",
+      "batch_start:1",  "after_backward",        "before_optimizer_step",
+      "batch_end:4",    "validation_start",      "validation_end",
+      "epoch_end:2",    "fit_end:max_epochs",    "test_end:test",
   };
   EXPECT_EQ(log, expected);
 }
@@ -98,18 +111,21 @@ TEST(HookOrder, WithoutValidationSetNoValidationHooks) {
   trainer.add_callback(std::make_shared<Recorder>(&log));
   ts::Model model(torch::nn::Linear(3, 2));
   trainer.fit(model, tiny(2), nullptr);
-  const std::vector<std::string> expected = {"fit_start", "epoch_start:1", "batch_start:0", "after_backward",
-                                             "before_optimizer_step", "batch_end:1", "epoch_end:1",
-                                             "fit_end:max_epochs"};
+  const std::vector<std::string> expected = {
+      "fit_start",      "epoch_start:1",         "batch_start:0",
+      "after_backward", "before_optimizer_step", "batch_end:1",
+      "epoch_end:1",    "fit_end:max_epochs"};
   EXPECT_EQ(log, expected);
 }
 
 TEST(HookOrder, CallbacksRunInWrittenOrderWhateverTheInsertionOrder) {
   std::vector<std::string> log;
   ts::Trainer trainer(quiet(1));
-  trainer.add_callback(std::make_shared<Recorder>(&log, "checkpoint", ts::CallbackOrder::kCheckpoint));
+  trainer.add_callback(
+      std::make_shared<Recorder>(&log, "checkpoint", ts::CallbackOrder::kCheckpoint));
   trainer.add_callback(std::make_shared<Recorder>(&log, "user1", ts::CallbackOrder::kUser));
-  trainer.add_callback(std::make_shared<Recorder>(&log, "early", ts::CallbackOrder::kEarlyStopping));
+  trainer.add_callback(
+      std::make_shared<Recorder>(&log, "early", ts::CallbackOrder::kEarlyStopping));
   trainer.add_callback(std::make_shared<Recorder>(&log, "logging", ts::CallbackOrder::kLogging));
   trainer.add_callback(std::make_shared<Recorder>(&log, "diag", ts::CallbackOrder::kDiagnostics));
   trainer.add_callback(std::make_shared<Recorder>(&log, "user2", ts::CallbackOrder::kUser));
@@ -118,8 +134,9 @@ TEST(HookOrder, CallbacksRunInWrittenOrderWhateverTheInsertionOrder) {
   std::vector<std::string> starts;
   for (const auto& e : log)
     if (e.find(":fit_start") != std::string::npos) starts.push_back(e);
-  EXPECT_EQ(starts, (std::vector<std::string>{"logging:fit_start", "diag:fit_start", "user1:fit_start",
-                                              "user2:fit_start", "early:fit_start", "checkpoint:fit_start"}));
+  EXPECT_EQ(starts, (std::vector<std::string>{"logging:fit_start", "diag:fit_start",
+                                              "user1:fit_start", "user2:fit_start",
+                                              "early:fit_start", "checkpoint:fit_start"}));
 }
 
 TEST(StopRequest, FirstRequestWinsAndEndsFitAfterThatEpoch) {

@@ -7,7 +7,8 @@ namespace ts = trainscope;
 TEST(Metrics, AccuracyAndLossAreExampleWeightedAcrossBatches) {
   ts::MetricAccumulator m(ts::Task::kClassification);
   // Batch 1: 3 examples, 2 right, mean loss 1.0. Batch 2: 1 example, right, mean loss 3.0.
-  m.update(torch::tensor(1.0), torch::tensor({{2.0, 0.0}, {0.0, 1.0}, {5.0, 1.0}}), torch::tensor({0, 1, 1}));
+  m.update(torch::tensor(1.0), torch::tensor({{2.0, 0.0}, {0.0, 1.0}, {5.0, 1.0}}),
+           torch::tensor({0, 1, 1}));
   m.update(torch::tensor(3.0), torch::tensor({{0.0, 1.0}}), torch::tensor({1}));
   auto r = m.compute();
   EXPECT_NEAR(r.at("loss"), (3 * 1.0 + 1 * 3.0) / 4, 1e-12);
@@ -46,7 +47,8 @@ TEST(Metrics, PerClassPrecisionRecallF1FromConfusion) {
 
 TEST(Metrics, RegressionMaeAndRmseOverAllValues) {
   ts::MetricAccumulator m(ts::Task::kRegression);
-  m.update(torch::tensor(0.0), torch::tensor({{1.0, 2.0}, {3.0, 4.0}}), torch::tensor({{1.0, 0.0}, {3.0, 7.0}}));
+  m.update(torch::tensor(0.0), torch::tensor({{1.0, 2.0}, {3.0, 4.0}}),
+           torch::tensor({{1.0, 0.0}, {3.0, 7.0}}));
   auto r = m.compute();
   // errors: 0, 2, 0, -3
   EXPECT_NEAR(r.at("mae"), 5.0 / 4, 1e-12);

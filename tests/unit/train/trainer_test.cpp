@@ -24,7 +24,8 @@ std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, uint64_t seed) {
 TEST(Trainer, LearnsASeparableProblemAndReportsMetrics) {
   auto train = blobs(512, 1), val = blobs(128, 2);
   torch::manual_seed(0);
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(2, 16), torch::nn::ReLU(), torch::nn::Linear(16, 2)));
+  ts::Model model(
+      torch::nn::Sequential(torch::nn::Linear(2, 16), torch::nn::ReLU(), torch::nn::Linear(16, 2)));
   ts::Trainer trainer(quiet().max_epochs(5).batch_size(32).lr(1e-2));
   auto fit = trainer.fit(model, train, val);
   EXPECT_EQ(fit.stop_reason, ts::StopReason::kMaxEpochs);
@@ -69,14 +70,17 @@ TEST(Trainer, SameSeedSameWeights) {
 }
 
 TEST(Trainer, OutputThatDoesNotFitTheLabelsIsAShapeError) {
-  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({8, 2}), torch::full({8}, 4, torch::kInt64));
+  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({8, 2}),
+                                                        torch::full({8}, 4, torch::kInt64));
   ts::Model model(torch::nn::Linear(2, 3));
   ts::Trainer trainer(quiet().max_epochs(1));
   try {
     trainer.fit(model, data, nullptr);
     FAIL() << "expected ShapeError";
   } catch (const ts::ShapeError& e) {
-    EXPECT_STREQ(e.what(), "label 4 is out of range for a model with 3 outputs; size the last layer for the data's classes");
+    EXPECT_STREQ(e.what(),
+                 "label 4 is out of range for a model with 3 outputs; size the last layer for the "
+                 "data's classes");
   }
 }
 
@@ -95,9 +99,12 @@ TEST(Trainer, InvalidOptionsNameFieldAndValue) {
 TEST(Trainer, EarlyStoppingByDefaultEndsAPlateauAndRestoresBest) {
   // Labels are noise: validation loss stops improving quickly.
   torch::manual_seed(0);
-  auto train = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}), torch::randint(0, 2, {256}));
-  auto val = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}), torch::randint(0, 2, {256}));
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(20, 128), torch::nn::ReLU(), torch::nn::Linear(128, 2)));
+  auto train = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}),
+                                                         torch::randint(0, 2, {256}));
+  auto val = std::make_shared<ts::data::TensorDataset>(torch::randn({256, 20}),
+                                                       torch::randint(0, 2, {256}));
+  ts::Model model(torch::nn::Sequential(torch::nn::Linear(20, 128), torch::nn::ReLU(),
+                                        torch::nn::Linear(128, 2)));
   ts::Trainer trainer(quiet().early_stopping(true).patience(2).max_epochs(100).lr(1e-2));
   auto fit = trainer.fit(model, train, val);
   EXPECT_EQ(fit.stop_reason, ts::StopReason::kPatience);

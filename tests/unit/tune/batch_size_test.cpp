@@ -15,7 +15,8 @@ namespace {
 // Memory = fixed + per_sample * batch; out of memory above `oom_above`; throughput from `speed`.
 class FakeProbe : public tn::BatchProbe {
  public:
-  FakeProbe(double fixed, double per_sample, int64_t oom_above, std::function<double(int64_t)> speed)
+  FakeProbe(double fixed, double per_sample, int64_t oom_above,
+            std::function<double(int64_t)> speed)
       : fixed_(fixed), per_sample_(per_sample), oom_above_(oom_above), speed_(std::move(speed)) {}
   tn::BatchTrial run(int64_t batch) override {
     tried.push_back(batch);
@@ -58,7 +59,9 @@ TEST(BatchSize, BisectsBetweenLastFitAndFirstOutOfMemory) {
             (std::vector<int64_t>{16, 16, 32, 64, 128, 256, 512, 1024}));
   EXPECT_LE(r.batch_size, 1000);
   EXPECT_GE(r.batch_size, 1000 - 1000 / 8);
-  EXPECT_NE(r.reason.find("the largest that fits in memory (1024 did not: out of memory)"), std::string::npos) << r.reason;
+  EXPECT_NE(r.reason.find("the largest that fits in memory (1024 did not: out of memory)"),
+            std::string::npos)
+      << r.reason;
 }
 
 TEST(BatchSize, MemoryBudgetWithHeadroomFromAKnownPerSampleCost) {
@@ -68,7 +71,8 @@ TEST(BatchSize, MemoryBudgetWithHeadroomFromAKnownPerSampleCost) {
   EXPECT_LE(r.batch_size, 449);
   EXPECT_GE(r.batch_size, 449 - 449 / 8);
   bool saw_budget_note = false;
-  for (const auto& t : r.trials) saw_budget_note |= t.note.find("over the budget") != std::string::npos;
+  for (const auto& t : r.trials)
+    saw_budget_note |= t.note.find("over the budget") != std::string::npos;
   EXPECT_TRUE(saw_budget_note);
 }
 
@@ -99,7 +103,8 @@ TEST(BatchSize, NothingFitsIsAClearError) {
     tn::find_batch_size(probe, opts(), 0, 1000);
     FAIL();
   } catch (const ts::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("even a batch of 16 does not fit"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("even a batch of 16 does not fit"), std::string::npos)
+        << e.what();
   }
 }
 
@@ -113,8 +118,10 @@ TEST(BatchSize, LrFollowsTheStatedRule) {
 TEST(BatchSize, RealProbeMeasuresMemoryThatGrowsWithTheBatch) {
   // A wide linear layer: activations of 4096 floats per sample dominate, 16 KiB each (plus
   // the gradient of the same size).
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(64, 4096), torch::nn::ReLU(), torch::nn::Linear(4096, 2)));
-  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({4096, 64}), torch::randint(0, 2, {4096}));
+  ts::Model model(torch::nn::Sequential(torch::nn::Linear(64, 4096), torch::nn::ReLU(),
+                                        torch::nn::Linear(4096, 2)));
+  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({4096, 64}),
+                                                        torch::randint(0, 2, {4096}));
   tn::TrainingProbe probe(model, *data, ts::Task::kClassification, torch::kCPU, 2, 0);
   auto before = model.snapshot();
   auto small = probe.run(256), large = probe.run(2048);
@@ -122,16 +129,20 @@ TEST(BatchSize, RealProbeMeasuresMemoryThatGrowsWithTheBatch) {
   EXPECT_GT(large.samples_per_s, 0);
   // 1,792 more samples x 16 KiB per activation, with at least the linear output, the relu output
   // and their gradients alive at once; the allocator may reuse some, so check for one copy.
-  EXPECT_GT(large.peak_bytes - small.peak_bytes, 1792.0 * 16384) << small.peak_bytes << " " << large.peak_bytes;
+  EXPECT_GT(large.peak_bytes - small.peak_bytes, 1792.0 * 16384)
+      << small.peak_bytes << " " << large.peak_bytes;
   auto after = model.snapshot();
-  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << "weights restored";
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(before[i], after[i])) << "weights restored";
 }
 
 TEST(BatchSize, OutOfMemoryOnCuda_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(1024, 65536), torch::nn::Linear(65536, 2)));
+  ts::Model model(
+      torch::nn::Sequential(torch::nn::Linear(1024, 65536), torch::nn::Linear(65536, 2)));
   model.to(torch::kCUDA);
-  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({1 << 20, 1024}), torch::randint(0, 2, {1 << 20}));
+  auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({1 << 20, 1024}),
+                                                        torch::randint(0, 2, {1 << 20}));
   tn::TrainingProbe probe(model, *data, ts::Task::kClassification, torch::kCUDA, 1, 0);
   auto o = opts();
   o.start = 1024;

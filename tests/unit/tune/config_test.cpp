@@ -77,7 +77,8 @@ TEST(Config, SetParsesByTypeAndNamesBadValues) {
             "--set train.patience: expected an integer, got 'big'");
   EXPECT_EQ(error_of([&] { c.set_from_string("train.lrr=0.1"); }),
             "--set train.lrr: unknown setting 'train.lrr'; did you mean 'train.lr'?");
-  EXPECT_NE(error_of([&] { c.set_from_string("train.lr"); }).find("expected key=value"), std::string::npos);
+  EXPECT_NE(error_of([&] { c.set_from_string("train.lr"); }).find("expected key=value"),
+            std::string::npos);
 }
 
 TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
@@ -91,9 +92,11 @@ TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
   EXPECT_EQ(bad("train.lr=-0.1"),
             "--set: train.lr = -0.1 is out of range; expected a positive number such as 0.001")
       << "the message names the key, the value and what was expected";
-  EXPECT_NE(bad("train.batch_size=0").find("train.batch_size = \"0\" is out of range; expected auto or a positive"),
+  EXPECT_NE(bad("train.batch_size=0")
+                .find("train.batch_size = \"0\" is out of range; expected auto or a positive"),
             std::string::npos);
-  EXPECT_NE(bad("train.batch_size=big").find("expected auto or a positive integer"), std::string::npos);
+  EXPECT_NE(bad("train.batch_size=big").find("expected auto or a positive integer"),
+            std::string::npos);
   EXPECT_EQ(bad("train.batch_size=64"), "no error");
   EXPECT_NE(bad("data.val_fraction=1.5").find("data.val_fraction"), std::string::npos);
   EXPECT_NE(bad("model.name=resnet9000").find("expected one of: cnn, mlp"), std::string::npos);
@@ -104,15 +107,21 @@ TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
 TEST(Config, TomlFileErrorsNameFileAndLine) {
   auto f = temp_file("bad.toml", "[train]\nlr = 0.01\nbatch_sise = 64\n");
   auto msg = error_of([&] { ts::Config::defaults().merge_file(f); });
-  EXPECT_EQ(msg, f.string() + ":3: unknown setting 'train.batch_sise'; did you mean 'train.batch_size'?");
+  EXPECT_EQ(
+      msg, f.string() + ":3: unknown setting 'train.batch_sise'; did you mean 'train.batch_size'?");
 
   auto g = temp_file("type.toml", "[train]\nlr = \"fast\"\n");
-  EXPECT_NE(error_of([&] { ts::Config::defaults().merge_file(g); }).find(g.string() + ":2: train.lr: expected a number"),
+  EXPECT_NE(error_of([&] {
+              ts::Config::defaults().merge_file(g);
+            }).find(g.string() + ":2: train.lr: expected a number"),
             std::string::npos);
 
   auto h = temp_file("syntax.toml", "[train\nlr = 1\n");
-  EXPECT_NE(error_of([&] { ts::Config::defaults().merge_file(h); }).find("not valid TOML"), std::string::npos);
-  EXPECT_NE(error_of([&] { ts::Config::defaults().merge_file("/nonexistent/x.toml"); }).find("does not exist"),
+  EXPECT_NE(error_of([&] { ts::Config::defaults().merge_file(h); }).find("not valid TOML"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              ts::Config::defaults().merge_file("/nonexistent/x.toml");
+            }).find("does not exist"),
             std::string::npos);
 }
 
@@ -130,5 +139,6 @@ TEST(Config, TomlRoundTripsEveryValue) {
   for (const auto& s : c.settings())
     EXPECT_EQ(ts::to_toml_literal(s.value), ts::to_toml_literal(d.setting(s.key).value)) << s.key;
   EXPECT_NE(c.to_toml().find("lr = 0.0003  # from --set"), std::string::npos);
-  EXPECT_NE(c.to_toml().find("optimizer = \"adam\"  # default: Adam converges well without tuning"), std::string::npos);
+  EXPECT_NE(c.to_toml().find("optimizer = \"adam\"  # default: Adam converges well without tuning"),
+            std::string::npos);
 }

@@ -17,7 +17,7 @@ tn::LrCurve valley(double noise = 0.0) {
   for (int i = 0; i < 100; ++i) {
     const double lr = 1e-7 * std::pow(1e8, i / 99.0), x = std::log10(lr);
     double loss = 2.3 - 1.5 / (1 + std::exp(-3.0 * (x + 3.0)));  // sigmoid descent around 1e-3
-    if (x > -2) loss += 3.0 * (x + 2) * (x + 2);                   // divergence past 1e-2
+    if (x > -2) loss += 3.0 * (x + 2) * (x + 2);                 // divergence past 1e-2
     loss += noise * std::sin(37.0 * i);
     c.lrs.push_back(lr);
     c.losses.push_back(loss);
@@ -59,7 +59,8 @@ TEST(LrFinder, RangeTestOnARealModelFindsAUsableLrAndRestoresIt) {
   auto y = torch::randint(0, 3, {2048});
   auto x = torch::randn({3, 16}).index_select(0, y) + 0.5 * torch::randn({2048, 16});
   auto data = std::make_shared<ts::data::TensorDataset>(x, y);
-  ts::Model model(torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::ReLU(), torch::nn::Linear(32, 3)));
+  ts::Model model(torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::ReLU(),
+                                        torch::nn::Linear(32, 3)));
   auto before = model.snapshot();
   tn::LrFinderOptions o;
   o.batch_size = 64;
@@ -74,7 +75,8 @@ TEST(LrFinder, RangeTestOnARealModelFindsAUsableLrAndRestoresIt) {
   auto after = model.snapshot();
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i]));
 
-  auto png = std::filesystem::temp_directory_path() / ("ts_lr_find_" + std::to_string(::getpid()) + ".png");
+  auto png = std::filesystem::temp_directory_path() /
+             ("ts_lr_find_" + std::to_string(::getpid()) + ".png");
   tn::plot_lr_curve(curve, s, png);
   EXPECT_GT(std::filesystem::file_size(png), 1000u);
   std::filesystem::remove(png);
