@@ -34,6 +34,9 @@ struct RuntimeReport {
   std::vector<std::string> lines;
 };
 
+// Cores this process may run on (its CPU affinity), at least 1.
+int available_cores();
+
 // Applies `options` to this process. Call before the first torch op that starts threads.
 // Process-wide and not thread-safe; calling it again re-applies the thread settings.
 RuntimeReport configure_process(const RuntimeOptions& options = {});

@@ -18,11 +18,6 @@ void log_split(track::RunStore& store, const TrainState& state, const std::strin
     store.add_metric({state.global_step, state.epoch, split, tag, value, now});
 }
 
-double current_lr(const TrainState& state) {
-  if (state.optimizer == nullptr || state.optimizer->param_groups().empty()) return std::nan("");
-  return state.optimizer->param_groups().front().options().get_lr();
-}
-
 }  // namespace
 
 void RunLogger::on_fit_start(TrainState& state) {

@@ -9,11 +9,6 @@
 namespace trainscope::callbacks {
 namespace {
 
-double current_lr(const TrainState& state) {
-  if (state.optimizer == nullptr || state.optimizer->param_groups().empty()) return std::nan("");
-  return state.optimizer->param_groups().front().options().get_lr();
-}
-
 // [min, max, num, sum, sum_squares, count_0 .. count_{B-1}] of `t`, on t's device, no host sync.
 // Non-finite entries are counted in the first bucket and left out of min and max (a broken run
 // still gets a histogram; the loss curve and the diagnostics say what went wrong).

@@ -12,13 +12,13 @@
 #include <thread>
 
 namespace trainscope {
-namespace {
-
 int available_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
 }
+
+namespace {
 
 bool env_set(const char* name) {
   const char* v = std::getenv(name);

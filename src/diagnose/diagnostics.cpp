@@ -11,11 +11,6 @@
 namespace trainscope::diagnose {
 namespace {
 
-double current_lr(const TrainState& state) {
-  if (!state.optimizer || state.optimizer->param_groups().empty()) return NAN;
-  return state.optimizer->param_groups().front().options().get_lr();
-}
-
 struct ActivationProbe {
   std::string name, kind;
   torch::Tensor dead, saturated;  // 0-dim

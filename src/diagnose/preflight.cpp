@@ -26,11 +26,6 @@ Finding finding(const std::string& check, Severity severity, std::string message
                  std::move(evidence),  std::move(remedy)};
 }
 
-torch::Tensor loss_of(Task task, const torch::Tensor& out, const torch::Tensor& y) {
-  return task == Task::kClassification ? torch::cross_entropy_loss(out, y)
-                                       : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
-}
-
 }  // namespace
 
 std::vector<Finding> preflight(Model& model, const data::Dataset& train,
@@ -104,8 +99,8 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     torch::NoGradGuard no_grad;
     EvalModeGuard eval(model);
     const double initial =
-        loss_of(o.task, model.forward(x.slice(0, 0, std::min<int64_t>(256, x.size(0)))),
-                y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
+        task_loss(o.task, model.forward(x.slice(0, 0, std::min<int64_t>(256, x.size(0)))),
+                  y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
             .item<double>();
     const double expected = std::log(double(classes));
     if (!(initial < kInitialLossSlack * expected && initial > expected / kInitialLossSlack))
@@ -120,7 +115,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   // Every trainable parameter receives a gradient.
   model.train();
   for (auto& p : model.parameters()) p.mutable_grad() = torch::Tensor();
-  loss_of(o.task, model.forward(xb), yb).backward();
+  task_loss(o.task, model.forward(xb), yb).backward();
   std::string missing;
   int n_missing = 0;
   for (const auto& item : model.module().named_parameters()) {
@@ -147,7 +142,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     int64_t steps = 0;
     for (; steps < o.overfit_steps; ++steps) {
       opt.zero_grad();
-      auto loss = loss_of(o.task, model.forward(xb), yb);
+      auto loss = task_loss(o.task, model.forward(xb), yb);
       last = loss.item<double>();  // host sync: pre-flight only
       if (steps == 0) initial = last;
       if (last < kOverfitShare * initial) break;

@@ -7,6 +7,12 @@
 
 namespace trainscope {
 
+torch::Tensor task_loss(Task task, const torch::Tensor& output, const torch::Tensor& target) {
+  return task == Task::kClassification
+             ? torch::cross_entropy_loss(output, target)
+             : torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
+}
+
 MetricAccumulator::MetricAccumulator(Task task, bool with_confusion)
     : task_(task), with_confusion_(with_confusion && task == Task::kClassification) {}
 

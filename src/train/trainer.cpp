@@ -36,6 +36,11 @@ const char* to_string(StopReason reason) {
   return "unknown";
 }
 
+double current_lr(const TrainState& state) {
+  if (state.optimizer == nullptr || state.optimizer->param_groups().empty()) return std::nan("");
+  return state.optimizer->param_groups().front().options().get_lr();
+}
+
 void TrainState::request_stop(StopReason reason, std::string message) {
   if (stop_reason != StopReason::kNone) return;
   stop_reason = reason;

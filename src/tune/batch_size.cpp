@@ -163,11 +163,6 @@ BatchTrial TrainingProbe::run(int64_t batch) {
   const bool was_training = model_.is_training();
   BatchTrial t;
   t.batch = batch;
-  auto loss_of = [&](const torch::Tensor& out, const torch::Tensor& y) {
-    return task_ == Task::kClassification
-               ? torch::cross_entropy_loss(out, y)
-               : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
-  };
   try {
     // Each step gathers its own batch from the data set, as the loader does in the step loop,
     // so that the per-step cost small batches pay is part of their throughput.
@@ -198,7 +193,7 @@ BatchTrial TrainingProbe::run(int64_t batch) {
       if (i == 1) start = std::chrono::steady_clock::now();
       if (i > 0) std::tie(x, y) = next_batch();
       opt.zero_grad();
-      auto loss = loss_of(model_.forward(x), y);
+      auto loss = task_loss(task_, model_.forward(x), y);
       loss.backward();
       opt.step();
       if (device_.is_cuda()) loss.item<float>();  // sync so the time is the device's

@@ -3,6 +3,7 @@
 // read this table.
 
 #include <trainscope/config.h>
+#include <trainscope/runtime.h>
 
 #include <toml++/toml.h>
 
@@ -345,12 +346,6 @@ ConfigValue from_toml(const ConfigValue& like, const toml::node& node, const std
       return out;
     }
   }
-}
-
-int available_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace

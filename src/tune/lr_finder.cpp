@@ -148,9 +148,7 @@ LrCurve lr_range_test(Model& model, const data::Dataset& data, const LrFinderOpt
     auto x = b.x.to(o.device), y = b.y.to(o.device);
     opt.zero_grad();
     auto out = model.forward(x);
-    auto loss = o.task == Task::kClassification
-                    ? torch::cross_entropy_loss(out, y)
-                    : torch::mse_loss(out, y.view_as(out).to(out.scalar_type()));
+    auto loss = task_loss(o.task, out, y);
     loss.backward();
     opt.step();
     const double value = loss.item<double>();  // host sync: the curve is the point

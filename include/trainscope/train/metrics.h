@@ -12,6 +12,10 @@ namespace trainscope {
 
 enum class Task { kClassification, kRegression };
 
+// The task's default loss: cross-entropy on class indices, or MSE on values (targets are reshaped
+// to the output and cast to its type).
+torch::Tensor task_loss(Task task, const torch::Tensor& output, const torch::Tensor& target);
+
 // Accumulates over the batches of one pass. update() launches a few small ops and never syncs;
 // compute() reads everything back in one go. Not thread-safe.
 class MetricAccumulator {

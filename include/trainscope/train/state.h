@@ -31,6 +31,10 @@ enum class StopReason {
 // Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
 const char* to_string(StopReason reason);
 
+struct TrainState;
+// The learning rate of the running fit's first parameter group; NaN outside a fit.
+double current_lr(const TrainState& state);
+
 // Metrics of one split at the end of an evaluation pass or an epoch, by tag ("loss", "accuracy").
 using MetricMap = std::map<std::string, double>;
 
