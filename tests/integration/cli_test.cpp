@@ -125,7 +125,7 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
 TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   Result r =
-      run("train --epochs 1 --name smoke --progress plain --set data.limit=2000 --set "
+      run("train --epochs 1 --name smoke --batch-size 128 --progress plain --set data.limit=2000 --set "
           "data.test_limit=500");
   ASSERT_EQ(r.status, 0) << r.out;
   // What the user sees: settings with reasons, process configuration, an epoch line, the test
