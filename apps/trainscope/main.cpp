@@ -8,7 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -114,6 +116,10 @@ int run_data_preview(const TrainArgs& args, const PreviewArgs& preview) {
   return 0;
 }
 
+int64_t model_outputs(const ts::data::DataSplits& data) {
+  return data.num_classes > 0 ? data.num_classes : static_cast<int64_t>(1);
+}
+
 // Records how the data were prepared, so a run says what its model saw.
 void record_data(ts::track::RunStore& store, const ts::data::DataSplits& data,
                  const std::shared_ptr<ts::data::Transform>& augment) {
@@ -121,6 +127,12 @@ void record_data(ts::track::RunStore& store, const ts::data::DataSplits& data,
   store.set_meta("data.mean", std::to_string(data.mean));
   store.set_meta("data.std", std::to_string(data.std));
   store.set_meta("data.augment", augment ? augment->describe() : "[]");
+  // What `trainscope export` needs to rebuild the model without loading the data.
+  std::string shape = "[";
+  for (size_t i = 0; i < data.input_shape.size(); ++i)
+    shape += (i ? ", " : "") + std::to_string(data.input_shape[i]);
+  store.set_meta("model.input_shape", shape + "]");
+  store.set_meta("model.outputs", std::to_string(model_outputs(data)));
   if (data.skipped > 0) store.set_meta("data.skipped_images", std::to_string(data.skipped));
   if (!data.feature_mean.empty()) {
     std::string mean = "[", std = "[";
@@ -133,17 +145,22 @@ void record_data(ts::track::RunStore& store, const ts::data::DataSplits& data,
   }
 }
 
-ts::Model build_model(const ts::Config& config, const ts::data::DataSplits& data) {
+ts::Model build_model(const ts::Config& config, const std::vector<int64_t>& input_shape,
+                      int64_t outputs) {
   ts::models::ModelSpec spec;
   spec.name = config.get_string("model.name");
-  spec.input_shape = data.input_shape;
-  spec.outputs = data.num_classes > 0 ? data.num_classes : 1;
+  spec.input_shape = input_shape;
+  spec.outputs = outputs;
   spec.channels = config.get_ints("model.channels");
   spec.hidden = config.get_ints("model.hidden");
   spec.dropout = config.get_double("model.dropout");
   // Weights are drawn from torch's global generator: seed it so that a run is reproducible.
   torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
   return ts::models::make_model(spec);
+}
+
+ts::Model build_model(const ts::Config& config, const ts::data::DataSplits& data) {
+  return build_model(config, data.input_shape, model_outputs(data));
 }
 
 std::string percent(double v) {
@@ -321,41 +338,52 @@ int run_tune_lr(const TrainArgs& args, const std::string& out) {
   return 0;
 }
 
-int run_train(const TrainArgs& args) {
-  ts::Config config = build_config(args);
-  configure_runtime(config, config.get_string("ui.progress") != "off");
-  // The dashboard reads the run store from its own threads; it stops when training ends.
-  auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
-  auto data = load_data(config);
-  ts::Model model = build_model(config, data);
-  auto batch_search =
-      choose_batch_size(config, model, data, config.get_string("ui.progress") != "off");
+// What a fit's commands share once the config is resolved.
+struct Prepared {
+  ts::data::DataSplits data;
+  ts::Model model;
+  std::shared_ptr<ts::data::Transform> augment;
+};
 
+Prepared prepare(const ts::Config& config) {
+  Prepared p;
+  p.data = load_data(config);
+  p.model = build_model(config, p.data);
+  p.augment = make_augment(config, p.data);
+  return p;
+}
+
+ts::TrainerOptions trainer_options(const ts::Config& config, const Prepared& p) {
   ts::TrainerOptions options = ts::TrainerOptions::from(config);
-  options.class_names(data.class_names);
-  auto augment = make_augment(config, data);
-  options.augment(augment);
-  ts::Trainer trainer(options);
-  if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
-    auto findings = run_preflight(config, model, data, config.get_string("ui.progress") != "off");
-    for (const auto& cb : trainer.callbacks())
-      if (auto diagnostics = std::dynamic_pointer_cast<ts::diagnose::Diagnostics>(cb))
-        diagnostics->add_preflight(findings);
-  }
-  ts::FitResult fit = trainer.fit(model, data.train, data.val);
+  options.class_names(p.data.class_names);
+  options.augment(p.augment);
+  return options;
+}
+
+// After a fit (new or resumed): records the data, reports why it ended, tests.
+int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
+           const std::optional<ts::tune::BatchSizeResult>& batch_search, bool no_test) {
   if (auto run = trainer.run()) {
-    record_data(run->store(), data, augment);
+    record_data(run->store(), p.data, p.augment);
     if (batch_search)
       run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
+  const std::string name = fit.run_dir.filename().string();
   if (fit.stop_reason == ts::StopReason::kInterrupted) {
-    std::printf("interrupted; the best weights so far are in %s\n",
-                (fit.run_dir / "checkpoints").c_str());
+    std::printf("interrupted; the state after the last batch is saved: trainscope resume %s\n",
+                name.c_str());
     return 130;
   }
-  if (!args.no_test) {
-    ts::EvalResult test = trainer.test(model, *data.test);
-    if (auto run = trainer.run()) store_mistake_images(run->store(), data, test);
+  if (fit.stop_reason == ts::StopReason::kCheckpointFailed) {
+    std::fprintf(stderr,
+                 "trainscope: the fit stopped because a checkpoint could not be saved; "
+                 "once that is fixed: trainscope resume %s\n",
+                 name.c_str());
+    return 1;
+  }
+  if (!no_test) {
+    ts::EvalResult test = trainer.test(p.model, *p.data.test);
+    if (auto run = trainer.run()) store_mistake_images(run->store(), p.data, test);
     auto acc = test.metrics.find("accuracy");
     std::printf("test %s: %s (best epoch %lld of %lld)\n",
                 acc != test.metrics.end() ? "accuracy" : "loss",
@@ -365,6 +393,27 @@ int run_train(const TrainArgs& args) {
   }
   if (!fit.run_dir.empty()) std::printf("run written to %s\n", fit.run_dir.c_str());
   return 0;
+}
+
+int run_train(const TrainArgs& args) {
+  ts::Config config = build_config(args);
+  configure_runtime(config, config.get_string("ui.progress") != "off");
+  // The dashboard reads the run store from its own threads; it stops when training ends.
+  auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
+  Prepared p = prepare(config);
+  auto batch_search =
+      choose_batch_size(config, p.model, p.data, config.get_string("ui.progress") != "off");
+
+  ts::Trainer trainer(trainer_options(config, p));
+  if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
+    auto findings =
+        run_preflight(config, p.model, p.data, config.get_string("ui.progress") != "off");
+    for (const auto& cb : trainer.callbacks())
+      if (auto diagnostics = std::dynamic_pointer_cast<ts::diagnose::Diagnostics>(cb))
+        diagnostics->add_preflight(findings);
+  }
+  ts::FitResult fit = trainer.fit(p.model, p.data.train, p.data.val);
+  return finish(trainer, fit, p, batch_search, args.no_test);
 }
 
 fs::path find_run(const TestArgs& args) {
@@ -386,7 +435,7 @@ int run_test(const TestArgs& args) {
   configure_runtime(config, false);
   auto data = load_data(config);
   ts::Model model = build_model(config, data);
-  fs::path weights = dir / "checkpoints" / (args.weights + ".pt");
+  fs::path weights = dir / "checkpoints" / (args.weights + ".ckpt");
   ts::callbacks::load_weights(model.module(), weights);
 
   ts::TrainerOptions options = ts::TrainerOptions::from(config);
@@ -398,6 +447,113 @@ int run_test(const TestArgs& args) {
   store_mistake_images(trainer.run()->store(), data, test);
   auto acc = test.metrics.find("accuracy");
   if (acc != test.metrics.end()) std::printf("test accuracy: %s\n", percent(acc->second).c_str());
+  return 0;
+}
+
+struct ResumeArgs {
+  std::string run;
+  std::string runs_dir = "runs";
+  std::vector<std::string> sets;
+  std::string epochs;
+  std::string progress;
+  bool no_test = false;
+  bool no_dashboard = false;
+};
+
+// The run's own settings (config.toml), and what the user changes on top of them.
+ts::Config run_config(const fs::path& dir, const std::vector<std::string>& sets = {}) {
+  if (!fs::exists(dir / "config.toml"))
+    throw ts::Error("run " + dir.string() +
+                    " has no config.toml: it stopped before training "
+                    "began; start it again with trainscope train");
+  ts::Config config = ts::Config::defaults();
+  config.merge_file(dir / "config.toml");
+  for (const auto& s : sets) config.set_from_string(s, "--set");
+  return config;
+}
+
+int run_resume(const ResumeArgs& args) {
+  const fs::path dir = find_run({args.run, args.runs_dir, "best"});
+  std::vector<std::string> sets = args.sets;
+  if (!args.epochs.empty()) sets.push_back("train.max_epochs=" + args.epochs);
+  if (!args.progress.empty()) sets.push_back("ui.progress=" + args.progress);
+  ts::Config config = run_config(dir, sets);
+  // The dashboard serves the directory that holds this run.
+  config.set("run.dir", dir.parent_path().empty() ? std::string(".") : dir.parent_path().string(),
+             "trainscope resume");
+  config.resolve();
+  configure_runtime(config, config.get_string("ui.progress") != "off");
+  auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
+  Prepared p = prepare(config);
+  ts::Trainer trainer(trainer_options(config, p));
+  bool changed_training = false;
+  for (const auto& s : args.sets)
+    changed_training |= s.rfind("ui.", 0) != 0 && s.rfind("runtime.", 0) != 0;
+  if (!args.epochs.empty() || changed_training) {
+    ts::Config saved = config;
+    saved.set("run.dir", run_config(dir).get_string("run.dir"), "trainscope resume");
+    ts::track::write_text_atomically(dir / "config.toml", saved.to_toml());
+    std::printf(
+        "settings changed for the rest of the run (config.toml updated); the result is no "
+        "longer that of the original settings\n");
+  }
+  ts::FitResult fit = trainer.resume(p.model, p.data.train, p.data.val, dir);
+  return finish(trainer, fit, p, std::nullopt, args.no_test);
+}
+
+struct ExportArgs {
+  std::string run;
+  std::string runs_dir = "runs";
+  std::string weights = "best";
+  std::string out;
+};
+
+std::vector<int64_t> parse_ints(const std::string& text) {
+  std::vector<int64_t> out;
+  std::string item;
+  for (char c : text) {
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      item += c;
+    } else if (!item.empty()) {
+      out.push_back(std::stoll(item));
+      item.clear();
+    }
+  }
+  if (!item.empty()) out.push_back(std::stoll(item));
+  return out;
+}
+
+int run_export(const ExportArgs& args) {
+  const fs::path dir = find_run({args.run, args.runs_dir, args.weights});
+  ts::Config config = run_config(dir);
+  config.resolve();
+  configure_runtime(config, false);
+  // The model's shape is in the run store; runs without it are rebuilt from their data.
+  auto run = ts::track::Run::open(dir);
+  ts::Model model;
+  auto shape = run->store().meta("model.input_shape");
+  auto outputs = run->store().meta("model.outputs");
+  if (shape && outputs)
+    model = build_model(config, parse_ints(*shape), std::stoll(*outputs));
+  else
+    model = build_model(config, load_data(config));
+  const fs::path checkpoint = dir / "checkpoints" / (args.weights + ".ckpt");
+  if (!fs::exists(checkpoint))
+    throw ts::CheckpointError("run " + dir.string() + " has no " + checkpoint.filename().string() +
+                              " (" + (dir / "checkpoints").string() +
+                              " holds the run's checkpoints; --weights takes best or last)");
+  ts::callbacks::load_weights(model.module(), checkpoint);
+  const ts::track::CheckpointInfo info = ts::track::read_checkpoint_info(checkpoint);
+  const fs::path out = args.out.empty() ? dir / (args.weights + ".pt") : fs::path(args.out);
+  const int64_t tensors = ts::models::export_state_dict(model, out);
+  std::string from = checkpoint.filename().string() + " (epoch " + std::to_string(info.epoch);
+  if (!info.monitor.empty() && std::isfinite(info.value))
+    from += ", " + info.monitor + " " + std::to_string(info.value);
+  std::printf(
+      "exported %lld tensors of %s (%lld parameters) from %s) to %s\n"
+      "in Python: model.load_state_dict(torch.load(\"%s\"))\n",
+      static_cast<long long>(tensors), model.name().c_str(),
+      static_cast<long long>(model.num_parameters()), from.c_str(), out.c_str(), out.c_str());
   return 0;
 }
 
@@ -518,6 +674,33 @@ int main(int argc, char** argv) {
   test->add_option("--weights", test_args.weights, "best or last (default \"best\")")
       ->check(CLI::IsMember({"best", "last"}));
 
+  ResumeArgs resume_args;
+  auto* resume = app.add_subcommand(
+      "resume",
+      "continue a run from its newest good checkpoint, exactly where it stopped (a crash, "
+      "SIGKILL, Ctrl-C), then test it");
+  resume->add_option("RUN", resume_args.run, "run directory, or a run name under --runs-dir")
+      ->required();
+  resume->add_option("--runs-dir", resume_args.runs_dir, "directory of runs (default \"runs\")");
+  resume->add_option("--epochs", resume_args.epochs,
+                     "raise the epoch budget (train.max_epochs) to go on past the original end");
+  resume->add_option("--set", resume_args.sets,
+                     "change a setting for the rest of the run (config.toml is updated)");
+  resume->add_option("--progress", resume_args.progress, "auto, bar, plain or off");
+  resume->add_flag("--no-test", resume_args.no_test, "skip the test pass after the fit");
+  resume->add_flag("--no-dashboard", resume_args.no_dashboard, "do not serve the dashboard");
+
+  ExportArgs export_args;
+  auto* export_cmd = app.add_subcommand(
+      "export", "write a run's weights as a state dict that Python's torch.load reads");
+  export_cmd->add_option("RUN", export_args.run, "run directory, or a run name under --runs-dir")
+      ->required();
+  export_cmd->add_option("--runs-dir", export_args.runs_dir,
+                         "directory of runs (default \"runs\")");
+  export_cmd->add_option("--weights", export_args.weights, "best or last (default \"best\")")
+      ->check(CLI::IsMember({"best", "last"}));
+  export_cmd->add_option("--out", export_args.out, "file to write (default: <run>/<weights>.pt)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -541,6 +724,8 @@ int main(int argc, char** argv) {
     if (check->parsed()) return run_check(train_args);
     if (tune_lr->parsed()) return run_tune_lr(train_args, lr_plot);
     if (preview->parsed()) return run_data_preview(train_args, preview_args);
+    if (resume->parsed()) return run_resume(resume_args);
+    if (export_cmd->parsed()) return run_export(export_args);
     if (diagnose->parsed()) {
       std::printf("%s", ts::diagnose::diagnose_report(
                             find_run({diagnose_run, diagnose_runs_dir, "best"}).string())

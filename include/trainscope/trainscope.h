@@ -5,6 +5,8 @@
 #include <trainscope/callbacks/checkpoint.h>
 #include <trainscope/callbacks/defaults.h>
 #include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/callbacks/lr_schedule.h>
+#include <trainscope/callbacks/monitor.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/callbacks/tensorboard.h>
@@ -17,6 +19,7 @@
 #include <trainscope/models/models.h>
 #include <trainscope/runtime.h>
 #include <trainscope/serve/dashboard.h>
+#include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/tensorboard.h>

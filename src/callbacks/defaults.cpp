@@ -1,6 +1,7 @@
 #include <trainscope/callbacks/checkpoint.h>
 #include <trainscope/callbacks/defaults.h>
 #include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/callbacks/tensorboard.h>
@@ -24,10 +25,9 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const TrainerOptions& o
     d.auto_remedy = o.auto_remedy();
     out.push_back(std::make_shared<diagnose::Diagnostics>(d));
   }
-  if (o.early_stopping())
-    out.push_back(std::make_shared<EarlyStopping>(
-        EarlyStoppingOptions{o.patience(), o.min_delta(), o.restore_best()}));
-  if (o.checkpoints()) out.push_back(std::make_shared<ModelCheckpoint>());
+  if (auto schedule = make_lr_schedule(o.lr_schedule())) out.push_back(std::move(schedule));
+  if (o.early_stopping()) out.push_back(std::make_shared<EarlyStopping>(o.stopping()));
+  if (o.checkpoints()) out.push_back(std::make_shared<ModelCheckpoint>(o.checkpoint()));
   return out;
 }
 

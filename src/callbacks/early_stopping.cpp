@@ -1,4 +1,5 @@
 #include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/error.h>
 #include <trainscope/models/model.h>
 
 #include <cmath>
@@ -17,45 +18,157 @@ std::string fmt(double v) {
 
 }  // namespace
 
+EarlyStopping::EarlyStopping(EarlyStoppingOptions options)
+    : options_(std::move(options)),
+      monitor_(Monitor::parse(options_.monitor, options_.mode, "early stopping monitor")) {
+  if (options_.patience < 0)
+    throw ConfigError("early stopping patience " + std::to_string(options_.patience) +
+                      " is out of range; expected >= 0");
+  if (!(options_.min_delta >= 0))
+    throw ConfigError("early stopping min_delta " + std::to_string(options_.min_delta) +
+                      " is out of range; expected >= 0");
+  if (options_.start_from_epoch < 0)
+    throw ConfigError("early stopping start_from_epoch " +
+                      std::to_string(options_.start_from_epoch) +
+                      " is out of range; expected >= 0");
+}
+
 void EarlyStopping::on_fit_start(TrainState&) {
   best_ = 0.0;
   best_epoch_ = 0;
   wait_ = 0;
   warned_ = false;
+  restored_ = false;
+  baseline_beaten_ = false;
   best_state_.clear();
 }
 
 void EarlyStopping::on_epoch_end(TrainState& state) {
-  auto it = state.val_metrics.find("loss");
-  if (it == state.val_metrics.end()) {
+  const std::optional<double> current = monitor_.value(state);
+  const std::string& name = monitor_.name;
+  const std::string at = " at epoch " + std::to_string(state.epoch);
+  if (!current) {
     if (!warned_)
-      std::cerr << "trainscope: early stopping needs a validation set; it is off for this fit\n";
+      std::cerr << "trainscope: early stopping monitors " << name
+                << ", which this fit does not report (no validation set?); it is off for this "
+                   "fit\n";
     warned_ = true;
     return;
   }
-  const double value = it->second;
+  const double value = *current;
   if (!std::isfinite(value)) {
-    state.request_stop(StopReason::kNonFinite, "val_loss is " + std::to_string(value) +
-                                                   " at epoch " + std::to_string(state.epoch) +
-                                                   "; training diverged");
+    if (options_.check_finite)
+      state.request_stop(StopReason::kNonFinite,
+                         name + " is " + std::to_string(value) + at + "; training diverged");
     return;
   }
-  if (best_epoch_ == 0 || value < best_ - options_.min_delta) {
+  if (state.epoch <= options_.start_from_epoch) return;  // warm-up: not monitored yet
+  if (std::isfinite(options_.divergence_threshold) &&
+      monitor_.improves(options_.divergence_threshold, value)) {
+    state.request_stop(StopReason::kDivergence, name + " = " + fmt(value) + at +
+                                                    " is worse than divergence_threshold " +
+                                                    fmt(options_.divergence_threshold));
+    return;
+  }
+  // The first monitored epoch sets the best; later ones improve on it by more than min_delta.
+  // As in Keras, the wait restarts only when an improvement also beats the baseline (if any).
+  const bool improved = best_epoch_ == 0 || monitor_.improves(value, best_, options_.min_delta);
+  const bool has_baseline = std::isfinite(options_.baseline);
+  const bool beats_baseline =
+      !has_baseline || monitor_.improves(value, options_.baseline, options_.min_delta);
+  if (improved) {
     best_ = value;
     best_epoch_ = state.epoch;
-    wait_ = 0;
     if (options_.restore_best) best_state_ = state.model->snapshot();
+  }
+  if (improved && beats_baseline) {
+    wait_ = 0;
+    baseline_beaten_ = true;
+  } else {
+    ++wait_;
+  }
+  if (std::isfinite(options_.stopping_threshold) &&
+      !monitor_.improves(options_.stopping_threshold, value)) {
+    state.request_stop(StopReason::kThreshold, name + " = " + fmt(value) + at +
+                                                   " reached stopping_threshold " +
+                                                   fmt(options_.stopping_threshold));
     return;
   }
-  if (++wait_ >= options_.patience)
+  if (wait_ == 0 || wait_ < options_.patience) return;
+  if (has_baseline && !baseline_beaten_)
     state.request_stop(StopReason::kPatience,
-                       "val_loss has not improved for " + std::to_string(wait_) + " epochs (best " +
+                       name + " has not beaten the baseline " + fmt(options_.baseline) + " in " +
+                           std::to_string(wait_) + " epochs (best " + fmt(best_) + " at epoch " +
+                           std::to_string(best_epoch_) + ")");
+  else
+    state.request_stop(StopReason::kPatience,
+                       name + " has not improved for " + std::to_string(wait_) + " epochs (best " +
                            fmt(best_) + " at epoch " + std::to_string(best_epoch_) + ")");
 }
 
-void EarlyStopping::on_fit_end(TrainState& state) {
-  if (!options_.restore_best || best_state_.empty()) return;
+void EarlyStopping::restore(TrainState& state) {
+  if (!options_.restore_best || best_state_.empty() || restored_ || state.model == nullptr) return;
   state.model->restore(best_state_);
+  restored_ = true;
+}
+
+void EarlyStopping::on_fit_end(TrainState& state) { restore(state); }
+
+void EarlyStopping::on_exception(TrainState& state, const std::exception_ptr&) {
+  try {
+    restore(state);
+  } catch (...) {
+    // The exception that ended the fit is the one to report.
+  }
+}
+
+void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& a) {
+  a.write("best", c10::IValue(best_));
+  a.write("best_epoch", c10::IValue(best_epoch_));
+  a.write("wait", c10::IValue(wait_));
+  a.write("warned", c10::IValue(warned_));
+  a.write("baseline_beaten", c10::IValue(baseline_beaten_));
+  // The best weights are usually the model's own at the epoch that set them: then the checkpoint's
+  // model weights serve, and the copy is not written twice.
+  bool same = !best_state_.empty();
+  if (same) {
+    const auto now = state.model->snapshot();
+    for (size_t i = 0; same && i < now.size(); ++i) same = torch::equal(now[i], best_state_[i]);
+  }
+  a.write("best_is_model", c10::IValue(same));
+  if (!same)
+    for (size_t i = 0; i < best_state_.size(); ++i)
+      a.write("best_state/" + std::to_string(i), best_state_[i], /*is_buffer=*/true);
+  a.write("best_state_size", c10::IValue(static_cast<int64_t>(best_state_.size())));
+}
+
+void EarlyStopping::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& a) {
+  c10::IValue v;
+  a.read("best", v);
+  best_ = v.toDouble();
+  a.read("best_epoch", v);
+  best_epoch_ = v.toInt();
+  a.read("wait", v);
+  wait_ = v.toInt();
+  a.read("warned", v);
+  warned_ = v.toBool();
+  a.read("baseline_beaten", v);
+  baseline_beaten_ = v.toBool();
+  a.read("best_is_model", v);
+  const bool same = v.toBool();
+  a.read("best_state_size", v);
+  const int64_t n = v.toInt();
+  best_state_.clear();
+  if (same) {
+    // on_checkpoint_load runs after the model's weights are restored.
+    best_state_ = state.model->snapshot();
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      torch::Tensor t;
+      a.read("best_state/" + std::to_string(i), t, /*is_buffer=*/true);
+      best_state_.push_back(t.clone());
+    }
+  }
 }
 
 }  // namespace trainscope::callbacks

@@ -54,6 +54,18 @@ void ProgressPrinter::on_fit_start(TrainState& state) {
     std::fprintf(out_, "settings (value, then why):\n%s", o.str().c_str());
   }
   if (state.run) std::fprintf(out_, "run: %s\n", state.run->dir().c_str());
+  if (state.resumed && state.resumed->file.empty()) {
+    std::fprintf(out_, "no usable checkpoint: starting over from epoch 1\n");
+  } else if (state.resumed) {
+    const ResumePoint& r = *state.resumed;
+    std::fprintf(out_, "resuming from %s: %s (step %lld)\n", r.file.filename().c_str(),
+                 r.epoch_complete ? ("after epoch " + std::to_string(r.epoch)).c_str()
+                                  : ("epoch " + std::to_string(r.epoch) + ", batch " +
+                                     std::to_string(r.batches) + " of " +
+                                     std::to_string(state.batches_per_epoch))
+                                        .c_str(),
+                 static_cast<long long>(r.step));
+  }
   std::fprintf(out_, "training %s for up to %lld epochs of %lld batches\n",
                state.model ? state.model->name().c_str() : "model",
                static_cast<long long>(state.max_epochs),
@@ -126,6 +138,19 @@ void ProgressPrinter::on_fit_end(TrainState& state) {
                to_string(state.stop_reason), static_cast<long long>(state.epoch),
                duration(total).c_str());
   std::fflush(out_);
+}
+
+void ProgressPrinter::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
+  archive.write("best_val", c10::IValue(best_val_));
+  archive.write("has_best", c10::IValue(has_best_));
+}
+
+void ProgressPrinter::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  archive.read("best_val", v);
+  best_val_ = v.toDouble();
+  archive.read("has_best", v);
+  has_best_ = v.toBool();
 }
 
 void ProgressPrinter::on_test_end(TrainState&, const EvalResult& result) {

@@ -21,11 +21,26 @@ void log_split(track::RunStore& store, const TrainState& state, const std::strin
 }  // namespace
 
 void RunLogger::on_fit_start(TrainState& state) {
+  best_epoch_ = 0;
+  epoch_samples_ = 0;
   if (!state.run) return;
   auto& store = state.run->store();
   store.set_meta("name", state.run->name());
   store.set_meta("status", "running");
-  store.set_meta("started_at", std::to_string(track::wall_time_now()));
+  if (state.resumed) {
+    // The run keeps its start time; its resumes are counted.
+    const int resumes = std::stoi(store.meta("resumes").value_or("0")) + 1;
+    store.set_meta("resumes", std::to_string(resumes));
+    store.set_meta("resumed_at", std::to_string(track::wall_time_now()));
+    store.set_meta("resumed_from", state.resumed->file.empty()
+                                       ? std::string("nothing (no usable checkpoint; started over)")
+                                       : state.resumed->file.filename().string() + " (epoch " +
+                                             std::to_string(state.resumed->epoch) + ", step " +
+                                             std::to_string(state.resumed->step) + ")");
+    store.erase_meta({"stop_reason", "stop_message", "ended_at", "checkpoint_error"});
+  } else {
+    store.set_meta("started_at", std::to_string(track::wall_time_now()));
+  }
   store.set_meta("model", state.model ? state.model->name() : "model");
   store.set_meta("max_epochs", std::to_string(state.max_epochs));
   if (settings_) {
@@ -34,7 +49,6 @@ void RunLogger::on_fit_start(TrainState& state) {
       rows.push_back({s.key, to_toml_literal(s.value), s.source, s.reason});
     store.put_settings(rows);
   }
-  best_epoch_ = 0;
 }
 
 void RunLogger::on_epoch_start(TrainState&) {
@@ -46,12 +60,19 @@ void RunLogger::on_train_batch_end(TrainState& state) {
   epoch_samples_ += state.batch_size;
   if (!state.run) return;
   auto& store = state.run->store();
+  const double now = track::wall_time_now();
+  // The lr of every step: it is on the host, no sync.
+  if (state.optimizer != nullptr) {
+    const auto& groups = state.optimizer->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i)
+      store.add_metric({state.global_step, state.epoch, "train",
+                        i == 0 ? "lr" : "lr/group" + std::to_string(i),
+                        groups[i].options().get_lr(), now});
+  }
   if (state.global_step % log_every_ == 0) {
-    const double now = track::wall_time_now();
     // Host sync: once every log_every steps.
     store.add_metric(
         {state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
-    store.add_metric({state.global_step, state.epoch, "train", "lr", current_lr(state), now});
   }
   // Live readers (the dashboard) see new points within half a second: commit what is pending
   // (this and other callbacks' points) at most twice a second, one small WAL transaction each.
@@ -71,8 +92,7 @@ void RunLogger::on_epoch_end(TrainState& state) {
   log_split(store, state, "val", state.val_metrics);
   log_split(store, state, "train",
             {{"epoch_seconds", seconds},
-             {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0},
-             {"lr", current_lr(state)}});
+             {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0}});
   auto val = state.val_metrics.find("loss");
   if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
     best_val_ = val->second;
@@ -93,6 +113,22 @@ void RunLogger::on_fit_end(TrainState& state) {
   store.set_meta("stop_message", state.stop_message);
   store.set_meta("ended_at", std::to_string(track::wall_time_now()));
   store.flush();
+}
+
+void RunLogger::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
+  archive.write("best_val", c10::IValue(best_val_));
+  archive.write("best_epoch", c10::IValue(best_epoch_));
+  archive.write("epoch_samples", c10::IValue(epoch_samples_));
+}
+
+void RunLogger::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
+  c10::IValue v;
+  archive.read("best_val", v);
+  best_val_ = v.toDouble();
+  archive.read("best_epoch", v);
+  best_epoch_ = v.toInt();
+  archive.read("epoch_samples", v);
+  epoch_samples_ = v.toInt();
 }
 
 void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {

@@ -64,6 +64,9 @@ void TensorBoardLogger::on_fit_start(TrainState& state) {
   if (!state.run) return;
   writer_ = std::make_unique<track::EventWriter>(state.run->dir());
   last_flush_ = std::chrono::steady_clock::now();
+  // A resumed fit rewrites the steps after its checkpoint: TensorBoard drops the old file's
+  // events from the first of them on.
+  if (state.resumed) writer_->add_session_start(state.resumed->step + 1, track::wall_time_now());
   if (settings_) {
     std::string text = "| key | value | source | reason |\n|---|---|---|---|\n";
     for (const auto& s : settings_->settings())
@@ -75,10 +78,17 @@ void TensorBoardLogger::on_fit_start(TrainState& state) {
 }
 
 void TensorBoardLogger::on_train_batch_end(TrainState& state) {
-  if (!writer_ || state.global_step % log_every_ != 0) return;
+  if (!writer_) return;
   const double now = track::wall_time_now();
+  // The lr of every step (no host sync); the loss every log_every steps.
+  if (state.optimizer != nullptr) {
+    const auto& groups = state.optimizer->param_groups();
+    for (size_t i = 0; i < groups.size(); ++i)
+      writer_->add_scalar(i == 0 ? "train/lr" : "train/lr/group" + std::to_string(i),
+                          groups[i].options().get_lr(), state.global_step, now);
+  }
+  if (state.global_step % log_every_ != 0) return;
   writer_->add_scalar("train/step_loss", state.loss.item<double>(), state.global_step, now);
-  writer_->add_scalar("train/lr", current_lr(state), state.global_step, now);
   if (std::chrono::steady_clock::now() - last_flush_ > std::chrono::seconds(2)) {
     writer_->flush();
     last_flush_ = std::chrono::steady_clock::now();

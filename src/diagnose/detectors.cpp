@@ -375,6 +375,130 @@ std::optional<Finding> LearningRateDetector::on_step(const StepSignals& s) {
   return std::nullopt;
 }
 
+// --- checkpointed state ---------------------------------------------------------------------
+
+namespace {
+
+// JSON has no NaN or Inf (nlohmann writes null): they read back as NaN.
+double number_from(const nlohmann::json& v) { return v.is_null() ? std::nan("") : v.get<double>(); }
+
+std::map<std::string, double> metrics_from(const nlohmann::json& j) {
+  std::map<std::string, double> out;
+  for (const auto& [key, value] : j.items()) out[key] = number_from(value);
+  return out;
+}
+
+std::vector<double> numbers_from(const nlohmann::json& j) {
+  std::vector<double> out;
+  for (const auto& v : j) out.push_back(number_from(v));
+  return out;
+}
+
+nlohmann::json epoch_json(const EpochSignals& e) {
+  return {{"epoch", e.epoch},
+          {"step", e.step},
+          {"max_epochs", e.max_epochs},
+          {"classification", e.classification},
+          {"num_classes", e.num_classes},
+          {"trivial_loss", e.trivial_loss},
+          {"train", e.train},
+          {"val", e.val},
+          {"best_epoch", e.best_epoch},
+          {"best_val_loss", e.best_val_loss}};
+}
+
+EpochSignals epoch_from(const nlohmann::json& j) {
+  EpochSignals e;
+  e.epoch = j.at("epoch").get<int64_t>();
+  e.step = j.at("step").get<int64_t>();
+  e.max_epochs = j.at("max_epochs").get<int64_t>();
+  e.classification = j.at("classification").get<bool>();
+  e.num_classes = j.at("num_classes").get<int64_t>();
+  e.trivial_loss = number_from(j.at("trivial_loss"));
+  e.train = metrics_from(j.at("train"));
+  e.val = metrics_from(j.at("val"));
+  e.best_epoch = j.at("best_epoch").get<int64_t>();
+  e.best_val_loss = number_from(j.at("best_val_loss"));
+  return e;
+}
+
+nlohmann::json history_json(const std::vector<EpochSignals>& history) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& e : history) out.push_back(epoch_json(e));
+  return out;
+}
+
+std::vector<EpochSignals> history_from(const nlohmann::json& j) {
+  std::vector<EpochSignals> out;
+  for (const auto& e : j) out.push_back(epoch_from(e));
+  return out;
+}
+
+}  // namespace
+
+std::string ExplodingGradientDetector::save_state() const {
+  return nlohmann::json{{"ratio_streak", ratio_streak_},
+                        {"norms", std::vector<double>(norms_.begin(), norms_.end())}}
+      .dump();
+}
+void ExplodingGradientDetector::load_state(const std::string& text) {
+  auto j = nlohmann::json::parse(text);
+  ratio_streak_ = j.at("ratio_streak").get<int>();
+  auto norms = numbers_from(j.at("norms"));
+  norms_.assign(norms.begin(), norms.end());
+}
+
+std::string VanishingGradientDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void VanishingGradientDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::string OverfittingDetector::save_state() const {
+  return nlohmann::json{{"history", history_json(history_)}}.dump();
+}
+void OverfittingDetector::load_state(const std::string& text) {
+  history_ = history_from(nlohmann::json::parse(text).at("history"));
+}
+
+std::string UnderfittingDetector::save_state() const {
+  return nlohmann::json{{"history", history_json(history_)}}.dump();
+}
+void UnderfittingDetector::load_state(const std::string& text) {
+  history_ = history_from(nlohmann::json::parse(text).at("history"));
+}
+
+std::string DyingReluDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void DyingReluDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::string SaturationDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void SaturationDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::string OscillatingLossDetector::save_state() const {
+  return nlohmann::json{{"train", train_}}.dump();
+}
+void OscillatingLossDetector::load_state(const std::string& text) {
+  train_ = numbers_from(nlohmann::json::parse(text).at("train"));
+}
+
+std::string LearningRateDetector::save_state() const {
+  return nlohmann::json{{"high_streak", high_streak_}, {"low_streak", low_streak_}}.dump();
+}
+void LearningRateDetector::load_state(const std::string& text) {
+  auto j = nlohmann::json::parse(text);
+  high_streak_ = j.at("high_streak").get<int>();
+  low_streak_ = j.at("low_streak").get<int>();
+}
+
 std::vector<std::unique_ptr<Detector>> default_detectors() {
   std::vector<std::unique_ptr<Detector>> d;
   d.push_back(std::make_unique<NonFiniteDetector>());

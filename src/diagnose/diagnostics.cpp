@@ -5,6 +5,8 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <sstream>
 
@@ -76,6 +78,7 @@ void Diagnostics::on_fit_start(TrainState& state) {
   target_var_count_ = 0;
   best_epoch_ = 0;
   clipping_ = false;
+  if (state.resumed) return;  // the findings so far come back with the checkpoint
   for (auto& f : preflight_) {
     findings_.push_back(f);
     if (state.run)
@@ -300,6 +303,64 @@ void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
   if (state.run)
     state.run->store().add_finding({r.kind, to_string(r.severity), r.step, r.epoch, r.message, "{}",
                                     r.remedy, track::wall_time_now()});
+}
+
+void Diagnostics::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
+  nlohmann::json findings = nlohmann::json::array();
+  for (const auto& f : findings_)
+    findings.push_back({{"kind", f.kind},
+                        {"severity", static_cast<int>(f.severity)},
+                        {"step", f.step},
+                        {"epoch", f.epoch},
+                        {"message", f.message},
+                        {"evidence", f.evidence},
+                        {"remedy", f.remedy}});
+  nlohmann::json detectors = nlohmann::json::array();
+  for (const auto& d : detectors_) detectors.push_back(d->save_state());
+  nlohmann::json state = {{"findings", findings},
+                          {"detectors", detectors},
+                          {"target_var_sum", target_var_sum_},
+                          {"target_var_count", target_var_count_},
+                          {"num_outputs", num_outputs_},
+                          {"best_epoch", best_epoch_},
+                          {"best_val", best_val_},
+                          {"clipping", clipping_}};
+  archive.write("state", c10::IValue(state.dump()));
+  if (non_finite_.defined()) archive.write("non_finite", non_finite_, /*is_buffer=*/true);
+}
+
+void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
+  c10::IValue text;
+  archive.read("state", text);
+  const auto state = nlohmann::json::parse(text.toStringRef());
+  findings_.clear();
+  for (const auto& f : state.at("findings")) {
+    Finding finding;
+    finding.kind = f.at("kind").get<std::string>();
+    finding.severity = static_cast<Severity>(f.at("severity").get<int>());
+    finding.step = f.at("step").get<int64_t>();
+    finding.epoch = f.at("epoch").get<int64_t>();
+    finding.message = f.at("message").get<std::string>();
+    for (const auto& [key, value] : f.at("evidence").items())
+      finding.evidence[key] = value.is_null() ? std::nan("") : value.get<double>();
+    finding.remedy = f.at("remedy").get<std::string>();
+    findings_.push_back(std::move(finding));
+  }
+  const auto& detectors = state.at("detectors");
+  if (detectors.size() != detectors_.size())
+    throw CheckpointError("the checkpoint's diagnostics ran " + std::to_string(detectors.size()) +
+                          " detectors, this fit runs " + std::to_string(detectors_.size()));
+  for (size_t i = 0; i < detectors_.size(); ++i)
+    detectors_[i]->load_state(detectors[i].get<std::string>());
+  target_var_sum_ = state.at("target_var_sum").get<double>();
+  target_var_count_ = state.at("target_var_count").get<int64_t>();
+  num_outputs_ = state.at("num_outputs").get<int64_t>();
+  best_epoch_ = state.at("best_epoch").get<int64_t>();
+  best_val_ = state.at("best_val").is_null() ? std::nan("") : state.at("best_val").get<double>();
+  clipping_ = state.at("clipping").get<bool>();
+  torch::Tensor non_finite;
+  non_finite_ = archive.try_read("non_finite", non_finite, /*is_buffer=*/true) ? non_finite.clone()
+                                                                               : torch::Tensor();
 }
 
 std::string diagnose_report(const std::string& run_dir) {

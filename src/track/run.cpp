@@ -82,6 +82,35 @@ void write_text_atomically(const fs::path& file, const std::string& text) {
   });
 }
 
+void link_atomically(const fs::path& source, const fs::path& target) {
+  std::string tmp_name = ".";  // step by step, as in write_atomically (GCC 12's false warning)
+  tmp_name += target.filename().string();
+  tmp_name += ".tmp-link";
+  const fs::path tmp = target.parent_path() / tmp_name;
+  std::error_code ec;
+  fs::remove(tmp, ec);
+  if (::link(source.c_str(), tmp.c_str()) != 0) {
+    const int err = errno;
+    // No hard links here (FAT, some network and FUSE file systems): copy instead.
+    if (err != EPERM && err != EXDEV && err != EMLINK && err != ENOTSUP && err != EOPNOTSUPP)
+      throw Error("cannot link " + target.string() + " to " + source.string() + ": " +
+                  std::strerror(err));
+    try {
+      write_atomically(tmp, [&](const fs::path& copy) {
+        fs::copy_file(source, copy, fs::copy_options::overwrite_existing);
+      });
+    } catch (const std::exception& e) {
+      throw Error("cannot copy " + source.string() + " to " + target.string() + ": " + e.what());
+    }
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) {
+    const std::string reason = ec.message();
+    fs::remove(tmp, ec);
+    throw Error("cannot rename " + tmp.string() + " to " + target.string() + ": " + reason);
+  }
+}
+
 std::string timestamped_name(const std::string& prefix) {
   std::time_t t = std::time(nullptr);
   std::tm tm{};

@@ -274,6 +274,16 @@ std::optional<std::string> RunStore::meta(const std::string& key) const {
   return select.column_text(0);
 }
 
+void RunStore::erase_meta(const std::vector<std::string>& keys) {
+  require_writable("erase meta");
+  Statement erase(db_, file_, mode_, "erase meta", "DELETE FROM meta WHERE key = ?1");
+  for (const auto& key : keys) {
+    erase.bind(1, key);
+    erase.step();
+    erase.reset();
+  }
+}
+
 void RunStore::put_settings(const std::vector<SettingRecord>& settings) {
   require_writable("write settings");
   Transaction transaction(db_, file_, mode_, "write settings");
@@ -436,6 +446,35 @@ std::vector<CheckpointRecord> RunStore::checkpoints() const {
                    select.column_real(6)});
   }
   return out;
+}
+
+StoreMark RunStore::mark() {
+  flush_pending();
+  auto max_id = [&](const char* sql) {
+    Statement select(db_, file_, mode_, "read the store's extent", sql);
+    return select.step() ? select.column_int(0) : int64_t{0};
+  };
+  return {max_id("SELECT IFNULL(MAX(rowid), 0) FROM metrics"),
+          max_id("SELECT IFNULL(MAX(id), 0) FROM findings")};
+}
+
+void RunStore::truncate_to(const StoreMark& mark, int64_t step) {
+  require_writable("truncate the run to a checkpoint");
+  pending_.clear();  // points buffered since the mark belong to the discarded future too
+  Transaction transaction(db_, file_, mode_, "truncate the run to a checkpoint");
+  Statement metrics(db_, file_, mode_, "truncate metrics", "DELETE FROM metrics WHERE rowid > ?1");
+  metrics.bind(1, mark.metrics);
+  metrics.step();
+  // Pre-flight findings (step 0, epoch 0) precede every checkpoint: they stay.
+  Statement findings(db_, file_, mode_, "truncate findings",
+                     "DELETE FROM findings WHERE id > ?1 AND (step > 0 OR epoch > 0)");
+  findings.bind(1, mark.findings);
+  findings.step();
+  Statement checkpoints(db_, file_, mode_, "truncate checkpoint records",
+                        "DELETE FROM checkpoints WHERE step > ?1");
+  checkpoints.bind(1, step);
+  checkpoints.step();
+  transaction.commit();
 }
 
 double wall_time_now() {

@@ -192,6 +192,17 @@ std::string text_event(double wall_time, int64_t step, const std::string& tag,
   return event(wall_time, step, &s, nullptr);
 }
 
+std::string session_start_event(double wall_time, int64_t step) {
+  std::string log;  // SessionLog{status = 1 (START = 1)}
+  put_key(log, 1, kVarint);
+  put_varint(log, 1);
+  std::string e;
+  put_double(e, 1, wall_time);
+  put_int64(e, 2, step);
+  put_bytes(e, 7, log);  // Event.session_log = 7
+  return e;
+}
+
 std::string file_version_event(double wall_time) {
   const std::string version = "brain.Event:2";
   return event(wall_time, 0, nullptr, &version);
@@ -239,6 +250,10 @@ EventWriter& EventWriter::operator=(EventWriter&& other) noexcept {
     out_ = std::exchange(other.out_, nullptr);
   }
   return *this;
+}
+
+void EventWriter::add_session_start(int64_t step, double wall_time) {
+  write_record(tbproto::session_start_event(wall_time, step));
 }
 
 void EventWriter::close() noexcept {

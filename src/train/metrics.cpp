@@ -63,6 +63,40 @@ MetricMap MetricAccumulator::compute() const {
   return m;
 }
 
+void MetricAccumulator::save(torch::serialize::OutputArchive& archive) const {
+  archive.write("count", c10::IValue(count_));
+  archive.write("values", c10::IValue(values_));
+  archive.write("num_classes", c10::IValue(num_classes_));
+  // Undefined sums (nothing accumulated yet) are saved as absent.
+  const std::pair<const char*, const torch::Tensor*> sums[] = {{"loss_sum", &loss_sum_},
+                                                               {"hits", &hits_},
+                                                               {"abs_sum", &abs_sum_},
+                                                               {"sq_sum", &sq_sum_},
+                                                               {"confusion", &confusion_}};
+  for (const auto& [key, t] : sums)
+    if (t->defined()) archive.write(key, *t, /*is_buffer=*/true);
+}
+
+void MetricAccumulator::load(torch::serialize::InputArchive& archive) {
+  reset();
+  c10::IValue v;
+  archive.read("count", v);
+  count_ = v.toInt();
+  archive.read("values", v);
+  values_ = v.toInt();
+  archive.read("num_classes", v);
+  num_classes_ = v.toInt();
+  const std::pair<const char*, torch::Tensor*> sums[] = {{"loss_sum", &loss_sum_},
+                                                         {"hits", &hits_},
+                                                         {"abs_sum", &abs_sum_},
+                                                         {"sq_sum", &sq_sum_},
+                                                         {"confusion", &confusion_}};
+  for (const auto& [key, t] : sums) {
+    torch::Tensor loaded;
+    if (archive.try_read(key, loaded, /*is_buffer=*/true)) *t = loaded.clone();
+  }
+}
+
 torch::Tensor MetricAccumulator::confusion() const {
   return confusion_.defined() ? confusion_.to(torch::kCPU) : torch::Tensor();
 }

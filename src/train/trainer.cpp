@@ -5,8 +5,13 @@
 #include <trainscope/track/run.h>
 #include <trainscope/train/trainer.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <trainscope/track/checkpoint_file.h>
+
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -32,6 +37,12 @@ const char* to_string(StopReason reason) {
       return "interrupted";
     case StopReason::kException:
       return "exception";
+    case StopReason::kThreshold:
+      return "stopping_threshold";
+    case StopReason::kDivergence:
+      return "divergence";
+    case StopReason::kCheckpointFailed:
+      return "checkpoint_failed";
   }
   return "unknown";
 }
@@ -62,7 +73,7 @@ void TrainerOptions::validate() const {
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
   if (diagnose_every_ < 0)
     fail("diagnose_every", std::to_string(diagnose_every_), ">= 0 (0: log_every)");
-  if (patience_ < 0) fail("patience", std::to_string(patience_), ">= 0");
+  if (stopping_.patience < 0) fail("stopping.patience", std::to_string(stopping_.patience), ">= 0");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
   if (optimizer_ != "adam" && optimizer_ != "adamw" && optimizer_ != "sgd")
     fail("optimizer", "\"" + optimizer_ + "\"", "adam, adamw or sgd");
@@ -74,27 +85,43 @@ void TrainerOptions::validate() const {
 
 namespace {
 
-// SIGINT asks the running fit to stop after the current batch; a second SIGINT kills as usual.
-std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) {
-  g_interrupted.store(true);
-  std::signal(SIGINT, SIG_DFL);
+// SIGINT or SIGTERM asks the running fit to stop after the current batch, which is checkpointed;
+// a second signal kills as usual.
+std::atomic<int> g_interrupted{0};
+extern "C" void on_interrupt(int signal) {
+  g_interrupted.store(signal);
+  std::signal(signal, SIG_DFL);
 }
 
 class InterruptGuard {
  public:
-  InterruptGuard() : previous_(std::signal(SIGINT, on_sigint)) { g_interrupted.store(false); }
-  ~InterruptGuard() { std::signal(SIGINT, previous_); }
+  InterruptGuard()
+      : previous_int_(std::signal(SIGINT, on_interrupt)),
+        previous_term_(std::signal(SIGTERM, on_interrupt)) {
+    g_interrupted.store(0);
+  }
+  ~InterruptGuard() {
+    std::signal(SIGINT, previous_int_);
+    std::signal(SIGTERM, previous_term_);
+  }
   InterruptGuard(const InterruptGuard&) = delete;
   InterruptGuard& operator=(const InterruptGuard&) = delete;
 
  private:
-  void (*previous_)(int);
+  void (*previous_int_)(int);
+  void (*previous_term_)(int);
 };
 
+// Only what trains: frozen parameters (a backbone) stay out of the optimizer.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o,
                                                         const Model& model) {
-  auto params = model.parameters();
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model.parameters())
+    if (p.requires_grad()) params.push_back(p);
+  if (params.empty())
+    throw ConfigError(
+        "the model has no trainable parameters (all of them are frozen); unfreeze "
+        "at least the head");
   if (o.optimizer() == "adamw")
     return std::make_unique<torch::optim::AdamW>(
         params, torch::optim::AdamWOptions(o.lr()).weight_decay(o.weight_decay()));
@@ -124,10 +151,38 @@ Config config_from(const TrainerOptions& o) {
   put("train.seed", static_cast<int64_t>(o.seed()));
   put("train.log_every", o.log_every());
   put("train.early_stopping", o.early_stopping());
-  put("train.patience", o.patience());
-  put("train.min_delta", o.min_delta());
-  put("train.restore_best", o.restore_best());
+  const auto& es = o.stopping();
+  put("train.patience", es.patience);
+  put("train.min_delta", es.min_delta);
+  put("train.restore_best", es.restore_best);
+  put("train.monitor", es.monitor);
+  put("train.monitor_mode", es.mode);
+  put("stopping.baseline", es.baseline);
+  put("stopping.start_from_epoch", es.start_from_epoch);
+  put("stopping.check_finite", es.check_finite);
+  put("stopping.threshold", es.stopping_threshold);
+  put("stopping.divergence", es.divergence_threshold);
   put("train.checkpoints", o.checkpoints());
+  const auto& ck = o.checkpoint();
+  put("checkpoint.keep_top_k", ck.keep_top_k);
+  put("checkpoint.every_steps", ck.every_steps);
+  put("checkpoint.every_minutes", ck.every_minutes);
+  put("checkpoint.background", ck.background);
+  put("checkpoint.on_error",
+      std::string(ck.on_error == callbacks::OnSaveError::kStop ? "stop" : "continue"));
+  const auto& ls = o.lr_schedule();
+  put("train.lr_schedule", ls.kind);
+  put("schedule.step_size", ls.step_size);
+  put("schedule.gamma", ls.gamma);
+  put("schedule.warmup_epochs", ls.warmup_epochs);
+  put("schedule.warmup_start", ls.warmup_start);
+  put("schedule.min_lr", ls.min_lr);
+  put("schedule.max_lr", ls.max_lr);
+  put("schedule.pct_start", ls.pct_start);
+  put("schedule.factor", ls.factor);
+  put("schedule.patience", ls.patience);
+  put("schedule.threshold", ls.threshold);
+  put("schedule.cooldown", ls.cooldown);
   put("data.workers", o.loader_workers());
   put("diagnose.enabled", o.diagnostics());
   put("diagnose.every", o.diagnose_every());
@@ -159,9 +214,6 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .seed(static_cast<uint64_t>(c.get_int("train.seed")))
       .log_every(c.get_int("train.log_every"))
       .early_stopping(c.get_bool("train.early_stopping"))
-      .patience(c.get_int("train.patience"))
-      .min_delta(c.get_double("train.min_delta"))
-      .restore_best(c.get_bool("train.restore_best"))
       .checkpoints(c.get_bool("train.checkpoints"))
       .loader_workers(c.get_int("data.workers"))
       .diagnostics(c.get_bool("diagnose.enabled"))
@@ -172,6 +224,42 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .runs_dir(c.get_string("run.dir"))
       .run_name(c.get_string("run.name"))
       .config(c);
+  auto& es = o.stopping();
+  es.monitor = c.get_string("train.monitor");
+  es.mode = c.get_string("train.monitor_mode");
+  es.patience = c.get_int("train.patience");
+  es.min_delta = c.get_double("train.min_delta");
+  es.restore_best = c.get_bool("train.restore_best");
+  es.baseline = c.get_double("stopping.baseline");
+  es.start_from_epoch = c.get_int("stopping.start_from_epoch");
+  es.check_finite = c.get_bool("stopping.check_finite");
+  es.stopping_threshold = c.get_double("stopping.threshold");
+  es.divergence_threshold = c.get_double("stopping.divergence");
+  auto& ck = o.checkpoint();
+  ck.monitor = es.monitor;
+  ck.mode = es.mode;
+  ck.keep_top_k = c.get_int("checkpoint.keep_top_k");
+  ck.every_steps = c.get_int("checkpoint.every_steps");
+  ck.every_minutes = c.get_double("checkpoint.every_minutes");
+  ck.background = c.get_bool("checkpoint.background");
+  ck.on_error = c.get_string("checkpoint.on_error") == "continue"
+                    ? callbacks::OnSaveError::kContinue
+                    : callbacks::OnSaveError::kStop;
+  auto& ls = o.lr_schedule();
+  ls.kind = c.get_string("train.lr_schedule");
+  ls.step_size = c.get_int("schedule.step_size");
+  ls.gamma = c.get_double("schedule.gamma");
+  ls.warmup_epochs = c.get_int("schedule.warmup_epochs");
+  ls.warmup_start = c.get_double("schedule.warmup_start");
+  ls.min_lr = c.get_double("schedule.min_lr");
+  ls.max_lr = c.get_double("schedule.max_lr");
+  ls.pct_start = c.get_double("schedule.pct_start");
+  ls.monitor = es.monitor;
+  ls.mode = es.mode;
+  ls.factor = c.get_double("schedule.factor");
+  ls.patience = c.get_int("schedule.patience");
+  ls.threshold = c.get_double("schedule.threshold");
+  ls.cooldown = c.get_int("schedule.cooldown");
   return o;
 }
 
@@ -247,56 +335,89 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
   }
 }
 
+// Everything Trainer::resume found to restore: the checkpoint's archive and where it stands.
+struct Trainer::Restore {
+  ResumePoint point;  // file empty: no usable checkpoint, the fit starts over
+  torch::serialize::InputArchive archive;
+  bool has_state = false;
+};
+
 FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
                        std::shared_ptr<const data::Dataset> val) {
+  return run_fit(model, std::move(train), std::move(val), nullptr);
+}
+
+FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> train,
+                           std::shared_ptr<const data::Dataset> val, Restore* restored) {
   TORCH_CHECK(model.defined() && train, "Trainer::fit needs a model and a training set");
   if (train->size() == 0) throw DataError("the training set is empty");
   ensure_run(model);
   model.to(device_);
-  auto optimizer = make_optimizer(options_, model);
+  optimizer_ = make_optimizer(options_, model);
   data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false,
                                      options_.seed()};
   loader_options.workers = options_.loader_workers();
   loader_options.pin_memory = device_.is_cuda();
   data::DataLoader loader(train, loader_options);
+  loader_ = &loader;
+  epoch_metrics_ = std::make_unique<MetricAccumulator>(options_.task());
 
   TrainState& s = state_;
   s = TrainState{};
   s.run = run_.get();
   s.model = &model;
-  s.optimizer = optimizer.get();
+  s.optimizer = optimizer_.get();
   s.max_epochs = options_.max_epochs();
   s.batches_per_epoch = loader.batches_per_epoch();
   s.fit_start = std::chrono::steady_clock::now();
-  FitResult result;
+  s.capture = [this] { return capture(); };
+  if (restored) s.resumed = restored->point;
+  result_ = FitResult{};
   InterruptGuard interrupt;
 
+  phase_ = Phase::kFitStart;
   call(&Callback::on_fit_start);
+  phase_ = Phase::kNone;
+  // A resumed fit continues inside the checkpoint's epoch, or after it when it was complete.
+  int64_t first_epoch = 1, first_batch = 0;
+  if (restored && restored->has_state) {
+    restore(*restored);
+    first_epoch = restored->point.epoch + (restored->point.epoch_complete ? 1 : 0);
+    first_batch = restored->point.epoch_complete ? 0 : restored->point.batches;
+    result_.resumed_from = restored->point.file;
+  }
   try {
-    for (s.epoch = 1; s.epoch <= s.max_epochs && !s.stop_requested(); ++s.epoch) {
+    for (s.epoch = first_epoch; s.epoch <= s.max_epochs && !s.stop_requested(); ++s.epoch) {
       call(&Callback::on_epoch_start);
-      train_epoch(model, *optimizer, loader);
+      train_epoch(model, loader, s.epoch == first_epoch ? first_batch : 0);
+      if (s.stop_reason == StopReason::kInterrupted) break;  // mid-epoch: not a complete epoch
       if (val && val->size() > 0 && !s.stop_requested()) {
         call(&Callback::on_validation_start);
         s.val_metrics = evaluate(model, *val, "val", /*confusion=*/false).metrics;
         call(&Callback::on_validation_end);
         const double v = s.val_metrics["loss"];
-        if (result.best_epoch == 0 || v < result.best_val_loss)
-          result.best_epoch = s.epoch, result.best_val_loss = v;
+        if (result_.best_epoch == 0 || v < result_.best_val_loss)
+          result_.best_epoch = s.epoch, result_.best_val_loss = v;
       }
+      phase_ = Phase::kEpochEnd;
       call(&Callback::on_epoch_end);
-      result.epochs = s.epoch;
+      phase_ = Phase::kNone;
+      result_.epochs = s.epoch;
     }
   } catch (...) {
+    phase_ = Phase::kNone;
     s.request_stop(StopReason::kException, "an exception ended the fit");
     const auto error = std::current_exception();
     for (auto& cb : callbacks_) cb->on_exception(s, error);
+    s.capture = nullptr;
+    loader_ = nullptr;
     throw;
   }
-  s.epoch = result.epochs;  // the last completed epoch, for on_fit_end
+  s.epoch = result_.epochs;  // the last completed epoch, for on_fit_end
   s.request_stop(StopReason::kMaxEpochs, "max_epochs=" + std::to_string(s.max_epochs) + " reached");
   call(&Callback::on_fit_end);
 
+  FitResult result = result_;
   result.stop_reason = s.stop_reason;
   result.stop_message = s.stop_message;
   result.global_step = s.global_step;
@@ -305,25 +426,28 @@ FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
   result.run_dir = run_ ? run_->dir() : std::filesystem::path();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - s.fit_start).count();
-  s.optimizer = nullptr;  // the optimizer dies with this call
+  s.capture = nullptr;
+  s.optimizer = nullptr;  // the optimizer lives until the next fit, unreachable from the state
+  loader_ = nullptr;
   return result;
 }
 
-void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer,
-                          data::DataLoader& loader) {
+void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_batch) {
   TrainState& s = state_;
+  torch::optim::Optimizer& optimizer = *optimizer_;
   model.train();
-  MetricAccumulator metrics(options_.task());
-  loader.start_epoch(s.epoch);
+  // Resuming mid-epoch, the loader continues at the checkpoint's batch and the epoch's running
+  // metrics come from the checkpoint.
+  if (first_batch > 0) {
+    loader.restore({s.epoch, first_batch, options_.seed()});
+  } else {
+    loader.start_epoch(s.epoch);
+    epoch_metrics_->reset();
+  }
   loader.reset_wait();
   const auto loop_start = std::chrono::steady_clock::now();
   data::Batch batch;
-  for (s.batch_in_epoch = 0; loader.next(batch); ++s.batch_in_epoch) {
-    if (g_interrupted.load()) {
-      s.request_stop(StopReason::kInterrupted,
-                     "interrupted (SIGINT) in epoch " + std::to_string(s.epoch));
-      break;
-    }
+  for (s.batch_in_epoch = first_batch; loader.next(batch); ++s.batch_in_epoch) {
     auto x = batch.x.to(device_, /*non_blocking=*/true);
     auto y = batch.y.to(device_, /*non_blocking=*/true);
     if (options_.augment()) {
@@ -349,16 +473,309 @@ void Trainer::train_epoch(Model& model, torch::optim::Optimizer& optimizer,
     optimizer.step();
     ++s.global_step;
 
-    metrics.update(s.loss, output.detach(), labels);
+    epoch_metrics_->update(s.loss, output.detach(), labels);
+    // Checked after the step, before on_train_batch_end, so that the checkpoint callback saves
+    // this batch's state before the loop ends.
+    if (const int signal = g_interrupted.load())
+      s.request_stop(StopReason::kInterrupted,
+                     std::string("interrupted (") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") +
+                         ") in epoch " + std::to_string(s.epoch) + " after batch " +
+                         std::to_string(s.batch_in_epoch + 1) + " of " +
+                         std::to_string(s.batches_per_epoch));
+    phase_ = Phase::kBatchEnd;
     call(&Callback::on_train_batch_end);
+    phase_ = Phase::kNone;
+    if (s.stop_reason == StopReason::kInterrupted) break;
   }
   s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
-  s.train_metrics = metrics.compute();                 // host sync: once per epoch
+  s.train_metrics = epoch_metrics_->compute();         // host sync: once per epoch
   // Share of the step loop spent blocked on the loader (the run store keeps it per epoch).
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();
   s.train_metrics["data_wait_fraction"] =
       loop_seconds > 0 ? loader.wait_seconds() / loop_seconds : 0.0;
+}
+
+std::vector<std::string> Trainer::callback_keys() const {
+  std::vector<std::string> keys;
+  std::map<std::string, int> seen;
+  for (const auto& cb : callbacks_) {
+    const int n = ++seen[cb->name()];
+    keys.push_back(n == 1 ? cb->name() : cb->name() + "#" + std::to_string(n));
+  }
+  return keys;
+}
+
+namespace {
+
+constexpr int64_t kArchiveFormat = 1;
+
+std::vector<torch::Tensor> cuda_generator_states() {
+  std::vector<torch::Tensor> states;
+  const auto& hooks = at::detail::getCUDAHooks();
+  if (!hooks.hasCUDA()) return states;
+  for (int i = 0; i < hooks.getNumGPUs(); ++i)
+    states.push_back(hooks.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i)).get_state());
+  return states;
+}
+
+// lr and momentum of each parameter group: libtorch's Optimizer::load restores the per-parameter
+// state but keeps the groups' options as constructed, and schedules change them.
+torch::Tensor group_options(const torch::optim::Optimizer& optimizer) {
+  std::vector<double> out;
+  for (const auto& group : optimizer.param_groups()) {
+    const auto& o = group.options();
+    double momentum = std::nan("");
+    if (auto* adam = dynamic_cast<const torch::optim::AdamOptions*>(&o))
+      momentum = std::get<0>(adam->betas());
+    else if (auto* adamw = dynamic_cast<const torch::optim::AdamWOptions*>(&o))
+      momentum = std::get<0>(adamw->betas());
+    else if (auto* sgd = dynamic_cast<const torch::optim::SGDOptions*>(&o))
+      momentum = sgd->momentum();
+    out.push_back(o.get_lr());
+    out.push_back(momentum);
+  }
+  return torch::tensor(out, torch::kFloat64);
+}
+
+void set_group_options(torch::optim::Optimizer& optimizer, const torch::Tensor& saved,
+                       const std::string& file) {
+  auto values = saved.to(torch::kCPU, torch::kFloat64).contiguous();
+  auto& groups = optimizer.param_groups();
+  if (values.numel() != static_cast<int64_t>(2 * groups.size()))
+    throw CheckpointError("checkpoint " + file + " has " + std::to_string(values.numel() / 2) +
+                          " optimizer parameter groups; this fit has " +
+                          std::to_string(groups.size()));
+  const double* v = values.data_ptr<double>();
+  for (size_t i = 0; i < groups.size(); ++i) {
+    auto& o = groups[i].options();
+    o.set_lr(v[2 * i]);
+    const double m = v[2 * i + 1];
+    if (std::isnan(m)) continue;
+    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&o))
+      adam->betas(std::make_tuple(m, std::get<1>(adam->betas())));
+    else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&o))
+      adamw->betas(std::make_tuple(m, std::get<1>(adamw->betas())));
+    else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&o))
+      sgd->momentum(m);
+  }
+}
+
+}  // namespace
+
+TrainingSnapshot Trainer::capture() {
+  TORCH_CHECK(phase_ != Phase::kNone,
+              "TrainState::capture is available in on_fit_start, on_train_batch_end and "
+              "on_epoch_end");
+  TrainState& s = state_;
+  torch::serialize::OutputArchive root;
+  root.write("format", c10::IValue(kArchiveFormat));
+  {
+    torch::serialize::OutputArchive model;
+    s.model->module().save(model);
+    root.write("model", model);
+  }
+  {
+    torch::serialize::OutputArchive optimizer;
+    optimizer_->save(optimizer);
+    root.write("optimizer", optimizer);
+  }
+  root.write("optimizer_groups", group_options(*optimizer_), /*is_buffer=*/true);
+  const auto keys = callback_keys();
+  for (size_t i = 0; i < callbacks_.size(); ++i) {
+    torch::serialize::OutputArchive archive;
+    callbacks_[i]->on_checkpoint_save(s, archive);
+    root.write("callback/" + keys[i], archive);
+  }
+  root.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
+  const auto cuda = cuda_generator_states();
+  for (size_t i = 0; i < cuda.size(); ++i)
+    root.write("rng/cuda/" + std::to_string(i), cuda[i], /*is_buffer=*/true);
+
+  TrainingSnapshot snapshot;
+  snapshot.step = s.global_step;
+  if (phase_ == Phase::kFitStart) {
+    snapshot.epoch = 0, snapshot.batches = 0, snapshot.epoch_complete = true;
+  } else if (phase_ == Phase::kEpochEnd) {
+    snapshot.epoch = s.epoch, snapshot.batches = s.batches_per_epoch;
+    snapshot.epoch_complete = true;
+  } else {
+    snapshot.epoch = s.epoch, snapshot.batches = s.batch_in_epoch + 1;
+    snapshot.epoch_complete = false;
+  }
+  root.write("trainer/epoch", c10::IValue(snapshot.epoch));
+  root.write("trainer/batches", c10::IValue(snapshot.batches));
+  root.write("trainer/epoch_complete", c10::IValue(snapshot.epoch_complete));
+  root.write("trainer/global_step", c10::IValue(s.global_step));
+  root.write("trainer/batches_per_epoch", c10::IValue(s.batches_per_epoch));
+  root.write("trainer/seed", c10::IValue(static_cast<int64_t>(options_.seed())));
+  root.write("trainer/best_epoch", c10::IValue(result_.best_epoch));
+  root.write("trainer/best_val_loss", c10::IValue(result_.best_val_loss));
+  root.write("trainer/epochs_done", c10::IValue(result_.epochs));
+  root.write("trainer/stop_reason", c10::IValue(static_cast<int64_t>(s.stop_reason)));
+  root.write("trainer/stop_message", c10::IValue(s.stop_message));
+  if (!snapshot.epoch_complete) {
+    torch::serialize::OutputArchive metrics;
+    epoch_metrics_->save(metrics);
+    root.write("trainer/epoch_metrics", metrics);
+  }
+  // Serialized here, on the training thread: the archive holds references to live tensors, and
+  // the bytes are a copy the caller may write from another thread.
+  root.save_to([&](const void* data, size_t size) {
+    snapshot.payload.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  return snapshot;
+}
+
+void Trainer::restore(Restore& r) {
+  TrainState& s = state_;
+  auto& root = r.archive;
+  const std::string file = r.point.file.string();
+  auto read_int = [&](const char* key) {
+    c10::IValue v;
+    root.read(key, v);
+    return v.toInt();
+  };
+  if (read_int("format") != kArchiveFormat)
+    throw CheckpointError("checkpoint " + file +
+                          " has a training-state layout this trainscope "
+                          "does not read");
+  try {
+    torch::serialize::InputArchive model;
+    root.read("model", model);
+    s.model->module().load(model);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw CheckpointError("checkpoint " + file + " holds the weights of another model: " +
+                          what.substr(0, what.find('\n')) +
+                          " (resume with the run's own config.toml)");
+  }
+  const int64_t batches_per_epoch = read_int("trainer/batches_per_epoch");
+  if (batches_per_epoch != s.batches_per_epoch)
+    throw ConfigError("checkpoint " + file + " was taken with " +
+                      std::to_string(batches_per_epoch) + " batches per epoch, this fit has " +
+                      std::to_string(s.batches_per_epoch) +
+                      "; the data set or the batch size changed since");
+  // Callbacks first: one may change the optimizer's parameter groups (unfreezing) that the
+  // optimizer's state then refers to.
+  const auto keys = callback_keys();
+  for (size_t i = 0; i < callbacks_.size(); ++i) {
+    torch::serialize::InputArchive archive;
+    if (root.try_read("callback/" + keys[i], archive))
+      callbacks_[i]->on_checkpoint_load(s, archive);
+  }
+  try {
+    torch::serialize::InputArchive optimizer;
+    root.read("optimizer", optimizer);
+    optimizer_->load(optimizer);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw CheckpointError("checkpoint " + file + " holds the state of another optimizer: " +
+                          what.substr(0, what.find('\n')));
+  }
+  torch::Tensor groups;
+  root.read("optimizer_groups", groups, /*is_buffer=*/true);
+  set_group_options(*optimizer_, groups, file);
+  torch::Tensor cpu_state;
+  root.read("rng/cpu", cpu_state, /*is_buffer=*/true);
+  at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+  cpu.set_state(cpu_state.to(torch::kCPU));
+  const auto& hooks = at::detail::getCUDAHooks();
+  if (hooks.hasCUDA())
+    for (int i = 0; i < hooks.getNumGPUs(); ++i) {
+      torch::Tensor state;
+      if (root.try_read("rng/cuda/" + std::to_string(i), state, /*is_buffer=*/true)) {
+        at::Generator cuda = hooks.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
+        cuda.set_state(state.to(torch::kCPU));
+      }
+    }
+  s.global_step = read_int("trainer/global_step");
+  result_.best_epoch = read_int("trainer/best_epoch");
+  result_.epochs = read_int("trainer/epochs_done");
+  {
+    c10::IValue v;
+    root.read("trainer/best_val_loss", v);
+    result_.best_val_loss = v.toDouble();
+  }
+  if (!r.point.epoch_complete) {
+    torch::serialize::InputArchive metrics;
+    root.read("trainer/epoch_metrics", metrics);
+    epoch_metrics_->load(metrics);
+  }
+  // A stop the callbacks had decided stands; an interruption or a failed save is what the resume
+  // is for.
+  const auto reason = static_cast<StopReason>(read_int("trainer/stop_reason"));
+  if (reason != StopReason::kNone && reason != StopReason::kInterrupted &&
+      reason != StopReason::kCheckpointFailed) {
+    c10::IValue message;
+    root.read("trainer/stop_message", message);
+    s.request_stop(reason, message.toStringRef());
+  }
+}
+
+FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> train,
+                          std::shared_ptr<const data::Dataset> val,
+                          const std::filesystem::path& run_dir) {
+  namespace fs = std::filesystem;
+  if (!run_ || run_->dir() != run_dir) attach_run(track::Run::open(run_dir));
+  const fs::path dir = run_->checkpoints_dir();
+  // Every checkpoint file, newest first by optimizer step (at a tie, an epoch's end first).
+  struct Candidate {
+    fs::path file;
+    track::CheckpointInfo info;
+  };
+  std::vector<Candidate> candidates;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() != ".ckpt") continue;
+    try {
+      candidates.push_back({entry.path(), track::read_checkpoint_info(entry.path())});
+    } catch (const CheckpointError& e) {
+      std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt\n", e.what(),
+                   entry.path().filename().c_str());
+      fs::rename(entry.path(), entry.path().string() + ".corrupt", ec);
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.info.step != b.info.step) return a.info.step > b.info.step;
+    if (a.info.epoch_complete != b.info.epoch_complete) return a.info.epoch_complete;
+    return a.file.filename() == "last.ckpt" && b.file.filename() != "last.ckpt";
+  });
+  std::optional<Restore> restore;
+  for (const auto& c : candidates) {
+    if (!fs::exists(c.file)) continue;  // set aside with a hard-linked twin
+    try {
+      const std::string payload = track::read_checkpoint_payload(c.file);
+      restore.emplace();
+      restore->point = {c.file, c.info.epoch, c.info.step, c.info.batches, c.info.epoch_complete};
+      restore->archive.load_from(payload.data(), payload.size(), device_);
+      restore->has_state = true;
+      // Rows written after the checkpoint belong to a future the resume replays.
+      run_->store().truncate_to({c.info.metrics_mark, c.info.findings_mark}, c.info.step);
+      break;
+    } catch (const CheckpointError& e) {
+      restore.reset();
+      std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt, trying an older checkpoint\n",
+                   e.what(), c.file.filename().c_str());
+      // Hard links share the damage: set aside every name of the same file.
+      for (const auto& other : candidates) {
+        if (fs::exists(other.file) && fs::equivalent(other.file, c.file, ec) &&
+            other.file != c.file)
+          fs::rename(other.file, other.file.string() + ".corrupt", ec);
+      }
+      fs::rename(c.file, c.file.string() + ".corrupt", ec);
+    }
+  }
+  if (!restore) {
+    std::fprintf(stderr,
+                 "trainscope: no usable checkpoint in %s; the fit starts over from its "
+                 "first epoch\n",
+                 dir.c_str());
+    run_->store().truncate_to({0, 0}, -1);
+    restore.emplace();  // a resume from nothing: callbacks see state.resumed with no file
+  }
+  return run_fit(model, std::move(train), std::move(val), &*restore);
 }
 
 EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const std::string& split,

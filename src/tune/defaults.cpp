@@ -102,7 +102,56 @@ const std::vector<SettingSpec>& spec_table() {
       {"train.min_delta", 0.0, "any improvement counts", "smallest val_loss decrease that counts"},
       {"train.restore_best", true, "keep the weights of the best validation epoch",
        "restore the best weights at the end"},
-      {"train.checkpoints", true, "never lose progress", "save best and last weights every epoch"},
+      {"train.checkpoints", true, "never lose progress",
+       "resumable checkpoints: last.ckpt every epoch, best.ckpt, the top-k epochs"},
+      {"train.monitor", std::string("val_loss"),
+       "validation loss is the most direct measure of generalization",
+       "metric that early stopping, the best checkpoint and the plateau schedule watch: "
+       "<train|val>_<metric>"},
+      {"train.monitor_mode", std::string("auto"), "max for accuracy-like metrics, min otherwise",
+       "min, max or auto"},
+      {"train.lr_schedule", std::string("none"),
+       "Adam at 1e-3 converges without a schedule; early stopping ends the plateau",
+       "none, step, cosine (with warm-up), onecycle or plateau (schedule.* sets them)"},
+      {"stopping.baseline", std::nan(""), "no baseline: any first value is the best so far",
+       "early stopping: the monitored value must beat this within patience epochs (nan: off)"},
+      {"stopping.start_from_epoch", int64_t{0}, "monitoring starts with the first epoch",
+       "early stopping: epochs of warm-up before monitoring starts"},
+      {"stopping.check_finite", true, "a NaN or Inf loss never recovers",
+       "early stopping: stop at once when the monitored value is NaN or Inf"},
+      {"stopping.threshold", std::nan(""), "train until patience runs out",
+       "early stopping: stop at once when the monitored value is at least this good (nan: off)"},
+      {"stopping.divergence", std::nan(""), "patience catches divergence too, later",
+       "early stopping: stop at once when the monitored value is worse than this (nan: off)"},
+      {"checkpoint.keep_top_k", int64_t{1}, "the best epoch beside last.ckpt is what a run needs",
+       "keep epoch-NNNN-<monitor>-<value>.ckpt of the k best epochs (0: none)"},
+      {"checkpoint.every_steps", int64_t{0}, "an epoch of Fashion-MNIST takes seconds to redo",
+       "also save last.ckpt every N optimizer steps, mid-epoch (0: off)"},
+      {"checkpoint.every_minutes", 0.0, "epoch ends are frequent enough here",
+       "also save last.ckpt when this many minutes passed since the last save (0: off)"},
+      {"checkpoint.background", true,
+       "the training thread only serializes; a second thread writes and fsyncs (bench/README.md)",
+       "write checkpoint files on a background thread, one save in flight"},
+      {"checkpoint.on_error", std::string("stop"),
+       "a run that cannot checkpoint can lose its progress; stopping keeps what is saved",
+       "when a save fails (full disk, read-only directory): stop or continue (without saving)"},
+      {"schedule.step_size", int64_t{10}, "torch's StepLR habit", "step: epochs between decays"},
+      {"schedule.gamma", 0.1, "a tenfold decay", "step: factor per decay"},
+      {"schedule.warmup_epochs", int64_t{0}, "Adam needs no warm-up on small models",
+       "cosine: epochs of linear warm-up"},
+      {"schedule.warmup_start", 0.01, "warm-up starts at 1% of the lr",
+       "cosine: warm-up's first lr as a fraction of the lr"},
+      {"schedule.min_lr", 0.0, "cosine anneals to zero", "cosine and plateau: the lowest lr"},
+      {"schedule.max_lr", 0.0, "0: ten times train.lr", "onecycle: the peak lr"},
+      {"schedule.pct_start", 0.3, "torch's OneCycleLR default",
+       "onecycle: share of the steps spent rising"},
+      {"schedule.factor", 0.1, "torch's ReduceLROnPlateau default", "plateau: lr factor"},
+      {"schedule.patience", int64_t{2},
+       "lowers the lr at the third flat epoch, before early stopping's patience of 5",
+       "plateau: epochs without improvement tolerated"},
+      {"schedule.threshold", 1e-4, "torch's ReduceLROnPlateau default",
+       "plateau: relative improvement that counts"},
+      {"schedule.cooldown", int64_t{0}, "torch's default", "plateau: epochs to wait after a decay"},
       {"tune.memory_share", 0.5,
        "half the available memory leaves room for the rest of the machine",
        "batch-size search (CPU): share of available memory a batch may use"},
@@ -535,6 +584,33 @@ void Config::resolve() {
     for (int64_t n : v) require(n >= 1, key, "positive sizes such as [32, 64]");
   }
   require(get_int("diagnose.every") >= 0, "diagnose.every", ">= 0 (0: train.log_every)");
+  {
+    const std::string& m = get_string("train.monitor");
+    const bool ok =
+        (m.rfind("val_", 0) == 0 && m.size() > 4) || (m.rfind("train_", 0) == 0 && m.size() > 6);
+    require(ok, "train.monitor", "<split>_<metric> such as val_loss, val_accuracy or train_loss");
+  }
+  one_of("train.monitor_mode", {"auto", "min", "max"});
+  one_of("train.lr_schedule", {"none", "step", "cosine", "onecycle", "plateau"});
+  require(get_int("stopping.start_from_epoch") >= 0, "stopping.start_from_epoch", ">= 0");
+  require(get_int("checkpoint.keep_top_k") >= 0, "checkpoint.keep_top_k", ">= 0");
+  require(get_int("checkpoint.every_steps") >= 0, "checkpoint.every_steps", ">= 0 (0: off)");
+  require(get_double("checkpoint.every_minutes") >= 0, "checkpoint.every_minutes", ">= 0 (0: off)");
+  one_of("checkpoint.on_error", {"stop", "continue"});
+  require(get_int("schedule.step_size") >= 1, "schedule.step_size", "a positive number of epochs");
+  require(get_double("schedule.gamma") > 0, "schedule.gamma", "a positive factor such as 0.1");
+  require(get_int("schedule.warmup_epochs") >= 0, "schedule.warmup_epochs", ">= 0");
+  const double ws = get_double("schedule.warmup_start");
+  require(ws > 0 && ws <= 1, "schedule.warmup_start", "a fraction in (0, 1]");
+  require(get_double("schedule.min_lr") >= 0, "schedule.min_lr", ">= 0");
+  require(get_double("schedule.max_lr") >= 0, "schedule.max_lr", ">= 0 (0: ten times train.lr)");
+  const double ps = get_double("schedule.pct_start");
+  require(ps > 0 && ps < 1, "schedule.pct_start", "a fraction in (0, 1)");
+  const double f = get_double("schedule.factor");
+  require(f > 0 && f < 1, "schedule.factor", "a fraction in (0, 1) such as 0.1");
+  require(get_int("schedule.patience") >= 0, "schedule.patience", ">= 0");
+  require(get_double("schedule.threshold") >= 0, "schedule.threshold", ">= 0");
+  require(get_int("schedule.cooldown") >= 0, "schedule.cooldown", ">= 0");
   require(get_int("ui.port") >= 0 && get_int("ui.port") <= 65535, "ui.port",
           "a port from 0 to 65535 (0: any free port)");
   require(get_int("runtime.threads") >= 0, "runtime.threads", ">= 0 (0: one per core)");

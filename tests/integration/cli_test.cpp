@@ -124,9 +124,9 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
 
 TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  Result r =
-      run("train --epochs 1 --name smoke --batch-size 128 --progress plain --set data.limit=2000 --set "
-          "data.test_limit=500");
+  Result r = run(
+      "train --epochs 1 --name smoke --batch-size 128 --progress plain --set data.limit=2000 --set "
+      "data.test_limit=500");
   ASSERT_EQ(r.status, 0) << r.out;
   // What the user sees: settings with reasons, process configuration, an epoch line, the test
   // report and where the run went.
@@ -140,8 +140,12 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   const fs::path db = run_dir / "run.sqlite";
   ASSERT_TRUE(fs::exists(db));
   EXPECT_TRUE(fs::exists(run_dir / "config.toml"));
-  EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "best.pt"));
-  EXPECT_TRUE(fs::exists(run_dir / "checkpoints" / "last.pt"));
+  for (const char* f : {"last.ckpt", "previous.ckpt", "best.ckpt", "epoch-0001-val_loss-"}) {
+    bool found = false;
+    for (const auto& e : fs::directory_iterator(run_dir / "checkpoints"))
+      found |= e.path().filename().string().rfind(f, 0) == 0;
+    EXPECT_TRUE(found) << f;
+  }
 
   EXPECT_EQ(query(db, "SELECT value FROM meta WHERE key='status'"),
             std::vector<std::string>{"finished"});
@@ -155,9 +159,11 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
             "SELECT split || '/' || tag FROM metrics WHERE epoch=1 AND tag IN ('loss','accuracy') "
             "AND split IN ('train','val') ORDER BY split, tag"),
       (std::vector<std::string>{"train/accuracy", "train/loss", "val/accuracy", "val/loss"}));
-  // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; epoch lr logged.
-  EXPECT_EQ(query(db, "SELECT value FROM metrics WHERE split='train' AND tag='lr'"),
-            std::vector<std::string>{"0.001"});
+  // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; the lr every step.
+  EXPECT_EQ(query(db,
+                  "SELECT COUNT(*) || ' ' || MIN(step) || ' ' || MAX(step) || ' ' || "
+                  "MAX(value) FROM metrics WHERE split='train' AND tag='lr'"),
+            std::vector<std::string>{"15 1 15 0.001"});
   // Test results: metrics, a 10x10 confusion matrix summing to the test examples, per-class rows.
   auto acc = query(db, "SELECT value FROM metrics WHERE split='test' AND tag='accuracy'");
   ASSERT_EQ(acc.size(), 1u);
@@ -194,8 +200,9 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
             std::vector<std::string>{"1 --epochs"});
   EXPECT_EQ(query(db, "SELECT reason FROM settings WHERE key='train.lr'"),
             std::vector<std::string>{"the Adam rule of thumb"});
-  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM checkpoints WHERE kind IN ('best','last')"),
-            std::vector<std::string>{"2"});
+  // The initial state (step 0) and epoch 1's: last.ckpt twice, then best and the top-1 epoch.
+  EXPECT_EQ(query(db, "SELECT kind || ':' || epoch || ':' || step FROM checkpoints ORDER BY id"),
+            (std::vector<std::string>{"last:0:0", "last:1:15", "epoch:1:15", "best:1:15"}));
 
   // `trainscope test RUN` evaluates the best weights and gives the same accuracy.
   Result t = run("test smoke");

@@ -1,7 +1,8 @@
 #pragma once
 // The callbacks every Trainer installs unless its options turn them off, in callback order:
 // RunLogger, ProgressPrinter and TensorBoardLogger (kLogging; TensorBoard only with a run
-// directory), Diagnostics, EarlyStopping, ModelCheckpoint.
+// directory), Diagnostics, the lr schedule (kUser; none by default), EarlyStopping,
+// ModelCheckpoint.
 #include <trainscope/train/callback.h>
 
 #include <memory>

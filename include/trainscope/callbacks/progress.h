@@ -35,6 +35,8 @@ class ProgressPrinter : public Callback {
   void on_epoch_end(TrainState& state) override;
   void on_fit_end(TrainState& state) override;
   void on_test_end(TrainState& state, const EvalResult& result) override;
+  void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
+  void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
  private:
   void draw_bar(TrainState& state, bool final);

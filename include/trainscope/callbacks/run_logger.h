@@ -7,9 +7,11 @@
 
 namespace trainscope::callbacks {
 
-// At fit start: the resolved settings and meta (name, status "running", start time).
-// Every `log_every` steps: train loss and lr (one host sync per interval). Pending points are
-// committed at most every 0.5 s, so that the dashboard shows a running run live.
+// At fit start: the resolved settings and meta (name, status "running", start time; on a resume
+// the count of resumes and what it resumed from).
+// Every step: the lr of each parameter group (lr, lr/group1, ...). Every `log_every` steps: the
+// training loss (one host sync per interval). Pending points are committed at most every 0.5 s,
+// so that the dashboard shows a running run live.
 // Every epoch: train and val metrics, epoch time and samples/s.
 // At fit end: status (finished, stopped, crashed), stop reason and message, best epoch.
 // At test end: test metrics, per-class metrics and the confusion matrix as JSON results.
@@ -29,6 +31,8 @@ class RunLogger : public Callback {
   void on_fit_end(TrainState& state) override;
   void on_test_end(TrainState& state, const EvalResult& result) override;
   void on_exception(TrainState& state, const std::exception_ptr& error) override;
+  void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
+  void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
  private:
   int64_t log_every_;

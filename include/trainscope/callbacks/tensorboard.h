@@ -15,7 +15,10 @@ class EventWriter;
 namespace trainscope::callbacks {
 
 // At fit start: the resolved settings as a markdown table (text plugin, tag "config").
-// Every `log_every` steps: train/step_loss and train/lr (one host sync, as RunLogger).
+// Every step: train/lr (and train/lr/groupN for further parameter groups). Every `log_every`
+// steps: train/step_loss (one host sync, as RunLogger).
+// A resumed fit starts a new event file with a SessionLog START event at the first replayed step,
+// so TensorBoard drops the interrupted file's events from there on: no duplicates.
 // Every epoch: train/<metric> and val/<metric>, then weight and gradient histograms of every
 // parameter (weights/<name>, grads/<name>; the gradients are the epoch's last step's),
 // computed with torch ops on the training device and read back in one copy per epoch.

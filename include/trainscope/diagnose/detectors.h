@@ -23,6 +23,10 @@ class Detector {
   virtual std::string kind() const = 0;
   virtual std::optional<Finding> on_step(const StepSignals&) { return std::nullopt; }
   virtual std::optional<Finding> on_epoch(const EpochSignals&) { return std::nullopt; }
+  // The history the rule keeps, as JSON text, for checkpoints; load_state() continues from it, so
+  // a resumed fit finds what the uninterrupted one would.
+  virtual std::string save_state() const { return "{}"; }
+  virtual void load_state(const std::string&) {}
 };
 
 // NaN or Inf in the loss or the gradients.
@@ -39,6 +43,9 @@ class ExplodingGradientDetector : public Detector {
   std::string kind() const override { return "exploding_gradients"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
  private:
   int ratio_streak_ = 0;
   std::deque<double> norms_;
@@ -50,6 +57,9 @@ class VanishingGradientDetector : public Detector {
   std::string kind() const override { return "vanishing_gradients"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
  private:
   int streak_ = 0;
 };
@@ -59,6 +69,9 @@ class OverfittingDetector : public Detector {
  public:
   std::string kind() const override { return "overfitting"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
 
  private:
   std::vector<EpochSignals> history_;
@@ -71,6 +84,9 @@ class UnderfittingDetector : public Detector {
   std::string kind() const override { return "underfitting"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
  private:
   std::vector<EpochSignals> history_;
 };
@@ -82,6 +98,9 @@ class DyingReluDetector : public Detector {
   std::string kind() const override { return "dying_relu"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
  private:
   int streak_ = 0;
 };
@@ -91,6 +110,9 @@ class SaturationDetector : public Detector {
  public:
   std::string kind() const override { return "saturated_activations"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
 
  private:
   int streak_ = 0;
@@ -102,6 +124,9 @@ class OscillatingLossDetector : public Detector {
   std::string kind() const override { return "oscillating_loss"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
  private:
   std::vector<double> train_;
 };
@@ -111,6 +136,9 @@ class LearningRateDetector : public Detector {
  public:
   std::string kind() const override { return "learning_rate"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
 
  private:
   int high_streak_ = 0, low_streak_ = 0;

@@ -49,6 +49,8 @@ class Diagnostics : public Callback {
   void on_train_batch_end(TrainState& state) override;
   void on_epoch_end(TrainState& state) override;
   void on_fit_end(TrainState& state) override;
+  void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
+  void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
  private:
   bool logging_step(const TrainState& state) const {

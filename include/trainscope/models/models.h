@@ -1,4 +1,5 @@
 #pragma once
 // Models: the Model handle and the zoo.
+#include <trainscope/models/export.h>
 #include <trainscope/models/model.h>
 #include <trainscope/models/zoo.h>

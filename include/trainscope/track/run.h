@@ -40,6 +40,10 @@ class Run {
 void write_atomically(const std::filesystem::path& file,
                       const std::function<void(const std::filesystem::path& tmp)>& write);
 void write_text_atomically(const std::filesystem::path& file, const std::string& text);
+// Makes `target` another name of `source` (a hard link, or a copy where the file system has none),
+// atomically: `target` is its previous version or the new one, never missing or partial. Throws
+// Error naming both files when it cannot.
+void link_atomically(const std::filesystem::path& source, const std::filesystem::path& target);
 
 // A default run name: <prefix>-<yyyymmdd>-<hhmmss> in local time.
 std::string timestamped_name(const std::string& prefix);

@@ -58,6 +58,14 @@ struct CheckpointRecord {
   double wall_time = 0.0;
 };
 
+// How far the metrics and findings tables reached at some moment (their largest row ids). A
+// checkpoint records it; resuming from that checkpoint deletes what was written after it, so a
+// resumed run's series continue with no duplicates and no gaps.
+struct StoreMark {
+  int64_t metrics = 0;
+  int64_t findings = 0;
+};
+
 // Owns one SQLite connection to `<run dir>/run.sqlite`, in WAL mode so that readers (the
 // dashboard, another process) never block the writer.
 //
@@ -86,6 +94,7 @@ class RunStore {
   // "stop_reason", "stop_message", "started_at", "ended_at", "best_epoch", ... Overwrites.
   void set_meta(const std::string& key, const std::string& value);
   std::optional<std::string> meta(const std::string& key) const;
+  void erase_meta(const std::vector<std::string>& keys);
 
   // The resolved configuration, one row per key (replaces any earlier rows for the same key).
   void put_settings(const std::vector<SettingRecord>& settings);
@@ -107,6 +116,13 @@ class RunStore {
 
   void add_checkpoint(const CheckpointRecord& checkpoint);
   std::vector<CheckpointRecord> checkpoints() const;
+
+  // Commits pending metrics and returns how far the tables reach.
+  StoreMark mark();
+  // In one transaction: deletes metrics and findings written after `mark` (pre-flight findings,
+  // at step 0 of epoch 0, stay), and the records of checkpoints taken after optimizer step
+  // `step` (their files are replaced by the resumed fit).
+  void truncate_to(const StoreMark& mark, int64_t step);
 
  private:
   void exec(const char* sql, const char* action) const;

@@ -45,6 +45,9 @@ std::string histogram_event(double wall_time, int64_t step, const std::string& t
 std::string text_event(double wall_time, int64_t step, const std::string& tag,
                        const std::string& text);
 std::string file_version_event(double wall_time);
+// SessionLog START at `step`: TensorBoard discards the events of earlier files at this step and
+// after (a resumed run replaces them).
+std::string session_start_event(double wall_time, int64_t step);
 // One TFRecord: length, masked CRC of length, data, masked CRC of data.
 std::string tfrecord(std::string_view data);
 }  // namespace tbproto
@@ -68,6 +71,8 @@ class EventWriter {
                      double wall_time);
   // Shown by TensorBoard's text plugin (markdown).
   void add_text(const std::string& tag, const std::string& text, int64_t step, double wall_time);
+  // A restart at `step`: TensorBoard drops what earlier event files hold from `step` on.
+  void add_session_start(int64_t step, double wall_time);
   void flush();
 
  private:

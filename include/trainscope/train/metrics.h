@@ -34,6 +34,10 @@ class MetricAccumulator {
   torch::Tensor confusion() const;
   int64_t count() const { return count_; }
 
+  // The running sums, for checkpoints taken mid-epoch; load() continues exactly.
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive);
+
  private:
   Task task_;
   bool with_confusion_;

@@ -5,6 +5,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -18,14 +20,17 @@ class Run;
 
 // Why fit() ended. Every exit path sets one; fit() returns it and the run store records it.
 enum class StopReason {
-  kNone,          // still running
-  kMaxEpochs,     // the epoch budget was used up
-  kPatience,      // early stopping: the monitored metric stopped improving
-  kNonFinite,     // loss or metric became NaN or Inf
-  kUserCallback,  // a user callback asked to stop
-  kDiagnosis,     // diagnostics stopped a failing run (opt-in auto-remedy)
-  kInterrupted,   // SIGINT / SIGTERM
-  kException,     // an exception escaped the step loop
+  kNone,              // still running
+  kMaxEpochs,         // the epoch budget was used up
+  kPatience,          // early stopping: the monitored metric stopped improving
+  kNonFinite,         // loss or metric became NaN or Inf
+  kUserCallback,      // a user callback asked to stop
+  kDiagnosis,         // diagnostics stopped a failing run (opt-in auto-remedy)
+  kInterrupted,       // SIGINT / SIGTERM
+  kException,         // an exception escaped the step loop
+  kThreshold,         // early stopping: the monitored metric reached stopping_threshold
+  kDivergence,        // early stopping: the monitored metric crossed divergence_threshold
+  kCheckpointFailed,  // a checkpoint could not be saved (checkpoint.on_error = "stop")
 };
 
 // Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
@@ -37,6 +42,27 @@ double current_lr(const TrainState& state);
 
 // Metrics of one split at the end of an evaluation pass or an epoch, by tag ("loss", "accuracy").
 using MetricMap = std::map<std::string, double>;
+
+// The state of a fit serialized at one moment (TrainState::capture): everything needed to
+// continue from there, and where that is.
+struct TrainingSnapshot {
+  int64_t epoch = 0;            // 1-based; 0 at fit start
+  int64_t step = 0;             // optimizer steps taken
+  int64_t batches = 0;          // batches of `epoch` done
+  bool epoch_complete = false;  // captured at on_epoch_end (or at fit start, epoch 0)
+  std::string payload;          // a torch::serialize archive (see Trainer::resume)
+};
+
+// Where a resumed fit continues from.
+struct ResumePoint {
+  // The checkpoint it was restored from; empty when none was usable and the fit starts over
+  // (from epoch 1, in the same run).
+  std::filesystem::path file;
+  int64_t epoch = 0;
+  int64_t step = 0;
+  int64_t batches = 0;
+  bool epoch_complete = false;
+};
 
 // Mutable state of a fit, owned by the Trainer and passed by reference to every callback hook.
 // Not thread-safe: only the training thread touches it.
@@ -67,6 +93,15 @@ struct TrainState {
   track::Run* run = nullptr;
 
   std::chrono::steady_clock::time_point fit_start;
+
+  // Set by the Trainer while a fit runs. Serializes the model, the optimizer, every callback's
+  // on_checkpoint_save, the RNG states, the loader's position and the counters, so that
+  // Trainer::resume continues exactly from this moment. Callable from on_fit_start,
+  // on_train_batch_end (the state after that batch) and on_epoch_end (the completed epoch);
+  // copies every tensor, so the caller may write the payload on another thread.
+  std::function<TrainingSnapshot()> capture;
+  // Set by Trainer::resume before on_fit_start; callbacks' on_checkpoint_load runs after it.
+  std::optional<ResumePoint> resumed;
 
   // Ask the Trainer to stop at the end of the current epoch. The first request wins;
   // `message` says why in words with numbers ("val_loss has not improved for 5 epochs ...").

@@ -1,6 +1,9 @@
 #pragma once
 // Trainer: fit / validate / test with a practitioner's defaults, everything optional a Callback.
 
+#include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/config.h>
 #include <trainscope/data/dataset.h>
 #include <trainscope/models/model.h>
@@ -46,11 +49,11 @@ struct TrainerOptions {
       0;  // 0: gather batches in the step loop (in-memory data); 2 for decoding
   TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
   // Default callbacks (callbacks/defaults.h); each can be turned off here.
-  TORCH_ARG(bool, early_stopping) = true;  // on val_loss
-  TORCH_ARG(int64_t, patience) = 5;
-  TORCH_ARG(double, min_delta) = 0.0;
-  TORCH_ARG(bool, restore_best) = true;
-  TORCH_ARG(bool, checkpoints) = true;     // best and last weights every epoch
+  TORCH_ARG(bool, early_stopping) = true;  // stopping().monitor = "val_loss", patience 5
+  TORCH_ARG(callbacks::EarlyStoppingOptions, stopping) = {};
+  TORCH_ARG(bool, checkpoints) = true;  // resumable last.ckpt, best.ckpt and the top-1 epoch
+  TORCH_ARG(callbacks::CheckpointOptions, checkpoint) = {};
+  TORCH_ARG(callbacks::LrScheduleOptions, lr_schedule) = {};  // kind "none": a constant lr
   TORCH_ARG(bool, diagnostics) = true;     // signals and problem detectors (diagnose/)
   TORCH_ARG(int64_t, diagnose_every) = 0;  // 0: log_every
   TORCH_ARG(bool, diagnose_activations) = true;
@@ -79,9 +82,10 @@ struct FitResult {
   int64_t global_step = 0;
   int64_t best_epoch = 0;  // epoch of the lowest val_loss (0 without validation)
   double best_val_loss = 0.0;
-  MetricMap train_metrics;        // of the last epoch
-  MetricMap val_metrics;          // of the last epoch
-  std::filesystem::path run_dir;  // empty when no run directory is kept
+  MetricMap train_metrics;             // of the last epoch
+  MetricMap val_metrics;               // of the last epoch
+  std::filesystem::path run_dir;       // empty when no run directory is kept
+  std::filesystem::path resumed_from;  // the checkpoint Trainer::resume continued from
   double seconds = 0.0;
 };
 
@@ -102,9 +106,22 @@ class Trainer {
   const std::vector<std::shared_ptr<Callback>>& callbacks() const { return callbacks_; }
 
   // Trains `model` on `train` for up to max_epochs, validating on `val` (may be null) after
-  // each epoch. Creates the run directory on first use.
+  // each epoch. Creates the run directory on first use. Only parameters that require gradients
+  // go into the optimizer (a frozen backbone stays out of it).
   FitResult fit(Model& model, std::shared_ptr<const data::Dataset> train,
                 std::shared_ptr<const data::Dataset> val);
+  // Continues the fit recorded in `run_dir` from its newest good checkpoint (checkpoints/*.ckpt;
+  // a truncated or corrupt file is named on stderr, set aside as <file>.corrupt, and the next
+  // newest is tried). `model`, the data and this Trainer's options must be those of the original
+  // fit. The model, optimizer, every callback's state, the RNG states, the loader's position
+  // within the epoch and the counters are restored, and the run store is cut back to what it held
+  // at the checkpoint, so its series continue without duplicates or gaps. On CPU the result is
+  // bit-identical to the uninterrupted fit's. A fit that had already stopped ends at once (its
+  // stop is part of the checkpoint; an interruption is not). When no checkpoint is usable the fit
+  // starts over from `model` as given. Throws Error when `run_dir` holds no run, CheckpointError
+  // when a checkpoint does not fit the model, ConfigError when the data no longer match it.
+  FitResult resume(Model& model, std::shared_ptr<const data::Dataset> train,
+                   std::shared_ptr<const data::Dataset> val, const std::filesystem::path& run_dir);
   // Loss and metrics on `dataset`, in eval mode, without gradients. No callbacks.
   EvalResult validate(Model& model, const data::Dataset& dataset);
   // Like validate(), plus the confusion matrix and per-class metrics for classification;
@@ -118,9 +135,18 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
 
  private:
+  struct Restore;
+  enum class Phase { kNone, kFitStart, kBatchEnd, kEpochEnd };
+
   template <typename Hook, typename... Args>
   void call(Hook hook, Args&&... args);
-  void train_epoch(Model& model, torch::optim::Optimizer& optimizer, data::DataLoader& loader);
+  FitResult run_fit(Model& model, std::shared_ptr<const data::Dataset> train,
+                    std::shared_ptr<const data::Dataset> val, Restore* restore);
+  void train_epoch(Model& model, data::DataLoader& loader, int64_t first_batch);
+  TrainingSnapshot capture();
+  void restore(Restore& restore);
+  // Archive keys of the callbacks' state: name(), with "#2", "#3" for repeated names.
+  std::vector<std::string> callback_keys() const;
   EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split,
                       bool confusion);
   torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const;
@@ -132,6 +158,12 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::shared_ptr<track::Run> run_;
   TrainState state_;
+  // Of the running fit, for capture() and restore().
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  data::DataLoader* loader_ = nullptr;
+  std::unique_ptr<MetricAccumulator> epoch_metrics_;
+  FitResult result_;
+  Phase phase_ = Phase::kNone;
 };
 
 }  // namespace trainscope

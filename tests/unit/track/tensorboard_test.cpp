@@ -117,9 +117,10 @@ TEST(TensorBoard, EventFileDecodesWithProtoc) {
     writer.add_histogram("weights/fc.weight", ts::track::make_histogram({-1.0, 0.0, 0.5, 1.0}, 2),
                          7, 1700000001.0);
     writer.add_text("config", "| key | value |\n|---|---|\n| train.lr | 0.001 |", 0, 1700000002.0);
+    writer.add_session_start(31, 1700000003.0);
   }
   const auto records = read_records(only_event_file(dir));
-  ASSERT_EQ(records.size(), 4u);
+  ASSERT_EQ(records.size(), 5u);
   EXPECT_NE(decode(records[0]).find("file_version: \"brain.Event:2\""), std::string::npos)
       << decode(records[0]);
 
@@ -143,6 +144,11 @@ TEST(TensorBoard, EventFileDecodesWithProtoc) {
   EXPECT_NE(text.find("plugin_name: \"text\""), std::string::npos) << text;
   EXPECT_NE(text.find("dtype: 7"), std::string::npos) << text;
   EXPECT_NE(text.find("train.lr | 0.001"), std::string::npos) << text;
+
+  // A resumed run's restart marker: TensorBoard purges older events from this step on.
+  const std::string restart = decode(records[4]);
+  EXPECT_NE(restart.find("step: 31"), std::string::npos) << restart;
+  EXPECT_NE(restart.find("session_log {\n  status: START\n}"), std::string::npos) << restart;
   fs::remove_all(dir);
 }
 
@@ -178,8 +184,8 @@ TEST(TensorBoard, TrainerWritesScalarsHistogramsAndConfig) {
   }
   EXPECT_EQ(tags["config"], 1);
   EXPECT_EQ(tags["train/step_loss"], 4);  // 8 steps, every 2
-  EXPECT_EQ(tags["train/lr"], 4);
-  EXPECT_EQ(tags["train/loss"], 2);  // per epoch
+  EXPECT_EQ(tags["train/lr"], 8);         // every step
+  EXPECT_EQ(tags["train/loss"], 2);       // per epoch
   EXPECT_EQ(tags["val/loss"], 2);
   EXPECT_EQ(tags["val/accuracy"], 2);
   EXPECT_EQ(tags["weights/0.weight"], 2);  // per epoch, every parameter

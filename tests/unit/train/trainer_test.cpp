@@ -105,7 +105,9 @@ TEST(Trainer, EarlyStoppingByDefaultEndsAPlateauAndRestoresBest) {
                                                        torch::randint(0, 2, {256}));
   ts::Model model(torch::nn::Sequential(torch::nn::Linear(20, 128), torch::nn::ReLU(),
                                         torch::nn::Linear(128, 2)));
-  ts::Trainer trainer(quiet().early_stopping(true).patience(2).max_epochs(100).lr(1e-2));
+  auto options = quiet().early_stopping(true).max_epochs(100).lr(1e-2);
+  options.stopping().patience = 2;
+  ts::Trainer trainer(options);
   auto fit = trainer.fit(model, train, val);
   EXPECT_EQ(fit.stop_reason, ts::StopReason::kPatience);
   EXPECT_LT(fit.epochs, 100);

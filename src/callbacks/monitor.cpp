@@ -1,0 +1,38 @@
+#include <trainscope/callbacks/monitor.h>
+#include <trainscope/error.h>
+
+namespace trainscope::callbacks {
+
+Monitor Monitor::parse(const std::string& name, const std::string& mode, const std::string& field) {
+  Monitor m;
+  m.name = name;
+  const auto underscore = name.find('_');
+  m.split = underscore == std::string::npos ? "" : name.substr(0, underscore);
+  m.tag = underscore == std::string::npos ? "" : name.substr(underscore + 1);
+  if ((m.split != "val" && m.split != "train") || m.tag.empty())
+    throw ConfigError(field + " = \"" + name +
+                      "\" is not a metric name; expected <split>_<metric> such as val_loss, "
+                      "val_accuracy, train_loss or val_mae");
+  if (mode == "auto") {
+    m.maximize = m.tag == "accuracy" || m.tag == "f1" || m.tag == "precision" ||
+                 m.tag == "recall" || m.tag == "r2";
+  } else if (mode == "min" || mode == "max") {
+    m.maximize = mode == "max";
+  } else {
+    throw ConfigError(field + " mode \"" + mode + "\" is not known; expected min, max or auto");
+  }
+  return m;
+}
+
+std::optional<double> Monitor::value(const TrainState& state) const {
+  const MetricMap& metrics = split == "val" ? state.val_metrics : state.train_metrics;
+  auto it = metrics.find(tag);
+  if (it == metrics.end()) return std::nullopt;
+  return it->second;
+}
+
+bool Monitor::improves(double value, double reference, double min_delta) const {
+  return maximize ? value > reference + min_delta : value < reference - min_delta;
+}
+
+}  // namespace trainscope::callbacks
