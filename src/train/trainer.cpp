@@ -611,7 +611,9 @@ TrainingSnapshot Trainer::capture() {
   root.write("trainer/seed", c10::IValue(static_cast<int64_t>(options_.seed())));
   root.write("trainer/best_epoch", c10::IValue(result_.best_epoch));
   root.write("trainer/best_val_loss", c10::IValue(result_.best_val_loss));
-  root.write("trainer/epochs_done", c10::IValue(result_.epochs));
+  // At an epoch's end the epoch counts as done: the loop records it after on_epoch_end.
+  root.write("trainer/epochs_done",
+             c10::IValue(phase_ == Phase::kEpochEnd ? s.epoch : result_.epochs));
   root.write("trainer/stop_reason", c10::IValue(static_cast<int64_t>(s.stop_reason)));
   root.write("trainer/stop_message", c10::IValue(s.stop_message));
   if (!snapshot.epoch_complete) {

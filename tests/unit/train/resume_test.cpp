@@ -1,0 +1,235 @@
+// Trainer::resume through the library: a fit that an exception ends at any step, resumed by a
+// new Trainer on a freshly built model, ends with the weights and run store of the fit that was
+// never interrupted, for every lr schedule; damaged checkpoints are set aside and an older one
+// serves.
+#include <trainscope/trainscope.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+namespace ts = trainscope;
+
+namespace {
+
+struct Problem {
+  std::shared_ptr<ts::data::TensorDataset> train, val;
+};
+
+Problem problem() {
+  torch::manual_seed(3);
+  auto x = torch::randn({608, 16});
+  auto y = (x.slice(1, 0, 4).sum(1) > 0).to(torch::kInt64) +
+           (x.slice(1, 4, 8).sum(1) > 1).to(torch::kInt64);
+  auto vx = torch::randn({128, 16});
+  auto vy = (vx.slice(1, 0, 4).sum(1) > 0).to(torch::kInt64) +
+            (vx.slice(1, 4, 8).sum(1) > 1).to(torch::kInt64);
+  return {std::make_shared<ts::data::TensorDataset>(x, y),
+          std::make_shared<ts::data::TensorDataset>(vx, vy)};
+}
+
+// Dropout draws from the global generator: its state must come back with the checkpoint.
+ts::Model model(uint64_t seed) {
+  torch::manual_seed(seed);
+  return ts::Model(torch::nn::Sequential(torch::nn::Linear(16, 32), torch::nn::ReLU(),
+                                         torch::nn::Dropout(0.3), torch::nn::Linear(32, 3)),
+                   "net");
+}
+
+ts::TrainerOptions options(const fs::path& runs, const std::string& schedule) {
+  ts::TrainerOptions o;
+  o.runs_dir(runs.string())
+      .run_name("run")
+      .progress("off")
+      .max_epochs(4)
+      .batch_size(32)
+      .log_every(5);
+  o.checkpoint().every_steps = 7;
+  o.lr_schedule().kind = schedule;
+  o.lr_schedule().patience = 0;  // plateau: act on the first flat epoch
+  o.lr_schedule().step_size = 1;
+  return o;
+}
+
+// Throws at a chosen step, as a crash would stop the fit (after that step's optimizer update,
+// before its checkpoint).
+class Crash : public ts::Callback {
+ public:
+  explicit Crash(int64_t step) : step_(step) {}
+  std::string name() const override { return "crash"; }
+  void on_train_batch_end(ts::TrainState& s) override {
+    if (s.global_step == step_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int64_t step_;
+};
+
+std::vector<std::string> metric_rows(const fs::path& run) {
+  ts::track::RunStore store(run / "run.sqlite", ts::track::RunStore::Mode::kReadOnly);
+  std::vector<std::string> out;
+  for (const auto& m : store.metrics()) {
+    if (m.tag == "epoch_seconds" || m.tag == "samples_per_s" || m.tag == "data_wait_fraction")
+      continue;
+    char v[40];
+    std::snprintf(v, sizeof v, "%a", m.value);
+    out.push_back(std::to_string(m.step) + " " + std::to_string(m.epoch) + " " + m.split + " " +
+                  m.tag + " " + v);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void expect_equal_weights(const ts::Model& a, const ts::Model& b) {
+  auto wa = a.snapshot(), wb = b.snapshot();
+  ASSERT_EQ(wa.size(), wb.size());
+  for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i], wb[i])) << "tensor " << i;
+}
+
+class Resume : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("ts_resume_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // The uninterrupted fit's final model and run store rows.
+  std::pair<ts::Model, std::vector<std::string>> reference(const Problem& p,
+                                                           const std::string& schedule) {
+    ts::Model m = model(1);
+    ts::Trainer trainer(options(dir_ / ("ref-" + schedule), schedule));
+    trainer.fit(m, p.train, p.val);
+    return {m, metric_rows(dir_ / ("ref-" + schedule) / "run")};
+  }
+  fs::path dir_;
+};
+
+TEST_F(Resume, AfterACrashAtAnyStepTheFitEndsAsIfUninterrupted) {
+  const Problem p = problem();
+  // 19 steps an epoch: crashes mid-epoch, right after a mid-epoch save, just after an epoch's end.
+  for (const std::string schedule : {"none", "plateau", "cosine", "onecycle", "step"}) {
+    auto [ref_model, ref_rows] = reference(p, schedule);
+    for (int64_t crash_step : {3, 8, 20, 45, 70}) {
+      SCOPED_TRACE(schedule + ", crash at step " + std::to_string(crash_step));
+      const fs::path runs = dir_ / (schedule + "-" + std::to_string(crash_step));
+      {
+        ts::Model m = model(1);
+        ts::Trainer trainer(options(runs, schedule));
+        trainer.add_callback(std::make_shared<Crash>(crash_step));
+        EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
+      }
+      ts::Model fresh = model(99);  // other initial weights: they must come from the checkpoint
+      ts::Trainer trainer(options(runs, schedule));
+      ts::FitResult fit = trainer.resume(fresh, p.train, p.val, runs / "run");
+      EXPECT_EQ(fit.resumed_from.filename(), "last.ckpt");
+      EXPECT_EQ(fit.stop_reason, ts::StopReason::kMaxEpochs);
+      EXPECT_EQ(fit.global_step, 4 * 19);
+      expect_equal_weights(fresh, ref_model);
+      EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+      if (HasFailure()) return;
+    }
+  }
+}
+
+TEST_F(Resume, ADamagedLastCheckpointIsSetAsideAndTheNextNewestServes) {
+  const Problem p = problem();
+  auto [ref_model, ref_rows] = reference(p, "none");
+  for (const std::string damage : {"truncated", "bit flip"}) {
+    SCOPED_TRACE(damage);
+    const fs::path runs = dir_ / (damage == "truncated" ? "t" : "f");
+    {
+      ts::Model m = model(1);
+      ts::Trainer trainer(options(runs, "none"));
+      trainer.add_callback(std::make_shared<Crash>(50));
+      EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
+    }
+    const fs::path last = runs / "run" / "checkpoints" / "last.ckpt";
+    const auto size = fs::file_size(last);
+    if (damage == "truncated") {
+      fs::resize_file(last, size / 2);
+    } else {
+      std::fstream f(last, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(static_cast<std::streamoff>(size - 1000));
+      char c;
+      f.read(&c, 1);
+      f.seekp(static_cast<std::streamoff>(size - 1000));
+      c ^= 0x04;
+      f.write(&c, 1);
+    }
+    ts::Model fresh = model(99);
+    ts::Trainer trainer(options(runs, "none"));
+    testing::internal::CaptureStderr();
+    ts::FitResult fit = trainer.resume(fresh, p.train, p.val, runs / "run");
+    const std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find(last.string()), std::string::npos) << err;
+    EXPECT_NE(err.find(damage == "truncated" ? "is truncated" : "fails the checksum"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(fit.resumed_from.filename(), "previous.ckpt");
+    EXPECT_TRUE(fs::exists(last.string() + ".corrupt")) << "kept aside for a look";
+    expect_equal_weights(fresh, ref_model);
+    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+  }
+}
+
+TEST_F(Resume, AFinishedFitEndsAtOnceWithItsStopAndBestWeights) {
+  const Problem p = problem();
+  const fs::path runs = dir_ / "done";
+  ts::Model m = model(1);
+  auto o = options(runs, "none");
+  o.max_epochs(30).stopping().patience = 1;
+  o.stopping().min_delta = 0.02;  // a plateau within a few epochs
+  ts::FitResult first = ts::Trainer(o).fit(m, p.train, p.val);
+  ASSERT_EQ(first.stop_reason, ts::StopReason::kPatience);
+  ts::Model fresh = model(99);
+  ts::FitResult again = ts::Trainer(o).resume(fresh, p.train, p.val, runs / "run");
+  EXPECT_EQ(again.stop_reason, ts::StopReason::kPatience);
+  EXPECT_EQ(again.stop_message, first.stop_message);
+  EXPECT_EQ(again.epochs, first.epochs);
+  EXPECT_EQ(again.best_epoch, first.best_epoch);
+  expect_equal_weights(fresh, m);  // the best epoch's, restored by early stopping
+}
+
+TEST_F(Resume, WithoutAnyUsableCheckpointTheFitStartsOver) {
+  const Problem p = problem();
+  auto [ref_model, ref_rows] = reference(p, "none");
+  const fs::path runs = dir_ / "over";
+  {
+    ts::Model m = model(1);
+    ts::Trainer trainer(options(runs, "none"));
+    trainer.add_callback(std::make_shared<Crash>(30));
+    EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
+  }
+  for (const auto& e : fs::directory_iterator(runs / "run" / "checkpoints")) fs::remove(e.path());
+  ts::Model again = model(1);  // the user's model as the original fit began
+  testing::internal::CaptureStderr();
+  ts::FitResult fit =
+      ts::Trainer(options(runs, "none")).resume(again, p.train, p.val, runs / "run");
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("no usable checkpoint"), std::string::npos);
+  EXPECT_TRUE(fit.resumed_from.empty());
+  expect_equal_weights(again, ref_model);
+  EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+}
+
+TEST_F(Resume, ACheckpointOfAnotherModelIsAClearError) {
+  const Problem p = problem();
+  const fs::path runs = dir_ / "other";
+  ts::Model m = model(1);
+  ts::Trainer(options(runs, "none")).fit(m, p.train, p.val);
+  ts::Model wider(torch::nn::Sequential(torch::nn::Linear(16, 64), torch::nn::ReLU(),
+                                        torch::nn::Linear(64, 3)));
+  try {
+    ts::Trainer(options(runs, "none")).resume(wider, p.train, p.val, runs / "run");
+    FAIL() << "expected a CheckpointError";
+  } catch (const ts::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds the weights of another model"), std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
