@@ -381,6 +381,19 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
                  name.c_str());
     return 1;
   }
+  // A save that failed at the very end (the fit had nothing left to stop) still means the run's
+  // newest state is not on disk.
+  for (const auto& cb : trainer.callbacks())
+    if (auto checkpoint = std::dynamic_pointer_cast<ts::callbacks::ModelCheckpoint>(cb))
+      if (!checkpoint->error().empty() &&
+          trainer.options().checkpoint().on_error == ts::callbacks::OnSaveError::kStop) {
+        std::fprintf(stderr,
+                     "trainscope: the fit ended but its last checkpoint could not be "
+                     "saved; the newest saved state is older (trainscope resume %s "
+                     "continues from it)\n",
+                     name.c_str());
+        return 1;
+      }
   if (!no_test) {
     ts::EvalResult test = trainer.test(p.model, *p.data.test);
     if (auto run = trainer.run()) store_mistake_images(run->store(), p.data, test);

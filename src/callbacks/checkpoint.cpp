@@ -282,6 +282,7 @@ void ModelCheckpoint::save(TrainState& state, bool epoch_end) {
                            monitor, value, info.wall_time});
   worker_->submit(std::move(job));
   last_save_ = std::chrono::steady_clock::now();
+  collect(state, /*wait=*/false);  // an inline save's outcome is known now
 }
 
 void ModelCheckpoint::collect(TrainState& state, bool wait) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 #include <string>
 
@@ -123,9 +124,14 @@ void ProgressPrinter::on_epoch_end(TrainState& state) {
       line += " *";
     }
   }
-  char tail[96];
+  char tail[128];
   std::snprintf(tail, sizeof tail, " | %.1f s, %.0f samples/s", elapsed,
                 elapsed > 0 ? samples_ / elapsed : 0.0);
+  // The time and rate of a resumed epoch cover only the batches after the resume.
+  if (state.resumed && !state.resumed->file.empty() && !state.resumed->epoch_complete &&
+      state.resumed->epoch == state.epoch)
+    std::snprintf(tail + std::strlen(tail), sizeof tail - std::strlen(tail),
+                  " (resumed at batch %lld)", static_cast<long long>(state.resumed->batches + 1));
   std::fprintf(out_, "%s%s\n", line.c_str(), tail);
   std::fflush(out_);
 }

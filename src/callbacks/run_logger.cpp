@@ -118,7 +118,6 @@ void RunLogger::on_fit_end(TrainState& state) {
 void RunLogger::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
   archive.write("best_val", c10::IValue(best_val_));
   archive.write("best_epoch", c10::IValue(best_epoch_));
-  archive.write("epoch_samples", c10::IValue(epoch_samples_));
 }
 
 void RunLogger::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
@@ -127,8 +126,6 @@ void RunLogger::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& 
   best_val_ = v.toDouble();
   archive.read("best_epoch", v);
   best_epoch_ = v.toInt();
-  archive.read("epoch_samples", v);
-  epoch_samples_ = v.toInt();
 }
 
 void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {

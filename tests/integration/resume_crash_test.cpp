@@ -8,12 +8,8 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
-#include <fcntl.h>
-#include <sys/inotify.h>
-#include <sys/wait.h>
-#include <poll.h>
-#include <spawn.h>
-#include <unistd.h>
+
+#include "process.h"
 
 #include <chrono>
 #include <filesystem>
@@ -23,14 +19,12 @@
 #include <thread>
 #include <vector>
 
-extern char** environ;
-
 namespace fs = std::filesystem;
 namespace ts = trainscope;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using namespace trainscope::testing;
 
 // A small fit with many mid-epoch saves: 3 epochs of 85 steps, a checkpoint every 10 steps.
 std::vector<std::string> train_args(const fs::path& runs, const std::string& name,
@@ -60,81 +54,6 @@ std::vector<std::string> train_args(const fs::path& runs, const std::string& nam
           "off",
           "--no-dashboard",
           "--no-test"};
-}
-
-pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
-  std::vector<std::string> all = {TRAINSCOPE_CLI};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
-  return pid;
-}
-
-// Exit status, or -signal when killed.
-int wait_for(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-}
-
-bool alive(pid_t pid) {
-  int status = 0;
-  return waitpid(pid, &status, WNOHANG) == 0;
-}
-
-// Kills `pid` with SIGKILL; true when it was still running (the kill landed mid-fit).
-bool kill_now(pid_t pid) {
-  const bool was_alive = alive(pid);
-  ::kill(pid, SIGKILL);
-  wait_for(pid);
-  return was_alive;
-}
-
-bool wait_until(const std::function<bool()>& ready, pid_t pid, double seconds) {
-  const auto end = Clock::now() + std::chrono::duration<double>(seconds);
-  while (Clock::now() < end) {
-    if (ready()) return true;
-    if (!alive(pid)) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return false;
-}
-
-// Waits for a file whose name contains `marker` to be created in `dir`, then kills `pid`: the
-// kill lands while that file is being written. Returns whether the kill landed mid-fit.
-bool kill_on_create(pid_t pid, const fs::path& dir, const std::string& marker, int nth) {
-  if (!wait_until([&] { return fs::exists(dir); }, pid, 60)) return kill_now(pid);
-  const int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  const int wd = inotify_add_watch(fd, dir.c_str(), IN_CREATE);
-  EXPECT_GE(wd, 0);
-  int seen = 0;
-  alignas(inotify_event) char buf[4096];
-  const auto end = Clock::now() + std::chrono::seconds(60);
-  while (Clock::now() < end && alive(pid)) {
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 5) <= 0) continue;
-    const ssize_t n = read(fd, buf, sizeof buf);
-    for (ssize_t off = 0; off < n;) {
-      auto* e = reinterpret_cast<inotify_event*>(buf + off);
-      if (e->len > 0 && std::string(e->name).find(marker) != std::string::npos && ++seen >= nth) {
-        const bool landed = kill_now(pid);
-        close(fd);
-        return landed;
-      }
-      off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
-    }
-  }
-  close(fd);
-  return kill_now(pid);
 }
 
 std::vector<std::string> rows(const fs::path& db, const std::string& sql) {

@@ -1,0 +1,168 @@
+// `trainscope resume` and `trainscope export` as a user runs them: Ctrl-C (SIGINT) and SIGTERM
+// save the state after the current batch and exit 130, resume finishes bit-identical to an
+// uninterrupted run, --epochs extends a finished run, mistakes exit 2, and the exported weights
+// load in Debian's python3-torch with the same outputs.
+#include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/models/zoo.h>
+#include <trainscope/track/checkpoint_file.h>
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "process.h"
+
+namespace fs = std::filesystem;
+namespace ts = trainscope;
+using namespace trainscope::testing;
+
+namespace {
+
+const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
+
+class ResumeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    dir_ = fs::temp_directory_path() /
+           ("ts_resume_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
+  }
+  std::string log_text() const {
+    std::ifstream in(dir_ / "log.txt");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  std::vector<std::string> args(const std::string& cmd, const std::string& name,
+                                std::vector<std::string> extra = {}) const {
+    std::vector<std::string> a = {cmd};
+    if (cmd == "train")
+      a.insert(a.end(), {"--model", "mlp", "--set", "data.limit=20000", "--epochs", "2",
+                         "--batch-size", "64", "--name", name, "--progress", "plain"});
+    else
+      a.push_back(name);
+    a.insert(a.end(), {"--runs-dir", (dir_ / "runs").string(), "--no-test", "--no-dashboard"});
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  int run(const std::vector<std::string>& a) { return wait_for(spawn(a, dir_ / "log.txt")); }
+  fs::path dir_;
+};
+
+std::vector<torch::Tensor> weights(const fs::path& file) {
+  auto model = ts::models::mlp();
+  ts::callbacks::load_weights(model.module(), file);
+  return model.snapshot();
+}
+
+bool same_weights(const fs::path& a, const fs::path& b) {
+  auto wa = weights(a), wb = weights(b);
+  for (size_t i = 0; i < wa.size(); ++i)
+    if (!torch::equal(wa[i], wb[i])) return false;
+  return wa.size() == wb.size();
+}
+
+TEST_F(ResumeCli, InterruptSavesTheBatchAndResumeContinuesExactly) {
+  ASSERT_EQ(run(args("train", "reference")), 0) << log_text();
+  for (const int signal : {SIGINT, SIGTERM}) {
+    const std::string name = signal == SIGINT ? "sigint" : "sigterm";
+    SCOPED_TRACE(name);
+    const pid_t pid = spawn(args("train", name), dir_ / "log.txt");
+    const fs::path run_dir = dir_ / "runs" / name;
+    // Well into the first epoch: its start-of-fit checkpoint exists.
+    ASSERT_TRUE(
+        wait_until([&] { return fs::exists(run_dir / "checkpoints" / "last.ckpt"); }, pid, 60));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(pid, signal);
+    EXPECT_EQ(wait_for(pid), 130) << log_text();
+    const std::string out = log_text();
+    EXPECT_NE(out.find(std::string("interrupted (") + (signal == SIGINT ? "SIGINT" : "SIGTERM") +
+                       ") in epoch "),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("the state after the last batch is saved: trainscope resume " + name),
+              std::string::npos)
+        << out;
+    const auto info = ts::track::read_checkpoint_info(run_dir / "checkpoints" / "last.ckpt");
+    EXPECT_FALSE(info.epoch_complete) << "saved mid-epoch, at the batch it stopped";
+    EXPECT_GT(info.batches, 0);
+    ASSERT_EQ(run(args("resume", name)), 0) << log_text();
+    EXPECT_NE(log_text().find("resuming from last.ckpt: epoch " + std::to_string(info.epoch) +
+                              ", batch " + std::to_string(info.batches) + " of 282"),
+              std::string::npos)
+        << log_text();
+    for (const char* f : {"best.ckpt", "last.ckpt"})
+      EXPECT_TRUE(same_weights(run_dir / "checkpoints" / f,
+                               dir_ / "runs" / "reference" / "checkpoints" / f))
+          << f;
+  }
+}
+
+TEST_F(ResumeCli, EpochsExtendsAFinishedRunAndMistakesExit2) {
+  ASSERT_EQ(run(args("train", "short")), 0) << log_text();
+  ASSERT_EQ(run(args("resume", "short", {"--epochs", "3"})), 0) << log_text();
+  const std::string out = log_text();
+  EXPECT_NE(out.find("settings changed for the rest of the run"), std::string::npos) << out;
+  EXPECT_NE(out.find("epoch 3/3"), std::string::npos) << out;
+  std::ifstream config(dir_ / "runs" / "short" / "config.toml");
+  const std::string text(std::istreambuf_iterator<char>(config), {});
+  EXPECT_NE(text.find("max_epochs = 3"), std::string::npos);
+
+  EXPECT_EQ(run(args("resume", "nothing-here")), 2);
+  EXPECT_NE(log_text().find("no run named 'nothing-here'"), std::string::npos);
+  fs::create_directories(dir_ / "runs" / "early");
+  { std::ofstream(dir_ / "runs" / "early" / "run.sqlite"); }
+  EXPECT_EQ(run(args("resume", "early")), 2);
+  EXPECT_NE(log_text().find("has no config.toml: it stopped before training began"),
+            std::string::npos)
+      << log_text();
+  EXPECT_EQ(run(args("export", "short", {"--weights", "worst"})), 2);
+}
+
+// The exported state dict in Python: strict load into the same torch.nn architecture, same logits
+// as the C++ model on the same inputs.
+TEST_F(ResumeCli, ExportedWeightsLoadInPythonTorchWithTheSameOutputs) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3-torch is not installed";
+  ASSERT_EQ(run({"train", "--epochs", "1", "--batch-size", "128", "--set", "data.limit=1000",
+                 "--name", "cnn", "--progress", "off", "--runs-dir", (dir_ / "runs").string(),
+                 "--no-test", "--no-dashboard"}),
+            0)
+      << log_text();
+  const fs::path out = dir_ / "cnn-state_dict.pt";
+  ASSERT_EQ(run({"export", "cnn", "--runs-dir", (dir_ / "runs").string(), "--out", out.string()}),
+            0)
+      << log_text();
+  EXPECT_NE(log_text().find("exported 18 tensors of cnn"), std::string::npos) << log_text();
+  EXPECT_NE(log_text().find("in Python: model.load_state_dict(torch.load("), std::string::npos);
+  // The C++ model's logits on a fixed batch, from the same checkpoint.
+  auto model = ts::models::cnn();
+  ts::callbacks::load_weights(model.module(), dir_ / "runs" / "cnn" / "checkpoints" / "best.ckpt");
+  model.eval();
+  torch::NoGradGuard no_grad;
+  const auto x =
+      torch::sin(torch::arange(8 * 28 * 28, torch::kFloat32) * 0.37).view({8, 1, 28, 28});
+  const auto logits = model.forward(x);
+  auto save = [](const torch::Tensor& t, const fs::path& file) {
+    const auto bytes = torch::pickle_save(t);
+    std::ofstream(file, std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  };
+  save(x, dir_ / "inputs.pt");
+  save(logits, dir_ / "outputs.pt");
+  const std::string cmd =
+      "/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR "/tests/interop/check_export.py' '" +
+      out.string() + "' '" + (dir_ / "inputs.pt").string() + "' '" +
+      (dir_ / "outputs.pt").string() + "' > '" + (dir_ / "py.txt").string() + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream py(dir_ / "py.txt");
+  const std::string said(std::istreambuf_iterator<char>(py), {});
+  EXPECT_EQ(status, 0) << said;
+  EXPECT_NE(said.find("ok: 18 tensors"), std::string::npos) << said;
+}
+
+}  // namespace
