@@ -51,6 +51,8 @@ class Config {
   // Overrides from a TOML file. Throws ConfigError naming file, line, key and value for an
   // unknown key, a wrong type or an out-of-range value.
   void merge_file(const std::filesystem::path& file);
+  // The same for TOML text; `origin` names it in errors ("checkpoint.ckpt config").
+  void merge_text(const std::string& toml, const std::string& origin);
   // Override from text "key=value" (CLI --set); the value is parsed according to the key's type.
   void set_from_string(const std::string& assignment, const std::string& source = "--set");
   // Override with a typed value. Throws ConfigError for an unknown key or a wrong type.

@@ -616,6 +616,8 @@ TrainingSnapshot Trainer::capture() {
              c10::IValue(phase_ == Phase::kEpochEnd ? s.epoch : result_.epochs));
   root.write("trainer/stop_reason", c10::IValue(static_cast<int64_t>(s.stop_reason)));
   root.write("trainer/stop_message", c10::IValue(s.stop_message));
+  // The resolved settings, so that a checkpoint alone says what built and trained its model.
+  root.write("config", c10::IValue(options_.config() ? options_.config()->to_toml() : ""));
   if (!snapshot.epoch_complete) {
     torch::serialize::OutputArchive metrics;
     epoch_metrics_->save(metrics);

@@ -491,13 +491,19 @@ void Config::set_from_string(const std::string& assignment, const std::string& s
 void Config::merge_file(const std::filesystem::path& file) {
   if (!std::filesystem::exists(file))
     throw ConfigError("config file " + file.string() + " does not exist");
+  std::ifstream in(file, std::ios::binary);
+  merge_text(std::string(std::istreambuf_iterator<char>(in), {}), file.string());
+}
+
+void Config::merge_text(const std::string& text, const std::string& origin) {
   toml::table root;
   try {
-    root = toml::parse_file(file.string());
+    root = toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
-    throw ConfigError(file.string() + ":" + std::to_string(e.source().begin.line) + ": " +
+    throw ConfigError(origin + ":" + std::to_string(e.source().begin.line) + ": " +
                       std::string(e.description()) + " (not valid TOML)");
   }
+  const std::filesystem::path file = origin;
   for (auto&& [section, node] : root) {
     std::string line = std::to_string(node.source().begin.line);
     const toml::table* table = node.as_table();
