@@ -4,11 +4,13 @@
 #include <trainscope/trainscope.h>
 
 #include "dashboard_commands.h"
+#include "finetune.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cctype>
+#include <deque>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -68,6 +70,7 @@ ts::data::DataSplits load_data(const ts::Config& config) {
   o.split_seed = static_cast<uint64_t>(config.get_int("data.split_seed"));
   o.limit = config.get_int("data.limit");
   o.test_limit = config.get_int("data.test_limit");
+  o.classes = config.get_ints("data.classes");
   o.on_bad_image = config.get_string("data.on_bad_image") == "skip"
                        ? ts::data::BadImagePolicy::kSkip
                        : ts::data::BadImagePolicy::kFail;
@@ -147,16 +150,7 @@ void record_data(ts::track::RunStore& store, const ts::data::DataSplits& data,
 
 ts::Model build_model(const ts::Config& config, const std::vector<int64_t>& input_shape,
                       int64_t outputs) {
-  ts::models::ModelSpec spec;
-  spec.name = config.get_string("model.name");
-  spec.input_shape = input_shape;
-  spec.outputs = outputs;
-  spec.channels = config.get_ints("model.channels");
-  spec.hidden = config.get_ints("model.hidden");
-  spec.dropout = config.get_double("model.dropout");
-  // Weights are drawn from torch's global generator: seed it so that a run is reproducible.
-  torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
-  return ts::models::make_model(spec);
+  return ts::cli::zoo_model(config, input_shape, outputs);
 }
 
 ts::Model build_model(const ts::Config& config, const ts::data::DataSplits& data) {
@@ -345,10 +339,23 @@ struct Prepared {
   std::shared_ptr<ts::data::Transform> augment;
 };
 
-Prepared prepare(const ts::Config& config) {
+// Data, model and augmentation of a fit. Fine-tuning (finetune.from) takes the source's
+// normalization into `config` first, then builds the source's backbone under a new head.
+Prepared prepare(ts::Config& config) {
   Prepared p;
-  p.data = load_data(config);
-  p.model = build_model(config, p.data);
+  const bool print = config.get_string("ui.progress") != "off";
+  if (config.get_string("finetune.from").empty()) {
+    p.data = load_data(config);
+    p.model = build_model(config, p.data);
+  } else {
+    const auto source = ts::cli::resolve_source(config);
+    const std::string normalization = ts::cli::adopt_normalization(config, source);
+    p.data = load_data(config);
+    auto [model, summary] =
+        ts::cli::finetune_model(config, source, p.data.input_shape, model_outputs(p.data));
+    p.model = model;
+    if (print) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
+  }
   p.augment = make_augment(config, p.data);
   return p;
 }
@@ -359,6 +366,16 @@ ts::TrainerOptions trainer_options(const ts::Config& config, const Prepared& p) 
   options.augment(p.augment);
   return options;
 }
+
+// The Trainer of a fit, with the fine-tuning callback when it is one.
+std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepared& p) {
+  auto trainer = std::make_unique<ts::Trainer>(trainer_options(config, p));
+  if (!config.get_string("finetune.from").empty())
+    trainer->add_callback(
+        std::make_shared<ts::callbacks::FineTuning>(ts::cli::fine_tuning_options(config)));
+  return trainer;
+}
+
 
 // After a fit (new or resumed): records the data, reports why it ended, tests.
 int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
@@ -417,7 +434,8 @@ int run_train(const TrainArgs& args) {
   auto batch_search =
       choose_batch_size(config, p.model, p.data, config.get_string("ui.progress") != "off");
 
-  ts::Trainer trainer(trainer_options(config, p));
+  auto trainer_ptr = make_trainer(config, p);
+  ts::Trainer& trainer = *trainer_ptr;
   if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
     auto findings =
         run_preflight(config, p.model, p.data, config.get_string("ui.progress") != "off");
@@ -498,7 +516,8 @@ int run_resume(const ResumeArgs& args) {
   configure_runtime(config, config.get_string("ui.progress") != "off");
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   Prepared p = prepare(config);
-  ts::Trainer trainer(trainer_options(config, p));
+  auto trainer_ptr = make_trainer(config, p);
+  ts::Trainer& trainer = *trainer_ptr;
   bool changed_training = false;
   for (const auto& s : args.sets)
     changed_training |= s.rfind("ui.", 0) != 0 && s.rfind("runtime.", 0) != 0;
@@ -579,6 +598,68 @@ std::string settings_help() {
   return o.str();
 }
 
+// A command that runs a fit (train, finetune): its options and the shortcuts given.
+struct Shortcut {
+  const char* flag;
+  const char* key;
+};
+const std::vector<Shortcut> kTrainShortcuts = {
+    {"--epochs", "train.max_epochs"}, {"--lr", "train.lr"},
+    {"--batch-size", "train.batch_size"}, {"--model", "model.name"},
+    {"--data", "data.dataset"},       {"--name", "run.name"},
+    {"--runs-dir", "run.dir"},        {"--seed", "train.seed"},
+    {"--threads", "runtime.threads"}, {"--progress", "ui.progress"},
+};
+const std::vector<Shortcut> kFinetuneShortcuts = {
+    {"--from", "finetune.from"},
+    {"--head", "finetune.head"},
+    {"--unfreeze-at", "finetune.unfreeze_at_epoch"},
+    {"--backbone-lr-ratio", "finetune.backbone_lr_ratio"},
+};
+
+struct FitCommand {
+  CLI::App* app;
+  TrainArgs& args;
+  std::vector<Shortcut> shortcuts = {};
+  std::deque<std::string> values = {};  // CLI11 keeps references: they must not move
+};
+
+// The first call adds --config, --set and the flags; each call adds its shortcuts.
+void add_fit_options(FitCommand& c, const std::vector<Shortcut>& shortcuts) {
+  const size_t first = c.shortcuts.size();
+  if (first == 0) {
+    c.app->add_option("--config", c.args.config_file,
+                      "TOML file of settings (a run's config.toml works)")
+        ->check(CLI::ExistingFile);
+    c.app->add_option("--set", c.args.sets,
+                      "override a setting: --set train.lr=0.0003 (repeatable)");
+  }
+  c.shortcuts.insert(c.shortcuts.end(), shortcuts.begin(), shortcuts.end());
+  c.values.resize(c.shortcuts.size());
+  for (size_t i = first; i < c.shortcuts.size(); ++i) {
+    const auto& spec = ts::Config::defaults().setting(c.shortcuts[i].key);
+    std::string help = "same as --set " + std::string(c.shortcuts[i].key) + "=VALUE (default " +
+                       ts::to_toml_literal(spec.value) + ")";
+    c.app->add_option(c.shortcuts[i].flag, c.values[i], help);
+  }
+  if (first > 0) return;
+  c.app->add_flag("--no-test", c.args.no_test,
+                  "skip evaluating the test split after training (default: test)");
+  c.app->add_flag("--no-dashboard", c.args.no_dashboard,
+                  "do not serve the dashboard while training (same as --set ui.dashboard=false)");
+  c.app->add_flag("--auto-remedy", c.args.auto_remedy,
+                  "let diagnostics clip gradients, lower the lr or stop (default: off; same as "
+                  "--set diagnose.auto_remedy=true)");
+}
+
+// After parsing: the shortcuts given, in order, and the flags as settings.
+void collect(FitCommand& c) {
+  for (size_t i = 0; i < c.shortcuts.size(); ++i)
+    if (c.app->count(c.shortcuts[i].flag) > 0)
+      c.args.shortcuts.push_back({c.shortcuts[i].key, c.values[i], c.shortcuts[i].flag});
+  if (c.args.auto_remedy) c.args.sets.push_back("diagnose.auto_remedy=true");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -590,44 +671,27 @@ int main(int argc, char** argv) {
   TrainArgs train_args;
   auto* train =
       app.add_subcommand("train", "train a model (default: the reference CNN on Fashion-MNIST)");
-  train
-      ->add_option("--config", train_args.config_file,
-                   "TOML file of settings (a run's config.toml works)")
-      ->check(CLI::ExistingFile);
-  train->add_option("--set", train_args.sets,
-                    "override a setting: --set train.lr=0.0003 (repeatable)");
-  struct Shortcut {
-    const char* flag;
-    const char* key;
-  };
-  static const Shortcut shortcuts[] = {
-      {"--epochs", "train.max_epochs"},
-      {"--lr", "train.lr"},
-      {"--batch-size", "train.batch_size"},
-      {"--model", "model.name"},
-      {"--data", "data.dataset"},
-      {"--name", "run.name"},
-      {"--runs-dir", "run.dir"},
-      {"--seed", "train.seed"},
-      {"--threads", "runtime.threads"},
-      {"--progress", "ui.progress"},
-  };
-  static std::vector<std::string> shortcut_values(std::size(shortcuts));
-  for (size_t i = 0; i < std::size(shortcuts); ++i) {
-    const auto& spec = ts::Config::defaults().setting(shortcuts[i].key);
-    std::string help = "same as --set " + std::string(shortcuts[i].key) + "=VALUE (default " +
-                       ts::to_toml_literal(spec.value) + ")";
-    train->add_option(shortcuts[i].flag, shortcut_values[i], help);
-  }
-  train->add_flag("--no-test", train_args.no_test,
-                  "skip evaluating the test split after training (default: test)");
-  train->add_flag("--no-dashboard", train_args.no_dashboard,
-                  "do not serve the dashboard while training (same as --set ui.dashboard=false)");
-  train->add_flag(
-      "--auto-remedy", train_args.auto_remedy,
-      "let diagnostics clip gradients, lower the lr or stop (default: off; same as --set "
-      "diagnose.auto_remedy=true)");
+  FitCommand train_command{train, train_args};
+  add_fit_options(train_command, kTrainShortcuts);
   train->footer(settings_help());
+
+  TrainArgs finetune_args;
+  bool train_bn = false;
+  auto* finetune = app.add_subcommand(
+      "finetune",
+      "fine-tune a trained model on new data: its last layer is replaced by a new head for the "
+      "new classes, the rest is frozen and only the head trains (6 epochs, Adam, lr 1e-3); "
+      "--unfreeze-at N trains the backbone too from epoch N at lr x 0.1");
+  FitCommand finetune_command{finetune, finetune_args};
+  add_fit_options(finetune_command, kTrainShortcuts);
+  add_fit_options(finetune_command, kFinetuneShortcuts);
+  finetune->get_option("--from")->required()->description(
+      "what to fine-tune: a run directory (or a run name under --runs-dir; its best.ckpt), a "
+      ".ckpt checkpoint, or a TorchScript file saved from Python");
+  finetune->add_flag("--train-bn", train_bn,
+                     "let the backbone's BatchNorm layers update their statistics (same as --set "
+                     "finetune.train_bn=true)");
+  finetune->footer(settings_help());
 
   auto* check =
       app.add_subcommand("check",
@@ -727,11 +791,13 @@ int main(int argc, char** argv) {
 
   try {
     if (train->parsed()) {
-      for (size_t i = 0; i < std::size(shortcuts); ++i)
-        if (train->count(shortcuts[i].flag) > 0)
-          train_args.shortcuts.push_back({shortcuts[i].key, shortcut_values[i], shortcuts[i].flag});
-      if (train_args.auto_remedy) train_args.sets.push_back("diagnose.auto_remedy=true");
+      collect(train_command);
       return run_train(train_args);
+    }
+    if (finetune->parsed()) {
+      collect(finetune_command);
+      if (train_bn) finetune_args.sets.push_back("finetune.train_bn=true");
+      return run_train(finetune_args);
     }
     if (int code = 0; ts::cli::run_dashboard_commands(dashboard_commands, code)) return code;
     if (check->parsed()) return run_check(train_args);

@@ -5,6 +5,7 @@
 #include <trainscope/callbacks/checkpoint.h>
 #include <trainscope/callbacks/defaults.h>
 #include <trainscope/callbacks/early_stopping.h>
+#include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/callbacks/monitor.h>
 #include <trainscope/callbacks/progress.h>

@@ -472,4 +472,12 @@ void load_weights(torch::nn::Module& module, const fs::path& file) {
   }
 }
 
+std::string read_checkpoint_config(const fs::path& file) {
+  const std::string payload = track::read_checkpoint_payload(file);  // verified
+  torch::serialize::InputArchive root;
+  root.load_from(payload.data(), payload.size());
+  c10::IValue config;
+  return root.try_read("config", config) && config.isString() ? config.toStringRef() : "";
+}
+
 }  // namespace trainscope::callbacks

@@ -44,8 +44,15 @@ void LrSchedule::on_fit_start(TrainState& state) {
 const std::vector<double>& LrSchedule::base_lrs(TrainState& state) {
   if (state.optimizer == nullptr) return base_;
   auto& groups = state.optimizer->param_groups();
-  for (size_t i = base_.size(); i < groups.size(); ++i)
-    base_.push_back(groups[i].options().get_lr());
+  for (size_t i = base_.size(); i < groups.size(); ++i) {
+    double lr = groups[i].options().get_lr();
+    // A group added later was set relative to the first group's lr of that moment (FineTuning:
+    // the head's lr times a ratio): its base keeps that relation to the first group's base, so
+    // the schedule does not scale it twice.
+    const double first = groups.front().options().get_lr();
+    if (i > 0 && first > 0) lr *= base_.front() / first;
+    base_.push_back(lr);
+  }
   return base_;
 }
 

@@ -12,6 +12,13 @@
 namespace trainscope::data {
 namespace {
 
+std::string join(const std::vector<int64_t>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + std::to_string(v[i]);
+  return out;
+}
+
+
 const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
 
 std::vector<uint8_t> read_file(const std::filesystem::path& file) {
@@ -186,11 +193,32 @@ DataSplits load_idx_dir(const IdxOptions& options) {
     if (x.size(0) != y.size(0))
       throw DataError(images_file.string() + " has " + std::to_string(x.size(0)) + " images but " +
                       labels_file.string() + " has " + std::to_string(y.size(0)) + " labels");
+    y = y.to(torch::kInt64);
+    if (!options.classes.empty()) {
+      // Relabel through a table: label -> its position in `classes`, -1 for the others.
+      const int64_t top = std::max(y.max().item<int64_t>(),
+                                   *std::max_element(options.classes.begin(), options.classes.end()));
+      auto table = torch::full({top + 1}, -1, torch::kInt64);
+      for (size_t i = 0; i < options.classes.size(); ++i) {
+        const int64_t c = options.classes[i];
+        if (c < 0 || table[c].item<int64_t>() >= 0)
+          throw ConfigError("data.classes = [" + join(options.classes) + "]: class " +
+                            std::to_string(c) + " is negative or repeated");
+        table[c] = static_cast<int64_t>(i);
+      }
+      auto mapped = table.index_select(0, y);
+      auto keep = mapped.ge(0).nonzero().squeeze(1);
+      if (keep.numel() == 0)
+        throw DataError(labels_file.string() + " has no example of the classes [" +
+                        join(options.classes) + "] (data.classes)");
+      x = x.index_select(0, keep);
+      y = mapped.index_select(0, keep);
+    }
     if (limit > 0 && limit < x.size(0)) {
       x = x.slice(0, 0, limit);
       y = y.slice(0, 0, limit);
     }
-    return std::make_pair(x, y.to(torch::kInt64));
+    return std::make_pair(x, y);
   };
   auto [x, y] = load_pair(train_images_file, train_labels_file, options.limit);
   auto [xt, yt] = load_pair(test_images_file, test_labels_file, options.test_limit);
@@ -198,8 +226,9 @@ DataSplits load_idx_dir(const IdxOptions& options) {
     throw DataError(test_images_file.string() + ": test images are " + std::to_string(xt.size(1)) +
                     "x" + std::to_string(xt.size(2)) + " but training images are " +
                     std::to_string(x.size(1)) + "x" + std::to_string(x.size(2)));
-  const int64_t classes =
-      options.num_classes > 0 ? options.num_classes : y.max().item<int64_t>() + 1;
+  const int64_t classes = !options.classes.empty()   ? static_cast<int64_t>(options.classes.size())
+                          : options.num_classes > 0 ? options.num_classes
+                                                    : y.max().item<int64_t>() + 1;
   check_labels(y, classes, train_labels_file);
   check_labels(yt, classes, test_labels_file);
 
@@ -226,9 +255,18 @@ DataSplits load_idx_dir(const IdxOptions& options) {
 
 DataSplits fashion_mnist(IdxOptions options) {
   options.num_classes = 10;
+  for (int64_t c : options.classes)
+    if (c < 0 || c > 9)
+      throw ConfigError("data.classes = [" + join(options.classes) + "]: Fashion-MNIST's classes are "
+                        "0 to 9, not " + std::to_string(c));
   DataSplits out = load_idx_dir(options);
-  out.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  if (options.classes.empty()) {
+    out.class_names = names;
+  } else {
+    for (int64_t c : options.classes) out.class_names.push_back(names[c]);
+  }
   return out;
 }
 

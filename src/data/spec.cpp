@@ -62,12 +62,16 @@ DataSplits load_data(const DataOptions& o) {
     io.split_seed = o.split_seed;
     io.limit = o.limit;
     io.test_limit = o.test_limit;
+    io.classes = o.classes;
     io.mean = o.mean;
     io.std = o.std;
     DataSplits d = spec.kind == "idx" ? load_idx_dir(io) : fashion_mnist(io);
     d.source = spec.kind == "idx" ? "idx:" + spec.path.string() : "fashion-mnist";
     return d;
   }
+  if (!o.classes.empty())
+    throw ConfigError("data.classes selects classes of IDX data (fashion-mnist, idx:DIR); for " +
+                      o.spec + " keep only the classes' sub-folders or rows instead");
   if (spec.kind == "folder") {
     ImageFolderOptions fo;
     fo.dir = spec.path;

@@ -271,15 +271,23 @@ std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
       : near_chance ? "training accuracy " + num(acc) + " is near chance (" + num(chance) + ")"
                     : "training loss improved by less than 1% per epoch for " +
                           std::to_string(kSlowEpochs) + " epochs and is still " + num(tl);
+  // A frozen backbone is the first capacity to give back (bench/README.md: fine-tuning every
+  // layer from the pretrained weights beats training the head alone on new classes).
+  const std::string remedy =
+      e.frozen_fraction > 0
+          ? "only " + num(100 * (1 - e.frozen_fraction)) +
+                "% of the parameters train (a frozen backbone): unfreeze it (--unfreeze-at 2, "
+                "--backbone-lr-ratio 1), raise the head's learning rate 3-10x, or train longer"
+          : "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train "
+            "longer, or raise the learning rate 3x; check that the labels belong to the inputs";
   return make(kind(), Severity::kWarning, e.step, e.epoch,
               "underfitting after " + std::to_string(e.epoch) + " epochs: " + why,
               {{"train_loss", tl},
                {"trivial_loss", e.trivial_loss},
                {"train_accuracy", acc},
-               {"chance", chance}},
-              "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train "
-              "longer, or raise the "
-              "learning rate 3x; check that the labels belong to the inputs");
+               {"chance", chance},
+               {"frozen_fraction", e.frozen_fraction}},
+              remedy);
 }
 
 std::optional<Finding> DyingReluDetector::on_step(const StepSignals& s) {
@@ -404,7 +412,8 @@ nlohmann::json epoch_json(const EpochSignals& e) {
           {"train", e.train},
           {"val", e.val},
           {"best_epoch", e.best_epoch},
-          {"best_val_loss", e.best_val_loss}};
+          {"best_val_loss", e.best_val_loss},
+          {"frozen_fraction", e.frozen_fraction}};
 }
 
 EpochSignals epoch_from(const nlohmann::json& j) {
@@ -419,6 +428,7 @@ EpochSignals epoch_from(const nlohmann::json& j) {
   e.val = metrics_from(j.at("val"));
   e.best_epoch = j.at("best_epoch").get<int64_t>();
   e.best_val_loss = number_from(j.at("best_val_loss"));
+  e.frozen_fraction = j.value("frozen_fraction", 0.0);
   return e;
 }
 

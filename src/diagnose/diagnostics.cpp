@@ -87,10 +87,23 @@ void Diagnostics::on_fit_start(TrainState& state) {
   }
 }
 
+void Diagnostics::watch_trainable(TrainState& state) {
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> params;
+  for (const auto& item : state.model->module().named_parameters()) {
+    if (!item.value().requires_grad()) continue;
+    names.push_back(item.key());
+    params.push_back(item.value());
+  }
+  if (names != names_) names_ = std::move(names), params_ = std::move(params);
+}
+
 void Diagnostics::on_after_backward(TrainState& state) {
   auto bad = state.loss.detach().isfinite().logical_not();
   non_finite_ = non_finite_.defined() ? non_finite_.logical_or_(bad) : bad;
   if (!logging_step(state)) return;
+  // Parameters unfrozen since the last logging step (fine-tuning) are watched from this one on.
+  watch_trainable(state);
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> rows;
   before_.clear();
@@ -215,6 +228,12 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.train = state.train_metrics;
   e.val = state.val_metrics;
   e.classification = state.train_metrics.count("accuracy") > 0;
+  int64_t frozen = 0, all = 0;
+  for (const auto& p : state.model->parameters()) {
+    all += p.numel();
+    if (!p.requires_grad()) frozen += p.numel();
+  }
+  e.frozen_fraction = all > 0 ? static_cast<double>(frozen) / all : 0.0;
   if (e.classification) {
     // The model's output width is the number of classes; a uniform guess scores log C.
     e.num_classes = num_outputs_;

@@ -1,7 +1,25 @@
 #include <trainscope/error.h>
 #include <trainscope/models/zoo.h>
 
+#include <algorithm>
+
 namespace trainscope {
+
+void Model::train(bool on) const {
+  module_->train(on);
+  if (on)
+    for (const auto& m : *kept_) m->eval();
+}
+
+void Model::keep_in_eval(const std::shared_ptr<torch::nn::Module>& module) const {
+  if (std::find(kept_->begin(), kept_->end(), module) == kept_->end()) kept_->push_back(module);
+  if (module_->is_training()) module->eval();
+}
+
+void Model::release_from_eval(const std::shared_ptr<torch::nn::Module>& module) const {
+  kept_->erase(std::remove(kept_->begin(), kept_->end(), module), kept_->end());
+  module->train(module_->is_training());
+}
 
 int64_t Model::num_parameters() const {
   int64_t n = 0;

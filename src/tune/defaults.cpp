@@ -63,6 +63,8 @@ const std::vector<SettingSpec>& spec_table() {
        "use only the first N training samples (0: all)"},
       {"data.test_limit", int64_t{0}, "all test samples",
        "use only the first N test samples (0: all)"},
+      {"data.classes", Ints{}, "every class of the data set",
+       "keep only these class labels (IDX data), relabeled 0, 1, ... in this order"},
       {"model.name", std::string("cnn"), "the reference CNN for image classification",
        "model from the zoo: cnn or mlp"},
       {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
@@ -152,6 +154,24 @@ const std::vector<SettingSpec>& spec_table() {
       {"schedule.threshold", 1e-4, "torch's ReduceLROnPlateau default",
        "plateau: relative improvement that counts"},
       {"schedule.cooldown", int64_t{0}, "torch's default", "plateau: epochs to wait after a decay"},
+      {"finetune.from", std::string(""), "a new model is trained from scratch",
+       "fine-tune from a run directory (its best.ckpt), a .ckpt checkpoint or a TorchScript file: "
+       "its last layer is replaced by a new head and the rest frozen"},
+      {"finetune.head", std::string(""), "the model's last layer, when it is a Linear",
+       "name of the layer replaced by the new head (the error lists the candidates)"},
+      {"finetune.unfreeze_at_epoch", int64_t{0},
+       "on a small data set the head alone adapts; training the backbone risks overfitting it",
+       "epoch from which the backbone trains too (0: it stays frozen)"},
+      {"finetune.backbone_lr_ratio", 0.1,
+       "discriminative rates: pretrained layers move 10x slower than the new head",
+       "an unfrozen backbone group's lr as a fraction of the head's"},
+      {"finetune.groups", Strings{}, "the whole backbone unfreezes at once",
+       "layer-name prefixes unfrozen one at a time, head side first (gradual unfreezing)"},
+      {"finetune.unfreeze_every", int64_t{1}, "one more group each epoch",
+       "epochs between unfreezing one group and the next"},
+      {"finetune.train_bn", false,
+       "a pretrained backbone's BatchNorm statistics stay as they were learned on more data",
+       "let the backbone's BatchNorm layers update their running statistics"},
       {"tune.memory_share", 0.5,
        "half the available memory leaves room for the rest of the machine",
        "batch-size search (CPU): share of available memory a batch may use"},
@@ -625,7 +645,21 @@ void Config::resolve() {
   require(name.find('/') == std::string::npos && name != "." && name != "..", "run.name",
           "a plain directory name without '/'");
 
+  require(get_int("finetune.unfreeze_at_epoch") >= 0, "finetune.unfreeze_at_epoch",
+          ">= 0 (0: the backbone stays frozen)");
+  require(get_double("finetune.backbone_lr_ratio") > 0, "finetune.backbone_lr_ratio",
+          "a positive factor such as 0.1");
+  require(get_int("finetune.unfreeze_every") >= 1, "finetune.unfreeze_every",
+          "a positive number of epochs");
+  for (int64_t c : get_ints("data.classes"))
+    require(c >= 0, "data.classes", "class labels >= 0 such as [5, 6, 7, 8, 9]");
+
   // Dependent defaults: each keeps source "default" and says what it was derived from.
+  Setting& regime = find("train.regime", "resolve");
+  if (regime.source == "default" && !get_string("finetune.from").empty()) {
+    regime.value = std::string("finetune");
+    regime.reason = "fine-tuning from " + get_string("finetune.from");
+  }
   Setting& epochs = find("train.max_epochs", "resolve");
   if (epochs.source == "default" && get_string("train.regime") == "finetune") {
     epochs.value = int64_t{6};

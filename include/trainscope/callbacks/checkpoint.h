@@ -101,5 +101,8 @@ void save_weights(const torch::nn::Module& module, const std::filesystem::path& 
 // the model part of a checkpoint (.ckpt, verified first). Throws CheckpointError naming the file
 // when it is missing, truncated, corrupt or holds another architecture.
 void load_weights(torch::nn::Module& module, const std::filesystem::path& file);
+// The resolved configuration (config.toml text) checkpoint `file` was taken with; empty when it
+// holds none. Throws CheckpointError naming the file when it is damaged.
+std::string read_checkpoint_config(const std::filesystem::path& file);
 
 }  // namespace trainscope::callbacks

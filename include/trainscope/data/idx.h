@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <optional>
+#include <vector>
 
 namespace trainscope::data {
 
@@ -21,6 +22,9 @@ struct IdxOptions {
   int64_t limit = 0;        // use the first N training examples (0: all)
   int64_t test_limit = 0;   // use the first N test examples (0: all)
   int64_t num_classes = 0;  // labels must lie in [0, num_classes); 0: max training label + 1
+  // Keep only the examples of these labels (training and test), relabeled 0, 1, ... in this order
+  // (class names follow); applied before `limit`. Empty: every class.
+  std::vector<int64_t> classes;
   // Inputs become (x/255 - mean)/std. When mean/std are unset they are computed from the
   // training split (after the holdout), as torchvision users do by hand.
   std::optional<double> mean, std;

@@ -57,6 +57,7 @@ class Diagnostics : public Callback {
     return (state.global_step + 1) % options_.every == 0;
   }
   void report(TrainState& state, Finding finding);
+  void watch_trainable(TrainState& state);
   void apply_remedy(TrainState& state, const Finding& finding);
   std::vector<ActivationSignals> activation_signals(TrainState& state);
 

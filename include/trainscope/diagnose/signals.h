@@ -51,6 +51,7 @@ struct EpochSignals {
   std::map<std::string, double> val;    // empty without validation
   int64_t best_epoch = 0;               // lowest val_loss so far
   double best_val_loss = 0.0;
+  double frozen_fraction = 0.0;  // share of parameter values that do not train (fine-tuning)
 };
 
 }  // namespace trainscope::diagnose

@@ -36,8 +36,14 @@ class Model {
   const std::string& name() const { return name_; }
   bool defined() const { return module_ != nullptr; }
 
-  void train(bool on = true) const { module_->train(on); }
-  void eval() const { module_->eval(); }
+  // Sets training mode on the whole module; the modules kept in eval mode (below) stay in it.
+  void train(bool on = true) const;
+  void eval() const { train(false); }
+  // Keeps `module` (a part of this model) in eval mode whatever train() is asked: a frozen
+  // backbone's BatchNorm layers keep their running statistics. release_from_eval() undoes it.
+  void keep_in_eval(const std::shared_ptr<torch::nn::Module>& module) const;
+  void release_from_eval(const std::shared_ptr<torch::nn::Module>& module) const;
+  const std::vector<std::shared_ptr<torch::nn::Module>>& kept_in_eval() const { return *kept_; }
   bool is_training() const { return module_->is_training(); }
   void to(const torch::Device& device) const { module_->to(device); }
   std::vector<torch::Tensor> parameters() const { return module_->parameters(); }
@@ -51,6 +57,9 @@ class Model {
   std::shared_ptr<torch::nn::Module> module_;
   Forward forward_;
   std::string name_;
+  // Shared by copies, like the module.
+  std::shared_ptr<std::vector<std::shared_ptr<torch::nn::Module>>> kept_ =
+      std::make_shared<std::vector<std::shared_ptr<torch::nn::Module>>>();
 };
 
 // Switches a model to eval mode for a scope and restores the previous mode on exit.

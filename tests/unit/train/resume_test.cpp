@@ -216,6 +216,41 @@ TEST_F(Resume, WithoutAnyUsableCheckpointTheFitStartsOver) {
   EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
 }
 
+// A fine-tuning fit that unfreezes its backbone at epoch 3 (a new optimizer group) and crashes
+// before or after that resumes exactly: the groups come back before the optimizer's state.
+TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
+  const Problem p = problem();
+  auto tuned = [](uint64_t seed) {
+    ts::Model m = model(seed);
+    ts::models::freeze_backbone(m, ts::models::replace_head(m, 3));
+    return m;
+  };
+  ts::callbacks::FineTuningOptions ft;
+  ft.unfreeze_at_epoch = 3;
+  auto trainer_for = [&](const fs::path& runs) {
+    auto t = std::make_unique<ts::Trainer>(options(runs, "cosine"));
+    t->add_callback(std::make_shared<ts::callbacks::FineTuning>(ft, nullptr));
+    return t;
+  };
+  ts::Model ref = tuned(1);
+  trainer_for(dir_ / "ref")->fit(ref, p.train, p.val);
+  const auto ref_rows = metric_rows(dir_ / "ref" / "run");
+  for (int64_t crash_step : {30, 45, 60}) {  // epoch 2; epoch 3 after the unfreeze; epoch 4
+    SCOPED_TRACE("crash at step " + std::to_string(crash_step));
+    const fs::path runs = dir_ / ("ft-" + std::to_string(crash_step));
+    {
+      ts::Model m = tuned(1);
+      auto t = trainer_for(runs);
+      t->add_callback(std::make_shared<Crash>(crash_step));
+      EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
+    }
+    ts::Model fresh = tuned(99);
+    trainer_for(runs)->resume(fresh, p.train, p.val, runs / "run");
+    expect_equal_weights(fresh, ref);
+    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+  }
+}
+
 TEST_F(Resume, ACheckpointOfAnotherModelIsAClearError) {
   const Problem p = problem();
   const fs::path runs = dir_ / "other";

@@ -1,0 +1,194 @@
+#include "finetune.h"
+
+#include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/error.h>
+#include <trainscope/models/torchscript.h>
+#include <trainscope/models/transfer.h>
+#include <trainscope/models/zoo.h>
+#include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/run_store.h>
+
+#include <cstdio>
+
+namespace trainscope::cli {
+namespace fs = std::filesystem;
+
+Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, int64_t outputs) {
+  models::ModelSpec spec;
+  spec.name = config.get_string("model.name");
+  spec.input_shape = input_shape;
+  spec.outputs = outputs;
+  spec.channels = config.get_ints("model.channels");
+  spec.hidden = config.get_ints("model.hidden");
+  spec.dropout = config.get_double("model.dropout");
+  // Weights are drawn from torch's global generator: seed it so that a run is reproducible.
+  torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
+  return models::make_model(spec);
+}
+
+std::string FinetuneSource::describe() const {
+  switch (kind) {
+    case Kind::kRun:
+      return "run " + path.string() + " (" + weights.filename().string() + ")";
+    case Kind::kCheckpoint:
+      return "checkpoint " + path.string();
+    case Kind::kTorchScript:
+      return "TorchScript model " + path.string();
+  }
+  return path.string();
+}
+
+namespace {
+
+std::optional<std::pair<double, double>> run_normalization(const fs::path& run) {
+  if (!fs::exists(run / "run.sqlite")) return std::nullopt;
+  track::RunStore store(run / "run.sqlite", track::RunStore::Mode::kReadOnly);
+  auto mean = store.meta("data.mean"), std = store.meta("data.std");
+  if (!mean || !std) return std::nullopt;
+  return std::make_pair(std::stod(*mean), std::stod(*std));
+}
+
+Config config_of(const std::string& toml, const std::string& origin) {
+  Config c = Config::defaults();
+  c.merge_text(toml, origin);
+  c.resolve();
+  return c;
+}
+
+}  // namespace
+
+FinetuneSource resolve_source(const Config& config) {
+  const std::string& from = config.get_string("finetune.from");
+  const std::string where = config.setting("finetune.from").source + ": finetune.from = \"" + from + "\"";
+  FinetuneSource s;
+  s.path = from;
+  fs::path run = from;
+  if (!fs::exists(run) && fs::exists(fs::path(config.get_string("run.dir")) / from))
+    run = fs::path(config.get_string("run.dir")) / from;
+  if (fs::is_directory(run)) {
+    if (!fs::exists(run / "run.sqlite") || !fs::exists(run / "config.toml"))
+      throw ConfigError(where + " is a directory but not a trainscope run (no run.sqlite and "
+                        "config.toml); give a run directory, a .ckpt file or a TorchScript file");
+    s.kind = FinetuneSource::Kind::kRun;
+    s.path = run;
+    s.weights = run / "checkpoints" / "best.ckpt";
+    if (!fs::exists(s.weights))
+      throw ConfigError(where + ": the run has no checkpoints/best.ckpt (did it finish an epoch?)");
+    Config c = Config::defaults();
+    c.merge_file(run / "config.toml");
+    c.resolve();
+    s.config = c;
+    s.normalization = run_normalization(run);
+    return s;
+  }
+  if (!fs::exists(s.path))
+    throw ConfigError(where + " does not exist; give a run directory (or a run name under " +
+                      config.get_string("run.dir") + "), a .ckpt file or a TorchScript file");
+  s.weights = s.path;
+  if (track::is_checkpoint_file(s.path)) {
+    s.kind = FinetuneSource::Kind::kCheckpoint;
+    const std::string toml = callbacks::read_checkpoint_config(s.path);
+    if (toml.empty())
+      throw ConfigError(where + ": the checkpoint holds no config to rebuild its model from");
+    s.config = config_of(toml, s.path.string() + " (its config)");
+    // A checkpoint inside a run directory: the run says how its inputs were normalized.
+    s.normalization = run_normalization(s.path.parent_path().parent_path());
+    return s;
+  }
+  if (models::is_torchscript_file(s.path)) {
+    s.kind = FinetuneSource::Kind::kTorchScript;
+    return s;
+  }
+  throw ConfigError(where + " is neither a trainscope run, a .ckpt checkpoint nor a TorchScript "
+                    "file (torch.jit.script(model).save(path) in Python writes one)");
+}
+
+std::string adopt_normalization(Config& config, const FinetuneSource& source) {
+  if (config.setting("data.std").source != "default")
+    return "normalization: data.mean and data.std as set";
+  if (!source.normalization)
+    return "normalization: from the new training data (the source does not say how its inputs "
+           "were normalized; --set data.mean=M --set data.std=S to match it)";
+  const auto [mean, std] = *source.normalization;
+  const std::string reason = "the source model's normalization (" + source.describe() + ")";
+  config.set("data.mean", mean, "fine-tuning", reason);
+  config.set("data.std", std, "fine-tuning", reason);
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "normalization: the source's, mean %.4f std %.4f", mean, std);
+  return buf;
+}
+
+std::pair<Model, std::string> finetune_model(const Config& config, const FinetuneSource& source,
+                                             const std::vector<int64_t>& input_shape,
+                                             int64_t outputs) {
+  Model model;
+  const std::string& head_name = config.get_string("finetune.head");
+  if (source.kind == FinetuneSource::Kind::kTorchScript) {
+    model = models::load_torchscript(source.weights);
+  } else {
+    // The source's architecture for the new data's inputs; the head's size changes below and is
+    // the one thing not loaded.
+    model = zoo_model(*source.config, input_shape, outputs);
+    const auto head = models::find_head(model, head_name);
+    models::load_backbone(model, source.weights, head.name);
+  }
+  std::string layers;  // for the errors below, as they were before the head was resized
+  for (const auto& l : models::linear_layers(model))
+    layers += (layers.empty() ? "" : ", ") + l.describe();
+  // The new head's weights come from train.seed, as a zoo model's do.
+  torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
+  const models::LinearLayer head = models::replace_head(model, outputs, head_name);
+  // The head must be the layer that gives the outputs: what follows it may keep their size (a
+  // softmax), not change it. One example through the model tells.
+  {
+    std::vector<int64_t> shape = {1};
+    shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+    EvalModeGuard eval(model);
+    torch::NoGradGuard no_grad;
+    torch::Tensor out;
+    try {
+      out = model.forward(torch::zeros(shape));
+    } catch (const c10::Error& e) {
+      std::string what = e.what_without_backtrace();
+      throw ConfigError("with '" + head.name + "' resized to " + std::to_string(outputs) +
+                        " outputs, " + model.name() + " no longer runs (" +
+                        what.substr(0, what.find('\n')) +
+                        "): the head must be the layer that gives the model's outputs; its Linear "
+                        "layers are: " + layers);
+    }
+    if (out.dim() != 2 || out.size(1) != outputs)
+      throw ConfigError("with '" + head.name + "' resized to " + std::to_string(outputs) +
+                        " outputs, " + model.name() + " returns " + c10::str(out.sizes()) +
+                        " per batch: the head must be the layer that gives the model's outputs; "
+                        "its Linear layers are: " + layers);
+  }
+  const bool train_bn = config.get_bool("finetune.train_bn");
+  const int64_t frozen = models::freeze_backbone(model, head, train_bn);
+  int64_t frozen_values = 0, head_values = 0;
+  for (const auto& p : model.parameters()) (p.requires_grad() ? head_values : frozen_values) += p.numel();
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "fine-tuning %s: backbone frozen (%lld tensors, %lld values%s); new head %s "
+                "(%lld values) trains",
+                source.describe().c_str(), static_cast<long long>(frozen),
+                static_cast<long long>(frozen_values),
+                model.kept_in_eval().empty()
+                    ? ""
+                    : (", " + std::to_string(model.kept_in_eval().size()) +
+                       " BatchNorm layers keep their statistics")
+                          .c_str(),
+                head.describe().c_str(), static_cast<long long>(head_values));
+  return {model, buf};
+}
+
+callbacks::FineTuningOptions fine_tuning_options(const Config& config) {
+  callbacks::FineTuningOptions o;
+  o.unfreeze_at_epoch = config.get_int("finetune.unfreeze_at_epoch");
+  o.backbone_lr_ratio = config.get_double("finetune.backbone_lr_ratio");
+  o.groups = config.get_strings("finetune.groups");
+  o.unfreeze_every = config.get_int("finetune.unfreeze_every");
+  o.train_bn = config.get_bool("finetune.train_bn");
+  return o;
+}
+
+}  // namespace trainscope::cli

@@ -1,0 +1,45 @@
+#pragma once
+// `trainscope finetune`: what finetune.from points at, and the model it gives: the source's
+// backbone, frozen, under a new head sized for the new data.
+#include <trainscope/callbacks/fine_tuning.h>
+#include <trainscope/config.h>
+#include <trainscope/models/model.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace trainscope::cli {
+
+// A zoo model as the config's model.* settings describe it, for inputs of `input_shape` and
+// `outputs` outputs; its weights are drawn after seeding torch's generator with train.seed.
+Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, int64_t outputs);
+
+struct FinetuneSource {
+  enum class Kind { kRun, kCheckpoint, kTorchScript } kind = Kind::kRun;
+  std::filesystem::path path;     // as given
+  std::filesystem::path weights;  // the checkpoint or TorchScript file that holds the weights
+  std::optional<Config> config;   // the source's settings (runs and checkpoints)
+  std::optional<std::pair<double, double>> normalization;  // the source's data.mean, data.std
+  std::string describe() const;   // "run runs/pre (best.ckpt, epoch 5)"
+};
+
+// Resolves finetune.from (a run directory, a run name under run.dir, a .ckpt file, a TorchScript
+// file). Throws ConfigError naming the value and what was expected.
+FinetuneSource resolve_source(const Config& config);
+
+// Sets data.mean and data.std to the source's normalization unless the user set them, so the
+// backbone sees inputs scaled as in its training. Returns a line saying what it did.
+std::string adopt_normalization(Config& config, const FinetuneSource& source);
+
+// The source's model with its head (finetune.head, or its last Linear layer) replaced by a new
+// one with `outputs` outputs and the rest frozen (BatchNorm statistics too unless
+// finetune.train_bn). Returns the model and a summary line.
+std::pair<Model, std::string> finetune_model(const Config& config, const FinetuneSource& source,
+                                             const std::vector<int64_t>& input_shape,
+                                             int64_t outputs);
+
+callbacks::FineTuningOptions fine_tuning_options(const Config& config);
+
+}  // namespace trainscope::cli

@@ -1,0 +1,21 @@
+#pragma once
+// TorchScript models: a model exported from Python (torch.jit.script or torch.jit.trace, then
+// .save) used as a trainscope Model, for inference or as a backbone to fine-tune.
+#include <trainscope/models/model.h>
+
+#include <filesystem>
+
+namespace trainscope::models {
+
+// Loads `file` with torch::jit::load. The Model's module mirrors the scripted one: the same
+// parameter and buffer tensors under the same names ("features.0.weight"), train()/eval() reach
+// the scripted code's `training` flag, and forward() calls the scripted forward with one tensor
+// and expects one tensor back. Named after the file's stem. Throws CheckpointError naming the
+// file when it cannot be read as TorchScript.
+Model load_torchscript(const std::filesystem::path& file);
+
+// True when `file` looks like a TorchScript archive (a zip with code/ and constants.pkl entries)
+// rather than a trainscope checkpoint.
+bool is_torchscript_file(const std::filesystem::path& file);
+
+}  // namespace trainscope::models

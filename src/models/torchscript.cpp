@@ -1,0 +1,71 @@
+#include <trainscope/error.h>
+#include <trainscope/models/torchscript.h>
+
+#include "scripted_module.h"
+
+#include <fstream>
+
+namespace trainscope::models {
+namespace detail {
+
+ScriptedModule::ScriptedModule(torch::jit::Module module) : module_(std::move(module)) {
+  const auto type = module_.type()->name();
+  kind_ = type ? type->name() : "Module";
+  for (const auto& p : module_.named_parameters(/*recurse=*/false))
+    register_parameter(p.name, p.value, /*requires_grad=*/true);
+  for (const auto& b : module_.named_buffers(/*recurse=*/false)) register_buffer(b.name, b.value);
+  for (const auto& c : module_.named_children())
+    register_module(c.name, std::make_shared<ScriptedModule>(c.value));
+}
+
+void ScriptedModule::train(bool on) {
+  // The scripted flag of this module alone: children are reached by the recursion below, so a
+  // child kept in eval mode afterwards stays so.
+  module_.setattr("training", on);
+  torch::nn::Module::train(on);
+}
+
+std::string layer_kind(const torch::nn::Module& module) {
+  if (auto* scripted = dynamic_cast<const ScriptedModule*>(&module)) return scripted->kind();
+  std::string name = module.name();  // "torch::nn::LinearImpl"
+  if (auto colon = name.rfind("::"); colon != std::string::npos) name = name.substr(colon + 2);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0)
+    name = name.substr(0, name.size() - 4);
+  return name;
+}
+
+}  // namespace detail
+
+bool is_torchscript_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  char head[4] = {};
+  in.read(head, 4);
+  return in.gcount() == 4 && head[0] == 'P' && head[1] == 'K' && head[2] == 3 && head[3] == 4;
+}
+
+Model load_torchscript(const std::filesystem::path& file) {
+  if (!std::filesystem::exists(file))
+    throw CheckpointError("TorchScript file " + file.string() + " does not exist");
+  torch::jit::Module scripted;
+  try {
+    scripted = torch::jit::load(file.string());
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw CheckpointError("cannot load " + file.string() + " as TorchScript: " +
+                          what.substr(0, what.find('\n')) +
+                          " (save it in Python with torch.jit.script(model).save(path) or "
+                          "torch.jit.trace(model, example).save(path))");
+  }
+  auto mirror = std::make_shared<detail::ScriptedModule>(scripted);
+  Model::Forward forward = [mirror, file](const torch::Tensor& x) {
+    torch::jit::IValue out = mirror->scripted().forward({x});
+    if (!out.isTensor())
+      throw ShapeError("the TorchScript model " + file.filename().string() + " returns a " +
+                       out.tagKind() + ", not a tensor; export a module whose forward returns "
+                       "the logits");
+    return out.toTensor();
+  };
+  return Model(mirror, std::move(forward), file.stem().string());
+}
+
+}  // namespace trainscope::models
