@@ -59,7 +59,8 @@ Config config_of(const std::string& toml, const std::string& origin) {
 
 FinetuneSource resolve_source(const Config& config) {
   const std::string& from = config.get_string("finetune.from");
-  const std::string where = config.setting("finetune.from").source + ": finetune.from = \"" + from + "\"";
+  const std::string where =
+      config.setting("finetune.from").source + ": finetune.from = \"" + from + "\"";
   FinetuneSource s;
   s.path = from;
   fs::path run = from;
@@ -67,7 +68,8 @@ FinetuneSource resolve_source(const Config& config) {
     run = fs::path(config.get_string("run.dir")) / from;
   if (fs::is_directory(run)) {
     if (!fs::exists(run / "run.sqlite") || !fs::exists(run / "config.toml"))
-      throw ConfigError(where + " is a directory but not a trainscope run (no run.sqlite and "
+      throw ConfigError(where +
+                        " is a directory but not a trainscope run (no run.sqlite and "
                         "config.toml); give a run directory, a .ckpt file or a TorchScript file");
     s.kind = FinetuneSource::Kind::kRun;
     s.path = run;
@@ -99,7 +101,8 @@ FinetuneSource resolve_source(const Config& config) {
     s.kind = FinetuneSource::Kind::kTorchScript;
     return s;
   }
-  throw ConfigError(where + " is neither a trainscope run, a .ckpt checkpoint nor a TorchScript "
+  throw ConfigError(where +
+                    " is neither a trainscope run, a .ckpt checkpoint nor a TorchScript "
                     "file (torch.jit.script(model).save(path) in Python writes one)");
 }
 
@@ -154,29 +157,31 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
                         " outputs, " + model.name() + " no longer runs (" +
                         what.substr(0, what.find('\n')) +
                         "): the head must be the layer that gives the model's outputs; its Linear "
-                        "layers are: " + layers);
+                        "layers are: " +
+                        layers);
     }
     if (out.dim() != 2 || out.size(1) != outputs)
       throw ConfigError("with '" + head.name + "' resized to " + std::to_string(outputs) +
                         " outputs, " + model.name() + " returns " + c10::str(out.sizes()) +
                         " per batch: the head must be the layer that gives the model's outputs; "
-                        "its Linear layers are: " + layers);
+                        "its Linear layers are: " +
+                        layers);
   }
   const bool train_bn = config.get_bool("finetune.train_bn");
   const int64_t frozen = models::freeze_backbone(model, head, train_bn);
   int64_t frozen_values = 0, head_values = 0;
-  for (const auto& p : model.parameters()) (p.requires_grad() ? head_values : frozen_values) += p.numel();
+  for (const auto& p : model.parameters())
+    (p.requires_grad() ? head_values : frozen_values) += p.numel();
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "fine-tuning %s: backbone frozen (%lld tensors, %lld values%s); new head %s "
                 "(%lld values) trains",
                 source.describe().c_str(), static_cast<long long>(frozen),
                 static_cast<long long>(frozen_values),
-                model.kept_in_eval().empty()
-                    ? ""
-                    : (", " + std::to_string(model.kept_in_eval().size()) +
-                       " BatchNorm layers keep their statistics")
-                          .c_str(),
+                model.kept_in_eval().empty() ? ""
+                                             : (", " + std::to_string(model.kept_in_eval().size()) +
+                                                " BatchNorm layers keep their statistics")
+                                                   .c_str(),
                 head.describe().c_str(), static_cast<long long>(head_values));
   return {model, buf};
 }

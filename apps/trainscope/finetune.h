@@ -22,7 +22,7 @@ struct FinetuneSource {
   std::filesystem::path weights;  // the checkpoint or TorchScript file that holds the weights
   std::optional<Config> config;   // the source's settings (runs and checkpoints)
   std::optional<std::pair<double, double>> normalization;  // the source's data.mean, data.std
-  std::string describe() const;   // "run runs/pre (best.ckpt, epoch 5)"
+  std::string describe() const;                            // "run runs/pre (best.ckpt, epoch 5)"
 };
 
 // Resolves finetune.from (a run directory, a run name under run.dir, a .ckpt file, a TorchScript

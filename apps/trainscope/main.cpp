@@ -376,7 +376,6 @@ std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepar
   return trainer;
 }
 
-
 // After a fit (new or resumed): records the data, reports why it ended, tests.
 int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
            const std::optional<ts::tune::BatchSizeResult>& batch_search, bool no_test) {
@@ -604,11 +603,16 @@ struct Shortcut {
   const char* key;
 };
 const std::vector<Shortcut> kTrainShortcuts = {
-    {"--epochs", "train.max_epochs"}, {"--lr", "train.lr"},
-    {"--batch-size", "train.batch_size"}, {"--model", "model.name"},
-    {"--data", "data.dataset"},       {"--name", "run.name"},
-    {"--runs-dir", "run.dir"},        {"--seed", "train.seed"},
-    {"--threads", "runtime.threads"}, {"--progress", "ui.progress"},
+    {"--epochs", "train.max_epochs"},
+    {"--lr", "train.lr"},
+    {"--batch-size", "train.batch_size"},
+    {"--model", "model.name"},
+    {"--data", "data.dataset"},
+    {"--name", "run.name"},
+    {"--runs-dir", "run.dir"},
+    {"--seed", "train.seed"},
+    {"--threads", "runtime.threads"},
+    {"--progress", "ui.progress"},
 };
 const std::vector<Shortcut> kFinetuneShortcuts = {
     {"--from", "finetune.from"},
@@ -628,8 +632,9 @@ struct FitCommand {
 void add_fit_options(FitCommand& c, const std::vector<Shortcut>& shortcuts) {
   const size_t first = c.shortcuts.size();
   if (first == 0) {
-    c.app->add_option("--config", c.args.config_file,
-                      "TOML file of settings (a run's config.toml works)")
+    c.app
+        ->add_option("--config", c.args.config_file,
+                     "TOML file of settings (a run's config.toml works)")
         ->check(CLI::ExistingFile);
     c.app->add_option("--set", c.args.sets,
                       "override a setting: --set train.lr=0.0003 (repeatable)");

@@ -6,7 +6,6 @@
 #include <trainscope/version.h>
 
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <condition_variable>
@@ -128,10 +127,6 @@ struct ModelCheckpoint::Worker {
   }
 
   void loop() {
-    // Below the training threads: on a machine with as many training threads as cores, the
-    // writer (a CRC over the payload, the copy into the page cache) takes what they leave. Linux
-    // applies nice values per thread.
-    setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
     std::unique_lock<std::mutex> lock(mutex_);
     while (true) {
       cv_.wait(lock, [&] { return stop_ || job_; });

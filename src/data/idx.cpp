@@ -18,7 +18,6 @@ std::string join(const std::vector<int64_t>& v) {
   return out;
 }
 
-
 const char* kDefaultDir = "/usr/share/datasets/fashion-mnist";
 
 std::vector<uint8_t> read_file(const std::filesystem::path& file) {
@@ -196,8 +195,9 @@ DataSplits load_idx_dir(const IdxOptions& options) {
     y = y.to(torch::kInt64);
     if (!options.classes.empty()) {
       // Relabel through a table: label -> its position in `classes`, -1 for the others.
-      const int64_t top = std::max(y.max().item<int64_t>(),
-                                   *std::max_element(options.classes.begin(), options.classes.end()));
+      const int64_t top =
+          std::max(y.max().item<int64_t>(),
+                   *std::max_element(options.classes.begin(), options.classes.end()));
       auto table = torch::full({top + 1}, -1, torch::kInt64);
       for (size_t i = 0; i < options.classes.size(); ++i) {
         const int64_t c = options.classes[i];
@@ -226,7 +226,7 @@ DataSplits load_idx_dir(const IdxOptions& options) {
     throw DataError(test_images_file.string() + ": test images are " + std::to_string(xt.size(1)) +
                     "x" + std::to_string(xt.size(2)) + " but training images are " +
                     std::to_string(x.size(1)) + "x" + std::to_string(x.size(2)));
-  const int64_t classes = !options.classes.empty()   ? static_cast<int64_t>(options.classes.size())
+  const int64_t classes = !options.classes.empty()  ? static_cast<int64_t>(options.classes.size())
                           : options.num_classes > 0 ? options.num_classes
                                                     : y.max().item<int64_t>() + 1;
   check_labels(y, classes, train_labels_file);
@@ -257,11 +257,14 @@ DataSplits fashion_mnist(IdxOptions options) {
   options.num_classes = 10;
   for (int64_t c : options.classes)
     if (c < 0 || c > 9)
-      throw ConfigError("data.classes = [" + join(options.classes) + "]: Fashion-MNIST's classes are "
-                        "0 to 9, not " + std::to_string(c));
+      throw ConfigError("data.classes = [" + join(options.classes) +
+                        "]: Fashion-MNIST's classes are "
+                        "0 to 9, not " +
+                        std::to_string(c));
   DataSplits out = load_idx_dir(options);
-  const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+  const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                          "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                          "Bag",         "Ankle boot"};
   if (options.classes.empty()) {
     out.class_names = names;
   } else {

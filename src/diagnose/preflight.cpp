@@ -151,17 +151,18 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     }
     int64_t frozen = 0, trainable = 0;
     for (const auto& p : model.parameters()) (p.requires_grad() ? trainable : frozen) += p.numel();
-    const std::string what = "one batch of " + std::to_string(xb.size(0)) +
-                             " examples could not be overfit in " +
-                             std::to_string(o.overfit_steps) + " steps: loss " + num(initial) +
-                             " -> " + num(last);
+    const std::string what =
+        "one batch of " + std::to_string(xb.size(0)) + " examples could not be overfit in " +
+        std::to_string(o.overfit_steps) + " steps: loss " + num(initial) + " -> " + num(last);
     // A frozen backbone leaves only the head to memorize with: expected when fine-tuning.
     if (!(last < kOverfitShare * initial) && frozen > 0)
       out.push_back(finding(
           "overfit_batch", Severity::kInfo,
           what + ", with " + std::to_string(frozen) + " of " + std::to_string(frozen + trainable) +
               " parameter values frozen",
-          {{"initial_loss", initial}, {"final_loss", last}, {"steps", double(steps)},
+          {{"initial_loss", initial},
+           {"final_loss", last},
+           {"steps", double(steps)},
            {"frozen_values", double(frozen)}},
           "expected with a frozen backbone, where only the head learns; if the fine-tuned model "
           "underfits, unfreeze the backbone (--unfreeze-at 2)"));

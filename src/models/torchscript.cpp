@@ -51,8 +51,8 @@ Model load_torchscript(const std::filesystem::path& file) {
     scripted = torch::jit::load(file.string());
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    throw CheckpointError("cannot load " + file.string() + " as TorchScript: " +
-                          what.substr(0, what.find('\n')) +
+    throw CheckpointError("cannot load " + file.string() +
+                          " as TorchScript: " + what.substr(0, what.find('\n')) +
                           " (save it in Python with torch.jit.script(model).save(path) or "
                           "torch.jit.trace(model, example).save(path))");
   }
@@ -61,7 +61,8 @@ Model load_torchscript(const std::filesystem::path& file) {
     torch::jit::IValue out = mirror->scripted().forward({x});
     if (!out.isTensor())
       throw ShapeError("the TorchScript model " + file.filename().string() + " returns a " +
-                       out.tagKind() + ", not a tensor; export a module whose forward returns "
+                       out.tagKind() +
+                       ", not a tensor; export a module whose forward returns "
                        "the logits");
     return out.toTensor();
   };

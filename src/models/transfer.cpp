@@ -94,7 +94,8 @@ LinearLayer replace_head(const Model& model, int64_t outputs, const std::string&
   const double bound = 1.0 / std::sqrt(static_cast<double>(head.in_features));
   torch::NoGradGuard no_grad;
   // set_data keeps each tensor's identity, so the module (zoo or scripted) holds the new sizes.
-  weight.set_data(torch::empty({outputs, head.in_features}, weight.options()).uniform_(-bound, bound));
+  weight.set_data(
+      torch::empty({outputs, head.in_features}, weight.options()).uniform_(-bound, bound));
   if (auto* bias = params.find("bias"); bias != nullptr && bias->defined())
     bias->set_data(torch::empty({outputs}, bias->options()).uniform_(-bound, bound));
   if (auto* linear = module->as<torch::nn::LinearImpl>()) linear->options.out_features(outputs);
@@ -154,8 +155,7 @@ int64_t freeze_backbone(const Model& model, const LinearLayer& head, bool train_
   return n;
 }
 
-void load_backbone(const Model& model, const std::filesystem::path& file,
-                   const std::string& skip) {
+void load_backbone(const Model& model, const std::filesystem::path& file, const std::string& skip) {
   torch::serialize::InputArchive weights;
   try {
     if (track::is_checkpoint_file(file)) {

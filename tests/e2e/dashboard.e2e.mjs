@@ -125,6 +125,8 @@ try {
     children.push(train);
     await until(() => existsSync(join(runs, 'live', 'run.sqlite')), 60000, 'the live run to start');
     await page.goto(base + '#/run/live');
+    // A hash change keeps the document: wait for the live run's page, not the previous run's charts.
+    await until(() => page.evaluate(() => document.querySelector('.run-title .mono')?.textContent === 'live'), 10000, 'the live run page');
     const points = () => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0));
     await until(async () => (await points()) > 0, 60000, 'first points of the live run');
     const first = await points();

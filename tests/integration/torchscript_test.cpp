@@ -130,10 +130,11 @@ TEST_F(TorchScript, FinetuneTrainsANewHeadOnAFrozenBackbone) {
   std::ifstream stats(dir_ / "stats.txt");
   double mean = 0, std = 0;
   stats >> mean >> std;
-  Result r = cli("finetune --from scripted.pt --set 'data.classes=[5,6,7,8,9]' --set "
-                 "data.limit=2000 --set data.test_limit=2000 --epochs 3 --batch-size 64 --name ft "
-                 "--progress plain --no-dashboard --set data.mean=" +
-                 std::to_string(mean) + " --set data.std=" + std::to_string(std));
+  Result r =
+      cli("finetune --from scripted.pt --set 'data.classes=[5,6,7,8,9]' --set "
+          "data.limit=2000 --set data.test_limit=2000 --epochs 3 --batch-size 64 --name ft "
+          "--progress plain --no-dashboard --set data.mean=" +
+          std::to_string(mean) + " --set data.std=" + std::to_string(std));
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("fine-tuning TorchScript model scripted.pt: backbone frozen (10 tensors"),
             std::string::npos)

@@ -43,9 +43,9 @@ struct LrScheduleOptions {
 // Base of the schedules. Each parameter group keeps the lr it had when the schedule first saw it
 // (its base lr, like torch's initial_lr). A group added later (a backbone unfrozen at the head's
 // lr / 10) is taken to be set relative to the first group's lr of that moment, and keeps that
-// ratio to the first group's base lr: the schedule then scales both alike. Order kUser: it runs before early stopping and
-// checkpoints, which therefore record the lr it set. Stateful: its counters and base lrs go into
-// checkpoints under name() "lr_schedule".
+// ratio to the first group's base lr: the schedule then scales both alike. Order kUser: it runs
+// before early stopping and checkpoints, which therefore record the lr it set. Stateful: its
+// counters and base lrs go into checkpoints under name() "lr_schedule".
 class LrSchedule : public Callback {
  public:
   std::string name() const override { return "lr_schedule"; }

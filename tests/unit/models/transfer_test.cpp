@@ -31,8 +31,14 @@ std::shared_ptr<ts::data::TensorDataset> images(int64_t n, int64_t classes, uint
 }
 
 ts::TrainerOptions quiet(int64_t epochs) {
-  return ts::TrainerOptions().runs_dir("").progress("off").max_epochs(epochs).batch_size(16)
-      .early_stopping(false).checkpoints(false).diagnostics(false);
+  return ts::TrainerOptions()
+      .runs_dir("")
+      .progress("off")
+      .max_epochs(epochs)
+      .batch_size(16)
+      .early_stopping(false)
+      .checkpoints(false)
+      .diagnostics(false);
 }
 
 // Records the optimizer's groups at every batch: how many tensors, which, at what lr.
@@ -175,7 +181,8 @@ TEST(Transfer, GradualUnfreezingGoesGroupByGroupHeadSideFirst) {
 }
 
 TEST(Transfer, LoadBackboneSkipsTheHeadAndNamesAMismatch) {
-  const auto dir = std::filesystem::temp_directory_path() / ("ts_transfer_" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("ts_transfer_" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   auto source = small_cnn(3);
   ts::callbacks::save_weights(source.module(), dir / "w.pt");
