@@ -9,6 +9,8 @@ PACKAGES=(
   g++ cmake ninja-build ccache pkg-config
   # LibTorch (CPU) and the BLAS it should run on (reference BLAS is ~2x slower for linear layers)
   libtorch-dev libopenblas0-pthread
+  # data-parallel training: the headers of the Gloo library LibTorch's c10d is built with
+  libgloo-dev
   # run store, command line, JSON, config files, dashboard HTTP server
   libsqlite3-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libcpp-httplib-dev
   # data: gzip'd IDX files, JPEG and PNG image folders, the default data set

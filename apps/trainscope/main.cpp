@@ -5,6 +5,7 @@
 
 #include "dashboard_commands.h"
 #include "finetune.h"
+#include "launch.h"
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -367,9 +368,68 @@ ts::TrainerOptions trainer_options(const ts::Config& config, const Prepared& p) 
   return options;
 }
 
-// The Trainer of a fit, with the fine-tuning callback when it is one.
-std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepared& p) {
-  auto trainer = std::make_unique<ts::Trainer>(trainer_options(config, p));
+// This process's part in a data-parallel job (WORLD_SIZE > 1 in the environment), if any.
+struct Job {
+  ts::dist::JobEnv env;
+  std::shared_ptr<ts::dist::DataParallel> dp;
+  bool leader() const { return env.rank == 0; }
+};
+
+// Joins the job the environment describes. Only rank 0 reports, serves the dashboard and writes
+// the run; the others train in step with it.
+Job join_job(ts::Config& config) {
+  Job job;
+  job.env = ts::dist::JobEnv::from_environment();
+  if (!job.env.distributed()) return job;
+  if (config.get_bool("diagnose.auto_remedy"))
+    throw ts::ConfigError(
+        "--auto-remedy is not available in data-parallel runs: each rank would "
+        "apply its remedies on its own");
+  ts::dist::ProcessGroupOptions o;
+  o.backend = config.get_string("dist.backend");
+  o.timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(1000 * config.get_double("dist.timeout")));
+  auto group = std::make_shared<ts::dist::ProcessGroup>(job.env, o);
+  ts::dist::DataParallelOptions d;
+  d.bucket_bytes = static_cast<int64_t>(config.get_double("dist.bucket_mb") * (1 << 20));
+  job.dp = std::make_shared<ts::dist::DataParallel>(group, d);
+  // The ranks on this machine share its cores (torchrun sets OMP_NUM_THREADS=1 for the same
+  // reason): more threads than cores in all would make them wait on each other.
+  if (config.setting("runtime.threads").source == "default") {
+    const char* local = std::getenv("LOCAL_WORLD_SIZE");
+    const int64_t here = local ? std::max(1, std::atoi(local)) : job.env.world_size;
+    config.set("runtime.threads", std::max<int64_t>(1, ts::available_cores() / here),
+               "data parallel",
+               "the cores shared among the " + std::to_string(here) + " ranks on this machine");
+  }
+  if (!job.leader()) {
+    config.set("ui.progress", std::string("off"), "data parallel", "rank 0 reports");
+    config.set("ui.dashboard", false, "data parallel", "rank 0 serves it");
+  }
+  return job;
+}
+
+// The Trainer of a fit: the fine-tuning callback when it is one, the data-parallel sync in a job
+// (train.batch_size is the job's global batch, shared out among the ranks).
+std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepared& p,
+                                          const Job& job) {
+  ts::TrainerOptions options = trainer_options(config, p);
+  if (job.dp) {
+    const int64_t global = options.batch_size(), ranks = job.env.world_size;
+    if (global % ranks != 0)
+      throw ts::ConfigError("train.batch_size = " + std::to_string(global) +
+                            " does not divide among " + std::to_string(ranks) +
+                            " ranks; use a multiple of " + std::to_string(ranks));
+    options.batch_size(global / ranks).gradient_sync(job.dp).rank(job.env.rank).world_size(ranks);
+    if (!job.leader()) options.runs_dir("").progress("off");
+    if (job.leader() && config.get_string("ui.progress") != "off")
+      std::printf("data parallel: %lld ranks over %s, global batch %lld = %lld x %lld\n",
+                  static_cast<long long>(ranks), job.dp->group().backend().c_str(),
+                  static_cast<long long>(global), static_cast<long long>(ranks),
+                  static_cast<long long>(global / ranks));
+  }
+  auto trainer = std::make_unique<ts::Trainer>(options);
+  if (job.dp) trainer->add_callback(job.dp);
   if (!config.get_string("finetune.from").empty())
     trainer->add_callback(
         std::make_shared<ts::callbacks::FineTuning>(ts::cli::fine_tuning_options(config)));
@@ -378,7 +438,9 @@ std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepar
 
 // After a fit (new or resumed): records the data, reports why it ended, tests.
 int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
-           const std::optional<ts::tune::BatchSizeResult>& batch_search, bool no_test) {
+           const std::optional<ts::tune::BatchSizeResult>& batch_search, bool no_test,
+           const Job& job) {
+  if (!job.leader()) return fit.stop_reason == ts::StopReason::kInterrupted ? 130 : 0;
   if (auto run = trainer.run()) {
     record_data(run->store(), p.data, p.augment);
     if (batch_search)
@@ -426,16 +488,32 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
 
 int run_train(const TrainArgs& args) {
   ts::Config config = build_config(args);
+  Job job = join_job(config);
   configure_runtime(config, config.get_string("ui.progress") != "off");
   // The dashboard reads the run store from its own threads; it stops when training ends.
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   Prepared p = prepare(config);
-  auto batch_search =
-      choose_batch_size(config, p.model, p.data, config.get_string("ui.progress") != "off");
+  std::optional<ts::tune::BatchSizeResult> batch_search;
+  if (!job.dp) {
+    batch_search =
+        choose_batch_size(config, p.model, p.data, config.get_string("ui.progress") != "off");
+  } else if (config.get_string("train.batch_size") == "auto") {
+    // Rank 0 searches a rank's batch; every rank takes its answer.
+    if (job.leader())
+      batch_search =
+          choose_batch_size(config, p.model, p.data, config.get_string("ui.progress") != "off");
+    const int64_t mine = job.leader() ? std::stoll(config.get_string("train.batch_size")) : 0;
+    std::vector<torch::Tensor> chosen = {torch::full({1}, mine, torch::kInt64)};
+    job.dp->group().broadcast(chosen, 0);
+    config.set("train.batch_size", std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
+               "batch-size search",
+               "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
+  }
 
-  auto trainer_ptr = make_trainer(config, p);
+  auto trainer_ptr = make_trainer(config, p, job);
   ts::Trainer& trainer = *trainer_ptr;
-  if (config.get_bool("diagnose.enabled") && config.get_bool("diagnose.preflight")) {
+  if (job.leader() && config.get_bool("diagnose.enabled") &&
+      config.get_bool("diagnose.preflight")) {
     auto findings =
         run_preflight(config, p.model, p.data, config.get_string("ui.progress") != "off");
     for (const auto& cb : trainer.callbacks())
@@ -443,7 +521,7 @@ int run_train(const TrainArgs& args) {
         diagnostics->add_preflight(findings);
   }
   ts::FitResult fit = trainer.fit(p.model, p.data.train, p.data.val);
-  return finish(trainer, fit, p, batch_search, args.no_test);
+  return finish(trainer, fit, p, batch_search, args.no_test, job);
 }
 
 fs::path find_run(const TestArgs& args) {
@@ -512,15 +590,16 @@ int run_resume(const ResumeArgs& args) {
   config.set("run.dir", dir.parent_path().empty() ? std::string(".") : dir.parent_path().string(),
              "trainscope resume");
   config.resolve();
+  Job job = join_job(config);
   configure_runtime(config, config.get_string("ui.progress") != "off");
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   Prepared p = prepare(config);
-  auto trainer_ptr = make_trainer(config, p);
+  auto trainer_ptr = make_trainer(config, p, job);
   ts::Trainer& trainer = *trainer_ptr;
   bool changed_training = false;
   for (const auto& s : args.sets)
     changed_training |= s.rfind("ui.", 0) != 0 && s.rfind("runtime.", 0) != 0;
-  if (!args.epochs.empty() || changed_training) {
+  if (job.leader() && (!args.epochs.empty() || changed_training)) {
     ts::Config saved = config;
     saved.set("run.dir", run_config(dir).get_string("run.dir"), "trainscope resume");
     ts::track::write_text_atomically(dir / "config.toml", saved.to_toml());
@@ -528,8 +607,11 @@ int run_resume(const ResumeArgs& args) {
         "settings changed for the rest of the run (config.toml updated); the result is no "
         "longer that of the original settings\n");
   }
-  ts::FitResult fit = trainer.resume(p.model, p.data.train, p.data.val, dir);
-  return finish(trainer, fit, p, std::nullopt, args.no_test);
+  // The other ranks of a job restore from the same checkpoint; rank 0 alone writes the run.
+  ts::FitResult fit = trainer.resume(
+      p.model, p.data.train, p.data.val, dir,
+      job.leader() ? ts::Trainer::ResumeMode::kWrite : ts::Trainer::ResumeMode::kReadOnly);
+  return finish(trainer, fit, p, std::nullopt, args.no_test, job);
 }
 
 struct ExportArgs {
@@ -648,6 +730,10 @@ void add_fit_options(FitCommand& c, const std::vector<Shortcut>& shortcuts) {
     c.app->add_option(c.shortcuts[i].flag, c.values[i], help);
   }
   if (first > 0) return;
+  static int nproc_help = 0;  // taken out of the command line before parsing (launch.h)
+  c.app->add_option("--nproc", nproc_help,
+                    "train with N data-parallel processes on this machine (Gloo); under "
+                    "torchrun-style launchers the RANK/WORLD_SIZE/MASTER_* variables are used");
   c.app->add_flag("--no-test", c.args.no_test,
                   "skip evaluating the test split after training (default: test)");
   c.app->add_flag("--no-dashboard", c.args.no_dashboard,
@@ -668,6 +754,40 @@ void collect(FitCommand& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --nproc N: this command as N data-parallel ranks, unless this process already is one.
+  {
+    std::vector<std::string> args(argv, argv + argc);
+    int nproc = 0;
+    try {
+      nproc = ts::cli::take_nproc(args);
+    } catch (const ts::Error& e) {
+      std::cerr << "trainscope: error: " << e.what() << "\n";
+      return 2;
+    }
+    if (nproc > 1 && std::getenv("WORLD_SIZE") == nullptr) {
+      const bool fits =
+          args.size() > 1 && (args[1] == "train" || args[1] == "finetune" || args[1] == "resume");
+      if (!fits) {
+        std::cerr << "trainscope: error: --nproc applies to train, finetune and resume\n";
+        return 2;
+      }
+      try {
+        return ts::cli::launch(nproc, args);
+      } catch (const ts::Error& e) {
+        std::cerr << "trainscope: error: " << e.what() << "\n";
+        return 2;
+      }
+    }
+    if (nproc > 0) {
+      // Parse the rest without --nproc.
+      static std::vector<std::string> kept;
+      static std::vector<char*> kept_argv;
+      kept = args;
+      for (auto& a : kept) kept_argv.push_back(a.data());
+      argc = static_cast<int>(kept_argv.size());
+      argv = kept_argv.data();
+    }
+  }
   CLI::App app{
       "trainscope: train and test deep models on LibTorch, with a practitioner's defaults"};
   app.require_subcommand(1);
@@ -817,6 +937,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     return run_test(test_args);
+  } catch (const ts::JobError& e) {
+    std::cerr << "trainscope: error: " << e.what() << "\n";
+    return 1;
   } catch (const ts::Error& e) {
     std::cerr << "trainscope: error: " << e.what() << "\n";
     return 2;

@@ -32,6 +32,13 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
+// A data-parallel job lost a rank, or its collectives timed out. Not the user's input: the CLI
+// exits 1.
+class JobError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A model's output does not fit the task (classes, targets).
 class ShapeError : public Error {
  public:

@@ -16,6 +16,8 @@
 #include <trainscope/diagnose/detectors.h>
 #include <trainscope/diagnose/diagnostics.h>
 #include <trainscope/diagnose/preflight.h>
+#include <trainscope/dist/data_parallel.h>
+#include <trainscope/dist/process_group.h>
 #include <trainscope/error.h>
 #include <trainscope/models/models.h>
 #include <trainscope/runtime.h>
@@ -25,6 +27,7 @@
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/tensorboard.h>
 #include <trainscope/train/callback.h>
+#include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>
 #include <trainscope/train/trainer.h>

@@ -39,8 +39,9 @@ void DataLoader::stop_workers() {
 }
 
 int64_t DataLoader::shard_size() const {
-  const int64_t n = dataset_->size(), w = options_.world_size, r = options_.rank;
-  return options_.drop_last ? n / w : (n - r + w - 1) / w;
+  // Ranks of a job get equal shards, so that their batches (and collectives) pair up.
+  const int64_t n = dataset_->size(), w = options_.world_size;
+  return w > 1 || options_.drop_last ? n / w : n;
 }
 
 int64_t DataLoader::batches_per_epoch() const {
@@ -61,9 +62,9 @@ void DataLoader::begin(int64_t epoch, int64_t first_batch) {
   } else {
     order = torch::arange(n, torch::kInt64);
   }
-  if (options_.world_size > 1 || options_.drop_last) {
-    const int64_t used = options_.drop_last ? shard_size() * options_.world_size : n;
-    order = order.slice(0, options_.rank, used, options_.world_size).contiguous();
+  if (options_.world_size > 1) {
+    order = order.slice(0, options_.rank, shard_size() * options_.world_size, options_.world_size)
+                .contiguous();
   }
   {
     std::lock_guard<std::mutex> lock(mutex_);

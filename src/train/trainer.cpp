@@ -9,6 +9,8 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <trainscope/track/checkpoint_file.h>
 
+#include "train/amp.h"
+
 #include <algorithm>
 #include <atomic>
 #include <map>
@@ -81,6 +83,11 @@ void TrainerOptions::validate() const {
     fail("loss", "\"" + loss_ + "\"", "auto, cross_entropy or mse");
   if (progress_ != "auto" && progress_ != "bar" && progress_ != "plain" && progress_ != "off")
     fail("progress", "\"" + progress_ + "\"", "auto, bar, plain or off");
+  if (precision_ != "fp32" && precision_ != "bf16" && precision_ != "fp16")
+    fail("precision", "\"" + precision_ + "\"", "fp32, bf16 or fp16");
+  if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
+    fail("rank", std::to_string(rank_) + " of world_size " + std::to_string(world_size_),
+         "0 <= rank < world_size");
 }
 
 namespace {
@@ -88,6 +95,11 @@ namespace {
 // SIGINT or SIGTERM asks the running fit to stop after the current batch, which is checkpointed;
 // a second signal kills as usual.
 std::atomic<int> g_interrupted{0};
+}  // namespace
+
+int interrupt_signal() { return g_interrupted.load(); }
+
+namespace {
 extern "C" void on_interrupt(int signal) {
   g_interrupted.store(signal);
   std::signal(signal, SIG_DFL);
@@ -111,6 +123,13 @@ class InterruptGuard {
   void (*previous_int_)(int);
   void (*previous_term_)(int);
 };
+
+std::vector<torch::Tensor> optimizer_params(const torch::optim::Optimizer& optimizer) {
+  std::vector<torch::Tensor> out;
+  for (const auto& g : optimizer.param_groups())
+    out.insert(out.end(), g.params().begin(), g.params().end());
+  return out;
+}
 
 // Only what trains: frozen parameters (a backbone) stay out of the optimizer.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o,
@@ -189,6 +208,8 @@ Config config_from(const TrainerOptions& o) {
   put("diagnose.activations", o.diagnose_activations());
   put("diagnose.auto_remedy", o.auto_remedy());
   put("ui.progress", o.progress());
+  put("runtime.device", o.device());
+  put("train.precision", o.precision());
   put("run.dir", o.runs_dir());
   put("run.name", o.run_name());
   c.resolve();
@@ -221,9 +242,15 @@ TrainerOptions TrainerOptions::from(const Config& c) {
       .diagnose_activations(c.get_bool("diagnose.activations"))
       .auto_remedy(c.get_bool("diagnose.auto_remedy"))
       .progress(c.get_string("ui.progress"))
+      .device(c.get_string("runtime.device"))
+      .precision(c.get_string("train.precision"))
       .runs_dir(c.get_string("run.dir"))
       .run_name(c.get_string("run.name"))
       .config(c);
+  const std::string& channels_last = c.get_string("runtime.channels_last");
+  o.channels_last(channels_last == "on" ||
+                  (channels_last == "auto" && c.get_string("runtime.device") != "cpu" &&
+                   torch::cuda::is_available()));
   auto& es = o.stopping();
   es.monitor = c.get_string("train.monitor");
   es.mode = c.get_string("train.monitor_mode");
@@ -265,12 +292,26 @@ TrainerOptions TrainerOptions::from(const Config& c) {
 
 Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), device_(torch::kCPU) {
   options_.validate();
+  const std::string device = options_.device() == "auto"
+                                 ? (torch::cuda::is_available() ? "cuda" : "cpu")
+                                 : options_.device();
   try {
-    device_ = torch::Device(options_.device());
+    device_ = torch::Device(device);
   } catch (const c10::Error&) {
     throw ConfigError("device \"" + options_.device() +
-                      "\" is not known; expected cpu, cuda or cuda:N");
+                      "\" is not known; expected cpu, cuda, cuda:N or auto");
   }
+  if (device_.is_cuda() && !torch::cuda::is_available())
+    throw ConfigError("device \"" + options_.device() +
+                      "\": this machine has no CUDA device (or this LibTorch has no CUDA); use "
+                      "cpu or auto");
+  if (options_.precision() == "fp16" && !device_.is_cuda())
+    throw ConfigError(
+        "precision \"fp16\" needs a CUDA device (float16 matmuls on CPU are slow "
+        "or missing); use bf16 on CPU");
+  if (options_.precision() == "fp16") scaler_ = std::make_unique<detail::GradScaler>();
+  // cuDNN picks the fastest convolution algorithm for the (fixed) input shapes once.
+  if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   if (options_.loss() == "auto")
     options_.loss(options_.task() == Task::kClassification ? "cross_entropy" : "mse");
   if (!options_.config()) options_.config(config_from(options_));
@@ -353,11 +394,18 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   if (train->size() == 0) throw DataError("the training set is empty");
   ensure_run(model);
   model.to(device_);
+  if (options_.channels_last()) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : model.parameters())
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+  }
   optimizer_ = make_optimizer(options_, model);
   data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false,
                                      options_.seed()};
   loader_options.workers = options_.loader_workers();
   loader_options.pin_memory = device_.is_cuda();
+  loader_options.rank = options_.rank();
+  loader_options.world_size = options_.world_size();
   data::DataLoader loader(train, loader_options);
   loader_ = &loader;
   epoch_metrics_ = std::make_unique<MetricAccumulator>(options_.task());
@@ -450,8 +498,11 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
   for (s.batch_in_epoch = first_batch; loader.next(batch); ++s.batch_in_epoch) {
     auto x = batch.x.to(device_, /*non_blocking=*/true);
     auto y = batch.y.to(device_, /*non_blocking=*/true);
+    if (options_.channels_last() && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
     if (options_.augment()) {
-      auto gen = data::augment_generator(options_.seed(), s.epoch, s.batch_in_epoch);
+      // Each rank of a data-parallel job draws its own transforms (rank 0 as a single process).
+      auto gen = data::augment_generator(options_.seed() + 1000003ULL * options_.rank(), s.epoch,
+                                         s.batch_in_epoch);
       auto augmented = options_.augment()->apply({x, y}, gen);
       x = augmented.x, y = augmented.y;
     }
@@ -460,23 +511,33 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     s.batch_size = x.size(0);
     call(&Callback::on_train_batch_start);
 
+    GradientSync* sync = options_.gradient_sync().get();
+    if (sync) sync->before_forward(s);
     optimizer.zero_grad();
-    auto output = model.forward(x);
-    if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
+    torch::Tensor output;
+    {
+      detail::AutocastScope autocast(options_.precision() != "fp32", device_,
+                                     options_.precision() == "fp16" ? at::kHalf : at::kBFloat16);
+      output = model.forward(x);
+      if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
+      s.loss = compute_loss(output, y);
+    }
     s.inputs = x;
     s.targets = y;
     s.outputs = output;
-    s.loss = compute_loss(output, y);
-    s.loss.backward();
+    (scaler_ ? scaler_->scale_loss(s.loss) : s.loss).backward();
+    if (sync) sync->after_backward(s);  // the job's average gradients, on every rank
+    const bool finite = !scaler_ || scaler_->unscale(optimizer_params(optimizer));
     call(&Callback::on_after_backward);
     call(&Callback::on_before_optimizer_step);
-    optimizer.step();
+    if (finite) optimizer.step();  // fp16: a step whose gradients overflowed is skipped
+    if (scaler_) scaler_->update(finite);
     ++s.global_step;
 
     epoch_metrics_->update(s.loss, output.detach(), labels);
     // Checked after the step, before on_train_batch_end, so that the checkpoint callback saves
-    // this batch's state before the loop ends.
-    if (const int signal = g_interrupted.load())
+    // this batch's state before the loop ends. Data-parallel ranks agree on it in after_backward.
+    if (const int signal = sync ? 0 : g_interrupted.load())
       s.request_stop(StopReason::kInterrupted,
                      std::string("interrupted (") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") +
                          ") in epoch " + std::to_string(s.epoch) + " after batch " +
@@ -616,6 +677,10 @@ TrainingSnapshot Trainer::capture() {
              c10::IValue(phase_ == Phase::kEpochEnd ? s.epoch : result_.epochs));
   root.write("trainer/stop_reason", c10::IValue(static_cast<int64_t>(s.stop_reason)));
   root.write("trainer/stop_message", c10::IValue(s.stop_message));
+  if (scaler_) {
+    root.write("trainer/grad_scale", c10::IValue(scaler_->scale()));
+    root.write("trainer/grad_scale_good_steps", c10::IValue(scaler_->good_steps()));
+  }
   // The resolved settings, so that a checkpoint alone says what built and trained its model.
   root.write("config", c10::IValue(options_.config() ? options_.config()->to_toml() : ""));
   if (!snapshot.epoch_complete) {
@@ -695,6 +760,12 @@ void Trainer::restore(Restore& r) {
       }
     }
   s.global_step = read_int("trainer/global_step");
+  if (scaler_) {
+    c10::IValue scale, good;
+    if (root.try_read("trainer/grad_scale", scale) &&
+        root.try_read("trainer/grad_scale_good_steps", good))
+      scaler_->set_state(scale.toDouble(), good.toInt());
+  }
   result_.best_epoch = read_int("trainer/best_epoch");
   result_.epochs = read_int("trainer/epochs_done");
   {
@@ -720,25 +791,33 @@ void Trainer::restore(Restore& r) {
 
 FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> train,
                           std::shared_ptr<const data::Dataset> val,
-                          const std::filesystem::path& run_dir) {
+                          const std::filesystem::path& run_dir, ResumeMode mode) {
   namespace fs = std::filesystem;
-  if (!run_ || run_->dir() != run_dir) attach_run(track::Run::open(run_dir));
-  const fs::path dir = run_->checkpoints_dir();
+  const bool write = mode == ResumeMode::kWrite;
+  if (write && (!run_ || run_->dir() != run_dir)) attach_run(track::Run::open(run_dir));
+  if (!write && !fs::exists(run_dir / "run.sqlite"))
+    throw Error("no run at " + run_dir.string() + " (it has no run.sqlite)");
+  const fs::path dir = run_dir / "checkpoints";
+  std::error_code ec;
+  // A damaged file is set aside as <file>.corrupt for a look (read-only: left alone).
+  auto set_aside = [&](const fs::path& file, const std::string& why, const char* then) {
+    if (!write) return;
+    std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt%s\n", why.c_str(),
+                 file.filename().c_str(), then);
+    fs::rename(file, file.string() + ".corrupt", ec);
+  };
   // Every checkpoint file, newest first by optimizer step (at a tie, an epoch's end first).
   struct Candidate {
     fs::path file;
     track::CheckpointInfo info;
   };
   std::vector<Candidate> candidates;
-  std::error_code ec;
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     if (entry.path().extension() != ".ckpt") continue;
     try {
       candidates.push_back({entry.path(), track::read_checkpoint_info(entry.path())});
     } catch (const CheckpointError& e) {
-      std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt\n", e.what(),
-                   entry.path().filename().c_str());
-      fs::rename(entry.path(), entry.path().string() + ".corrupt", ec);
+      set_aside(entry.path(), e.what(), "");
     }
   }
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
@@ -747,8 +826,9 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
     return a.file.filename() == "last.ckpt" && b.file.filename() != "last.ckpt";
   });
   std::optional<Restore> restore;
+  std::vector<fs::path> damaged;
   for (const auto& c : candidates) {
-    if (!fs::exists(c.file)) continue;  // set aside with a hard-linked twin
+    if (!fs::exists(c.file) || std::count(damaged.begin(), damaged.end(), c.file)) continue;
     try {
       const std::string payload = track::read_checkpoint_payload(c.file);
       restore.emplace();
@@ -756,27 +836,33 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
       restore->archive.load_from(payload.data(), payload.size(), device_);
       restore->has_state = true;
       // Rows written after the checkpoint belong to a future the resume replays.
-      run_->store().truncate_to({c.info.metrics_mark, c.info.findings_mark}, c.info.step);
+      if (write)
+        run_->store().truncate_to({c.info.metrics_mark, c.info.findings_mark}, c.info.step);
       break;
     } catch (const CheckpointError& e) {
       restore.reset();
-      std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt, trying an older checkpoint\n",
-                   e.what(), c.file.filename().c_str());
-      // Hard links share the damage: set aside every name of the same file.
-      for (const auto& other : candidates) {
-        if (fs::exists(other.file) && fs::equivalent(other.file, c.file, ec) &&
-            other.file != c.file)
-          fs::rename(other.file, other.file.string() + ".corrupt", ec);
+      // Hard links share the damage: every name of the same file goes.
+      std::vector<fs::path> twins;
+      for (const auto& other : candidates)
+        if (other.file != c.file && fs::exists(other.file) &&
+            fs::equivalent(other.file, c.file, ec))
+          twins.push_back(other.file);
+      set_aside(c.file, e.what(), ", trying an older checkpoint");
+      damaged.push_back(c.file);
+      for (const auto& twin : twins) {
+        set_aside(twin, twin.filename().string() + " is the same file", "");
+        damaged.push_back(twin);
       }
-      fs::rename(c.file, c.file.string() + ".corrupt", ec);
     }
   }
   if (!restore) {
-    std::fprintf(stderr,
-                 "trainscope: no usable checkpoint in %s; the fit starts over from its "
-                 "first epoch\n",
-                 dir.c_str());
-    run_->store().truncate_to({0, 0}, -1);
+    if (write) {
+      std::fprintf(stderr,
+                   "trainscope: no usable checkpoint in %s; the fit starts over from its first "
+                   "epoch\n",
+                   dir.c_str());
+      run_->store().truncate_to({0, 0}, -1);
+    }
     restore.emplace();  // a resume from nothing: callbacks see state.resumed with no file
   }
   return run_fit(model, std::move(train), std::move(val), &*restore);

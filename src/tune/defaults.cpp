@@ -106,6 +106,10 @@ const std::vector<SettingSpec>& spec_table() {
        "restore the best weights at the end"},
       {"train.checkpoints", true, "never lose progress",
        "resumable checkpoints: last.ckpt every epoch, best.ckpt, the top-k epochs"},
+      {"train.precision", std::string("fp32"),
+       "float32 throughout: nothing to scale, and exact resume",
+       "fp32, bf16 (autocast to bfloat16, CPU or CUDA) or fp16 (autocast with a loss scaler, "
+       "CUDA)"},
       {"train.monitor", std::string("val_loss"),
        "validation loss is the most direct measure of generalization",
        "metric that early stopping, the best checkpoint and the plateau schedule watch: "
@@ -202,6 +206,18 @@ const std::vector<SettingSpec>& spec_table() {
        "keep freed activations instead of returning them to the kernel (~9,000 page faults a "
        "batch)",
        "raise glibc malloc's mmap and trim thresholds"},
+      {"runtime.device", std::string("auto"), "CUDA when there is one, else the CPU",
+       "device to train on: auto, cpu, cuda or cuda:N"},
+      {"runtime.channels_last", std::string("auto"),
+       "NHWC convolutions are faster on CUDA tensor cores and not on this CPU path",
+       "4-D weights and inputs in channels-last layout: auto (on with CUDA), on or off"},
+      {"dist.backend", std::string("auto"), "Gloo on CPU, NCCL on CUDA",
+       "data-parallel backend: auto, gloo or nccl"},
+      {"dist.timeout", 60.0,
+       "a rank that died is noticed within a minute; slow steps rarely take that long",
+       "seconds a collective may take before the job stops (a rank died or hangs)"},
+      {"dist.bucket_mb", 25.0, "DistributedDataParallel's bucket size",
+       "gradients are all-reduced in buckets of about this many megabytes, during backward"},
       {"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
        "auto, bar, plain or off"},
       {"ui.dashboard", true,
@@ -441,6 +457,13 @@ std::string to_toml_literal(const ConfigValue& value) {
           break;
         }
       }
+      // Whole numbers read better without an exponent: 60.0, not 6e+01.
+      if (s.find_first_of("eE") != std::string::npos && std::isfinite(d) && d == std::floor(d) &&
+          std::fabs(d) < 1e15) {
+        std::ostringstream whole;
+        whole << std::fixed << std::setprecision(0) << d;
+        s = whole.str();
+      }
       if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
       return s;
     }
@@ -617,6 +640,18 @@ void Config::resolve() {
     require(ok, "train.monitor", "<split>_<metric> such as val_loss, val_accuracy or train_loss");
   }
   one_of("train.monitor_mode", {"auto", "min", "max"});
+  one_of("train.precision", {"fp32", "bf16", "fp16"});
+  one_of("runtime.channels_last", {"auto", "on", "off"});
+  one_of("dist.backend", {"auto", "gloo", "nccl"});
+  require(get_double("dist.timeout") > 0, "dist.timeout", "a positive number of seconds");
+  require(get_double("dist.bucket_mb") > 0, "dist.bucket_mb", "a positive size in megabytes");
+  {
+    const std::string& d = get_string("runtime.device");
+    const bool ok = d == "auto" || d == "cpu" || d == "cuda" ||
+                    (d.rfind("cuda:", 0) == 0 && d.size() > 5 &&
+                     d.find_first_not_of("0123456789", 5) == std::string::npos);
+    require(ok, "runtime.device", "auto, cpu, cuda or cuda:N");
+  }
   one_of("train.lr_schedule", {"none", "step", "cosine", "onecycle", "plateau"});
   require(get_int("stopping.start_from_epoch") >= 0, "stopping.start_from_epoch", ">= 0");
   require(get_int("checkpoint.keep_top_k") >= 0, "checkpoint.keep_top_k", ">= 0");
@@ -710,8 +745,20 @@ const std::vector<std::string>& Config::get_strings(const std::string& key) cons
 std::string Config::to_toml() const {
   std::ostringstream out;
   out << "# trainscope resolved configuration; reuse it with `trainscope train --config FILE`.\n";
-  std::string section;
+  // TOML defines a table once: the settings of a section together, sections in the order they
+  // first appear.
+  std::vector<std::string> sections;
   for (const auto& s : settings_) {
+    const std::string sec = s.key.substr(0, s.key.find('.'));
+    if (std::find(sections.begin(), sections.end(), sec) == sections.end()) sections.push_back(sec);
+  }
+  std::vector<const Setting*> ordered;
+  for (const auto& sec : sections)
+    for (const auto& s : settings_)
+      if (s.key.compare(0, sec.size() + 1, sec + ".") == 0) ordered.push_back(&s);
+  std::string section;
+  for (const Setting* setting : ordered) {
+    const Setting& s = *setting;
     auto dot = s.key.find('.');
     std::string sec = s.key.substr(0, dot), name = s.key.substr(dot + 1);
     if (sec != section) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -25,8 +26,11 @@ namespace trainscope::testing {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Starts the CLI with `args`, its stdout and stderr appended to `log`.
-inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
+// Starts the CLI with `args`, its stdout and stderr appended to `log`, with `env` added to this
+// process's environment, in a process group of its own when `own_group` (so that a signal can
+// reach it and every process it starts).
+inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log,
+                   const std::vector<std::string>& env = {}, bool own_group = false) {
   std::vector<std::string> all = {TRAINSCOPE_CLI};
   all.insert(all.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -36,9 +40,21 @@ inline pid_t spawn(const std::vector<std::string>& args, const fs::path& log) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<std::string> env_strings(env.begin(), env.end());
+  for (char** e = environ; *e; ++e) env_strings.push_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (own_group) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
   pid_t pid = -1;
-  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
   EXPECT_EQ(rc, 0) << "cannot start " << argv[0];
   return pid;
 }
@@ -99,6 +115,14 @@ inline bool kill_on_create(pid_t pid, const fs::path& dir, const std::string& ma
   }
   close(fd);
   return kill_now(pid);
+}
+
+// The processes `pid` started (Linux's /proc/PID/task/PID/children), in start order.
+inline std::vector<pid_t> children_of(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  for (pid_t c; in >> c;) out.push_back(c);
+  return out;
 }
 
 }  // namespace trainscope::testing

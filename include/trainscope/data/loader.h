@@ -25,8 +25,9 @@ struct LoaderOptions {
   bool pin_memory =
       false;  // page-locked batches for non-blocking copies to CUDA (ignored without CUDA)
   // Data-parallel sharding: this loader yields the examples at positions rank, rank + world_size,
-  // ... of each epoch's permutation (the same permutation on every rank), so ranks are disjoint
-  // and together cover the data set. With drop_last every rank gets floor(n / world_size).
+  // ... of each epoch's permutation (the same permutation on every rank), so ranks are disjoint.
+  // Every rank gets floor(n / world_size) examples, so that their batches pair up: up to
+  // world_size - 1 examples of each epoch (different ones each epoch) are left out.
   int64_t rank = 0;
   int64_t world_size = 1;
 };

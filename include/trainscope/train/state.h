@@ -36,6 +36,10 @@ enum class StopReason {
 // Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
 const char* to_string(StopReason reason);
 
+// SIGINT or SIGTERM received during the running fit (the signal number), else 0. A fit stops
+// after the batch in which it arrives; in data-parallel training the ranks agree on that batch.
+int interrupt_signal();
+
 struct TrainState;
 // The learning rate of the running fit's first parameter group; NaN outside a fit.
 double current_lr(const TrainState& state);

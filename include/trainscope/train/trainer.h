@@ -8,6 +8,7 @@
 #include <trainscope/data/dataset.h>
 #include <trainscope/models/model.h>
 #include <trainscope/train/callback.h>
+#include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>
 
@@ -21,6 +22,9 @@ namespace trainscope {
 
 namespace track {
 class Run;
+}
+namespace detail {
+class GradScaler;
 }
 namespace data {
 class DataLoader;
@@ -39,9 +43,18 @@ struct TrainerOptions {
   TORCH_ARG(int64_t,
             batch_size) = 128;  // the CLI's default "auto" searches first (tune/batch_size.h)
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
-  TORCH_ARG(uint64_t, seed) = 0;       // weights (when the Trainer seeds) and shuffling
-  TORCH_ARG(int64_t, log_every) = 50;  // training loss to the run store every N steps
-  TORCH_ARG(std::string, device) = "cpu";
+  TORCH_ARG(uint64_t, seed) = 0;           // weights (when the Trainer seeds) and shuffling
+  TORCH_ARG(int64_t, log_every) = 50;      // training loss to the run store every N steps
+  TORCH_ARG(std::string, device) = "cpu";  // cpu | cuda | cuda:N | auto (CUDA when present)
+  // fp32 | bf16 (autocast to bfloat16: CPU or CUDA) | fp16 (autocast to float16 with a loss
+  // scaler: CUDA). Weights and the optimizer stay float32.
+  TORCH_ARG(std::string, precision) = "fp32";
+  TORCH_ARG(bool, channels_last) = false;  // 4-D weights and inputs in NHWC (faster convs on CUDA)
+  // Data parallel (dist/data_parallel.h): makes gradients the job's in each step; this rank's
+  // shard of every epoch is rank, rank + world_size, ... of the permutation (equal shards).
+  TORCH_ARG(std::shared_ptr<GradientSync>, gradient_sync) = nullptr;
+  TORCH_ARG(int64_t, rank) = 0;
+  TORCH_ARG(int64_t, world_size) = 1;
   // Data: loader threads (data.workers) and the augmentation of training batches, applied on
   // the device after the copy with data::augment_generator(seed, epoch, batch); validation and
   // test batches are never augmented. nullptr: no augmentation.
@@ -120,13 +133,20 @@ class Trainer {
   // stop is part of the checkpoint; an interruption is not). When no checkpoint is usable the fit
   // starts over from `model` as given. Throws Error when `run_dir` holds no run, CheckpointError
   // when a checkpoint does not fit the model, ConfigError when the data no longer match it.
+  // kReadOnly (the other ranks of a data-parallel job) restores from the same checkpoint without
+  // writing to the run: no store, no renamed files.
+  enum class ResumeMode { kWrite, kReadOnly };
   FitResult resume(Model& model, std::shared_ptr<const data::Dataset> train,
-                   std::shared_ptr<const data::Dataset> val, const std::filesystem::path& run_dir);
+                   std::shared_ptr<const data::Dataset> val, const std::filesystem::path& run_dir,
+                   ResumeMode mode = ResumeMode::kWrite);
   // Loss and metrics on `dataset`, in eval mode, without gradients. No callbacks.
   EvalResult validate(Model& model, const data::Dataset& dataset);
   // Like validate(), plus the confusion matrix and per-class metrics for classification;
   // callbacks get on_test_end (the run logger stores it, the progress printer prints it).
   EvalResult test(Model& model, const data::Dataset& dataset);
+
+  // The device the options resolved to ("auto": CUDA when present).
+  const torch::Device& device() const { return device_; }
 
   // Continue writing to an existing run (trainscope test RUN) instead of creating one.
   void attach_run(std::shared_ptr<track::Run> run);
@@ -162,6 +182,7 @@ class Trainer {
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
   data::DataLoader* loader_ = nullptr;
   std::unique_ptr<MetricAccumulator> epoch_metrics_;
+  std::unique_ptr<detail::GradScaler> scaler_;  // fp16 only
   FitResult result_;
   Phase phase_ = Phase::kNone;
 };

@@ -1,0 +1,156 @@
+#include "launch.h"
+
+#include <trainscope/error.h>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <csignal>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+extern char** environ;
+
+namespace trainscope::cli {
+namespace {
+
+// A port nobody listens on now; rank 0 binds it for the job's store a moment later.
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    throw Error(std::string("cannot find a free port for the job's rendezvous: ") +
+                std::strerror(errno));
+  const int port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+  }
+  return "stopped";
+}
+
+int exit_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+// Ctrl-C reaches every rank from the terminal; the launcher keeps watching them.
+extern "C" void ignore_signal(int) {}
+
+}  // namespace
+
+int take_nproc(std::vector<std::string>& argv) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    std::string value;
+    size_t erase = 0;
+    if (argv[i] == "--nproc" && i + 1 < argv.size())
+      value = argv[i + 1], erase = 2;
+    else if (argv[i].rfind("--nproc=", 0) == 0)
+      value = argv[i].substr(8), erase = 1;
+    if (erase == 0) continue;
+    char* end = nullptr;
+    const long n = std::strtol(value.c_str(), &end, 10);
+    if (value.empty() || *end != '\0' || n < 1 || n > 1024)
+      throw ConfigError("--nproc " + value +
+                        " is not valid; expected a number of processes such "
+                        "as 2");
+    argv.erase(argv.begin() + static_cast<long>(i), argv.begin() + static_cast<long>(i + erase));
+    return static_cast<int>(n);
+  }
+  return 0;
+}
+
+int launch(int nproc, const std::vector<std::string>& argv) {
+  const int port = free_port();
+  std::printf("data parallel: %d ranks on this machine (rendezvous 127.0.0.1:%d); rank 0 reports\n",
+              nproc, port);
+  std::fflush(stdout);
+  std::signal(SIGINT, ignore_signal);
+  std::signal(SIGTERM, ignore_signal);
+  std::vector<pid_t> ranks;
+  for (int r = 0; r < nproc; ++r) {
+    auto job_variable = [](const std::string& kv) {
+      for (const char* key : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "LOCAL_WORLD_SIZE=",
+                              "MASTER_ADDR=", "MASTER_PORT="})
+        if (kv.rfind(key, 0) == 0) return true;
+      return false;
+    };
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e)
+      if (!job_variable(*e)) env_strings.push_back(*e);
+    env_strings.push_back("RANK=" + std::to_string(r));
+    env_strings.push_back("LOCAL_RANK=" + std::to_string(r));
+    env_strings.push_back("WORLD_SIZE=" + std::to_string(nproc));
+    env_strings.push_back("LOCAL_WORLD_SIZE=" + std::to_string(nproc));
+    env_strings.push_back("MASTER_ADDR=127.0.0.1");
+    env_strings.push_back("MASTER_PORT=" + std::to_string(port));
+    std::vector<char*> envp, args;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> argv_copy = argv;
+    for (auto& a : argv_copy) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (r > 0) posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid = -1;
+    const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, args.data(), envp.data());
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      for (pid_t p : ranks) ::kill(p, SIGKILL);
+      throw Error("cannot start rank " + std::to_string(r) + ": " + std::strerror(rc));
+    }
+    ranks.push_back(pid);
+  }
+  int first_failure = 0;
+  size_t running = ranks.size();
+  while (running > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    int rank = -1;
+    for (size_t r = 0; r < ranks.size(); ++r)
+      if (ranks[r] == pid) rank = static_cast<int>(r), ranks[r] = -1;
+    if (rank < 0) continue;
+    --running;
+    const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!failed || first_failure != 0) continue;
+    first_failure = exit_code(status);
+    if (running == 0) break;
+    // An interrupt (130) stops every rank by itself; anything else leaves the others waiting.
+    if (exit_code(status) == 130) continue;
+    std::fprintf(stderr, "trainscope: rank %d %s; stopping the other %zu rank%s\n", rank,
+                 describe(status).c_str(), running, running == 1 ? "" : "s");
+    for (pid_t p : ranks)
+      if (p > 0) ::kill(p, SIGTERM);
+    // Ranks blocked in a collective get SIGKILL if they do not end by themselves.
+    std::thread([ranks] {
+      std::this_thread::sleep_for(std::chrono::seconds(10));
+      for (pid_t p : ranks)
+        if (p > 0) ::kill(p, SIGKILL);
+    }).detach();
+  }
+  return first_failure;
+}
+
+}  // namespace trainscope::cli
