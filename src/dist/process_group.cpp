@@ -1,7 +1,11 @@
 #include <trainscope/dist/process_group.h>
 #include <trainscope/error.h>
+#include <torch/version.h>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#if TORCH_VERSION_MAJOR >= 2
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -81,12 +85,20 @@ std::vector<std::string> available_backends() {
   return out;
 }
 
+// LibTorch 2 split c10d's ProcessGroup into a front and per-device Backends; Gloo and NCCL are
+// Backends there, with the same collectives.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
 struct ProcessGroup::Impl {
   JobEnv env;
   ProcessGroupOptions options;
   std::string backend;
   c10::intrusive_ptr<c10d::TCPStore> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  c10::intrusive_ptr<Collectives> group;
   std::thread heartbeat;
   std::atomic<bool> stop{false};
 

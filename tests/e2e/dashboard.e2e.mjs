@@ -199,7 +199,12 @@ try {
   log(`FAIL setup: ${e.stack || e}`);
 } finally {
   if (browser) await browser.close();
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  // SIGTERM stops a training run after its current batch, which it checkpoints first: wait for
+  // every child to exit before removing what they write into.
+  const exited = children.filter((c) => c.exitCode === null && c.signalCode === null)
+    .map((c) => new Promise((r) => { c.once('exit', r); c.kill('SIGTERM'); }));
+  await Promise.race([Promise.all(exited), new Promise((r) => setTimeout(r, 15000))]);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   rmSync(work, { recursive: true, force: true });
 }
 console.log(`${passes} passed, ${failures} failed`);
