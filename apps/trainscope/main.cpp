@@ -813,6 +813,8 @@ int main(int argc, char** argv) {
   finetune->get_option("--from")->required()->description(
       "what to fine-tune: a run directory (or a run name under --runs-dir; its best.ckpt), a "
       ".ckpt checkpoint, or a TorchScript file saved from Python");
+  finetune->get_option("--epochs")
+      ->description("same as --set train.max_epochs=VALUE (default 6 when fine-tuning)");
   finetune->add_flag("--train-bn", train_bn,
                      "let the backbone's BatchNorm layers update their statistics (same as --set "
                      "finetune.train_bn=true)");

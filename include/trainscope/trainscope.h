@@ -26,6 +26,7 @@
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/tensorboard.h>
+#include <trainscope/train/archive.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/metrics.h>

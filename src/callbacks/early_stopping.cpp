@@ -1,3 +1,4 @@
+#include <trainscope/train/archive.h>
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/error.h>
 #include <trainscope/models/model.h>
@@ -143,21 +144,13 @@ void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::Outp
 }
 
 void EarlyStopping::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& a) {
-  c10::IValue v;
-  a.read("best", v);
-  best_ = v.toDouble();
-  a.read("best_epoch", v);
-  best_epoch_ = v.toInt();
-  a.read("wait", v);
-  wait_ = v.toInt();
-  a.read("warned", v);
-  warned_ = v.toBool();
-  a.read("baseline_beaten", v);
-  baseline_beaten_ = v.toBool();
-  a.read("best_is_model", v);
-  const bool same = v.toBool();
-  a.read("best_state_size", v);
-  const int64_t n = v.toInt();
+  best_ = read_double(a, "best");
+  best_epoch_ = read_int(a, "best_epoch");
+  wait_ = read_int(a, "wait");
+  warned_ = read_bool(a, "warned");
+  baseline_beaten_ = read_bool(a, "baseline_beaten");
+  const bool same = read_bool(a, "best_is_model");
+  const int64_t n = read_int(a, "best_state_size");
   best_state_.clear();
   if (same) {
     // on_checkpoint_load runs after the model's weights are restored.

@@ -1,5 +1,6 @@
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/error.h>
+#include <trainscope/train/archive.h>
 #include <trainscope/models/model.h>
 #include <trainscope/models/transfer.h>
 
@@ -85,12 +86,11 @@ void FineTuning::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive
 }
 
 void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) {
-  c10::IValue v;
-  archive.read("unfrozen", v);
+  const int64_t unfrozen = read_int(archive, "unfrozen");
   // The groups come back before the optimizer's state, which refers to them.
-  for (int64_t g = unfrozen_; g < v.toInt() && g < static_cast<int64_t>(groups_.size()); ++g)
+  for (int64_t g = unfrozen_; g < unfrozen && g < static_cast<int64_t>(groups_.size()); ++g)
     unfreeze_group(state, static_cast<size_t>(g), /*quiet=*/true);
-  unfrozen_ = v.toInt();
+  unfrozen_ = unfrozen;
 }
 
 }  // namespace trainscope::callbacks

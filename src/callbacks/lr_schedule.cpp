@@ -1,3 +1,4 @@
+#include <trainscope/train/archive.h>
 #include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/error.h>
 
@@ -250,15 +251,10 @@ void ReduceLrOnPlateau::save_extra(torch::serialize::OutputArchive& a) const {
 }
 
 void ReduceLrOnPlateau::load_extra(torch::serialize::InputArchive& a) {
-  c10::IValue v;
-  a.read("best", v);
-  best_ = v.toDouble();
-  a.read("has_best", v);
-  has_best_ = v.toBool();
-  a.read("bad_epochs", v);
-  bad_epochs_ = v.toInt();
-  a.read("cooldown_left", v);
-  cooldown_left_ = v.toInt();
+  best_ = read_double(a, "best");
+  has_best_ = read_bool(a, "has_best");
+  bad_epochs_ = read_int(a, "bad_epochs");
+  cooldown_left_ = read_int(a, "cooldown_left");
 }
 
 // --- factory ------------------------------------------------------------------------------------

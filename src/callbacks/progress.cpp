@@ -1,3 +1,4 @@
+#include <trainscope/train/archive.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/models/model.h>
 #include <trainscope/track/run.h>
@@ -152,11 +153,8 @@ void ProgressPrinter::on_checkpoint_save(TrainState&, torch::serialize::OutputAr
 }
 
 void ProgressPrinter::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
-  c10::IValue v;
-  archive.read("best_val", v);
-  best_val_ = v.toDouble();
-  archive.read("has_best", v);
-  has_best_ = v.toBool();
+  best_val_ = read_double(archive, "best_val");
+  has_best_ = read_bool(archive, "has_best");
 }
 
 void ProgressPrinter::on_test_end(TrainState&, const EvalResult& result) {

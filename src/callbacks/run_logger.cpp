@@ -1,3 +1,4 @@
+#include <trainscope/train/archive.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/config.h>
 #include <trainscope/models/model.h>
@@ -121,11 +122,8 @@ void RunLogger::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive&
 }
 
 void RunLogger::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
-  c10::IValue v;
-  archive.read("best_val", v);
-  best_val_ = v.toDouble();
-  archive.read("best_epoch", v);
-  best_epoch_ = v.toInt();
+  best_val_ = read_double(archive, "best_val");
+  best_epoch_ = read_int(archive, "best_epoch");
 }
 
 void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {

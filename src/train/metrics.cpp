@@ -1,3 +1,4 @@
+#include <trainscope/train/archive.h>
 #include <trainscope/train/metrics.h>
 
 #include <algorithm>
@@ -79,13 +80,9 @@ void MetricAccumulator::save(torch::serialize::OutputArchive& archive) const {
 
 void MetricAccumulator::load(torch::serialize::InputArchive& archive) {
   reset();
-  c10::IValue v;
-  archive.read("count", v);
-  count_ = v.toInt();
-  archive.read("values", v);
-  values_ = v.toInt();
-  archive.read("num_classes", v);
-  num_classes_ = v.toInt();
+  count_ = read_int(archive, "count");
+  values_ = read_int(archive, "values");
+  num_classes_ = read_int(archive, "num_classes");
   const std::pair<const char*, torch::Tensor*> sums[] = {{"loss_sum", &loss_sum_},
                                                          {"hits", &hits_},
                                                          {"abs_sum", &abs_sum_},

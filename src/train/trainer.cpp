@@ -8,6 +8,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/train/archive.h>
 
 #include "train/amp.h"
 
@@ -701,11 +702,7 @@ void Trainer::restore(Restore& r) {
   TrainState& s = state_;
   auto& root = r.archive;
   const std::string file = r.point.file.string();
-  auto read_int = [&](const char* key) {
-    c10::IValue v;
-    root.read(key, v);
-    return v.toInt();
-  };
+  auto read_int = [&](const char* key) { return trainscope::read_int(root, key); };
   if (read_int("format") != kArchiveFormat)
     throw CheckpointError("checkpoint " + file +
                           " has a training-state layout this trainscope "
@@ -768,11 +765,7 @@ void Trainer::restore(Restore& r) {
   }
   result_.best_epoch = read_int("trainer/best_epoch");
   result_.epochs = read_int("trainer/epochs_done");
-  {
-    c10::IValue v;
-    root.read("trainer/best_val_loss", v);
-    result_.best_val_loss = v.toDouble();
-  }
+  result_.best_val_loss = read_double(root, "trainer/best_val_loss");
   if (!r.point.epoch_complete) {
     torch::serialize::InputArchive metrics;
     root.read("trainer/epoch_metrics", metrics);
@@ -783,9 +776,7 @@ void Trainer::restore(Restore& r) {
   const auto reason = static_cast<StopReason>(read_int("trainer/stop_reason"));
   if (reason != StopReason::kNone && reason != StopReason::kInterrupted &&
       reason != StopReason::kCheckpointFailed) {
-    c10::IValue message;
-    root.read("trainer/stop_message", message);
-    s.request_stop(reason, message.toStringRef());
+    s.request_stop(reason, read_string(root, "trainer/stop_message"));
   }
 }
 

@@ -6,6 +6,8 @@
 #include <trainscope/track/checkpoint_file.h>
 
 #include <gtest/gtest.h>
+
+#include "process.h"
 #include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,21 +25,8 @@ namespace {
 
 const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
-struct Result {
-  int status;
-  std::string out;
-};
-
-Result sh(const std::string& command) {
-  Result r{0, ""};
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = trainscope::testing::ShellResult;
+using trainscope::testing::sh;
 
 std::string meta(const fs::path& db, const std::string& key) {
   sqlite3* h = nullptr;

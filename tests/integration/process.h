@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -115,6 +116,22 @@ inline bool kill_on_create(pid_t pid, const fs::path& dir, const std::string& ma
   }
   close(fd);
   return kill_now(pid);
+}
+
+// Runs a shell command; its exit status and its stdout and stderr together.
+struct ShellResult {
+  int status;
+  std::string out;
+};
+inline ShellResult sh(const std::string& command) {
+  ShellResult r{0, ""};
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
 }
 
 // The processes `pid` started (Linux's /proc/PID/task/PID/children), in start order.

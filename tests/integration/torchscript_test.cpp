@@ -8,6 +8,8 @@
 #include <trainscope/models/transfer.h>
 
 #include <gtest/gtest.h>
+
+#include "process.h"
 #include <sqlite3.h>
 
 #include <array>
@@ -22,21 +24,8 @@ namespace {
 
 const char* kFashion = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
 
-struct Result {
-  int status;
-  std::string out;
-};
-
-Result sh(const std::string& command) {
-  Result r{0, ""};
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  const int status = pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = trainscope::testing::ShellResult;
+using trainscope::testing::sh;
 
 torch::Tensor load_tensor(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

@@ -58,7 +58,12 @@ class Callback {
   virtual void on_validation_start(TrainState&) {}
   virtual void on_validation_end(TrainState&) {}  // state.val_metrics is set
   virtual void on_test_end(TrainState&, const EvalResult&) {}
-  // checkpoints: stateful callbacks write and read their own state under name()
+  // checkpoints: stateful callbacks write their state under name() whenever a checkpoint is
+  // captured (TrainState::capture), and read it back when Trainer::resume restores one: after
+  // on_fit_start (so what on_fit_start resets is then overwritten) and after the model's weights
+  // are loaded, before the optimizer's state. A fit resumed mid-epoch calls on_epoch_start again
+  // for that epoch: it must give the same result from the restored state. read_int and its
+  // siblings (train/archive.h) read the values back.
   virtual void on_checkpoint_save(TrainState&, torch::serialize::OutputArchive&) {}
   virtual void on_checkpoint_load(TrainState&, torch::serialize::InputArchive&) {}
   // failure: called once when an exception escapes the step loop, before it propagates

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../round_trip.h"
+
 #include <cmath>
 #include <limits>
 
@@ -287,13 +289,7 @@ TEST(EarlyStopping, CheckpointedStateContinuesTheCount) {
     if (!best_is_model) set_weights(model, 9.0f);
     torch::serialize::OutputArchive out;
     es.on_checkpoint_save(state, out);
-    std::string bytes;
-    out.save_to([&](const void* d, size_t n) {
-      bytes.append(static_cast<const char*>(d), n);
-      return n;
-    });
-    torch::serialize::InputArchive in;
-    in.load_from(bytes.data(), bytes.size());
+    auto in = trainscope::testing::round_trip(out);
     ts::callbacks::EarlyStopping resumed(opts(3));
     ts::TrainState rs;
     rs.model = &model;

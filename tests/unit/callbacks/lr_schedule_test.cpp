@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "../round_trip.h"
+
 #include "golden/lr_schedule_golden.inc"
 
 namespace ts = trainscope;
@@ -162,13 +164,7 @@ TEST(LrSchedule, PlateauStateSurvivesACheckpoint) {
   }
   torch::serialize::OutputArchive out;
   schedule->on_checkpoint_save(fit.state, out);
-  std::string bytes;
-  out.save_to([&](const void* d, size_t n) {
-    bytes.append(static_cast<const char*>(d), n);
-    return n;
-  });
-  torch::serialize::InputArchive in;
-  in.load_from(bytes.data(), bytes.size());
+  auto in = trainscope::testing::round_trip(out);
   Fit other(1, 1);
   auto restored = cb::make_lr_schedule(o);
   restored->on_fit_start(other.state);
