@@ -164,6 +164,18 @@ std::string percent(double v) {
   return buf;
 }
 
+// The device runtime.device names ("auto": CUDA when present), checked before any data loads.
+torch::Device training_device(const ts::Config& config) {
+  const std::string& d = config.get_string("runtime.device");
+  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
+  torch::Device device(d);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw ts::ConfigError(config.setting("runtime.device").source + ": runtime.device = \"" + d +
+                          "\": this machine has no CUDA device (or this LibTorch has no CUDA); "
+                          "use cpu or auto");
+  return device;
+}
+
 std::vector<ts::diagnose::Finding> run_preflight(const ts::Config& config, ts::Model& model,
                                                  const ts::data::DataSplits& data, bool print) {
   ts::diagnose::PreflightOptions o;
@@ -171,6 +183,7 @@ std::vector<ts::diagnose::Finding> run_preflight(const ts::Config& config, ts::M
                                                            : ts::Task::kClassification;
   o.num_classes = data.num_classes;
   o.lr = config.get_double("train.lr");
+  o.device = training_device(config);
   const auto start = std::chrono::steady_clock::now();
   auto findings = ts::diagnose::preflight(model, *data.train, o);
   const double seconds =
@@ -207,10 +220,12 @@ std::optional<ts::tune::BatchSizeResult> choose_batch_size(ts::Config& config, t
   o.headroom = config.get_double("tune.headroom");
   o.min_gain = config.get_double("tune.min_gain");
   o.time_budget_s = config.get_double("tune.time_budget");
-  const double budget = ts::tune::cpu_memory_budget(o.memory_share);
+  const torch::Device device = training_device(config);
+  // On CUDA a trial that does not fit raises out-of-memory, caught by the probe: no budget.
+  const double budget = device.is_cuda() ? 0.0 : ts::tune::cpu_memory_budget(o.memory_share);
   const auto task = config.get_string("train.task") == "regression" ? ts::Task::kRegression
                                                                     : ts::Task::kClassification;
-  ts::tune::TrainingProbe probe(model, *data.train, task, torch::kCPU, o.steps, budget);
+  ts::tune::TrainingProbe probe(model, *data.train, task, device, o.steps, budget);
   auto r = ts::tune::find_batch_size(probe, o, budget, data.train->size());
   config.set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
   const double lr = config.get_double("train.lr");
@@ -488,6 +503,7 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
 
 int run_train(const TrainArgs& args) {
   ts::Config config = build_config(args);
+  training_device(config);  // a missing GPU is named before anything loads
   Job job = join_job(config);
   configure_runtime(config, config.get_string("ui.progress") != "off");
   // The dashboard reads the run store from its own threads; it stops when training ends.
@@ -695,6 +711,7 @@ const std::vector<Shortcut> kTrainShortcuts = {
     {"--seed", "train.seed"},
     {"--threads", "runtime.threads"},
     {"--progress", "ui.progress"},
+    {"--device", "runtime.device"},
 };
 const std::vector<Shortcut> kFinetuneShortcuts = {
     {"--from", "finetune.from"},
