@@ -5,12 +5,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <csignal>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -51,8 +52,10 @@ int exit_code(int status) {
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-// Ctrl-C reaches every rank from the terminal; the launcher keeps watching them.
-extern "C" void ignore_signal(int) {}
+// A signal for the launcher itself (kill PID, timeout, docker stop): passed on to every rank, so
+// each saves its state and stops as it would on its own.
+volatile std::sig_atomic_t g_forward = 0;
+extern "C" void forward_signal(int signal) { g_forward = signal; }
 
 }  // namespace
 
@@ -82,8 +85,14 @@ int launch(int nproc, const std::vector<std::string>& argv) {
   std::printf("data parallel: %d ranks on this machine (rendezvous 127.0.0.1:%d); rank 0 reports\n",
               nproc, port);
   std::fflush(stdout);
-  std::signal(SIGINT, ignore_signal);
-  std::signal(SIGTERM, ignore_signal);
+  // Ctrl-C from a terminal reaches every rank by itself (same process group); a signal sent to
+  // the launcher alone is forwarded.
+  struct sigaction forward {};
+  forward.sa_handler = forward_signal;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, nullptr);
+  sigaction(SIGTERM, &forward, nullptr);
+  const pid_t launcher = ::getpid();
   std::vector<pid_t> ranks;
   for (int r = 0; r < nproc; ++r) {
     auto job_variable = [](const std::string& kv) {
@@ -107,30 +116,55 @@ int launch(int nproc, const std::vector<std::string>& argv) {
     std::vector<std::string> argv_copy = argv;
     for (auto& a : argv_copy) args.push_back(a.data());
     args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    if (r > 0) posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, args.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
+    const pid_t pid = ::fork();
+    if (pid < 0) {
       for (pid_t p : ranks) ::kill(p, SIGKILL);
-      throw Error("cannot start rank " + std::to_string(r) + ": " + std::strerror(rc));
+      throw Error("cannot start rank " + std::to_string(r) + ": " + std::strerror(errno));
+    }
+    if (pid == 0) {
+      // The rank dies with the launcher, whatever kills it; only async-signal-safe calls here.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != launcher) ::_exit(137);
+      std::signal(SIGINT, SIG_DFL);
+      std::signal(SIGTERM, SIG_DFL);
+      if (r > 0) {
+        const int null = ::open("/dev/null", O_WRONLY);
+        if (null >= 0) ::dup2(null, 1);
+      }
+      ::execve("/proc/self/exe", args.data(), envp.data());
+      ::_exit(127);
     }
     ranks.push_back(pid);
   }
   int first_failure = 0;
   size_t running = ranks.size();
+  std::optional<std::chrono::steady_clock::time_point> kill_at;
+  int forwarded = 0;
   while (running > 0) {
+    if (g_forward != 0 && g_forward != forwarded) {
+      forwarded = g_forward;
+      for (pid_t p : ranks)
+        if (p > 0) ::kill(p, forwarded);
+    }
+    // Ranks blocked in a collective get SIGKILL if they do not end by themselves.
+    if (kill_at && std::chrono::steady_clock::now() >= *kill_at) {
+      for (pid_t p : ranks)
+        if (p > 0) ::kill(p, SIGKILL);
+      kill_at.reset();
+    }
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
     if (pid < 0) {
       if (errno == EINTR) continue;
       break;
     }
     int rank = -1;
     for (size_t r = 0; r < ranks.size(); ++r)
-      if (ranks[r] == pid) rank = static_cast<int>(r), ranks[r] = -1;
+      if (ranks[r] == pid) rank = static_cast<int>(r), ranks[r] = -1;  // reaped: never signalled
     if (rank < 0) continue;
     --running;
     const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -143,12 +177,7 @@ int launch(int nproc, const std::vector<std::string>& argv) {
                  describe(status).c_str(), running, running == 1 ? "" : "s");
     for (pid_t p : ranks)
       if (p > 0) ::kill(p, SIGTERM);
-    // Ranks blocked in a collective get SIGKILL if they do not end by themselves.
-    std::thread([ranks] {
-      std::this_thread::sleep_for(std::chrono::seconds(10));
-      for (pid_t p : ranks)
-        if (p > 0) ::kill(p, SIGKILL);
-    }).detach();
+    kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   }
   return first_failure;
 }

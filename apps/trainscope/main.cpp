@@ -400,8 +400,15 @@ Job join_job(ts::Config& config) {
     throw ts::ConfigError(
         "--auto-remedy is not available in data-parallel runs: each rank would "
         "apply its remedies on its own");
+  // One GPU per rank of this machine: LOCAL_RANK picks it.
+  torch::Device device = training_device(config);
+  if (device.is_cuda() && !device.has_index()) {
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job.env.local_rank));
+    config.set("runtime.device", device.str(), "data parallel", "the GPU of LOCAL_RANK");
+  }
   ts::dist::ProcessGroupOptions o;
   o.backend = config.get_string("dist.backend");
+  o.device = device;
   o.timeout =
       std::chrono::milliseconds(static_cast<int64_t>(1000 * config.get_double("dist.timeout")));
   auto group = std::make_shared<ts::dist::ProcessGroup>(job.env, o);
@@ -455,16 +462,23 @@ std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepar
 int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
            const std::optional<ts::tune::BatchSizeResult>& batch_search, bool no_test,
            const Job& job) {
-  if (!job.leader()) return fit.stop_reason == ts::StopReason::kInterrupted ? 130 : 0;
+  if (!job.leader()) return fit.interrupted ? 130 : 0;
   if (auto run = trainer.run()) {
     record_data(run->store(), p.data, p.augment);
     if (batch_search)
       run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
   const std::string name = fit.run_dir.filename().string();
-  if (fit.stop_reason == ts::StopReason::kInterrupted) {
-    std::printf("interrupted; the state after the last batch is saved: trainscope resume %s\n",
-                name.c_str());
+  std::shared_ptr<ts::callbacks::ModelCheckpoint> checkpoint;
+  for (const auto& cb : trainer.callbacks())
+    if (auto c = std::dynamic_pointer_cast<ts::callbacks::ModelCheckpoint>(cb)) checkpoint = c;
+  const bool saving = checkpoint && trainer.run() && checkpoint->error().empty();
+  if (fit.interrupted) {
+    if (saving)
+      std::printf("interrupted; the state after the last batch is saved: trainscope resume %s\n",
+                  name.c_str());
+    else
+      std::printf("interrupted; no checkpoint was saved (checkpoints are off or failing)\n");
     return 130;
   }
   if (fit.stop_reason == ts::StopReason::kCheckpointFailed) {
@@ -476,17 +490,15 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
   }
   // A save that failed at the very end (the fit had nothing left to stop) still means the run's
   // newest state is not on disk.
-  for (const auto& cb : trainer.callbacks())
-    if (auto checkpoint = std::dynamic_pointer_cast<ts::callbacks::ModelCheckpoint>(cb))
-      if (!checkpoint->error().empty() &&
-          trainer.options().checkpoint().on_error == ts::callbacks::OnSaveError::kStop) {
-        std::fprintf(stderr,
-                     "trainscope: the fit ended but its last checkpoint could not be "
-                     "saved; the newest saved state is older (trainscope resume %s "
-                     "continues from it)\n",
-                     name.c_str());
-        return 1;
-      }
+  if (checkpoint && !checkpoint->error().empty() &&
+      trainer.options().checkpoint().on_error == ts::callbacks::OnSaveError::kStop) {
+    std::fprintf(stderr,
+                 "trainscope: the fit ended but its last checkpoint could not be "
+                 "saved; the newest saved state is older (trainscope resume %s "
+                 "continues from it)\n",
+                 name.c_str());
+    return 1;
+  }
   if (!no_test) {
     ts::EvalResult test = trainer.test(p.model, *p.data.test);
     if (auto run = trainer.run()) store_mistake_images(run->store(), p.data, test);
@@ -550,6 +562,15 @@ fs::path find_run(const TestArgs& args) {
                   "` lists the runs");
 }
 
+// The model of a finished run, with its architecture: a zoo model, or a fine-tuned one rebuilt
+// from its source (whose backbone weights the run's checkpoint then replaces).
+ts::Model run_model(const ts::Config& config, const std::vector<int64_t>& input_shape,
+                    int64_t outputs) {
+  if (config.get_string("finetune.from").empty()) return build_model(config, input_shape, outputs);
+  return ts::cli::finetune_model(config, ts::cli::resolve_source(config), input_shape, outputs)
+      .first;
+}
+
 int run_test(const TestArgs& args) {
   const fs::path dir = find_run(args);
   ts::Config config = ts::Config::defaults();
@@ -558,7 +579,7 @@ int run_test(const TestArgs& args) {
   config.resolve();
   configure_runtime(config, false);
   auto data = load_data(config);
-  ts::Model model = build_model(config, data);
+  ts::Model model = run_model(config, data.input_shape, model_outputs(data));
   fs::path weights = dir / "checkpoints" / (args.weights + ".ckpt");
   ts::callbacks::load_weights(model.module(), weights);
 
@@ -573,6 +594,25 @@ int run_test(const TestArgs& args) {
   if (acc != test.metrics.end()) std::printf("test accuracy: %s\n", percent(acc->second).c_str());
   return 0;
 }
+
+// Writes a run's new settings at the first epoch it starts (the checkpoint restored by then).
+class WriteConfig : public ts::Callback {
+ public:
+  WriteConfig(fs::path file, std::string text) : file_(std::move(file)), text_(std::move(text)) {}
+  std::string name() const override { return "write_config"; }
+  void on_epoch_start(ts::TrainState&) override {
+    if (text_.empty()) return;
+    ts::track::write_text_atomically(file_, text_);
+    text_.clear();
+    std::printf(
+        "settings changed for the rest of the run (config.toml updated); the result is "
+        "no longer that of the original settings\n");
+  }
+
+ private:
+  fs::path file_;
+  std::string text_;
+};
 
 struct ResumeArgs {
   std::string run;
@@ -618,10 +658,8 @@ int run_resume(const ResumeArgs& args) {
   if (job.leader() && (!args.epochs.empty() || changed_training)) {
     ts::Config saved = config;
     saved.set("run.dir", run_config(dir).get_string("run.dir"), "trainscope resume");
-    ts::track::write_text_atomically(dir / "config.toml", saved.to_toml());
-    std::printf(
-        "settings changed for the rest of the run (config.toml updated); the result is no "
-        "longer that of the original settings\n");
+    // Written once the checkpoint is restored: a resume that fails leaves the run's settings.
+    trainer.add_callback(std::make_shared<WriteConfig>(dir / "config.toml", saved.to_toml()));
   }
   // The other ranks of a job restore from the same checkpoint; rank 0 alone writes the run.
   ts::FitResult fit = trainer.resume(
@@ -662,10 +700,12 @@ int run_export(const ExportArgs& args) {
   ts::Model model;
   auto shape = run->store().meta("model.input_shape");
   auto outputs = run->store().meta("model.outputs");
-  if (shape && outputs)
-    model = build_model(config, parse_ints(*shape), std::stoll(*outputs));
-  else
-    model = build_model(config, load_data(config));
+  if (shape && outputs) {
+    model = run_model(config, parse_ints(*shape), std::stoll(*outputs));
+  } else {
+    const auto data = load_data(config);
+    model = run_model(config, data.input_shape, model_outputs(data));
+  }
   const fs::path checkpoint = dir / "checkpoints" / (args.weights + ".ckpt");
   if (!fs::exists(checkpoint))
     throw ts::CheckpointError("run " + dir.string() + " has no " + checkpoint.filename().string() +

@@ -39,6 +39,14 @@ class JobError : public Error {
   using Error::Error;
 };
 
+// A checkpoint file whose contents are damaged: truncated, failing a checksum, or not a
+// checkpoint at all. (A file that cannot be opened or comes from a newer trainscope is a plain
+// CheckpointError.)
+class CheckpointDamaged : public CheckpointError {
+ public:
+  using CheckpointError::CheckpointError;
+};
+
 // A model's output does not fit the task (classes, targets).
 class ShapeError : public Error {
  public:

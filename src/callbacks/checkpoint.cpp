@@ -181,14 +181,18 @@ void ModelCheckpoint::on_fit_start(TrainState& state) {
     if (name.size() > 1 && name[0] == '.' && name.find(".tmp-") != std::string::npos)
       fs::remove(entry.path(), ec);
   }
-  // The initial state, so that a fit killed in its first epoch resumes exactly too.
-  if (!state.resumed || state.resumed->file.empty()) save(state, /*epoch_end=*/false);
+  // The initial state, so that a fit killed in its first epoch resumes exactly too. Durable
+  // before the first step: a run with progress always has a checkpoint to resume from.
+  if (!state.resumed || state.resumed->file.empty()) {
+    save(state, /*epoch_end=*/false);
+    collect(state, /*wait=*/true);
+  }
 }
 
 void ModelCheckpoint::on_train_batch_end(TrainState& state) {
   collect(state, /*wait=*/false);
   if (disabled_ || state.run == nullptr) return;
-  if (state.stop_reason == StopReason::kInterrupted) {
+  if (state.interrupted) {
     // The process is about to exit: save where it stands, and make it durable before returning.
     save(state, false);
     collect(state, true);

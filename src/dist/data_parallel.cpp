@@ -1,4 +1,5 @@
 #include <trainscope/dist/data_parallel.h>
+#include <trainscope/error.h>
 #include <trainscope/models/model.h>
 
 namespace trainscope::dist {
@@ -71,10 +72,18 @@ void DataParallel::build(TrainState& state) {
       b.flat.slice(0, at, at + grad.numel()).copy_(grad.reshape({-1}));
       if (!b.ready[k]) {
         b.ready[k] = true;
-        if (--b.pending == 0) launch(b);
+        --b.pending;
+        launch_ready();
       }
     }));
   }
+}
+
+// Every rank must issue the same all-reduces in the same order: buckets start in index order,
+// each as soon as it and all before it are full.
+void DataParallel::launch_ready() {
+  while (next_launch_ < buckets_.size() && buckets_[next_launch_]->pending == 0)
+    launch(*buckets_[next_launch_++]);
 }
 
 void DataParallel::launch(Bucket& b) {
@@ -83,6 +92,7 @@ void DataParallel::launch(Bucket& b) {
 }
 
 void DataParallel::on_fit_start(TrainState& state) {
+  checked_ = false;
   build(state);
   // One model: rank 0's weights and buffers.
   std::vector<torch::Tensor> tensors = state.model->parameters();
@@ -93,6 +103,19 @@ void DataParallel::on_fit_start(TrainState& state) {
 }
 
 void DataParallel::before_forward(TrainState& state) {
+  if (!checked_) {
+    // Every rank must start where rank 0 does: after a resume, each read a checkpoint of its own.
+    checked_ = true;
+    const double step = static_cast<double>(state.global_step);
+    std::vector<torch::Tensor> t = {torch::tensor({step, step * step}, torch::kFloat64)};
+    group_->all_reduce(t);
+    const double n = group_->world_size(), mean = t[0][0].item<double>() / n;
+    if (t[0][1].item<double>() / n - mean * mean > 0.25)
+      throw JobError("data-parallel job: the ranks start at different steps (this rank at " +
+                     std::to_string(state.global_step) + ", the job's mean " +
+                     std::to_string(mean) +
+                     "): every rank must read rank 0's checkpoint, on a file system they share");
+  }
   // Parameters unfrozen since the last batch (fine-tuning) need buckets and hooks too.
   size_t trainable = 0;
   for (const auto& p : state.model->parameters()) trainable += p.requires_grad();
@@ -102,34 +125,63 @@ void DataParallel::before_forward(TrainState& state) {
     b->ready.assign(b->params.size(), false);
     b->work.reset();
   }
-  if (options_.broadcast_buffers) {
-    std::vector<torch::Tensor> buffers;
-    for (const auto& b : state.model->module().buffers()) buffers.push_back(b.detach());
-    if (!buffers.empty()) group_->broadcast(buffers, 0);
+  next_launch_ = 0;
+  if (options_.broadcast_buffers) broadcast_buffers(state);
+}
+
+void DataParallel::broadcast_buffers(TrainState& state) {
+  std::vector<torch::Tensor> buffers;
+  for (const auto& b : state.model->module().buffers()) buffers.push_back(b.detach());
+  if (!buffers.empty()) group_->broadcast(buffers, 0);
+}
+
+void DataParallel::before_validation(TrainState& state) {
+  // The last batch moved each rank's BatchNorm statistics its own way: rank 0's are evaluated
+  // everywhere, so that every rank computes the same validation metrics and decisions.
+  broadcast_buffers(state);
+}
+
+void DataParallel::after_epoch(TrainState& state) {
+  // One entry per rank: its stop reason (0: none). A stop on any rank stops the job.
+  const int world = group_->world_size(), rank = group_->rank();
+  std::vector<torch::Tensor> reasons = {torch::zeros({world}, torch::kInt64)};
+  reasons[0][rank] = static_cast<int64_t>(state.stop_reason);
+  group_->all_reduce(reasons);
+  if (state.stop_requested()) return;
+  for (int r = 0; r < world; ++r) {
+    const auto reason = static_cast<StopReason>(reasons[0][r].item<int64_t>());
+    if (reason == StopReason::kNone) continue;
+    state.request_stop(
+        reason, "rank " + std::to_string(r) + " stopped the job (" + to_string(reason) + ")");
+    return;
   }
 }
 
 void DataParallel::after_backward(TrainState& state) {
   const double world = static_cast<double>(group_->world_size());
-  for (auto& b : buckets_) {
-    if (b->work) continue;
-    // A parameter without a gradient this batch contributes zeros.
-    for (size_t k = 0; k < b->params.size(); ++k)
-      if (!b->ready[k]) {
-        const auto& p = params_[b->params[k]];
-        b->flat.slice(0, b->offsets[k], b->offsets[k] + p.numel()).zero_();
+  // A parameter without a gradient this batch contributes zeros; the rest start in order.
+  for (size_t bi = next_launch_; bi < buckets_.size(); ++bi) {
+    Bucket& b = *buckets_[bi];
+    for (size_t k = 0; k < b.params.size(); ++k)
+      if (!b.ready[k]) {
+        const auto& p = params_[b.params[k]];
+        b.flat.slice(0, b.offsets[k], b.offsets[k] + p.numel()).zero_();
+        b.ready[k] = true;
       }
-    launch(*b);
+    b.pending = 0;
   }
+  launch_ready();
   torch::NoGradGuard no_grad;
   for (auto& b : buckets_) {
     b->work->wait();
-    if (b->carries_flag && b->flat[-1].item<double>() > 0 && state.stop_reason == StopReason::kNone)
+    if (b->carries_flag && b->flat[-1].item<double>() > 0 && !state.interrupted) {
+      state.interrupted = true;
       state.request_stop(StopReason::kInterrupted,
                          "interrupted (a signal to the job) in epoch " +
                              std::to_string(state.epoch) + " after batch " +
                              std::to_string(state.batch_in_epoch + 1) + " of " +
                              std::to_string(state.batches_per_epoch));
+    }
     for (size_t k = 0; k < b->params.size(); ++k) {
       auto& p = params_[b->params[k]];
       auto avg = b->flat.slice(0, b->offsets[k], b->offsets[k] + p.numel()).view_as(p) / world;

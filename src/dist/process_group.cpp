@@ -20,6 +20,7 @@
 #endif
 
 #include <atomic>
+#include <exception>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -54,6 +55,27 @@ int env_int(const char* name, int fallback, int min) {
 std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
 
 constexpr const char* kHeartbeat = "trainscope/heartbeat/";
+
+// LibTorch 1.13's TCPStore client runs a listener thread that throws, and so terminates the
+// process, when the store's host (rank 0) disappears: the survivors would abort with
+// "terminate called after throwing std::system_error" instead of saying what happened.
+std::string g_terminate_message;
+[[noreturn]] void on_terminate() {
+  std::string what = "no exception";
+  if (auto e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+      what = "an unknown exception";
+    }
+  }
+  std::fprintf(stderr, "trainscope: error: %s (a background thread ended with: %s)\n",
+               g_terminate_message.c_str(), what.substr(0, what.find('\n')).c_str());
+  std::fflush(stderr);
+  std::_Exit(1);
+}
 
 }  // namespace
 
@@ -107,16 +129,12 @@ struct ProcessGroup::Impl {
   std::string describe(const std::string& what) {
     std::string who;
     try {
-      c10d::TCPStoreOptions o;
-      o.port = static_cast<uint16_t>(env.master_port);
-      o.isServer = false;
-      o.waitWorkers = false;
-      o.timeout = std::chrono::seconds(2);
-      c10d::TCPStore probe(env.master_addr, o);
+      // The job's own store client: c10d serializes its calls (TCPStore's activeOpLock_), and a
+      // second client would add a second listener thread (see on_terminate).
       auto read = [&](int r) {
         const std::string key = kHeartbeat + std::to_string(r);
-        if (!probe.check({key})) return -1.0;
-        const auto v = probe.get(key);
+        if (!store->check({key})) return -1.0;
+        const auto v = store->get(key);
         return std::stod(std::string(v.begin(), v.end()));
       };
       std::vector<double> first(env.world_size);
@@ -133,26 +151,23 @@ struct ProcessGroup::Impl {
         who += (who.empty() ? "" : "; ") + std::string(buf);
       }
     } catch (const std::exception&) {
-      who = "rank 0, which hosts the job's store at " + env.master_addr + ":" +
-            std::to_string(env.master_port) + ", is gone";
+      who = store_host_gone();
     }
     if (who.empty()) who = "every rank is alive but one did not answer in time (a rank hangs?)";
     return "data-parallel job: rank " + std::to_string(env.rank) + " of " +
            std::to_string(env.world_size) + " stops: " + who + " (" + what + ")";
   }
 
+  std::string store_host_gone() const {
+    return "rank 0, which hosts the job's store at " + env.master_addr + ":" +
+           std::to_string(env.master_port) + ", is gone";
+  }
+
   void beat() {
-    // Its own connection: c10d's store client is not shared between threads.
+    const std::string key = kHeartbeat + std::to_string(env.rank);
     try {
-      c10d::TCPStoreOptions o;
-      o.port = static_cast<uint16_t>(env.master_port);
-      o.isServer = false;
-      o.waitWorkers = false;
-      o.timeout = options.timeout;
-      c10d::TCPStore client(env.master_addr, o);
-      const std::string key = kHeartbeat + std::to_string(env.rank);
       while (!stop.load()) {
-        client.set(key, bytes(std::to_string(now_seconds())));
+        store->set(key, bytes(std::to_string(now_seconds())));
         for (int i = 0; i < 10 && !stop.load(); ++i)
           std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
@@ -189,7 +204,10 @@ ProcessGroup::ProcessGroup(const JobEnv& env, ProcessGroupOptions options)
   m.env = env;
   m.options = options;
   m.backend =
-      options.backend == "auto" ? (torch::cuda::is_available() ? "nccl" : "gloo") : options.backend;
+      options.backend == "auto" ? (options.device.is_cuda() ? "nccl" : "gloo") : options.backend;
+  if (m.backend == "nccl" && !options.device.is_cuda())
+    throw ConfigError("dist.backend \"nccl\" reduces CUDA tensors, but this rank trains on " +
+                      options.device.str() + "; use gloo, or a CUDA device");
   const auto have = available_backends();
   if (std::find(have.begin(), have.end(), m.backend) == have.end()) {
     std::string list;
@@ -239,6 +257,11 @@ ProcessGroup::ProcessGroup(const JobEnv& env, ProcessGroupOptions options)
     throw JobError("data-parallel job: rank " + std::to_string(env.rank) + " could not set up " +
                    m.backend + " at " + where + ": " + first_line(e));
   }
+  g_terminate_message = "data-parallel job: rank " + std::to_string(env.rank) + " of " +
+                        std::to_string(env.world_size) + " stops: " +
+                        (env.rank == 0 ? std::string("a thread of the job failed")
+                                       : m.store_host_gone() + ", or a thread of the job failed");
+  std::set_terminate(on_terminate);
   m.heartbeat = std::thread([&m] { m.beat(); });
 }
 
@@ -274,7 +297,7 @@ std::map<c10::ScalarType, std::vector<size_t>> by_dtype(const std::vector<torch:
 void ProcessGroup::all_reduce(std::vector<torch::Tensor>& tensors) {
   for (const auto& [dtype, idx] : by_dtype(tensors)) {
     std::vector<torch::Tensor> parts;
-    for (size_t i : idx) parts.push_back(tensors[i].reshape({-1}));
+    for (size_t i : idx) parts.push_back(tensors[i].reshape({-1}).to(impl_->options.device));
     auto flat = torch::cat(parts);
     all_reduce_async(flat)->wait();
     int64_t at = 0;
@@ -290,7 +313,8 @@ void ProcessGroup::all_reduce(std::vector<torch::Tensor>& tensors) {
 void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int root) {
   for (const auto& [dtype, idx] : by_dtype(tensors)) {
     std::vector<torch::Tensor> parts;
-    for (size_t i : idx) parts.push_back(tensors[i].detach().reshape({-1}));
+    for (size_t i : idx)
+      parts.push_back(tensors[i].detach().reshape({-1}).to(impl_->options.device));
     std::vector<torch::Tensor> flat = {torch::cat(parts)};
     c10d::BroadcastOptions o;
     o.rootRank = root;
@@ -310,7 +334,7 @@ void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int root) {
 }
 
 void ProcessGroup::barrier() {
-  auto token = torch::zeros({1});
+  auto token = torch::zeros({1}, impl_->options.device);
   all_reduce_async(token)->wait();
 }
 

@@ -120,16 +120,16 @@ std::string read_prefix(const fs::path& file, std::FILE* in, uint32_t& header_le
   const size_t got = std::fread(prefix.data(), 1, prefix.size(), in);
   if (got < prefix.size() &&
       !std::equal(kMagic.begin(), kMagic.begin() + std::min(got, kMagic.size()), prefix.begin()))
-    throw CheckpointError(file.string() +
-                          " is not a trainscope checkpoint (it does not start with "
-                          "the TSCKPT magic)");
+    throw CheckpointDamaged(file.string() +
+                            " is not a trainscope checkpoint (it does not start with "
+                            "the TSCKPT magic)");
   if (got < prefix.size())
-    throw CheckpointError("checkpoint " + file.string() + " is truncated: " + std::to_string(got) +
-                          " bytes, less than its 16-byte prefix");
+    throw CheckpointDamaged("checkpoint " + file.string() + " is truncated: " +
+                            std::to_string(got) + " bytes, less than its 16-byte prefix");
   if (!std::equal(kMagic.begin(), kMagic.end(), prefix.begin()))
-    throw CheckpointError(file.string() +
-                          " is not a trainscope checkpoint (it does not start with the TSCKPT "
-                          "magic)");
+    throw CheckpointDamaged(file.string() +
+                            " is not a trainscope checkpoint (it does not start with the TSCKPT "
+                            "magic)");
   version = static_cast<unsigned char>(prefix[7]);
   if (version < 1 || version > kCheckpointFormatVersion)
     throw CheckpointError("checkpoint " + file.string() + " has format version " +
@@ -139,14 +139,14 @@ std::string read_prefix(const fs::path& file, std::FILE* in, uint32_t& header_le
   header_len = get_u32(prefix.data() + 8);
   const uint32_t header_crc = get_u32(prefix.data() + 12);
   if (header_len > (1u << 20))
-    throw CheckpointError("checkpoint " + file.string() + " is corrupt: its header length " +
-                          std::to_string(header_len) + " is implausible");
+    throw CheckpointDamaged("checkpoint " + file.string() + " is corrupt: its header length " +
+                            std::to_string(header_len) + " is implausible");
   std::string header(header_len, '\0');
   if (std::fread(header.data(), 1, header_len, in) != header_len)
-    throw CheckpointError("checkpoint " + file.string() + " is truncated inside its header");
+    throw CheckpointDamaged("checkpoint " + file.string() + " is truncated inside its header");
   if (crc32(header.data(), header.size()) != header_crc)
-    throw CheckpointError("checkpoint " + file.string() +
-                          " is corrupt: its header fails the checksum");
+    throw CheckpointDamaged("checkpoint " + file.string() +
+                            " is corrupt: its header fails the checksum");
   return header;
 }
 
@@ -154,7 +154,8 @@ CheckpointInfo parse_header(const fs::path& file, const std::string& header, int
   try {
     return from_json(nlohmann::json::parse(header), version);
   } catch (const nlohmann::json::exception& e) {
-    throw CheckpointError("checkpoint " + file.string() + " has an unreadable header: " + e.what());
+    throw CheckpointDamaged("checkpoint " + file.string() +
+                            " has an unreadable header: " + e.what());
   }
 }
 
@@ -241,12 +242,13 @@ std::string read_checkpoint_payload(const fs::path& file, CheckpointInfo* out_in
   const uint64_t size = fs::file_size(file, ec);
   const uint64_t have = ec ? 0 : size - kPrefixBytes - header_len;
   if (have < info.payload_bytes)
-    throw CheckpointError("checkpoint " + file.string() + " is truncated: it holds " +
-                          megabytes(have) + " of its " + megabytes(info.payload_bytes) +
-                          " payload (a save was cut short)");
+    throw CheckpointDamaged("checkpoint " + file.string() + " is truncated: it holds " +
+                            megabytes(have) + " of its " + megabytes(info.payload_bytes) +
+                            " payload (a save was cut short)");
   if (have > info.payload_bytes)
-    throw CheckpointError("checkpoint " + file.string() + " is corrupt: " +
-                          std::to_string(have - info.payload_bytes) + " bytes follow its payload");
+    throw CheckpointDamaged("checkpoint " + file.string() +
+                            " is corrupt: " + std::to_string(have - info.payload_bytes) +
+                            " bytes follow its payload");
   std::string payload(info.payload_bytes, '\0');
   if (std::fread(payload.data(), 1, payload.size(), in.get()) != payload.size())
     throw CheckpointError("cannot read checkpoint " + file.string() + ": " + std::strerror(errno));
@@ -254,10 +256,10 @@ std::string read_checkpoint_payload(const fs::path& file, CheckpointInfo* out_in
   if (crc != info.payload_crc) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "CRC-32 %08x, expected %08x", crc, info.payload_crc);
-    throw CheckpointError("checkpoint " + file.string() +
-                          " is corrupt: its payload fails the "
-                          "checksum (" +
-                          std::string(buf) + ")");
+    throw CheckpointDamaged("checkpoint " + file.string() +
+                            " is corrupt: its payload fails the "
+                            "checksum (" +
+                            std::string(buf) + ")");
   }
   if (out_info) *out_info = info;
   return payload;

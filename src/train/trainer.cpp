@@ -382,6 +382,8 @@ struct Trainer::Restore {
   ResumePoint point;  // file empty: no usable checkpoint, the fit starts over
   torch::serialize::InputArchive archive;
   bool has_state = false;
+  bool write = true;  // cut the run store back to `mark` once the state is restored
+  track::StoreMark mark;
 };
 
 FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
@@ -424,23 +426,32 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   result_ = FitResult{};
   InterruptGuard interrupt;
 
-  phase_ = Phase::kFitStart;
-  call(&Callback::on_fit_start);
-  phase_ = Phase::kNone;
+  GradientSync* sync = options_.gradient_sync().get();
+  // Whether the checkpoint fits (the model's architecture, the epoch's batches) is known before
+  // any callback runs: a resume that cannot work leaves the run as it was.
+  if (restored && restored->has_state) restore_model(*restored);
   // A resumed fit continues inside the checkpoint's epoch, or after it when it was complete.
   int64_t first_epoch = 1, first_batch = 0;
-  if (restored && restored->has_state) {
-    restore(*restored);
-    first_epoch = restored->point.epoch + (restored->point.epoch_complete ? 1 : 0);
-    first_batch = restored->point.epoch_complete ? 0 : restored->point.batches;
-    result_.resumed_from = restored->point.file;
-  }
   try {
+    phase_ = Phase::kFitStart;
+    call(&Callback::on_fit_start);
+    phase_ = Phase::kNone;
+    if (restored && restored->has_state) {
+      restore(*restored);
+      // Only now that the checkpoint is known to fit: the rows written after it belong to the
+      // future the resume replays.
+      if (restored->write && run_) run_->store().truncate_to(restored->mark, restored->point.step);
+      first_epoch = restored->point.epoch + (restored->point.epoch_complete ? 1 : 0);
+      first_batch = restored->point.epoch_complete ? 0 : restored->point.batches;
+      result_.resumed_from = restored->point.file;
+    }
     for (s.epoch = first_epoch; s.epoch <= s.max_epochs && !s.stop_requested(); ++s.epoch) {
+      s.val_metrics.clear();  // an epoch that skips validation reports none, not the last one's
       call(&Callback::on_epoch_start);
       train_epoch(model, loader, s.epoch == first_epoch ? first_batch : 0);
-      if (s.stop_reason == StopReason::kInterrupted) break;  // mid-epoch: not a complete epoch
+      if (s.interrupted) break;  // mid-epoch: not a complete epoch
       if (val && val->size() > 0 && !s.stop_requested()) {
+        if (sync) sync->before_validation(s);
         call(&Callback::on_validation_start);
         s.val_metrics = evaluate(model, *val, "val", /*confusion=*/false).metrics;
         call(&Callback::on_validation_end);
@@ -451,6 +462,7 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
       phase_ = Phase::kEpochEnd;
       call(&Callback::on_epoch_end);
       phase_ = Phase::kNone;
+      if (sync) sync->after_epoch(s);
       result_.epochs = s.epoch;
     }
   } catch (...) {
@@ -469,6 +481,7 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   FitResult result = result_;
   result.stop_reason = s.stop_reason;
   result.stop_message = s.stop_message;
+  result.interrupted = s.interrupted;
   result.global_step = s.global_step;
   result.train_metrics = s.train_metrics;
   result.val_metrics = s.val_metrics;
@@ -538,16 +551,18 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     epoch_metrics_->update(s.loss, output.detach(), labels);
     // Checked after the step, before on_train_batch_end, so that the checkpoint callback saves
     // this batch's state before the loop ends. Data-parallel ranks agree on it in after_backward.
-    if (const int signal = sync ? 0 : g_interrupted.load())
+    if (const int signal = sync ? 0 : g_interrupted.load(); signal != 0 && !s.interrupted) {
+      s.interrupted = true;
       s.request_stop(StopReason::kInterrupted,
                      std::string("interrupted (") + (signal == SIGTERM ? "SIGTERM" : "SIGINT") +
                          ") in epoch " + std::to_string(s.epoch) + " after batch " +
                          std::to_string(s.batch_in_epoch + 1) + " of " +
                          std::to_string(s.batches_per_epoch));
+    }
     phase_ = Phase::kBatchEnd;
     call(&Callback::on_train_batch_end);
     phase_ = Phase::kNone;
-    if (s.stop_reason == StopReason::kInterrupted) break;
+    if (s.interrupted) break;
   }
   s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
   s.train_metrics = epoch_metrics_->compute();         // host sync: once per epoch
@@ -698,7 +713,7 @@ TrainingSnapshot Trainer::capture() {
   return snapshot;
 }
 
-void Trainer::restore(Restore& r) {
+void Trainer::restore_model(Restore& r) {
   TrainState& s = state_;
   auto& root = r.archive;
   const std::string file = r.point.file.string();
@@ -722,7 +737,15 @@ void Trainer::restore(Restore& r) {
     throw ConfigError("checkpoint " + file + " was taken with " +
                       std::to_string(batches_per_epoch) + " batches per epoch, this fit has " +
                       std::to_string(s.batches_per_epoch) +
-                      "; the data set or the batch size changed since");
+                      "; the data set, the batch size or the number of data-parallel ranks "
+                      "changed since");
+}
+
+void Trainer::restore(Restore& r) {
+  TrainState& s = state_;
+  auto& root = r.archive;
+  const std::string file = r.point.file.string();
+  auto read_int = [&](const char* key) { return trainscope::read_int(root, key); };
   // Callbacks first: one may change the optimizer's parameter groups (unfreezing) that the
   // optimizer's state then refers to.
   const auto keys = callback_keys();
@@ -803,14 +826,21 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
     track::CheckpointInfo info;
   };
   std::vector<Candidate> candidates;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+  if (fs::exists(dir) && !fs::is_directory(dir))
+    throw CheckpointError(dir.string() + " is not a directory");
+  std::error_code listing;
+  for (const auto& entry : fs::directory_iterator(dir, listing)) {
     if (entry.path().extension() != ".ckpt") continue;
     try {
       candidates.push_back({entry.path(), track::read_checkpoint_info(entry.path())});
-    } catch (const CheckpointError& e) {
+    } catch (const CheckpointDamaged& e) {
       set_aside(entry.path(), e.what(), "");
     }
+    // Any other CheckpointError (unreadable, from a newer trainscope) stops the resume: it says
+    // nothing about the file's contents.
   }
+  if (listing && listing != std::errc::no_such_file_or_directory)
+    throw CheckpointError("cannot list " + dir.string() + ": " + listing.message());
   std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
     if (a.info.step != b.info.step) return a.info.step > b.info.step;
     if (a.info.epoch_complete != b.info.epoch_complete) return a.info.epoch_complete;
@@ -826,11 +856,10 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
       restore->point = {c.file, c.info.epoch, c.info.step, c.info.batches, c.info.epoch_complete};
       restore->archive.load_from(payload.data(), payload.size(), device_);
       restore->has_state = true;
-      // Rows written after the checkpoint belong to a future the resume replays.
-      if (write)
-        run_->store().truncate_to({c.info.metrics_mark, c.info.findings_mark}, c.info.step);
+      restore->write = write;
+      restore->mark = {c.info.metrics_mark, c.info.findings_mark};
       break;
-    } catch (const CheckpointError& e) {
+    } catch (const CheckpointDamaged& e) {
       restore.reset();
       // Hard links share the damage: every name of the same file goes.
       std::vector<fs::path> twins;
@@ -848,8 +877,17 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
   }
   if (!restore) {
     if (write) {
+      // A run killed before its first checkpoint had trained nothing; one with history would
+      // lose it.
+      if (run_->store().mark().metrics > 0)
+        throw CheckpointError(
+            "run " + run_dir.string() + " has no usable checkpoint in " + dir.string() +
+            " (train.checkpoints was off, or the files are damaged); resuming "
+            "would start it over and drop its history. `trainscope train "
+            "--config " +
+            (run_dir / "config.toml").string() + "` trains a new run with its settings");
       std::fprintf(stderr,
-                   "trainscope: no usable checkpoint in %s; the fit starts over from its first "
+                   "trainscope: no checkpoint in %s yet: the fit starts over from its first "
                    "epoch\n",
                    dir.c_str());
       run_->store().truncate_to({0, 0}, -1);

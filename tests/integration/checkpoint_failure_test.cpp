@@ -137,6 +137,18 @@ TEST_F(CheckpointFailure, FullDiskWithOnErrorContinueTrainsOnWithoutSaving) {
   EXPECT_EQ(info.epoch, 1) << "the checkpoint written before the disk filled is intact";
 }
 
+// Data parallel: only rank 0 saves, so only rank 0 sees the full disk; the job stops as one (no
+// rank is left waiting in a collective) and the launcher returns.
+TEST_F(CheckpointFailure, AFullDiskOnRankZeroStopsTheWholeDataParallelJob) {
+  Result r = in_namespace("mount -t tmpfs -o size=9m tmpfs runs\n" +
+                          train("runs", "dp",
+                                "--set checkpoint.background=false --set "
+                                "data.augment=[] --nproc 2") +
+                          "\necho \"exit=$?\"\n");
+  EXPECT_NE(r.out.find("saving a checkpoint failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("exit=1"), std::string::npos) << r.out;
+}
+
 // The checkpoints directory becomes read-only while the fit runs (a bind mount remounted ro):
 // background saves fail with EROFS, the fit stops, what was written stays.
 TEST_F(CheckpointFailure, ReadOnlyDirectoryMidFitStopsWithTheReason) {

@@ -200,6 +200,21 @@ TEST_F(DataParallel, CtrlCStopsEveryRankAtOneBatchAndTheJobResumes) {
       << "the resumed job ends where the uninterrupted one did";
 }
 
+// `kill LAUNCHER` (a scheduler's SIGTERM) reaches every rank: each saves the batch and stops.
+TEST_F(DataParallel, ASignalToTheLauncherReachesEveryRank) {
+  auto a = fit_args(runs(), "term", "3");
+  a.insert(a.end(), {"--set", "data.limit=20000", "--nproc", "2"});
+  const pid_t launcher = spawn(a, dir_ / "term.txt");
+  ASSERT_TRUE(wait_until([&] { return fs::exists(ckpt("term")); }, launcher, 60))
+      << log_text("term.txt");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  ::kill(launcher, SIGTERM);
+  EXPECT_EQ(wait_for(launcher), 130) << log_text("term.txt");
+  EXPECT_NE(log_text("term.txt").find("the state after the last batch is saved"), std::string::npos)
+      << log_text("term.txt");
+  EXPECT_FALSE(ts::track::read_checkpoint_info(ckpt("term")).epoch_complete);
+}
+
 TEST_F(DataParallel, SettingsThatCannotBeSharedAreUserErrors) {
   auto odd = fit_args(runs(), "odd");
   odd[10] = "63";  // the value of --batch-size

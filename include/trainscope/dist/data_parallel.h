@@ -26,6 +26,9 @@ struct DataParallelOptions {
 //                     open), divides by the world size and writes the averages into .grad
 //   on_epoch_end      the epoch's training metrics become the mean over ranks (every rank sees
 //                     the same number of examples: the loader gives equal shards)
+//   before_validation rank 0's buffers, so every rank validates the same model
+//   after_epoch       a stop on any rank (early stopping, a failed checkpoint on rank 0) stops
+//                     every rank, so none is left waiting in a collective
 // Buckets follow the parameters in reverse order, the order backward produces them; parameters
 // that become trainable later (fine-tuning) are picked up at the next batch. A rank that dies
 // makes the collectives of the others fail within the group's timeout, naming it (ProcessGroup).
@@ -43,6 +46,8 @@ class DataParallel : public Callback, public GradientSync {
   void on_fit_end(TrainState& state) override;
   void before_forward(TrainState& state) override;
   void after_backward(TrainState& state) override;
+  void before_validation(TrainState& state) override;
+  void after_epoch(TrainState& state) override;
 
   ProcessGroup& group() { return *group_; }
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
@@ -51,6 +56,8 @@ class DataParallel : public Callback, public GradientSync {
   struct Bucket;
   void build(TrainState& state);
   void launch(Bucket& bucket);
+  void launch_ready();
+  void broadcast_buffers(TrainState& state);
   void remove_hooks();
 
   std::shared_ptr<ProcessGroup> group_;
@@ -59,6 +66,8 @@ class DataParallel : public Callback, public GradientSync {
   std::vector<std::unique_ptr<Bucket>> buckets_;
   std::vector<std::pair<size_t, size_t>> slot_;  // param -> (bucket, index in bucket)
   std::vector<unsigned> hooks_;
+  size_t next_launch_ = 0;  // the next bucket to start
+  bool checked_ = false;    // the ranks' starting steps agree
   int64_t examples_ = 0;
 };
 

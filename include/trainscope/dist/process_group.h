@@ -25,7 +25,10 @@ struct JobEnv {
 };
 
 struct ProcessGroupOptions {
-  std::string backend = "auto";  // auto (gloo on CPU, nccl on CUDA) | gloo | nccl
+  std::string backend = "auto";  // auto (gloo for a CPU device, nccl for a CUDA one) | gloo | nccl
+  // This rank's training device (cuda:LOCAL_RANK on a GPU machine). NCCL reduces only tensors on
+  // it, so the blocking collectives move their tensors there and back.
+  torch::Device device = torch::kCPU;
   // A collective that does not complete in this time fails (a rank died or hangs).
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
 };

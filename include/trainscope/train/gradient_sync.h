@@ -13,6 +13,11 @@ class GradientSync {
   virtual void before_forward(TrainState& state) = 0;
   // After backward: every trainable parameter's .grad holds the average over the job's ranks.
   virtual void after_backward(TrainState& state) = 0;
+  // Before validation: every rank evaluates the same model (buffers included).
+  virtual void before_validation(TrainState&) {}
+  // After on_epoch_end: the ranks agree on whether the fit stops (one rank's decision, such as a
+  // failed checkpoint on rank 0, stops them all).
+  virtual void after_epoch(TrainState&) {}
 };
 
 }  // namespace trainscope

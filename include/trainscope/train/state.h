@@ -112,6 +112,10 @@ struct TrainState {
   void request_stop(StopReason reason, std::string message);
   bool stop_requested() const { return stop_reason != StopReason::kNone; }
 
+  // SIGINT or SIGTERM arrived: the fit stops after this batch, which is checkpointed, even when
+  // another stop (at the epoch's end) was already requested.
+  bool interrupted = false;
+
   StopReason stop_reason = StopReason::kNone;
   std::string stop_message;
 };

@@ -91,7 +91,8 @@ struct TrainerOptions {
 struct FitResult {
   StopReason stop_reason = StopReason::kNone;
   std::string stop_message;
-  int64_t epochs = 0;  // epochs completed
+  bool interrupted = false;  // SIGINT/SIGTERM ended it mid-epoch (whatever else was requested)
+  int64_t epochs = 0;        // epochs completed
   int64_t global_step = 0;
   int64_t best_epoch = 0;  // epoch of the lowest val_loss (0 without validation)
   double best_val_loss = 0.0;
@@ -164,7 +165,8 @@ class Trainer {
                     std::shared_ptr<const data::Dataset> val, Restore* restore);
   void train_epoch(Model& model, data::DataLoader& loader, int64_t first_batch);
   TrainingSnapshot capture();
-  void restore(Restore& restore);
+  void restore_model(Restore& restore);  // and check that the checkpoint fits this fit
+  void restore(Restore& restore);        // the rest: callbacks, optimizer, RNG, counters
   // Archive keys of the callbacks' state: name(), with "#2", "#3" for repeated names.
   std::vector<std::string> callback_keys() const;
   EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split,

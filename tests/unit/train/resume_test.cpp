@@ -195,22 +195,29 @@ TEST_F(Resume, AFinishedFitEndsAtOnceWithItsStopAndBestWeights) {
   expect_equal_weights(fresh, m);  // the best epoch's, restored by early stopping
 }
 
-TEST_F(Resume, WithoutAnyUsableCheckpointTheFitStartsOver) {
+// A fit that dies before its first checkpoint (here in on_fit_start, before the checkpoint
+// callback's fit-start save) has trained nothing: resume starts it over in the same run.
+TEST_F(Resume, AFitThatDiedBeforeItsFirstCheckpointStartsOver) {
+  class DieAtStart : public ts::Callback {
+   public:
+    std::string name() const override { return "die_at_start"; }
+    void on_fit_start(ts::TrainState&) override { throw std::runtime_error("killed"); }
+  };
   const Problem p = problem();
   auto [ref_model, ref_rows] = reference(p, "none");
   const fs::path runs = dir_ / "over";
   {
     ts::Model m = model(1);
     ts::Trainer trainer(options(runs, "none"));
-    trainer.add_callback(std::make_shared<Crash>(30));
+    trainer.add_callback(std::make_shared<DieAtStart>());
     EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
   }
-  for (const auto& e : fs::directory_iterator(runs / "run" / "checkpoints")) fs::remove(e.path());
+  ASSERT_TRUE(fs::is_empty(runs / "run" / "checkpoints"));
   ts::Model again = model(1);  // the user's model as the original fit began
   testing::internal::CaptureStderr();
   ts::FitResult fit =
       ts::Trainer(options(runs, "none")).resume(again, p.train, p.val, runs / "run");
-  EXPECT_NE(testing::internal::GetCapturedStderr().find("no usable checkpoint"), std::string::npos);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("the fit starts over"), std::string::npos);
   EXPECT_TRUE(fit.resumed_from.empty());
   expect_equal_weights(again, ref_model);
   EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
@@ -249,6 +256,44 @@ TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
     expect_equal_weights(fresh, ref);
     EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
   }
+}
+
+// A run trained without checkpoints has history and nothing to resume from: resume refuses
+// rather than start it over and drop its rows.
+TEST_F(Resume, WithoutCheckpointsARunWithHistoryIsNotWiped) {
+  const Problem p = problem();
+  const fs::path runs = dir_ / "nockpt";
+  ts::Model m = model(1);
+  auto o = options(runs, "none");
+  o.checkpoints(false);
+  ts::Trainer(o).fit(m, p.train, p.val);
+  const auto rows = metric_rows(runs / "run");
+  ASSERT_FALSE(rows.empty());
+  ts::Model fresh = model(1);
+  try {
+    ts::Trainer(o).resume(fresh, p.train, p.val, runs / "run");
+    FAIL() << "expected a CheckpointError";
+  } catch (const ts::CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("has no usable checkpoint"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(metric_rows(runs / "run"), rows) << "the history is intact";
+}
+
+TEST_F(Resume, ACheckpointThatDoesNotFitLeavesTheRunAsItWas) {
+  const Problem p = problem();
+  const fs::path runs = dir_ / "fits";
+  ts::Model m = model(1);
+  ts::Trainer(options(runs, "none")).fit(m, p.train, p.val);
+  const auto rows = metric_rows(runs / "run");
+  ts::track::RunStore before(runs / "run" / "run.sqlite", ts::track::RunStore::Mode::kReadOnly);
+  const auto status = before.meta("status");
+  auto bigger = options(runs, "none");
+  bigger.batch_size(64);  // another number of batches per epoch
+  ts::Model fresh = model(1);
+  EXPECT_THROW(ts::Trainer(bigger).resume(fresh, p.train, p.val, runs / "run"), ts::ConfigError);
+  EXPECT_EQ(metric_rows(runs / "run"), rows);
+  EXPECT_EQ(before.meta("status"), status) << "not marked running or crashed";
 }
 
 TEST_F(Resume, ACheckpointOfAnotherModelIsAClearError) {

@@ -96,6 +96,30 @@ TEST(Trainer, InvalidOptionsNameFieldAndValue) {
   EXPECT_THROW(ts::Trainer(quiet().device("tpu")), ts::ConfigError);
 }
 
+// An epoch that a mid-epoch stop keeps from validating reports no validation metrics, rather
+// than the previous epoch's.
+TEST(Trainer, AnEpochWithoutValidationHasNoValidationMetrics) {
+  class StopInEpoch2 : public ts::Callback {
+   public:
+    std::string name() const override { return "stop"; }
+    void on_train_batch_end(ts::TrainState& s) override {
+      if (s.epoch == 2) s.request_stop(ts::StopReason::kUserCallback, "test");
+    }
+    void on_epoch_end(ts::TrainState& s) override { seen[s.epoch] = s.val_metrics.size(); }
+    std::map<int64_t, size_t> seen;
+  };
+  torch::manual_seed(0);
+  auto data =
+      std::make_shared<ts::data::TensorDataset>(torch::randn({64, 4}), torch::randint(0, 2, {64}));
+  ts::Model model(torch::nn::Linear(4, 2));
+  ts::Trainer trainer(quiet().max_epochs(3).batch_size(16));
+  auto stop = std::make_shared<StopInEpoch2>();
+  trainer.add_callback(stop);
+  trainer.fit(model, data, data);
+  EXPECT_EQ(stop->seen[1], 2u) << "loss and accuracy";
+  EXPECT_EQ(stop->seen[2], 0u);
+}
+
 TEST(Trainer, EarlyStoppingByDefaultEndsAPlateauAndRestoresBest) {
   // Labels are noise: validation loss stops improving quickly.
   torch::manual_seed(0);
