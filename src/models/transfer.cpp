@@ -111,34 +111,35 @@ std::vector<std::string> parameter_names(const Model& model,
   return out;
 }
 
-int64_t freeze(const Model& model, const std::vector<std::string>& prefixes,
-               bool freeze_norm_stats) {
+namespace {
+
+// requires_grad for the matching parameters; their BatchNorm layers kept in eval mode (freezing)
+// or let go (unfreezing) when `norms` says so.
+int64_t set_trainable(const Model& model, const std::vector<std::string>& prefixes, bool train,
+                      bool norms) {
   int64_t n = 0;
   for (auto& item : model.module().named_parameters())
     if (under_any(item.key(), prefixes)) {
-      item.value().set_requires_grad(false);
+      item.value().set_requires_grad(train);
       ++n;
     }
-  if (freeze_norm_stats)
+  if (norms)
     for (const auto& item : model.module().named_modules("", false))
       if (is_batch_norm(*item.value()) && under_any(item.key(), prefixes))
-        model.keep_in_eval(item.value());
+        train ? model.release_from_eval(item.value()) : model.keep_in_eval(item.value());
   return n;
+}
+
+}  // namespace
+
+int64_t freeze(const Model& model, const std::vector<std::string>& prefixes,
+               bool freeze_norm_stats) {
+  return set_trainable(model, prefixes, /*train=*/false, freeze_norm_stats);
 }
 
 int64_t unfreeze(const Model& model, const std::vector<std::string>& prefixes,
                  bool release_norm_stats) {
-  int64_t n = 0;
-  for (auto& item : model.module().named_parameters())
-    if (under_any(item.key(), prefixes)) {
-      item.value().set_requires_grad(true);
-      ++n;
-    }
-  if (release_norm_stats)
-    for (const auto& item : model.module().named_modules("", false))
-      if (is_batch_norm(*item.value()) && under_any(item.key(), prefixes))
-        model.release_from_eval(item.value());
-  return n;
+  return set_trainable(model, prefixes, /*train=*/true, release_norm_stats);
 }
 
 int64_t freeze_backbone(const Model& model, const LinearLayer& head, bool train_bn) {
