@@ -11,10 +11,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <optional>
 #include <cstdio>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 extern char** environ;
 
@@ -52,10 +52,23 @@ int exit_code(int status) {
   return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-// A signal for the launcher itself (kill PID, timeout, docker stop): passed on to every rank, so
-// each saves its state and stops as it would on its own.
-volatile std::sig_atomic_t g_forward = 0;
-extern "C" void forward_signal(int signal) { g_forward = signal; }
+// The ranks run in process groups of their own, so that a signal reaches each of them once, from
+// the launcher: Ctrl-C (which a terminal sends to the foreground group), kill PID, timeout or
+// docker stop. A rank that gets SIGINT twice dies at once, as a single process does on a second
+// Ctrl-C; were the ranks in the launcher's group, one Ctrl-C would reach them twice.
+volatile std::sig_atomic_t g_signals = 0;  // SIGINT and SIGTERM received, to forward one for one
+volatile std::sig_atomic_t g_last_signal = 0;
+volatile std::sig_atomic_t g_suspend = 0;  // Ctrl-Z
+extern "C" void forward_signal(int signal) {
+  g_last_signal = signal;
+  g_signals = g_signals + 1;
+}
+extern "C" void note_suspend(int) { g_suspend = 1; }
+
+void signal_ranks(const std::vector<pid_t>& ranks, int signal) {
+  for (pid_t p : ranks)
+    if (p > 0) ::kill(p, signal);  // reaped ranks are -1: never signalled
+}
 
 }  // namespace
 
@@ -85,13 +98,15 @@ int launch(int nproc, const std::vector<std::string>& argv) {
   std::printf("data parallel: %d ranks on this machine (rendezvous 127.0.0.1:%d); rank 0 reports\n",
               nproc, port);
   std::fflush(stdout);
-  // Ctrl-C from a terminal reaches every rank by itself (same process group); a signal sent to
-  // the launcher alone is forwarded.
   struct sigaction forward {};
   forward.sa_handler = forward_signal;
   sigemptyset(&forward.sa_mask);
   sigaction(SIGINT, &forward, nullptr);
   sigaction(SIGTERM, &forward, nullptr);
+  struct sigaction suspend {};
+  suspend.sa_handler = note_suspend;
+  sigemptyset(&suspend.sa_mask);
+  sigaction(SIGTSTP, &suspend, nullptr);
   const pid_t launcher = ::getpid();
   std::vector<pid_t> ranks;
   for (int r = 0; r < nproc; ++r) {
@@ -127,6 +142,8 @@ int launch(int nproc, const std::vector<std::string>& argv) {
       if (::getppid() != launcher) ::_exit(137);
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
+      std::signal(SIGTSTP, SIG_DFL);
+      ::setpgid(0, 0);
       if (r > 0) {
         const int null = ::open("/dev/null", O_WRONLY);
         if (null >= 0) ::dup2(null, 1);
@@ -134,23 +151,27 @@ int launch(int nproc, const std::vector<std::string>& argv) {
       ::execve("/proc/self/exe", args.data(), envp.data());
       ::_exit(127);
     }
+    ::setpgid(pid, pid);  // also here, so that no signal finds the rank still in our group
     ranks.push_back(pid);
   }
   int first_failure = 0;
   size_t running = ranks.size();
-  std::optional<std::chrono::steady_clock::time_point> kill_at;
-  int forwarded = 0;
+  bool killing = false;  // set with kill_at
+  std::chrono::steady_clock::time_point kill_at;
+  std::sig_atomic_t forwarded = 0;
   while (running > 0) {
-    if (g_forward != 0 && g_forward != forwarded) {
-      forwarded = g_forward;
-      for (pid_t p : ranks)
-        if (p > 0) ::kill(p, forwarded);
+    for (; forwarded != g_signals; ++forwarded) signal_ranks(ranks, g_last_signal);
+    if (g_suspend != 0) {
+      // Ctrl-Z stops the whole job, and `fg` continues it.
+      g_suspend = 0;
+      signal_ranks(ranks, SIGSTOP);
+      ::raise(SIGSTOP);
+      signal_ranks(ranks, SIGCONT);
     }
     // Ranks blocked in a collective get SIGKILL if they do not end by themselves.
-    if (kill_at && std::chrono::steady_clock::now() >= *kill_at) {
-      for (pid_t p : ranks)
-        if (p > 0) ::kill(p, SIGKILL);
-      kill_at.reset();
+    if (killing && std::chrono::steady_clock::now() >= kill_at) {
+      signal_ranks(ranks, SIGKILL);
+      killing = false;
     }
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, WNOHANG);
@@ -175,8 +196,8 @@ int launch(int nproc, const std::vector<std::string>& argv) {
     if (exit_code(status) == 130) continue;
     std::fprintf(stderr, "trainscope: rank %d %s; stopping the other %zu rank%s\n", rank,
                  describe(status).c_str(), running, running == 1 ? "" : "s");
-    for (pid_t p : ranks)
-      if (p > 0) ::kill(p, SIGTERM);
+    signal_ranks(ranks, SIGTERM);
+    killing = true;
     kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   }
   return first_failure;

@@ -179,7 +179,8 @@ TEST_F(DataParallel, CtrlCStopsEveryRankAtOneBatchAndTheJobResumes) {
     return a;
   };
   ASSERT_EQ(wait_for(spawn(job("whole"), dir_ / "log.txt")), 0) << log_text();
-  // Ctrl-C reaches the launcher and every rank: the terminal signals the whole process group.
+  // Ctrl-C: the terminal signals the launcher's process group, and the launcher passes it on to
+  // each rank once (a second SIGINT would kill a rank before it saves).
   const pid_t launcher = spawn(job("cut"), dir_ / "cut.txt", {}, /*own_group=*/true);
   ASSERT_TRUE(wait_until([&] { return fs::exists(ckpt("cut")); }, launcher, 60))
       << log_text("cut.txt");
@@ -187,6 +188,9 @@ TEST_F(DataParallel, CtrlCStopsEveryRankAtOneBatchAndTheJobResumes) {
   ::kill(-launcher, SIGINT);
   EXPECT_EQ(wait_for(launcher), 130) << log_text("cut.txt");
   EXPECT_NE(log_text("cut.txt").find("interrupted (a signal to the job) in epoch"),
+            std::string::npos)
+      << log_text("cut.txt");
+  EXPECT_NE(log_text("cut.txt").find("the state after the last batch is saved: trainscope resume"),
             std::string::npos)
       << log_text("cut.txt");
   const auto info = ts::track::read_checkpoint_info(ckpt("cut"));

@@ -89,8 +89,9 @@ TEST(Preflight, ImbalanceUnusedParametersBadInitAndUnlearnableData) {
   auto f = dg::preflight(with_spare, *blobs(256));
   ASSERT_TRUE(kinds(f).count("preflight_no_gradient"));
   for (const auto& x : f)
-    if (x.kind == "preflight_no_gradient")
+    if (x.kind == "preflight_no_gradient") {
       EXPECT_NE(x.message.find("spare.weight, spare.bias"), std::string::npos) << x.message;
+    }
 
   // A last layer initialized 100x too large starts far from log C.
   auto loud = mlp();

@@ -97,7 +97,9 @@ TEST(Transfer, ReplaceHeadResizesTheOutputAndLeavesTheBackbone) {
   EXPECT_EQ(head.describe(), "7 (16 -> 5)");
   EXPECT_EQ(model.forward(torch::randn({2, 1, 8, 8})).sizes(), (std::vector<int64_t>{2, 5}));
   for (const auto& item : model.module().named_parameters())
-    if (item.key().rfind("7.", 0) != 0) EXPECT_TRUE(torch::equal(item.value(), copies[item.key()]));
+    if (item.key().rfind("7.", 0) != 0) {
+      EXPECT_TRUE(torch::equal(item.value(), copies[item.key()])) << item.key();
+    }
   // torch's Linear init: uniform in +-1/sqrt(in_features).
   EXPECT_LE(model.module().named_parameters()["7.weight"].abs().max().item<double>(), 0.25);
 }
@@ -125,8 +127,9 @@ TEST(Transfer, AFrozenBackboneIsBitIdenticalAfterTrainingAndOutOfTheOptimizer) {
   EXPECT_TRUE(probe->optimized.count(params["7.bias"].unsafeGetTensorImpl()));
   // Backbone weights and BatchNorm statistics (running mean, var, batches tracked) unchanged.
   for (const auto& item : model.module().named_parameters())
-    if (backbone.count(item.key()))
+    if (backbone.count(item.key())) {
       EXPECT_TRUE(torch::equal(item.value(), backbone[item.key()])) << item.key();
+    }
   for (const auto& item : model.module().named_buffers())
     EXPECT_TRUE(torch::equal(item.value(), backbone[item.key()])) << item.key();
   EXPECT_FALSE(torch::equal(params["7.weight"], head_before)) << "the head trained";
