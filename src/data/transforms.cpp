@@ -98,7 +98,9 @@ class RandomFlip : public Transform {
     return batch;
   }
   std::string describe() const override {
-    return std::string(horizontal_ ? "hflip" : "vflip") + (p_ != 0.5 ? "(" + fmt(p_) + ")" : "");
+    std::string name = horizontal_ ? "hflip" : "vflip";
+    if (p_ != 0.5) name.append("(").append(fmt(p_)).append(")");
+    return name;
   }
 
  private:
