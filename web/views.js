@@ -332,6 +332,14 @@ export function runFacts(run) {
   ];
   const box = h('div', { class: 'facts' }, facts.map(([k, v]) => h('div', { class: 'fact' }, h('div', { class: 'fact-label', text: k }), h('div', { class: 'fact-value' }, v))));
   if (run.stop_message) box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'why it stopped' }), h('div', { class: 'fact-value', text: run.stop_message })));
+  // A resumed run's curves continue without a seam (the store is cut back to the checkpoint), so
+  // say where it continued from.
+  const resumes = Number(run.meta?.resumes || 0);
+  if (resumes > 0) {
+    const times = resumes === 1 ? 'once' : `${resumes} times`;
+    const text = `${times}; last from ${run.meta.resumed_from || 'its start'} on ${fmtTime(Number(run.meta.resumed_at))}`;
+    box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'resumed' }), h('div', { class: 'fact-value', dataset: { fact: 'resumed' }, text })));
+  }
   return box;
 }
 

@@ -164,6 +164,8 @@ try {
     await until(() => page.evaluate(() => document.querySelectorAll('.heat canvas').length > 0), 10000, 'the heatmap');
     const per = await page.$$eval('table.per-class td:first-child', (t) => t.map((x) => x.textContent));
     assert(per.includes('<b>bird</b>'), `per-class ${per}`);
+    const resumed = await page.textContent('[data-fact=resumed]');
+    assert(/^2 times; last from last\.ckpt \(epoch 5, step 437\) on \d{4}-\d\d-\d\d \d\d:\d\d$/.test(resumed), `resumed: ${resumed}`);
     const download = await Promise.all([page.waitForEvent('download'), page.click('[data-chart=loss] a.csv >> nth=0')]);
     const path = await download[0].path();
     const csv = (await import('node:fs')).readFileSync(path, 'utf8');

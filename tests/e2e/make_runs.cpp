@@ -129,6 +129,12 @@ int main(int argc, char** argv) {
   fs::create_directories(runs);
   big_run(runs / "big");
   small_run(runs / "cmp-a", "cmp-a", 0.003, 1);
+  {
+    RunStore store(runs / "cmp-a" / "run.sqlite");
+    store.set_meta("resumes", "2");
+    store.set_meta("resumed_at", "1790000300");
+    store.set_meta("resumed_from", "last.ckpt (epoch 5, step 437)");
+  }
   small_run(runs / "cmp-b", "cmp-b", 0.001, 2);
   hostile_run(runs);
   return 0;
