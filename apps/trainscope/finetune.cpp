@@ -6,6 +6,7 @@
 #include <trainscope/models/transfer.h>
 #include <trainscope/models/zoo.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 
 #include <cstdio>
@@ -27,15 +28,21 @@ Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, i
 }
 
 std::string FinetuneSource::describe() const {
+  std::string what;
   switch (kind) {
     case Kind::kRun:
-      return "run " + path.string() + " (" + weights.filename().string() + ")";
+      what = "run " + path.string();
+      if (!weights.empty()) what += " (" + weights.filename().string() + ")";
+      break;
     case Kind::kCheckpoint:
-      return "checkpoint " + path.string();
+      what = "checkpoint " + path.string();
+      break;
     case Kind::kTorchScript:
-      return "TorchScript model " + path.string();
+      what = "TorchScript model " + path.string();
+      break;
   }
-  return path.string();
+  if (kept) what += weights.empty() ? ", the architecture kept in the run" : ", as kept in the run";
+  return what;
 }
 
 namespace {
@@ -51,6 +58,13 @@ std::optional<std::pair<double, double>> run_normalization(const fs::path& run) 
 Config config_of(const std::string& toml, const std::string& origin) {
   Config c = Config::defaults();
   c.merge_text(toml, origin);
+  c.resolve();
+  return c;
+}
+
+Config config_file(const fs::path& file) {
+  Config c = Config::defaults();
+  c.merge_file(file);
   c.resolve();
   return c;
 }
@@ -76,10 +90,7 @@ FinetuneSource resolve_source(const Config& config) {
     s.weights = run / "checkpoints" / "best.ckpt";
     if (!fs::exists(s.weights))
       throw ConfigError(where + ": the run has no checkpoints/best.ckpt (did it finish an epoch?)");
-    Config c = Config::defaults();
-    c.merge_file(run / "config.toml");
-    c.resolve();
-    s.config = c;
+    s.config = config_file(run / "config.toml");
     s.normalization = run_normalization(run);
     return s;
   }
@@ -104,6 +115,47 @@ FinetuneSource resolve_source(const Config& config) {
   throw ConfigError(where +
                     " is neither a trainscope run, a .ckpt checkpoint nor a TorchScript "
                     "file (torch.jit.script(model).save(path) in Python writes one)");
+}
+
+void keep_source(const FinetuneSource& source, const fs::path& run_dir) {
+  if (source.kept) return;
+  const fs::path dir = run_dir / "source";
+  const fs::path file =
+      dir / (source.kind == FinetuneSource::Kind::kTorchScript ? "model.pt" : "config.toml");
+  if (fs::exists(file)) return;
+  fs::create_directories(dir);
+  if (source.kind == FinetuneSource::Kind::kTorchScript)
+    track::write_atomically(file, [&](const fs::path& tmp) { fs::copy_file(source.weights, tmp); });
+  else
+    track::write_text_atomically(file, source.config->to_toml());
+}
+
+FinetuneSource run_source(const Config& config, const fs::path& run_dir) {
+  const fs::path kept_model = run_dir / "source" / "model.pt";
+  const fs::path kept_config = run_dir / "source" / "config.toml";
+  FinetuneSource s;
+  if (fs::exists(kept_model)) {
+    s.kind = FinetuneSource::Kind::kTorchScript;
+    s.path = config.get_string("finetune.from");
+    s.weights = kept_model;
+    s.kept = true;
+    return s;
+  }
+  try {
+    s = resolve_source(config);
+    // The architecture the run was fine-tuned with, should the source have changed since.
+    if (fs::exists(kept_config)) s.config = config_file(kept_config);
+    return s;
+  } catch (const ConfigError& e) {
+    if (!fs::exists(kept_config))
+      throw ConfigError(std::string(e.what()) + "; the fine-tuned run " + run_dir.string() +
+                        " needs its source to rebuild its model");
+  }
+  s = FinetuneSource{};
+  s.path = config.get_string("finetune.from");
+  s.config = config_file(kept_config);
+  s.kept = true;
+  return s;
 }
 
 std::string adopt_normalization(Config& config, const FinetuneSource& source) {
@@ -133,7 +185,7 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
     // the one thing not loaded.
     model = zoo_model(*source.config, input_shape, outputs);
     const auto head = models::find_head(model, head_name);
-    models::load_backbone(model, source.weights, head.name);
+    if (!source.weights.empty()) models::load_backbone(model, source.weights, head.name);
   }
   std::string layers;  // for the errors below, as they were before the head was resized
   for (const auto& l : models::linear_layers(model))

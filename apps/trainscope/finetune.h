@@ -22,12 +22,24 @@ struct FinetuneSource {
   std::filesystem::path weights;  // the checkpoint or TorchScript file that holds the weights
   std::optional<Config> config;   // the source's settings (runs and checkpoints)
   std::optional<std::pair<double, double>> normalization;  // the source's data.mean, data.std
-  std::string describe() const;                            // "run runs/pre (best.ckpt, epoch 5)"
+  // Rebuilt from the copy a fine-tuned run keeps in source/: the architecture only, when
+  // `weights` is empty (the run's own checkpoints hold every weight).
+  bool kept = false;
+  std::string describe() const;  // "run runs/pre (best.ckpt)"
 };
 
 // Resolves finetune.from (a run directory, a run name under run.dir, a .ckpt file, a TorchScript
 // file). Throws ConfigError naming the value and what was expected.
 FinetuneSource resolve_source(const Config& config);
+
+// A fine-tuned run keeps what rebuilds its model in `run_dir`/source/: the TorchScript file, or
+// the source's config (its architecture). Written once, atomically; a no-op when present.
+void keep_source(const FinetuneSource& source, const std::filesystem::path& run_dir);
+
+// The source of the fine-tuned run in `run_dir`, for resuming, testing or exporting it: its kept
+// TorchScript copy, else finetune.from (with the kept architecture, when the run has one), else,
+// when that is gone, the kept architecture without weights.
+FinetuneSource run_source(const Config& config, const std::filesystem::path& run_dir);
 
 // Sets data.mean and data.std to the source's normalization unless the user set them, so the
 // backbone sees inputs scaled as in its training. Returns a line saying what it did.
@@ -35,7 +47,8 @@ std::string adopt_normalization(Config& config, const FinetuneSource& source);
 
 // The source's model with its head (finetune.head, or its last Linear layer) replaced by a new
 // one with `outputs` outputs and the rest frozen (BatchNorm statistics too unless
-// finetune.train_bn). Returns the model and a summary line.
+// finetune.train_bn). A source without weights gives the architecture with the backbone as
+// initialized. Returns the model and a summary line.
 std::pair<Model, std::string> finetune_model(const Config& config, const FinetuneSource& source,
                                              const std::vector<int64_t>& input_shape,
                                              int64_t outputs);

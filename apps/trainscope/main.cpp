@@ -353,28 +353,45 @@ struct Prepared {
   ts::data::DataSplits data;
   ts::Model model;
   std::shared_ptr<ts::data::Transform> augment;
+  std::optional<ts::cli::FinetuneSource> source;  // fine-tuning
 };
 
 // Data, model and augmentation of a fit. Fine-tuning (finetune.from) takes the source's
-// normalization into `config` first, then builds the source's backbone under a new head.
-Prepared prepare(ts::Config& config) {
+// normalization into `config` first, then builds the source's backbone under a new head. A
+// resumed fine-tuned run (`run_dir`) may rebuild it from what the run kept of its source.
+Prepared prepare(ts::Config& config, const fs::path& run_dir = {}) {
   Prepared p;
   const bool print = config.get_string("ui.progress") != "off";
   if (config.get_string("finetune.from").empty()) {
     p.data = load_data(config);
     p.model = build_model(config, p.data);
   } else {
-    const auto source = ts::cli::resolve_source(config);
-    const std::string normalization = ts::cli::adopt_normalization(config, source);
+    p.source = run_dir.empty() ? ts::cli::resolve_source(config)
+                               : ts::cli::run_source(config, run_dir);
+    const std::string normalization = ts::cli::adopt_normalization(config, *p.source);
     p.data = load_data(config);
     auto [model, summary] =
-        ts::cli::finetune_model(config, source, p.data.input_shape, model_outputs(p.data));
+        ts::cli::finetune_model(config, *p.source, p.data.input_shape, model_outputs(p.data));
     p.model = model;
     if (print) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
   }
   p.augment = make_augment(config, p.data);
   return p;
 }
+
+// Copies what rebuilds a fine-tuned model into its run once the run exists, so that resuming,
+// testing and exporting it do not need the source.
+class KeepSource : public ts::Callback {
+ public:
+  explicit KeepSource(ts::cli::FinetuneSource source) : source_(std::move(source)) {}
+  std::string name() const override { return "keep_source"; }
+  void on_fit_start(ts::TrainState& state) override {
+    if (state.run) ts::cli::keep_source(source_, state.run->dir());
+  }
+
+ private:
+  ts::cli::FinetuneSource source_;
+};
 
 ts::TrainerOptions trainer_options(const ts::Config& config, const Prepared& p) {
   ts::TrainerOptions options = ts::TrainerOptions::from(config);
@@ -455,6 +472,7 @@ std::unique_ptr<ts::Trainer> make_trainer(const ts::Config& config, const Prepar
   if (!config.get_string("finetune.from").empty())
     trainer->add_callback(
         std::make_shared<ts::callbacks::FineTuning>(ts::cli::fine_tuning_options(config)));
+  if (p.source) trainer->add_callback(std::make_shared<KeepSource>(*p.source));
   return trainer;
 }
 
@@ -563,11 +581,11 @@ fs::path find_run(const TestArgs& args) {
 }
 
 // The model of a finished run, with its architecture: a zoo model, or a fine-tuned one rebuilt
-// from its source (whose backbone weights the run's checkpoint then replaces).
-ts::Model run_model(const ts::Config& config, const std::vector<int64_t>& input_shape,
-                    int64_t outputs) {
+// from its source or the run's copy of it (the run's checkpoint then sets every weight).
+ts::Model run_model(const ts::Config& config, const fs::path& dir,
+                    const std::vector<int64_t>& input_shape, int64_t outputs) {
   if (config.get_string("finetune.from").empty()) return build_model(config, input_shape, outputs);
-  return ts::cli::finetune_model(config, ts::cli::resolve_source(config), input_shape, outputs)
+  return ts::cli::finetune_model(config, ts::cli::run_source(config, dir), input_shape, outputs)
       .first;
 }
 
@@ -579,7 +597,7 @@ int run_test(const TestArgs& args) {
   config.resolve();
   configure_runtime(config, false);
   auto data = load_data(config);
-  ts::Model model = run_model(config, data.input_shape, model_outputs(data));
+  ts::Model model = run_model(config, dir, data.input_shape, model_outputs(data));
   fs::path weights = dir / "checkpoints" / (args.weights + ".ckpt");
   ts::callbacks::load_weights(model.module(), weights);
 
@@ -649,7 +667,18 @@ int run_resume(const ResumeArgs& args) {
   Job job = join_job(config);
   configure_runtime(config, config.get_string("ui.progress") != "off");
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
-  Prepared p = prepare(config);
+  Prepared p = prepare(config, dir);
+  if (p.source && p.source->weights.empty()) {
+    // Only a checkpoint can give back the pretrained backbone now.
+    bool any = false;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(dir / "checkpoints", ec))
+      any |= e.path().extension() == ".ckpt";
+    if (!any)
+      throw ts::Error("run " + dir.string() + " has no checkpoint, and its source " +
+                      p.source->path.string() +
+                      " is gone: the pretrained backbone cannot be restored; fine-tune again");
+  }
   auto trainer_ptr = make_trainer(config, p, job);
   ts::Trainer& trainer = *trainer_ptr;
   bool changed_training = false;
@@ -701,10 +730,10 @@ int run_export(const ExportArgs& args) {
   auto shape = run->store().meta("model.input_shape");
   auto outputs = run->store().meta("model.outputs");
   if (shape && outputs) {
-    model = run_model(config, parse_ints(*shape), std::stoll(*outputs));
+    model = run_model(config, dir, parse_ints(*shape), std::stoll(*outputs));
   } else {
     const auto data = load_data(config);
-    model = run_model(config, data.input_shape, model_outputs(data));
+    model = run_model(config, dir, data.input_shape, model_outputs(data));
   }
   const fs::path checkpoint = dir / "checkpoints" / (args.weights + ".ckpt");
   if (!fs::exists(checkpoint))

@@ -123,6 +123,46 @@ TEST_F(ResumeCli, EpochsExtendsAFinishedRunAndMistakesExit2) {
   EXPECT_EQ(run(args("export", "short", {"--weights", "worst"})), 2);
 }
 
+// A fine-tuned run keeps its source's architecture: with the source run gone it still tests the
+// same, resumes and exports; only a run with no checkpoint left needs the source's backbone.
+TEST_F(ResumeCli, AFineTunedRunOutlivesItsSource) {
+  ASSERT_EQ(run(args("train", "pre", {"--set", "data.classes=[0,1,2,3,4]"})), 0) << log_text();
+  auto finetune = args("finetune", "ft",
+                       {"--from", "pre", "--set", "data.classes=[5,6,7,8,9]", "--set",
+                        "data.limit=2000", "--epochs", "2"});
+  finetune[1] = "--name";  // args() puts the run name first for commands other than train
+  finetune.insert(finetune.begin() + 2, "ft");
+  ASSERT_EQ(run(finetune), 0) << log_text();
+  const fs::path ft = dir_ / "runs" / "ft";
+  ASSERT_TRUE(fs::exists(ft / "source" / "config.toml"));
+  auto tested = [&] {
+    EXPECT_EQ(run({"test", "ft", "--runs-dir", (dir_ / "runs").string()}), 0) << log_text();
+    const std::string out = log_text();  // every command's output, appended
+    const size_t at = out.rfind("\ntest: loss ");
+    return at == std::string::npos ? std::string("none: ") + out
+                                   : out.substr(at + 1, out.find('\n', at + 1) - at - 1);
+  };
+  const std::string before = tested();
+  fs::rename(dir_ / "runs" / "pre", dir_ / "pre-gone");
+  EXPECT_EQ(tested(), before);
+  ASSERT_EQ(run(args("resume", "ft", {"--epochs", "3"})), 0) << log_text();
+  EXPECT_NE(log_text().find("fine-tuning run pre, the architecture kept in the run"),
+            std::string::npos)
+      << log_text();
+  EXPECT_NE(log_text().find("epoch 3/3"), std::string::npos) << log_text();
+  EXPECT_EQ(run({"export", "ft", "--runs-dir", (dir_ / "runs").string(), "--out",
+                 (dir_ / "ft.pt").string()}),
+            0)
+      << log_text();
+  // Without a checkpoint, the pretrained backbone is nowhere: a clear refusal, the run untouched.
+  fs::remove_all(ft / "checkpoints");
+  EXPECT_EQ(run(args("resume", "ft")), 2);
+  EXPECT_NE(log_text().find("has no checkpoint, and its source pre is gone: the pretrained "
+                            "backbone cannot be restored"),
+            std::string::npos)
+      << log_text();
+}
+
 // The exported state dict in Python: strict load into the same torch.nn architecture, same logits
 // as the C++ model on the same inputs.
 TEST_F(ResumeCli, ExportedWeightsLoadInPythonTorchWithTheSameOutputs) {

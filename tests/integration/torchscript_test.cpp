@@ -146,7 +146,22 @@ TEST_F(TorchScript, FinetuneTrainsANewHeadOnAFrozenBackbone) {
     EXPECT_TRUE(torch::equal(item.value(), buffers[item.key()])) << item.key();
   // The head learned the new classes from the frozen features: well above chance (0.2). (How well
   // head-only fine-tuning does against other recipes is bench/run_finetune_bench.sh's question.)
-  EXPECT_GT(test_accuracy(dir_ / "runs" / "ft" / "run.sqlite"), 0.4);
+  const double accuracy = test_accuracy(dir_ / "runs" / "ft" / "run.sqlite");
+  EXPECT_GT(accuracy, 0.4);
+
+  // The run keeps a copy of the scripted model: with the original moved away (or replaced),
+  // `trainscope test` rebuilds the same model and scores it the same.
+  auto bytes = [](const fs::path& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(dir_ / "runs" / "ft" / "source" / "model.pt"), bytes(dir_ / "scripted.pt"));
+  fs::rename(dir_ / "scripted.pt", dir_ / "scripted.away");
+  Result tested = cli("test ft");
+  fs::rename(dir_ / "scripted.away", dir_ / "scripted.pt");
+  ASSERT_EQ(tested.status, 0) << tested.out;
+  EXPECT_NE(tested.out.find("test accuracy: "), std::string::npos) << tested.out;
+  EXPECT_DOUBLE_EQ(test_accuracy(dir_ / "runs" / "ft" / "run.sqlite"), accuracy);
 }
 
 TEST_F(TorchScript, AnAmbiguousHeadListsTheCandidatesAndCanBeNamed) {
