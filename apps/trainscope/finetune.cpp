@@ -130,31 +130,41 @@ void keep_source(const FinetuneSource& source, const fs::path& run_dir) {
     track::write_text_atomically(file, source.config->to_toml());
 }
 
-FinetuneSource run_source(const Config& config, const fs::path& run_dir) {
+FinetuneSource run_source(const Config& config, const fs::path& run_dir, bool backbone_weights) {
   const fs::path kept_model = run_dir / "source" / "model.pt";
   const fs::path kept_config = run_dir / "source" / "config.toml";
   FinetuneSource s;
+  s.path = config.get_string("finetune.from");
+  s.kept = true;
   if (fs::exists(kept_model)) {
     s.kind = FinetuneSource::Kind::kTorchScript;
-    s.path = config.get_string("finetune.from");
     s.weights = kept_model;
-    s.kept = true;
+    return s;
+  }
+  const bool has_kept = fs::exists(kept_config);
+  if (has_kept && !backbone_weights) {
+    s.config = config_file(kept_config);
     return s;
   }
   try {
-    s = resolve_source(config);
-    // The architecture the run was fine-tuned with, should the source have changed since.
-    if (fs::exists(kept_config)) s.config = config_file(kept_config);
+    FinetuneSource live = resolve_source(config);
+    if (!has_kept) return live;
+    // The source may have been retrained since: its weights serve only if it is the same model.
+    s.config = config_file(kept_config);
+    auto same = [&](const char* key) {
+      return live.config->setting(key).value == s.config->setting(key).value;
+    };
+    if (same("model.name") && same("model.channels") && same("model.hidden")) {
+      live.config = s.config;
+      return live;
+    }
     return s;
   } catch (const ConfigError& e) {
-    if (!fs::exists(kept_config))
+    if (!has_kept)
       throw ConfigError(std::string(e.what()) + "; the fine-tuned run " + run_dir.string() +
                         " needs its source to rebuild its model");
   }
-  s = FinetuneSource{};
-  s.path = config.get_string("finetune.from");
   s.config = config_file(kept_config);
-  s.kept = true;
   return s;
 }
 

@@ -367,7 +367,7 @@ Prepared prepare(ts::Config& config, const fs::path& run_dir = {}) {
     p.model = build_model(config, p.data);
   } else {
     p.source = run_dir.empty() ? ts::cli::resolve_source(config)
-                               : ts::cli::run_source(config, run_dir);
+                               : ts::cli::run_source(config, run_dir, /*backbone_weights=*/true);
     const std::string normalization = ts::cli::adopt_normalization(config, *p.source);
     p.data = load_data(config);
     auto [model, summary] =
@@ -585,8 +585,8 @@ fs::path find_run(const TestArgs& args) {
 ts::Model run_model(const ts::Config& config, const fs::path& dir,
                     const std::vector<int64_t>& input_shape, int64_t outputs) {
   if (config.get_string("finetune.from").empty()) return build_model(config, input_shape, outputs);
-  return ts::cli::finetune_model(config, ts::cli::run_source(config, dir), input_shape, outputs)
-      .first;
+  const auto source = ts::cli::run_source(config, dir, /*backbone_weights=*/false);
+  return ts::cli::finetune_model(config, source, input_shape, outputs).first;
 }
 
 int run_test(const TestArgs& args) {
@@ -677,7 +677,8 @@ int run_resume(const ResumeArgs& args) {
     if (!any)
       throw ts::Error("run " + dir.string() + " has no checkpoint, and its source " +
                       p.source->path.string() +
-                      " is gone: the pretrained backbone cannot be restored; fine-tune again");
+                      " is gone or now holds another model: the pretrained backbone cannot be "
+                      "restored; fine-tune again");
   }
   auto trainer_ptr = make_trainer(config, p, job);
   ts::Trainer& trainer = *trainer_ptr;
