@@ -486,7 +486,9 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
     if (batch_search)
       run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
-  const std::string name = fit.run_dir.filename().string();
+  // What to type to continue: a data-parallel job resumes at its world size.
+  std::string name = fit.run_dir.filename().string();
+  if (job.dp) name += " --nproc " + std::to_string(job.env.world_size);
   std::shared_ptr<ts::callbacks::ModelCheckpoint> checkpoint;
   for (const auto& cb : trainer.callbacks())
     if (auto c = std::dynamic_pointer_cast<ts::callbacks::ModelCheckpoint>(cb)) checkpoint = c;

@@ -685,6 +685,7 @@ TrainingSnapshot Trainer::capture() {
   root.write("trainer/epoch_complete", c10::IValue(snapshot.epoch_complete));
   root.write("trainer/global_step", c10::IValue(s.global_step));
   root.write("trainer/batches_per_epoch", c10::IValue(s.batches_per_epoch));
+  root.write("trainer/world_size", c10::IValue(static_cast<int64_t>(options_.world_size())));
   root.write("trainer/seed", c10::IValue(static_cast<int64_t>(options_.seed())));
   root.write("trainer/best_epoch", c10::IValue(result_.best_epoch));
   root.write("trainer/best_val_loss", c10::IValue(result_.best_val_loss));
@@ -732,6 +733,16 @@ void Trainer::restore_model(Restore& r) {
                           what.substr(0, what.find('\n')) +
                           " (resume with the run's own config.toml)");
   }
+  // Each rank's loader position and RNG state mean nothing to a job of another size (checkpoints
+  // from before this field are taken as they come).
+  if (c10::IValue world; root.try_read("trainer/world_size", world) &&
+                         world.toInt() != options_.world_size())
+    throw ConfigError("checkpoint " + file + " was taken by a job of " +
+                      std::to_string(world.toInt()) + " process" +
+                      (world.toInt() == 1 ? "" : "es") + ", this one has " +
+                      std::to_string(options_.world_size()) +
+                      "; resume at the same world size (trainscope resume RUN --nproc " +
+                      std::to_string(world.toInt()) + ", or as many ranks under your launcher)");
   const int64_t batches_per_epoch = read_int("trainer/batches_per_epoch");
   if (batches_per_epoch != s.batches_per_epoch)
     throw ConfigError("checkpoint " + file + " was taken with " +

@@ -190,11 +190,21 @@ TEST_F(DataParallel, CtrlCStopsEveryRankAtOneBatchAndTheJobResumes) {
   EXPECT_NE(log_text("cut.txt").find("interrupted (a signal to the job) in epoch"),
             std::string::npos)
       << log_text("cut.txt");
-  EXPECT_NE(log_text("cut.txt").find("the state after the last batch is saved: trainscope resume"),
+  EXPECT_NE(log_text("cut.txt").find(
+                "the state after the last batch is saved: trainscope resume cut --nproc 2\n"),
             std::string::npos)
       << log_text("cut.txt");
   const auto info = ts::track::read_checkpoint_info(ckpt("cut"));
   EXPECT_FALSE(info.epoch_complete) << "saved mid-epoch, at the batch every rank stopped after";
+  // One process cannot take over two ranks' places: refused before the run is touched.
+  EXPECT_EQ(wait_for(spawn({"resume", "cut", "--runs-dir", runs().string(), "--no-test",
+                            "--no-dashboard", "--progress", "plain"},
+                           dir_ / "alone.txt")),
+            2);
+  EXPECT_NE(log_text("alone.txt").find("was taken by a job of 2 processes, this one has 1; resume "
+                                       "at the same world size (trainscope resume RUN --nproc 2"),
+            std::string::npos)
+      << log_text("alone.txt");
   ASSERT_EQ(wait_for(spawn({"resume", "cut", "--runs-dir", runs().string(), "--no-test",
                             "--no-dashboard", "--progress", "plain", "--nproc", "2"},
                            dir_ / "cut.txt")),
