@@ -41,7 +41,9 @@ std::string FinetuneSource::describe() const {
       what = "TorchScript model " + path.string();
       break;
   }
-  if (kept) what += weights.empty() ? ", the architecture kept in the run" : ", as kept in the run";
+  if (kept)
+    return (weights.empty() ? "the architecture of " : "") + path.string() +
+           (weights.empty() ? " as the run keeps it" : " as the run keeps it (source/model.pt)");
   return what;
 }
 
@@ -130,41 +132,27 @@ void keep_source(const FinetuneSource& source, const fs::path& run_dir) {
     track::write_text_atomically(file, source.config->to_toml());
 }
 
-FinetuneSource run_source(const Config& config, const fs::path& run_dir, bool backbone_weights) {
+FinetuneSource run_source(const Config& config, const fs::path& run_dir) {
   const fs::path kept_model = run_dir / "source" / "model.pt";
   const fs::path kept_config = run_dir / "source" / "config.toml";
+  if (!fs::exists(kept_model) && !fs::exists(kept_config)) {
+    try {
+      return resolve_source(config);  // a run fine-tuned before runs kept their source
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string(e.what()) + "; the fine-tuned run " + run_dir.string() +
+                        " keeps no copy of it (source/) to rebuild its model from");
+    }
+  }
   FinetuneSource s;
   s.path = config.get_string("finetune.from");
   s.kept = true;
   if (fs::exists(kept_model)) {
     s.kind = FinetuneSource::Kind::kTorchScript;
     s.weights = kept_model;
-    return s;
-  }
-  const bool has_kept = fs::exists(kept_config);
-  if (has_kept && !backbone_weights) {
+  } else {
+    // Never the source's weights: it may have been retrained since.
     s.config = config_file(kept_config);
-    return s;
   }
-  try {
-    FinetuneSource live = resolve_source(config);
-    if (!has_kept) return live;
-    // The source may have been retrained since: its weights serve only if it is the same model.
-    s.config = config_file(kept_config);
-    auto same = [&](const char* key) {
-      return live.config->setting(key).value == s.config->setting(key).value;
-    };
-    if (same("model.name") && same("model.channels") && same("model.hidden")) {
-      live.config = s.config;
-      return live;
-    }
-    return s;
-  } catch (const ConfigError& e) {
-    if (!has_kept)
-      throw ConfigError(std::string(e.what()) + "; the fine-tuned run " + run_dir.string() +
-                        " needs its source to rebuild its model");
-  }
-  s.config = config_file(kept_config);
   return s;
 }
 

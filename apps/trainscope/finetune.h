@@ -36,12 +36,10 @@ FinetuneSource resolve_source(const Config& config);
 // the source's config (its architecture). Written once, atomically; a no-op when present.
 void keep_source(const FinetuneSource& source, const std::filesystem::path& run_dir);
 
-// The source of the fine-tuned run in `run_dir`, for resuming, testing or exporting it: its kept
-// TorchScript copy, or its kept architecture. With `backbone_weights` (a resume, which may have
-// no checkpoint to start from) the pretrained weights come from finetune.from while it holds the
-// same model; without them (`weights` empty) only the run's checkpoints can give them.
-FinetuneSource run_source(const Config& config, const std::filesystem::path& run_dir,
-                          bool backbone_weights);
+// The source of the fine-tuned run in `run_dir`, for resuming, testing or exporting it: the
+// TorchScript copy it keeps, or the architecture it keeps, without weights (`weights` empty: the
+// run's checkpoints hold them all). Runs that keep nothing use finetune.from itself.
+FinetuneSource run_source(const Config& config, const std::filesystem::path& run_dir);
 
 // Sets data.mean and data.std to the source's normalization unless the user set them, so the
 // backbone sees inputs scaled as in its training. Returns a line saying what it did.

@@ -56,14 +56,23 @@ int exit_code(int status) {
 // the launcher: Ctrl-C (which a terminal sends to the foreground group), kill PID, timeout or
 // docker stop. A rank that gets SIGINT twice dies at once, as a single process does on a second
 // Ctrl-C; were the ranks in the launcher's group, one Ctrl-C would reach them twice.
-volatile std::sig_atomic_t g_signals = 0;  // SIGINT and SIGTERM received, to forward one for one
-volatile std::sig_atomic_t g_last_signal = 0;
-volatile std::sig_atomic_t g_suspend = 0;  // Ctrl-Z
+volatile std::sig_atomic_t g_interrupts = 0;  // SIGINTs received, each forwarded once
+volatile std::sig_atomic_t g_terminations = 0;  // SIGTERMs
+volatile std::sig_atomic_t g_suspend = 0;       // Ctrl-Z
 extern "C" void forward_signal(int signal) {
-  g_last_signal = signal;
-  g_signals = g_signals + 1;
+  if (signal == SIGINT)
+    g_interrupts = g_interrupts + 1;
+  else
+    g_terminations = g_terminations + 1;
 }
 extern "C" void note_suspend(int) { g_suspend = 1; }
+
+// Whether a stop would stop us: POSIX discards a terminal stop for an orphaned process group
+// (nobody left to continue it), and so must we.
+bool may_stop() {
+  const pid_t parent = ::getppid();
+  return ::getpgid(parent) != ::getpgrp() && ::getsid(parent) == ::getsid(0);
+}
 
 void signal_ranks(const std::vector<pid_t>& ranks, int signal) {
   for (pid_t p : ranks)
@@ -101,18 +110,25 @@ int launch(int nproc, const std::vector<std::string>& argv) {
   struct sigaction forward {};
   forward.sa_handler = forward_signal;
   sigemptyset(&forward.sa_mask);
+  sigaddset(&forward.sa_mask, SIGINT);
+  sigaddset(&forward.sa_mask, SIGTERM);
   sigaction(SIGINT, &forward, nullptr);
   sigaction(SIGTERM, &forward, nullptr);
-  struct sigaction suspend {};
-  suspend.sa_handler = note_suspend;
-  sigemptyset(&suspend.sa_mask);
-  sigaction(SIGTSTP, &suspend, nullptr);
+  // Ctrl-Z suspends the job, unless whoever started us ignores it.
+  struct sigaction previous {};
+  sigaction(SIGTSTP, nullptr, &previous);
+  if (previous.sa_handler != SIG_IGN) {
+    struct sigaction suspend {};
+    suspend.sa_handler = note_suspend;
+    sigemptyset(&suspend.sa_mask);
+    sigaction(SIGTSTP, &suspend, nullptr);
+  }
   const pid_t launcher = ::getpid();
   std::vector<pid_t> ranks;
   for (int r = 0; r < nproc; ++r) {
     auto job_variable = [](const std::string& kv) {
       for (const char* key : {"RANK=", "LOCAL_RANK=", "WORLD_SIZE=", "LOCAL_WORLD_SIZE=",
-                              "MASTER_ADDR=", "MASTER_PORT="})
+                              "MASTER_ADDR=", "MASTER_PORT=", "TRAINSCOPE_NPROC="})
         if (kv.rfind(key, 0) == 0) return true;
       return false;
     };
@@ -125,6 +141,7 @@ int launch(int nproc, const std::vector<std::string>& argv) {
     env_strings.push_back("LOCAL_WORLD_SIZE=" + std::to_string(nproc));
     env_strings.push_back("MASTER_ADDR=127.0.0.1");
     env_strings.push_back("MASTER_PORT=" + std::to_string(port));
+    env_strings.push_back("TRAINSCOPE_NPROC=" + std::to_string(nproc));  // for the resume hint
     std::vector<char*> envp, args;
     for (auto& e : env_strings) envp.push_back(e.data());
     envp.push_back(nullptr);
@@ -140,10 +157,12 @@ int launch(int nproc, const std::vector<std::string>& argv) {
       // The rank dies with the launcher, whatever kills it; only async-signal-safe calls here.
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (::getppid() != launcher) ::_exit(137);
+      ::setpgid(0, 0);  // first: until then a Ctrl-C finds the launcher's handler, harmless here
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
       std::signal(SIGTSTP, SIG_DFL);
-      ::setpgid(0, 0);
+      // Outside the terminal's foreground group, a write with `stty tostop` would stop the rank.
+      std::signal(SIGTTOU, SIG_IGN);
       if (r > 0) {
         const int null = ::open("/dev/null", O_WRONLY);
         if (null >= 0) ::dup2(null, 1);
@@ -158,15 +177,21 @@ int launch(int nproc, const std::vector<std::string>& argv) {
   size_t running = ranks.size();
   bool killing = false;  // set with kill_at
   std::chrono::steady_clock::time_point kill_at;
-  std::sig_atomic_t forwarded = 0;
+  std::sig_atomic_t interrupts = 0, terminations = 0;
   while (running > 0) {
-    for (; forwarded != g_signals; ++forwarded) signal_ranks(ranks, g_last_signal);
+    for (; interrupts != g_interrupts; ++interrupts) signal_ranks(ranks, SIGINT);
+    for (; terminations != g_terminations; ++terminations) signal_ranks(ranks, SIGTERM);
     if (g_suspend != 0) {
-      // Ctrl-Z stops the whole job, and `fg` continues it.
+      // Ctrl-Z stops the whole job, and `fg` continues it; the time stopped does not count
+      // against ranks given a deadline.
       g_suspend = 0;
-      signal_ranks(ranks, SIGSTOP);
-      ::raise(SIGSTOP);
-      signal_ranks(ranks, SIGCONT);
+      if (may_stop()) {
+        const auto stopped = std::chrono::steady_clock::now();
+        signal_ranks(ranks, SIGSTOP);
+        ::raise(SIGSTOP);
+        signal_ranks(ranks, SIGCONT);
+        kill_at += std::chrono::steady_clock::now() - stopped;
+      }
     }
     // Ranks blocked in a collective get SIGKILL if they do not end by themselves.
     if (killing && std::chrono::steady_clock::now() >= kill_at) {
@@ -192,8 +217,9 @@ int launch(int nproc, const std::vector<std::string>& argv) {
     if (!failed || first_failure != 0) continue;
     first_failure = exit_code(status);
     if (running == 0) break;
-    // An interrupt (130) stops every rank by itself; anything else leaves the others waiting.
-    if (exit_code(status) == 130) continue;
+    // An interrupt we forwarded (130) stops every rank by itself; anything else, a signal sent
+    // to one rank included, leaves the others waiting.
+    if (exit_code(status) == 130 && g_interrupts + g_terminations > 0) continue;
     std::fprintf(stderr, "trainscope: rank %d %s; stopping the other %zu rank%s\n", rank,
                  describe(status).c_str(), running, running == 1 ? "" : "s");
     signal_ranks(ranks, SIGTERM);

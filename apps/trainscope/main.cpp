@@ -14,6 +14,7 @@
 #include <deque>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -367,7 +368,7 @@ Prepared prepare(ts::Config& config, const fs::path& run_dir = {}) {
     p.model = build_model(config, p.data);
   } else {
     p.source = run_dir.empty() ? ts::cli::resolve_source(config)
-                               : ts::cli::run_source(config, run_dir, /*backbone_weights=*/true);
+                               : ts::cli::run_source(config, run_dir);
     const std::string normalization = ts::cli::adopt_normalization(config, *p.source);
     p.data = load_data(config);
     auto [model, summary] =
@@ -380,12 +381,18 @@ Prepared prepare(ts::Config& config, const fs::path& run_dir = {}) {
 }
 
 // Copies what rebuilds a fine-tuned model into its run once the run exists, so that resuming,
-// testing and exporting it do not need the source.
+// testing and exporting it do not need the source. A model rebuilt from the kept architecture
+// has no pretrained backbone: only a checkpoint can give it back.
 class KeepSource : public ts::Callback {
  public:
   explicit KeepSource(ts::cli::FinetuneSource source) : source_(std::move(source)) {}
   std::string name() const override { return "keep_source"; }
   void on_fit_start(ts::TrainState& state) override {
+    if (source_.weights.empty() && state.resumed && state.resumed->file.empty())
+      throw ts::Error("the fine-tuned run has no usable checkpoint, so its pretrained backbone "
+                      "is lost (the run keeps the source's architecture, not its weights); "
+                      "fine-tune again from " +
+                      source_.path.string());
     if (state.run) ts::cli::keep_source(source_, state.run->dir());
   }
 
@@ -486,9 +493,13 @@ int finish(ts::Trainer& trainer, const ts::FitResult& fit, Prepared& p,
     if (batch_search)
       run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
-  // What to type to continue: a data-parallel job resumes at its world size.
+  // What to type to continue: a data-parallel job resumes at its world size (under another
+  // launcher, with as many ranks as now).
   std::string name = fit.run_dir.filename().string();
-  if (job.dp) name += " --nproc " + std::to_string(job.env.world_size);
+  if (const char* nproc = std::getenv("TRAINSCOPE_NPROC"); job.dp && nproc)
+    name += std::string(" --nproc ") + nproc;
+  else if (job.dp)
+    name += " (with " + std::to_string(job.env.world_size) + " ranks)";
   std::shared_ptr<ts::callbacks::ModelCheckpoint> checkpoint;
   for (const auto& cb : trainer.callbacks())
     if (auto c = std::dynamic_pointer_cast<ts::callbacks::ModelCheckpoint>(cb)) checkpoint = c;
@@ -587,7 +598,7 @@ fs::path find_run(const TestArgs& args) {
 ts::Model run_model(const ts::Config& config, const fs::path& dir,
                     const std::vector<int64_t>& input_shape, int64_t outputs) {
   if (config.get_string("finetune.from").empty()) return build_model(config, input_shape, outputs);
-  const auto source = ts::cli::run_source(config, dir, /*backbone_weights=*/false);
+  const auto source = ts::cli::run_source(config, dir);
   return ts::cli::finetune_model(config, source, input_shape, outputs).first;
 }
 
@@ -670,18 +681,6 @@ int run_resume(const ResumeArgs& args) {
   configure_runtime(config, config.get_string("ui.progress") != "off");
   auto dashboard = ts::cli::start_train_dashboard(config, args.no_dashboard);
   Prepared p = prepare(config, dir);
-  if (p.source && p.source->weights.empty()) {
-    // Only a checkpoint can give back the pretrained backbone now.
-    bool any = false;
-    std::error_code ec;
-    for (const auto& e : fs::directory_iterator(dir / "checkpoints", ec))
-      any |= e.path().extension() == ".ckpt";
-    if (!any)
-      throw ts::Error("run " + dir.string() + " has no checkpoint, and its source " +
-                      p.source->path.string() +
-                      " is gone or now holds another model: the pretrained backbone cannot be "
-                      "restored; fine-tune again");
-  }
   auto trainer_ptr = make_trainer(config, p, job);
   ts::Trainer& trainer = *trainer_ptr;
   bool changed_training = false;

@@ -741,8 +741,11 @@ void Trainer::restore_model(Restore& r) {
                       std::to_string(world.toInt()) + " process" +
                       (world.toInt() == 1 ? "" : "es") + ", this one has " +
                       std::to_string(options_.world_size()) +
-                      "; resume at the same world size (trainscope resume RUN --nproc " +
-                      std::to_string(world.toInt()) + ", or as many ranks under your launcher)");
+                      (world.toInt() == 1
+                           ? "; resume it as one process (trainscope resume RUN, no --nproc)"
+                           : "; resume at the same world size (trainscope resume RUN --nproc " +
+                                 std::to_string(world.toInt()) +
+                                 ", or as many ranks under your launcher)"));
   const int64_t batches_per_epoch = read_int("trainer/batches_per_epoch");
   if (batches_per_epoch != s.batches_per_epoch)
     throw ConfigError("checkpoint " + file + " was taken with " +

@@ -229,6 +229,35 @@ TEST_F(DataParallel, ASignalToTheLauncherReachesEveryRank) {
   EXPECT_FALSE(ts::track::read_checkpoint_info(ckpt("term")).epoch_complete);
 }
 
+// Ctrl-Z (SIGTSTP) suspends the launcher and every rank; SIGCONT (what `fg` sends) continues
+// the job, which then ends as usual.
+TEST_F(DataParallel, CtrlZSuspendsTheWholeJobAndFgContinuesIt) {
+  auto a = fit_args(runs(), "suspend", "2");
+  a.insert(a.end(), {"--set", "data.limit=20000", "--nproc", "2"});
+  const pid_t launcher = spawn(a, dir_ / "suspend.txt", {}, /*own_group=*/true);
+  ASSERT_TRUE(wait_until([&] { return fs::exists(ckpt("suspend")); }, launcher, 60))
+      << log_text("suspend.txt");
+  auto state = [](pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const size_t close = stat.rfind(')');
+    return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
+  };
+  const auto ranks = children_of(launcher);
+  ASSERT_EQ(ranks.size(), 2u);
+  ::kill(launcher, SIGTSTP);
+  auto all_stopped = [&] {
+    return state(launcher) == 'T' && state(ranks[0]) == 'T' && state(ranks[1]) == 'T';
+  };
+  EXPECT_TRUE(wait_until(all_stopped, launcher, 10)) << state(launcher) << state(ranks[0])
+                                                     << state(ranks[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_TRUE(all_stopped()) << "still stopped";
+  ::kill(launcher, SIGCONT);
+  EXPECT_EQ(wait_for(launcher), 0) << log_text("suspend.txt");
+  EXPECT_NE(log_text("suspend.txt").find("epoch 2/2"), std::string::npos) << log_text("suspend.txt");
+}
+
 TEST_F(DataParallel, SettingsThatCannotBeSharedAreUserErrors) {
   auto odd = fit_args(runs(), "odd");
   odd[10] = "63";  // the value of --batch-size

@@ -7,6 +7,7 @@
 #include <trainscope/track/checkpoint_file.h>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <fstream>
 
@@ -146,7 +147,7 @@ TEST_F(ResumeCli, AFineTunedRunOutlivesItsSource) {
   fs::rename(dir_ / "runs" / "pre", dir_ / "pre-gone");
   EXPECT_EQ(tested(), before);
   ASSERT_EQ(run(args("resume", "ft", {"--epochs", "3"})), 0) << log_text();
-  EXPECT_NE(log_text().find("fine-tuning run pre, the architecture kept in the run"),
+  EXPECT_NE(log_text().find("fine-tuning the architecture of pre as the run keeps it"),
             std::string::npos)
       << log_text();
   EXPECT_NE(log_text().find("epoch 3/3"), std::string::npos) << log_text();
@@ -154,13 +155,25 @@ TEST_F(ResumeCli, AFineTunedRunOutlivesItsSource) {
                  (dir_ / "ft.pt").string()}),
             0)
       << log_text();
-  // Without a checkpoint, the pretrained backbone is nowhere: a clear refusal, the run untouched.
+  // Without a checkpoint the pretrained backbone is nowhere. A run with history refuses to start
+  // over; one without (killed before its first save) refuses to start from a random backbone.
   fs::remove_all(ft / "checkpoints");
   EXPECT_EQ(run(args("resume", "ft")), 2);
-  EXPECT_NE(log_text().find("has no checkpoint, and its source pre is gone or now holds another "
-                            "model: the pretrained backbone cannot be restored"),
+  EXPECT_NE(log_text().find("has no usable checkpoint in"), std::string::npos) << log_text();
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((ft / "run.sqlite").c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM metrics; DELETE FROM findings", nullptr, nullptr,
+                           nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  EXPECT_EQ(run(args("resume", "ft")), 2);
+  EXPECT_NE(log_text().find("the fine-tuned run has no usable checkpoint, so its pretrained "
+                            "backbone is lost"),
             std::string::npos)
       << log_text();
+  EXPECT_FALSE(fs::exists(ft / "checkpoints" / "last.ckpt")) << "nothing was trained or saved";
 }
 
 // The exported state dict in Python: strict load into the same torch.nn architecture, same logits
