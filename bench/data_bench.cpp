@@ -112,8 +112,8 @@ int bench_jpeg(int argc, char** argv) {
                 .to(torch::kUInt8);
     blobs.push_back(encode_jpeg(img, 90));
     bytes += int64_t(blobs.back().size());
-    const fs::path f = dir / std::string("c").append(std::to_string(i % 10)) /
-                       std::to_string(i).append(".jpg");
+    const fs::path f =
+        dir / std::string("c").append(std::to_string(i % 10)) / std::to_string(i).append(".jpg");
     fs::create_directories(f.parent_path());
     std::ofstream(f, std::ios::binary)
         .write(reinterpret_cast<const char*>(blobs.back().data()),

@@ -56,7 +56,7 @@ int exit_code(int status) {
 // the launcher: Ctrl-C (which a terminal sends to the foreground group), kill PID, timeout or
 // docker stop. A rank that gets SIGINT twice dies at once, as a single process does on a second
 // Ctrl-C; were the ranks in the launcher's group, one Ctrl-C would reach them twice.
-volatile std::sig_atomic_t g_interrupts = 0;  // SIGINTs received, each forwarded once
+volatile std::sig_atomic_t g_interrupts = 0;    // SIGINTs received, each forwarded once
 volatile std::sig_atomic_t g_terminations = 0;  // SIGTERMs
 volatile std::sig_atomic_t g_suspend = 0;       // Ctrl-Z
 extern "C" void forward_signal(int signal) {

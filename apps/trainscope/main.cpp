@@ -367,8 +367,8 @@ Prepared prepare(ts::Config& config, const fs::path& run_dir = {}) {
     p.data = load_data(config);
     p.model = build_model(config, p.data);
   } else {
-    p.source = run_dir.empty() ? ts::cli::resolve_source(config)
-                               : ts::cli::run_source(config, run_dir);
+    p.source =
+        run_dir.empty() ? ts::cli::resolve_source(config) : ts::cli::run_source(config, run_dir);
     const std::string normalization = ts::cli::adopt_normalization(config, *p.source);
     p.data = load_data(config);
     auto [model, summary] =
@@ -389,10 +389,11 @@ class KeepSource : public ts::Callback {
   std::string name() const override { return "keep_source"; }
   void on_fit_start(ts::TrainState& state) override {
     if (source_.weights.empty() && state.resumed && state.resumed->file.empty())
-      throw ts::Error("the fine-tuned run has no usable checkpoint, so its pretrained backbone "
-                      "is lost (the run keeps the source's architecture, not its weights); "
-                      "fine-tune again from " +
-                      source_.path.string());
+      throw ts::Error(
+          "the fine-tuned run has no usable checkpoint, so its pretrained backbone "
+          "is lost (the run keeps the source's architecture, not its weights); "
+          "fine-tune again from " +
+          source_.path.string());
     if (state.run) ts::cli::keep_source(source_, state.run->dir());
   }
 

@@ -735,17 +735,16 @@ void Trainer::restore_model(Restore& r) {
   }
   // Each rank's loader position and RNG state mean nothing to a job of another size (checkpoints
   // from before this field are taken as they come).
-  if (c10::IValue world; root.try_read("trainer/world_size", world) &&
-                         world.toInt() != options_.world_size())
-    throw ConfigError("checkpoint " + file + " was taken by a job of " +
-                      std::to_string(world.toInt()) + " process" +
-                      (world.toInt() == 1 ? "" : "es") + ", this one has " +
-                      std::to_string(options_.world_size()) +
-                      (world.toInt() == 1
-                           ? "; resume it as one process (trainscope resume RUN, no --nproc)"
-                           : "; resume at the same world size (trainscope resume RUN --nproc " +
-                                 std::to_string(world.toInt()) +
-                                 ", or as many ranks under your launcher)"));
+  if (c10::IValue world;
+      root.try_read("trainer/world_size", world) && world.toInt() != options_.world_size())
+    throw ConfigError(
+        "checkpoint " + file + " was taken by a job of " + std::to_string(world.toInt()) +
+        " process" + (world.toInt() == 1 ? "" : "es") + ", this one has " +
+        std::to_string(options_.world_size()) +
+        (world.toInt() == 1
+             ? "; resume it as one process (trainscope resume RUN, no --nproc)"
+             : "; resume at the same world size (trainscope resume RUN --nproc " +
+                   std::to_string(world.toInt()) + ", or as many ranks under your launcher)"));
   const int64_t batches_per_epoch = read_int("trainer/batches_per_epoch");
   if (batches_per_epoch != s.batches_per_epoch)
     throw ConfigError("checkpoint " + file + " was taken with " +

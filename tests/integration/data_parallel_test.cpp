@@ -82,10 +82,7 @@ class DataParallel : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
-  std::string log_text(const std::string& name = "log.txt") const {
-    std::ifstream in(dir_ / name);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string log_text(const std::string& name = "log.txt") const { return file_text(dir_ / name); }
   fs::path runs() const { return dir_ / "runs"; }
   fs::path ckpt(const std::string& run, const char* file = "last.ckpt") const {
     return runs() / run / "checkpoints" / file;
@@ -201,8 +198,9 @@ TEST_F(DataParallel, CtrlCStopsEveryRankAtOneBatchAndTheJobResumes) {
                             "--no-dashboard", "--progress", "plain"},
                            dir_ / "alone.txt")),
             2);
-  EXPECT_NE(log_text("alone.txt").find("was taken by a job of 2 processes, this one has 1; resume "
-                                       "at the same world size (trainscope resume RUN --nproc 2"),
+  EXPECT_NE(log_text("alone.txt")
+                .find("was taken by a job of 2 processes, this one has 1; resume "
+                      "at the same world size (trainscope resume RUN --nproc 2"),
             std::string::npos)
       << log_text("alone.txt");
   ASSERT_EQ(wait_for(spawn({"resume", "cut", "--runs-dir", runs().string(), "--no-test",
@@ -238,8 +236,7 @@ TEST_F(DataParallel, CtrlZSuspendsTheWholeJobAndFgContinuesIt) {
   ASSERT_TRUE(wait_until([&] { return fs::exists(ckpt("suspend")); }, launcher, 60))
       << log_text("suspend.txt");
   auto state = [](pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    const std::string stat = file_text("/proc/" + std::to_string(pid) + "/stat");
     const size_t close = stat.rfind(')');
     return close == std::string::npos || close + 2 >= stat.size() ? '?' : stat[close + 2];
   };
@@ -249,13 +246,14 @@ TEST_F(DataParallel, CtrlZSuspendsTheWholeJobAndFgContinuesIt) {
   auto all_stopped = [&] {
     return state(launcher) == 'T' && state(ranks[0]) == 'T' && state(ranks[1]) == 'T';
   };
-  EXPECT_TRUE(wait_until(all_stopped, launcher, 10)) << state(launcher) << state(ranks[0])
-                                                     << state(ranks[1]);
+  EXPECT_TRUE(wait_until(all_stopped, launcher, 10))
+      << state(launcher) << state(ranks[0]) << state(ranks[1]);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_TRUE(all_stopped()) << "still stopped";
   ::kill(launcher, SIGCONT);
   EXPECT_EQ(wait_for(launcher), 0) << log_text("suspend.txt");
-  EXPECT_NE(log_text("suspend.txt").find("epoch 2/2"), std::string::npos) << log_text("suspend.txt");
+  EXPECT_NE(log_text("suspend.txt").find("epoch 2/2"), std::string::npos)
+      << log_text("suspend.txt");
 }
 
 TEST_F(DataParallel, SettingsThatCannotBeSharedAreUserErrors) {

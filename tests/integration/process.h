@@ -118,6 +118,12 @@ inline bool kill_on_create(pid_t pid, const fs::path& dir, const std::string& ma
   return kill_now(pid);
 }
 
+// A file's whole content ("" when it cannot be read): logs, configs, /proc entries.
+inline std::string file_text(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
 // Runs a shell command; its exit status and its stdout and stderr together.
 struct ShellResult {
   int status;

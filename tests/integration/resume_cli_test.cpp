@@ -34,10 +34,7 @@ class ResumeCli : public ::testing::Test {
   void TearDown() override {
     if (!dir_.empty() && !HasFailure()) fs::remove_all(dir_);
   }
-  std::string log_text() const {
-    std::ifstream in(dir_ / "log.txt");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
+  std::string log_text() const { return file_text(dir_ / "log.txt"); }
   std::vector<std::string> args(const std::string& cmd, const std::string& name,
                                 std::vector<std::string> extra = {}) const {
     std::vector<std::string> a = {cmd};
@@ -109,8 +106,7 @@ TEST_F(ResumeCli, EpochsExtendsAFinishedRunAndMistakesExit2) {
   const std::string out = log_text();
   EXPECT_NE(out.find("settings changed for the rest of the run"), std::string::npos) << out;
   EXPECT_NE(out.find("epoch 3/3"), std::string::npos) << out;
-  std::ifstream config(dir_ / "runs" / "short" / "config.toml");
-  const std::string text(std::istreambuf_iterator<char>(config), {});
+  const std::string text = file_text(dir_ / "runs" / "short" / "config.toml");
   EXPECT_NE(text.find("max_epochs = 3"), std::string::npos);
 
   EXPECT_EQ(run(args("resume", "nothing-here")), 2);
@@ -163,9 +159,9 @@ TEST_F(ResumeCli, AFineTunedRunOutlivesItsSource) {
   {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open((ft / "run.sqlite").c_str(), &db), SQLITE_OK);
-    EXPECT_EQ(sqlite3_exec(db, "DELETE FROM metrics; DELETE FROM findings", nullptr, nullptr,
-                           nullptr),
-              SQLITE_OK);
+    EXPECT_EQ(
+        sqlite3_exec(db, "DELETE FROM metrics; DELETE FROM findings", nullptr, nullptr, nullptr),
+        SQLITE_OK);
     sqlite3_close(db);
   }
   EXPECT_EQ(run(args("resume", "ft")), 2);
@@ -212,8 +208,7 @@ TEST_F(ResumeCli, ExportedWeightsLoadInPythonTorchWithTheSameOutputs) {
       out.string() + "' '" + (dir_ / "inputs.pt").string() + "' '" +
       (dir_ / "outputs.pt").string() + "' > '" + (dir_ / "py.txt").string() + "' 2>&1";
   const int status = std::system(cmd.c_str());
-  std::ifstream py(dir_ / "py.txt");
-  const std::string said(std::istreambuf_iterator<char>(py), {});
+  const std::string said = file_text(dir_ / "py.txt");
   EXPECT_EQ(status, 0) << said;
   EXPECT_NE(said.find("ok: 18 tensors"), std::string::npos) << said;
 }

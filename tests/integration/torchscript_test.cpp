@@ -151,11 +151,8 @@ TEST_F(TorchScript, FinetuneTrainsANewHeadOnAFrozenBackbone) {
 
   // The run keeps a copy of the scripted model: with the original moved away (or replaced),
   // `trainscope test` rebuilds the same model and scores it the same.
-  auto bytes = [](const fs::path& f) {
-    std::ifstream in(f, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  EXPECT_EQ(bytes(dir_ / "runs" / "ft" / "source" / "model.pt"), bytes(dir_ / "scripted.pt"));
+  EXPECT_EQ(trainscope::testing::file_text(dir_ / "runs" / "ft" / "source" / "model.pt"),
+            trainscope::testing::file_text(dir_ / "scripted.pt"));
   fs::rename(dir_ / "scripted.pt", dir_ / "scripted.away");
   Result tested = cli("test ft");
   fs::rename(dir_ / "scripted.away", dir_ / "scripted.pt");

@@ -31,8 +31,8 @@ struct DataOptions {
   bool classification = true;  // csv: one class target, or numeric regression targets
   double val_fraction = 0.1;
   uint64_t split_seed = 0;
-  int64_t limit = 0;       // training examples (0: all)
-  int64_t test_limit = 0;  // test examples (0: all; IDX only)
+  int64_t limit = 0;             // training examples (0: all)
+  int64_t test_limit = 0;        // test examples (0: all; IDX only)
   std::vector<int64_t> classes;  // keep only these labels, relabeled 0, 1, ... (IDX only)
   BadImagePolicy on_bad_image = BadImagePolicy::kFail;
   // Image normalization (x/255 - mean) / std; computed from the training split when unset.
