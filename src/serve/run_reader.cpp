@@ -1,15 +1,12 @@
 #include "serve/run_reader.h"
 
-#include <trainscope/error.h>
-
-#include <sqlite3.h>
-
 #include <algorithm>
 #include <charconv>
-#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 namespace trainscope::serve {
 namespace {
@@ -20,57 +17,10 @@ std::string key_of(const std::string& split, const std::string& tag) {
   return split + kKeySep + tag;
 }
 
-// A prepared statement, finalized on scope exit.
-class Query {
- public:
-  Query(sqlite3* db, const std::filesystem::path& file, const char* sql) : db_(db), file_(file) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail();
-  }
-  ~Query() { sqlite3_finalize(stmt_); }
-  Query(const Query&) = delete;
-  Query& operator=(const Query&) = delete;
-  void bind(int i, int64_t v) { sqlite3_bind_int64(stmt_, i, v); }
-  void bind(int i, const std::string& v) {
-    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-  }
-  bool step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail();
-  }
-  std::string text(int i) const {
-    const auto* t = sqlite3_column_text(stmt_, i);
-    return t ? std::string(reinterpret_cast<const char*>(t),
-                           static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
-             : "";
-  }
-  std::string_view text_view(int i) const {
-    const auto* t = sqlite3_column_text(stmt_, i);
-    return t ? std::string_view(reinterpret_cast<const char*>(t),
-                                static_cast<size_t>(sqlite3_column_bytes(stmt_, i)))
-             : std::string_view();
-  }
-  int64_t integer(int i) const { return sqlite3_column_int64(stmt_, i); }
-  bool is_null(int i) const { return sqlite3_column_type(stmt_, i) == SQLITE_NULL; }
-  double real(int i) const {
-    return is_null(i) ? std::numeric_limits<double>::quiet_NaN() : sqlite3_column_double(stmt_, i);
-  }
-  // JSON number or null.
-  nlohmann::json number(int i) const {
-    if (is_null(i)) return nullptr;
-    if (sqlite3_column_type(stmt_, i) == SQLITE_INTEGER) return integer(i);
-    return real(i);
-  }
-
- private:
-  [[noreturn]] void fail() {
-    throw Error("run store " + file_.string() + ": cannot read: " + sqlite3_errmsg(db_));
-  }
-  sqlite3* db_;
-  const std::filesystem::path& file_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
+// JSON number, or null where the store holds NULL (read back as NaN).
+nlohmann::json number_or_null(double v) {
+  return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v);
+}
 
 double to_double(const std::string& s) {
   double v = std::numeric_limits<double>::quiet_NaN();
@@ -149,59 +99,35 @@ std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step,
   return out;
 }
 
-RunReader::RunReader(const std::filesystem::path& file) : file_(file) {
-  if (sqlite3_open_v2(file_.c_str(), &db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) !=
-      SQLITE_OK) {
-    const std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw Error("run store " + file_.string() + ": cannot open read-only: " + message);
-  }
-  // A reader can meet a lock briefly while the writer checkpoints the WAL.
-  sqlite3_busy_timeout(db_, 2000);
-  try {
-    Query q(db_, file_, "SELECT value FROM meta WHERE key = 'schema_version'");
-    q.step();
-  } catch (...) {
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw;
-  }
-}
+RunReader::RunReader(const std::filesystem::path& file) : store_(file) {}
 
-RunReader::~RunReader() { sqlite3_close_v2(db_); }
+RunReader::~RunReader() = default;
 
 void RunReader::refresh() {
   // The hot loop of a big run's first load (a million rows in a few hundred ms): rows of the
   // same series usually follow each other, so the map is consulted only when split or tag change.
-  Query q(db_, file_,
-          "SELECT rowid, step, split, tag, value FROM metrics WHERE rowid > ?1 ORDER BY rowid");
-  q.bind(1, last_rowid_);
   std::string key, last_split, last_tag;
   Series* current = nullptr;
   std::vector<Series*> touched;
-  while (q.step()) {
-    last_rowid_ = q.integer(0);
-    const std::string_view split = q.text_view(2), tag = q.text_view(3);
-    if (current == nullptr || split != last_split || tag != last_tag) {
-      last_split.assign(split);
-      last_tag.assign(tag);
+  store_.metrics_after(last_rowid_, [&](const track::MetricRowView& row) {
+    last_rowid_ = row.rowid;
+    if (current == nullptr || row.split != last_split || row.tag != last_tag) {
+      last_split.assign(row.split);
+      last_tag.assign(row.tag);
       key = last_split;
       key += kKeySep;
       key += last_tag;
       current = &series_[key];
     }
     Series& s = *current;
-    const int64_t step = q.integer(1);
-    if (!s.step.empty() && step < s.step.back() && !s.out_of_order) {
+    if (!s.step.empty() && row.step < s.step.back() && !s.out_of_order) {
       s.out_of_order = true;
       touched.push_back(&s);
     }
-    const double v = q.real(4);
-    if (!std::isfinite(v)) s.has_non_finite = true;
-    s.step.push_back(step);
-    s.value.push_back(v);
-  }
+    if (!std::isfinite(row.value)) s.has_non_finite = true;
+    s.step.push_back(row.step);
+    s.value.push_back(row.value);
+  });
   // Rare (a resumed or hand-edited run): keep each series sorted by step, stable in insertion
   // order.
   for (Series* s : touched) {
@@ -219,16 +145,9 @@ void RunReader::refresh() {
   }
 }
 
-std::map<std::string, std::string> RunReader::meta_locked() {
-  std::map<std::string, std::string> meta;
-  Query q(db_, file_, "SELECT key, value FROM meta");
-  while (q.step()) meta[q.text(0)] = q.text(1);
-  return meta;
-}
-
 nlohmann::json RunReader::summary(const std::string& name) {
   std::lock_guard lock(mu_);
-  auto meta = meta_locked();
+  const std::map<std::string, std::string> meta = store_.meta();
   auto get = [&](const char* k) -> std::string {
     auto it = meta.find(k);
     return it == meta.end() ? std::string() : it->second;
@@ -243,10 +162,8 @@ nlohmann::json RunReader::summary(const std::string& name) {
   const double started = to_double(get("started_at")), ended = to_double(get("ended_at"));
   j["started_at"] = std::isfinite(started) ? nlohmann::json(started) : nlohmann::json(nullptr);
   j["ended_at"] = std::isfinite(ended) ? nlohmann::json(ended) : nlohmann::json(nullptr);
-  {
-    Query q(db_, file_, "SELECT wall_time FROM metrics ORDER BY rowid DESC LIMIT 1");
-    j["last_update"] = q.step() ? q.number(0) : nlohmann::json(nullptr);
-  }
+  const std::optional<double> last_update = store_.last_wall_time();
+  j["last_update"] = last_update ? nlohmann::json(*last_update) : nlohmann::json(nullptr);
   double last = j["last_update"].is_number() ? j["last_update"].get<double>() : started;
   const double end = std::isfinite(ended) ? ended : (j["status"] == "running" ? last : last);
   j["duration"] = std::isfinite(started) && std::isfinite(end)
@@ -265,23 +182,21 @@ nlohmann::json RunReader::summary(const std::string& name) {
       std::isfinite(best_loss) ? nlohmann::json(best_loss) : nlohmann::json(nullptr);
   // Best validation metric: accuracy (max) for classifiers, else MAE/RMSE (min); index lookups.
   j["best_val_metric"] = nullptr;
-  static const std::pair<const char*, const char*> kMetrics[] = {
-      {"accuracy", "SELECT max(value) FROM metrics WHERE split = 'val' AND tag = 'accuracy'"},
-      {"mae", "SELECT min(value) FROM metrics WHERE split = 'val' AND tag = 'mae'"},
-      {"rmse", "SELECT min(value) FROM metrics WHERE split = 'val' AND tag = 'rmse'"},
+  static const std::pair<const char*, bool> kMetrics[] = {
+      {"accuracy", /*higher_is_better=*/true},
+      {"mae", false},
+      {"rmse", false},
   };
-  for (const auto& [tag, sql] : kMetrics) {
-    Query q(db_, file_, sql);
-    if (q.step() && !q.is_null(0)) {
-      j["best_val_metric"] = {{"tag", tag}, {"value", q.real(0)}};
+  for (const auto& [tag, higher_is_better] : kMetrics) {
+    const std::optional<double> best =
+        higher_is_better ? store_.max_value("val", tag) : store_.min_value("val", tag);
+    if (best) {
+      j["best_val_metric"] = {{"tag", tag}, {"value", *best}};
       break;
     }
   }
   nlohmann::json severities = nlohmann::json::object();
-  {
-    Query q(db_, file_, "SELECT severity, count(*) FROM findings GROUP BY severity");
-    while (q.step()) severities[q.text(0)] = q.integer(1);
-  }
+  for (const auto& [severity, count] : store_.finding_counts()) severities[severity] = count;
   j["findings"] = severities;
   return j;
 }
@@ -290,14 +205,11 @@ nlohmann::json RunReader::detail(const std::string& name) {
   nlohmann::json j = summary(name);
   std::lock_guard lock(mu_);
   refresh();
-  j["meta"] = meta_locked();
+  j["meta"] = store_.meta();
   nlohmann::json settings = nlohmann::json::array();
-  {
-    Query q(db_, file_, "SELECT key, value, source, reason FROM settings ORDER BY key");
-    while (q.step())
-      settings.push_back(
-          {{"key", q.text(0)}, {"value", q.text(1)}, {"source", q.text(2)}, {"reason", q.text(3)}});
-  }
+  for (const track::SettingRecord& s : store_.settings())
+    settings.push_back(
+        {{"key", s.key}, {"value", s.value}, {"source", s.source}, {"reason", s.reason}});
   j["settings"] = settings;
   std::vector<std::string> keys;
   for (const auto& [key, s] : series_) keys.push_back(key);
@@ -316,25 +228,18 @@ nlohmann::json RunReader::detail(const std::string& name) {
   }
   j["tags"] = tags;
   nlohmann::json results = nlohmann::json::object();
-  {
-    Query q(db_, file_, "SELECT split, name, json FROM results ORDER BY split, name");
-    while (q.step()) results[q.text(0)][q.text(1)] = parse_or_string(q.text(2));
-  }
+  for (const track::ResultRecord& r : store_.results())
+    results[r.split][r.name] = parse_or_string(r.json);
   j["results"] = results;
   nlohmann::json checkpoints = nlohmann::json::array();
-  {
-    Query q(
-        db_, file_,
-        "SELECT path, kind, epoch, step, monitor, value, wall_time FROM checkpoints ORDER BY id");
-    while (q.step())
-      checkpoints.push_back({{"path", q.text(0)},
-                             {"kind", q.text(1)},
-                             {"epoch", q.integer(2)},
-                             {"step", q.integer(3)},
-                             {"monitor", q.text(4)},
-                             {"value", q.number(5)},
-                             {"wall_time", q.number(6)}});
-  }
+  for (const track::CheckpointRecord& c : store_.checkpoints())
+    checkpoints.push_back({{"path", c.path},
+                           {"kind", c.kind},
+                           {"epoch", c.epoch},
+                           {"step", c.step},
+                           {"monitor", c.monitor},
+                           {"value", number_or_null(c.value)},
+                           {"wall_time", number_or_null(c.wall_time)}});
   j["checkpoints"] = checkpoints;
   return j;
 }
@@ -342,45 +247,30 @@ nlohmann::json RunReader::detail(const std::string& name) {
 nlohmann::json RunReader::findings() {
   std::lock_guard lock(mu_);
   nlohmann::json out = nlohmann::json::array();
-  Query q(db_, file_,
-          "SELECT id, kind, severity, step, epoch, message, evidence, remedy, wall_time FROM "
-          "findings ORDER BY id");
-  while (q.step())
-    out.push_back({{"id", q.integer(0)},
-                   {"kind", q.text(1)},
-                   {"severity", q.text(2)},
-                   {"step", q.integer(3)},
-                   {"epoch", q.integer(4)},
-                   {"message", q.text(5)},
-                   {"evidence", parse_or_string(q.text(6))},
-                   {"remedy", q.text(7)},
-                   {"wall_time", q.number(8)}});
+  for (const track::StoredFinding& stored : store_.findings()) {
+    const track::FindingRecord& f = stored.finding;
+    out.push_back({{"id", stored.id},
+                   {"kind", f.kind},
+                   {"severity", f.severity},
+                   {"step", f.step},
+                   {"epoch", f.epoch},
+                   {"message", f.message},
+                   {"evidence", parse_or_string(f.evidence_json)},
+                   {"remedy", f.remedy},
+                   {"wall_time", number_or_null(f.wall_time)}});
+  }
   return out;
 }
 
 nlohmann::json RunReader::version() {
   std::lock_guard lock(mu_);
+  const track::StoreVersion v = store_.version();
   nlohmann::json j;
-  {
-    Query q(db_, file_, "SELECT max(rowid) FROM metrics");
-    j["metrics"] = q.step() && !q.is_null(0) ? q.integer(0) : 0;
-  }
-  {
-    Query q(db_, file_, "SELECT max(id) FROM findings");
-    j["findings"] = q.step() && !q.is_null(0) ? q.integer(0) : 0;
-  }
-  {
-    Query q(db_, file_, "SELECT count(*) FROM checkpoints");
-    j["checkpoints"] = q.step() ? q.integer(0) : 0;
-  }
-  {
-    Query q(db_, file_, "SELECT value FROM meta WHERE key = 'status'");
-    j["status"] = q.step() ? q.text(0) : "unknown";
-  }
-  {
-    Query q(db_, file_, "SELECT count(*) FROM results");
-    j["results"] = q.step() ? q.integer(0) : 0;
-  }
+  j["metrics"] = v.last_metric;
+  j["findings"] = v.last_finding;
+  j["checkpoints"] = v.checkpoints;
+  j["status"] = v.status ? *v.status : std::string("unknown");
+  j["results"] = v.results;
   return j;
 }
 
@@ -421,25 +311,18 @@ nlohmann::json RunReader::series(const std::string& split, const std::string& ta
 std::optional<std::string> RunReader::csv(const std::string& split, const std::string& tag) {
   std::lock_guard lock(mu_);
   // Every point with its epoch and wall time, straight from the store (the cache keeps only
-  // what charts need); the (split, tag, step) index serves the query.
-  Query q(db_, file_,
-          "SELECT step, epoch, value, wall_time FROM metrics WHERE split = ?1 AND tag = ?2 ORDER "
-          "BY step, rowid");
-  q.bind(1, split);
-  q.bind(2, tag);
+  // what charts need).
   std::string out = "step,epoch,value,wall_time\n";
-  size_t rows = 0;
-  while (q.step()) {
-    ++rows;
-    append_int(out, q.integer(0));
+  const size_t rows = store_.metrics_of(split, tag, [&](const track::MetricRowView& row) {
+    append_int(out, row.step);
     out += ',';
-    append_int(out, q.integer(1));
+    append_int(out, row.epoch);
     out += ',';
-    append_number(out, q.real(2));
+    append_number(out, row.value);
     out += ',';
-    append_number(out, q.real(3));
+    append_number(out, row.wall_time);
     out += '\n';
-  }
+  });
   if (rows == 0) return std::nullopt;
   return out;
 }

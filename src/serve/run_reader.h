@@ -3,6 +3,8 @@
 // metrics that each request extends incrementally (rows past the last rowid seen), so that a
 // live run costs one small query per poll and a big run is read from disk once.
 
+#include <trainscope/track/store_reader.h>
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -13,8 +15,6 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-struct sqlite3;
 
 namespace trainscope::serve {
 
@@ -36,7 +36,9 @@ std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step,
                                        bool has_non_finite = false);
 
 // Thread-safe (one mutex per run): the dashboard's worker threads share one reader per run.
-// Opens the file read-only; never writes. Throws trainscope::Error when it is not a run store.
+// Opens the file read-only through track::StoreReader, which holds all the SQL; never writes.
+// Throws trainscope::Error when it is not a run store (or one of a schema version this build
+// does not read), and from any call when the file cannot be read.
 class RunReader {
  public:
   explicit RunReader(const std::filesystem::path& file);
@@ -62,11 +64,9 @@ class RunReader {
 
  private:
   void refresh();  // appends rows added since the last call; callers hold mu_
-  std::map<std::string, std::string> meta_locked();
 
-  std::filesystem::path file_;
   std::mutex mu_;
-  sqlite3* db_ = nullptr;
+  track::StoreReader store_;  // guarded by mu_
   int64_t last_rowid_ = 0;
   std::unordered_map<std::string, Series> series_;  // key: split + '\x1f' + tag
 };

@@ -2,6 +2,8 @@
 #include <trainscope/error.h>
 #include <trainscope/track/run_store.h>
 
+#include "track/sqlite_statement.h"
+
 #include <cassert>
 #include <chrono>
 #include <cmath>
@@ -30,101 +32,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY AUTOINCREMENT, pat
                                        value REAL, wall_time REAL);
 )sql";
 
-std::string hint_for(int code, RunStore::Mode mode) {
-  switch (code & 0xff) {
-    case SQLITE_CANTOPEN:
-      return mode == RunStore::Mode::kReadOnly
-                 ? "check the file exists; read-only mode does not create it"
-                 : "check the run directory exists and is writable";
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-      return "another process is writing this run; only one writer per run is supported";
-    case SQLITE_FULL:
-      return "the disk is full; free space or move the run directory";
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-      return "check the file and its directory are writable";
-    case SQLITE_NOTADB:
-    case SQLITE_CORRUPT:
-      return "the file is not a trainscope run store or is damaged";
-    default:
-      return "check the run directory is writable and the file is a trainscope run store";
-  }
-}
-
-[[noreturn]] void throw_sqlite_error(const std::filesystem::path& file, sqlite3* db,
-                                     RunStore::Mode mode, const std::string& action) {
-  // sqlite3_errmsg(nullptr) reports "out of memory", which is what a null handle means here.
-  const int code = db != nullptr ? sqlite3_extended_errcode(db) : SQLITE_NOMEM;
-  throw Error("run store " + file.string() + ": cannot " + action + ": " + sqlite3_errmsg(db) +
-              " (" + hint_for(code, mode) + ")");
-}
-
-// One prepared statement; finalized on scope exit so that no error path leaks it (a leaked
-// statement would also keep sqlite3_close from releasing the file).
-class Statement {
- public:
-  Statement(sqlite3* db, const std::filesystem::path& file, RunStore::Mode mode, std::string action,
-            const char* sql)
-      : db_(db), file_(file), mode_(mode), action_(std::move(action)) {
-    if (sqlite3_prepare_v2(db_, sql, -1, &stmt_, nullptr) != SQLITE_OK) fail();
-  }
-  ~Statement() { sqlite3_finalize(stmt_); }
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-
-  void bind(int index, const std::string& text) {
-    check(sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()),
-                            SQLITE_TRANSIENT));
-  }
-  void bind(int index, int64_t number) {
-    check(sqlite3_bind_int64(stmt_, index, static_cast<sqlite3_int64>(number)));
-  }
-  // SQLite turns a bound NaN into NULL anyway; binding NULL explicitly makes the mapping
-  // visible here, next to column_real() mapping it back. +-Inf are stored as REAL natively.
-  void bind(int index, double number) {
-    check(std::isnan(number) ? sqlite3_bind_null(stmt_, index)
-                             : sqlite3_bind_double(stmt_, index, number));
-  }
-
-  // True while a row is available; false when done.
-  bool step() {
-    const int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    fail();
-  }
-  void reset() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  std::string column_text(int index) const {
-    const auto* text = sqlite3_column_text(stmt_, index);
-    if (text == nullptr) return {};
-    return std::string(reinterpret_cast<const char*>(text),
-                       static_cast<size_t>(sqlite3_column_bytes(stmt_, index)));
-  }
-  int64_t column_int(int index) const { return sqlite3_column_int64(stmt_, index); }
-  double column_real(int index) const {
-    if (sqlite3_column_type(stmt_, index) == SQLITE_NULL) {
-      return std::numeric_limits<double>::quiet_NaN();
-    }
-    return sqlite3_column_double(stmt_, index);
-  }
-
- private:
-  void check(int rc) {
-    if (rc != SQLITE_OK) fail();
-  }
-  [[noreturn]] void fail() { throw_sqlite_error(file_, db_, mode_, action_); }
-
-  sqlite3* db_;
-  const std::filesystem::path& file_;
-  RunStore::Mode mode_;
-  std::string action_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
+using detail::Statement;
+using detail::throw_sqlite_error;
 
 // BEGIN IMMEDIATE takes the write lock up front, so a busy database fails (after the busy
 // timeout) at the start of the transaction rather than halfway through it.
@@ -165,15 +74,7 @@ class Transaction {
 RunStore::RunStore(const std::filesystem::path& file, Mode mode) : file_(file), mode_(mode) {
   const int flags =
       mode_ == Mode::kReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  if (sqlite3_open_v2(file_.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
-    // On failure sqlite usually still allocates a handle that carries the message.
-    const std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
-    const int code = db_ != nullptr ? sqlite3_extended_errcode(db_) : SQLITE_NOMEM;
-    sqlite3_close_v2(db_);
-    db_ = nullptr;
-    throw Error("run store " + file_.string() + ": cannot open: " + message + " (" +
-                hint_for(code, mode_) + ")");
-  }
+  db_ = detail::open_database(file_, flags, mode_, "open");
   try {
     // Readers also wait: a reader can meet a lock briefly while the writer checkpoints the WAL.
     sqlite3_busy_timeout(db_, 5000);
@@ -191,14 +92,7 @@ RunStore::RunStore(const std::filesystem::path& file, Mode mode) : file_(file), 
       version.step();
       transaction.commit();
     }
-    // Reading the version also surfaces a file that is not a database now rather than at the
-    // first query (sqlite opens lazily).
-    const std::optional<std::string> version = meta("schema_version");
-    if (version && *version != kSchemaVersion) {
-      throw Error("run store " + file_.string() + ": schema version " + *version +
-                  " is not supported (this build reads version " + kSchemaVersion +
-                  "; open the run with the trainscope version that wrote it)");
-    }
+    detail::require_schema_version(db_, file_, mode_);
   } catch (...) {
     sqlite3_close_v2(db_);
     db_ = nullptr;
@@ -476,6 +370,24 @@ void RunStore::truncate_to(const StoreMark& mark, int64_t step) {
   checkpoints.step();
   transaction.commit();
 }
+
+namespace detail {
+
+void require_schema_version(sqlite3* db, const std::filesystem::path& file, RunStore::Mode mode) {
+  // Reading the version also surfaces a file that is not a database now rather than at the
+  // first query (sqlite opens lazily).
+  Statement select(db, file, mode, "read meta 'schema_version'",
+                   "SELECT value FROM meta WHERE key = 'schema_version'");
+  if (!select.step()) return;
+  const std::string version = select.column_text(0);
+  if (version != kSchemaVersion) {
+    throw Error("run store " + file.string() + ": schema version " + version +
+                " is not supported (this build reads version " + kSchemaVersion +
+                "; open the run with the trainscope version that wrote it)");
+  }
+}
+
+}  // namespace detail
 
 double wall_time_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
