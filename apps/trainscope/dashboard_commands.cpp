@@ -97,8 +97,8 @@ bool run_dashboard_commands(const DashboardCommands& c, int& exit_code) {
   return false;
 }
 
-std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config, bool disabled) {
-  if (disabled || !config.get_bool("ui.dashboard") || config.get_string("run.dir").empty())
+std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config) {
+  if (!config.get_bool("ui.dashboard") || config.get_string("run.dir").empty())
     return nullptr;
   serve::DashboardOptions o;
   o.runs_dir = config.get_string("run.dir");

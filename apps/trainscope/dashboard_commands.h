@@ -36,9 +36,9 @@ void add_dashboard_commands(CLI::App& app, DashboardCommands& commands);
 // Runs whichever of them was parsed; returns false when neither was.
 bool run_dashboard_commands(const DashboardCommands& commands, int& exit_code);
 
-// `trainscope train`'s dashboard: started when ui.dashboard is true and `disabled` is false, on
-// 127.0.0.1:ui.port (or the next free port), over run.dir; prints its URL. Returns null when off
-// or when it cannot start (then it prints why and training goes on).
-std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config, bool disabled);
+// `trainscope train`'s dashboard: started when ui.dashboard is true, on 127.0.0.1:ui.port (or the
+// next free port), over run.dir; prints its URL. Returns null when off or when it cannot start
+// (then it prints why and training goes on).
+std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config);
 
 }  // namespace trainscope::cli

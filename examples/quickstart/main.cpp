@@ -1,4 +1,6 @@
-// Quickstart: the reference CNN on Fashion-MNIST with every default, from the library.
+// Quickstart: the reference CNN on Fashion-MNIST with every default, from the library. It trains
+// exactly as `trainscope train` does on the same settings: the same printed settings, pre-flight
+// checks, augmentation, batch choice and, on CPU, the same weights bit for bit.
 //   quickstart [--limit N] [--epochs N]
 #include <trainscope/trainscope.h>
 
@@ -9,32 +11,27 @@
 namespace ts = trainscope;
 
 int main(int argc, char** argv) {
-  int64_t limit = 0, epochs = 0;
+  ts::Config config = ts::Config::defaults();  // every default, each with its reason
   for (int i = 1; i + 1 < argc; i += 2) {
-    std::string flag = argv[i];
-    if (flag == "--limit") limit = std::atoll(argv[i + 1]);
-    if (flag == "--epochs") epochs = std::atoll(argv[i + 1]);
+    const std::string flag = argv[i];
+    const int64_t value = std::atoll(argv[i + 1]);
+    if (flag == "--limit") {  // the first N training and N test examples
+      config.set("data.limit", value);
+      config.set("data.test_limit", value);
+    } else if (flag == "--epochs") {
+      config.set("train.max_epochs", value);
+    }
   }
-  ts::configure_process();  // threads and allocator set for training (see runtime.h)
-
   try {
-    ts::data::IdxOptions data_options;
-    data_options.limit = limit;
-    data_options.test_limit = limit;
-    auto data = ts::data::fashion_mnist(data_options);
-    auto model = ts::models::cnn(ts::models::CnnOptions().classes(data.num_classes));
-
-    ts::TrainerOptions options;  // Adam, lr 1e-3, cross-entropy, early stopping, checkpoints
-    options.class_names(data.class_names).runs_dir("runs").progress("plain");
-    if (epochs > 0) options.max_epochs(epochs);
-    ts::Trainer trainer(options);
-    ts::FitResult fit = trainer.fit(model, data.train, data.val);
-    ts::EvalResult test = trainer.test(model, *data.test);
-    std::cout << "stopped: " << fit.stop_message << "; test accuracy " << test.metrics["accuracy"]
-              << "; run in " << fit.run_dir << "\n";
+    ts::Session session(config);
+    // Data and augmentation, the model, the batch size, pre-flight checks, the fit with early
+    // stopping, checkpoints, diagnostics and the run store, then the test pass.
+    ts::SessionResult result = session.train();
+    std::cout << result.message << "\n";
+    if (result.test) std::cout << "test accuracy " << result.test->metrics["accuracy"] << "\n";
+    return result.exit_code();
   } catch (const ts::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   }
-  return 0;
 }

@@ -22,6 +22,8 @@
 #include <trainscope/models/models.h>
 #include <trainscope/runtime.h>
 #include <trainscope/serve/dashboard.h>
+#include <trainscope/session/session.h>
+#include <trainscope/session/source.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>

@@ -1,4 +1,4 @@
-#include "finetune.h"
+#include <trainscope/session/source.h>
 
 #include <trainscope/callbacks/checkpoint.h>
 #include <trainscope/error.h>
@@ -11,7 +11,7 @@
 
 #include <cstdio>
 
-namespace trainscope::cli {
+namespace trainscope::session {
 namespace fs = std::filesystem;
 
 Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, int64_t outputs) {
@@ -246,4 +246,4 @@ callbacks::FineTuningOptions fine_tuning_options(const Config& config) {
   return o;
 }
 
-}  // namespace trainscope::cli
+}  // namespace trainscope::session

@@ -148,6 +148,54 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, do
   return r;
 }
 
+BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& o, double budget_bytes,
+                                 int64_t train_size) {
+  const auto t0 = std::chrono::steady_clock::now();
+  BatchSizeResult r;
+  r.budget_bytes = budget_bytes;
+  const int64_t n = std::max<int64_t>(1, train_size);
+  const int64_t by_steps = n / std::max<int64_t>(1, o.min_steps);
+  auto pow2_floor = [](int64_t v) {
+    int64_t p = 1;
+    while (p * 2 <= v) p *= 2;
+    return p;
+  };
+  const int64_t cap = pow2_floor(std::max<int64_t>(1, o.cpu_batch));
+  int64_t b = std::max(pow2_floor(std::min(cap, std::max<int64_t>(1, by_steps))),
+                       std::min<int64_t>(8, n));
+  char buf[256];
+  if (b >= cap)
+    std::snprintf(buf, sizeof buf, "CPU rule: %lld, where CPU throughput levels off (tune.cpu_batch)",
+                  static_cast<long long>(b));
+  else
+    std::snprintf(buf, sizeof buf,
+                  "CPU rule: %lld, so that %lld training examples give at least %lld steps per "
+                  "epoch (tune.min_steps)",
+                  static_cast<long long>(b), static_cast<long long>(n),
+                  static_cast<long long>(std::min<int64_t>(o.min_steps, n / b)));
+  std::string reason = buf;
+  while (true) {
+    BatchTrial t = probe.run(b);
+    t.batch = b;
+    if (t.fits && budget_bytes > 0 && t.peak_bytes > (1.0 - o.headroom) * budget_bytes) {
+      t.fits = false;
+      t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) +
+               " less " + std::to_string(int(o.headroom * 100)) + "% headroom";
+    }
+    r.trials.push_back(t);
+    if (t.fits) break;
+    if (b == 1)
+      throw Error("batch-size rule: even a batch of 1 does not fit (" + t.note +
+                  "); free memory or raise tune.memory_share");
+    reason += "; " + std::to_string(b) + " does not fit (" + t.note + ")";
+    b /= 2;
+  }
+  r.batch_size = b;
+  r.reason = reason;
+  r.seconds = since(t0);
+  return r;
+}
+
 TrainingProbe::TrainingProbe(Model& model, const data::Dataset& data, Task task,
                              torch::Device device, int64_t steps, double budget_bytes)
     : model_(model),

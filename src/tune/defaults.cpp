@@ -186,6 +186,13 @@ const std::vector<SettingSpec>& spec_table() {
        "batch-size search: keep doubling while throughput improves by this share"},
       {"tune.time_budget", 15.0, "the search must not delay the run noticeably",
        "batch-size search: seconds at most"},
+      {"tune.cpu_batch", int64_t{128},
+       "CPU throughput levels off by 64-128 on a few cores, and a measured knee follows load noise: "
+       "a rule gives the same batch, so the same run, every time",
+       "batch size auto on CPU: at most this (a power of two), memory permitting"},
+      {"tune.min_steps", int64_t{32},
+       "a small data set gets smaller batches rather than a handful of steps per epoch",
+       "batch size auto on CPU: at least this many optimizer steps per epoch"},
       {"diagnose.enabled", true, "watching the run for known problems is what trainscope is for",
        "gather signals and run the problem detectors"},
       {"diagnose.every", int64_t{0}, "0: the logging interval (train.log_every)",
@@ -616,6 +623,8 @@ void Config::resolve() {
   require(headroom >= 0 && headroom < 1, "tune.headroom", "a fraction in [0, 1)");
   require(get_double("tune.min_gain") >= 0, "tune.min_gain", ">= 0");
   require(get_double("tune.time_budget") > 0, "tune.time_budget", "a positive number of seconds");
+  require(get_int("tune.cpu_batch") >= 1, "tune.cpu_batch", "a positive batch size such as 128");
+  require(get_int("tune.min_steps") >= 1, "tune.min_steps", "a positive number of steps");
   require(get_int("train.eval_batch_size") >= 1, "train.eval_batch_size", "a positive integer");
   require(get_int("train.max_epochs") >= 1, "train.max_epochs", "a positive integer");
   require(get_int("train.patience") >= 0, "train.patience", ">= 0");

@@ -1,6 +1,6 @@
 #pragma once
-// `trainscope finetune`: what finetune.from points at, and the model it gives: the source's
-// backbone, frozen, under a new head sized for the new data.
+// What a fine-tune starts from (finetune.from: a run, a checkpoint or a TorchScript file), and the
+// model it gives: the source's backbone, frozen, under a new head sized for the new data.
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/config.h>
 #include <trainscope/models/model.h>
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace trainscope::cli {
+namespace trainscope::session {
 
 // A zoo model as the config's model.* settings describe it, for inputs of `input_shape` and
 // `outputs` outputs; its weights are drawn after seeding torch's generator with train.seed.
@@ -55,4 +55,4 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
 
 callbacks::FineTuningOptions fine_tuning_options(const Config& config);
 
-}  // namespace trainscope::cli
+}  // namespace trainscope::session

@@ -20,6 +20,10 @@ struct BatchSizeOptions {
   double min_gain = 0.05;       // keep doubling only while samples/s improves by at least 5%
   double time_budget_s = 15.0;  // stop searching after this long
   int64_t steps = 3;            // timed training steps per size (after one untimed step)
+  // The CPU rule (choose_cpu_batch): at most this batch, and at least `min_steps` optimizer steps
+  // per epoch.
+  int64_t cpu_batch = 128;
+  int64_t min_steps = 32;
 };
 
 // One size tried: whether it fit, its training throughput and its peak memory above the
@@ -52,6 +56,15 @@ class BatchProbe {
 // `limit` caps the size (the training set's size). Deterministic given the probe's answers.
 BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& options,
                                 double budget_bytes, int64_t limit);
+
+// The CPU rule: a batch from the data's size and the memory budget alone, so that the same command
+// gives the same batch (and the same weights) on the same machine. On a few CPU cores throughput
+// levels off by 64-128 and the measured knee follows load noise, so throughput does not decide:
+// the largest power of two up to options.cpu_batch that leaves options.min_steps optimizer steps
+// per epoch of `train_size` examples (at least 8, or the whole set when smaller), halved while
+// one probe trial says it does not fit `budget_bytes`. Throws Error when not even 1 fits.
+BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& options,
+                                 double budget_bytes, int64_t train_size);
 
 // The real probe: forward, loss, backward and an Adam step on `model` (weights, buffers and
 // RNG restored afterwards), then an evaluation forward, at each size, on the first examples of

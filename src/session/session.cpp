@@ -1,0 +1,734 @@
+#include <trainscope/session/session.h>
+
+#include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/fine_tuning.h>
+#include <trainscope/data/image_folder.h>
+#include <trainscope/data/spec.h>
+#include <trainscope/data/transforms.h>
+#include <trainscope/diagnose/diagnostics.h>
+#include <trainscope/diagnose/preflight.h>
+#include <trainscope/dist/data_parallel.h>
+#include <trainscope/dist/process_group.h>
+#include <trainscope/error.h>
+#include <trainscope/models/export.h>
+#include <trainscope/runtime.h>
+#include <trainscope/session/source.h>
+#include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/run.h>
+#include <trainscope/track/run_store.h>
+#include <trainscope/tune/lr_finder.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace trainscope {
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+Task task_of(const Config& config) {
+  return config.get_string("train.task") == "regression" ? Task::kRegression
+                                                         : Task::kClassification;
+}
+
+int64_t model_outputs(const data::DataSplits& data) {
+  return data.num_classes > 0 ? data.num_classes : static_cast<int64_t>(1);
+}
+
+data::DataSplits load_data(const Config& config) {
+  data::DataOptions o;
+  o.spec = config.get_string("data.dataset");
+  o.fashion_mnist_dir = config.get_string("data.dir");
+  o.classification = task_of(config) == Task::kClassification;
+  o.val_fraction = config.get_double("data.val_fraction");
+  o.split_seed = static_cast<uint64_t>(config.get_int("data.split_seed"));
+  o.limit = config.get_int("data.limit");
+  o.test_limit = config.get_int("data.test_limit");
+  o.classes = config.get_ints("data.classes");
+  o.on_bad_image = config.get_string("data.on_bad_image") == "skip" ? data::BadImagePolicy::kSkip
+                                                                     : data::BadImagePolicy::kFail;
+  if (config.get_double("data.std") > 0) {
+    o.mean = config.get_double("data.mean");
+    o.std = config.get_double("data.std");
+  }
+  auto data = data::load_data(o);
+  if (data.skipped > 0)
+    std::fprintf(stderr, "data: skipped %lld unreadable images (data.on_bad_image = \"skip\")\n",
+                 static_cast<long long>(data.skipped));
+  return data;
+}
+
+// The training-batch augmentation of data.augment. The default list applies to image data only;
+// a list the user set on tabular data is an error (raised by the transforms on the first batch).
+std::shared_ptr<data::Transform> make_augment(const Config& config, const data::DataSplits& data) {
+  const auto& setting = config.setting("data.augment");
+  if (data.input_shape.size() != 3 && setting.source == "default") return nullptr;
+  data::AugmentContext context;
+  context.stats = {data.mean, data.std};
+  context.classes = data.num_classes;
+  return data::parse_augmentation(config.get_strings("data.augment"), context);
+}
+
+void configure_runtime(const Config& config, bool print) {
+  RuntimeOptions runtime;
+  runtime.intra_op_threads = static_cast<int>(config.get_int("runtime.threads"));
+  runtime.openblas_threads = static_cast<int>(config.get_int("runtime.openblas_threads"));
+  runtime.malloc_tuning = config.get_bool("runtime.malloc_tuning");
+  auto report = configure_process(runtime);
+  if (!print) return;
+  std::printf("process:\n");
+  for (const auto& line : report.lines) std::printf("  %s\n", line.c_str());
+}
+
+std::string join_list(const std::vector<double>& values) {
+  std::string out = "[";
+  for (size_t i = 0; i < values.size(); ++i)
+    out += (i ? ", " : "") + std::to_string(values[i]);
+  return out + "]";
+}
+
+// Records how the data were prepared, so a run says what its model saw.
+void record_data(track::RunStore& store, const data::DataSplits& data,
+                 const std::shared_ptr<data::Transform>& augment) {
+  store.set_meta("data.source", data.source);
+  store.set_meta("data.mean", std::to_string(data.mean));
+  store.set_meta("data.std", std::to_string(data.std));
+  store.set_meta("data.augment", augment ? augment->describe() : "[]");
+  // What `trainscope export` needs to rebuild the model without loading the data.
+  std::string shape = "[";
+  for (size_t i = 0; i < data.input_shape.size(); ++i)
+    shape += (i ? ", " : "") + std::to_string(data.input_shape[i]);
+  store.set_meta("model.input_shape", shape + "]");
+  store.set_meta("model.outputs", std::to_string(model_outputs(data)));
+  if (data.skipped > 0) store.set_meta("data.skipped_images", std::to_string(data.skipped));
+  if (!data.feature_mean.empty()) {
+    store.set_meta("data.feature_mean", join_list(data.feature_mean));
+    store.set_meta("data.feature_std", join_list(data.feature_std));
+  }
+}
+
+std::string batch_search_json(const tune::BatchSizeResult& r) {
+  nlohmann::json j = {{"batch_size", r.batch_size},
+                      {"reason", r.reason},
+                      {"seconds", r.seconds},
+                      {"budget_bytes", r.budget_bytes},
+                      {"trials", nlohmann::json::array()}};
+  for (const auto& t : r.trials)
+    j["trials"].push_back({{"batch", t.batch},
+                           {"fits", t.fits},
+                           {"samples_per_s", t.samples_per_s},
+                           {"peak_bytes", t.peak_bytes},
+                           {"note", t.note}});
+  return j.dump();
+}
+
+std::string base64(const std::vector<uint8_t>& bytes) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t v = uint32_t(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= uint32_t(bytes[i + 1]) << 8;
+    if (i + 2 < bytes.size()) v |= bytes[i + 2];
+    out += k[(v >> 18) & 63];
+    out += k[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? k[(v >> 6) & 63] : '=';
+    out += i + 2 < bytes.size() ? k[v & 63] : '=';
+  }
+  return out;
+}
+
+// The test's most confidently wrong images, as PNGs in the run store for the dashboard.
+void store_mistake_images(track::RunStore& store, const data::DataSplits& data,
+                          const EvalResult& test) {
+  if (test.mistakes.empty() || data.input_shape.size() != 3 || data.input_shape[0] > 3) return;
+  std::vector<int64_t> indices;
+  for (const auto& m : test.mistakes) indices.push_back(m.index);
+  auto x = data.test->get_batch(torch::tensor(indices)).x.to(torch::kCPU);
+  // Undo the normalization to show the pixels the way they were read.
+  auto pixels = (x * data.std + data.mean).clamp(0, 1).mul(255).round().to(torch::kUInt8);
+  nlohmann::json out = nlohmann::json::array();
+  auto stored =
+      nlohmann::json::parse(store.result("test", "mistakes").value_or("[]"), nullptr, false);
+  for (size_t i = 0; i < test.mistakes.size(); ++i) {
+    nlohmann::json item =
+        stored.is_array() && i < stored.size() ? stored[i] : nlohmann::json::object();
+    item["png"] = base64(data::encode_png(pixels[int64_t(i)].contiguous()));
+    out.push_back(item);
+  }
+  store.put_result("test", "mistakes", out.dump());
+}
+
+std::string percent(double v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%.2f%%", 100.0 * v);
+  return buf;
+}
+
+// Copies what rebuilds a fine-tuned model into its run once the run exists, so that resuming,
+// testing and exporting it do not need the source. A model rebuilt from the kept architecture
+// has no pretrained backbone: only a checkpoint can give it back.
+class KeepSource : public Callback {
+ public:
+  explicit KeepSource(session::FinetuneSource source) : source_(std::move(source)) {}
+  std::string name() const override { return "keep_source"; }
+  void on_fit_start(TrainState& state) override {
+    if (source_.weights.empty() && state.resumed && state.resumed->file.empty())
+      throw Error(
+          "the fine-tuned run has no usable checkpoint, so its pretrained backbone "
+          "is lost (the run keeps the source's architecture, not its weights); "
+          "fine-tune again from " +
+          source_.path.string());
+    if (state.run) session::keep_source(source_, state.run->dir());
+  }
+
+ private:
+  session::FinetuneSource source_;
+};
+
+// Writes a run's new settings at the first epoch it starts (the checkpoint restored by then).
+class WriteConfig : public Callback {
+ public:
+  WriteConfig(fs::path file, std::string text) : file_(std::move(file)), text_(std::move(text)) {}
+  std::string name() const override { return "write_config"; }
+  void on_epoch_start(TrainState&) override {
+    if (text_.empty()) return;
+    track::write_text_atomically(file_, text_);
+    text_.clear();
+    std::printf(
+        "settings changed for the rest of the run (config.toml updated); the result is "
+        "no longer that of the original settings\n");
+  }
+
+ private:
+  fs::path file_;
+  std::string text_;
+};
+
+// The run's own settings (config.toml), and what the user changes on top of them.
+Config run_config(const fs::path& dir, const std::vector<std::string>& sets = {}) {
+  if (!fs::exists(dir / "config.toml"))
+    throw Error("run " + dir.string() +
+                " has no config.toml: it stopped before training began; start it again with "
+                "trainscope train");
+  Config config = Config::defaults();
+  config.merge_file(dir / "config.toml");
+  for (const auto& s : sets) config.set_from_string(s, "--set");
+  return config;
+}
+
+std::vector<int64_t> parse_ints(const std::string& text) {
+  std::vector<int64_t> out;
+  std::string item;
+  for (char c : text) {
+    if (std::isdigit(static_cast<unsigned char>(c))) {
+      item += c;
+    } else if (!item.empty()) {
+      out.push_back(std::stoll(item));
+      item.clear();
+    }
+  }
+  if (!item.empty()) out.push_back(std::stoll(item));
+  return out;
+}
+
+}  // namespace
+
+namespace session {
+
+fs::path find_run(const std::string& name, const std::string& runs_dir) {
+  fs::path direct(name);
+  if (fs::exists(direct / "run.sqlite")) return direct;
+  fs::path under = fs::path(runs_dir) / name;
+  if (fs::exists(under / "run.sqlite")) return under;
+  throw Error("no run named '" + name + "': neither " + direct.string() + " nor " +
+              under.string() + " holds a run.sqlite; `ls " + runs_dir + "` lists the runs");
+}
+
+torch::Device training_device(const Config& config) {
+  const std::string& d = config.get_string("runtime.device");
+  if (d == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::kCPU;
+  torch::Device device(d);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw ConfigError(config.setting("runtime.device").source + ": runtime.device = \"" + d +
+                      "\": this machine has no CUDA device (or this LibTorch has no CUDA); "
+                      "use cpu or auto");
+  return device;
+}
+
+}  // namespace session
+
+int SessionResult::exit_code() const {
+  switch (status) {
+    case Status::kFinished:
+      return 0;
+    case Status::kInterrupted:
+      return 130;
+    case Status::kCheckpointFailed:
+      return 1;
+  }
+  return 1;
+}
+
+// This process's part in a data-parallel job (WORLD_SIZE > 1 in the environment), if any.
+struct Session::Job {
+  dist::JobEnv env;
+  std::shared_ptr<dist::DataParallel> dp;
+  bool leader() const { return env.rank == 0; }
+};
+
+Session::Session(Config config) : config_(std::move(config)), job_(std::make_unique<Job>()) {
+  config_.resolve();
+  session::training_device(config_);  // a missing GPU is named before anything loads
+}
+
+Session Session::of_run(const fs::path& run_dir, const std::vector<std::string>& sets) {
+  Config config = run_config(run_dir, sets);
+  // The dashboard serves, and a resumed run stays in, the directory that holds this run.
+  config.set("run.dir",
+             run_dir.parent_path().empty() ? std::string(".") : run_dir.parent_path().string(),
+             "the run's directory");
+  Session s(std::move(config));
+  s.run_dir_ = run_dir;
+  s.sets_ = sets;
+  return s;
+}
+
+Session::~Session() = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
+
+Session& Session::data(data::DataSplits splits) {
+  data_ = std::move(splits);
+  own_data_ = true;
+  return *this;
+}
+
+Session& Session::model(Model model) {
+  model_ = std::move(model);
+  own_model_ = true;
+  return *this;
+}
+
+Session& Session::add_callback(std::shared_ptr<Callback> callback) {
+  extra_callbacks_.push_back(std::move(callback));
+  return *this;
+}
+
+bool Session::print() const { return config_.get_string("ui.progress") != "off"; }
+
+bool Session::leader() const { return !job_->env.distributed() || job_->leader(); }
+
+void Session::join() {
+  if (joined_) return;
+  joined_ = true;
+  Job& job = *job_;
+  job.env = dist::JobEnv::from_environment();
+  if (job.env.distributed()) {
+    if (config_.get_bool("diagnose.auto_remedy"))
+      throw ConfigError(
+          "--auto-remedy is not available in data-parallel runs: each rank would "
+          "apply its remedies on its own");
+    // One GPU per rank of this machine: LOCAL_RANK picks it.
+    torch::Device device = session::training_device(config_);
+    if (device.is_cuda() && !device.has_index()) {
+      device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job.env.local_rank));
+      config_.set("runtime.device", device.str(), "data parallel", "the GPU of LOCAL_RANK");
+    }
+    dist::ProcessGroupOptions o;
+    o.backend = config_.get_string("dist.backend");
+    o.device = device;
+    o.timeout =
+        std::chrono::milliseconds(static_cast<int64_t>(1000 * config_.get_double("dist.timeout")));
+    auto group = std::make_shared<dist::ProcessGroup>(job.env, o);
+    dist::DataParallelOptions d;
+    d.bucket_bytes = static_cast<int64_t>(config_.get_double("dist.bucket_mb") * (1 << 20));
+    job.dp = std::make_shared<dist::DataParallel>(group, d);
+    // The ranks on this machine share its cores (torchrun sets OMP_NUM_THREADS=1 for the same
+    // reason): more threads than cores in all would make them wait on each other.
+    if (config_.setting("runtime.threads").source == "default") {
+      const char* local = std::getenv("LOCAL_WORLD_SIZE");
+      const int64_t here = local ? std::max(1, std::atoi(local)) : job.env.world_size;
+      config_.set("runtime.threads", std::max<int64_t>(1, available_cores() / here),
+                  "data parallel",
+                  "the cores shared among the " + std::to_string(here) + " ranks on this machine");
+    }
+    if (!job.leader()) {
+      config_.set("ui.progress", std::string("off"), "data parallel", "rank 0 reports");
+      config_.set("ui.dashboard", false, "data parallel", "rank 0 serves it");
+    }
+  }
+  configure_runtime(config_, print());
+}
+
+// Data, model and augmentation. Fine-tuning (finetune.from) takes the source's normalization into
+// the config first, then builds the source's backbone under a new head. A resumed, tested or
+// exported fine-tuned run rebuilds it from what the run kept of its source.
+void Session::load() {
+  if (config_.get_string("finetune.from").empty()) {
+    if (!own_data_) data_ = load_data(config_);
+    if (!own_model_)
+      model_ = session::zoo_model(config_, data_.input_shape, model_outputs(data_));
+  } else {
+    source_ = std::make_unique<session::FinetuneSource>(
+        run_dir_.empty() ? session::resolve_source(config_)
+                         : session::run_source(config_, run_dir_));
+    const std::string normalization = session::adopt_normalization(config_, *source_);
+    if (!own_data_) data_ = load_data(config_);
+    if (!own_model_) {
+      auto [model, summary] = session::finetune_model(config_, *source_, data_.input_shape,
+                                                      model_outputs(data_));
+      model_ = model;
+      if (print() && leader()) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
+    }
+  }
+  augment_ = make_augment(config_, data_);
+}
+
+// Resolves train.batch_size = "auto" with real training steps, and the lr with it; both land in
+// the config (and so in config.toml) with the reason.
+std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
+  if (config_.get_string("train.batch_size") != "auto") return std::nullopt;
+  tune::BatchSizeOptions o;
+  o.memory_share = config_.get_double("tune.memory_share");
+  o.headroom = config_.get_double("tune.headroom");
+  o.min_gain = config_.get_double("tune.min_gain");
+  o.time_budget_s = config_.get_double("tune.time_budget");
+  const torch::Device device = session::training_device(config_);
+  // On CUDA a trial that does not fit raises out-of-memory, caught by the probe: no budget.
+  const double budget = device.is_cuda() ? 0.0 : tune::cpu_memory_budget(o.memory_share);
+  o.cpu_batch = config_.get_int("tune.cpu_batch");
+  o.min_steps = config_.get_int("tune.min_steps");
+  tune::TrainingProbe probe(model_, *data_.train, task_of(config_), device, o.steps, budget);
+  // On CPU a rule, so that one command gives one run; on an accelerator, where memory binds, the
+  // largest batch that fits.
+  auto r = device.is_cpu() ? tune::choose_cpu_batch(probe, o, budget, data_.train->size())
+                           : tune::find_batch_size(probe, o, budget, data_.train->size());
+  config_.set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
+  const double lr = config_.get_double("train.lr");
+  const std::string rule = config_.get_string("train.lr_scaling");
+  const double scaled = tune::scale_lr(lr, 128, r.batch_size, rule);
+  if (scaled != lr) {
+    char reason[128];
+    std::snprintf(reason, sizeof reason, "%g scaled by the %s rule from batch 128 to %lld", lr,
+                  rule.c_str(), static_cast<long long>(r.batch_size));
+    config_.set("train.lr", scaled, "lr scaling", reason);
+  }
+  if (print()) {
+    std::printf("batch size %lld: %s (%s %.1f s:", static_cast<long long>(r.batch_size),
+                r.reason.c_str(), device.is_cpu() ? "memory check" : "search", r.seconds);
+    for (const auto& t : r.trials)
+      std::printf(" %lld%s %.0f/s %.0f MiB;", static_cast<long long>(t.batch),
+                  t.fits ? "" : " (no fit)", t.samples_per_s, t.peak_bytes / 1048576.0);
+    std::printf(")\n");
+    if (scaled == lr && r.batch_size != 128)
+      std::printf("lr %g kept for batch %lld (train.lr_scaling = \"%s\")\n", lr,
+                  static_cast<long long>(r.batch_size), rule.c_str());
+  }
+  return r;
+}
+
+// The Trainer of a fit: the fine-tuning callback when it is one, the data-parallel sync in a job
+// (train.batch_size is the job's global batch, shared out among the ranks).
+std::unique_ptr<Trainer> Session::make_trainer() {
+  TrainerOptions options = TrainerOptions::from(config_);
+  options.class_names(data_.class_names);
+  options.augment(augment_);
+  const Job& job = *job_;
+  if (job.dp) {
+    const int64_t global = options.batch_size(), ranks = job.env.world_size;
+    if (global % ranks != 0)
+      throw ConfigError("train.batch_size = " + std::to_string(global) +
+                        " does not divide among " + std::to_string(ranks) +
+                        " ranks; use a multiple of " + std::to_string(ranks));
+    options.batch_size(global / ranks).gradient_sync(job.dp).rank(job.env.rank).world_size(ranks);
+    if (!job.leader()) options.runs_dir("").progress("off");
+    if (job.leader() && print())
+      std::printf("data parallel: %lld ranks over %s, global batch %lld = %lld x %lld\n",
+                  static_cast<long long>(ranks), job.dp->group().backend().c_str(),
+                  static_cast<long long>(global), static_cast<long long>(ranks),
+                  static_cast<long long>(global / ranks));
+  }
+  auto trainer = std::make_unique<Trainer>(options);
+  if (job.dp) trainer->add_callback(job.dp);
+  if (!config_.get_string("finetune.from").empty())
+    trainer->add_callback(
+        std::make_shared<callbacks::FineTuning>(session::fine_tuning_options(config_)));
+  if (source_) trainer->add_callback(std::make_shared<KeepSource>(*source_));
+  for (const auto& cb : extra_callbacks_) trainer->add_callback(cb);
+  return trainer;
+}
+
+SessionResult Session::train(bool run_test) {
+  join();
+  load();
+  const Job& job = *job_;
+  std::optional<tune::BatchSizeResult> batch_search;
+  if (!job.dp) {
+    batch_search = choose_batch_size();
+  } else if (config_.get_string("train.batch_size") == "auto") {
+    // Rank 0 searches a rank's batch; every rank takes its answer.
+    if (job.leader()) batch_search = choose_batch_size();
+    const int64_t mine = job.leader() ? std::stoll(config_.get_string("train.batch_size")) : 0;
+    std::vector<torch::Tensor> chosen = {torch::full({1}, mine, torch::kInt64)};
+    job.dp->group().broadcast(chosen, 0);
+    config_.set("train.batch_size",
+                std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
+                "batch-size search",
+                "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
+  }
+  auto trainer = make_trainer();
+  if (job.leader() && config_.get_bool("diagnose.enabled") &&
+      config_.get_bool("diagnose.preflight")) {
+    auto findings = check(print());
+    for (const auto& cb : trainer->callbacks())
+      if (auto diagnostics = std::dynamic_pointer_cast<diagnose::Diagnostics>(cb))
+        diagnostics->add_preflight(findings);
+  }
+  FitResult fit = trainer->fit(model_, data_.train, data_.val);
+  return finish(*trainer, fit, batch_search, run_test);
+}
+
+SessionResult Session::resume(bool run_test) {
+  TORCH_CHECK(!run_dir_.empty(), "Session::resume needs a session made by Session::of_run");
+  join();
+  load();
+  auto trainer = make_trainer();
+  bool changed_training = false;
+  for (const auto& s : sets_)
+    changed_training |= s.rfind("ui.", 0) != 0 && s.rfind("runtime.", 0) != 0;
+  if (leader() && changed_training) {
+    Config saved = config_;
+    saved.set("run.dir", run_config(run_dir_).get_string("run.dir"), "trainscope resume");
+    // Written once the checkpoint is restored: a resume that fails leaves the run's settings.
+    trainer->add_callback(std::make_shared<WriteConfig>(run_dir_ / "config.toml", saved.to_toml()));
+  }
+  // The other ranks of a job restore from the same checkpoint; rank 0 alone writes the run.
+  FitResult fit = trainer->resume(
+      model_, data_.train, data_.val, run_dir_,
+      leader() ? Trainer::ResumeMode::kWrite : Trainer::ResumeMode::kReadOnly);
+  return finish(*trainer, fit, std::nullopt, run_test);
+}
+
+// After a fit (new or resumed): records the data, says why it ended, tests.
+SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
+                              const std::optional<tune::BatchSizeResult>& batch_search,
+                              bool run_test) {
+  SessionResult r;
+  r.fit = fit;
+  r.leader = leader();
+  if (fit.interrupted) r.status = SessionResult::Status::kInterrupted;
+  if (!r.leader) return r;
+  const Job& job = *job_;
+  if (auto run = trainer.run()) {
+    record_data(run->store(), data_, augment_);
+    if (batch_search) run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
+  }
+  // What to type to continue: a data-parallel job resumes at its world size (under another
+  // launcher, with as many ranks as now).
+  std::string name = fit.run_dir.filename().string();
+  if (const char* nproc = std::getenv("TRAINSCOPE_NPROC"); job.dp && nproc)
+    name += std::string(" --nproc ") + nproc;
+  else if (job.dp)
+    name += " (with " + std::to_string(job.env.world_size) + " ranks)";
+  std::shared_ptr<callbacks::ModelCheckpoint> checkpoint;
+  for (const auto& cb : trainer.callbacks())
+    if (auto c = std::dynamic_pointer_cast<callbacks::ModelCheckpoint>(cb)) checkpoint = c;
+  const bool saving = checkpoint && trainer.run() && checkpoint->error().empty();
+  if (fit.interrupted) {
+    r.message = saving ? "interrupted; the state after the last batch is saved: trainscope resume " +
+                             name
+                       : "interrupted; no checkpoint was saved (checkpoints are off or failing)";
+    return r;
+  }
+  if (fit.stop_reason == StopReason::kCheckpointFailed) {
+    r.status = SessionResult::Status::kCheckpointFailed;
+    r.message =
+        "trainscope: the fit stopped because a checkpoint could not be saved; once that is "
+        "fixed: trainscope resume " +
+        name;
+    return r;
+  }
+  // A save that failed at the very end (the fit had nothing left to stop) still means the run's
+  // newest state is not on disk.
+  if (checkpoint && !checkpoint->error().empty() &&
+      trainer.options().checkpoint().on_error == callbacks::OnSaveError::kStop) {
+    r.status = SessionResult::Status::kCheckpointFailed;
+    r.message =
+        "trainscope: the fit ended but its last checkpoint could not be saved; the newest saved "
+        "state is older (trainscope resume " +
+        name + " continues from it)";
+    return r;
+  }
+  if (run_test) {
+    r.test = trainer.test(model_, *data_.test);
+    if (auto run = trainer.run()) store_mistake_images(run->store(), data_, *r.test);
+    auto acc = r.test->metrics.find("accuracy");
+    r.message = std::string("test ") + (acc != r.test->metrics.end() ? "accuracy" : "loss") +
+                ": " +
+                (acc != r.test->metrics.end() ? percent(acc->second)
+                                              : std::to_string(r.test->metrics["loss"])) +
+                " (best epoch " + std::to_string(fit.best_epoch) + " of " +
+                std::to_string(fit.epochs) + ")";
+  }
+  if (!fit.run_dir.empty())
+    r.message += (r.message.empty() ? "" : "\n") + std::string("run written to ") +
+                 fit.run_dir.string();
+  return r;
+}
+
+EvalResult Session::test(const std::string& weights) {
+  TORCH_CHECK(!run_dir_.empty(), "Session::test needs a session made by Session::of_run");
+  configure_runtime(config_, false);
+  joined_ = true;
+  load();
+  const fs::path file = run_dir_ / "checkpoints" / (weights + ".ckpt");
+  callbacks::load_weights(model_.module(), file);
+  TrainerOptions options = TrainerOptions::from(config_);
+  options.class_names(data_.class_names).runs_dir("").checkpoints(false).early_stopping(false);
+  Trainer trainer(options);
+  trainer.attach_run(track::Run::open(run_dir_));
+  EvalResult test = trainer.test(model_, *data_.test);
+  store_mistake_images(trainer.run()->store(), data_, test);
+  return test;
+}
+
+ExportResult Session::export_weights(const std::string& weights, const fs::path& out) {
+  TORCH_CHECK(!run_dir_.empty(), "Session::export_weights needs a session made by Session::of_run");
+  configure_runtime(config_, false);
+  joined_ = true;
+  // The model's shape is in the run store; runs without it are rebuilt from their data.
+  auto run = track::Run::open(run_dir_);
+  auto shape = run->store().meta("model.input_shape");
+  auto outputs = run->store().meta("model.outputs");
+  if (!own_model_) {
+    if (shape && outputs) {
+      const std::vector<int64_t> input_shape = parse_ints(*shape);
+      const int64_t n = std::stoll(*outputs);
+      if (config_.get_string("finetune.from").empty()) {
+        model_ = session::zoo_model(config_, input_shape, n);
+      } else {
+        source_ = std::make_unique<session::FinetuneSource>(session::run_source(config_, run_dir_));
+        model_ = session::finetune_model(config_, *source_, input_shape, n).first;
+      }
+    } else {
+      load();
+    }
+  }
+  const fs::path checkpoint = run_dir_ / "checkpoints" / (weights + ".ckpt");
+  if (!fs::exists(checkpoint))
+    throw CheckpointError("run " + run_dir_.string() + " has no " +
+                          checkpoint.filename().string() + " (" +
+                          (run_dir_ / "checkpoints").string() +
+                          " holds the run's checkpoints; --weights takes best or last)");
+  callbacks::load_weights(model_.module(), checkpoint);
+  const track::CheckpointInfo info = track::read_checkpoint_info(checkpoint);
+  ExportResult r;
+  r.file = out.empty() ? run_dir_ / (weights + ".pt") : out;
+  r.tensors = models::export_state_dict(model_, r.file);
+  r.parameters = model_.num_parameters();
+  r.model_name = model_.name();
+  r.from = checkpoint.filename().string() + " (epoch " + std::to_string(info.epoch);
+  if (!info.monitor.empty() && std::isfinite(info.value))
+    r.from += ", " + info.monitor + " " + std::to_string(info.value);
+  r.from += ")";
+  return r;
+}
+
+std::vector<diagnose::Finding> Session::check(bool print_findings) {
+  if (!model_.defined()) {
+    configure_runtime(config_, false);
+    joined_ = true;
+    load();
+  }
+  diagnose::PreflightOptions o;
+  o.task = task_of(config_);
+  o.num_classes = data_.num_classes;
+  o.lr = config_.get_double("train.lr");
+  o.device = session::training_device(config_);
+  const auto start = std::chrono::steady_clock::now();
+  auto findings = diagnose::preflight(model_, *data_.train, o);
+  if (print_findings) {
+    std::printf("pre-flight checks (%.1f s): %s\n", seconds_since(start),
+                findings.empty()
+                    ? "initial loss, one-batch overfit, gradients, input scale, labels: all pass"
+                    : (std::to_string(findings.size()) + " failed").c_str());
+    for (const auto& f : findings) std::printf("%s\n", f.to_text().c_str());
+  }
+  return findings;
+}
+
+LrFindResult Session::find_lr(const fs::path& png) {
+  configure_runtime(config_, false);
+  joined_ = true;
+  load();
+  tune::LrFinderOptions o;
+  const std::string& batch = config_.get_string("train.batch_size");
+  o.batch_size = batch == "auto" ? 128 : std::stoll(batch);
+  o.task = task_of(config_);
+  o.fallback_lr = 1e-3;
+  const auto start = std::chrono::steady_clock::now();
+  auto curve = tune::lr_range_test(model_, *data_.train, o);
+  auto suggestion = tune::suggest_lr(curve, o.fallback_lr);
+  const double seconds = seconds_since(start);
+
+  const std::string name = config_.get_string("run.name").empty()
+                               ? track::timestamped_name("lr-find")
+                               : config_.get_string("run.name");
+  auto run = track::Run::create(config_.get_string("run.dir"), name);
+  auto& store = run->store();
+  store.set_meta("name", run->name());
+  store.set_meta("kind", "lr_find");
+  store.set_meta("status", "finished");
+  const double now = track::wall_time_now();
+  for (size_t i = 0; i < curve.lrs.size(); ++i) {
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/lr", curve.lrs[i], now});
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/loss", curve.losses[i], now});
+    store.add_metric({int64_t(i), 0, "tune", "lr_find/smoothed_loss", curve.smoothed[i], now});
+  }
+  nlohmann::json result = {
+      {"lr", suggestion.lr}, {"confident", suggestion.confident}, {"reason", suggestion.reason}};
+  store.put_result("tune", "lr_suggestion", result.dump());
+  store.flush();
+  LrFindResult r;
+  r.run_dir = run->dir();
+  r.png = png.empty() ? run->dir() / "lr_find.png" : png;
+  r.lr = suggestion.lr;
+  r.confident = suggestion.confident;
+  tune::plot_lr_curve(curve, suggestion, r.png);
+  char buf[1024];
+  std::snprintf(buf, sizeof buf,
+                "lr range test: %zu steps from %g to %g in %.1f s\n"
+                "suggested lr: %.2g (%s; %s)\n"
+                "curve: %s (and %s); train with --lr %.2g",
+                curve.lrs.size(), o.start_lr, curve.lrs.empty() ? 0.0 : curve.lrs.back(),
+                seconds, suggestion.lr, suggestion.confident ? "confident" : "not confident",
+                suggestion.reason.c_str(), r.png.c_str(), (run->dir() / "run.sqlite").c_str(),
+                suggestion.lr);
+  r.summary = buf;
+  return r;
+}
+
+std::string Session::preview(const fs::path& png, int64_t count, int64_t rows, int64_t scale) {
+  configure_runtime(config_, false);
+  joined_ = true;
+  if (!own_data_) data_ = load_data(config_);
+  augment_ = make_augment(config_, data_);
+  auto grid = data::augmentation_grid(*data_.train, augment_.get(), {data_.mean, data_.std}, count,
+                                      rows, static_cast<uint64_t>(config_.get_int("train.seed")),
+                                      scale);
+  data::write_png(png, grid);
+  return "wrote " + png.string() + ": top row " +
+         std::to_string(std::min<int64_t>(count, data_.train->size())) + " training images, then " +
+         std::to_string(augment_ ? rows : 0) + " augmented rows of " +
+         (augment_ ? augment_->describe() : std::string("[]"));
+}
+
+}  // namespace trainscope
