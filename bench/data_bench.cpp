@@ -32,7 +32,7 @@ std::string arg(int argc, char** argv, const std::string& name, const std::strin
 }
 
 std::vector<std::string> split_items(const std::string& text) {
-  ts::Config c = ts::Config::defaults();
+  ts::Config c = ts::default_config();
   c.set_from_string("data.augment=[" + text + "]");
   return c.get_strings("data.augment");
 }

@@ -128,14 +128,15 @@ int main(int argc, char** argv) {
   double seconds = 0, val_loss = 0;
   if (mode == "fit") {
     ts::Model model(net, "cnn");
-    auto options = ts::TrainerOptions()
-                       .max_epochs(epochs)
-                       .progress("plain")
-                       .runs_dir("/tmp/trainscope-bench-runs")
-                       .class_names(data.class_names)
-                       .diagnostics(diagnostics != 0);
-    if (workers >= 0) options.loader_workers(workers);
-    ts::Trainer trainer(options);
+    ts::SessionOptions options;  // the Session's default callbacks on the bench's data and model
+    options.train.max_epochs(epochs)
+        .runs_dir("/tmp/trainscope-bench-runs")
+        .class_names(data.class_names);
+    options.progress = "plain";
+    options.diagnostics = diagnostics != 0;
+    if (workers >= 0) options.train.loader_workers(workers);
+    auto trainer_ptr = ts::session::make_trainer(options);
+    ts::Trainer& trainer = *trainer_ptr;
     auto t0 = std::chrono::steady_clock::now();
     auto fit = trainer.fit(model, data.train, data.val);
     seconds = seconds_since(t0);

@@ -33,7 +33,7 @@ struct TrainArgs {
 };
 
 ts::Config build_config(const TrainArgs& args) {
-  ts::Config config = ts::Config::defaults();
+  ts::Config config = ts::default_config();
   if (!args.config_file.empty()) config.merge_file(args.config_file);
   for (const auto& s : args.shortcuts) config.set_from_string(s.key + "=" + s.value, s.flag);
   for (const auto& s : args.sets) config.set_from_string(s, "--set");
@@ -122,7 +122,7 @@ struct PreviewArgs {
 std::string settings_help() {
   std::ostringstream o;
   o << "\nSettings (--set KEY=VALUE, or [section] key = value in a --config TOML file):\n";
-  for (const auto& s : ts::Config::schema())
+  for (const auto& s : ts::default_config().schema())
     o << "  " << s.key << " = " << ts::to_toml_literal(s.default_value) << "\n      " << s.help
       << "; default because " << s.reason << "\n";
   return o.str();
@@ -174,7 +174,7 @@ void add_fit_options(FitCommand& c, const std::vector<Shortcut>& shortcuts) {
   c.shortcuts.insert(c.shortcuts.end(), shortcuts.begin(), shortcuts.end());
   c.values.resize(c.shortcuts.size());
   for (size_t i = first; i < c.shortcuts.size(); ++i) {
-    const auto& spec = ts::Config::defaults().setting(c.shortcuts[i].key);
+    const auto& spec = ts::default_config().setting(c.shortcuts[i].key);
     std::string help = "same as --set " + std::string(c.shortcuts[i].key) + "=VALUE (default " +
                        ts::to_toml_literal(spec.value) + ")";
     c.app->add_option(c.shortcuts[i].flag, c.values[i], help);

@@ -11,7 +11,7 @@
 namespace ts = trainscope;
 
 int main(int argc, char** argv) {
-  ts::Config config = ts::Config::defaults();  // every default, each with its reason
+  ts::Config config = ts::default_config();  // every default, each with its reason
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int64_t value = std::atoll(argv[i + 1]);

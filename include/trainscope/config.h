@@ -2,14 +2,17 @@
 // Config: the fully resolved configuration of a run, and the defaults policy that fills it.
 //
 // Every setting has a key ("train.lr"), a typed value, where the value came from (a default,
-// a config file, --set, the library) and, for defaults, the reason for it. Keys and defaults
-// are declared once, in src/tune/defaults.cpp; `trainscope train --help` and config.toml list
-// them from there.
+// a config file, --set, the library) and, for defaults, the reason for it. The keys, their
+// defaults, reasons, help and checks are declared once, with the options field each one sets, in
+// src/session/settings.cpp; `trainscope train --help` and config.toml list them from there.
 
 #include <trainscope/error.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
 #include <iosfwd>
 #include <map>
 #include <string>
@@ -37,16 +40,27 @@ struct SettingSpec {
   ConfigValue default_value;
   std::string reason;  // why the default is what it is
   std::string help;    // what the setting does (shown by --help)
+  // nullopt when the value is acceptable; else the rest of the message after "<where>: <key> =
+  // <value>", e.g. " is out of range; expected a positive number such as 0.001".
+  std::function<std::optional<std::string>(const ConfigValue&)> check = nullptr;
 };
 
-// An ordered set of settings over the known keys. Copyable value type; not thread-safe.
+class Config;
+// The known keys, in the order they are printed, and the policy that fills defaults depending
+// on other settings (run by Config::resolve after the checks).
+struct Schema {
+  std::vector<SettingSpec> settings;
+  std::function<void(Config&)> derive = nullptr;
+};
+
+// An ordered set of settings over the known keys of a schema. Copyable value type (copies share
+// the immutable schema); not thread-safe. The session's schema and its defaults:
+// trainscope::default_config() (session/settings.h).
 class Config {
  public:
-  // Every known key at its default, with the policy's reason. Some defaults depend on
-  // others (max_epochs on train.regime); they are resolved by resolve().
-  static Config defaults();
-  // The known keys, in the order they are printed.
-  static const std::vector<SettingSpec>& schema();
+  // Every key of `schema` at its default, with the reason for it.
+  explicit Config(std::shared_ptr<const Schema> schema);
+  const std::vector<SettingSpec>& schema() const { return schema_->settings; }
 
   // Overrides from a TOML file. Throws ConfigError naming file, line, key and value for an
   // unknown key, a wrong type or an out-of-range value.
@@ -59,8 +73,15 @@ class Config {
   // `reason` replaces "set by the user" when a tool, not the user, chose the value.
   void set(const std::string& key, ConfigValue value, const std::string& source = "library",
            const std::string& reason = "");
+  // A default that depends on other settings: changes the value of `key` while it is still at its
+  // default (source stays "default", the reason says what it was derived from). No-op otherwise.
+  void derive_default(const std::string& key, ConfigValue value, const std::string& reason);
+  // A value that stands for another ("auto", 0 for "one per core") replaced by what it means,
+  // keeping where it came from; the reason changes only for a default.
+  void resolve_value(const std::string& key, ConfigValue value, const std::string& reason);
 
-  // Fills dependent defaults and validates ranges. Call once after all overrides.
+  // Runs every setting's check (throws ConfigError naming the first bad one, where it came from
+  // and what is expected), then the schema's dependent defaults. Call once after all overrides.
   void resolve();
 
   bool get_bool(const std::string& key) const;
@@ -80,8 +101,29 @@ class Config {
 
  private:
   Setting& find(const std::string& key, const std::string& where);
+  std::shared_ptr<const Schema> schema_;
   std::vector<Setting> settings_;
 };
+
+// Names of an enum's values in config text ("adam", "sgd"), declared once beside the enum.
+template <typename E>
+struct EnumName {
+  E value;
+  const char* name;
+};
+template <typename E, size_t N>
+const char* name_of(E value, const EnumName<E> (&names)[N]) {
+  for (const auto& n : names)
+    if (n.value == value) return n.name;
+  return "?";
+}
+// The value named `name`; nullopt when no value has that name.
+template <typename E, size_t N>
+std::optional<E> value_of(const std::string& name, const EnumName<E> (&names)[N]) {
+  for (const auto& n : names)
+    if (name == n.name) return n.value;
+  return std::nullopt;
+}
 
 // The value as a TOML literal: 0.001, true, "cnn", [32, 64], ["hflip", "rotate(10)"].
 std::string to_toml_literal(const ConfigValue& value);

@@ -3,7 +3,6 @@
 //   #include <trainscope/trainscope.h>
 //   namespace ts = trainscope;
 #include <trainscope/callbacks/checkpoint.h>
-#include <trainscope/callbacks/defaults.h>
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/callbacks/lr_schedule.h>
@@ -23,6 +22,7 @@
 #include <trainscope/runtime.h>
 #include <trainscope/serve/dashboard.h>
 #include <trainscope/session/session.h>
+#include <trainscope/session/settings.h>
 #include <trainscope/session/source.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>

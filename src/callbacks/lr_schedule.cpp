@@ -260,15 +260,19 @@ void ReduceLrOnPlateau::load_extra(torch::serialize::InputArchive& a) {
 // --- factory ------------------------------------------------------------------------------------
 
 std::shared_ptr<LrSchedule> make_lr_schedule(const LrScheduleOptions& o) {
-  if (o.kind == "none") return nullptr;
-  if (o.kind == "step") return std::make_shared<StepLr>(o.step_size, o.gamma);
-  if (o.kind == "cosine")
-    return std::make_shared<CosineLr>(o.warmup_epochs, o.min_lr, o.warmup_start);
-  if (o.kind == "onecycle")
-    return std::make_shared<OneCycleLr>(o.max_lr, o.pct_start, o.div_factor, o.final_div_factor);
-  if (o.kind == "plateau") return std::make_shared<ReduceLrOnPlateau>(o);
-  throw ConfigError("lr schedule \"" + o.kind +
-                    "\" is not known; expected none, step, cosine, onecycle or plateau");
+  switch (o.kind) {
+    case ScheduleKind::kNone:
+      return nullptr;
+    case ScheduleKind::kStep:
+      return std::make_shared<StepLr>(o.step_size, o.gamma);
+    case ScheduleKind::kCosine:
+      return std::make_shared<CosineLr>(o.warmup_epochs, o.min_lr, o.warmup_start);
+    case ScheduleKind::kOneCycle:
+      return std::make_shared<OneCycleLr>(o.max_lr, o.pct_start, o.div_factor, o.final_div_factor);
+    case ScheduleKind::kPlateau:
+      return std::make_shared<ReduceLrOnPlateau>(o);
+  }
+  return nullptr;
 }
 
 }  // namespace trainscope::callbacks

@@ -1,7 +1,12 @@
 #include <trainscope/session/session.h>
 
 #include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/callbacks/fine_tuning.h>
+#include <trainscope/callbacks/lr_schedule.h>
+#include <trainscope/callbacks/progress.h>
+#include <trainscope/callbacks/run_logger.h>
+#include <trainscope/callbacks/tensorboard.h>
 #include <trainscope/data/image_folder.h>
 #include <trainscope/data/spec.h>
 #include <trainscope/data/transforms.h>
@@ -34,31 +39,11 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-Task task_of(const Config& config) {
-  return config.get_string("train.task") == "regression" ? Task::kRegression
-                                                         : Task::kClassification;
-}
-
 int64_t model_outputs(const data::DataSplits& data) {
   return data.num_classes > 0 ? data.num_classes : static_cast<int64_t>(1);
 }
 
-data::DataSplits load_data(const Config& config) {
-  data::DataOptions o;
-  o.spec = config.get_string("data.dataset");
-  o.fashion_mnist_dir = config.get_string("data.dir");
-  o.classification = task_of(config) == Task::kClassification;
-  o.val_fraction = config.get_double("data.val_fraction");
-  o.split_seed = static_cast<uint64_t>(config.get_int("data.split_seed"));
-  o.limit = config.get_int("data.limit");
-  o.test_limit = config.get_int("data.test_limit");
-  o.classes = config.get_ints("data.classes");
-  o.on_bad_image = config.get_string("data.on_bad_image") == "skip" ? data::BadImagePolicy::kSkip
-                                                                     : data::BadImagePolicy::kFail;
-  if (config.get_double("data.std") > 0) {
-    o.mean = config.get_double("data.mean");
-    o.std = config.get_double("data.std");
-  }
+data::DataSplits load_and_report(const data::DataOptions& o) {
   auto data = data::load_data(o);
   if (data.skipped > 0)
     std::fprintf(stderr, "data: skipped %lld unreadable images (data.on_bad_image = \"skip\")\n",
@@ -218,7 +203,7 @@ Config run_config(const fs::path& dir, const std::vector<std::string>& sets = {}
     throw Error("run " + dir.string() +
                 " has no config.toml: it stopped before training began; start it again with "
                 "trainscope train");
-  Config config = Config::defaults();
+  Config config = default_config();
   config.merge_file(dir / "config.toml");
   for (const auto& s : sets) config.set_from_string(s, "--set");
   return config;
@@ -242,6 +227,33 @@ std::vector<int64_t> parse_ints(const std::string& text) {
 }  // namespace
 
 namespace session {
+
+std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o) {
+  std::vector<std::shared_ptr<Callback>> out;
+  const auto& config = o.train.config();
+  out.push_back(std::make_shared<callbacks::RunLogger>(o.train.log_every(), config));
+  out.push_back(std::make_shared<callbacks::ProgressPrinter>(
+      callbacks::progress_style_from(o.progress), config));
+  // TensorBoard event files beside run.sqlite, when the Trainer keeps a run directory.
+  if (!o.train.runs_dir().empty())
+    out.push_back(std::make_shared<callbacks::TensorBoardLogger>(o.train.log_every(), config));
+  if (o.diagnostics) {
+    diagnose::DiagnosticsOptions d = o.diagnose;
+    d.every = o.diagnose_every > 0 ? o.diagnose_every : o.train.log_every();
+    d.print = o.progress != "off";
+    out.push_back(std::make_shared<diagnose::Diagnostics>(d));
+  }
+  if (auto schedule = callbacks::make_lr_schedule(o.schedule)) out.push_back(std::move(schedule));
+  if (o.early_stopping) out.push_back(std::make_shared<callbacks::EarlyStopping>(o.stopping));
+  if (o.checkpoints) out.push_back(std::make_shared<callbacks::ModelCheckpoint>(o.checkpoint));
+  return out;
+}
+
+std::unique_ptr<Trainer> make_trainer(const SessionOptions& options) {
+  auto trainer = std::make_unique<Trainer>(options.train);
+  for (auto& cb : default_callbacks(options)) trainer->add_callback(std::move(cb));
+  return trainer;
+}
 
 fs::path find_run(const std::string& name, const std::string& runs_dir) {
   fs::path direct(name);
@@ -286,6 +298,7 @@ struct Session::Job {
 
 Session::Session(Config config) : config_(std::move(config)), job_(std::make_unique<Job>()) {
   config_.resolve();
+  options_ = session_options(config_);
   session::training_device(config_);  // a missing GPU is named before anything loads
 }
 
@@ -322,7 +335,13 @@ Session& Session::add_callback(std::shared_ptr<Callback> callback) {
   return *this;
 }
 
-bool Session::print() const { return config_.get_string("ui.progress") != "off"; }
+bool Session::print() const { return options_.progress != "off"; }
+
+void Session::set(const std::string& key, ConfigValue value, const std::string& source,
+                  const std::string& reason) {
+  config_.set(key, std::move(value), source, reason);
+  options_ = session_options(config_);
+}
 
 bool Session::leader() const { return !job_->env.distributed() || job_->leader(); }
 
@@ -332,7 +351,7 @@ void Session::join() {
   Job& job = *job_;
   job.env = dist::JobEnv::from_environment();
   if (job.env.distributed()) {
-    if (config_.get_bool("diagnose.auto_remedy"))
+    if (options_.diagnose.auto_remedy)
       throw ConfigError(
           "--auto-remedy is not available in data-parallel runs: each rank would "
           "apply its remedies on its own");
@@ -340,40 +359,51 @@ void Session::join() {
     torch::Device device = session::training_device(config_);
     if (device.is_cuda() && !device.has_index()) {
       device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(job.env.local_rank));
-      config_.set("runtime.device", device.str(), "data parallel", "the GPU of LOCAL_RANK");
+      set("runtime.device", device.str(), "data parallel", "the GPU of LOCAL_RANK");
     }
     dist::ProcessGroupOptions o;
-    o.backend = config_.get_string("dist.backend");
+    o.backend = options_.dist_backend;
     o.device = device;
     o.timeout =
-        std::chrono::milliseconds(static_cast<int64_t>(1000 * config_.get_double("dist.timeout")));
+        std::chrono::milliseconds(static_cast<int64_t>(1000 * options_.dist_timeout));
     auto group = std::make_shared<dist::ProcessGroup>(job.env, o);
     dist::DataParallelOptions d;
-    d.bucket_bytes = static_cast<int64_t>(config_.get_double("dist.bucket_mb") * (1 << 20));
+    d.bucket_bytes = static_cast<int64_t>(options_.dist_bucket_mb * (1 << 20));
     job.dp = std::make_shared<dist::DataParallel>(group, d);
     // The ranks on this machine share its cores (torchrun sets OMP_NUM_THREADS=1 for the same
     // reason): more threads than cores in all would make them wait on each other.
     if (config_.setting("runtime.threads").source == "default") {
       const char* local = std::getenv("LOCAL_WORLD_SIZE");
       const int64_t here = local ? std::max(1, std::atoi(local)) : job.env.world_size;
-      config_.set("runtime.threads", std::max<int64_t>(1, available_cores() / here),
+      set("runtime.threads", std::max<int64_t>(1, available_cores() / here),
                   "data parallel",
                   "the cores shared among the " + std::to_string(here) + " ranks on this machine");
     }
     if (!job.leader()) {
-      config_.set("ui.progress", std::string("off"), "data parallel", "rank 0 reports");
-      config_.set("ui.dashboard", false, "data parallel", "rank 0 serves it");
+      set("ui.progress", std::string("off"), "data parallel", "rank 0 reports");
+      set("ui.dashboard", false, "data parallel", "rank 0 serves it");
     }
   }
   configure_runtime(config_, print());
+}
+
+TrainerOptions Session::trainer_options() const {
+  TrainerOptions t = options_.train;
+  t.batch_size(options_.batch_size.value_or(t.batch_size()));
+  t.class_names(data_.class_names);
+  t.augment(augment_);
+  t.channels_last(options_.channels_last == "on" ||
+                  (options_.channels_last == "auto" &&
+                   t.device().kind != DeviceChoice::Kind::kCpu && torch::cuda::is_available()));
+  return t;
 }
 
 // Data, model and augmentation. Fine-tuning (finetune.from) takes the source's normalization into
 // the config first, then builds the source's backbone under a new head. A resumed, tested or
 // exported fine-tuned run rebuilds it from what the run kept of its source.
 void Session::load() {
-  if (config_.get_string("finetune.from").empty()) {
-    if (!own_data_) data_ = load_data(config_);
+  if (options_.finetune_from.empty()) {
+    if (!own_data_) data_ = load_and_report(options_.data);
     if (!own_model_)
       model_ = session::zoo_model(config_, data_.input_shape, model_outputs(data_));
   } else {
@@ -381,7 +411,8 @@ void Session::load() {
         run_dir_.empty() ? session::resolve_source(config_)
                          : session::run_source(config_, run_dir_));
     const std::string normalization = session::adopt_normalization(config_, *source_);
-    if (!own_data_) data_ = load_data(config_);
+    options_ = session_options(config_);
+    if (!own_data_) data_ = load_and_report(options_.data);
     if (!own_model_) {
       auto [model, summary] = session::finetune_model(config_, *source_, data_.input_shape,
                                                       model_outputs(data_));
@@ -395,31 +426,25 @@ void Session::load() {
 // Resolves train.batch_size = "auto" with real training steps, and the lr with it; both land in
 // the config (and so in config.toml) with the reason.
 std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
-  if (config_.get_string("train.batch_size") != "auto") return std::nullopt;
-  tune::BatchSizeOptions o;
-  o.memory_share = config_.get_double("tune.memory_share");
-  o.headroom = config_.get_double("tune.headroom");
-  o.min_gain = config_.get_double("tune.min_gain");
-  o.time_budget_s = config_.get_double("tune.time_budget");
+  if (options_.batch_size) return std::nullopt;
+  const tune::BatchSizeOptions& o = options_.tune;
   const torch::Device device = session::training_device(config_);
   // On CUDA a trial that does not fit raises out-of-memory, caught by the probe: no budget.
   const double budget = device.is_cuda() ? 0.0 : tune::cpu_memory_budget(o.memory_share);
-  o.cpu_batch = config_.get_int("tune.cpu_batch");
-  o.min_steps = config_.get_int("tune.min_steps");
-  tune::TrainingProbe probe(model_, *data_.train, task_of(config_), device, o.steps, budget);
+  tune::TrainingProbe probe(model_, *data_.train, options_.train.task(), device, o.steps, budget);
   // On CPU a rule, so that one command gives one run; on an accelerator, where memory binds, the
   // largest batch that fits.
   auto r = device.is_cpu() ? tune::choose_cpu_batch(probe, o, budget, data_.train->size())
                            : tune::find_batch_size(probe, o, budget, data_.train->size());
-  config_.set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
-  const double lr = config_.get_double("train.lr");
-  const std::string rule = config_.get_string("train.lr_scaling");
+  set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
+  const double lr = options_.train.lr();
+  const std::string rule = options_.lr_scaling;
   const double scaled = tune::scale_lr(lr, 128, r.batch_size, rule);
   if (scaled != lr) {
     char reason[128];
     std::snprintf(reason, sizeof reason, "%g scaled by the %s rule from batch 128 to %lld", lr,
                   rule.c_str(), static_cast<long long>(r.batch_size));
-    config_.set("train.lr", scaled, "lr scaling", reason);
+    set("train.lr", scaled, "lr scaling", reason);
   }
   if (print()) {
     std::printf("batch size %lld: %s (%s %.1f s:", static_cast<long long>(r.batch_size),
@@ -438,9 +463,7 @@ std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
 // The Trainer of a fit: the fine-tuning callback when it is one, the data-parallel sync in a job
 // (train.batch_size is the job's global batch, shared out among the ranks).
 std::unique_ptr<Trainer> Session::make_trainer() {
-  TrainerOptions options = TrainerOptions::from(config_);
-  options.class_names(data_.class_names);
-  options.augment(augment_);
+  TrainerOptions options = trainer_options();
   const Job& job = *job_;
   if (job.dp) {
     const int64_t global = options.batch_size(), ranks = job.env.world_size;
@@ -449,7 +472,7 @@ std::unique_ptr<Trainer> Session::make_trainer() {
                         " does not divide among " + std::to_string(ranks) +
                         " ranks; use a multiple of " + std::to_string(ranks));
     options.batch_size(global / ranks).gradient_sync(job.dp).rank(job.env.rank).world_size(ranks);
-    if (!job.leader()) options.runs_dir("").progress("off");
+    if (!job.leader()) options.runs_dir("");
     if (job.leader() && print())
       std::printf("data parallel: %lld ranks over %s, global batch %lld = %lld x %lld\n",
                   static_cast<long long>(ranks), job.dp->group().backend().c_str(),
@@ -457,10 +480,13 @@ std::unique_ptr<Trainer> Session::make_trainer() {
                   static_cast<long long>(global / ranks));
   }
   auto trainer = std::make_unique<Trainer>(options);
+  SessionOptions callbacks = options_;
+  callbacks.train = options;
+  for (auto& cb : session::default_callbacks(callbacks)) trainer->add_callback(std::move(cb));
   if (job.dp) trainer->add_callback(job.dp);
-  if (!config_.get_string("finetune.from").empty())
+  if (!options_.finetune_from.empty())
     trainer->add_callback(
-        std::make_shared<callbacks::FineTuning>(session::fine_tuning_options(config_)));
+        std::make_shared<callbacks::FineTuning>(options_.fine_tuning));
   if (source_) trainer->add_callback(std::make_shared<KeepSource>(*source_));
   for (const auto& cb : extra_callbacks_) trainer->add_callback(cb);
   return trainer;
@@ -473,20 +499,19 @@ SessionResult Session::train(bool run_test) {
   std::optional<tune::BatchSizeResult> batch_search;
   if (!job.dp) {
     batch_search = choose_batch_size();
-  } else if (config_.get_string("train.batch_size") == "auto") {
+  } else if (!options_.batch_size) {
     // Rank 0 searches a rank's batch; every rank takes its answer.
     if (job.leader()) batch_search = choose_batch_size();
-    const int64_t mine = job.leader() ? std::stoll(config_.get_string("train.batch_size")) : 0;
+    const int64_t mine = job.leader() ? *options_.batch_size : 0;
     std::vector<torch::Tensor> chosen = {torch::full({1}, mine, torch::kInt64)};
     job.dp->group().broadcast(chosen, 0);
-    config_.set("train.batch_size",
+    set("train.batch_size",
                 std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
                 "batch-size search",
                 "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
   }
   auto trainer = make_trainer();
-  if (job.leader() && config_.get_bool("diagnose.enabled") &&
-      config_.get_bool("diagnose.preflight")) {
+  if (job.leader() && options_.diagnostics && options_.preflight) {
     auto findings = check(print());
     for (const auto& cb : trainer->callbacks())
       if (auto diagnostics = std::dynamic_pointer_cast<diagnose::Diagnostics>(cb))
@@ -559,7 +584,7 @@ SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
   // A save that failed at the very end (the fit had nothing left to stop) still means the run's
   // newest state is not on disk.
   if (checkpoint && !checkpoint->error().empty() &&
-      trainer.options().checkpoint().on_error == callbacks::OnSaveError::kStop) {
+      options_.checkpoint.on_error == callbacks::OnSaveError::kStop) {
     r.status = SessionResult::Status::kCheckpointFailed;
     r.message =
         "trainscope: the fit ended but its last checkpoint could not be saved; the newest saved "
@@ -591,9 +616,12 @@ EvalResult Session::test(const std::string& weights) {
   load();
   const fs::path file = run_dir_ / "checkpoints" / (weights + ".ckpt");
   callbacks::load_weights(model_.module(), file);
-  TrainerOptions options = TrainerOptions::from(config_);
-  options.class_names(data_.class_names).runs_dir("").checkpoints(false).early_stopping(false);
-  Trainer trainer(options);
+  SessionOptions o = options_;
+  o.train = trainer_options();
+  o.train.runs_dir("");
+  o.checkpoints = o.early_stopping = false;
+  Trainer trainer(o.train);
+  for (auto& cb : session::default_callbacks(o)) trainer.add_callback(std::move(cb));
   trainer.attach_run(track::Run::open(run_dir_));
   EvalResult test = trainer.test(model_, *data_.test);
   store_mistake_images(trainer.run()->store(), data_, test);
@@ -612,7 +640,7 @@ ExportResult Session::export_weights(const std::string& weights, const fs::path&
     if (shape && outputs) {
       const std::vector<int64_t> input_shape = parse_ints(*shape);
       const int64_t n = std::stoll(*outputs);
-      if (config_.get_string("finetune.from").empty()) {
+      if (options_.finetune_from.empty()) {
         model_ = session::zoo_model(config_, input_shape, n);
       } else {
         source_ = std::make_unique<session::FinetuneSource>(session::run_source(config_, run_dir_));
@@ -649,9 +677,9 @@ std::vector<diagnose::Finding> Session::check(bool print_findings) {
     load();
   }
   diagnose::PreflightOptions o;
-  o.task = task_of(config_);
+  o.task = options_.train.task();
   o.num_classes = data_.num_classes;
-  o.lr = config_.get_double("train.lr");
+  o.lr = options_.train.lr();
   o.device = session::training_device(config_);
   const auto start = std::chrono::steady_clock::now();
   auto findings = diagnose::preflight(model_, *data_.train, o);
@@ -670,19 +698,18 @@ LrFindResult Session::find_lr(const fs::path& png) {
   joined_ = true;
   load();
   tune::LrFinderOptions o;
-  const std::string& batch = config_.get_string("train.batch_size");
-  o.batch_size = batch == "auto" ? 128 : std::stoll(batch);
-  o.task = task_of(config_);
+  o.batch_size = options_.batch_size.value_or(128);
+  o.task = options_.train.task();
   o.fallback_lr = 1e-3;
   const auto start = std::chrono::steady_clock::now();
   auto curve = tune::lr_range_test(model_, *data_.train, o);
   auto suggestion = tune::suggest_lr(curve, o.fallback_lr);
   const double seconds = seconds_since(start);
 
-  const std::string name = config_.get_string("run.name").empty()
+  const std::string name = options_.train.run_name().empty()
                                ? track::timestamped_name("lr-find")
-                               : config_.get_string("run.name");
-  auto run = track::Run::create(config_.get_string("run.dir"), name);
+                               : options_.train.run_name();
+  auto run = track::Run::create(options_.train.runs_dir(), name);
   auto& store = run->store();
   store.set_meta("name", run->name());
   store.set_meta("kind", "lr_find");
@@ -719,10 +746,10 @@ LrFindResult Session::find_lr(const fs::path& png) {
 std::string Session::preview(const fs::path& png, int64_t count, int64_t rows, int64_t scale) {
   configure_runtime(config_, false);
   joined_ = true;
-  if (!own_data_) data_ = load_data(config_);
+  if (!own_data_) data_ = load_and_report(options_.data);
   augment_ = make_augment(config_, data_);
   auto grid = data::augmentation_grid(*data_.train, augment_.get(), {data_.mean, data_.std}, count,
-                                      rows, static_cast<uint64_t>(config_.get_int("train.seed")),
+                                      rows, options_.train.seed(),
                                       scale);
   data::write_png(png, grid);
   return "wrote " + png.string() + ": top row " +

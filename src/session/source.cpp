@@ -5,6 +5,7 @@
 #include <trainscope/models/torchscript.h>
 #include <trainscope/models/transfer.h>
 #include <trainscope/models/zoo.h>
+#include <trainscope/session/settings.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
@@ -58,14 +59,14 @@ std::optional<std::pair<double, double>> run_normalization(const fs::path& run) 
 }
 
 Config config_of(const std::string& toml, const std::string& origin) {
-  Config c = Config::defaults();
+  Config c = default_config();
   c.merge_text(toml, origin);
   c.resolve();
   return c;
 }
 
 Config config_file(const fs::path& file) {
-  Config c = Config::defaults();
+  Config c = default_config();
   c.merge_file(file);
   c.resolve();
   return c;
@@ -236,14 +237,5 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
   return {model, buf};
 }
 
-callbacks::FineTuningOptions fine_tuning_options(const Config& config) {
-  callbacks::FineTuningOptions o;
-  o.unfreeze_at_epoch = config.get_int("finetune.unfreeze_at_epoch");
-  o.backbone_lr_ratio = config.get_double("finetune.backbone_lr_ratio");
-  o.groups = config.get_strings("finetune.groups");
-  o.unfreeze_every = config.get_int("finetune.unfreeze_every");
-  o.train_bn = config.get_bool("finetune.train_bn");
-  return o;
-}
 
 }  // namespace trainscope::session

@@ -1,4 +1,3 @@
-#include <trainscope/callbacks/defaults.h>
 #include <trainscope/data/loader.h>
 #include <trainscope/data/transforms.h>
 #include <trainscope/error.h>
@@ -74,21 +73,45 @@ void TrainerOptions::validate() const {
   if (eval_batch_size_ < 1)
     fail("eval_batch_size", std::to_string(eval_batch_size_), "a positive integer");
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
-  if (diagnose_every_ < 0)
-    fail("diagnose_every", std::to_string(diagnose_every_), ">= 0 (0: log_every)");
-  if (stopping_.patience < 0) fail("stopping.patience", std::to_string(stopping_.patience), ">= 0");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
-  if (optimizer_ != "adam" && optimizer_ != "adamw" && optimizer_ != "sgd")
-    fail("optimizer", "\"" + optimizer_ + "\"", "adam, adamw or sgd");
-  if (loss_ != "auto" && loss_ != "cross_entropy" && loss_ != "mse")
-    fail("loss", "\"" + loss_ + "\"", "auto, cross_entropy or mse");
-  if (progress_ != "auto" && progress_ != "bar" && progress_ != "plain" && progress_ != "off")
-    fail("progress", "\"" + progress_ + "\"", "auto, bar, plain or off");
-  if (precision_ != "fp32" && precision_ != "bf16" && precision_ != "fp16")
-    fail("precision", "\"" + precision_ + "\"", "fp32, bf16 or fp16");
   if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
     fail("rank", std::to_string(rank_) + " of world_size " + std::to_string(world_size_),
          "0 <= rank < world_size");
+}
+
+std::optional<DeviceChoice> DeviceChoice::parse(const std::string& text) {
+  DeviceChoice d;
+  if (text == "auto") return d;
+  if (text == "cpu") return d.kind = Kind::kCpu, d;
+  if (text == "cuda") return d.kind = Kind::kCuda, d;
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 && text.size() < 9 &&
+      text.find_first_not_of("0123456789", 5) == std::string::npos)
+    return d.kind = Kind::kCuda, d.index = std::stoi(text.substr(5)), d;
+  return std::nullopt;
+}
+
+std::string DeviceChoice::str() const {
+  switch (kind) {
+    case Kind::kAuto:
+      return "auto";
+    case Kind::kCpu:
+      return "cpu";
+    case Kind::kCuda:
+      return index < 0 ? "cuda" : "cuda:" + std::to_string(index);
+  }
+  return "auto";
+}
+
+torch::Device DeviceChoice::resolve() const {
+  if (kind == Kind::kCpu) return torch::kCPU;
+  if (kind == Kind::kAuto)
+    return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (!torch::cuda::is_available())
+    throw ConfigError("device \"" + str() +
+                      "\": this machine has no CUDA device (or this LibTorch has no CUDA); use "
+                      "cpu or auto");
+  return index < 0 ? torch::Device(torch::kCUDA)
+                   : torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 namespace {
@@ -142,181 +165,34 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o,
     throw ConfigError(
         "the model has no trainable parameters (all of them are frozen); unfreeze "
         "at least the head");
-  if (o.optimizer() == "adamw")
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(o.lr()).weight_decay(o.weight_decay()));
-  if (o.optimizer() == "sgd")
-    return std::make_unique<torch::optim::SGD>(
-        params, torch::optim::SGDOptions(o.lr()).momentum(0.9).weight_decay(o.weight_decay()));
+  switch (o.optimizer()) {
+    case Optimizer::kAdamW:
+      return std::make_unique<torch::optim::AdamW>(
+          params, torch::optim::AdamWOptions(o.lr()).weight_decay(o.weight_decay()));
+    case Optimizer::kSgd:
+      return std::make_unique<torch::optim::SGD>(
+          params, torch::optim::SGDOptions(o.lr()).momentum(0.9).weight_decay(o.weight_decay()));
+    case Optimizer::kAdam:
+      break;
+  }
   return std::make_unique<torch::optim::Adam>(
       params, torch::optim::AdamOptions(o.lr()).weight_decay(o.weight_decay()));
 }
 
-// The options as settings, for runs started from the library without a Config.
-Config config_from(const TrainerOptions& o) {
-  Config c = Config::defaults();
-  auto put = [&](const std::string& key, ConfigValue v) {
-    if (to_toml_literal(c.setting(key).value) != to_toml_literal(v))
-      c.set(key, std::move(v), "library");
-  };
-  put("train.task",
-      std::string(o.task() == Task::kClassification ? "classification" : "regression"));
-  put("train.max_epochs", o.max_epochs());
-  put("train.optimizer", o.optimizer());
-  put("train.lr", o.lr());
-  put("train.weight_decay", o.weight_decay());
-  put("train.loss", o.loss());
-  put("train.batch_size", std::to_string(o.batch_size()));
-  put("train.eval_batch_size", o.eval_batch_size());
-  put("train.seed", static_cast<int64_t>(o.seed()));
-  put("train.log_every", o.log_every());
-  put("train.early_stopping", o.early_stopping());
-  const auto& es = o.stopping();
-  put("train.patience", es.patience);
-  put("train.min_delta", es.min_delta);
-  put("train.restore_best", es.restore_best);
-  put("train.monitor", es.monitor);
-  put("train.monitor_mode", es.mode);
-  put("stopping.baseline", es.baseline);
-  put("stopping.start_from_epoch", es.start_from_epoch);
-  put("stopping.check_finite", es.check_finite);
-  put("stopping.threshold", es.stopping_threshold);
-  put("stopping.divergence", es.divergence_threshold);
-  put("train.checkpoints", o.checkpoints());
-  const auto& ck = o.checkpoint();
-  put("checkpoint.keep_top_k", ck.keep_top_k);
-  put("checkpoint.every_steps", ck.every_steps);
-  put("checkpoint.every_minutes", ck.every_minutes);
-  put("checkpoint.background", ck.background);
-  put("checkpoint.on_error",
-      std::string(ck.on_error == callbacks::OnSaveError::kStop ? "stop" : "continue"));
-  const auto& ls = o.lr_schedule();
-  put("train.lr_schedule", ls.kind);
-  put("schedule.step_size", ls.step_size);
-  put("schedule.gamma", ls.gamma);
-  put("schedule.warmup_epochs", ls.warmup_epochs);
-  put("schedule.warmup_start", ls.warmup_start);
-  put("schedule.min_lr", ls.min_lr);
-  put("schedule.max_lr", ls.max_lr);
-  put("schedule.pct_start", ls.pct_start);
-  put("schedule.factor", ls.factor);
-  put("schedule.patience", ls.patience);
-  put("schedule.threshold", ls.threshold);
-  put("schedule.cooldown", ls.cooldown);
-  put("data.workers", o.loader_workers());
-  put("diagnose.enabled", o.diagnostics());
-  put("diagnose.every", o.diagnose_every());
-  put("diagnose.activations", o.diagnose_activations());
-  put("diagnose.auto_remedy", o.auto_remedy());
-  put("ui.progress", o.progress());
-  put("runtime.device", o.device());
-  put("train.precision", o.precision());
-  put("run.dir", o.runs_dir());
-  put("run.name", o.run_name());
-  c.resolve();
-  return c;
-}
-
 }  // namespace
-
-TrainerOptions TrainerOptions::from(const Config& c) {
-  TrainerOptions o;
-  o.task(c.get_string("train.task") == "regression" ? Task::kRegression : Task::kClassification)
-      .max_epochs(c.get_int("train.max_epochs"))
-      .optimizer(c.get_string("train.optimizer"))
-      .lr(c.get_double("train.lr"))
-      .weight_decay(c.get_double("train.weight_decay"))
-      .loss(c.get_string("train.loss"))
-      // "auto" is resolved by the batch-size search before training (tune/batch_size.h); until
-      // then the Trainer keeps its default.
-      .batch_size(c.get_string("train.batch_size") == "auto"
-                      ? 128
-                      : std::stoll(c.get_string("train.batch_size")))
-      .eval_batch_size(c.get_int("train.eval_batch_size"))
-      .seed(static_cast<uint64_t>(c.get_int("train.seed")))
-      .log_every(c.get_int("train.log_every"))
-      .early_stopping(c.get_bool("train.early_stopping"))
-      .checkpoints(c.get_bool("train.checkpoints"))
-      .loader_workers(c.get_int("data.workers"))
-      .diagnostics(c.get_bool("diagnose.enabled"))
-      .diagnose_every(c.get_int("diagnose.every"))
-      .diagnose_activations(c.get_bool("diagnose.activations"))
-      .auto_remedy(c.get_bool("diagnose.auto_remedy"))
-      .progress(c.get_string("ui.progress"))
-      .device(c.get_string("runtime.device"))
-      .precision(c.get_string("train.precision"))
-      .runs_dir(c.get_string("run.dir"))
-      .run_name(c.get_string("run.name"))
-      .config(c);
-  const std::string& channels_last = c.get_string("runtime.channels_last");
-  o.channels_last(channels_last == "on" ||
-                  (channels_last == "auto" && c.get_string("runtime.device") != "cpu" &&
-                   torch::cuda::is_available()));
-  auto& es = o.stopping();
-  es.monitor = c.get_string("train.monitor");
-  es.mode = c.get_string("train.monitor_mode");
-  es.patience = c.get_int("train.patience");
-  es.min_delta = c.get_double("train.min_delta");
-  es.restore_best = c.get_bool("train.restore_best");
-  es.baseline = c.get_double("stopping.baseline");
-  es.start_from_epoch = c.get_int("stopping.start_from_epoch");
-  es.check_finite = c.get_bool("stopping.check_finite");
-  es.stopping_threshold = c.get_double("stopping.threshold");
-  es.divergence_threshold = c.get_double("stopping.divergence");
-  auto& ck = o.checkpoint();
-  ck.monitor = es.monitor;
-  ck.mode = es.mode;
-  ck.keep_top_k = c.get_int("checkpoint.keep_top_k");
-  ck.every_steps = c.get_int("checkpoint.every_steps");
-  ck.every_minutes = c.get_double("checkpoint.every_minutes");
-  ck.background = c.get_bool("checkpoint.background");
-  ck.on_error = c.get_string("checkpoint.on_error") == "continue"
-                    ? callbacks::OnSaveError::kContinue
-                    : callbacks::OnSaveError::kStop;
-  auto& ls = o.lr_schedule();
-  ls.kind = c.get_string("train.lr_schedule");
-  ls.step_size = c.get_int("schedule.step_size");
-  ls.gamma = c.get_double("schedule.gamma");
-  ls.warmup_epochs = c.get_int("schedule.warmup_epochs");
-  ls.warmup_start = c.get_double("schedule.warmup_start");
-  ls.min_lr = c.get_double("schedule.min_lr");
-  ls.max_lr = c.get_double("schedule.max_lr");
-  ls.pct_start = c.get_double("schedule.pct_start");
-  ls.monitor = es.monitor;
-  ls.mode = es.mode;
-  ls.factor = c.get_double("schedule.factor");
-  ls.patience = c.get_int("schedule.patience");
-  ls.threshold = c.get_double("schedule.threshold");
-  ls.cooldown = c.get_int("schedule.cooldown");
-  return o;
-}
 
 Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), device_(torch::kCPU) {
   options_.validate();
-  const std::string device = options_.device() == "auto"
-                                 ? (torch::cuda::is_available() ? "cuda" : "cpu")
-                                 : options_.device();
-  try {
-    device_ = torch::Device(device);
-  } catch (const c10::Error&) {
-    throw ConfigError("device \"" + options_.device() +
-                      "\" is not known; expected cpu, cuda, cuda:N or auto");
-  }
-  if (device_.is_cuda() && !torch::cuda::is_available())
-    throw ConfigError("device \"" + options_.device() +
-                      "\": this machine has no CUDA device (or this LibTorch has no CUDA); use "
-                      "cpu or auto");
-  if (options_.precision() == "fp16" && !device_.is_cuda())
+  device_ = options_.device().resolve();
+  if (options_.precision() == Precision::kFp16 && !device_.is_cuda())
     throw ConfigError(
         "precision \"fp16\" needs a CUDA device (float16 matmuls on CPU are slow "
         "or missing); use bf16 on CPU");
-  if (options_.precision() == "fp16") scaler_ = std::make_unique<detail::GradScaler>();
+  if (options_.precision() == Precision::kFp16) scaler_ = std::make_unique<detail::GradScaler>();
   // cuDNN picks the fastest convolution algorithm for the (fixed) input shapes once.
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  if (options_.loss() == "auto")
-    options_.loss(options_.task() == Task::kClassification ? "cross_entropy" : "mse");
-  if (!options_.config()) options_.config(config_from(options_));
-  for (auto& cb : callbacks::default_callbacks(options_)) add_callback(std::move(cb));
+  if (options_.loss() == Loss::kAuto)
+    options_.loss(options_.task() == Task::kClassification ? Loss::kCrossEntropy : Loss::kMse);
 }
 
 Trainer::~Trainer() = default;
@@ -343,12 +219,13 @@ void Trainer::ensure_run(const Model& model) {
   const std::string name =
       options_.run_name().empty() ? track::timestamped_name(model.name()) : options_.run_name();
   attach_run(track::Run::create(options_.runs_dir(), name));
-  track::write_text_atomically(run_->dir() / "config.toml", options_.config()->to_toml());
+  if (options_.config())
+    track::write_text_atomically(run_->dir() / "config.toml", options_.config()->to_toml());
 }
 
 torch::Tensor Trainer::compute_loss(const torch::Tensor& output,
                                     const torch::Tensor& target) const {
-  if (options_.loss() == "mse")
+  if (options_.loss() == Loss::kMse)
     return torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
   return torch::cross_entropy_loss(output, target);
 }
@@ -530,8 +407,9 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     optimizer.zero_grad();
     torch::Tensor output;
     {
-      detail::AutocastScope autocast(options_.precision() != "fp32", device_,
-                                     options_.precision() == "fp16" ? at::kHalf : at::kBFloat16);
+      detail::AutocastScope autocast(options_.precision() != Precision::kFp32, device_,
+                                     options_.precision() == Precision::kFp16 ? at::kHalf
+                                                                              : at::kBFloat16);
       output = model.forward(x);
       if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
       s.loss = compute_loss(output, y);

@@ -23,7 +23,7 @@ struct Scenario {
   std::string expected;  // the finding kind(s) the run must raise, "a|b"; "" for a healthy control
   std::function<Model()> model;
   std::function<void(data::IdxOptions&)> data;   // how the data is prepared
-  std::function<void(TrainerOptions&)> options;  // how the trainer is configured
+  std::function<void(SessionOptions&)> options;  // how the trainer is configured
   bool small_train = false;                      // use Scale::overfit_examples
   int64_t epoch_factor = 1;                      // epochs = Scale::epochs x this
   bool augment = false;  // the default run's augmentation (hflip, 2-pixel shifts)
@@ -79,7 +79,7 @@ inline std::vector<Scenario> all() {
       {"explosion: deep ReLU MLP initialized 4x too large, SGD lr 0.1",
        "exploding_gradients|non_finite",
        [] { return sequential_mlp(std::vector<int64_t>(8, 256), "relu", 0.0, 4.0); }, none,
-       [](TrainerOptions& o) { o.optimizer("sgd").lr(0.1); }},
+       [](SessionOptions& o) { o.train.optimizer(Optimizer::kSgd).lr(0.1); }},
       {"saturation: sigmoid MLP on unnormalized pixels", "saturated_activations",
        [] {
          return sequential_mlp({128, 128}, "sigmoid");
@@ -119,18 +119,19 @@ inline Result run(const Scenario& s, const Scale& scale) {
   auto splits = data::fashion_mnist(d);
   torch::manual_seed(0);
   Model model = s.model();
-  TrainerOptions o;
-  o.max_epochs(scale.epochs * s.epoch_factor)
+  SessionOptions o;  // the Session's diagnostics, without checkpoints or early stopping
+  o.train.max_epochs(scale.epochs * s.epoch_factor)
       .runs_dir("")
-      .progress("off")
-      .checkpoints(false)
-      .early_stopping(false)
-      .diagnose_every(scale.every)
       .batch_size(s.small_train ? 32 : 128);
+  o.progress = "off";
+  o.checkpoints = o.early_stopping = false;
+  o.diagnose_every = scale.every;
   if (s.augment)
-    o.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
+    o.train.augment(
+        data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
   s.options(o);
-  Trainer trainer(o);
+  auto trainer_ptr = session::make_trainer(o);
+  Trainer& trainer = *trainer_ptr;
   auto start = std::chrono::steady_clock::now();
   auto fit = trainer.fit(model, splits.train, splits.val);
   Result r;

@@ -38,9 +38,9 @@ TEST(AutoRemedy, OverfittingRunIsStoppedAndTheRemedyRecorded) {
   auto scenario = *std::find_if(all.begin(), all.end(),
                                 [](const auto& s) { return s.expected == "overfitting"; });
   auto base = scenario.options;
-  scenario.options = [base](trainscope::TrainerOptions& o) {
+  scenario.options = [base](trainscope::SessionOptions& o) {
     base(o);
-    o.auto_remedy(true);
+    o.diagnose.auto_remedy = true;
   };
   sc::Scale scale;
   auto r = sc::run(scenario, scale);
@@ -90,11 +90,7 @@ TEST(AutoRemedy, ExplodingGradientsAreClippedFromTheNextStepOn) {
   trainscope::Trainer reg(regression.task(trainscope::Task::kRegression)
                               .max_epochs(1)
                               .batch_size(16)
-                              .runs_dir("")
-                              .progress("off")
-                              .early_stopping(false)
-                              .checkpoints(false)
-                              .diagnostics(false));
+                              .runs_dir(""));
   reg.add_callback(diagnostics);
   reg.add_callback(norms);
   reg.fit(model, data, nullptr);

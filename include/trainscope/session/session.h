@@ -5,7 +5,7 @@
 // exactly as `trainscope train` does on the same settings (the test suite checks the weights
 // bit for bit).
 //
-//   ts::Config config = ts::Config::defaults();
+//   ts::Config config = ts::default_config();
 //   config.set("train.max_epochs", int64_t{10});
 //   ts::Session session(config);
 //   ts::SessionResult r = session.train();  // data, augmentation, model, batch choice,
@@ -19,6 +19,7 @@
 #include <trainscope/data/dataset.h>
 #include <trainscope/diagnose/detectors.h>
 #include <trainscope/models/model.h>
+#include <trainscope/session/settings.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/trainer.h>
 #include <trainscope/tune/batch_size.h>
@@ -91,6 +92,8 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   const Config& config() const { return config_; }
+  // What the config says, as options (session/settings.h).
+  const SessionOptions& options() const { return options_; }
 
   // Bring your own: these replace what data.* and model.* describe. The model must fit the data
   // (outputs for its classes or targets); the data's input_shape and normalization are recorded.
@@ -146,8 +149,14 @@ class Session {
   SessionResult finish(Trainer& trainer, const FitResult& fit,
                        const std::optional<tune::BatchSizeResult>& batch_search, bool run_test);
   bool print() const;
+  // A choice the session made (batch size, lr, a source's normalization, a rank's threads):
+  // into the config, with its source and reason, and the options follow.
+  void set(const std::string& key, ConfigValue value, const std::string& source,
+           const std::string& reason = "");
+  TrainerOptions trainer_options() const;
 
   Config config_;
+  SessionOptions options_;
   std::filesystem::path run_dir_;    // of_run sessions
   std::vector<std::string> sets_;    // of_run sessions: what the user changed
   bool joined_ = false;
@@ -163,6 +172,14 @@ class Session {
 };
 
 namespace session {
+
+// The callbacks a Session's fits run with, as `options` ask, in callback order: RunLogger,
+// ProgressPrinter, TensorBoardLogger (kLogging; TensorBoard only with a run directory),
+// Diagnostics, the lr schedule (none by default), EarlyStopping, ModelCheckpoint.
+std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& options);
+// A Trainer over options.train with those callbacks: the Session's fit without its data, model,
+// batch choice and pre-flight, for a library user who brings all of them.
+std::unique_ptr<Trainer> make_trainer(const SessionOptions& options);
 
 // The run `name` names: a run directory, or a run name under `runs_dir`. Throws Error naming
 // both places looked at.

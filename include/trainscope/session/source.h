@@ -53,6 +53,5 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
                                              const std::vector<int64_t>& input_shape,
                                              int64_t outputs);
 
-callbacks::FineTuningOptions fine_tuning_options(const Config& config);
 
 }  // namespace trainscope::session

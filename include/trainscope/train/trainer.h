@@ -1,9 +1,6 @@
 #pragma once
 // Trainer: fit / validate / test with a practitioner's defaults, everything optional a Callback.
 
-#include <trainscope/callbacks/checkpoint.h>
-#include <trainscope/callbacks/early_stopping.h>
-#include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/config.h>
 #include <trainscope/data/dataset.h>
 #include <trainscope/models/model.h>
@@ -31,24 +28,56 @@ class DataLoader;
 class Transform;
 }  // namespace data
 
-// Options of a Trainer; every default is the defaults policy's (src/tune/defaults.cpp) and is
-// written here as a literal. Chained setters: TrainerOptions().max_epochs(10).lr(3e-4).
+enum class Optimizer { kAdam, kAdamW, kSgd };  // sgd: momentum 0.9
+inline constexpr EnumName<Optimizer> kOptimizerNames[] = {
+    {Optimizer::kAdam, "adam"}, {Optimizer::kAdamW, "adamw"}, {Optimizer::kSgd, "sgd"}};
+
+// kAuto: cross-entropy for classification, MSE for regression.
+enum class Loss { kAuto, kCrossEntropy, kMse };
+inline constexpr EnumName<Loss> kLossNames[] = {
+    {Loss::kAuto, "auto"}, {Loss::kCrossEntropy, "cross_entropy"}, {Loss::kMse, "mse"}};
+
+// kBf16: autocast to bfloat16 (CPU or CUDA); kFp16: autocast to float16 with a loss scaler (CUDA).
+// Weights and the optimizer stay float32 either way.
+enum class Precision { kFp32, kBf16, kFp16 };
+inline constexpr EnumName<Precision> kPrecisionNames[] = {
+    {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}};
+
+inline constexpr EnumName<Task> kTaskNames[] = {{Task::kClassification, "classification"},
+                                                {Task::kRegression, "regression"}};
+
+// Where a fit runs: auto (CUDA when present, else the CPU), the CPU, or a CUDA device (index -1:
+// the current one). Config text: "auto", "cpu", "cuda", "cuda:N".
+struct DeviceChoice {
+  enum class Kind { kAuto, kCpu, kCuda };
+  Kind kind = Kind::kAuto;
+  int index = -1;
+  static std::optional<DeviceChoice> parse(const std::string& text);  // nullopt: not a device
+  std::string str() const;
+  // torch's device. Throws ConfigError when it names CUDA and this machine (or this LibTorch)
+  // has none.
+  torch::Device resolve() const;
+  bool operator==(const DeviceChoice&) const = default;
+};
+
+// Options of a Trainer: the loop itself. Defaults are the defaults policy's (the settings table,
+// src/session/settings.cpp, which a test holds them to) and are written here as literals.
+// Chained setters: TrainerOptions().max_epochs(10).lr(3e-4). Callbacks own their options; the
+// default set (logging, diagnostics, early stopping, checkpoints) comes from a Session.
 struct TrainerOptions {
   TORCH_ARG(Task, task) = Task::kClassification;
-  TORCH_ARG(int64_t, max_epochs) = 50;         // 30-100 from scratch; early stopping ends sooner
-  TORCH_ARG(std::string, optimizer) = "adam";  // adam | adamw | sgd (momentum 0.9)
+  TORCH_ARG(int64_t, max_epochs) = 50;  // 30-100 from scratch; early stopping ends sooner
+  TORCH_ARG(Optimizer, optimizer) = Optimizer::kAdam;
   TORCH_ARG(double, lr) = 1e-3;
-  TORCH_ARG(double, weight_decay) = 0.0;
-  TORCH_ARG(std::string, loss) = "auto";  // auto | cross_entropy | mse
-  TORCH_ARG(int64_t,
-            batch_size) = 128;  // the CLI's default "auto" searches first (tune/batch_size.h)
+  TORCH_ARG(double, weight_decay) = 0.0;  // L2 (decoupled for AdamW)
+  TORCH_ARG(Loss, loss) = Loss::kAuto;
+  // A Session's train.batch_size = "auto" chooses it before the fit (tune/batch_size.h).
+  TORCH_ARG(int64_t, batch_size) = 128;
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
-  TORCH_ARG(uint64_t, seed) = 0;           // weights (when the Trainer seeds) and shuffling
-  TORCH_ARG(int64_t, log_every) = 50;      // training loss to the run store every N steps
-  TORCH_ARG(std::string, device) = "cpu";  // cpu | cuda | cuda:N | auto (CUDA when present)
-  // fp32 | bf16 (autocast to bfloat16: CPU or CUDA) | fp16 (autocast to float16 with a loss
-  // scaler: CUDA). Weights and the optimizer stay float32.
-  TORCH_ARG(std::string, precision) = "fp32";
+  TORCH_ARG(uint64_t, seed) = 0;       // shuffling and augmentation (a Session seeds weights too)
+  TORCH_ARG(int64_t, log_every) = 50;  // callbacks log per-step values every N steps
+  TORCH_ARG(DeviceChoice, device) = {};
+  TORCH_ARG(Precision, precision) = Precision::kFp32;
   TORCH_ARG(bool, channels_last) = false;  // 4-D weights and inputs in NHWC (faster convs on CUDA)
   // Data parallel (dist/data_parallel.h): makes gradients the job's in each step; this rank's
   // shard of every epoch is rank, rank + world_size, ... of the permutation (equal shards).
@@ -58,33 +87,19 @@ struct TrainerOptions {
   // Data: loader threads (data.workers) and the augmentation of training batches, applied on
   // the device after the copy with data::augment_generator(seed, epoch, batch); validation and
   // test batches are never augmented. nullptr: no augmentation.
-  TORCH_ARG(int64_t, loader_workers) =
-      0;  // 0: gather batches in the step loop (in-memory data); 2 for decoding
+  TORCH_ARG(int64_t, loader_workers) = 0;  // 0: gather batches in the step loop (in-memory data)
   TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
-  // Default callbacks (callbacks/defaults.h); each can be turned off here.
-  TORCH_ARG(bool, early_stopping) = true;  // stopping().monitor = "val_loss", patience 5
-  TORCH_ARG(callbacks::EarlyStoppingOptions, stopping) = {};
-  TORCH_ARG(bool, checkpoints) = true;  // resumable last.ckpt, best.ckpt and the top-1 epoch
-  TORCH_ARG(callbacks::CheckpointOptions, checkpoint) = {};
-  TORCH_ARG(callbacks::LrScheduleOptions, lr_schedule) = {};  // kind "none": a constant lr
-  TORCH_ARG(bool, diagnostics) = true;     // signals and problem detectors (diagnose/)
-  TORCH_ARG(int64_t, diagnose_every) = 0;  // 0: log_every
-  TORCH_ARG(bool, diagnose_activations) = true;
-  TORCH_ARG(bool, auto_remedy) = false;       // let diagnostics clip, lower the lr or stop
-  TORCH_ARG(std::string, progress) = "auto";  // auto | bar | plain | off
   // Run directory: <runs_dir>/<run_name>; an empty runs_dir keeps nothing on disk.
   TORCH_ARG(std::string, runs_dir) = "runs";
   TORCH_ARG(std::string, run_name) = "";  // empty: <model>-<yyyymmdd>-<hhmmss>
   TORCH_ARG(std::vector<std::string>, class_names) = {};
-  // The resolved configuration to record in the run (the CLI passes its own); when unset the
-  // Trainer records these options.
+  // The resolved configuration to record in the run (config.toml, every checkpoint); a Session
+  // passes its own. Unset: the run records none.
   TORCH_ARG(std::optional<Config>, config) = std::nullopt;
 
  public:
   // Throws ConfigError naming the first out-of-range field and its value.
   void validate() const;
-  // The train.*, run.* and ui.* settings of a resolved config, which is kept for recording.
-  static TrainerOptions from(const Config& config);
 };
 
 // What fit() did and why it ended.
@@ -108,8 +123,8 @@ struct FitResult {
 // ShapeError when the model's output does not fit the task.
 class Trainer {
  public:
-  // Installs the default callbacks (progress, run logging, early stopping, checkpoints) as
-  // the options ask; add_callback() adds more.
+  // A bare loop: no callbacks until add_callback() (Session installs the default set). Throws
+  // ConfigError for out-of-range options and a device this machine lacks.
   explicit Trainer(TrainerOptions options = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;

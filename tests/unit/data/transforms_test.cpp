@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 #include <trainscope/config.h>
+#include <trainscope/session/settings.h>
 #include <trainscope/data/data.h>
 #include <trainscope/error.h>
 #include <trainscope/models/models.h>
@@ -230,7 +231,7 @@ TEST(Transforms, RejectTabularBatches) {
 }
 
 TEST(Transforms, ConfigCarriesAugmentListsFromTextAndToml) {
-  ts::Config c = ts::Config::defaults();
+  ts::Config c = ts::default_config();
   c.set_from_string("data.augment=[hflip, \"crop(28, pad=2)\", rotate(10)]");
   EXPECT_EQ(c.get_strings("data.augment"),
             (std::vector<std::string>{"hflip", "crop(28, pad=2)", "rotate(10)"}));
@@ -264,9 +265,6 @@ TEST(Transforms, TrainerAugmentsTrainingBatchesOnlyAndReportsDataWait) {
                           .max_epochs(2)
                           .batch_size(32)
                           .runs_dir("")
-                          .progress("off")
-                          .checkpoints(false)
-                          .diagnostics(false)
                           .augment(spy));
   ts::models::MlpOptions mlp;
   mlp.in_features = 64, mlp.hidden = {8}, mlp.outputs = 3;

@@ -33,12 +33,8 @@ std::shared_ptr<ts::data::TensorDataset> images(int64_t n, int64_t classes, uint
 ts::TrainerOptions quiet(int64_t epochs) {
   return ts::TrainerOptions()
       .runs_dir("")
-      .progress("off")
       .max_epochs(epochs)
-      .batch_size(16)
-      .early_stopping(false)
-      .checkpoints(false)
-      .diagnostics(false);
+      .batch_size(16);
 }
 
 // Records the optimizer's groups at every batch: how many tensors, which, at what lr.

@@ -162,17 +162,14 @@ TEST(TensorBoard, TrainerWritesScalarsHistogramsAndConfig) {
   auto data = std::make_shared<ts::data::TensorDataset>(x, y);
   ts::Model model(
       torch::nn::Sequential(torch::nn::Linear(4, 8), torch::nn::ReLU(), torch::nn::Linear(8, 2)));
-  ts::Config config = ts::Config::defaults();
+  ts::Config config = ts::default_config();
   config.resolve();
-  ts::Trainer trainer(ts::TrainerOptions::from(config)
-                          .runs_dir(runs.string())
-                          .run_name("tb")
-                          .progress("off")
-                          .max_epochs(2)
-                          .batch_size(32)
-                          .log_every(2)
-                          .checkpoints(false)
-                          .early_stopping(false));
+  ts::SessionOptions options = ts::session_options(config);
+  options.train.runs_dir(runs.string()).run_name("tb").max_epochs(2).batch_size(32).log_every(2);
+  options.progress = "off";
+  options.checkpoints = options.early_stopping = false;
+  auto trainer_ptr = ts::session::make_trainer(options);
+  ts::Trainer& trainer = *trainer_ptr;
   auto fit = trainer.fit(model, data, data);
   std::map<std::string, int> tags;
   std::string all;

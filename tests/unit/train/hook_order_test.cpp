@@ -68,10 +68,7 @@ ts::TrainerOptions quiet(int64_t epochs) {
   return ts::TrainerOptions()
       .max_epochs(epochs)
       .batch_size(2)
-      .runs_dir("")
-      .progress("off")
-      .early_stopping(false)
-      .checkpoints(false);
+      .runs_dir("");
 }
 
 std::shared_ptr<ts::data::TensorDataset> tiny(int64_t n) {

@@ -21,11 +21,8 @@ std::shared_ptr<ts::data::TensorDataset> separable(int64_t n) {
 ts::TrainerOptions quiet() {
   return ts::TrainerOptions()
       .runs_dir("")
-      .progress("off")
       .max_epochs(6)
       .batch_size(32)
-      .early_stopping(false)
-      .checkpoints(false)
       .lr(1e-2);
 }
 
@@ -52,7 +49,7 @@ ts::Model net() {
 TEST(Precision, Bf16AutocastTrainsOnCpuWithFloat32Weights) {
   auto data = separable(512);
   auto model = net();
-  ts::Trainer trainer(quiet().precision("bf16"));
+  ts::Trainer trainer(quiet().precision(ts::Precision::kBf16));
   auto probe = std::make_shared<DtypeProbe>();
   trainer.add_callback(probe);
   auto fit = trainer.fit(model, data, data);
@@ -81,17 +78,17 @@ TEST(Precision, GradScalerSkipsOverflowAndAdaptsItsScale) {
 }
 
 TEST(Precision, DeviceAndPrecisionMistakesAreNamed) {
-  EXPECT_THROW(ts::Trainer(quiet().precision("fp8")), ts::ConfigError);
+  EXPECT_FALSE(ts::value_of("fp8", ts::kPrecisionNames));
   if (!torch::cuda::is_available()) {
     try {
-      ts::Trainer t(quiet().precision("fp16"));
+      ts::Trainer t(quiet().precision(ts::Precision::kFp16));
       FAIL();
     } catch (const ts::ConfigError& e) {
       EXPECT_NE(std::string(e.what()).find("precision \"fp16\" needs a CUDA device"),
                 std::string::npos);
     }
-    EXPECT_THROW(ts::Trainer(quiet().device("cuda")), ts::ConfigError);
-    EXPECT_EQ(ts::Trainer(quiet().device("auto")).device(), torch::Device(torch::kCPU));
+    EXPECT_THROW(ts::Trainer(quiet().device(*ts::DeviceChoice::parse("cuda"))), ts::ConfigError);
+    EXPECT_EQ(ts::Trainer(quiet().device(ts::DeviceChoice{})).device(), torch::Device(torch::kCPU));
   }
 }
 
@@ -106,7 +103,7 @@ TEST(Precision, Fp16WithLossScalingAndChannelsLastTrainOnCuda_CUDA) {
   o.channels = {8};
   o.outputs = 2;
   auto model = ts::models::cnn(o);
-  ts::Trainer trainer(quiet().device("cuda").precision("fp16").channels_last(true));
+  ts::Trainer trainer(quiet().device(*ts::DeviceChoice::parse("cuda")).precision(ts::Precision::kFp16).channels_last(true));
   auto probe = std::make_shared<DtypeProbe>();
   trainer.add_callback(probe);
   auto fit = trainer.fit(model, data, data);
@@ -120,7 +117,7 @@ TEST(Precision, AutoPicksTheGpuAndBf16Trains_CUDA) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
   auto data = separable(512);
   auto model = net();
-  ts::Trainer trainer(quiet().device("auto").precision("bf16"));
+  ts::Trainer trainer(quiet().device(ts::DeviceChoice{}).precision(ts::Precision::kBf16));
   EXPECT_TRUE(trainer.device().is_cuda());
   auto fit = trainer.fit(model, data, data);
   EXPECT_TRUE(model.parameters().front().is_cuda());

@@ -38,18 +38,15 @@ ts::Model model(uint64_t seed) {
                    "net");
 }
 
-ts::TrainerOptions options(const fs::path& runs, const std::string& schedule) {
-  ts::TrainerOptions o;
-  o.runs_dir(runs.string())
-      .run_name("run")
-      .progress("off")
-      .max_epochs(4)
-      .batch_size(32)
-      .log_every(5);
-  o.checkpoint().every_steps = 7;
-  o.lr_schedule().kind = schedule;
-  o.lr_schedule().patience = 0;  // plateau: act on the first flat epoch
-  o.lr_schedule().step_size = 1;
+// The Session's callbacks (checkpoints, early stopping, the schedule) on a Trainer.
+ts::SessionOptions options(const fs::path& runs, const std::string& schedule) {
+  ts::SessionOptions o;
+  o.progress = "off";
+  o.train.runs_dir(runs.string()).run_name("run").max_epochs(4).batch_size(32).log_every(5);
+  o.checkpoint.every_steps = 7;
+  o.schedule.kind = *ts::value_of(schedule, ts::callbacks::kScheduleNames);
+  o.schedule.patience = 0;  // plateau: act on the first flat epoch
+  o.schedule.step_size = 1;
   return o;
 }
 
@@ -102,7 +99,8 @@ class Resume : public ::testing::Test {
   std::pair<ts::Model, std::vector<std::string>> reference(const Problem& p,
                                                            const std::string& schedule) {
     ts::Model m = model(1);
-    ts::Trainer trainer(options(dir_ / ("ref-" + schedule), schedule));
+    auto trainer_ptr = ts::session::make_trainer(options(dir_ / ("ref-" + schedule), schedule));
+    ts::Trainer& trainer = *trainer_ptr;
     trainer.fit(m, p.train, p.val);
     return {m, metric_rows(dir_ / ("ref-" + schedule) / "run")};
   }
@@ -119,12 +117,14 @@ TEST_F(Resume, AfterACrashAtAnyStepTheFitEndsAsIfUninterrupted) {
       const fs::path runs = dir_ / (schedule + "-" + std::to_string(crash_step));
       {
         ts::Model m = model(1);
-        ts::Trainer trainer(options(runs, schedule));
+        auto trainer_ptr = ts::session::make_trainer(options(runs, schedule));
+    ts::Trainer& trainer = *trainer_ptr;
         trainer.add_callback(std::make_shared<Crash>(crash_step));
         EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
       }
       ts::Model fresh = model(99);  // other initial weights: they must come from the checkpoint
-      ts::Trainer trainer(options(runs, schedule));
+      auto trainer_ptr = ts::session::make_trainer(options(runs, schedule));
+    ts::Trainer& trainer = *trainer_ptr;
       ts::FitResult fit = trainer.resume(fresh, p.train, p.val, runs / "run");
       EXPECT_EQ(fit.resumed_from.filename(), "last.ckpt");
       EXPECT_EQ(fit.stop_reason, ts::StopReason::kMaxEpochs);
@@ -144,7 +144,8 @@ TEST_F(Resume, ADamagedLastCheckpointIsSetAsideAndTheNextNewestServes) {
     const fs::path runs = dir_ / (damage == "truncated" ? "t" : "f");
     {
       ts::Model m = model(1);
-      ts::Trainer trainer(options(runs, "none"));
+      auto trainer_ptr = ts::session::make_trainer(options(runs, "none"));
+    ts::Trainer& trainer = *trainer_ptr;
       trainer.add_callback(std::make_shared<Crash>(50));
       EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
     }
@@ -162,7 +163,8 @@ TEST_F(Resume, ADamagedLastCheckpointIsSetAsideAndTheNextNewestServes) {
       f.write(&c, 1);
     }
     ts::Model fresh = model(99);
-    ts::Trainer trainer(options(runs, "none"));
+    auto trainer_ptr = ts::session::make_trainer(options(runs, "none"));
+    ts::Trainer& trainer = *trainer_ptr;
     testing::internal::CaptureStderr();
     ts::FitResult fit = trainer.resume(fresh, p.train, p.val, runs / "run");
     const std::string err = testing::internal::GetCapturedStderr();
@@ -182,12 +184,13 @@ TEST_F(Resume, AFinishedFitEndsAtOnceWithItsStopAndBestWeights) {
   const fs::path runs = dir_ / "done";
   ts::Model m = model(1);
   auto o = options(runs, "none");
-  o.max_epochs(30).stopping().patience = 1;
-  o.stopping().min_delta = 0.02;  // a plateau within a few epochs
-  ts::FitResult first = ts::Trainer(o).fit(m, p.train, p.val);
+  o.train.max_epochs(30);
+  o.stopping.patience = 1;
+  o.stopping.min_delta = 0.02;  // a plateau within a few epochs
+  ts::FitResult first = ts::session::make_trainer(o)->fit(m, p.train, p.val);
   ASSERT_EQ(first.stop_reason, ts::StopReason::kPatience);
   ts::Model fresh = model(99);
-  ts::FitResult again = ts::Trainer(o).resume(fresh, p.train, p.val, runs / "run");
+  ts::FitResult again = ts::session::make_trainer(o)->resume(fresh, p.train, p.val, runs / "run");
   EXPECT_EQ(again.stop_reason, ts::StopReason::kPatience);
   EXPECT_EQ(again.stop_message, first.stop_message);
   EXPECT_EQ(again.epochs, first.epochs);
@@ -208,7 +211,8 @@ TEST_F(Resume, AFitThatDiedBeforeItsFirstCheckpointStartsOver) {
   const fs::path runs = dir_ / "over";
   {
     ts::Model m = model(1);
-    ts::Trainer trainer(options(runs, "none"));
+    auto trainer_ptr = ts::session::make_trainer(options(runs, "none"));
+    ts::Trainer& trainer = *trainer_ptr;
     trainer.add_callback(std::make_shared<DieAtStart>());
     EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
   }
@@ -216,7 +220,7 @@ TEST_F(Resume, AFitThatDiedBeforeItsFirstCheckpointStartsOver) {
   ts::Model again = model(1);  // the user's model as the original fit began
   testing::internal::CaptureStderr();
   ts::FitResult fit =
-      ts::Trainer(options(runs, "none")).resume(again, p.train, p.val, runs / "run");
+      ts::session::make_trainer(options(runs, "none"))->resume(again, p.train, p.val, runs / "run");
   EXPECT_NE(testing::internal::GetCapturedStderr().find("the fit starts over"), std::string::npos);
   EXPECT_TRUE(fit.resumed_from.empty());
   expect_equal_weights(again, ref_model);
@@ -235,7 +239,7 @@ TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
   ts::callbacks::FineTuningOptions ft;
   ft.unfreeze_at_epoch = 3;
   auto trainer_for = [&](const fs::path& runs) {
-    auto t = std::make_unique<ts::Trainer>(options(runs, "cosine"));
+    auto t = ts::session::make_trainer(options(runs, "cosine"));
     t->add_callback(std::make_shared<ts::callbacks::FineTuning>(ft, nullptr));
     return t;
   };
@@ -265,13 +269,13 @@ TEST_F(Resume, WithoutCheckpointsARunWithHistoryIsNotWiped) {
   const fs::path runs = dir_ / "nockpt";
   ts::Model m = model(1);
   auto o = options(runs, "none");
-  o.checkpoints(false);
-  ts::Trainer(o).fit(m, p.train, p.val);
+  o.checkpoints = false;
+  ts::session::make_trainer(o)->fit(m, p.train, p.val);
   const auto rows = metric_rows(runs / "run");
   ASSERT_FALSE(rows.empty());
   ts::Model fresh = model(1);
   try {
-    ts::Trainer(o).resume(fresh, p.train, p.val, runs / "run");
+    ts::session::make_trainer(o)->resume(fresh, p.train, p.val, runs / "run");
     FAIL() << "expected a CheckpointError";
   } catch (const ts::CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("has no usable checkpoint"), std::string::npos)
@@ -284,14 +288,14 @@ TEST_F(Resume, ACheckpointThatDoesNotFitLeavesTheRunAsItWas) {
   const Problem p = problem();
   const fs::path runs = dir_ / "fits";
   ts::Model m = model(1);
-  ts::Trainer(options(runs, "none")).fit(m, p.train, p.val);
+  ts::session::make_trainer(options(runs, "none"))->fit(m, p.train, p.val);
   const auto rows = metric_rows(runs / "run");
   ts::track::RunStore before(runs / "run" / "run.sqlite", ts::track::RunStore::Mode::kReadOnly);
   const auto status = before.meta("status");
   auto bigger = options(runs, "none");
-  bigger.batch_size(64);  // another number of batches per epoch
+  bigger.train.batch_size(64);  // another number of batches per epoch
   ts::Model fresh = model(1);
-  EXPECT_THROW(ts::Trainer(bigger).resume(fresh, p.train, p.val, runs / "run"), ts::ConfigError);
+  EXPECT_THROW(ts::session::make_trainer(bigger)->resume(fresh, p.train, p.val, runs / "run"), ts::ConfigError);
   EXPECT_EQ(metric_rows(runs / "run"), rows);
   EXPECT_EQ(before.meta("status"), status) << "not marked running or crashed";
 }
@@ -300,11 +304,11 @@ TEST_F(Resume, ACheckpointOfAnotherModelIsAClearError) {
   const Problem p = problem();
   const fs::path runs = dir_ / "other";
   ts::Model m = model(1);
-  ts::Trainer(options(runs, "none")).fit(m, p.train, p.val);
+  ts::session::make_trainer(options(runs, "none"))->fit(m, p.train, p.val);
   ts::Model wider(torch::nn::Sequential(torch::nn::Linear(16, 64), torch::nn::ReLU(),
                                         torch::nn::Linear(64, 3)));
   try {
-    ts::Trainer(options(runs, "none")).resume(wider, p.train, p.val, runs / "run");
+    ts::session::make_trainer(options(runs, "none"))->resume(wider, p.train, p.val, runs / "run");
     FAIL() << "expected a CheckpointError";
   } catch (const ts::CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("holds the weights of another model"), std::string::npos)

@@ -1,4 +1,5 @@
 #include <trainscope/config.h>
+#include <trainscope/session/settings.h>
 
 #include <gtest/gtest.h>
 
@@ -29,7 +30,7 @@ std::string error_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST(Config, DefaultsCarryTheirReasons) {
-  auto c = ts::Config::defaults();
+  auto c = ts::default_config();
   c.resolve();
   EXPECT_EQ(c.get_string("train.optimizer"), "adam");
   EXPECT_DOUBLE_EQ(c.get_double("train.lr"), 1e-3);
@@ -46,7 +47,7 @@ TEST(Config, DefaultsCarryTheirReasons) {
 }
 
 TEST(Config, DependentDefaultsFollowTaskAndRegime) {
-  auto c = ts::Config::defaults();
+  auto c = ts::default_config();
   c.set_from_string("train.regime=finetune");
   c.set_from_string("train.task=regression");
   c.set_from_string("model.name=mlp");
@@ -55,7 +56,7 @@ TEST(Config, DependentDefaultsFollowTaskAndRegime) {
   EXPECT_EQ(c.get_string("train.loss"), "mse");
   EXPECT_EQ(c.get_ints("model.hidden"), (std::vector<int64_t>{256, 128}));
   // A user's explicit value is never replaced by a derived default.
-  auto d = ts::Config::defaults();
+  auto d = ts::default_config();
   d.set_from_string("train.regime=finetune");
   d.set_from_string("train.max_epochs=9");
   d.resolve();
@@ -63,7 +64,7 @@ TEST(Config, DependentDefaultsFollowTaskAndRegime) {
 }
 
 TEST(Config, SetParsesByTypeAndNamesBadValues) {
-  auto c = ts::Config::defaults();
+  auto c = ts::default_config();
   c.set_from_string("train.lr=3e-4");
   c.set_from_string("train.early_stopping=false");
   c.set_from_string("model.channels=[16, 32, 64]");
@@ -84,7 +85,7 @@ TEST(Config, SetParsesByTypeAndNamesBadValues) {
 TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
   auto bad = [](const std::string& assignment) {
     return error_of([&] {
-      auto c = ts::Config::defaults();
+      auto c = ts::default_config();
       c.set_from_string(assignment);
       c.resolve();
     });
@@ -106,39 +107,106 @@ TEST(Config, ResolveRejectsOutOfRangeValuesNamingThem) {
 
 TEST(Config, TomlFileErrorsNameFileAndLine) {
   auto f = temp_file("bad.toml", "[train]\nlr = 0.01\nbatch_sise = 64\n");
-  auto msg = error_of([&] { ts::Config::defaults().merge_file(f); });
+  auto msg = error_of([&] { ts::default_config().merge_file(f); });
   EXPECT_EQ(
       msg, f.string() + ":3: unknown setting 'train.batch_sise'; did you mean 'train.batch_size'?");
 
   auto g = temp_file("type.toml", "[train]\nlr = \"fast\"\n");
   EXPECT_NE(error_of([&] {
-              ts::Config::defaults().merge_file(g);
+              ts::default_config().merge_file(g);
             }).find(g.string() + ":2: train.lr: expected a number"),
             std::string::npos);
 
   auto h = temp_file("syntax.toml", "[train\nlr = 1\n");
-  EXPECT_NE(error_of([&] { ts::Config::defaults().merge_file(h); }).find("not valid TOML"),
+  EXPECT_NE(error_of([&] { ts::default_config().merge_file(h); }).find("not valid TOML"),
             std::string::npos);
   EXPECT_NE(error_of([&] {
-              ts::Config::defaults().merge_file("/nonexistent/x.toml");
+              ts::default_config().merge_file("/nonexistent/x.toml");
             }).find("does not exist"),
             std::string::npos);
 }
 
 TEST(Config, TomlRoundTripsEveryValue) {
-  auto c = ts::Config::defaults();
+  auto c = ts::default_config();
   c.set_from_string("train.lr=0.0003");
   c.set_from_string("model.channels=8,16");
   c.set_from_string("run.name=with \"quotes\"");
   c.set_from_string("data.val_fraction=0.2");
   c.resolve();
   auto f = temp_file("round.toml", c.to_toml());
-  auto d = ts::Config::defaults();
+  auto d = ts::default_config();
   d.merge_file(f);
   d.resolve();
   for (const auto& s : c.settings())
     EXPECT_EQ(ts::to_toml_literal(s.value), ts::to_toml_literal(d.setting(s.key).value)) << s.key;
   EXPECT_NE(c.to_toml().find("lr = 0.0003  # from --set"), std::string::npos);
   EXPECT_NE(c.to_toml().find("optimizer = \"adam\"  # default: Adam converges well without tuning"),
+            std::string::npos);
+}
+
+// Each setting is declared once, bound to one field: the field's literal default is the setting's
+// default, and a config survives the trip through the options unchanged.
+TEST(Settings, EveryOptionsDefaultIsItsSettingsDefault) {
+  const ts::SessionOptions defaults;
+  size_t checked = 0;
+  for (const auto& b : ts::setting_bindings()) {
+    EXPECT_EQ(ts::to_toml_literal(b.read(defaults)), ts::to_toml_literal(b.spec.default_value))
+        << b.spec.key << ": the options field's default disagrees with the settings table";
+    ++checked;
+  }
+  EXPECT_EQ(checked, ts::default_config().settings().size());
+  EXPECT_GT(checked, 80u);
+}
+
+TEST(Settings, ConfigToOptionsAndBackIsTheSameConfig) {
+  auto c = ts::default_config();
+  c.set_from_string("train.lr=0.0003");
+  c.set_from_string("train.optimizer=sgd");
+  c.set_from_string("train.lr_schedule=cosine");
+  c.set_from_string("runtime.device=cpu");
+  c.set_from_string("train.precision=bf16");
+  c.set_from_string("train.batch_size=64");
+  c.set_from_string("train.monitor=val_accuracy");
+  c.set_from_string("data.std=0.25");
+  c.set_from_string("data.mean=0.5");
+  c.resolve();
+  const ts::SessionOptions o = ts::session_options(c);
+  EXPECT_EQ(o.train.lr(), 0.0003);
+  EXPECT_EQ(o.train.optimizer(), ts::Optimizer::kSgd);
+  EXPECT_EQ(o.schedule.kind, ts::callbacks::ScheduleKind::kCosine);
+  EXPECT_EQ(o.train.device().kind, ts::DeviceChoice::Kind::kCpu);
+  EXPECT_EQ(o.train.precision(), ts::Precision::kBf16);
+  EXPECT_EQ(o.batch_size, std::optional<int64_t>(64));
+  EXPECT_EQ(o.checkpoint.monitor, "val_accuracy") << "one setting, every field that watches it";
+  EXPECT_EQ(o.schedule.monitor, "val_accuracy");
+  EXPECT_EQ(o.data.std, std::optional<double>(0.25));
+  EXPECT_EQ(o.data.mean, std::optional<double>(0.5));
+  const ts::Config back = ts::config_of(o);
+  for (const auto& s : c.settings())
+    EXPECT_EQ(ts::to_toml_literal(back.setting(s.key).value), ts::to_toml_literal(s.value))
+        << s.key;
+  EXPECT_EQ(back.setting("train.lr").source, "library");
+  EXPECT_EQ(back.setting("train.patience").source, "default");
+}
+
+TEST(Settings, EnumSettingsNameTheirChoices) {
+  auto bad = [](const std::string& assignment) {
+    auto c = ts::default_config();
+    c.set_from_string(assignment);
+    try {
+      c.resolve();
+    } catch (const ts::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(bad("train.lr_schedule=exponential"),
+            "--set: train.lr_schedule = \"exponential\" is not known; expected one of: none, "
+            "step, cosine, onecycle, plateau");
+  EXPECT_NE(bad("train.precision=fp8").find("expected one of: fp32, bf16, fp16"),
+            std::string::npos);
+  EXPECT_NE(bad("runtime.device=tpu").find("expected auto, cpu, cuda or cuda:N"),
+            std::string::npos);
+  EXPECT_NE(bad("train.loss=hinge").find("expected one of: auto, cross_entropy, mse"),
             std::string::npos);
 }
