@@ -98,8 +98,7 @@ bool run_dashboard_commands(const DashboardCommands& c, int& exit_code) {
 }
 
 std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config) {
-  if (!config.get_bool("ui.dashboard") || config.get_string("run.dir").empty())
-    return nullptr;
+  if (!config.get_bool("ui.dashboard") || config.get_string("run.dir").empty()) return nullptr;
   serve::DashboardOptions o;
   o.runs_dir = config.get_string("run.dir");
   o.port = static_cast<int>(config.get_int("ui.port"));

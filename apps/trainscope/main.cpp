@@ -102,8 +102,8 @@ int run_export(const RunArgs& args) {
   std::printf(
       "exported %lld tensors of %s (%lld parameters) from %s to %s\n"
       "in Python: model.load_state_dict(torch.load(\"%s\"))\n",
-      static_cast<long long>(r.tensors), r.model_name.c_str(),
-      static_cast<long long>(r.parameters), r.from.c_str(), r.file.c_str(), r.file.c_str());
+      static_cast<long long>(r.tensors), r.model_name.c_str(), static_cast<long long>(r.parameters),
+      r.from.c_str(), r.file.c_str(), r.file.c_str());
   return 0;
 }
 
@@ -385,8 +385,9 @@ int main(int argc, char** argv) {
     }
     if (preview->parsed()) {
       ts::Session session(build_config(train_args));
-      std::printf("%s\n", session.preview(preview_args.out, preview_args.count, preview_args.rows,
-                                          preview_args.scale)
+      std::printf("%s\n", session
+                              .preview(preview_args.out, preview_args.count, preview_args.rows,
+                                       preview_args.scale)
                               .c_str());
       return 0;
     }

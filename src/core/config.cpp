@@ -309,8 +309,7 @@ void Config::set(const std::string& key, ConfigValue value, const std::string& s
   s.reason = reason.empty() ? "set by the user" : reason;
 }
 
-void Config::derive_default(const std::string& key, ConfigValue value,
-                            const std::string& reason) {
+void Config::derive_default(const std::string& key, ConfigValue value, const std::string& reason) {
   Setting& s = find(key, "derived default");
   if (s.source != "default") return;
   if (value.index() != s.value.index())
@@ -319,8 +318,7 @@ void Config::derive_default(const std::string& key, ConfigValue value,
   s.reason = reason;
 }
 
-void Config::resolve_value(const std::string& key, ConfigValue value,
-                           const std::string& reason) {
+void Config::resolve_value(const std::string& key, ConfigValue value, const std::string& reason) {
   Setting& s = find(key, "resolved value");
   if (value.index() != s.value.index())
     throw std::logic_error("resolved value of " + key + " has the wrong type");

@@ -75,8 +75,7 @@ void configure_runtime(const Config& config, bool print) {
 
 std::string join_list(const std::vector<double>& values) {
   std::string out = "[";
-  for (size_t i = 0; i < values.size(); ++i)
-    out += (i ? ", " : "") + std::to_string(values[i]);
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? ", " : "") + std::to_string(values[i]);
   return out + "]";
 }
 
@@ -260,8 +259,8 @@ fs::path find_run(const std::string& name, const std::string& runs_dir) {
   if (fs::exists(direct / "run.sqlite")) return direct;
   fs::path under = fs::path(runs_dir) / name;
   if (fs::exists(under / "run.sqlite")) return under;
-  throw Error("no run named '" + name + "': neither " + direct.string() + " nor " +
-              under.string() + " holds a run.sqlite; `ls " + runs_dir + "` lists the runs");
+  throw Error("no run named '" + name + "': neither " + direct.string() + " nor " + under.string() +
+              " holds a run.sqlite; `ls " + runs_dir + "` lists the runs");
 }
 
 torch::Device training_device(const Config& config) {
@@ -364,8 +363,7 @@ void Session::join() {
     dist::ProcessGroupOptions o;
     o.backend = options_.dist_backend;
     o.device = device;
-    o.timeout =
-        std::chrono::milliseconds(static_cast<int64_t>(1000 * options_.dist_timeout));
+    o.timeout = std::chrono::milliseconds(static_cast<int64_t>(1000 * options_.dist_timeout));
     auto group = std::make_shared<dist::ProcessGroup>(job.env, o);
     dist::DataParallelOptions d;
     d.bucket_bytes = static_cast<int64_t>(options_.dist_bucket_mb * (1 << 20));
@@ -375,9 +373,8 @@ void Session::join() {
     if (config_.setting("runtime.threads").source == "default") {
       const char* local = std::getenv("LOCAL_WORLD_SIZE");
       const int64_t here = local ? std::max(1, std::atoi(local)) : job.env.world_size;
-      set("runtime.threads", std::max<int64_t>(1, available_cores() / here),
-                  "data parallel",
-                  "the cores shared among the " + std::to_string(here) + " ranks on this machine");
+      set("runtime.threads", std::max<int64_t>(1, available_cores() / here), "data parallel",
+          "the cores shared among the " + std::to_string(here) + " ranks on this machine");
     }
     if (!job.leader()) {
       set("ui.progress", std::string("off"), "data parallel", "rank 0 reports");
@@ -404,8 +401,7 @@ TrainerOptions Session::trainer_options() const {
 void Session::load() {
   if (options_.finetune_from.empty()) {
     if (!own_data_) data_ = load_and_report(options_.data);
-    if (!own_model_)
-      model_ = session::zoo_model(config_, data_.input_shape, model_outputs(data_));
+    if (!own_model_) model_ = session::zoo_model(config_, data_.input_shape, model_outputs(data_));
   } else {
     source_ = std::make_unique<session::FinetuneSource>(
         run_dir_.empty() ? session::resolve_source(config_)
@@ -414,8 +410,8 @@ void Session::load() {
     options_ = session_options(config_);
     if (!own_data_) data_ = load_and_report(options_.data);
     if (!own_model_) {
-      auto [model, summary] = session::finetune_model(config_, *source_, data_.input_shape,
-                                                      model_outputs(data_));
+      auto [model, summary] =
+          session::finetune_model(config_, *source_, data_.input_shape, model_outputs(data_));
       model_ = model;
       if (print() && leader()) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
     }
@@ -468,9 +464,9 @@ std::unique_ptr<Trainer> Session::make_trainer() {
   if (job.dp) {
     const int64_t global = options.batch_size(), ranks = job.env.world_size;
     if (global % ranks != 0)
-      throw ConfigError("train.batch_size = " + std::to_string(global) +
-                        " does not divide among " + std::to_string(ranks) +
-                        " ranks; use a multiple of " + std::to_string(ranks));
+      throw ConfigError("train.batch_size = " + std::to_string(global) + " does not divide among " +
+                        std::to_string(ranks) + " ranks; use a multiple of " +
+                        std::to_string(ranks));
     options.batch_size(global / ranks).gradient_sync(job.dp).rank(job.env.rank).world_size(ranks);
     if (!job.leader()) options.runs_dir("");
     if (job.leader() && print())
@@ -485,8 +481,7 @@ std::unique_ptr<Trainer> Session::make_trainer() {
   for (auto& cb : session::default_callbacks(callbacks)) trainer->add_callback(std::move(cb));
   if (job.dp) trainer->add_callback(job.dp);
   if (!options_.finetune_from.empty())
-    trainer->add_callback(
-        std::make_shared<callbacks::FineTuning>(options_.fine_tuning));
+    trainer->add_callback(std::make_shared<callbacks::FineTuning>(options_.fine_tuning));
   if (source_) trainer->add_callback(std::make_shared<KeepSource>(*source_));
   for (const auto& cb : extra_callbacks_) trainer->add_callback(cb);
   return trainer;
@@ -505,10 +500,9 @@ SessionResult Session::train(bool run_test) {
     const int64_t mine = job.leader() ? *options_.batch_size : 0;
     std::vector<torch::Tensor> chosen = {torch::full({1}, mine, torch::kInt64)};
     job.dp->group().broadcast(chosen, 0);
-    set("train.batch_size",
-                std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
-                "batch-size search",
-                "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
+    set("train.batch_size", std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
+        "batch-size search",
+        "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
   }
   auto trainer = make_trainer();
   if (job.leader() && options_.diagnostics && options_.preflight) {
@@ -536,9 +530,9 @@ SessionResult Session::resume(bool run_test) {
     trainer->add_callback(std::make_shared<WriteConfig>(run_dir_ / "config.toml", saved.to_toml()));
   }
   // The other ranks of a job restore from the same checkpoint; rank 0 alone writes the run.
-  FitResult fit = trainer->resume(
-      model_, data_.train, data_.val, run_dir_,
-      leader() ? Trainer::ResumeMode::kWrite : Trainer::ResumeMode::kReadOnly);
+  FitResult fit =
+      trainer->resume(model_, data_.train, data_.val, run_dir_,
+                      leader() ? Trainer::ResumeMode::kWrite : Trainer::ResumeMode::kReadOnly);
   return finish(*trainer, fit, std::nullopt, run_test);
 }
 
@@ -554,7 +548,8 @@ SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
   const Job& job = *job_;
   if (auto run = trainer.run()) {
     record_data(run->store(), data_, augment_);
-    if (batch_search) run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
+    if (batch_search)
+      run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
   }
   // What to type to continue: a data-parallel job resumes at its world size (under another
   // launcher, with as many ranks as now).
@@ -568,9 +563,9 @@ SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
     if (auto c = std::dynamic_pointer_cast<callbacks::ModelCheckpoint>(cb)) checkpoint = c;
   const bool saving = checkpoint && trainer.run() && checkpoint->error().empty();
   if (fit.interrupted) {
-    r.message = saving ? "interrupted; the state after the last batch is saved: trainscope resume " +
-                             name
-                       : "interrupted; no checkpoint was saved (checkpoints are off or failing)";
+    r.message =
+        saving ? "interrupted; the state after the last batch is saved: trainscope resume " + name
+               : "interrupted; no checkpoint was saved (checkpoints are off or failing)";
     return r;
   }
   if (fit.stop_reason == StopReason::kCheckpointFailed) {
@@ -596,16 +591,15 @@ SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
     r.test = trainer.test(model_, *data_.test);
     if (auto run = trainer.run()) store_mistake_images(run->store(), data_, *r.test);
     auto acc = r.test->metrics.find("accuracy");
-    r.message = std::string("test ") + (acc != r.test->metrics.end() ? "accuracy" : "loss") +
-                ": " +
+    r.message = std::string("test ") + (acc != r.test->metrics.end() ? "accuracy" : "loss") + ": " +
                 (acc != r.test->metrics.end() ? percent(acc->second)
                                               : std::to_string(r.test->metrics["loss"])) +
                 " (best epoch " + std::to_string(fit.best_epoch) + " of " +
                 std::to_string(fit.epochs) + ")";
   }
   if (!fit.run_dir.empty())
-    r.message += (r.message.empty() ? "" : "\n") + std::string("run written to ") +
-                 fit.run_dir.string();
+    r.message +=
+        (r.message.empty() ? "" : "\n") + std::string("run written to ") + fit.run_dir.string();
   return r;
 }
 
@@ -652,9 +646,8 @@ ExportResult Session::export_weights(const std::string& weights, const fs::path&
   }
   const fs::path checkpoint = run_dir_ / "checkpoints" / (weights + ".ckpt");
   if (!fs::exists(checkpoint))
-    throw CheckpointError("run " + run_dir_.string() + " has no " +
-                          checkpoint.filename().string() + " (" +
-                          (run_dir_ / "checkpoints").string() +
+    throw CheckpointError("run " + run_dir_.string() + " has no " + checkpoint.filename().string() +
+                          " (" + (run_dir_ / "checkpoints").string() +
                           " holds the run's checkpoints; --weights takes best or last)");
   callbacks::load_weights(model_.module(), checkpoint);
   const track::CheckpointInfo info = track::read_checkpoint_info(checkpoint);
@@ -706,9 +699,8 @@ LrFindResult Session::find_lr(const fs::path& png) {
   auto suggestion = tune::suggest_lr(curve, o.fallback_lr);
   const double seconds = seconds_since(start);
 
-  const std::string name = options_.train.run_name().empty()
-                               ? track::timestamped_name("lr-find")
-                               : options_.train.run_name();
+  const std::string name = options_.train.run_name().empty() ? track::timestamped_name("lr-find")
+                                                             : options_.train.run_name();
   auto run = track::Run::create(options_.train.runs_dir(), name);
   auto& store = run->store();
   store.set_meta("name", run->name());
@@ -735,8 +727,8 @@ LrFindResult Session::find_lr(const fs::path& png) {
                 "lr range test: %zu steps from %g to %g in %.1f s\n"
                 "suggested lr: %.2g (%s; %s)\n"
                 "curve: %s (and %s); train with --lr %.2g",
-                curve.lrs.size(), o.start_lr, curve.lrs.empty() ? 0.0 : curve.lrs.back(),
-                seconds, suggestion.lr, suggestion.confident ? "confident" : "not confident",
+                curve.lrs.size(), o.start_lr, curve.lrs.empty() ? 0.0 : curve.lrs.back(), seconds,
+                suggestion.lr, suggestion.confident ? "confident" : "not confident",
                 suggestion.reason.c_str(), r.png.c_str(), (run->dir() / "run.sqlite").c_str(),
                 suggestion.lr);
   r.summary = buf;
@@ -749,8 +741,7 @@ std::string Session::preview(const fs::path& png, int64_t count, int64_t rows, i
   if (!own_data_) data_ = load_and_report(options_.data);
   augment_ = make_augment(config_, data_);
   auto grid = data::augmentation_grid(*data_.train, augment_.get(), {data_.mean, data_.std}, count,
-                                      rows, options_.train.seed(),
-                                      scale);
+                                      rows, options_.train.seed(), scale);
   data::write_png(png, grid);
   return "wrote " + png.string() + ": top row " +
          std::to_string(std::min<int64_t>(count, data_.train->size())) + " training images, then " +

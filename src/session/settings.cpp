@@ -207,7 +207,8 @@ std::optional<std::string> check_monitor(const ConfigValue& v) {
 
 std::optional<std::string> check_sizes(const ConfigValue& v, bool may_be_empty) {
   const auto& sizes = std::get<Ints>(v);
-  if (sizes.empty() && !may_be_empty) return std::string(" is out of range; expected a non-empty list");
+  if (sizes.empty() && !may_be_empty)
+    return std::string(" is out of range; expected a non-empty list");
   for (int64_t n : sizes)
     if (n < 1) return std::string(" is out of range; expected positive sizes such as [32, 64]");
   return std::nullopt;
@@ -220,158 +221,189 @@ std::vector<SettingBinding> make_table() {
   std::vector<SettingBinding> t;
   auto add = [&](SettingBinding b) { t.push_back(std::move(b)); };
 
-  add(bind({"run.name", std::string(""), "named <model>-<date>-<time> when empty",
-            "run directory name under run.dir",
-            [](const ConfigValue& v) -> Problem {
-              const auto& name = std::get<std::string>(v);
-              if (name.find('/') == std::string::npos && name != "." && name != "..")
-                return std::nullopt;
-              return std::string(" is out of range; expected a plain directory name without '/'");
-            }},
-           [](O& o) -> auto& { return o.train.run_name(); }));
-  add(bind({"run.dir", std::string("runs"), "runs are kept side by side for comparison",
-            "directory that holds run directories"},
-           [](O& o) -> auto& { return o.train.runs_dir(); }));
+  add(bind(
+      {"run.name", std::string(""), "named <model>-<date>-<time> when empty",
+       "run directory name under run.dir",
+       [](const ConfigValue& v) -> Problem {
+         const auto& name = std::get<std::string>(v);
+         if (name.find('/') == std::string::npos && name != "." && name != "..")
+           return std::nullopt;
+         return std::string(" is out of range; expected a plain directory name without '/'");
+       }},
+      [](O & o) -> auto& { return o.train.run_name(); }));
+  add(bind(
+      {"run.dir", std::string("runs"), "runs are kept side by side for comparison",
+       "directory that holds run directories"},
+      [](O & o) -> auto& { return o.train.runs_dir(); }));
 
-  add(bind({"data.dataset", std::string("fashion-mnist"),
-            "the built-in default task (Debian package dataset-fashion-mnist)",
-            "data set: fashion-mnist, idx:DIR (IDX files), folder:DIR (one sub-folder of JPEG/PNG "
-            "images per class), csv:FILE,target=COLUMN[,target=COLUMN2][,test=FILE]",
-            check_dataset},
-           [](O& o) -> auto& { return o.data.spec; }));
-  add(bind({"data.augment", Strings{"hflip", "crop(pad=2)"},
-            "flips and 2-pixel shifts help Fashion-MNIST and keep 10-epoch accuracy "
-            "(bench/README.md)",
-            "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), "
-            "crop([size,] pad=N), translate(frac), scale(lo, hi), resized_crop(size), "
-            "brightness(b), contrast(c), erase, mixup(a), cutmix(a); [] for none; image data only"},
-           [](O& o) -> auto& { return o.augment; }));
-  add(bind({"data.workers", int64_t{0},
-            "in-memory data gathers a batch in microseconds; loader threads would only take cores "
-            "from the step (bench/README.md)",
-            "loader worker threads (0: load batches in the step loop)",
-            int_is([](int64_t v) { return v >= 0 && v <= 64; }, "0 to 64 threads")},
-           [](O& o) -> auto& { return o.train.loader_workers(); }));
+  add(bind(
+      {"data.dataset", std::string("fashion-mnist"),
+       "the built-in default task (Debian package dataset-fashion-mnist)",
+       "data set: fashion-mnist, idx:DIR (IDX files), folder:DIR (one sub-folder of JPEG/PNG "
+       "images per class), csv:FILE,target=COLUMN[,target=COLUMN2][,test=FILE]",
+       check_dataset},
+      [](O & o) -> auto& { return o.data.spec; }));
+  add(bind(
+      {"data.augment", Strings{"hflip", "crop(pad=2)"},
+       "flips and 2-pixel shifts help Fashion-MNIST and keep 10-epoch accuracy "
+       "(bench/README.md)",
+       "training-batch augmentation on the device, in order: hflip, vflip, rotate(deg), "
+       "crop([size,] pad=N), translate(frac), scale(lo, hi), resized_crop(size), "
+       "brightness(b), contrast(c), erase, mixup(a), cutmix(a); [] for none; image data only"},
+      [](O & o) -> auto& { return o.augment; }));
+  add(bind(
+      {"data.workers", int64_t{0},
+       "in-memory data gathers a batch in microseconds; loader threads would only take cores "
+       "from the step (bench/README.md)",
+       "loader worker threads (0: load batches in the step loop)",
+       int_is([](int64_t v) { return v >= 0 && v <= 64; }, "0 to 64 threads")},
+      [](O & o) -> auto& { return o.train.loader_workers(); }));
   add(bind<BadImageCodec>(
       {"data.on_bad_image", std::string("fail"), "a corrupt image usually means a broken data set",
        "fail or skip (count reported) for images that cannot be decoded", one_of({"fail", "skip"})},
-      [](O& o) -> auto& { return o.data.on_bad_image; }));
-  add(bind<AlwaysSet>({"data.mean", 0.0,
-                       "used only with data.std; otherwise computed from the training split",
-                       "pixel mean of raw [0, 1] images for normalization (images only)"},
-                      [](O& o) -> auto& { return o.data.mean; }));
+      [](O & o) -> auto& { return o.data.on_bad_image; }));
+  add(bind<AlwaysSet>(
+      {"data.mean", 0.0, "used only with data.std; otherwise computed from the training split",
+       "pixel mean of raw [0, 1] images for normalization (images only)"},
+      [](O & o) -> auto& { return o.data.mean; }));
   add(bind<UnsetWhenZero>(
-      {"data.std", 0.0, "0: mean and std are computed from the training split, never from val or test",
+      {"data.std", 0.0,
+       "0: mean and std are computed from the training split, never from val or test",
        "pixel standard deviation for normalization; > 0 uses data.mean and data.std as given",
        non_negative_number(">= 0 (0: computed from the training split)")},
-      [](O& o) -> auto& { return o.data.std; }));
-  add(bind({"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
-            "where dataset-fashion-mnist installs its files", "directory of the IDX files"},
-           [](O& o) -> auto& { return o.data.fashion_mnist_dir; }));
-  add(bind({"data.val_fraction", 0.1, "10% held out of the training set for validation",
-            "fraction of the training set held out for validation, in [0, 1)",
-            fraction_in(0, false, 1, true, "a fraction in [0, 1) such as 0.1")},
-           [](O& o) -> auto& { return o.data.val_fraction; }));
-  add(bind({"data.split_seed", int64_t{0}, "a fixed split keeps runs comparable",
-            "seed of the train/validation split"},
-           [](O& o) -> auto& { return o.data.split_seed; }));
-  add(bind({"data.limit", int64_t{0}, "all training samples",
-            "use only the first N training samples (0: all)", at_least(0, ">= 0 (0: all)")},
-           [](O& o) -> auto& { return o.data.limit; }));
-  add(bind({"data.test_limit", int64_t{0}, "all test samples",
-            "use only the first N test samples (0: all)", at_least(0, ">= 0 (0: all)")},
-           [](O& o) -> auto& { return o.data.test_limit; }));
-  add(bind({"data.classes", Ints{}, "every class of the data set",
-            "keep only these class labels (IDX data), relabeled 0, 1, ... in this order",
-            [](const ConfigValue& v) -> Problem {
-              for (int64_t c : std::get<Ints>(v))
-                if (c < 0)
-                  return std::string(
-                      " is out of range; expected class labels >= 0 such as [5, 6, 7, 8, 9]");
-              return std::nullopt;
-            }},
-           [](O& o) -> auto& { return o.data.classes; }));
+      [](O & o) -> auto& { return o.data.std; }));
+  add(bind(
+      {"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
+       "where dataset-fashion-mnist installs its files", "directory of the IDX files"},
+      [](O & o) -> auto& { return o.data.fashion_mnist_dir; }));
+  add(bind(
+      {"data.val_fraction", 0.1, "10% held out of the training set for validation",
+       "fraction of the training set held out for validation, in [0, 1)",
+       fraction_in(0, false, 1, true, "a fraction in [0, 1) such as 0.1")},
+      [](O & o) -> auto& { return o.data.val_fraction; }));
+  add(bind(
+      {"data.split_seed", int64_t{0}, "a fixed split keeps runs comparable",
+       "seed of the train/validation split"},
+      [](O & o) -> auto& { return o.data.split_seed; }));
+  add(bind(
+      {"data.limit", int64_t{0}, "all training samples",
+       "use only the first N training samples (0: all)", at_least(0, ">= 0 (0: all)")},
+      [](O & o) -> auto& { return o.data.limit; }));
+  add(bind(
+      {"data.test_limit", int64_t{0}, "all test samples",
+       "use only the first N test samples (0: all)", at_least(0, ">= 0 (0: all)")},
+      [](O & o) -> auto& { return o.data.test_limit; }));
+  add(bind(
+      {"data.classes", Ints{}, "every class of the data set",
+       "keep only these class labels (IDX data), relabeled 0, 1, ... in this order",
+       [](const ConfigValue& v) -> Problem {
+         for (int64_t c : std::get<Ints>(v))
+           if (c < 0)
+             return std::string(
+                 " is out of range; expected class labels >= 0 such as [5, 6, 7, 8, 9]");
+         return std::nullopt;
+       }},
+      [](O & o) -> auto& { return o.data.classes; }));
 
-  add(bind({"model.name", std::string("cnn"), "the reference CNN for image classification",
-            "model from the zoo: cnn or mlp", one_of({"cnn", "mlp"})},
-           [](O& o) -> auto& { return o.model.name; }));
-  add(bind({"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
-            "cnn: output channels of each conv-batchnorm-relu-maxpool block",
-            [](const ConfigValue& v) { return check_sizes(v, false); }},
-           [](O& o) -> auto& { return o.model.channels; }));
-  add(bind({"model.hidden", Ints{128}, "the reference CNN: one hidden layer of 128",
-            "hidden layer sizes of the classifier (cnn) or of the network (mlp)",
-            [](const ConfigValue& v) { return check_sizes(v, true); }},
-           [](O& o) -> auto& { return o.model.hidden; }));
-  add(bind({"model.dropout", 0.0, "early stopping guards against overfitting first",
-            "dropout before each hidden linear layer",
-            fraction_in(0, false, 1, true, "a probability in [0, 1)")},
-           [](O& o) -> auto& { return o.model.dropout; }));
+  add(bind(
+      {"model.name", std::string("cnn"), "the reference CNN for image classification",
+       "model from the zoo: cnn or mlp", one_of({"cnn", "mlp"})},
+      [](O & o) -> auto& { return o.model.name; }));
+  add(bind(
+      {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
+       "cnn: output channels of each conv-batchnorm-relu-maxpool block",
+       [](const ConfigValue& v) { return check_sizes(v, false); }},
+      [](O & o) -> auto& { return o.model.channels; }));
+  add(bind(
+      {"model.hidden", Ints{128}, "the reference CNN: one hidden layer of 128",
+       "hidden layer sizes of the classifier (cnn) or of the network (mlp)",
+       [](const ConfigValue& v) { return check_sizes(v, true); }},
+      [](O & o) -> auto& { return o.model.hidden; }));
+  add(bind(
+      {"model.dropout", 0.0, "early stopping guards against overfitting first",
+       "dropout before each hidden linear layer",
+       fraction_in(0, false, 1, true, "a probability in [0, 1)")},
+      [](O & o) -> auto& { return o.model.dropout; }));
 
-  add(bind_enum<Task, kTaskNames>({"train.task", std::string("classification"),
-                                   "Fashion-MNIST has 10 classes", "classification or regression"},
-                                  [](O& o) -> auto& { return o.train.task(); }));
-  add(bind({"train.regime", std::string("scratch"), "a new model is trained from scratch",
-            "scratch or finetune; sets the epoch budget", one_of({"scratch", "finetune"})},
-           [](O& o) -> auto& { return o.regime; }));
-  add(bind({"train.max_epochs", int64_t{50},
-            "training from scratch (30-100); early stopping ends sooner", "upper bound on epochs",
-            at_least(1, "a positive integer")},
-           [](O& o) -> auto& { return o.train.max_epochs(); }));
+  add(bind_enum<Task, kTaskNames>(
+      {"train.task", std::string("classification"), "Fashion-MNIST has 10 classes",
+       "classification or regression"},
+      [](O & o) -> auto& { return o.train.task(); }));
+  add(bind(
+      {"train.regime", std::string("scratch"), "a new model is trained from scratch",
+       "scratch or finetune; sets the epoch budget", one_of({"scratch", "finetune"})},
+      [](O & o) -> auto& { return o.regime; }));
+  add(bind(
+      {"train.max_epochs", int64_t{50},
+       "training from scratch (30-100); early stopping ends sooner", "upper bound on epochs",
+       at_least(1, "a positive integer")},
+      [](O & o) -> auto& { return o.train.max_epochs(); }));
   add(bind_enum<Optimizer, kOptimizerNames>(
       {"train.optimizer", std::string("adam"), "Adam converges well without tuning",
        "adam, adamw or sgd (momentum 0.9)"},
-      [](O& o) -> auto& { return o.train.optimizer(); }));
-  add(bind({"train.lr", 0.001, "the Adam rule of thumb", "learning rate",
-            positive_number("a positive number such as 0.001")},
-           [](O& o) -> auto& { return o.train.lr(); }));
-  add(bind({"train.weight_decay", 0.0, "no regularisation until a run shows it is needed",
-            "L2 weight decay (decoupled for adamw)", non_negative_number()},
-           [](O& o) -> auto& { return o.train.weight_decay(); }));
-  add(bind_enum<Loss, kLossNames>({"train.loss", std::string("auto"), "chosen from the task",
-                                   "auto, cross_entropy or mse"},
-                                  [](O& o) -> auto& { return o.train.loss(); }));
-  add(bind({"train.batch_size", std::string("auto"),
-            "the largest batch that fits in memory on an accelerator; on CPU a rule "
-            "(tune.cpu_batch, tune.min_steps), so that one command gives one run",
-            "training batch size, or auto: chosen before training (tune.*)", check_batch_size},
-           [](O& o) -> auto& { return o.batch_size; }));
-  add(bind({"train.lr_scaling", std::string("keep"),
-            "Adam's step size barely depends on the batch size, so lr stays at 1e-3",
-            "how lr follows a batch size other than 128: keep, linear or sqrt",
-            one_of({"keep", "linear", "sqrt"})},
-           [](O& o) -> auto& { return o.lr_scaling; }));
-  add(bind({"train.eval_batch_size", int64_t{1000},
-            "evaluation needs no gradients, so larger batches are cheap",
-            "validation and test batch size", at_least(1, "a positive integer")},
-           [](O& o) -> auto& { return o.train.eval_batch_size(); }));
-  add(bind({"train.seed", int64_t{0}, "runs are reproducible by default",
-            "seed of weights and shuffling"},
-           [](O& o) -> auto& { return o.train.seed(); }));
-  add(bind({"train.log_every", int64_t{50}, "per-step metrics without a sync every step",
-            "store training loss every N steps", at_least(1, ">= 1")},
-           [](O& o) -> auto& { return o.train.log_every(); }));
-  add(bind({"train.early_stopping", true, "stop when validation loss stops improving",
-            "early stopping on val_loss"},
-           [](O& o) -> auto& { return o.early_stopping; }));
-  add(bind({"train.patience", int64_t{5}, "5 epochs without improvement",
-            "early stopping patience", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.stopping.patience; }));
-  add(bind({"train.min_delta", 0.0, "any improvement counts",
-            "smallest val_loss decrease that counts", non_negative_number()},
-           [](O& o) -> auto& { return o.stopping.min_delta; }));
-  add(bind({"train.restore_best", true, "keep the weights of the best validation epoch",
-            "restore the best weights at the end"},
-           [](O& o) -> auto& { return o.stopping.restore_best; }));
-  add(bind({"train.checkpoints", true, "never lose progress",
-            "resumable checkpoints: last.ckpt every epoch, best.ckpt, the top-k epochs"},
-           [](O& o) -> auto& { return o.checkpoints; }));
+      [](O & o) -> auto& { return o.train.optimizer(); }));
+  add(bind(
+      {"train.lr", 0.001, "the Adam rule of thumb", "learning rate",
+       positive_number("a positive number such as 0.001")},
+      [](O & o) -> auto& { return o.train.lr(); }));
+  add(bind(
+      {"train.weight_decay", 0.0, "no regularisation until a run shows it is needed",
+       "L2 weight decay (decoupled for adamw)", non_negative_number()},
+      [](O & o) -> auto& { return o.train.weight_decay(); }));
+  add(bind_enum<Loss, kLossNames>(
+      {"train.loss", std::string("auto"), "chosen from the task", "auto, cross_entropy or mse"},
+      [](O & o) -> auto& { return o.train.loss(); }));
+  add(bind(
+      {"train.batch_size", std::string("auto"),
+       "the largest batch that fits in memory on an accelerator; on CPU a rule "
+       "(tune.cpu_batch, tune.min_steps), so that one command gives one run",
+       "training batch size, or auto: chosen before training (tune.*)", check_batch_size},
+      [](O & o) -> auto& { return o.batch_size; }));
+  add(bind(
+      {"train.lr_scaling", std::string("keep"),
+       "Adam's step size barely depends on the batch size, so lr stays at 1e-3",
+       "how lr follows a batch size other than 128: keep, linear or sqrt",
+       one_of({"keep", "linear", "sqrt"})},
+      [](O & o) -> auto& { return o.lr_scaling; }));
+  add(bind(
+      {"train.eval_batch_size", int64_t{1000},
+       "evaluation needs no gradients, so larger batches are cheap",
+       "validation and test batch size", at_least(1, "a positive integer")},
+      [](O & o) -> auto& { return o.train.eval_batch_size(); }));
+  add(bind(
+      {"train.seed", int64_t{0}, "runs are reproducible by default",
+       "seed of weights and shuffling"},
+      [](O & o) -> auto& { return o.train.seed(); }));
+  add(bind(
+      {"train.log_every", int64_t{50}, "per-step metrics without a sync every step",
+       "store training loss every N steps", at_least(1, ">= 1")},
+      [](O & o) -> auto& { return o.train.log_every(); }));
+  add(bind(
+      {"train.early_stopping", true, "stop when validation loss stops improving",
+       "early stopping on val_loss"},
+      [](O & o) -> auto& { return o.early_stopping; }));
+  add(bind(
+      {"train.patience", int64_t{5}, "5 epochs without improvement", "early stopping patience",
+       at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.stopping.patience; }));
+  add(bind(
+      {"train.min_delta", 0.0, "any improvement counts", "smallest val_loss decrease that counts",
+       non_negative_number()},
+      [](O & o) -> auto& { return o.stopping.min_delta; }));
+  add(bind(
+      {"train.restore_best", true, "keep the weights of the best validation epoch",
+       "restore the best weights at the end"},
+      [](O & o) -> auto& { return o.stopping.restore_best; }));
+  add(bind(
+      {"train.checkpoints", true, "never lose progress",
+       "resumable checkpoints: last.ckpt every epoch, best.ckpt, the top-k epochs"},
+      [](O & o) -> auto& { return o.checkpoints; }));
   add(bind_enum<Precision, kPrecisionNames>(
       {"train.precision", std::string("fp32"),
        "float32 throughout: nothing to scale, and exact resume",
        "fp32, bf16 (autocast to bfloat16, CPU or CUDA) or fp16 (autocast with a loss scaler, "
        "CUDA)"},
-      [](O& o) -> auto& { return o.train.precision(); }));
+      [](O & o) -> auto& { return o.train.precision(); }));
   // The monitor and its mode are shared by early stopping, the best checkpoints and the plateau
   // schedule: one setting, written to each of them.
   {
@@ -400,222 +432,265 @@ std::vector<SettingBinding> make_table() {
       {"train.lr_schedule", std::string("none"),
        "Adam at 1e-3 converges without a schedule; early stopping ends the plateau",
        "none, step, cosine (with warm-up), onecycle or plateau (schedule.* sets them)"},
-      [](O& o) -> auto& { return o.schedule.kind; }));
+      [](O & o) -> auto& { return o.schedule.kind; }));
 
-  add(bind({"stopping.baseline", kNan, "no baseline: any first value is the best so far",
-            "early stopping: the monitored value must beat this within patience epochs (nan: "
-            "off)"},
-           [](O& o) -> auto& { return o.stopping.baseline; }));
-  add(bind({"stopping.start_from_epoch", int64_t{0}, "monitoring starts with the first epoch",
-            "early stopping: epochs of warm-up before monitoring starts", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.stopping.start_from_epoch; }));
-  add(bind({"stopping.check_finite", true, "a NaN or Inf loss never recovers",
-            "early stopping: stop at once when the monitored value is NaN or Inf"},
-           [](O& o) -> auto& { return o.stopping.check_finite; }));
-  add(bind({"stopping.threshold", kNan, "train until patience runs out",
-            "early stopping: stop at once when the monitored value is at least this good (nan: "
-            "off)"},
-           [](O& o) -> auto& { return o.stopping.stopping_threshold; }));
-  add(bind({"stopping.divergence", kNan, "patience catches divergence too, later",
-            "early stopping: stop at once when the monitored value is worse than this (nan: off)"},
-           [](O& o) -> auto& { return o.stopping.divergence_threshold; }));
+  add(bind(
+      {"stopping.baseline", kNan, "no baseline: any first value is the best so far",
+       "early stopping: the monitored value must beat this within patience epochs (nan: "
+       "off)"},
+      [](O & o) -> auto& { return o.stopping.baseline; }));
+  add(bind(
+      {"stopping.start_from_epoch", int64_t{0}, "monitoring starts with the first epoch",
+       "early stopping: epochs of warm-up before monitoring starts", at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.stopping.start_from_epoch; }));
+  add(bind(
+      {"stopping.check_finite", true, "a NaN or Inf loss never recovers",
+       "early stopping: stop at once when the monitored value is NaN or Inf"},
+      [](O & o) -> auto& { return o.stopping.check_finite; }));
+  add(bind(
+      {"stopping.threshold", kNan, "train until patience runs out",
+       "early stopping: stop at once when the monitored value is at least this good (nan: "
+       "off)"},
+      [](O & o) -> auto& { return o.stopping.stopping_threshold; }));
+  add(bind(
+      {"stopping.divergence", kNan, "patience catches divergence too, later",
+       "early stopping: stop at once when the monitored value is worse than this (nan: off)"},
+      [](O & o) -> auto& { return o.stopping.divergence_threshold; }));
 
-  add(bind({"checkpoint.keep_top_k", int64_t{1},
-            "the best epoch beside last.ckpt is what a run needs",
-            "keep epoch-NNNN-<monitor>-<value>.ckpt of the k best epochs (0: none)",
-            at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.checkpoint.keep_top_k; }));
-  add(bind({"checkpoint.every_steps", int64_t{0}, "an epoch of Fashion-MNIST takes seconds to redo",
-            "also save last.ckpt every N optimizer steps, mid-epoch (0: off)",
-            at_least(0, ">= 0 (0: off)")},
-           [](O& o) -> auto& { return o.checkpoint.every_steps; }));
-  add(bind({"checkpoint.every_minutes", 0.0, "epoch ends are frequent enough here",
-            "also save last.ckpt when this many minutes passed since the last save (0: off)",
-            non_negative_number(">= 0 (0: off)")},
-           [](O& o) -> auto& { return o.checkpoint.every_minutes; }));
-  add(bind({"checkpoint.background", true,
-            "the training thread only serializes; a second thread writes and fsyncs "
-            "(bench/README.md)",
-            "write checkpoint files on a background thread, one save in flight"},
-           [](O& o) -> auto& { return o.checkpoint.background; }));
+  add(bind(
+      {"checkpoint.keep_top_k", int64_t{1}, "the best epoch beside last.ckpt is what a run needs",
+       "keep epoch-NNNN-<monitor>-<value>.ckpt of the k best epochs (0: none)",
+       at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.checkpoint.keep_top_k; }));
+  add(bind(
+      {"checkpoint.every_steps", int64_t{0}, "an epoch of Fashion-MNIST takes seconds to redo",
+       "also save last.ckpt every N optimizer steps, mid-epoch (0: off)",
+       at_least(0, ">= 0 (0: off)")},
+      [](O & o) -> auto& { return o.checkpoint.every_steps; }));
+  add(bind(
+      {"checkpoint.every_minutes", 0.0, "epoch ends are frequent enough here",
+       "also save last.ckpt when this many minutes passed since the last save (0: off)",
+       non_negative_number(">= 0 (0: off)")},
+      [](O & o) -> auto& { return o.checkpoint.every_minutes; }));
+  add(bind(
+      {"checkpoint.background", true,
+       "the training thread only serializes; a second thread writes and fsyncs "
+       "(bench/README.md)",
+       "write checkpoint files on a background thread, one save in flight"},
+      [](O & o) -> auto& { return o.checkpoint.background; }));
   add(bind<OnErrorCodec>(
       {"checkpoint.on_error", std::string("stop"),
        "a run that cannot checkpoint can lose its progress; stopping keeps what is saved",
        "when a save fails (full disk, read-only directory): stop or continue (without saving)",
        one_of({"stop", "continue"})},
-      [](O& o) -> auto& { return o.checkpoint.on_error; }));
+      [](O & o) -> auto& { return o.checkpoint.on_error; }));
 
-  add(bind({"schedule.step_size", int64_t{10}, "torch's StepLR habit",
-            "step: epochs between decays", at_least(1, "a positive number of epochs")},
-           [](O& o) -> auto& { return o.schedule.step_size; }));
-  add(bind({"schedule.gamma", 0.1, "a tenfold decay", "step: factor per decay",
-            positive_number("a positive factor such as 0.1")},
-           [](O& o) -> auto& { return o.schedule.gamma; }));
-  add(bind({"schedule.warmup_epochs", int64_t{0}, "Adam needs no warm-up on small models",
-            "cosine: epochs of linear warm-up", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.schedule.warmup_epochs; }));
-  add(bind({"schedule.warmup_start", 0.01, "warm-up starts at 1% of the lr",
-            "cosine: warm-up's first lr as a fraction of the lr",
-            fraction_in(0, true, 1, false, "a fraction in (0, 1]")},
-           [](O& o) -> auto& { return o.schedule.warmup_start; }));
-  add(bind({"schedule.min_lr", 0.0, "cosine anneals to zero", "cosine and plateau: the lowest lr",
-            non_negative_number()},
-           [](O& o) -> auto& { return o.schedule.min_lr; }));
-  add(bind({"schedule.max_lr", 0.0, "0: ten times train.lr", "onecycle: the peak lr",
-            non_negative_number(">= 0 (0: ten times train.lr)")},
-           [](O& o) -> auto& { return o.schedule.max_lr; }));
-  add(bind({"schedule.pct_start", 0.3, "torch's OneCycleLR default",
-            "onecycle: share of the steps spent rising",
-            fraction_in(0, true, 1, true, "a fraction in (0, 1)")},
-           [](O& o) -> auto& { return o.schedule.pct_start; }));
-  add(bind({"schedule.factor", 0.1, "torch's ReduceLROnPlateau default", "plateau: lr factor",
-            fraction_in(0, true, 1, true, "a fraction in (0, 1) such as 0.1")},
-           [](O& o) -> auto& { return o.schedule.factor; }));
-  add(bind({"schedule.patience", int64_t{2},
-            "lowers the lr at the third flat epoch, before early stopping's patience of 5",
-            "plateau: epochs without improvement tolerated", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.schedule.patience; }));
-  add(bind({"schedule.threshold", 1e-4, "torch's ReduceLROnPlateau default",
-            "plateau: relative improvement that counts", non_negative_number()},
-           [](O& o) -> auto& { return o.schedule.threshold; }));
-  add(bind({"schedule.cooldown", int64_t{0}, "torch's default",
-            "plateau: epochs to wait after a decay", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.schedule.cooldown; }));
+  add(bind(
+      {"schedule.step_size", int64_t{10}, "torch's StepLR habit", "step: epochs between decays",
+       at_least(1, "a positive number of epochs")},
+      [](O & o) -> auto& { return o.schedule.step_size; }));
+  add(bind(
+      {"schedule.gamma", 0.1, "a tenfold decay", "step: factor per decay",
+       positive_number("a positive factor such as 0.1")},
+      [](O & o) -> auto& { return o.schedule.gamma; }));
+  add(bind(
+      {"schedule.warmup_epochs", int64_t{0}, "Adam needs no warm-up on small models",
+       "cosine: epochs of linear warm-up", at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.schedule.warmup_epochs; }));
+  add(bind(
+      {"schedule.warmup_start", 0.01, "warm-up starts at 1% of the lr",
+       "cosine: warm-up's first lr as a fraction of the lr",
+       fraction_in(0, true, 1, false, "a fraction in (0, 1]")},
+      [](O & o) -> auto& { return o.schedule.warmup_start; }));
+  add(bind(
+      {"schedule.min_lr", 0.0, "cosine anneals to zero", "cosine and plateau: the lowest lr",
+       non_negative_number()},
+      [](O & o) -> auto& { return o.schedule.min_lr; }));
+  add(bind(
+      {"schedule.max_lr", 0.0, "0: ten times train.lr", "onecycle: the peak lr",
+       non_negative_number(">= 0 (0: ten times train.lr)")},
+      [](O & o) -> auto& { return o.schedule.max_lr; }));
+  add(bind(
+      {"schedule.pct_start", 0.3, "torch's OneCycleLR default",
+       "onecycle: share of the steps spent rising",
+       fraction_in(0, true, 1, true, "a fraction in (0, 1)")},
+      [](O & o) -> auto& { return o.schedule.pct_start; }));
+  add(bind(
+      {"schedule.factor", 0.1, "torch's ReduceLROnPlateau default", "plateau: lr factor",
+       fraction_in(0, true, 1, true, "a fraction in (0, 1) such as 0.1")},
+      [](O & o) -> auto& { return o.schedule.factor; }));
+  add(bind(
+      {"schedule.patience", int64_t{2},
+       "lowers the lr at the third flat epoch, before early stopping's patience of 5",
+       "plateau: epochs without improvement tolerated", at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.schedule.patience; }));
+  add(bind(
+      {"schedule.threshold", 1e-4, "torch's ReduceLROnPlateau default",
+       "plateau: relative improvement that counts", non_negative_number()},
+      [](O & o) -> auto& { return o.schedule.threshold; }));
+  add(bind(
+      {"schedule.cooldown", int64_t{0}, "torch's default", "plateau: epochs to wait after a decay",
+       at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.schedule.cooldown; }));
 
-  add(bind({"finetune.from", std::string(""), "a new model is trained from scratch",
-            "fine-tune from a run directory (its best.ckpt), a .ckpt checkpoint or a TorchScript "
-            "file: its last layer is replaced by a new head and the rest frozen"},
-           [](O& o) -> auto& { return o.finetune_from; }));
-  add(bind({"finetune.head", std::string(""), "the model's last layer, when it is a Linear",
-            "name of the layer replaced by the new head (the error lists the candidates)"},
-           [](O& o) -> auto& { return o.finetune_head; }));
-  add(bind({"finetune.unfreeze_at_epoch", int64_t{0},
-            "on a small data set the head alone adapts; training the backbone risks overfitting "
-            "it",
-            "epoch from which the backbone trains too (0: it stays frozen)",
-            at_least(0, ">= 0 (0: the backbone stays frozen)")},
-           [](O& o) -> auto& { return o.fine_tuning.unfreeze_at_epoch; }));
-  add(bind({"finetune.backbone_lr_ratio", 0.1,
-            "discriminative rates: pretrained layers move 10x slower than the new head",
-            "an unfrozen backbone group's lr as a fraction of the head's",
-            positive_number("a positive factor such as 0.1")},
-           [](O& o) -> auto& { return o.fine_tuning.backbone_lr_ratio; }));
-  add(bind({"finetune.groups", Strings{}, "the whole backbone unfreezes at once",
-            "layer-name prefixes unfrozen one at a time, head side first (gradual unfreezing)"},
-           [](O& o) -> auto& { return o.fine_tuning.groups; }));
-  add(bind({"finetune.unfreeze_every", int64_t{1}, "one more group each epoch",
-            "epochs between unfreezing one group and the next",
-            at_least(1, "a positive number of epochs")},
-           [](O& o) -> auto& { return o.fine_tuning.unfreeze_every; }));
-  add(bind({"finetune.train_bn", false,
-            "a pretrained backbone's BatchNorm statistics stay as they were learned on more data",
-            "let the backbone's BatchNorm layers update their running statistics"},
-           [](O& o) -> auto& { return o.fine_tuning.train_bn; }));
+  add(bind(
+      {"finetune.from", std::string(""), "a new model is trained from scratch",
+       "fine-tune from a run directory (its best.ckpt), a .ckpt checkpoint or a TorchScript "
+       "file: its last layer is replaced by a new head and the rest frozen"},
+      [](O & o) -> auto& { return o.finetune_from; }));
+  add(bind(
+      {"finetune.head", std::string(""), "the model's last layer, when it is a Linear",
+       "name of the layer replaced by the new head (the error lists the candidates)"},
+      [](O & o) -> auto& { return o.finetune_head; }));
+  add(bind(
+      {"finetune.unfreeze_at_epoch", int64_t{0},
+       "on a small data set the head alone adapts; training the backbone risks overfitting "
+       "it",
+       "epoch from which the backbone trains too (0: it stays frozen)",
+       at_least(0, ">= 0 (0: the backbone stays frozen)")},
+      [](O & o) -> auto& { return o.fine_tuning.unfreeze_at_epoch; }));
+  add(bind(
+      {"finetune.backbone_lr_ratio", 0.1,
+       "discriminative rates: pretrained layers move 10x slower than the new head",
+       "an unfrozen backbone group's lr as a fraction of the head's",
+       positive_number("a positive factor such as 0.1")},
+      [](O & o) -> auto& { return o.fine_tuning.backbone_lr_ratio; }));
+  add(bind(
+      {"finetune.groups", Strings{}, "the whole backbone unfreezes at once",
+       "layer-name prefixes unfrozen one at a time, head side first (gradual unfreezing)"},
+      [](O & o) -> auto& { return o.fine_tuning.groups; }));
+  add(bind(
+      {"finetune.unfreeze_every", int64_t{1}, "one more group each epoch",
+       "epochs between unfreezing one group and the next",
+       at_least(1, "a positive number of epochs")},
+      [](O & o) -> auto& { return o.fine_tuning.unfreeze_every; }));
+  add(bind(
+      {"finetune.train_bn", false,
+       "a pretrained backbone's BatchNorm statistics stay as they were learned on more data",
+       "let the backbone's BatchNorm layers update their running statistics"},
+      [](O & o) -> auto& { return o.fine_tuning.train_bn; }));
 
-  add(bind({"tune.memory_share", 0.5,
-            "half the available memory leaves room for the rest of the machine",
-            "batch size auto: share of available memory (CPU) a batch may use",
-            fraction_in(0, true, 1, false, "a fraction in (0, 1]")},
-           [](O& o) -> auto& { return o.tune.memory_share; }));
-  add(bind({"tune.headroom", 0.1, "10% below the measured peak absorbs allocator noise",
-            "batch size auto: headroom under the memory budget",
-            fraction_in(0, false, 1, true, "a fraction in [0, 1)")},
-           [](O& o) -> auto& { return o.tune.headroom; }));
-  add(bind({"tune.min_gain", 0.05,
-            "past +5% samples/s per doubling, larger batches only cost generalization",
-            "batch-size search (CUDA): keep doubling while throughput improves by this share",
-            non_negative_number()},
-           [](O& o) -> auto& { return o.tune.min_gain; }));
-  add(bind({"tune.time_budget", 15.0, "the search must not delay the run noticeably",
-            "batch-size search (CUDA): seconds at most",
-            positive_number("a positive number of seconds")},
-           [](O& o) -> auto& { return o.tune.time_budget_s; }));
-  add(bind({"tune.cpu_batch", int64_t{128},
-            "CPU throughput levels off by 64-128 on a few cores, and a measured knee follows load "
-            "noise: a rule gives the same batch, so the same run, every time",
-            "batch size auto on CPU: at most this (a power of two), memory permitting",
-            at_least(1, "a positive batch size such as 128")},
-           [](O& o) -> auto& { return o.tune.cpu_batch; }));
-  add(bind({"tune.min_steps", int64_t{32},
-            "a small data set gets smaller batches rather than a handful of steps per epoch",
-            "batch size auto on CPU: at least this many optimizer steps per epoch",
-            at_least(1, "a positive number of steps")},
-           [](O& o) -> auto& { return o.tune.min_steps; }));
+  add(bind(
+      {"tune.memory_share", 0.5,
+       "half the available memory leaves room for the rest of the machine",
+       "batch size auto: share of available memory (CPU) a batch may use",
+       fraction_in(0, true, 1, false, "a fraction in (0, 1]")},
+      [](O & o) -> auto& { return o.tune.memory_share; }));
+  add(bind(
+      {"tune.headroom", 0.1, "10% below the measured peak absorbs allocator noise",
+       "batch size auto: headroom under the memory budget",
+       fraction_in(0, false, 1, true, "a fraction in [0, 1)")},
+      [](O & o) -> auto& { return o.tune.headroom; }));
+  add(bind(
+      {"tune.min_gain", 0.05,
+       "past +5% samples/s per doubling, larger batches only cost generalization",
+       "batch-size search (CUDA): keep doubling while throughput improves by this share",
+       non_negative_number()},
+      [](O & o) -> auto& { return o.tune.min_gain; }));
+  add(bind(
+      {"tune.time_budget", 15.0, "the search must not delay the run noticeably",
+       "batch-size search (CUDA): seconds at most",
+       positive_number("a positive number of seconds")},
+      [](O & o) -> auto& { return o.tune.time_budget_s; }));
+  add(bind(
+      {"tune.cpu_batch", int64_t{128},
+       "CPU throughput levels off by 64-128 on a few cores, and a measured knee follows load "
+       "noise: a rule gives the same batch, so the same run, every time",
+       "batch size auto on CPU: at most this (a power of two), memory permitting",
+       at_least(1, "a positive batch size such as 128")},
+      [](O & o) -> auto& { return o.tune.cpu_batch; }));
+  add(bind(
+      {"tune.min_steps", int64_t{32},
+       "a small data set gets smaller batches rather than a handful of steps per epoch",
+       "batch size auto on CPU: at least this many optimizer steps per epoch",
+       at_least(1, "a positive number of steps")},
+      [](O & o) -> auto& { return o.tune.min_steps; }));
 
-  add(bind({"diagnose.enabled", true,
-            "watching the run for known problems is what trainscope is for",
-            "gather signals and run the problem detectors"},
-           [](O& o) -> auto& { return o.diagnostics; }));
-  add(bind({"diagnose.every", int64_t{0}, "0: the logging interval (train.log_every)",
-            "gather step signals every N steps", at_least(0, ">= 0 (0: train.log_every)")},
-           [](O& o) -> auto& { return o.diagnose_every; }));
-  add(bind({"diagnose.activations", true,
-            "dead ReLUs and saturated units are cheap to spot on one batch",
-            "per-layer activation statistics for zoo models"},
-           [](O& o) -> auto& { return o.diagnose.activations; }));
-  add(bind({"diagnose.preflight", true,
-            "seconds to catch a broken setup before spending the epochs",
-            "run the pre-flight checks before training"},
-           [](O& o) -> auto& { return o.preflight; }));
-  add(bind({"diagnose.auto_remedy", false, "remedies change the run, so the user opts in",
-            "clip gradients, lower the lr or stop when a detector fires"},
-           [](O& o) -> auto& { return o.diagnose.auto_remedy; }));
+  add(bind(
+      {"diagnose.enabled", true, "watching the run for known problems is what trainscope is for",
+       "gather signals and run the problem detectors"},
+      [](O & o) -> auto& { return o.diagnostics; }));
+  add(bind(
+      {"diagnose.every", int64_t{0}, "0: the logging interval (train.log_every)",
+       "gather step signals every N steps", at_least(0, ">= 0 (0: train.log_every)")},
+      [](O & o) -> auto& { return o.diagnose_every; }));
+  add(bind(
+      {"diagnose.activations", true,
+       "dead ReLUs and saturated units are cheap to spot on one batch",
+       "per-layer activation statistics for zoo models"},
+      [](O & o) -> auto& { return o.diagnose.activations; }));
+  add(bind(
+      {"diagnose.preflight", true, "seconds to catch a broken setup before spending the epochs",
+       "run the pre-flight checks before training"},
+      [](O & o) -> auto& { return o.preflight; }));
+  add(bind(
+      {"diagnose.auto_remedy", false, "remedies change the run, so the user opts in",
+       "clip gradients, lower the lr or stop when a detector fires"},
+      [](O & o) -> auto& { return o.diagnose.auto_remedy; }));
 
-  add(bind({"runtime.threads", int64_t{0},
-            "one intra-op thread per core (LibTorch's default uses half)",
-            "intra-op threads (0: one per core)", at_least(0, ">= 0 (0: one per core)")},
-           [](O& o) -> auto& { return o.runtime.intra_op_threads; }));
-  add(bind({"runtime.openblas_threads", int64_t{1},
-            "OpenBLAS threads inside OpenMP's workers would fight over the cores",
-            "OpenBLAS threads (0: leave OpenBLAS alone)", at_least(0, ">= 0")},
-           [](O& o) -> auto& { return o.runtime.openblas_threads; }));
-  add(bind({"runtime.malloc_tuning", true,
-            "keep freed activations instead of returning them to the kernel (~9,000 page faults "
-            "a batch)",
-            "raise glibc malloc's mmap and trim thresholds"},
-           [](O& o) -> auto& { return o.runtime.malloc_tuning; }));
-  add(bind<DeviceCodec>({"runtime.device", std::string("auto"),
-                         "CUDA when there is one, else the CPU",
-                         "device to train on: auto, cpu, cuda or cuda:N",
-                         [](const ConfigValue& v) -> Problem {
-                           if (DeviceChoice::parse(std::get<std::string>(v))) return std::nullopt;
-                           return std::string(
-                               " is out of range; expected auto, cpu, cuda or cuda:N");
-                         }},
-                        [](O& o) -> auto& { return o.train.device(); }));
-  add(bind({"runtime.channels_last", std::string("auto"),
-            "NHWC convolutions are faster on CUDA tensor cores and not on this CPU path",
-            "4-D weights and inputs in channels-last layout: auto (on with CUDA), on or off",
-            one_of({"auto", "on", "off"})},
-           [](O& o) -> auto& { return o.channels_last; }));
+  add(bind(
+      {"runtime.threads", int64_t{0}, "one intra-op thread per core (LibTorch's default uses half)",
+       "intra-op threads (0: one per core)", at_least(0, ">= 0 (0: one per core)")},
+      [](O & o) -> auto& { return o.runtime.intra_op_threads; }));
+  add(bind(
+      {"runtime.openblas_threads", int64_t{1},
+       "OpenBLAS threads inside OpenMP's workers would fight over the cores",
+       "OpenBLAS threads (0: leave OpenBLAS alone)", at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.runtime.openblas_threads; }));
+  add(bind(
+      {"runtime.malloc_tuning", true,
+       "keep freed activations instead of returning them to the kernel (~9,000 page faults "
+       "a batch)",
+       "raise glibc malloc's mmap and trim thresholds"},
+      [](O & o) -> auto& { return o.runtime.malloc_tuning; }));
+  add(bind<DeviceCodec>(
+      {"runtime.device", std::string("auto"), "CUDA when there is one, else the CPU",
+       "device to train on: auto, cpu, cuda or cuda:N",
+       [](const ConfigValue& v) -> Problem {
+         if (DeviceChoice::parse(std::get<std::string>(v))) return std::nullopt;
+         return std::string(" is out of range; expected auto, cpu, cuda or cuda:N");
+       }},
+      [](O & o) -> auto& { return o.train.device(); }));
+  add(bind(
+      {"runtime.channels_last", std::string("auto"),
+       "NHWC convolutions are faster on CUDA tensor cores and not on this CPU path",
+       "4-D weights and inputs in channels-last layout: auto (on with CUDA), on or off",
+       one_of({"auto", "on", "off"})},
+      [](O & o) -> auto& { return o.channels_last; }));
 
-  add(bind({"dist.backend", std::string("auto"), "Gloo on CPU, NCCL on CUDA",
-            "data-parallel backend: auto, gloo or nccl", one_of({"auto", "gloo", "nccl"})},
-           [](O& o) -> auto& { return o.dist_backend; }));
-  add(bind({"dist.timeout", 60.0,
-            "a rank that died is noticed within a minute; slow steps rarely take that long",
-            "seconds a collective may take before the job stops (a rank died or hangs)",
-            positive_number("a positive number of seconds")},
-           [](O& o) -> auto& { return o.dist_timeout; }));
-  add(bind({"dist.bucket_mb", 25.0, "DistributedDataParallel's bucket size",
-            "gradients are all-reduced in buckets of about this many megabytes, during backward",
-            positive_number("a positive size in megabytes")},
-           [](O& o) -> auto& { return o.dist_bucket_mb; }));
+  add(bind(
+      {"dist.backend", std::string("auto"), "Gloo on CPU, NCCL on CUDA",
+       "data-parallel backend: auto, gloo or nccl", one_of({"auto", "gloo", "nccl"})},
+      [](O & o) -> auto& { return o.dist_backend; }));
+  add(bind(
+      {"dist.timeout", 60.0,
+       "a rank that died is noticed within a minute; slow steps rarely take that long",
+       "seconds a collective may take before the job stops (a rank died or hangs)",
+       positive_number("a positive number of seconds")},
+      [](O & o) -> auto& { return o.dist_timeout; }));
+  add(bind(
+      {"dist.bucket_mb", 25.0, "DistributedDataParallel's bucket size",
+       "gradients are all-reduced in buckets of about this many megabytes, during backward",
+       positive_number("a positive size in megabytes")},
+      [](O & o) -> auto& { return o.dist_bucket_mb; }));
 
-  add(bind({"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
-            "auto, bar, plain or off", one_of({"auto", "bar", "plain", "off"})},
-           [](O& o) -> auto& { return o.progress; }));
-  add(bind({"ui.dashboard", true,
-            "watching the curves and findings live is the point; it serves loopback only, "
-            "read-only, and costs training under 5% even under load (bench/README.md)",
-            "serve the dashboard beside the run while training (--no-dashboard turns it off)"},
-           [](O& o) -> auto& { return o.dashboard; }));
-  add(bind({"ui.port", int64_t{6150},
-            "a fixed port keeps the URL stable; the next free one is used when it is taken",
-            "dashboard port on 127.0.0.1 (0: any free port)",
-            int_is([](int64_t v) { return v >= 0 && v <= 65535; },
-                   "a port from 0 to 65535 (0: any free port)")},
-           [](O& o) -> auto& { return o.port; }));
+  add(bind(
+      {"ui.progress", std::string("auto"), "a live bar on a terminal, plain lines otherwise",
+       "auto, bar, plain or off", one_of({"auto", "bar", "plain", "off"})},
+      [](O & o) -> auto& { return o.progress; }));
+  add(bind(
+      {"ui.dashboard", true,
+       "watching the curves and findings live is the point; it serves loopback only, "
+       "read-only, and costs training under 5% even under load (bench/README.md)",
+       "serve the dashboard beside the run while training (--no-dashboard turns it off)"},
+      [](O & o) -> auto& { return o.dashboard; }));
+  add(bind(
+      {"ui.port", int64_t{6150},
+       "a fixed port keeps the URL stable; the next free one is used when it is taken",
+       "dashboard port on 127.0.0.1 (0: any free port)",
+       int_is([](int64_t v) { return v >= 0 && v <= 65535; },
+              "a port from 0 to 65535 (0: any free port)")},
+      [](O & o) -> auto& { return o.port; }));
   return t;
 }
 

@@ -237,5 +237,4 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
   return {model, buf};
 }
 
-
 }  // namespace trainscope::session

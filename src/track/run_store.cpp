@@ -329,7 +329,10 @@ void RunStore::add_checkpoint(const CheckpointRecord& checkpoint) {
   insert.step();
 }
 
-std::vector<CheckpointRecord> RunStore::checkpoints() const {
+namespace detail {
+
+std::vector<CheckpointRecord> select_checkpoints(sqlite3* db_, const std::filesystem::path& file_,
+                                                 RunStore::Mode mode_) {
   Statement select(db_, file_, mode_, "read checkpoints",
                    "SELECT path, kind, epoch, step, monitor, value, wall_time "
                    "FROM checkpoints ORDER BY id");
@@ -340,6 +343,12 @@ std::vector<CheckpointRecord> RunStore::checkpoints() const {
                    select.column_real(6)});
   }
   return out;
+}
+
+}  // namespace detail
+
+std::vector<CheckpointRecord> RunStore::checkpoints() const {
+  return detail::select_checkpoints(db_, file_, mode_);
 }
 
 StoreMark RunStore::mark() {

@@ -136,4 +136,8 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+// The checkpoints table in insertion order; the one query both the writer and the reader use.
+std::vector<CheckpointRecord> select_checkpoints(sqlite3* db, const std::filesystem::path& file,
+                                                 RunStore::Mode mode);
+
 }  // namespace trainscope::track::detail

@@ -172,16 +172,7 @@ std::map<std::string, int64_t> StoreReader::finding_counts() {
 }
 
 std::vector<CheckpointRecord> StoreReader::checkpoints() {
-  Statement select(db_, file_, kMode, "read checkpoints",
-                   "SELECT path, kind, epoch, step, monitor, value, wall_time "
-                   "FROM checkpoints ORDER BY id");
-  std::vector<CheckpointRecord> out;
-  while (select.step()) {
-    out.push_back({select.column_text(0), select.column_text(1), select.column_int(2),
-                   select.column_int(3), select.column_text(4), select.column_real(5),
-                   select.column_real(6)});
-  }
-  return out;
+  return detail::select_checkpoints(db_, file_, kMode);
 }
 
 }  // namespace trainscope::track

@@ -407,9 +407,9 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     optimizer.zero_grad();
     torch::Tensor output;
     {
-      detail::AutocastScope autocast(options_.precision() != Precision::kFp32, device_,
-                                     options_.precision() == Precision::kFp16 ? at::kHalf
-                                                                              : at::kBFloat16);
+      detail::AutocastScope autocast(
+          options_.precision() != Precision::kFp32, device_,
+          options_.precision() == Precision::kFp16 ? at::kHalf : at::kBFloat16);
       output = model.forward(x);
       if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
       s.loss = compute_loss(output, y);

@@ -43,6 +43,19 @@ std::string mib(double bytes) {
   return buf;
 }
 
+// One trial of `b`, which fits only when its peak stays under the budget less the headroom.
+BatchTrial trial_within_budget(BatchProbe& probe, int64_t b, const BatchSizeOptions& o,
+                               double budget_bytes) {
+  BatchTrial t = probe.run(b);
+  t.batch = b;
+  if (t.fits && budget_bytes > 0 && t.peak_bytes > (1.0 - o.headroom) * budget_bytes) {
+    t.fits = false;
+    t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) +
+             " less " + std::to_string(int(o.headroom * 100)) + "% headroom";
+  }
+  return t;
+}
+
 }  // namespace
 
 double cpu_memory_budget(double share) {
@@ -64,15 +77,8 @@ BatchSizeResult find_batch_size(BatchProbe& probe, const BatchSizeOptions& o, do
   r.budget_bytes = budget_bytes;
   const int64_t top = std::max<int64_t>(1, std::min(o.max, limit));
   auto attempt = [&](int64_t b) {
-    BatchTrial t = probe.run(b);
-    t.batch = b;
-    if (t.fits && budget_bytes > 0 && t.peak_bytes > (1.0 - o.headroom) * budget_bytes) {
-      t.fits = false;
-      t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) +
-               " less " + std::to_string(int(o.headroom * 100)) + "% headroom";
-    }
-    r.trials.push_back(t);
-    return t;
+    r.trials.push_back(trial_within_budget(probe, b, o, budget_bytes));
+    return r.trials.back();
   };
 
   int64_t b = std::min(std::max<int64_t>(1, o.start), top), last_fit = 0, first_fail = 0;
@@ -161,11 +167,12 @@ BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& o, d
     return p;
   };
   const int64_t cap = pow2_floor(std::max<int64_t>(1, o.cpu_batch));
-  int64_t b = std::max(pow2_floor(std::min(cap, std::max<int64_t>(1, by_steps))),
-                       std::min<int64_t>(8, n));
+  int64_t b =
+      std::max(pow2_floor(std::min(cap, std::max<int64_t>(1, by_steps))), std::min<int64_t>(8, n));
   char buf[256];
   if (b >= cap)
-    std::snprintf(buf, sizeof buf, "CPU rule: %lld, where CPU throughput levels off (tune.cpu_batch)",
+    std::snprintf(buf, sizeof buf,
+                  "CPU rule: %lld, where CPU throughput levels off (tune.cpu_batch)",
                   static_cast<long long>(b));
   else
     std::snprintf(buf, sizeof buf,
@@ -175,13 +182,7 @@ BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& o, d
                   static_cast<long long>(std::min<int64_t>(o.min_steps, n / b)));
   std::string reason = buf;
   while (true) {
-    BatchTrial t = probe.run(b);
-    t.batch = b;
-    if (t.fits && budget_bytes > 0 && t.peak_bytes > (1.0 - o.headroom) * budget_bytes) {
-      t.fits = false;
-      t.note = "peak " + mib(t.peak_bytes) + " is over the budget of " + mib(budget_bytes) +
-               " less " + std::to_string(int(o.headroom * 100)) + "% headroom";
-    }
+    const BatchTrial t = trial_within_budget(probe, b, o, budget_bytes);
     r.trials.push_back(t);
     if (t.fits) break;
     if (b == 1)

@@ -55,7 +55,7 @@ struct SessionResult {
   // What happened and what to type next, for the user ("interrupted; the state after the last
   // batch is saved: trainscope resume cnn-20261202-101500"). Errors start with "trainscope: ".
   std::string message;
-  bool leader = true;  // rank 0 (or a single process): the one that reports
+  bool leader = true;     // rank 0 (or a single process): the one that reports
   int exit_code() const;  // 0 finished, 130 interrupted, 1 checkpoint failure
 };
 
@@ -135,8 +135,7 @@ class Session {
   LrFindResult find_lr(const std::filesystem::path& png = {});
   // trainscope data preview: a PNG grid of training images (top row) and `rows` augmented
   // rows. Returns the line the CLI prints.
-  std::string preview(const std::filesystem::path& png, int64_t count, int64_t rows,
-                      int64_t scale);
+  std::string preview(const std::filesystem::path& png, int64_t count, int64_t rows, int64_t scale);
 
   // The data and model of the last command (empty before).
   const data::DataSplits& splits() const { return data_; }
@@ -157,8 +156,8 @@ class Session {
 
   Config config_;
   SessionOptions options_;
-  std::filesystem::path run_dir_;    // of_run sessions
-  std::vector<std::string> sets_;    // of_run sessions: what the user changed
+  std::filesystem::path run_dir_;  // of_run sessions
+  std::vector<std::string> sets_;  // of_run sessions: what the user changed
   bool joined_ = false;
   data::DataSplits data_;
   bool own_data_ = false;

@@ -53,5 +53,4 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
                                              const std::vector<int64_t>& input_shape,
                                              int64_t outputs);
 
-
 }  // namespace trainscope::session

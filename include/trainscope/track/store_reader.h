@@ -50,10 +50,10 @@ struct StoredFinding {
 // What a live view polls to learn whether anything changed, read in one statement (so one
 // consistent snapshot).
 struct StoreVersion {
-  int64_t last_metric = 0;   // largest metrics rowid; 0 when there are none
-  int64_t last_finding = 0;  // largest finding id; 0 when there are none
-  int64_t checkpoints = 0;   // number of checkpoint records
-  int64_t results = 0;       // number of results
+  int64_t last_metric = 0;            // largest metrics rowid; 0 when there are none
+  int64_t last_finding = 0;           // largest finding id; 0 when there are none
+  int64_t checkpoints = 0;            // number of checkpoint records
+  int64_t results = 0;                // number of results
   std::optional<std::string> status;  // meta "status"; nullopt when not recorded
 };
 
