@@ -28,6 +28,22 @@ function append(el, children) {
   }
 }
 
+// A finding's text with each proposed setting, written {key=value} by the run, as a code span
+// "key = value" (the config key: the same in config.toml, --set and the library).
+const SETTING_REF = /\{([a-z0-9_]+(?:\.[a-z0-9_]+)+)=([^{}]*)\}/g;
+export function withSettings(text) {
+  const s = String(text ?? '');
+  const parts = [];
+  let done = 0;
+  for (const m of s.matchAll(SETTING_REF)) {
+    if (m.index > done) parts.push(s.slice(done, m.index));
+    parts.push(h('code', { class: 'setting', title: `--set ${m[1]}=${m[2]}`, text: `${m[1]} = ${m[2]}` }));
+    done = m.index + m[0].length;
+  }
+  if (done < s.length) parts.push(s.slice(done));
+  return parts;
+}
+
 // Links are the dashboard's own: fragments, relative API paths. Anything else is dropped.
 export function safeHref(v) {
   const s = String(v);

@@ -1,6 +1,6 @@
 // The run view, shared by the live dashboard (data from the API) and the static report (data
 // inlined in the file): charts, heatmap, findings timeline, test results, config, checkpoints.
-import { h, clear, fmt, fmtPercent, fmtDuration, fmtTime, emaSmooth, RUN_COLORS } from './util.js';
+import { h, clear, fmt, fmtPercent, fmtDuration, fmtTime, emaSmooth, RUN_COLORS, withSettings } from './util.js';
 import { LineChart, heatmap, confusionMatrix } from './charts.js';
 
 const TRAIN = '#2563eb', VAL = '#e8590c', STEP = '#60a5fa';
@@ -240,9 +240,9 @@ export function findingsView(findings, maxStep) {
     const card = h('article', { class: `finding sev-${sev}`, id: `finding-${i}` },
       h('header', null, severityBadge(f.severity), h('strong', { class: 'kind', text: String(f.kind || '').replace(/_/g, ' ') }),
         h('span', { class: 'muted', text: `step ${fmt(f.step)} · epoch ${fmt(f.epoch)}` })),
-      h('p', { class: 'message', text: f.message }),
+      h('p', { class: 'message' }, withSettings(f.message)),
       evidenceTable(f.evidence),
-      f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', { text: f.remedy })) : null);
+      f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', null, withSettings(f.remedy))) : null);
     cards.appendChild(card);
     track.appendChild(h('button', {
       class: `tick sev-${sev}`, style: { left: `${(100 * (f.step || 0)) / lastStep}%` }, title: `${f.kind} at step ${f.step}`,

@@ -4,42 +4,18 @@
 #include <trainscope/trainscope.h>
 
 #include "dashboard_commands.h"
-#include "launch.h"
+#include "fit_command.h"
 
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <iostream>
-#include <sstream>
 
 namespace ts = trainscope;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct TrainArgs {
-  std::string config_file;
-  std::vector<std::string> sets;
-  // Shortcuts for the most used settings; each is the same as --set KEY=VALUE.
-  struct Shortcut {
-    std::string key, value, flag;
-  };
-  std::vector<Shortcut> shortcuts;
-  bool no_test = false;
-  bool no_dashboard = false;
-  bool auto_remedy = false;
-};
-
-ts::Config build_config(const TrainArgs& args) {
-  ts::Config config = ts::default_config();
-  if (!args.config_file.empty()) config.merge_file(args.config_file);
-  for (const auto& s : args.shortcuts) config.set_from_string(s.key + "=" + s.value, s.flag);
-  for (const auto& s : args.sets) config.set_from_string(s, "--set");
-  if (args.no_dashboard) config.set("ui.dashboard", false, "--no-dashboard");
-  return config;
-}
 
 // What a fit command ended with, on stdout (errors on stderr), as its exit status.
 int report(const ts::SessionResult& r) {
@@ -50,8 +26,14 @@ int report(const ts::SessionResult& r) {
   return r.exit_code();
 }
 
-int run_train(const TrainArgs& args) {
-  ts::Session session(build_config(args));
+ts::Session make_session(ts::Config config) {
+  ts::Session session(std::move(config));
+  session.name_settings(ts::cli::flag_name);
+  return session;
+}
+
+int run_train(const ts::cli::FitArgs& args) {
+  ts::Session session = make_session(ts::cli::build_config(args));
   session.join();
   // The dashboard reads the run store from its own threads; it stops when training ends.
   auto dashboard = session.leader() ? ts::cli::start_train_dashboard(session.config()) : nullptr;
@@ -74,6 +56,7 @@ int run_resume(const ResumeArgs& args) {
   if (!args.progress.empty()) sets.push_back("ui.progress=" + args.progress);
   if (args.no_dashboard) sets.push_back("ui.dashboard=false");
   ts::Session session = ts::Session::of_run(ts::session::find_run(args.run, args.runs_dir), sets);
+  session.name_settings(ts::cli::flag_name);
   session.join();
   auto dashboard = session.leader() ? ts::cli::start_train_dashboard(session.config()) : nullptr;
   return report(session.resume(!args.no_test));
@@ -107,8 +90,8 @@ int run_export(const RunArgs& args) {
   return 0;
 }
 
-int run_check(const TrainArgs& args) {
-  ts::Session session(build_config(args));
+int run_check(const ts::cli::FitArgs& args) {
+  ts::Session session = make_session(ts::cli::build_config(args));
   bool errors = false;
   for (const auto& f : session.check(true)) errors |= f.severity == ts::diagnose::Severity::kError;
   return errors ? 1 : 0;
@@ -119,88 +102,6 @@ struct PreviewArgs {
   int64_t count = 8, rows = 3, scale = 3;
 };
 
-std::string settings_help() {
-  std::ostringstream o;
-  o << "\nSettings (--set KEY=VALUE, or [section] key = value in a --config TOML file):\n";
-  for (const auto& s : ts::default_config().schema())
-    o << "  " << s.key << " = " << ts::to_toml_literal(s.default_value) << "\n      " << s.help
-      << "; default because " << s.reason << "\n";
-  return o.str();
-}
-
-// A command that runs a fit (train, finetune): its options and the shortcuts given.
-struct Shortcut {
-  const char* flag;
-  const char* key;
-};
-const std::vector<Shortcut> kTrainShortcuts = {
-    {"--epochs", "train.max_epochs"},
-    {"--lr", "train.lr"},
-    {"--batch-size", "train.batch_size"},
-    {"--model", "model.name"},
-    {"--data", "data.dataset"},
-    {"--name", "run.name"},
-    {"--runs-dir", "run.dir"},
-    {"--seed", "train.seed"},
-    {"--threads", "runtime.threads"},
-    {"--progress", "ui.progress"},
-    {"--device", "runtime.device"},
-};
-const std::vector<Shortcut> kFinetuneShortcuts = {
-    {"--from", "finetune.from"},
-    {"--head", "finetune.head"},
-    {"--unfreeze-at", "finetune.unfreeze_at_epoch"},
-    {"--backbone-lr-ratio", "finetune.backbone_lr_ratio"},
-};
-
-struct FitCommand {
-  CLI::App* app;
-  TrainArgs& args;
-  std::vector<Shortcut> shortcuts = {};
-  std::deque<std::string> values = {};  // CLI11 keeps references: they must not move
-};
-
-// The first call adds --config, --set and the flags; each call adds its shortcuts.
-void add_fit_options(FitCommand& c, const std::vector<Shortcut>& shortcuts) {
-  const size_t first = c.shortcuts.size();
-  if (first == 0) {
-    c.app
-        ->add_option("--config", c.args.config_file,
-                     "TOML file of settings (a run's config.toml works)")
-        ->check(CLI::ExistingFile);
-    c.app->add_option("--set", c.args.sets,
-                      "override a setting: --set train.lr=0.0003 (repeatable)");
-  }
-  c.shortcuts.insert(c.shortcuts.end(), shortcuts.begin(), shortcuts.end());
-  c.values.resize(c.shortcuts.size());
-  for (size_t i = first; i < c.shortcuts.size(); ++i) {
-    const auto& spec = ts::default_config().setting(c.shortcuts[i].key);
-    std::string help = "same as --set " + std::string(c.shortcuts[i].key) + "=VALUE (default " +
-                       ts::to_toml_literal(spec.value) + ")";
-    c.app->add_option(c.shortcuts[i].flag, c.values[i], help);
-  }
-  if (first > 0) return;
-  static int nproc_help = 0;  // taken out of the command line before parsing (launch.h)
-  c.app->add_option("--nproc", nproc_help,
-                    "train with N data-parallel processes on this machine (Gloo); under "
-                    "torchrun-style launchers the RANK/WORLD_SIZE/MASTER_* variables are used");
-  c.app->add_flag("--no-test", c.args.no_test,
-                  "skip evaluating the test split after training (default: test)");
-  c.app->add_flag("--no-dashboard", c.args.no_dashboard,
-                  "do not serve the dashboard while training (same as --set ui.dashboard=false)");
-  c.app->add_flag("--auto-remedy", c.args.auto_remedy,
-                  "let diagnostics clip gradients, lower the lr or stop (default: off; same as "
-                  "--set diagnose.auto_remedy=true)");
-}
-
-// After parsing: the shortcuts given, in order, and the flags as settings.
-void collect(FitCommand& c) {
-  for (size_t i = 0; i < c.shortcuts.size(); ++i)
-    if (c.app->count(c.shortcuts[i].flag) > 0)
-      c.args.shortcuts.push_back({c.shortcuts[i].key, c.values[i], c.shortcuts[i].flag});
-  if (c.args.auto_remedy) c.args.sets.push_back("diagnose.auto_remedy=true");
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,7 +110,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> args(argv, argv + argc);
     int nproc = 0;
     try {
-      nproc = ts::cli::take_nproc(args);
+      nproc = ts::dist::take_nproc(args);
     } catch (const ts::Error& e) {
       std::cerr << "trainscope: error: " << e.what() << "\n";
       return 2;
@@ -222,7 +123,7 @@ int main(int argc, char** argv) {
         return 2;
       }
       try {
-        return ts::cli::launch(nproc, args);
+        return ts::dist::launch_local(nproc, args);
       } catch (const ts::Error& e) {
         std::cerr << "trainscope: error: " << e.what() << "\n";
         return 2;
@@ -243,40 +144,36 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every subcommand");
 
-  TrainArgs train_args;
+  ts::cli::FitArgs train_args;
   auto* train =
       app.add_subcommand("train", "train a model (default: the reference CNN on Fashion-MNIST)");
-  FitCommand train_command{train, train_args};
-  add_fit_options(train_command, kTrainShortcuts);
-  train->footer(settings_help());
+  ts::cli::FitCommand train_command{train, train_args};
+  train_command.add_fit_options(ts::cli::kTrainShortcuts);
 
-  TrainArgs finetune_args;
-  bool train_bn = false;
+  ts::cli::FitArgs finetune_args;
   auto* finetune = app.add_subcommand(
       "finetune",
       "fine-tune a trained model on new data: its last layer is replaced by a new head for the "
       "new classes, the rest is frozen and only the head trains (6 epochs, Adam, lr 1e-3); "
       "--unfreeze-at N trains the backbone too from epoch N at lr x 0.1");
-  FitCommand finetune_command{finetune, finetune_args};
-  add_fit_options(finetune_command, kTrainShortcuts);
-  add_fit_options(finetune_command, kFinetuneShortcuts);
+  ts::cli::FitCommand finetune_command{finetune, finetune_args};
+  finetune_command.add_fit_options(ts::cli::kTrainShortcuts);
+  finetune_command.add_fit_options(ts::cli::kFinetuneShortcuts);
   finetune->get_option("--from")->required()->description(
       "what to fine-tune: a run directory (or a run name under --runs-dir; its best.ckpt), a "
       ".ckpt checkpoint, or a TorchScript file saved from Python");
   finetune->get_option("--epochs")
       ->description("same as --set train.max_epochs=VALUE (default 6 when fine-tuning)");
-  finetune->add_flag("--train-bn", train_bn,
+  finetune->add_flag("--train-bn", finetune_args.train_bn,
                      "let the backbone's BatchNorm layers update their statistics (same as --set "
                      "finetune.train_bn=true)");
-  finetune->footer(settings_help());
 
   auto* check =
       app.add_subcommand("check",
                          "run the pre-flight checks on the training setup and exit (takes "
                          "train's options); exit 1 when a check finds an error");
-  check->add_option("--config", train_args.config_file, "TOML file of settings")
-      ->check(CLI::ExistingFile);
-  check->add_option("--set", train_args.sets, "override a setting (repeatable)");
+  ts::cli::FitCommand check_command{check, train_args};
+  check_command.add_settings_options();
 
   std::string diagnose_run, diagnose_runs_dir = "runs";
   auto* diagnose =
@@ -292,9 +189,8 @@ int main(int argc, char** argv) {
       tune->add_subcommand("lr",
                            "learning-rate range test (1e-7 to 10): suggests an lr, stores the "
                            "curve in a run and plots it to a PNG");
-  tune_lr->add_option("--config", train_args.config_file, "TOML file of settings")
-      ->check(CLI::ExistingFile);
-  tune_lr->add_option("--set", train_args.sets, "override a setting (repeatable)");
+  ts::cli::FitCommand tune_command{tune_lr, train_args};
+  tune_command.add_settings_options();
   tune_lr->add_option("--out", lr_plot,
                       "PNG file for the curve (default: lr_find.png in the run directory)");
 
@@ -304,10 +200,8 @@ int main(int argc, char** argv) {
   auto* preview = data_cmd->add_subcommand(
       "preview",
       "write a PNG grid of training images (top row) and their augmentations (rows below)");
-  preview->add_option("--config", train_args.config_file, "TOML file of settings")
-      ->check(CLI::ExistingFile);
-  preview->add_option("--set", train_args.sets,
-                      "override a setting, e.g. --set 'data.augment=[\"rotate(10)\"]'");
+  ts::cli::FitCommand preview_command{preview, train_args};
+  preview_command.add_settings_options();
   preview->add_option("--out", preview_args.out, "PNG file to write (default augment-preview.png)");
   preview->add_option("--count", preview_args.count, "images per row (default 8)")
       ->check(CLI::Range(1, 64));
@@ -368,23 +262,22 @@ int main(int argc, char** argv) {
 
   try {
     if (train->parsed()) {
-      collect(train_command);
+      train_command.collect();
       return run_train(train_args);
     }
     if (finetune->parsed()) {
-      collect(finetune_command);
-      if (train_bn) finetune_args.sets.push_back("finetune.train_bn=true");
+      finetune_command.collect();
       return run_train(finetune_args);
     }
     if (int code = 0; ts::cli::run_dashboard_commands(dashboard_commands, code)) return code;
     if (check->parsed()) return run_check(train_args);
     if (tune_lr->parsed()) {
-      ts::Session session(build_config(train_args));
+      ts::Session session = make_session(ts::cli::build_config(train_args));
       std::printf("%s\n", session.find_lr(lr_plot).summary.c_str());
       return 0;
     }
     if (preview->parsed()) {
-      ts::Session session(build_config(train_args));
+      ts::Session session = make_session(ts::cli::build_config(train_args));
       std::printf("%s\n", session
                               .preview(preview_args.out, preview_args.count, preview_args.rows,
                                        preview_args.scale)
@@ -395,7 +288,8 @@ int main(int argc, char** argv) {
     if (export_cmd->parsed()) return run_export(export_args);
     if (diagnose->parsed()) {
       std::printf("%s", ts::diagnose::diagnose_report(
-                            ts::session::find_run(diagnose_run, diagnose_runs_dir).string())
+                            ts::session::find_run(diagnose_run, diagnose_runs_dir).string(),
+                            ts::cli::flag_name)
                             .c_str());
       return 0;
     }

@@ -16,6 +16,7 @@
 #include <trainscope/diagnose/diagnostics.h>
 #include <trainscope/diagnose/preflight.h>
 #include <trainscope/dist/data_parallel.h>
+#include <trainscope/dist/launch.h>
 #include <trainscope/dist/process_group.h>
 #include <trainscope/error.h>
 #include <trainscope/models/models.h>
@@ -27,8 +28,9 @@
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
+#include <trainscope/track/store_reader.h>
 #include <trainscope/track/tensorboard.h>
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/metrics.h>

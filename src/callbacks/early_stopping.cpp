@@ -1,4 +1,4 @@
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/error.h>
 #include <trainscope/models/model.h>

@@ -1,6 +1,6 @@
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/error.h>
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/models/model.h>
 #include <trainscope/models/transfer.h>
 

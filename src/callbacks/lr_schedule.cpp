@@ -1,4 +1,4 @@
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/error.h>
 

@@ -1,4 +1,4 @@
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/models/model.h>
 #include <trainscope/track/run.h>

@@ -1,4 +1,4 @@
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/config.h>
 #include <trainscope/models/model.h>

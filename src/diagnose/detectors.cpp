@@ -10,58 +10,6 @@
 namespace trainscope::diagnose {
 namespace {
 
-// --- Thresholds, each with its source ---------------------------------------------------------
-// AUTOTRAINER (Zhang et al., "AUTOTRAINER: An Automatic DNN Training Problem Detection and Repair
-// System", ICSE 2021): exploding when the first layer's gradient norm exceeds the last layer's
-// by a factor of 70; vanishing when that ratio is below 1e-3 and the first layer's norm is below
-// 1e-4.
-constexpr double kExplodeRatio = 70.0;
-constexpr double kVanishRatio = 1e-3;
-constexpr double kVanishFirstNorm = 1e-4;
-// SageMaker Debugger's VanishingGradient rule: mean absolute gradient below 1e-7.
-constexpr double kVanishMeanAbs = 1e-7;
-// Ours: a global gradient norm 100x the smallest of the last 10 logging steps is growth no
-// healthy run shows once past its first interval.
-constexpr double kGrowthFactor = 100.0;
-constexpr size_t kGrowthWindow = 10;
-// Ours: a step rule must hold at this many consecutive logging steps, so one odd batch never fires.
-constexpr int kSustainSteps = 3;
-// Overfitting (the usual reading of learning curves; e.g. Keras/Lightning docs and Goodfellow et
-// al. ch. 7): val loss rising for 3 epochs while train loss falls; (val - train) / train above 0.1
-// for 3 epochs; a train-val accuracy gap of at least 0.10, or 0.07 once training accuracy exceeds
-// 0.9.
-constexpr int kRisingEpochs = 3;
-constexpr double kLossGap = 0.1;
-constexpr int kGapEpochs = 3;
-constexpr double kAccGap = 0.10, kAccGapHigh = 0.07, kHighAcc = 0.9;
-// Underfitting: training loss within 10% of a trivial predictor's (log C, or the target variance),
-// or training accuracy below 1.5x chance, once a fair share of the epochs (10%, at least 2, at most
-// 5) has run; slow convergence: per-epoch gain below 0.01 (relative) for 3 epochs while the loss
-// is still above a quarter of the trivial one (0.58 for 10 classes; a linear model reaches about
-// 0.45 on Fashion-MNIST, the reference CNN 0.2).
-constexpr double kTrivialShare = 0.9;
-constexpr double kChanceFactor = 1.5;
-constexpr double kSlowGain = 0.01;
-constexpr int kSlowEpochs = 3;
-constexpr double kSlowShare = 0.25;
-// Dying ReLU (AUTOTRAINER): at least 70% exactly-zero gradient entries; or over 50% of a layer's
-// units active for less than 1% of the examples (the "dead unit" reading of Lu et al. 2019).
-constexpr double kZeroGradShare = 0.7;
-constexpr double kDeadUnitShare = 0.5;
-// Ours: between 50% and 70% dead units the network is wasting capacity but usually still learns
-// well (the reference CNN's 128-unit hidden layer sits near 55% with Adam at 1e-3 and reaches 92%):
-// an info finding; above 70%, as with zero gradients, a warning.
-constexpr double kDeadUnitWarning = 0.7;
-// Ours: over half of a sigmoid/tanh layer's outputs within 1% of the bounds.
-constexpr double kSaturatedShare = 0.5;
-// Update-to-weight ratio (CS231n, "Neural Networks Part 3": about 1e-3 is healthy); outside
-// [1e-5, 1e-1] the learning rate is far off.
-constexpr double kUpdateLow = 1e-5, kUpdateHigh = 1e-1;
-// Ours: 3 direction changes in the last 4 epoch-to-epoch moves of the training loss, each over 5%
-// of the loss. The training loss averages a whole epoch; a validation loss over a small split
-// wobbles by more than that in healthy runs, so it is not used.
-constexpr double kOscillationShare = 0.05;
-
 std::string num(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4g", v);
@@ -92,45 +40,16 @@ double metric(const std::map<std::string, double>& m, const char* key, double ot
 
 }  // namespace
 
-const char* to_string(Severity s) {
-  switch (s) {
-    case Severity::kInfo:
-      return "info";
-    case Severity::kWarning:
-      return "warning";
-    case Severity::kError:
-      return "error";
-  }
-  return "unknown";
-}
-
-std::string Finding::to_text() const {
-  std::ostringstream o;
-  o << to_string(severity) << " " << kind;
-  if (epoch > 0 || step > 0)
-    o << " (epoch " << epoch << ", step " << step << ")";
-  else
-    o << " (pre-flight)";
-  o << ": " << message << "\n  remedy: " << remedy;
-  return o.str();
-}
-
-std::string Finding::evidence_json() const {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [k, v] : evidence)
-    j[k] = std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(std::to_string(v));
-  return j.dump();
-}
-
 std::optional<Finding> NonFiniteDetector::on_step(const StepSignals& s) {
   if (!s.non_finite && std::isfinite(s.loss) && std::isfinite(s.grad_norm)) return std::nullopt;
-  return make(
-      kind(), Severity::kError, s.step, s.epoch,
-      "the loss or the gradients became NaN or Inf (loss " + num(s.loss) + ", gradient norm " +
-          num(s.grad_norm) + "); training has diverged",
-      {{"loss", s.loss}, {"grad_norm", s.grad_norm}, {"lr", s.lr}},
-      "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) +
-          ") and clip gradients at 1.0; check the inputs for NaN and that they are normalized");
+  return make(kind(), Severity::kError, s.step, s.epoch,
+              "the loss or the gradients became NaN or Inf (loss " + num(s.loss) +
+                  ", gradient norm " + num(s.grad_norm) + "); training has diverged",
+              {{"loss", s.loss}, {"grad_norm", s.grad_norm}, {"lr", s.lr}},
+              "lower the learning rate to " + num(s.lr / 10) + " (" +
+                  setting_ref("train.lr", num(s.lr / 10)) + ") and clip gradients at 1.0 (" +
+                  setting_ref("train.grad_clip", "1.0") +
+                  "); check the inputs for NaN and that they are normalized");
 }
 
 std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
@@ -139,45 +58,48 @@ std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
   return make(kind(), Severity::kError, e.step, e.epoch,
               "the training loss of epoch " + std::to_string(e.epoch) + " is " + num(loss) +
                   "; training has diverged",
-              {{"train_loss", loss}}, "lower the learning rate by 10x and clip gradients at 1.0");
+              {{"train_loss", loss}},
+              "lower the learning rate by 10x and clip gradients at 1.0 (" +
+                  setting_ref("train.grad_clip", "1.0") + ")");
 }
 
 std::optional<Finding> ExplodingGradientDetector::on_step(const StepSignals& s) {
   auto [first, last] = first_last(s);
   const double ratio =
       (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 0.0;
-  ratio_streak_ = ratio > kExplodeRatio ? ratio_streak_ + 1 : 0;
+  ratio_streak_ = ratio > t_.explode_ratio ? ratio_streak_ + 1 : 0;
   const double smallest = norms_.empty() ? 0.0 : *std::min_element(norms_.begin(), norms_.end());
   const bool growth =
-      std::isfinite(s.grad_norm) && smallest > 0 && s.grad_norm > kGrowthFactor * smallest;
+      std::isfinite(s.grad_norm) && smallest > 0 && s.grad_norm > t_.growth_factor * smallest;
   norms_.push_back(s.grad_norm);
-  if (norms_.size() > kGrowthWindow) norms_.pop_front();
-  if (ratio_streak_ < kSustainSteps && !growth) return std::nullopt;
+  if (norms_.size() > static_cast<size_t>(t_.growth_window)) norms_.pop_front();
+  if (ratio_streak_ < t_.sustain_steps && !growth) return std::nullopt;
 
-  std::string why =
-      growth
-          ? "the global gradient norm grew from " + num(smallest) + " to " + num(s.grad_norm) +
-                " within " + std::to_string(kGrowthWindow) + " logging steps"
-          : "the first layer's gradient norm (" + first->name + ": " + num(first->grad_norm) +
-                ") is " + num(ratio) + "x the last layer's (" + last->name + ": " +
-                num(last->grad_norm) + ") for " + std::to_string(kSustainSteps) + " logging steps";
+  std::string why = growth ? "the global gradient norm grew from " + num(smallest) + " to " +
+                                 num(s.grad_norm) + " within " + std::to_string(t_.growth_window) +
+                                 " logging steps"
+                           : "the first layer's gradient norm (" + first->name + ": " +
+                                 num(first->grad_norm) + ") is " + num(ratio) +
+                                 "x the last layer's (" + last->name + ": " + num(last->grad_norm) +
+                                 ") for " + std::to_string(t_.sustain_steps) + " logging steps";
   return make(kind(), Severity::kError, s.step, s.epoch, "exploding gradients: " + why,
               {{"grad_norm", s.grad_norm},
                {"first_last_ratio", ratio},
                {"min_recent_grad_norm", smallest},
                {"lr", s.lr}},
-              "clip gradients at 1.0 and lower the learning rate to " + num(s.lr / 10) + " (--lr " +
-                  num(s.lr / 10) + "); normalize the inputs");
+              "clip gradients at 1.0 (" + setting_ref("train.grad_clip", "1.0") +
+                  ") and lower the learning rate to " + num(s.lr / 10) + " (" +
+                  setting_ref("train.lr", num(s.lr / 10)) + "); normalize the inputs");
 }
 
 std::optional<Finding> VanishingGradientDetector::on_step(const StepSignals& s) {
   auto [first, last] = first_last(s);
   const double ratio =
       (first && last && last->grad_norm > 0) ? first->grad_norm / last->grad_norm : 1.0;
-  const bool by_ratio = first && ratio < kVanishRatio && first->grad_norm < kVanishFirstNorm;
-  const bool by_mean = s.grad_abs_mean < kVanishMeanAbs;
+  const bool by_ratio = first && ratio < t_.vanish_ratio && first->grad_norm < t_.vanish_first_norm;
+  const bool by_mean = s.grad_abs_mean < t_.vanish_mean_abs;
   streak_ = (by_ratio || by_mean) ? streak_ + 1 : 0;
-  if (streak_ < kSustainSteps) return std::nullopt;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
   std::string why = by_ratio ? "the first layer's gradient norm (" + first->name + ": " +
                                    num(first->grad_norm) + ") is " + num(ratio) +
                                    " of the last layer's (" + last->name + ": " +
@@ -185,7 +107,7 @@ std::optional<Finding> VanishingGradientDetector::on_step(const StepSignals& s) 
                              : "the mean absolute gradient is " + num(s.grad_abs_mean);
   return make(
       kind(), Severity::kError, s.step, s.epoch,
-      "vanishing gradients: " + why + " for " + std::to_string(kSustainSteps) +
+      "vanishing gradients: " + why + " for " + std::to_string(t_.sustain_steps) +
           " logging steps; the early layers barely learn",
       {{"first_last_ratio", ratio},
        {"first_grad_norm", first ? first->grad_norm : 0.0},
@@ -202,17 +124,17 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
     return metric(val ? history_[i].val : history_[i].train, "loss");
   };
 
-  bool rising = n > static_cast<size_t>(kRisingEpochs);
-  for (size_t i = n - std::min<size_t>(n, kRisingEpochs); rising && i < n; ++i)
+  bool rising = n > static_cast<size_t>(t_.rising_epochs);
+  for (size_t i = n - std::min<size_t>(n, t_.rising_epochs); rising && i < n; ++i)
     rising = i > 0 && loss(i, true) > loss(i - 1, true) && loss(i, false) < loss(i - 1, false);
 
-  bool gap = n >= static_cast<size_t>(kGapEpochs);
-  for (size_t i = n - std::min<size_t>(n, kGapEpochs); gap && i < n; ++i)
-    gap = loss(i, false) > 0 && (loss(i, true) - loss(i, false)) / loss(i, false) > kLossGap;
+  bool gap = n >= static_cast<size_t>(t_.gap_epochs);
+  for (size_t i = n - std::min<size_t>(n, t_.gap_epochs); gap && i < n; ++i)
+    gap = loss(i, false) > 0 && (loss(i, true) - loss(i, false)) / loss(i, false) > t_.loss_gap;
 
   const double ta = metric(e.train, "accuracy"), va = metric(e.val, "accuracy");
   const double acc_gap = ta - va;
-  const double acc_threshold = ta > kHighAcc ? kAccGapHigh : kAccGap;
+  const double acc_threshold = ta > t_.high_accuracy ? t_.accuracy_gap_high : t_.accuracy_gap;
   bool acc = false;
   if (n >= 2 && std::isfinite(acc_gap)) {
     const double prev =
@@ -224,14 +146,14 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   const double tl = metric(e.train, "loss"), vl = metric(e.val, "loss");
   std::string why;
   if (rising)
-    why = "validation loss rose for " + std::to_string(kRisingEpochs) +
+    why = "validation loss rose for " + std::to_string(t_.rising_epochs) +
           " epochs while training loss fell";
   else if (acc)
     why = "training accuracy " + num(ta) + " is " + num(acc_gap) + " above validation accuracy " +
           num(va);
   else
     why = "validation loss " + num(vl) + " is " + num(100 * (vl - tl) / tl) +
-          "% above training loss " + num(tl) + " for " + std::to_string(kGapEpochs) + " epochs";
+          "% above training loss " + num(tl) + " for " + std::to_string(t_.gap_epochs) + " epochs";
   return make(kind(), rising || acc ? Severity::kWarning : Severity::kInfo, e.step, e.epoch,
               "overfitting: " + why,
               {{"train_loss", tl},
@@ -240,29 +162,30 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
                {"accuracy_gap", acc_gap},
                {"best_epoch", double(e.best_epoch)},
                {"best_val_loss", e.best_val_loss}},
-              "add augmentation or dropout (--set model.dropout=0.3) or weight decay (--set "
-              "train.weight_decay=1e-4); "
-              "the best epoch was " +
-                  std::to_string(e.best_epoch) + " (val_loss " + num(e.best_val_loss) +
-                  "), which early stopping restores");
+              "add augmentation, dropout (" + setting_ref("model.dropout", "0.3") +
+                  ") or weight decay (" + setting_ref("train.weight_decay", "0.0001") +
+                  "); the best epoch was " + std::to_string(e.best_epoch) + " (val_loss " +
+                  num(e.best_val_loss) + "), which early stopping restores");
 }
 
 std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
   history_.push_back(e);
   const int64_t fair =
-      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(0.1 * e.max_epochs)), 2, 5);
+      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(t_.fair_share * e.max_epochs)),
+                          t_.fair_min_epochs, t_.fair_max_epochs);
   if (e.epoch < std::min<int64_t>(fair, e.max_epochs)) return std::nullopt;
   const double tl = metric(e.train, "loss");
   const double acc = metric(e.train, "accuracy");
   const double chance = e.num_classes > 0 ? 1.0 / e.num_classes : NAN;
-  const bool trivial = e.trivial_loss > 0 && tl > kTrivialShare * e.trivial_loss;
-  const bool near_chance = e.classification && std::isfinite(acc) && acc < kChanceFactor * chance;
-  bool slow = history_.size() > static_cast<size_t>(kSlowEpochs) && e.trivial_loss > 0 &&
-              tl > kSlowShare * e.trivial_loss;
-  for (size_t i = history_.size() - kSlowEpochs; slow && i < history_.size(); ++i) {
+  const bool trivial = e.trivial_loss > 0 && tl > t_.trivial_share * e.trivial_loss;
+  const bool near_chance =
+      e.classification && std::isfinite(acc) && acc < t_.chance_factor * chance;
+  bool slow = history_.size() > static_cast<size_t>(t_.slow_epochs) && e.trivial_loss > 0 &&
+              tl > t_.slow_share * e.trivial_loss;
+  for (size_t i = history_.size() - t_.slow_epochs; slow && i < history_.size(); ++i) {
     const double before = metric(history_[i - 1].train, "loss"),
                  after = metric(history_[i].train, "loss");
-    slow = (before - after) / before < kSlowGain;
+    slow = (before - after) / before < t_.slow_gain;
   }
   if (!trivial && !near_chance && !slow) return std::nullopt;
   std::string why =
@@ -270,16 +193,20 @@ std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
                     "% of a trivial predictor's (" + num(e.trivial_loss) + ")"
       : near_chance ? "training accuracy " + num(acc) + " is near chance (" + num(chance) + ")"
                     : "training loss improved by less than 1% per epoch for " +
-                          std::to_string(kSlowEpochs) + " epochs and is still " + num(tl);
+                          std::to_string(t_.slow_epochs) + " epochs and is still " + num(tl);
   // A frozen backbone is the first capacity to give back (bench/README.md: fine-tuning every
   // layer from the pretrained weights beats training the head alone on new classes).
   const std::string remedy =
       e.frozen_fraction > 0
           ? "only " + num(100 * (1 - e.frozen_fraction)) +
-                "% of the parameters train (a frozen backbone): unfreeze it (--unfreeze-at 2, "
-                "--backbone-lr-ratio 1), raise the head's learning rate 3-10x, or train longer"
-          : "increase capacity (--set model.hidden=[256] or model.channels=[64,128]), train "
-            "longer, or raise the learning rate 3x; check that the labels belong to the inputs";
+                "% of the parameters train (a frozen backbone): unfreeze it (" +
+                setting_ref("finetune.unfreeze_at_epoch", "2") + ", " +
+                setting_ref("finetune.backbone_lr_ratio", "1.0") +
+                "), raise the head's learning rate 3-10x, or train longer"
+          : "increase capacity (" + setting_ref("model.hidden", "[256]") + " or " +
+                setting_ref("model.channels", "[64, 128]") +
+                "), train longer, or raise the learning rate 3x; check that the labels belong to "
+                "the inputs";
   return make(kind(), Severity::kWarning, e.step, e.epoch,
               "underfitting after " + std::to_string(e.epoch) + " epochs: " + why,
               {{"train_loss", tl},
@@ -293,39 +220,39 @@ std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
 std::optional<Finding> DyingReluDetector::on_step(const StepSignals& s) {
   const LayerSignals* zero = nullptr;
   for (const auto& l : s.layers)
-    if (l.is_weight && l.zero_grad_fraction >= kZeroGradShare &&
+    if (l.is_weight && l.zero_grad_fraction >= t_.zero_grad_share &&
         (!zero || l.zero_grad_fraction > zero->zero_grad_fraction))
       zero = &l;
   const ActivationSignals* dead = nullptr;
   for (const auto& a : s.activations)
-    if (a.kind == "relu" && a.dead_fraction > kDeadUnitShare &&
+    if (a.kind == "relu" && a.dead_fraction > t_.dead_unit_share &&
         (!dead || a.dead_fraction > dead->dead_fraction))
       dead = &a;
   streak_ = (zero || dead) ? streak_ + 1 : 0;
-  if (streak_ < kSustainSteps) return std::nullopt;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
   std::string why = dead ? num(100 * dead->dead_fraction) + "% of the units of " + dead->name +
                                " were active for less than 1% of the examples"
                          : num(100 * zero->zero_grad_fraction) + "% of the gradient entries of " +
                                zero->name + " are exactly zero";
-  const bool severe = zero || dead->dead_fraction > kDeadUnitWarning;
+  const bool severe = zero || dead->dead_fraction > t_.dead_unit_warning;
   return make(kind(), severe ? Severity::kWarning : Severity::kInfo, s.step, s.epoch,
               "dying ReLU: " + why,
               {{"zero_grad_fraction", zero ? zero->zero_grad_fraction : 0.0},
                {"dead_unit_fraction", dead ? dead->dead_fraction : 0.0},
                {"lr", s.lr}},
-              "lower the learning rate to " + num(s.lr / 10) +
-                  ", use LeakyReLU, or add batch normalization before "
-                  "the ReLUs");
+              "lower the learning rate to " + num(s.lr / 10) + " (" +
+                  setting_ref("train.lr", num(s.lr / 10)) +
+                  "), use LeakyReLU, or add batch normalization before the ReLUs");
 }
 
 std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
   const ActivationSignals* worst = nullptr;
   for (const auto& a : s.activations)
-    if (a.kind != "relu" && a.saturated_fraction > kSaturatedShare &&
+    if (a.kind != "relu" && a.saturated_fraction > t_.saturated_share &&
         (!worst || a.saturated_fraction > worst->saturated_fraction))
       worst = &a;
   streak_ = worst ? streak_ + 1 : 0;
-  if (streak_ < kSustainSteps) return std::nullopt;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
   return make(kind(), Severity::kWarning, s.step, s.epoch,
               "saturated activations: " + num(100 * worst->saturated_fraction) +
                   "% of the outputs of " + worst->name +
@@ -338,13 +265,13 @@ std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
 
 std::optional<Finding> OscillatingLossDetector::on_epoch(const EpochSignals& e) {
   train_.push_back(metric(e.train, "loss"));
-  auto oscillates = [](const std::vector<double>& v) {
+  auto oscillates = [this](const std::vector<double>& v) {
     if (v.size() < 5) return false;
     int changes = 0;
     for (size_t i = v.size() - 3; i < v.size(); ++i) {
       const double d1 = v[i - 1] - v[i - 2], d2 = v[i] - v[i - 1];
-      const bool big = std::fabs(d1) > kOscillationShare * v[i - 2] &&
-                       std::fabs(d2) > kOscillationShare * v[i - 1];
+      const bool big = std::fabs(d1) > t_.oscillation_share * v[i - 2] &&
+                       std::fabs(d2) > t_.oscillation_share * v[i - 1];
       if (big && d1 * d2 < 0) ++changes;
     }
     return changes >= 3;
@@ -366,20 +293,22 @@ std::optional<Finding> LearningRateDetector::on_step(const StepSignals& s) {
   if (ratios.empty()) return std::nullopt;
   std::nth_element(ratios.begin(), ratios.begin() + ratios.size() / 2, ratios.end());
   const double median = ratios[ratios.size() / 2];
-  high_streak_ = median > kUpdateHigh ? high_streak_ + 1 : 0;
-  low_streak_ = median < kUpdateLow ? low_streak_ + 1 : 0;
-  if (high_streak_ >= kSustainSteps)
+  high_streak_ = median > t_.update_high ? high_streak_ + 1 : 0;
+  low_streak_ = median < t_.update_low ? low_streak_ + 1 : 0;
+  if (high_streak_ >= t_.sustain_steps)
     return make(kind(), Severity::kWarning, s.step, s.epoch,
                 "learning rate too high: each step changes the weights by " + num(100 * median) +
                     "% of their norm (median over layers; healthy is about 0.1%)",
                 {{"median_update_ratio", median}, {"lr", s.lr}},
-                "lower the learning rate to " + num(s.lr / 10) + " (--lr " + num(s.lr / 10) + ")");
-  if (low_streak_ >= kSustainSteps)
+                "lower the learning rate to " + num(s.lr / 10) + " (" +
+                    setting_ref("train.lr", num(s.lr / 10)) + ")");
+  if (low_streak_ >= t_.sustain_steps)
     return make(kind(), Severity::kWarning, s.step, s.epoch,
                 "learning rate too low: each step changes the weights by " + num(median) +
                     " of their norm (median over layers; healthy is about 1e-3)",
                 {{"median_update_ratio", median}, {"lr", s.lr}},
-                "raise the learning rate to " + num(s.lr * 10) + " (--lr " + num(s.lr * 10) + ")");
+                "raise the learning rate to " + num(s.lr * 10) + " (" +
+                    setting_ref("train.lr", num(s.lr * 10)) + ")");
   return std::nullopt;
 }
 
@@ -509,17 +438,17 @@ void LearningRateDetector::load_state(const std::string& text) {
   low_streak_ = j.at("low_streak").get<int>();
 }
 
-std::vector<std::unique_ptr<Detector>> default_detectors() {
+std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThresholds& t) {
   std::vector<std::unique_ptr<Detector>> d;
   d.push_back(std::make_unique<NonFiniteDetector>());
-  d.push_back(std::make_unique<ExplodingGradientDetector>());
-  d.push_back(std::make_unique<VanishingGradientDetector>());
-  d.push_back(std::make_unique<DyingReluDetector>());
-  d.push_back(std::make_unique<SaturationDetector>());
-  d.push_back(std::make_unique<LearningRateDetector>());
-  d.push_back(std::make_unique<OverfittingDetector>());
-  d.push_back(std::make_unique<UnderfittingDetector>());
-  d.push_back(std::make_unique<OscillatingLossDetector>());
+  d.push_back(std::make_unique<ExplodingGradientDetector>(t));
+  d.push_back(std::make_unique<VanishingGradientDetector>(t));
+  d.push_back(std::make_unique<DyingReluDetector>(t));
+  d.push_back(std::make_unique<SaturationDetector>(t));
+  d.push_back(std::make_unique<LearningRateDetector>(t));
+  d.push_back(std::make_unique<OverfittingDetector>(t));
+  d.push_back(std::make_unique<UnderfittingDetector>(t));
+  d.push_back(std::make_unique<OscillatingLossDetector>(t));
   return d;
 }
 

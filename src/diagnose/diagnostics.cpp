@@ -52,6 +52,9 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
 
 }  // namespace
 
+Diagnostics::Diagnostics(DiagnosticsOptions options, std::FILE* out)
+    : Diagnostics(options, default_detectors(options.thresholds), out) {}
+
 Diagnostics::Diagnostics(DiagnosticsOptions options,
                          std::vector<std::unique_ptr<Detector>> detectors, std::FILE* out)
     : options_(options), detectors_(std::move(detectors)), out_(out) {
@@ -269,7 +272,7 @@ void Diagnostics::report(TrainState& state, Finding finding) {
   if (options_.print && out_) {
     // On a terminal the progress bar owns the current line: clear it first.
     std::fprintf(out_, "%s%s\n", isatty(fileno(out_)) ? "\r\033[2K" : "",
-                 finding.to_text().c_str());
+                 finding.to_text(options_.name_setting).c_str());
     std::fflush(out_);
   }
   if (state.run)
@@ -283,7 +286,8 @@ void Diagnostics::report(TrainState& state, Finding finding) {
 void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
   std::string action;
   if (f.kind == "non_finite") {
-    state.request_stop(StopReason::kDiagnosis, "stopped by --auto-remedy: " + f.message);
+    state.request_stop(StopReason::kDiagnosis, "stopped by the auto-remedy: " +
+                                                   name_settings(f.message, options_.name_setting));
     action = "stopped the run; the weights are no longer finite";
   } else if (f.kind == "exploding_gradients" && !clipping_) {
     clipping_ = true;
@@ -304,7 +308,8 @@ void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
     std::snprintf(buf, sizeof buf, "%g", lr);
     action = std::string("lowered the learning rate 10x to ") + buf;
   } else if (f.kind == "overfitting" && f.severity != Severity::kInfo) {
-    state.request_stop(StopReason::kDiagnosis, "stopped by --auto-remedy: " + f.message);
+    state.request_stop(StopReason::kDiagnosis, "stopped by the auto-remedy: " +
+                                                   name_settings(f.message, options_.name_setting));
     action = "stopped the run at epoch " + std::to_string(state.epoch) +
              "; early stopping restores the best epoch";
   } else {
@@ -316,9 +321,9 @@ void Diagnostics::apply_remedy(TrainState& state, const Finding& f) {
             state.epoch,
             "auto-remedy for " + f.kind + ": " + action,
             {},
-            "applied because --auto-remedy is on"};
+            "applied because " + setting_ref("diagnose.auto_remedy", "true")};
   findings_.push_back(r);
-  if (options_.print && out_) std::fprintf(out_, "%s\n", r.to_text().c_str());
+  if (options_.print && out_) std::fprintf(out_, "%s\n", r.to_text(options_.name_setting).c_str());
   if (state.run)
     state.run->store().add_finding({r.kind, to_string(r.severity), r.step, r.epoch, r.message, "{}",
                                     r.remedy, track::wall_time_now()});
@@ -382,7 +387,7 @@ void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive
                                                                                : torch::Tensor();
 }
 
-std::string diagnose_report(const std::string& run_dir) {
+std::string diagnose_report(const std::string& run_dir, const SettingNamer& namer) {
   const std::filesystem::path file = std::filesystem::path(run_dir) / "run.sqlite";
   if (!std::filesystem::exists(file))
     throw Error("no run at " + run_dir +
@@ -408,8 +413,8 @@ std::string diagnose_report(const std::string& run_dir) {
       o << " (epoch " << f.epoch << ", step " << f.step << ")";
     else
       o << " (pre-flight)";
-    o << ": " << f.message << "\n  evidence: " << f.evidence_json << "\n  remedy: " << f.remedy
-      << "\n";
+    o << ": " << name_settings(f.message, namer) << "\n  evidence: " << f.evidence_json
+      << "\n  remedy: " << name_settings(f.remedy, namer) << "\n";
   }
   return o.str();
 }

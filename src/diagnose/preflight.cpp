@@ -165,7 +165,8 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
            {"steps", double(steps)},
            {"frozen_values", double(frozen)}},
           "expected with a frozen backbone, where only the head learns; if the fine-tuned model "
-          "underfits, unfreeze the backbone (--unfreeze-at 2)"));
+          "underfits, unfreeze the backbone (" +
+              setting_ref("finetune.unfreeze_at_epoch", "2") + ")"));
     else if (!(last < kOverfitShare * initial))
       out.push_back(finding(
           "overfit_batch", Severity::kWarning, what,

@@ -1,4 +1,4 @@
-#include "launch.h"
+#include <trainscope/dist/launch.h>
 
 #include <trainscope/error.h>
 
@@ -18,7 +18,7 @@
 
 extern char** environ;
 
-namespace trainscope::cli {
+namespace trainscope::dist {
 namespace {
 
 // A port nobody listens on now; rank 0 binds it for the job's store a moment later.
@@ -102,7 +102,7 @@ int take_nproc(std::vector<std::string>& argv) {
   return 0;
 }
 
-int launch(int nproc, const std::vector<std::string>& argv) {
+int launch_local(int nproc, const std::vector<std::string>& argv) {
   const int port = free_port();
   std::printf("data parallel: %d ranks on this machine (rendezvous 127.0.0.1:%d); rank 0 reports\n",
               nproc, port);
@@ -229,4 +229,4 @@ int launch(int nproc, const std::vector<std::string>& argv) {
   return first_failure;
 }
 
-}  // namespace trainscope::cli
+}  // namespace trainscope::dist

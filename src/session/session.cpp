@@ -334,6 +334,11 @@ Session& Session::add_callback(std::shared_ptr<Callback> callback) {
   return *this;
 }
 
+Session& Session::name_settings(diagnose::SettingNamer namer) {
+  namer_ = std::move(namer);
+  return *this;
+}
+
 bool Session::print() const { return options_.progress != "off"; }
 
 void Session::set(const std::string& key, ConfigValue value, const std::string& source,
@@ -351,9 +356,11 @@ void Session::join() {
   job.env = dist::JobEnv::from_environment();
   if (job.env.distributed()) {
     if (options_.diagnose.auto_remedy)
-      throw ConfigError(
-          "--auto-remedy is not available in data-parallel runs: each rank would "
-          "apply its remedies on its own");
+      throw ConfigError(diagnose::name_settings(
+          diagnose::setting_ref("diagnose.auto_remedy", "true") +
+              " is not available in data-parallel runs: each rank would apply its remedies on "
+              "its own",
+          namer_));
     // One GPU per rank of this machine: LOCAL_RANK picks it.
     torch::Device device = session::training_device(config_);
     if (device.is_cuda() && !device.has_index()) {
@@ -478,6 +485,7 @@ std::unique_ptr<Trainer> Session::make_trainer() {
   auto trainer = std::make_unique<Trainer>(options);
   SessionOptions callbacks = options_;
   callbacks.train = options;
+  callbacks.diagnose.name_setting = namer_;
   for (auto& cb : session::default_callbacks(callbacks)) trainer->add_callback(std::move(cb));
   if (job.dp) trainer->add_callback(job.dp);
   if (!options_.finetune_from.empty())
@@ -614,6 +622,7 @@ EvalResult Session::test(const std::string& weights) {
   o.train = trainer_options();
   o.train.runs_dir("");
   o.checkpoints = o.early_stopping = false;
+  o.diagnose.name_setting = namer_;
   Trainer trainer(o.train);
   for (auto& cb : session::default_callbacks(o)) trainer.add_callback(std::move(cb));
   trainer.attach_run(track::Run::open(run_dir_));
@@ -681,7 +690,7 @@ std::vector<diagnose::Finding> Session::check(bool print_findings) {
                 findings.empty()
                     ? "initial loss, one-batch overfit, gradients, input scale, labels: all pass"
                     : (std::to_string(findings.size()) + " failed").c_str());
-    for (const auto& f : findings) std::printf("%s\n", f.to_text().c_str());
+    for (const auto& f : findings) std::printf("%s\n", f.to_text(namer_).c_str());
   }
   return findings;
 }
@@ -722,15 +731,18 @@ LrFindResult Session::find_lr(const fs::path& png) {
   r.lr = suggestion.lr;
   r.confident = suggestion.confident;
   tune::plot_lr_curve(curve, suggestion, r.png);
+  char lr_text[32];
+  std::snprintf(lr_text, sizeof lr_text, "%.2g", suggestion.lr);
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "lr range test: %zu steps from %g to %g in %.1f s\n"
-                "suggested lr: %.2g (%s; %s)\n"
-                "curve: %s (and %s); train with --lr %.2g",
-                curve.lrs.size(), o.start_lr, curve.lrs.empty() ? 0.0 : curve.lrs.back(), seconds,
-                suggestion.lr, suggestion.confident ? "confident" : "not confident",
-                suggestion.reason.c_str(), r.png.c_str(), (run->dir() / "run.sqlite").c_str(),
-                suggestion.lr);
+  std::snprintf(
+      buf, sizeof buf,
+      "lr range test: %zu steps from %g to %g in %.1f s\n"
+      "suggested lr: %.2g (%s; %s)\n"
+      "curve: %s (and %s); train with %s",
+      curve.lrs.size(), o.start_lr, curve.lrs.empty() ? 0.0 : curve.lrs.back(), seconds,
+      suggestion.lr, suggestion.confident ? "confident" : "not confident",
+      suggestion.reason.c_str(), r.png.c_str(), (run->dir() / "run.sqlite").c_str(),
+      diagnose::name_settings(diagnose::setting_ref("train.lr", lr_text), namer_).c_str());
   r.summary = buf;
   return r;
 }

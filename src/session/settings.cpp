@@ -350,6 +350,12 @@ std::vector<SettingBinding> make_table() {
       {"train.weight_decay", 0.0, "no regularisation until a run shows it is needed",
        "L2 weight decay (decoupled for adamw)", non_negative_number()},
       [](O & o) -> auto& { return o.train.weight_decay(); }));
+  add(bind(
+      {"train.grad_clip", 0.0,
+       "no clipping until a run shows it is needed (as in Keras and Lightning)",
+       "clip the global L2 norm of the gradients to this before each step (0: off)",
+       non_negative_number(">= 0 (0 turns clipping off)")},
+      [](O & o) -> auto& { return o.train.grad_clip(); }));
   add(bind_enum<Loss, kLossNames>(
       {"train.loss", std::string("auto"), "chosen from the task", "auto, cross_entropy or mse"},
       [](O & o) -> auto& { return o.train.loss(); }));

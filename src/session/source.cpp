@@ -162,7 +162,7 @@ std::string adopt_normalization(Config& config, const FinetuneSource& source) {
     return "normalization: data.mean and data.std as set";
   if (!source.normalization)
     return "normalization: from the new training data (the source does not say how its inputs "
-           "were normalized; --set data.mean=M --set data.std=S to match it)";
+           "were normalized; set data.mean and data.std to match it)";
   const auto [mean, std] = *source.normalization;
   const std::string reason = "the source model's normalization (" + source.describe() + ")";
   config.set("data.mean", mean, "fine-tuning", reason);

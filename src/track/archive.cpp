@@ -1,5 +1,5 @@
 #include <trainscope/error.h>
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 
 namespace trainscope {
 namespace {

@@ -1,4 +1,4 @@
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 #include <trainscope/train/metrics.h>
 
 #include <algorithm>

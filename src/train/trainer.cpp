@@ -7,7 +7,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <trainscope/track/checkpoint_file.h>
-#include <trainscope/train/archive.h>
+#include <trainscope/track/archive.h>
 
 #include "train/amp.h"
 
@@ -74,6 +74,7 @@ void TrainerOptions::validate() const {
     fail("eval_batch_size", std::to_string(eval_batch_size_), "a positive integer");
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
+  if (!(grad_clip_ >= 0)) fail("grad_clip", std::to_string(grad_clip_), ">= 0 (0: off)");
   if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
     fail("rank", std::to_string(rank_) + " of world_size " + std::to_string(world_size_),
          "0 <= rank < world_size");
@@ -422,6 +423,8 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     const bool finite = !scaler_ || scaler_->unscale(optimizer_params(optimizer));
     call(&Callback::on_after_backward);
     call(&Callback::on_before_optimizer_step);
+    if (finite && options_.grad_clip() > 0)
+      torch::nn::utils::clip_grad_norm_(optimizer_params(optimizer), options_.grad_clip());
     if (finite) optimizer.step();  // fp16: a step whose gradients overflowed is skipped
     if (scaler_) scaler_->update(finite);
     ++s.global_step;

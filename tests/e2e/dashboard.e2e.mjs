@@ -161,6 +161,11 @@ try {
     await page.goto(base + '#/run/cmp-a');
     await page.waitForSelector('.finding');
     await page.waitForSelector('table.confusion');
+    // A remedy's proposed settings show as config keys, not as the {key=value} the store keeps.
+    const settings = await page.$$eval('.finding .remedy code.setting', (c) => c.map((x) => x.textContent));
+    assert(settings.join('|') === 'model.dropout = 0.3|train.weight_decay = 0.0001', `remedy settings ${settings}`);
+    const remedy = await page.textContent('.finding .remedy');
+    assert(!remedy.includes('{'), `remedy text ${remedy}`);
     await until(() => page.evaluate(() => document.querySelectorAll('.heat canvas').length > 0), 10000, 'the heatmap');
     const per = await page.$$eval('table.per-class td:first-child', (t) => t.map((x) => x.textContent));
     assert(per.includes('<b>bird</b>'), `per-class ${per}`);

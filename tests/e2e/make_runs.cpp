@@ -64,7 +64,9 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
       {"overfitting", "warning", 800, 8,
        "validation loss rose for 3 epochs while training loss fell",
        R"({"val_loss_epoch_7": 0.36, "val_loss_epoch_10": 0.42, "train_val_gap": 0.18})",
-       "add augmentation or dropout; the best epoch was 7", 1790000500.0});
+       "add augmentation, dropout ({model.dropout=0.3}) or weight decay "
+       "({train.weight_decay=0.0001}); the best epoch was 7",
+       1790000500.0});
   store.put_result("test", "metrics", R"({"loss": 0.35, "accuracy": 0.88, "samples": 1000})");
   store.put_result("test", "confusion_matrix", "[[90,5,5],[3,88,9],[6,8,86]]");
   store.put_result(

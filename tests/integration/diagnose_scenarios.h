@@ -35,6 +35,9 @@ struct Result {
   int64_t first_epoch = 0;            // epoch of the expected finding
   std::vector<std::string> warnings;  // every warning/error finding as "kind@epoch"
   std::vector<std::string> remedies;  // messages of applied remedies (auto-remedy)
+  // Remedies that spell a CLI flag, or propose a setting that is not one (unknown key, a value of
+  // the wrong type or out of range): a library user could not apply them.
+  std::vector<std::string> remedy_problems;
   StopReason stop_reason = StopReason::kNone;
   int64_t epochs = 0;
   double seconds = 0.0;
@@ -145,6 +148,17 @@ inline Result run(const Scenario& s, const Scale& scale) {
     if (!diag) continue;
     for (const auto& f : diag->findings()) {
       if (f.kind == "remedy") r.remedies.push_back(f.message);
+      if (f.remedy.find("--") != std::string::npos)
+        r.remedy_problems.push_back(f.kind + ": names a flag: " + f.remedy);
+      for (const auto& [key, value] : f.changes()) {
+        try {
+          Config proposed = default_config();
+          proposed.set_from_string(key + "=" + value, f.kind);
+          proposed.resolve();
+        } catch (const Error& e) {
+          r.remedy_problems.push_back(f.kind + ": " + e.what());
+        }
+      }
       if (f.severity == diagnose::Severity::kInfo) continue;
       r.warnings.push_back(f.kind + "@" + std::to_string(f.epoch));
       const bool expected = ("|" + s.expected + "|").find("|" + f.kind + "|") != std::string::npos;

@@ -24,6 +24,7 @@ TEST_P(DiagnoseScenario, DetectsItsProblemAndNothingElseOnControls) {
   else
     EXPECT_TRUE(r.detected) << scenario.name << ": expected " << scenario.expected
                             << ", found: " << found;
+  for (const auto& problem : r.remedy_problems) ADD_FAILURE() << scenario.name << ": " << problem;
   std::printf("%s: %s (%s) in %.1f s\n", scenario.name.c_str(), r.detected ? "ok" : "MISSED",
               found.c_str(), r.seconds);
 }
@@ -87,10 +88,8 @@ TEST(AutoRemedy, ExplodingGradientsAreClippedFromTheNextStepOn) {
   auto data = std::make_shared<trainscope::data::TensorDataset>(x, x.sum(1, true) * 100);
   trainscope::Model model(torch::nn::Linear(4, 1));
   trainscope::TrainerOptions regression;
-  trainscope::Trainer reg(regression.task(trainscope::Task::kRegression)
-                              .max_epochs(1)
-                              .batch_size(16)
-                              .runs_dir(""));
+  trainscope::Trainer reg(
+      regression.task(trainscope::Task::kRegression).max_epochs(1).batch_size(16).runs_dir(""));
   reg.add_callback(diagnostics);
   reg.add_callback(norms);
   reg.fit(model, data, nullptr);

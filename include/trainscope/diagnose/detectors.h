@@ -1,7 +1,7 @@
 #pragma once
 // Detectors: small pure classes that read the signal history and say, once, what is going wrong.
 // No I/O; the Diagnostics callback wires them to the trainer, the console and the run store.
-// Thresholds and their sources are documented beside each rule in src/diagnose/detectors.cpp.
+// Thresholds and their sources: DetectorThresholds.
 
 #include <trainscope/diagnose/finding.h>
 #include <trainscope/diagnose/signals.h>
@@ -12,6 +12,80 @@
 #include <vector>
 
 namespace trainscope::diagnose {
+
+// Every detector's thresholds, each a literal default with its source. Diagnostics passes
+// DiagnosticsOptions::thresholds to the default detectors; a user may change any of them.
+struct DetectorThresholds {
+  // A step rule must hold at this many consecutive logging steps, so one odd batch never fires
+  // (ours).
+  int sustain_steps = 3;
+
+  // AUTOTRAINER (Zhang et al., "AUTOTRAINER: An Automatic DNN Training Problem Detection and
+  // Repair System", ICSE 2021): exploding when the first weight's gradient norm exceeds the last
+  // weight's by this factor.
+  double explode_ratio = 70.0;
+  // Ours: a global gradient norm this many times the smallest of the last `growth_window` logging
+  // steps is growth no healthy run shows once past its first interval.
+  double growth_factor = 100.0;
+  int growth_window = 10;
+
+  // AUTOTRAINER: vanishing when the first/last gradient-norm ratio is below vanish_ratio and the
+  // first weight's norm below vanish_first_norm.
+  double vanish_ratio = 1e-3;
+  double vanish_first_norm = 1e-4;
+  // SageMaker Debugger's VanishingGradient rule: mean absolute gradient below this.
+  double vanish_mean_abs = 1e-7;
+
+  // Overfitting (the usual reading of learning curves; Keras/Lightning docs, Goodfellow et al.
+  // ch. 7): validation loss rising for `rising_epochs` epochs while training loss falls;
+  // (val - train) / train above `loss_gap` for `gap_epochs` epochs (info); a train-val accuracy
+  // gap of at least `accuracy_gap` for two epochs, or `accuracy_gap_high` once training accuracy
+  // exceeds `high_accuracy`.
+  int rising_epochs = 3;
+  double loss_gap = 0.1;
+  int gap_epochs = 3;
+  double accuracy_gap = 0.10;
+  double accuracy_gap_high = 0.07;
+  double high_accuracy = 0.9;
+
+  // Underfitting, once a fair share of the epochs has run (`fair_share` of max_epochs, at least
+  // `fair_min_epochs`, at most `fair_max_epochs`): training loss above `trivial_share` of a
+  // trivial predictor's (log C, or the target variance); training accuracy below `chance_factor`
+  // x chance; or slow convergence: a relative gain per epoch below `slow_gain` for `slow_epochs`
+  // epochs while the loss is above `slow_share` of the trivial one (0.58 for 10 classes; a linear
+  // model reaches about 0.45 on Fashion-MNIST, the reference CNN 0.2).
+  double fair_share = 0.1;
+  int fair_min_epochs = 2;
+  int fair_max_epochs = 5;
+  double trivial_share = 0.9;
+  double chance_factor = 1.5;
+  double slow_gain = 0.01;
+  int slow_epochs = 3;
+  double slow_share = 0.25;
+
+  // Dying ReLU (AUTOTRAINER): at least `zero_grad_share` exactly-zero gradient entries in a
+  // weight; or over `dead_unit_share` of a layer's units active for less than 1% of the examples
+  // (the "dead unit" reading of Lu et al. 2019). Ours: between dead_unit_share and
+  // `dead_unit_warning` the network wastes capacity but usually still learns well (the reference
+  // CNN's 128-unit hidden layer sits near 55% with Adam at 1e-3 and reaches 92%): an info finding;
+  // above it, a warning.
+  double zero_grad_share = 0.7;
+  double dead_unit_share = 0.5;
+  double dead_unit_warning = 0.7;
+
+  // Ours: over this share of a sigmoid/tanh layer's outputs within 1% of their bounds.
+  double saturated_share = 0.5;
+
+  // Update-to-weight ratio (CS231n, "Neural Networks Part 3": about 1e-3 is healthy); a median
+  // over the weights outside [update_low, update_high] means the learning rate is far off.
+  double update_low = 1e-5;
+  double update_high = 1e-1;
+
+  // Ours: 3 direction changes in the last 4 epoch-to-epoch moves of the training loss, each over
+  // this share of the loss. The training loss averages a whole epoch; a validation loss over a
+  // small split wobbles by more than that in healthy runs, so it is not used.
+  double oscillation_share = 0.05;
+};
 
 // Consumes signals in step order; returns a Finding whenever its rule holds. Diagnostics reports
 // the first Finding of each kind, and later ones only when more severe, so the console shows
@@ -29,6 +103,15 @@ class Detector {
   virtual void load_state(const std::string&) {}
 };
 
+// A detector whose rule reads DetectorThresholds.
+class ThresholdDetector : public Detector {
+ public:
+  explicit ThresholdDetector(DetectorThresholds thresholds = {}) : t_(thresholds) {}
+
+ protected:
+  DetectorThresholds t_;
+};
+
 // NaN or Inf in the loss or the gradients.
 class NonFiniteDetector : public Detector {
  public:
@@ -37,9 +120,11 @@ class NonFiniteDetector : public Detector {
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 };
 
-// First/last layer gradient-norm ratio above 70, or the global norm growing 100x within a window.
-class ExplodingGradientDetector : public Detector {
+// First/last gradient-norm ratio above explode_ratio, or the global norm growing growth_factor x
+// within growth_window logging steps.
+class ExplodingGradientDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "exploding_gradients"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
@@ -51,9 +136,11 @@ class ExplodingGradientDetector : public Detector {
   std::deque<double> norms_;
 };
 
-// First/last ratio below 1e-3 with the first layer's norm below 1e-4, or mean |g| below 1e-7.
-class VanishingGradientDetector : public Detector {
+// First/last ratio below vanish_ratio with the first weight's norm below vanish_first_norm, or
+// mean |g| below vanish_mean_abs.
+class VanishingGradientDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "vanishing_gradients"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
@@ -65,8 +152,9 @@ class VanishingGradientDetector : public Detector {
 };
 
 // Validation loss rising while training loss falls; a sustained loss gap; an accuracy gap.
-class OverfittingDetector : public Detector {
+class OverfittingDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "overfitting"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 
@@ -79,8 +167,9 @@ class OverfittingDetector : public Detector {
 
 // Training loss near a trivial predictor's, accuracy near chance, or slow convergence, after a
 // fair share of the epochs.
-class UnderfittingDetector : public Detector {
+class UnderfittingDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "underfitting"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 
@@ -91,10 +180,11 @@ class UnderfittingDetector : public Detector {
   std::vector<EpochSignals> history_;
 };
 
-// At least 70% exactly-zero gradient entries in a weight, or over half of a ReLU layer's units
-// active for less than 1% of the examples.
-class DyingReluDetector : public Detector {
+// Many exactly-zero gradient entries in a weight, or many of a ReLU layer's units active for less
+// than 1% of the examples (zero_grad_share, dead_unit_share).
+class DyingReluDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "dying_relu"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
@@ -105,9 +195,10 @@ class DyingReluDetector : public Detector {
   int streak_ = 0;
 };
 
-// Over half of a sigmoid/tanh layer's outputs within 1% of their bounds.
-class SaturationDetector : public Detector {
+// Many of a sigmoid/tanh layer's outputs within 1% of their bounds (saturated_share).
+class SaturationDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "saturated_activations"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
@@ -118,9 +209,10 @@ class SaturationDetector : public Detector {
   int streak_ = 0;
 };
 
-// Training loss going up and down from epoch to epoch by more than 5%.
-class OscillatingLossDetector : public Detector {
+// Training loss going up and down from epoch to epoch (oscillation_share).
+class OscillatingLossDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "oscillating_loss"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 
@@ -131,9 +223,10 @@ class OscillatingLossDetector : public Detector {
   std::vector<double> train_;
 };
 
-// Median update-to-weight ratio of the weights outside [1e-5, 1e-1].
-class LearningRateDetector : public Detector {
+// Median update-to-weight ratio of the weights outside [update_low, update_high].
+class LearningRateDetector : public ThresholdDetector {
  public:
+  using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "learning_rate"; }
   std::optional<Finding> on_step(const StepSignals& s) override;
 
@@ -145,6 +238,6 @@ class LearningRateDetector : public Detector {
 };
 
 // One of each, in the order their findings are most useful to read.
-std::vector<std::unique_ptr<Detector>> default_detectors();
+std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThresholds& thresholds = {});
 
 }  // namespace trainscope::diagnose

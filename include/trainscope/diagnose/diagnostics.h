@@ -21,6 +21,11 @@ struct DiagnosticsOptions {
   // stop on sustained overfitting.
   bool auto_remedy = false;
   double clip_norm = 1.0;
+  // The default detectors' thresholds (each documented with its source in detectors.h).
+  DetectorThresholds thresholds = {};
+  // How printed findings name the settings their remedies propose (null: as config keys,
+  // "train.lr = 0.0001"; the CLI names them as its flags). The run store keeps {key=value}.
+  SettingNamer name_setting = nullptr;
 };
 
 // Order kDiagnostics. Signals: every `every` steps, per parameter tensor the gradient norm, weight
@@ -32,9 +37,10 @@ struct DiagnosticsOptions {
 // "zero_grad/<param>", "dead_relu/<layer>", "saturated/<layer>").
 class Diagnostics : public Callback {
  public:
-  explicit Diagnostics(DiagnosticsOptions options = {},
-                       std::vector<std::unique_ptr<Detector>> detectors = default_detectors(),
-                       std::FILE* out = stdout);
+  // With the default detectors, at options.thresholds.
+  explicit Diagnostics(DiagnosticsOptions options = {}, std::FILE* out = stdout);
+  Diagnostics(DiagnosticsOptions options, std::vector<std::unique_ptr<Detector>> detectors,
+              std::FILE* out = stdout);
   std::string name() const override { return "diagnostics"; }
   CallbackOrder order() const override { return CallbackOrder::kDiagnostics; }
 
@@ -79,7 +85,8 @@ class Diagnostics : public Callback {
 };
 
 // Reads a run's findings and outcome from its store and formats the report `trainscope diagnose`
-// prints. Throws Error when `run_dir` holds no run.
-std::string diagnose_report(const std::string& run_dir);
+// prints, settings named by `namer` (config keys when null). Throws Error when `run_dir` holds no
+// run.
+std::string diagnose_report(const std::string& run_dir, const SettingNamer& namer = nullptr);
 
 }  // namespace trainscope::diagnose

@@ -102,6 +102,11 @@ class Session {
   // Runs beside the default callbacks (progress, run logging, TensorBoard, diagnostics, lr
   // schedule, early stopping, checkpoints), in CallbackOrder.
   Session& add_callback(std::shared_ptr<Callback> callback);
+  // How printed findings and messages name the settings they propose. Null (the default): as
+  // config keys ("train.lr = 0.0001"), the way a library user sets them; the CLI names them as
+  // its flags ("--lr 0.0001").
+  Session& name_settings(diagnose::SettingNamer namer);
+  const diagnose::SettingNamer& setting_namer() const { return namer_; }
 
   // Joins the data-parallel job the environment describes (RANK, WORLD_SIZE, MASTER_ADDR,
   // MASTER_PORT; nothing without them) and configures the process for training (threads,
@@ -166,6 +171,7 @@ class Session {
   std::shared_ptr<data::Transform> augment_;
   std::unique_ptr<session::FinetuneSource> source_;
   std::vector<std::shared_ptr<Callback>> extra_callbacks_;
+  diagnose::SettingNamer namer_;
   struct Job;
   std::unique_ptr<Job> job_;
 };

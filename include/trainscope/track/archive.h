@@ -1,5 +1,5 @@
 #pragma once
-// Reading a stateful callback's checkpointed values back (Callback::on_checkpoint_load): the
+// Reading checkpointed values back (Callback::on_checkpoint_load, the training payload): the
 // key's value as the type it was written with, or a CheckpointError naming the key.
 //   archive.write("wait", c10::IValue(wait_));        // on_checkpoint_save
 //   wait_ = read_int(archive, "wait");                 // on_checkpoint_load

@@ -70,6 +70,9 @@ struct TrainerOptions {
   TORCH_ARG(Optimizer, optimizer) = Optimizer::kAdam;
   TORCH_ARG(double, lr) = 1e-3;
   TORCH_ARG(double, weight_decay) = 0.0;  // L2 (decoupled for AdamW)
+  // Before each optimizer step, scale the gradients so that their global L2 norm is at most this
+  // (0: no clipping). Callbacks see the gradients before clipping.
+  TORCH_ARG(double, grad_clip) = 0.0;
   TORCH_ARG(Loss, loss) = Loss::kAuto;
   // A Session's train.batch_size = "auto" chooses it before the fit (tune/batch_size.h).
   TORCH_ARG(int64_t, batch_size) = 128;

@@ -204,9 +204,58 @@ TEST(Detectors, ExplodingFindingCarriesEvidenceAndRemedy) {
   EXPECT_DOUBLE_EQ(f->evidence.at("first_last_ratio"), 100.0);
   EXPECT_NE(f->message.find("0.weight"), std::string::npos) << f->message;
   EXPECT_NE(f->remedy.find("clip gradients at 1.0"), std::string::npos);
-  EXPECT_NE(f->remedy.find("--lr 0.0001"), std::string::npos) << f->remedy;
+  // The remedy names settings, not flags: each reader names them its own way.
+  const std::vector<std::pair<std::string, std::string>> changes = {{"train.grad_clip", "1.0"},
+                                                                    {"train.lr", "0.0001"}};
+  EXPECT_EQ(f->changes(), changes) << f->remedy;
+  EXPECT_EQ(f->remedy.find("--"), std::string::npos) << f->remedy;
+  EXPECT_NE(f->to_text().find("(train.lr = 0.0001)"), std::string::npos) << f->to_text();
+  const std::string as_flags = f->to_text([](const std::string& key, const std::string& value) {
+    return key == "train.lr" ? "--lr " + value : "--set " + key + "=" + value;
+  });
+  EXPECT_NE(as_flags.find("(--lr 0.0001)"), std::string::npos) << as_flags;
+  EXPECT_NE(as_flags.find("(--set train.grad_clip=1.0)"), std::string::npos) << as_flags;
   EXPECT_NE(f->evidence_json().find("\"first_last_ratio\":100"), std::string::npos)
       << f->evidence_json();
+}
+
+TEST(Findings, SettingReferencesAreFoundAndNamedAndTheRestIsKept) {
+  const std::string text = "lower it (" + dg::setting_ref("train.lr", "0.0001") + "), add " +
+                           dg::setting_ref("model.hidden", "[256]") +
+                           "; {not a ref} {=x} {Upper.key=1} {nodot=1} {a.b=}";
+  const std::vector<std::pair<std::string, std::string>> refs = {
+      {"train.lr", "0.0001"}, {"model.hidden", "[256]"}, {"a.b", ""}};
+  EXPECT_EQ(dg::setting_refs(text), refs);
+  EXPECT_EQ(dg::name_settings(text),
+            "lower it (train.lr = 0.0001), add model.hidden = [256]; {not a ref} {=x} "
+            "{Upper.key=1} {nodot=1} a.b = ");
+  EXPECT_EQ(dg::name_settings("no settings here"), "no settings here");
+  EXPECT_EQ(dg::name_settings(
+                "{train.lr=1}",
+                [](const std::string& k, const std::string& v) { return "<" + k + "|" + v + ">"; }),
+            "<train.lr|1>");
+}
+
+TEST(Detectors, ThresholdsAreOptions) {
+  // The same signals fire under the default explode_ratio (70) and not when it is raised.
+  dg::DetectorThresholds raised;
+  raised.explode_ratio = 1000.0;
+  dg::ExplodingGradientDetector by_default, with_raised(raised);
+  bool fired_default = false, fired_raised = false;
+  for (int i = 0; i < 5; ++i) {
+    fired_default |= by_default.on_step(step(i, 10.0, 0.1)).has_value();
+    fired_raised |= with_raised.on_step(step(i, 10.0, 0.1)).has_value();
+  }
+  EXPECT_TRUE(fired_default);
+  EXPECT_FALSE(fired_raised);
+  // sustain_steps: with 5 the rule needs five logging steps in a row.
+  dg::DetectorThresholds patient;
+  patient.sustain_steps = 5;
+  dg::ExplodingGradientDetector slow(patient);
+  int first = -1;
+  for (int i = 0; i < 6 && first < 0; ++i)
+    if (slow.on_step(step(i, 10.0, 0.1))) first = i;
+  EXPECT_EQ(first, 4);
 }
 
 TEST(Detectors, OverfittingTable) {

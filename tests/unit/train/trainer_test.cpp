@@ -7,9 +7,7 @@ namespace ts = trainscope;
 
 namespace {
 
-ts::TrainerOptions quiet() {
-  return ts::TrainerOptions().runs_dir("");
-}
+ts::TrainerOptions quiet() { return ts::TrainerOptions().runs_dir(""); }
 
 // Two Gaussian blobs, linearly separable.
 std::shared_ptr<ts::data::TensorDataset> blobs(int64_t n, uint64_t seed) {
@@ -67,6 +65,56 @@ TEST(Trainer, SameSeedSameWeights) {
     return model.parameters()[0].clone();
   };
   EXPECT_TRUE(torch::equal(run(), run()));
+}
+
+TEST(Trainer, GradClipBoundsTheStepAndCallbacksSeeTheRawGradients) {
+  // Plain SGD at lr 1 moves the weights by exactly the (clipped) gradient; targets far from the
+  // outputs make the raw gradient norm large.
+  struct Watch : ts::Callback {
+    std::string name() const override { return "watch"; }
+    std::vector<torch::Tensor> before;
+    double raw_norm = 0, moved = 0;
+    void on_train_batch_start(ts::TrainState& s) override {
+      before.clear();
+      for (auto& p : s.model->parameters()) before.push_back(p.detach().clone());
+    }
+    void on_before_optimizer_step(ts::TrainState& s) override {
+      double sq = 0;
+      for (auto& p : s.model->parameters()) sq += p.grad().pow(2).sum().item<double>();
+      raw_norm = std::sqrt(sq);
+    }
+    void on_train_batch_end(ts::TrainState& s) override {
+      double sq = 0;
+      auto params = s.model->parameters();
+      for (size_t i = 0; i < params.size(); ++i)
+        sq += (params[i].detach() - before[i]).pow(2).sum().item<double>();
+      moved = std::sqrt(sq);
+    }
+  };
+  auto x = torch::randn({16, 4});
+  auto data = std::make_shared<ts::data::TensorDataset>(x, torch::full({16}, 100.0));
+  auto step = [&](double clip) {
+    torch::manual_seed(0);
+    ts::Model model(torch::nn::Linear(4, 1));
+    auto watch = std::make_shared<Watch>();
+    ts::Trainer trainer(quiet()
+                            .task(ts::Task::kRegression)
+                            .optimizer(ts::Optimizer::kSgd)
+                            .lr(1.0)
+                            .max_epochs(1)
+                            .batch_size(16)
+                            .grad_clip(clip));
+    trainer.add_callback(watch);
+    trainer.fit(model, data, nullptr);
+    return std::make_pair(watch->raw_norm, watch->moved);
+  };
+  const auto [raw, unclipped_move] = step(0.0);
+  const auto [raw_seen, clipped_move] = step(0.5);
+  ASSERT_GT(raw, 10.0);
+  EXPECT_DOUBLE_EQ(raw_seen, raw) << "callbacks see the gradients before clipping";
+  EXPECT_NEAR(unclipped_move, raw, 1e-3 * raw);
+  EXPECT_NEAR(clipped_move, 0.5, 1e-4);
+  EXPECT_THROW(ts::Trainer(quiet().grad_clip(-1.0)), ts::ConfigError);
 }
 
 TEST(Trainer, OutputThatDoesNotFitTheLabelsIsAShapeError) {
