@@ -6,7 +6,7 @@
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/callbacks/lr_schedule.h>
-#include <trainscope/callbacks/monitor.h>
+#include <trainscope/train/monitor.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/callbacks/tensorboard.h>
@@ -25,7 +25,9 @@
 #include <trainscope/session/session.h>
 #include <trainscope/session/settings.h>
 #include <trainscope/session/source.h>
+#include <trainscope/track/checkpoint_dir.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/payload.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/store_reader.h>

@@ -2,6 +2,7 @@
 #include <trainscope/error.h>
 #include <trainscope/models/model.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/payload.h>
 #include <trainscope/track/run.h>
 #include <trainscope/version.h>
 
@@ -153,9 +154,7 @@ struct ModelCheckpoint::Worker {
 };
 
 ModelCheckpoint::ModelCheckpoint(CheckpointOptions options)
-    : options_(std::move(options)),
-      monitor_(Monitor::parse(options_.monitor, options_.mode, "checkpoint monitor")),
-      worker_(std::make_unique<Worker>(options_.background)) {
+    : options_(std::move(options)), worker_(std::make_unique<Worker>(options_.background)) {
   if (options_.keep_top_k < 0 || options_.every_steps < 0 || !(options_.every_minutes >= 0))
     throw ConfigError("checkpoint keep_top_k, every_steps and every_minutes must be >= 0 (got " +
                       std::to_string(options_.keep_top_k) + ", " +
@@ -229,19 +228,15 @@ void ModelCheckpoint::save(TrainState& state, bool epoch_end) {
   std::string monitor;
   double value = std::numeric_limits<double>::quiet_NaN();
   if (epoch_end) {
-    std::optional<double> v = monitor_.value(state);
-    monitor = monitor_.name;
-    // Without validation the best epoch is the one with the lowest (highest) training metric.
-    if (!v && monitor_.split == "val") {
-      auto it = state.train_metrics.find(monitor_.tag);
-      if (it != state.train_metrics.end()) v = it->second, monitor = "train_" + monitor_.tag;
-    }
+    const Monitor& by = state.best.by;
+    std::optional<double> v = by.value(state);
+    monitor = by.name;
     if (v && std::isfinite(*v)) {
       value = *v;
       Ranked r{value, state.epoch, state.global_step, epoch_file_name(state.epoch, monitor, value)};
       if (options_.keep_top_k > 0) {
         auto pos = std::find_if(top_.begin(), top_.end(),
-                                [&](const Ranked& t) { return monitor_.improves(value, t.value); });
+                                [&](const Ranked& t) { return by.improves(value, t.value); });
         if (pos != top_.end() || static_cast<int64_t>(top_.size()) < options_.keep_top_k) {
           top_.insert(pos, r);
           job.links.push_back(r.file);
@@ -251,7 +246,7 @@ void ModelCheckpoint::save(TrainState& state, bool epoch_end) {
           }
         }
       }
-      if (!has_best_ || monitor_.improves(value, best_.value)) {
+      if (state.best.improved) {
         best_ = r;
         has_best_ = true;
         job.links.push_back(kBest);
@@ -396,7 +391,7 @@ void ModelCheckpoint::reconcile(TrainState& state) {
     for (const auto& c : records)
       if (c.path == rel && c.step == r.step) return;
     store.add_checkpoint(
-        {rel, kind, r.epoch, r.step, monitor_.name, r.value, track::wall_time_now()});
+        {rel, kind, r.epoch, r.step, state.best.by.name, r.value, track::wall_time_now()});
   };
   auto repair = [&](const std::string& name, const std::string& kind, const Ranked& r) {
     const fs::path file = dir / name;
@@ -454,14 +449,10 @@ void load_weights(torch::nn::Module& module, const fs::path& file) {
   if (!fs::exists(file)) throw CheckpointError("weights file " + file.string() + " does not exist");
   try {
     torch::serialize::InputArchive archive;
-    if (track::is_checkpoint_file(file)) {
-      const std::string payload = track::read_checkpoint_payload(file);  // verified
-      torch::serialize::InputArchive root;
-      root.load_from(payload.data(), payload.size());
-      root.read("model", archive);
-    } else {
+    if (track::is_checkpoint_file(file))
+      archive = track::PayloadReader::of_file(file).model_archive();  // verified
+    else
       archive.load_from(file.string());
-    }
     module.load(archive);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
@@ -472,11 +463,7 @@ void load_weights(torch::nn::Module& module, const fs::path& file) {
 }
 
 std::string read_checkpoint_config(const fs::path& file) {
-  const std::string payload = track::read_checkpoint_payload(file);  // verified
-  torch::serialize::InputArchive root;
-  root.load_from(payload.data(), payload.size());
-  c10::IValue config;
-  return root.try_read("config", config) && config.isString() ? config.toStringRef() : "";
+  return track::PayloadReader::of_file(file).config();  // verified
 }
 
 }  // namespace trainscope::callbacks

@@ -19,9 +19,7 @@ std::string fmt(double v) {
 
 }  // namespace
 
-EarlyStopping::EarlyStopping(EarlyStoppingOptions options)
-    : options_(std::move(options)),
-      monitor_(Monitor::parse(options_.monitor, options_.mode, "early stopping monitor")) {
+EarlyStopping::EarlyStopping(EarlyStoppingOptions options) : options_(std::move(options)) {
   if (options_.patience < 0)
     throw ConfigError("early stopping patience " + std::to_string(options_.patience) +
                       " is out of range; expected >= 0");
@@ -35,8 +33,8 @@ EarlyStopping::EarlyStopping(EarlyStoppingOptions options)
 }
 
 void EarlyStopping::on_fit_start(TrainState&) {
-  best_ = 0.0;
-  best_epoch_ = 0;
+  reference_ = 0.0;
+  reference_epoch_ = 0;
   wait_ = 0;
   warned_ = false;
   restored_ = false;
@@ -45,10 +43,11 @@ void EarlyStopping::on_fit_start(TrainState&) {
 }
 
 void EarlyStopping::on_epoch_end(TrainState& state) {
-  const std::optional<double> current = monitor_.value(state);
-  const std::string& name = monitor_.name;
+  const Monitor& monitor = state.monitor;
+  const std::string& name = monitor.name;
+  const std::optional<double> current = monitor.value(state);
   const std::string at = " at epoch " + std::to_string(state.epoch);
-  if (!current) {
+  if (!current || state.best.by.name != name) {
     if (!warned_)
       std::cerr << "trainscope: early stopping monitors " << name
                 << ", which this fit does not report (no validation set?); it is off for this "
@@ -56,6 +55,7 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     warned_ = true;
     return;
   }
+  if (state.best.improved && options_.restore_best) best_state_ = state.model->snapshot();
   const double value = *current;
   if (!std::isfinite(value)) {
     if (options_.check_finite)
@@ -65,23 +65,20 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
   }
   if (state.epoch <= options_.start_from_epoch) return;  // warm-up: not monitored yet
   if (std::isfinite(options_.divergence_threshold) &&
-      monitor_.improves(options_.divergence_threshold, value)) {
+      monitor.improves(options_.divergence_threshold, value)) {
     state.request_stop(StopReason::kDivergence, name + " = " + fmt(value) + at +
                                                     " is worse than divergence_threshold " +
                                                     fmt(options_.divergence_threshold));
     return;
   }
-  // The first monitored epoch sets the best; later ones improve on it by more than min_delta.
-  // As in Keras, the wait restarts only when an improvement also beats the baseline (if any).
-  const bool improved = best_epoch_ == 0 || monitor_.improves(value, best_, options_.min_delta);
+  // The first monitored epoch counts; later ones improve on the last that counted by more than
+  // min_delta. As in Keras, the wait restarts only when an improvement also beats the baseline.
+  const bool improved =
+      reference_epoch_ == 0 || monitor.improves(value, reference_, options_.min_delta);
   const bool has_baseline = std::isfinite(options_.baseline);
   const bool beats_baseline =
-      !has_baseline || monitor_.improves(value, options_.baseline, options_.min_delta);
-  if (improved) {
-    best_ = value;
-    best_epoch_ = state.epoch;
-    if (options_.restore_best) best_state_ = state.model->snapshot();
-  }
+      !has_baseline || monitor.improves(value, options_.baseline, options_.min_delta);
+  if (improved) reference_ = value, reference_epoch_ = state.epoch;
   if (improved && beats_baseline) {
     wait_ = 0;
     baseline_beaten_ = true;
@@ -89,22 +86,22 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     ++wait_;
   }
   if (std::isfinite(options_.stopping_threshold) &&
-      !monitor_.improves(options_.stopping_threshold, value)) {
+      !monitor.improves(options_.stopping_threshold, value)) {
     state.request_stop(StopReason::kThreshold, name + " = " + fmt(value) + at +
                                                    " reached stopping_threshold " +
                                                    fmt(options_.stopping_threshold));
     return;
   }
   if (wait_ == 0 || wait_ < options_.patience) return;
+  const std::string best =
+      " (best " + fmt(state.best.value) + " at epoch " + std::to_string(state.best.epoch) + ")";
   if (has_baseline && !baseline_beaten_)
-    state.request_stop(StopReason::kPatience,
-                       name + " has not beaten the baseline " + fmt(options_.baseline) + " in " +
-                           std::to_string(wait_) + " epochs (best " + fmt(best_) + " at epoch " +
-                           std::to_string(best_epoch_) + ")");
+    state.request_stop(StopReason::kPatience, name + " has not beaten the baseline " +
+                                                  fmt(options_.baseline) + " in " +
+                                                  std::to_string(wait_) + " epochs" + best);
   else
     state.request_stop(StopReason::kPatience,
-                       name + " has not improved for " + std::to_string(wait_) + " epochs (best " +
-                           fmt(best_) + " at epoch " + std::to_string(best_epoch_) + ")");
+                       name + " has not improved for " + std::to_string(wait_) + " epochs" + best);
 }
 
 void EarlyStopping::restore(TrainState& state) {
@@ -124,8 +121,8 @@ void EarlyStopping::on_exception(TrainState& state, const std::exception_ptr&) {
 }
 
 void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& a) {
-  a.write("best", c10::IValue(best_));
-  a.write("best_epoch", c10::IValue(best_epoch_));
+  a.write("reference", c10::IValue(reference_));
+  a.write("reference_epoch", c10::IValue(reference_epoch_));
   a.write("wait", c10::IValue(wait_));
   a.write("warned", c10::IValue(warned_));
   a.write("baseline_beaten", c10::IValue(baseline_beaten_));
@@ -144,8 +141,11 @@ void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::Outp
 }
 
 void EarlyStopping::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& a) {
-  best_ = read_double(a, "best");
-  best_epoch_ = read_int(a, "best_epoch");
+  // Checkpoints from before the best moved to TrainState call the reference "best".
+  c10::IValue reference;
+  const bool named = a.try_read("reference", reference);
+  reference_ = named ? reference.toDouble() : read_double(a, "best");
+  reference_epoch_ = read_int(a, named ? "reference_epoch" : "best_epoch");
   wait_ = read_int(a, "wait");
   warned_ = read_bool(a, "warned");
   baseline_beaten_ = read_bool(a, "baseline_beaten");

@@ -22,7 +22,6 @@ void log_split(track::RunStore& store, const TrainState& state, const std::strin
 }  // namespace
 
 void RunLogger::on_fit_start(TrainState& state) {
-  best_epoch_ = 0;
   epoch_samples_ = 0;
   if (!state.run) return;
   auto& store = state.run->store();
@@ -94,12 +93,11 @@ void RunLogger::on_epoch_end(TrainState& state) {
   log_split(store, state, "train",
             {{"epoch_seconds", seconds},
              {"samples_per_s", seconds > 0 ? epoch_samples_ / seconds : 0.0}});
-  auto val = state.val_metrics.find("loss");
-  if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
-    best_val_ = val->second;
-    best_epoch_ = state.epoch;
-    store.set_meta("best_epoch", std::to_string(best_epoch_));
-    store.set_meta("best_val_loss", std::to_string(best_val_));
+  if (state.best.improved && state.best.by.split == "val") {
+    store.set_meta("best_epoch", std::to_string(state.best.epoch));
+    store.set_meta("best_val_loss", std::to_string(state.best.val_loss));
+    store.set_meta("best_monitor", state.best.by.name);
+    store.set_meta("best_value", std::to_string(state.best.value));
   }
   store.set_meta("epochs", std::to_string(state.epoch));
   store.flush();  // an epoch's metrics are durable before the next epoch starts
@@ -114,16 +112,6 @@ void RunLogger::on_fit_end(TrainState& state) {
   store.set_meta("stop_message", state.stop_message);
   store.set_meta("ended_at", std::to_string(track::wall_time_now()));
   store.flush();
-}
-
-void RunLogger::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
-  archive.write("best_val", c10::IValue(best_val_));
-  archive.write("best_epoch", c10::IValue(best_epoch_));
-}
-
-void RunLogger::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
-  best_val_ = read_double(archive, "best_val");
-  best_epoch_ = read_int(archive, "best_epoch");
 }
 
 void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {

@@ -79,7 +79,6 @@ void Diagnostics::on_fit_start(TrainState& state) {
   non_finite_ = torch::Tensor();
   target_var_sum_ = 0.0;
   target_var_count_ = 0;
-  best_epoch_ = 0;
   clipping_ = false;
   if (state.resumed) return;  // the findings so far come back with the checkpoint
   for (auto& f : preflight_) {
@@ -245,13 +244,10 @@ void Diagnostics::on_epoch_end(TrainState& state) {
     e.trivial_loss =
         target_var_sum_ / double(target_var_count_);  // predicting the mean scores the variance
   }
-  auto val = state.val_metrics.find("loss");
-  if (val != state.val_metrics.end() && (best_epoch_ == 0 || val->second < best_val_)) {
-    best_epoch_ = state.epoch;
-    best_val_ = val->second;
+  if (state.best.by.split == "val") {  // the best of the fit, by its monitor
+    e.best_epoch = state.best.epoch;
+    e.best_val_loss = state.best.val_loss;
   }
-  e.best_epoch = best_epoch_;
-  e.best_val_loss = best_val_;
   for (auto& d : detectors_)
     if (auto f = d->on_epoch(e)) report(state, std::move(*f));
 }
@@ -346,8 +342,6 @@ void Diagnostics::on_checkpoint_save(TrainState&, torch::serialize::OutputArchiv
                           {"target_var_sum", target_var_sum_},
                           {"target_var_count", target_var_count_},
                           {"num_outputs", num_outputs_},
-                          {"best_epoch", best_epoch_},
-                          {"best_val", best_val_},
                           {"clipping", clipping_}};
   archive.write("state", c10::IValue(state.dump()));
   if (non_finite_.defined()) archive.write("non_finite", non_finite_, /*is_buffer=*/true);
@@ -379,8 +373,6 @@ void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive
   target_var_sum_ = state.at("target_var_sum").get<double>();
   target_var_count_ = state.at("target_var_count").get<int64_t>();
   num_outputs_ = state.at("num_outputs").get<int64_t>();
-  best_epoch_ = state.at("best_epoch").get<int64_t>();
-  best_val_ = state.at("best_val").is_null() ? std::nan("") : state.at("best_val").get<double>();
   clipping_ = state.at("clipping").get<bool>();
   torch::Tensor non_finite;
   non_finite_ = archive.try_read("non_finite", non_finite, /*is_buffer=*/true) ? non_finite.clone()

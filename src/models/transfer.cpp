@@ -1,6 +1,7 @@
 #include <trainscope/error.h>
 #include <trainscope/models/transfer.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/payload.h>
 
 #include "scripted_module.h"
 
@@ -159,14 +160,10 @@ int64_t freeze_backbone(const Model& model, const LinearLayer& head, bool train_
 void load_backbone(const Model& model, const std::filesystem::path& file, const std::string& skip) {
   torch::serialize::InputArchive weights;
   try {
-    if (track::is_checkpoint_file(file)) {
-      const std::string payload = track::read_checkpoint_payload(file);
-      torch::serialize::InputArchive root;
-      root.load_from(payload.data(), payload.size());
-      root.read("model", weights);
-    } else {
+    if (track::is_checkpoint_file(file))
+      weights = track::PayloadReader::of_file(file).model_archive();
+    else
       weights.load_from(file.string());
-    }
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw CheckpointError("cannot read weights from " + file.string() + ": " +

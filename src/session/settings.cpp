@@ -416,22 +416,25 @@ std::vector<SettingBinding> make_table() {
     SettingBinding monitor;
     monitor.spec = {"train.monitor", std::string("val_loss"),
                     "validation loss is the most direct measure of generalization",
-                    "metric that early stopping, the best checkpoint and the plateau schedule "
-                    "watch: <train|val>_<metric>",
+                    "metric the fit ranks its epochs by (the best epoch that early stopping "
+                    "restores and best.ckpt holds) and the plateau schedule watches: "
+                    "<train|val>_<metric>",
                     check_monitor};
     monitor.write = [](O& o, const ConfigValue& v) {
-      o.stopping.monitor = o.checkpoint.monitor = o.schedule.monitor = std::get<std::string>(v);
+      o.train.monitor(std::get<std::string>(v));
+      o.schedule.monitor = std::get<std::string>(v);
     };
-    monitor.read = [](const O& o) -> ConfigValue { return o.stopping.monitor; };
+    monitor.read = [](const O& o) -> ConfigValue { return o.train.monitor(); };
     add(std::move(monitor));
     SettingBinding mode;
     mode.spec = {"train.monitor_mode", std::string("auto"),
                  "max for accuracy-like metrics, min otherwise", "min, max or auto",
                  one_of({"auto", "min", "max"})};
     mode.write = [](O& o, const ConfigValue& v) {
-      o.stopping.mode = o.checkpoint.mode = o.schedule.mode = std::get<std::string>(v);
+      o.train.monitor_mode(std::get<std::string>(v));
+      o.schedule.mode = std::get<std::string>(v);
     };
-    mode.read = [](const O& o) -> ConfigValue { return o.stopping.mode; };
+    mode.read = [](const O& o) -> ConfigValue { return o.train.monitor_mode(); };
     add(std::move(mode));
   }
   add(bind_enum<callbacks::ScheduleKind, callbacks::kScheduleNames>(

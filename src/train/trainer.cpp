@@ -4,10 +4,8 @@
 #include <trainscope/track/run.h>
 #include <trainscope/train/trainer.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/detail/CUDAHooksInterface.h>
-#include <trainscope/track/checkpoint_file.h>
-#include <trainscope/track/archive.h>
+#include <trainscope/track/checkpoint_dir.h>
+#include <trainscope/track/payload.h>
 
 #include "train/amp.h"
 
@@ -75,6 +73,7 @@ void TrainerOptions::validate() const {
   if (log_every_ < 1) fail("log_every", std::to_string(log_every_), "a positive integer");
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
   if (!(grad_clip_ >= 0)) fail("grad_clip", std::to_string(grad_clip_), ">= 0 (0: off)");
+  Monitor::parse(monitor_, monitor_mode_, "monitor");
   if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
     fail("rank", std::to_string(rank_) + " of world_size " + std::to_string(world_size_),
          "0 <= rank < world_size");
@@ -255,11 +254,10 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
   }
 }
 
-// Everything Trainer::resume found to restore: the checkpoint's archive and where it stands.
+// Everything Trainer::resume found to restore: the checkpoint's payload and where it stands.
 struct Trainer::Restore {
   ResumePoint point;  // file empty: no usable checkpoint, the fit starts over
-  torch::serialize::InputArchive archive;
-  bool has_state = false;
+  std::optional<track::PayloadReader> payload;
   bool write = true;  // cut the run store back to `mark` once the state is restored
   track::StoreMark mark;
 };
@@ -300,6 +298,9 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   s.batches_per_epoch = loader.batches_per_epoch();
   s.fit_start = std::chrono::steady_clock::now();
   s.capture = [this] { return capture(); };
+  s.monitor = Monitor::parse(options_.monitor(), options_.monitor_mode(), "monitor");
+  const bool validates = val && val->size() > 0;
+  s.best.by = (validates || s.monitor.split != "val") ? s.monitor : s.monitor.of_split("train");
   if (restored) s.resumed = restored->point;
   result_ = FitResult{};
   InterruptGuard interrupt;
@@ -307,14 +308,14 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   GradientSync* sync = options_.gradient_sync().get();
   // Whether the checkpoint fits (the model's architecture, the epoch's batches) is known before
   // any callback runs: a resume that cannot work leaves the run as it was.
-  if (restored && restored->has_state) restore_model(*restored);
+  if (restored && restored->payload) restore_model(*restored);
   // A resumed fit continues inside the checkpoint's epoch, or after it when it was complete.
   int64_t first_epoch = 1, first_batch = 0;
   try {
     phase_ = Phase::kFitStart;
     call(&Callback::on_fit_start);
     phase_ = Phase::kNone;
-    if (restored && restored->has_state) {
+    if (restored && restored->payload) {
       restore(*restored);
       // Only now that the checkpoint is known to fit: the rows written after it belong to the
       // future the resume replays.
@@ -333,10 +334,8 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
         call(&Callback::on_validation_start);
         s.val_metrics = evaluate(model, *val, "val", /*confusion=*/false).metrics;
         call(&Callback::on_validation_end);
-        const double v = s.val_metrics["loss"];
-        if (result_.best_epoch == 0 || v < result_.best_val_loss)
-          result_.best_epoch = s.epoch, result_.best_val_loss = v;
       }
+      update_best(s);
       phase_ = Phase::kEpochEnd;
       call(&Callback::on_epoch_end);
       phase_ = Phase::kNone;
@@ -357,6 +356,8 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   call(&Callback::on_fit_end);
 
   FitResult result = result_;
+  if (s.best.by.split == "val" && s.best.epoch > 0)
+    result.best_epoch = s.best.epoch, result.best_val_loss = s.best.val_loss;
   result.stop_reason = s.stop_reason;
   result.stop_message = s.stop_message;
   result.interrupted = s.interrupted;
@@ -464,91 +465,20 @@ std::vector<std::string> Trainer::callback_keys() const {
   return keys;
 }
 
-namespace {
-
-constexpr int64_t kArchiveFormat = 1;
-
-std::vector<torch::Tensor> cuda_generator_states() {
-  std::vector<torch::Tensor> states;
-  const auto& hooks = at::detail::getCUDAHooks();
-  if (!hooks.hasCUDA()) return states;
-  for (int i = 0; i < hooks.getNumGPUs(); ++i)
-    states.push_back(hooks.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i)).get_state());
-  return states;
-}
-
-// lr and momentum of each parameter group: libtorch's Optimizer::load restores the per-parameter
-// state but keeps the groups' options as constructed, and schedules change them.
-torch::Tensor group_options(const torch::optim::Optimizer& optimizer) {
-  std::vector<double> out;
-  for (const auto& group : optimizer.param_groups()) {
-    const auto& o = group.options();
-    double momentum = std::nan("");
-    if (auto* adam = dynamic_cast<const torch::optim::AdamOptions*>(&o))
-      momentum = std::get<0>(adam->betas());
-    else if (auto* adamw = dynamic_cast<const torch::optim::AdamWOptions*>(&o))
-      momentum = std::get<0>(adamw->betas());
-    else if (auto* sgd = dynamic_cast<const torch::optim::SGDOptions*>(&o))
-      momentum = sgd->momentum();
-    out.push_back(o.get_lr());
-    out.push_back(momentum);
-  }
-  return torch::tensor(out, torch::kFloat64);
-}
-
-void set_group_options(torch::optim::Optimizer& optimizer, const torch::Tensor& saved,
-                       const std::string& file) {
-  auto values = saved.to(torch::kCPU, torch::kFloat64).contiguous();
-  auto& groups = optimizer.param_groups();
-  if (values.numel() != static_cast<int64_t>(2 * groups.size()))
-    throw CheckpointError("checkpoint " + file + " has " + std::to_string(values.numel() / 2) +
-                          " optimizer parameter groups; this fit has " +
-                          std::to_string(groups.size()));
-  const double* v = values.data_ptr<double>();
-  for (size_t i = 0; i < groups.size(); ++i) {
-    auto& o = groups[i].options();
-    o.set_lr(v[2 * i]);
-    const double m = v[2 * i + 1];
-    if (std::isnan(m)) continue;
-    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&o))
-      adam->betas(std::make_tuple(m, std::get<1>(adam->betas())));
-    else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&o))
-      adamw->betas(std::make_tuple(m, std::get<1>(adamw->betas())));
-    else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&o))
-      sgd->momentum(m);
-  }
-}
-
-}  // namespace
-
 TrainingSnapshot Trainer::capture() {
   TORCH_CHECK(phase_ != Phase::kNone,
               "TrainState::capture is available in on_fit_start, on_train_batch_end and "
               "on_epoch_end");
   TrainState& s = state_;
-  torch::serialize::OutputArchive root;
-  root.write("format", c10::IValue(kArchiveFormat));
-  {
-    torch::serialize::OutputArchive model;
-    s.model->module().save(model);
-    root.write("model", model);
-  }
-  {
-    torch::serialize::OutputArchive optimizer;
-    optimizer_->save(optimizer);
-    root.write("optimizer", optimizer);
-  }
-  root.write("optimizer_groups", group_options(*optimizer_), /*is_buffer=*/true);
+  track::PayloadWriter payload;
+  payload.model(s.model->module());
+  payload.optimizer(*optimizer_);
   const auto keys = callback_keys();
-  for (size_t i = 0; i < callbacks_.size(); ++i) {
-    torch::serialize::OutputArchive archive;
-    callbacks_[i]->on_checkpoint_save(s, archive);
-    root.write("callback/" + keys[i], archive);
-  }
-  root.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
-  const auto cuda = cuda_generator_states();
-  for (size_t i = 0; i < cuda.size(); ++i)
-    root.write("rng/cuda/" + std::to_string(i), cuda[i], /*is_buffer=*/true);
+  for (size_t i = 0; i < callbacks_.size(); ++i)
+    payload.callback(keys[i], [&](torch::serialize::OutputArchive& archive) {
+      callbacks_[i]->on_checkpoint_save(s, archive);
+    });
+  payload.rng();
 
   TrainingSnapshot snapshot;
   snapshot.step = s.global_step;
@@ -561,75 +491,56 @@ TrainingSnapshot Trainer::capture() {
     snapshot.epoch = s.epoch, snapshot.batches = s.batch_in_epoch + 1;
     snapshot.epoch_complete = false;
   }
-  root.write("trainer/epoch", c10::IValue(snapshot.epoch));
-  root.write("trainer/batches", c10::IValue(snapshot.batches));
-  root.write("trainer/epoch_complete", c10::IValue(snapshot.epoch_complete));
-  root.write("trainer/global_step", c10::IValue(s.global_step));
-  root.write("trainer/batches_per_epoch", c10::IValue(s.batches_per_epoch));
-  root.write("trainer/world_size", c10::IValue(static_cast<int64_t>(options_.world_size())));
-  root.write("trainer/seed", c10::IValue(static_cast<int64_t>(options_.seed())));
-  root.write("trainer/best_epoch", c10::IValue(result_.best_epoch));
-  root.write("trainer/best_val_loss", c10::IValue(result_.best_val_loss));
+  track::PayloadCounters c;
+  c.epoch = snapshot.epoch;
+  c.batches = snapshot.batches;
+  c.epoch_complete = snapshot.epoch_complete;
+  c.global_step = s.global_step;
+  c.batches_per_epoch = s.batches_per_epoch;
+  c.world_size = options_.world_size();
+  c.seed = static_cast<int64_t>(options_.seed());
   // At an epoch's end the epoch counts as done: the loop records it after on_epoch_end.
-  root.write("trainer/epochs_done",
-             c10::IValue(phase_ == Phase::kEpochEnd ? s.epoch : result_.epochs));
-  root.write("trainer/stop_reason", c10::IValue(static_cast<int64_t>(s.stop_reason)));
-  root.write("trainer/stop_message", c10::IValue(s.stop_message));
-  if (scaler_) {
-    root.write("trainer/grad_scale", c10::IValue(scaler_->scale()));
-    root.write("trainer/grad_scale_good_steps", c10::IValue(scaler_->good_steps()));
-  }
+  c.epochs_done = phase_ == Phase::kEpochEnd ? s.epoch : result_.epochs;
+  c.best_epoch = s.best.epoch;
+  c.best_metric = s.best.by.name;
+  c.best_value = s.best.value;
+  c.best_val_loss = s.best.val_loss;
+  c.stop_reason = static_cast<int64_t>(s.stop_reason);
+  c.stop_message = s.stop_message;
+  if (scaler_) c.grad_scale = scaler_->scale(), c.grad_scale_good_steps = scaler_->good_steps();
+  payload.counters(c);
   // The resolved settings, so that a checkpoint alone says what built and trained its model.
-  root.write("config", c10::IValue(options_.config() ? options_.config()->to_toml() : ""));
-  if (!snapshot.epoch_complete) {
-    torch::serialize::OutputArchive metrics;
-    epoch_metrics_->save(metrics);
-    root.write("trainer/epoch_metrics", metrics);
-  }
+  payload.config(options_.config() ? options_.config()->to_toml() : "");
+  if (!snapshot.epoch_complete)
+    payload.epoch_metrics(
+        [&](torch::serialize::OutputArchive& archive) { epoch_metrics_->save(archive); });
   // Serialized here, on the training thread: the archive holds references to live tensors, and
   // the bytes are a copy the caller may write from another thread.
-  root.save_to([&](const void* data, size_t size) {
-    snapshot.payload.append(static_cast<const char*>(data), size);
-    return size;
-  });
+  snapshot.payload = payload.bytes();
   return snapshot;
 }
 
 void Trainer::restore_model(Restore& r) {
   TrainState& s = state_;
-  auto& root = r.archive;
-  const std::string file = r.point.file.string();
-  auto read_int = [&](const char* key) { return trainscope::read_int(root, key); };
-  if (read_int("format") != kArchiveFormat)
-    throw CheckpointError("checkpoint " + file +
-                          " has a training-state layout this trainscope "
-                          "does not read");
-  try {
-    torch::serialize::InputArchive model;
-    root.read("model", model);
-    s.model->module().load(model);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw CheckpointError("checkpoint " + file + " holds the weights of another model: " +
-                          what.substr(0, what.find('\n')) +
-                          " (resume with the run's own config.toml)");
-  }
+  track::PayloadReader& payload = *r.payload;
+  const std::string& file = payload.origin();
+  payload.check_format();
+  payload.load_model(s.model->module());
+  const track::PayloadCounters c = payload.counters();
   // Each rank's loader position and RNG state mean nothing to a job of another size (checkpoints
   // from before this field are taken as they come).
-  if (c10::IValue world;
-      root.try_read("trainer/world_size", world) && world.toInt() != options_.world_size())
+  if (c.world_size && *c.world_size != options_.world_size()) {
+    const int64_t world = *c.world_size;
     throw ConfigError(
-        "checkpoint " + file + " was taken by a job of " + std::to_string(world.toInt()) +
-        " process" + (world.toInt() == 1 ? "" : "es") + ", this one has " +
-        std::to_string(options_.world_size()) +
-        (world.toInt() == 1
-             ? "; resume it as one process (trainscope resume RUN, no --nproc)"
-             : "; resume at the same world size (trainscope resume RUN --nproc " +
-                   std::to_string(world.toInt()) + ", or as many ranks under your launcher)"));
-  const int64_t batches_per_epoch = read_int("trainer/batches_per_epoch");
-  if (batches_per_epoch != s.batches_per_epoch)
+        "checkpoint " + file + " was taken by a job of " + std::to_string(world) + " process" +
+        (world == 1 ? "" : "es") + ", this one has " + std::to_string(options_.world_size()) +
+        (world == 1 ? "; resume it as one process (trainscope resume RUN, no --nproc)"
+                    : "; resume at the same world size (trainscope resume RUN --nproc " +
+                          std::to_string(world) + ", or as many ranks under your launcher)"));
+  }
+  if (c.batches_per_epoch != s.batches_per_epoch)
     throw ConfigError("checkpoint " + file + " was taken with " +
-                      std::to_string(batches_per_epoch) + " batches per epoch, this fit has " +
+                      std::to_string(c.batches_per_epoch) + " batches per epoch, this fit has " +
                       std::to_string(s.batches_per_epoch) +
                       "; the data set, the batch size or the number of data-parallel ranks "
                       "changed since");
@@ -637,63 +548,37 @@ void Trainer::restore_model(Restore& r) {
 
 void Trainer::restore(Restore& r) {
   TrainState& s = state_;
-  auto& root = r.archive;
-  const std::string file = r.point.file.string();
-  auto read_int = [&](const char* key) { return trainscope::read_int(root, key); };
+  track::PayloadReader& payload = *r.payload;
   // Callbacks first: one may change the optimizer's parameter groups (unfreezing) that the
   // optimizer's state then refers to.
   const auto keys = callback_keys();
   for (size_t i = 0; i < callbacks_.size(); ++i) {
     torch::serialize::InputArchive archive;
-    if (root.try_read("callback/" + keys[i], archive))
-      callbacks_[i]->on_checkpoint_load(s, archive);
+    if (payload.callback(keys[i], archive)) callbacks_[i]->on_checkpoint_load(s, archive);
   }
-  try {
-    torch::serialize::InputArchive optimizer;
-    root.read("optimizer", optimizer);
-    optimizer_->load(optimizer);
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw CheckpointError("checkpoint " + file + " holds the state of another optimizer: " +
-                          what.substr(0, what.find('\n')));
+  payload.load_optimizer(*optimizer_);
+  payload.restore_rng();
+  const track::PayloadCounters c = payload.counters();
+  s.global_step = c.global_step;
+  if (scaler_ && c.grad_scale) scaler_->set_state(*c.grad_scale, c.grad_scale_good_steps);
+  // The best so far, unless the resume ranks by another metric (train.monitor changed).
+  if (c.best_metric == s.best.by.name) {
+    s.best.epoch = c.best_epoch;
+    s.best.value = c.best_value;
+    s.best.val_loss = c.best_val_loss;
   }
-  torch::Tensor groups;
-  root.read("optimizer_groups", groups, /*is_buffer=*/true);
-  set_group_options(*optimizer_, groups, file);
-  torch::Tensor cpu_state;
-  root.read("rng/cpu", cpu_state, /*is_buffer=*/true);
-  at::Generator cpu = at::detail::getDefaultCPUGenerator();  // a handle to the global one
-  cpu.set_state(cpu_state.to(torch::kCPU));
-  const auto& hooks = at::detail::getCUDAHooks();
-  if (hooks.hasCUDA())
-    for (int i = 0; i < hooks.getNumGPUs(); ++i) {
-      torch::Tensor state;
-      if (root.try_read("rng/cuda/" + std::to_string(i), state, /*is_buffer=*/true)) {
-        at::Generator cuda = hooks.getDefaultCUDAGenerator(static_cast<c10::DeviceIndex>(i));
-        cuda.set_state(state.to(torch::kCPU));
-      }
-    }
-  s.global_step = read_int("trainer/global_step");
-  if (scaler_) {
-    c10::IValue scale, good;
-    if (root.try_read("trainer/grad_scale", scale) &&
-        root.try_read("trainer/grad_scale_good_steps", good))
-      scaler_->set_state(scale.toDouble(), good.toInt());
-  }
-  result_.best_epoch = read_int("trainer/best_epoch");
-  result_.epochs = read_int("trainer/epochs_done");
-  result_.best_val_loss = read_double(root, "trainer/best_val_loss");
+  result_.epochs = c.epochs_done;
   if (!r.point.epoch_complete) {
     torch::serialize::InputArchive metrics;
-    root.read("trainer/epoch_metrics", metrics);
+    payload.epoch_metrics(metrics);
     epoch_metrics_->load(metrics);
   }
   // A stop the callbacks had decided stands; an interruption or a failed save is what the resume
   // is for.
-  const auto reason = static_cast<StopReason>(read_int("trainer/stop_reason"));
+  const auto reason = static_cast<StopReason>(c.stop_reason);
   if (reason != StopReason::kNone && reason != StopReason::kInterrupted &&
       reason != StopReason::kCheckpointFailed) {
-    s.request_stop(reason, read_string(root, "trainer/stop_message"));
+    s.request_stop(reason, c.stop_message);
   }
 }
 
@@ -706,68 +591,14 @@ FitResult Trainer::resume(Model& model, std::shared_ptr<const data::Dataset> tra
   if (!write && !fs::exists(run_dir / "run.sqlite"))
     throw Error("no run at " + run_dir.string() + " (it has no run.sqlite)");
   const fs::path dir = run_dir / "checkpoints";
-  std::error_code ec;
-  // A damaged file is set aside as <file>.corrupt for a look (read-only: left alone).
-  auto set_aside = [&](const fs::path& file, const std::string& why, const char* then) {
-    if (!write) return;
-    std::fprintf(stderr, "trainscope: %s; set aside as %s.corrupt%s\n", why.c_str(),
-                 file.filename().c_str(), then);
-    fs::rename(file, file.string() + ".corrupt", ec);
-  };
-  // Every checkpoint file, newest first by optimizer step (at a tie, an epoch's end first).
-  struct Candidate {
-    fs::path file;
-    track::CheckpointInfo info;
-  };
-  std::vector<Candidate> candidates;
-  if (fs::exists(dir) && !fs::is_directory(dir))
-    throw CheckpointError(dir.string() + " is not a directory");
-  std::error_code listing;
-  for (const auto& entry : fs::directory_iterator(dir, listing)) {
-    if (entry.path().extension() != ".ckpt") continue;
-    try {
-      candidates.push_back({entry.path(), track::read_checkpoint_info(entry.path())});
-    } catch (const CheckpointDamaged& e) {
-      set_aside(entry.path(), e.what(), "");
-    }
-    // Any other CheckpointError (unreadable, from a newer trainscope) stops the resume: it says
-    // nothing about the file's contents.
-  }
-  if (listing && listing != std::errc::no_such_file_or_directory)
-    throw CheckpointError("cannot list " + dir.string() + ": " + listing.message());
-  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-    if (a.info.step != b.info.step) return a.info.step > b.info.step;
-    if (a.info.epoch_complete != b.info.epoch_complete) return a.info.epoch_complete;
-    return a.file.filename() == "last.ckpt" && b.file.filename() != "last.ckpt";
-  });
   std::optional<Restore> restore;
-  std::vector<fs::path> damaged;
-  for (const auto& c : candidates) {
-    if (!fs::exists(c.file) || std::count(damaged.begin(), damaged.end(), c.file)) continue;
-    try {
-      const std::string payload = track::read_checkpoint_payload(c.file);
-      restore.emplace();
-      restore->point = {c.file, c.info.epoch, c.info.step, c.info.batches, c.info.epoch_complete};
-      restore->archive.load_from(payload.data(), payload.size(), device_);
-      restore->has_state = true;
-      restore->write = write;
-      restore->mark = {c.info.metrics_mark, c.info.findings_mark};
-      break;
-    } catch (const CheckpointDamaged& e) {
-      restore.reset();
-      // Hard links share the damage: every name of the same file goes.
-      std::vector<fs::path> twins;
-      for (const auto& other : candidates)
-        if (other.file != c.file && fs::exists(other.file) &&
-            fs::equivalent(other.file, c.file, ec))
-          twins.push_back(other.file);
-      set_aside(c.file, e.what(), ", trying an older checkpoint");
-      damaged.push_back(c.file);
-      for (const auto& twin : twins) {
-        set_aside(twin, twin.filename().string() + " is the same file", "");
-        damaged.push_back(twin);
-      }
-    }
+  if (auto good = track::newest_good_checkpoint(dir, /*set_aside=*/write)) {
+    restore.emplace();
+    const track::CheckpointInfo& info = good->info;
+    restore->point = {good->file, info.epoch, info.step, info.batches, info.epoch_complete};
+    restore->payload.emplace(good->payload, good->file.string(), device_);
+    restore->write = write;
+    restore->mark = {info.metrics_mark, info.findings_mark};
   }
   if (!restore) {
     if (write) {

@@ -1,7 +1,6 @@
 #pragma once
 // ModelCheckpoint: resumable checkpoints of a fit, written atomically into the run's
 // checkpoints/ directory, verified on load and indexed in the run store.
-#include <trainscope/callbacks/monitor.h>
 #include <trainscope/train/callback.h>
 
 #include <chrono>
@@ -17,9 +16,9 @@ enum class OnSaveError {
   kContinue,  // go on training without checkpoints
 };
 
+// Epochs are ranked by the fit's best-so-far metric (TrainState::best: train.monitor, or without
+// validation the training split's metric of the same name).
 struct CheckpointOptions {
-  std::string monitor = "val_loss";  // best.ckpt and the top-k files rank epochs by it
-  std::string mode = "auto";         // min | max | auto (max for accuracy-like metrics)
   // epoch-NNNN-<monitor>-<value>.ckpt for the k best epochs (0: none besides best.ckpt).
   int64_t keep_top_k = 1;
   int64_t every_steps = 0;     // also save last.ckpt every N optimizer steps, mid-epoch (0: off)
@@ -34,7 +33,7 @@ struct CheckpointOptions {
 //   last.ckpt      the newest state: at fit start, after every epoch, every N steps or M minutes
 //                  when asked, and when the fit is interrupted (SIGINT, SIGTERM) mid-epoch
 //   previous.ckpt  the state before last.ckpt: a fallback should last.ckpt be damaged
-//   best.ckpt      the best epoch by `monitor` (without validation, train_loss)
+//   best.ckpt      TrainState::best: the best epoch by the monitor (without validation, train_loss)
 //   epoch-0007-val_loss-0.3121.ckpt   the keep_top_k best epochs
 // last.ckpt is written once per save; the others are hard links to it (a copy where the file
 // system has no links), so an epoch costs one file's worth of I/O.
@@ -83,11 +82,10 @@ class ModelCheckpoint : public Callback {
   void reconcile(TrainState& state);
 
   CheckpointOptions options_;
-  Monitor monitor_;
   std::unique_ptr<Worker> worker_;
   std::vector<Ranked> top_;  // best first
   bool has_best_ = false;
-  Ranked best_{};
+  Ranked best_{};  // the file of TrainState::best, to repair best.ckpt on resume
   bool disabled_ = false;
   std::string error_;
   double capture_seconds_ = 0.0;

@@ -1,6 +1,5 @@
 #pragma once
 // EarlyStopping: stop when the monitored metric stops improving, and keep the best weights.
-#include <trainscope/callbacks/monitor.h>
 #include <trainscope/train/callback.h>
 
 #include <limits>
@@ -8,12 +7,13 @@
 
 namespace trainscope::callbacks {
 
+// The metric watched is the fit's monitor (TrainerOptions::monitor, train.monitor).
 struct EarlyStoppingOptions {
-  std::string monitor = "val_loss";  // <split>_<metric>: val_loss, val_accuracy, train_loss, ...
-  std::string mode = "auto";         // min | max | auto (max for accuracy-like metrics)
-  int64_t patience = 5;              // epochs without improvement before stopping
-  double min_delta = 0.0;            // an improvement must beat the best by more than this
-  bool restore_best = true;  // load the best epoch's weights when the fit ends, whatever ended it
+  int64_t patience = 5;    // epochs without improvement before stopping
+  double min_delta = 0.0;  // for patience, an improvement must beat the last one by more than this
+  // Load the best epoch's weights (TrainState::best, the epoch best.ckpt holds) when the fit
+  // ends, whatever ended it.
+  bool restore_best = true;
   // The monitored value must beat this within `patience` epochs, or the fit stops (Keras's
   // baseline). NaN: no baseline.
   double baseline = std::numeric_limits<double>::quiet_NaN();
@@ -25,18 +25,19 @@ struct EarlyStoppingOptions {
   double divergence_threshold = std::numeric_limits<double>::quiet_NaN();
 };
 
-// At each epoch end, reads the monitored metric and requests a stop, with a reason and a message
-// that carries the numbers:
+// At each epoch end, reads the fit's monitored metric and requests a stop, with a reason and a
+// message that carries the numbers:
 //   kNonFinite   the value is NaN or Inf (check_finite)
 //   kThreshold   the value reached stopping_threshold
 //   kDivergence  the value crossed divergence_threshold
-//   kPatience    `patience` epochs passed without an improvement on the best by more than
-//                min_delta that also beats the baseline (when one is set)
-// Keeps a copy of the best weights in memory (the parameters and buffers, on the model's
+//   kPatience    `patience` epochs passed without an improvement by more than min_delta on the
+//                last one that counted (after start_from_epoch), that also beats the baseline
+//                (when one is set)
+// Keeps a copy of the best epoch's weights in memory (the parameters and buffers, on the model's
 // device); with restore_best they are loaded back at fit end, and on an exception, whatever ended
 // the fit. Without the monitored metric (no validation set) it does nothing and says so once.
 // Checkpoints hold its counters and the best weights, so a resumed fit stops where the
-// uninterrupted one would. Throws ConfigError for an unknown monitor or mode.
+// uninterrupted one would. Throws ConfigError for out-of-range options.
 class EarlyStopping : public Callback {
  public:
   explicit EarlyStopping(EarlyStoppingOptions options = {});
@@ -50,23 +51,21 @@ class EarlyStopping : public Callback {
   void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
   void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
-  int64_t best_epoch() const { return best_epoch_; }
-  double best_value() const { return best_; }
+  // The epoch patience counts from: the last that improved by more than min_delta (0: none).
+  int64_t reference_epoch() const { return reference_epoch_; }
   int64_t wait() const { return wait_; }
-  const Monitor& monitor() const { return monitor_; }
 
  private:
   void restore(TrainState& state);
 
   EarlyStoppingOptions options_;
-  Monitor monitor_;
-  double best_ = 0.0;
-  int64_t best_epoch_ = 0;  // 0: no best yet
+  double reference_ = 0.0;
+  int64_t reference_epoch_ = 0;  // 0: none yet
   int64_t wait_ = 0;
   bool warned_ = false;
   bool restored_ = false;
   bool baseline_beaten_ = false;
-  std::vector<torch::Tensor> best_state_;  // parameters then buffers, on the model's device
+  std::vector<torch::Tensor> best_state_;  // of TrainState::best: parameters then buffers
 };
 
 }  // namespace trainscope::callbacks

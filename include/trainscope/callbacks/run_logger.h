@@ -31,8 +31,6 @@ class RunLogger : public Callback {
   void on_fit_end(TrainState& state) override;
   void on_test_end(TrainState& state, const EvalResult& result) override;
   void on_exception(TrainState& state, const std::exception_ptr& error) override;
-  void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
-  void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
  private:
   int64_t log_every_;
@@ -40,8 +38,6 @@ class RunLogger : public Callback {
   std::chrono::steady_clock::time_point epoch_start_;
   std::chrono::steady_clock::time_point last_flush_;
   int64_t epoch_samples_ = 0;
-  double best_val_ = 0.0;
-  int64_t best_epoch_ = 0;
 };
 
 }  // namespace trainscope::callbacks

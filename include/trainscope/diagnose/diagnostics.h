@@ -79,8 +79,6 @@ class Diagnostics : public Callback {
   double target_var_sum_ = 0.0;        // regression: running mean of batch target variances
   int64_t target_var_count_ = 0;
   int64_t num_outputs_ = 0;
-  int64_t best_epoch_ = 0;
-  double best_val_ = 0.0;
   bool clipping_ = false;
 };
 

@@ -1,12 +1,15 @@
 #pragma once
 // TrainState: what the Trainer and its callbacks share while a fit runs.
 
+#include <trainscope/train/monitor.h>
+
 #include <torch/torch.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -68,6 +71,23 @@ struct ResumePoint {
   bool epoch_complete = false;
 };
 
+// The best epoch of a fit so far: the one best-so-far that early stopping restores, the best
+// checkpoint saves, and the run store, diagnostics and FitResult report.
+struct BestEpoch {
+  // What epochs are ranked by: the fit's monitor (TrainerOptions::monitor), or, when the fit has
+  // no validation set, the training split's metric of the same name ("train_loss").
+  Monitor by;
+  int64_t epoch = 0;   // 0: no epoch has reported the metric yet
+  double value = 0.0;  // the metric at that epoch
+  double val_loss = std::numeric_limits<double>::quiet_NaN();  // validation loss at that epoch
+  bool improved = false;                                       // the epoch that just ended set it
+};
+
+// At an epoch's end, after validation and before on_epoch_end (the Trainer calls it): sets
+// best.improved, and moves the best to this epoch when its value beats the best (a NaN or an
+// infinity never does).
+void update_best(TrainState& state);
+
 // Mutable state of a fit, owned by the Trainer and passed by reference to every callback hook.
 // Not thread-safe: only the training thread touches it.
 struct TrainState {
@@ -88,6 +108,10 @@ struct TrainState {
   // Epoch-level results, filled at epoch end (train) and validation end (val).
   MetricMap train_metrics;
   MetricMap val_metrics;
+  // The monitor of the fit (TrainerOptions::monitor) and its best epoch so far; the Trainer
+  // checkpoints the best and restores it on resume.
+  Monitor monitor;
+  BestEpoch best;
 
   // Model and optimizer of the running fit; callbacks may read and, with care, modify them
   // (restore weights, change lr).

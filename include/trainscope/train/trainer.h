@@ -79,6 +79,11 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
   TORCH_ARG(uint64_t, seed) = 0;       // shuffling and augmentation (a Session seeds weights too)
   TORCH_ARG(int64_t, log_every) = 50;  // callbacks log per-step values every N steps
+  // What the fit ranks its epochs by (TrainState::best): "<split>_<metric>", with mode min, max
+  // or auto (max for accuracy-like metrics). Without a validation set a val_ monitor ranks by the
+  // training split's metric of the same name.
+  TORCH_ARG(std::string, monitor) = "val_loss";
+  TORCH_ARG(std::string, monitor_mode) = "auto";
   TORCH_ARG(DeviceChoice, device) = {};
   TORCH_ARG(Precision, precision) = Precision::kFp32;
   TORCH_ARG(bool, channels_last) = false;  // 4-D weights and inputs in NHWC (faster convs on CUDA)
@@ -112,8 +117,8 @@ struct FitResult {
   bool interrupted = false;  // SIGINT/SIGTERM ended it mid-epoch (whatever else was requested)
   int64_t epochs = 0;        // epochs completed
   int64_t global_step = 0;
-  int64_t best_epoch = 0;  // epoch of the lowest val_loss (0 without validation)
-  double best_val_loss = 0.0;
+  int64_t best_epoch = 0;              // the best epoch by the monitor (0 without validation)
+  double best_val_loss = 0.0;          // its validation loss
   MetricMap train_metrics;             // of the last epoch
   MetricMap val_metrics;               // of the last epoch
   std::filesystem::path run_dir;       // empty when no run directory is kept

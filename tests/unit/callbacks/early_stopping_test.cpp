@@ -24,7 +24,10 @@ struct Case {
   ts::callbacks::EarlyStoppingOptions options;
   int64_t expected_stop_epoch;  // 0: never stops
   ts::StopReason expected_reason;
-  int64_t expected_best_epoch;
+  int64_t expected_best_epoch;       // TrainState::best: the lowest (highest) value
+  int64_t expected_reference_epoch;  // where patience counts from (min_delta, warm-up)
+  std::string monitor = "val_loss";
+  std::string mode = "auto";
 };
 
 ts::callbacks::EarlyStoppingOptions opts(int64_t patience, double min_delta = 0.0) {
@@ -34,16 +37,32 @@ ts::callbacks::EarlyStoppingOptions opts(int64_t patience, double min_delta = 0.
   return o;
 }
 
-// Feeds `values` as the monitored metric the way the Trainer would; returns the stop epoch.
+// The fit's monitor, as the Trainer sets it at fit start.
+void watch(ts::TrainState& state, const std::string& monitor = "val_loss",
+           const std::string& mode = "auto") {
+  state.monitor = ts::Monitor::parse(monitor, mode);
+  state.best = {};
+  state.best.by = state.monitor;
+}
+
+// One epoch's end the way the Trainer runs it: the metric, the best so far, then the callback.
+void epoch_end(ts::callbacks::EarlyStopping& es, ts::TrainState& state, int64_t epoch,
+               double value) {
+  state.epoch = epoch;
+  (state.monitor.split == "val" ? state.val_metrics
+                                : state.train_metrics) = {{state.monitor.tag, value}};
+  ts::update_best(state);
+  es.on_epoch_end(state);
+}
+
+// Feeds `values` as the monitored metric; returns the stop epoch.
 int64_t drive(ts::callbacks::EarlyStopping& es, ts::TrainState& state,
-              const std::vector<double>& values, const std::string& monitor = "val_loss") {
+              const std::vector<double>& values, const std::string& monitor = "val_loss",
+              const std::string& mode = "auto") {
+  watch(state, monitor, mode);
   es.on_fit_start(state);
-  const std::string split = monitor.substr(0, monitor.find('_'));
-  const std::string tag = monitor.substr(monitor.find('_') + 1);
   for (size_t i = 0; i < values.size(); ++i) {
-    state.epoch = static_cast<int64_t>(i) + 1;
-    (split == "val" ? state.val_metrics : state.train_metrics) = {{tag, values[i]}};
-    es.on_epoch_end(state);
+    epoch_end(es, state, static_cast<int64_t>(i) + 1, values[i]);
     if (state.stop_requested()) return state.epoch;
   }
   return 0;
@@ -63,119 +82,146 @@ TEST(EarlyStopping, StopEpochTable) {
        opts(2),
        0,
        ts::StopReason::kNone,
+       6,
        6},
       {"plateau after epoch 2, patience 2",
        {1.0, 0.5, 0.6, 0.7, 0.4},
        opts(2),
        4,
        ts::StopReason::kPatience,
+       2,
        2},
       {"patience 5 default",
        {0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.1},
        opts(5),
        6,
        ts::StopReason::kPatience,
+       1,
        1},
       {"equal value is not an improvement",
        {0.5, 0.5, 0.5},
        opts(2),
        3,
        ts::StopReason::kPatience,
+       1,
        1},
       {"improvement resets the wait",
        {1.0, 1.1, 0.9, 1.0, 1.0},
        opts(2),
        5,
        ts::StopReason::kPatience,
+       3,
        3},
+      // min_delta governs patience only: the best epoch is still the lowest value.
       {"below min_delta does not count",
        {1.0, 0.95, 0.92, 0.91},
        opts(3, 0.1),
        4,
        ts::StopReason::kPatience,
+       4,
        1},
-      {"above min_delta counts", {1.0, 0.85, 0.7, 0.55}, opts(2, 0.1), 0, ts::StopReason::kNone, 4},
-      {"NaN stops at once", {1.0, kNan, 0.5}, opts(5), 2, ts::StopReason::kNonFinite, 1},
-      {"Inf stops at once", {1.0, kInf}, opts(5), 2, ts::StopReason::kNonFinite, 1},
+      {"above min_delta counts",
+       {1.0, 0.85, 0.7, 0.55},
+       opts(2, 0.1),
+       0,
+       ts::StopReason::kNone,
+       4,
+       4},
+      {"NaN stops at once", {1.0, kNan, 0.5}, opts(5), 2, ts::StopReason::kNonFinite, 1, 1},
+      {"Inf stops at once", {1.0, kInf}, opts(5), 2, ts::StopReason::kNonFinite, 1, 1},
       {"check_finite off ignores NaN",
        {1.0, kNan, 0.5},
        with(opts(5), [](O& o) { o.check_finite = false; }),
        0,
        ts::StopReason::kNone,
+       3,
        3},
       {"patience 0 stops at first non-improvement",
        {1.0, 0.9, 0.95},
        opts(0),
        3,
        ts::StopReason::kPatience,
+       2,
        2},
       {"mode max on accuracy",
        {0.70, 0.80, 0.79, 0.78},
-       with(opts(2), [](O& o) { o.monitor = "val_accuracy"; }),
+       opts(2),
        4,
        ts::StopReason::kPatience,
-       2},
+       2,
+       2,
+       "val_accuracy"},
       {"explicit mode max",
        {0.1, 0.3, 0.2},
-       with(opts(1), [](O& o) { o.mode = "max"; }),
+       opts(1),
        3,
        ts::StopReason::kPatience,
-       2},
+       2,
+       2,
+       "val_loss",
+       "max"},
       {"baseline never beaten stops after patience",
        {0.9, 0.8, 0.7},
        with(opts(3), [](O& o) { o.baseline = 0.5; }),
        3,
        ts::StopReason::kPatience,
+       3,
        3},
       {"baseline beaten trains on",
        {0.9, 0.4, 0.3, 0.2},
        with(opts(2), [](O& o) { o.baseline = 0.5; }),
        0,
        ts::StopReason::kNone,
+       4,
        4},
+      // Warm-up epochs do not count for patience; the best epoch may still be one of them.
       {"start_from_epoch ignores warm-up epochs",
        {0.2, 0.9, 0.8, 0.85, 0.9},
        with(opts(2), [](O& o) { o.start_from_epoch = 1; }),
        5,
        ts::StopReason::kPatience,
+       1,
        3},
       {"stopping_threshold ends at once",
        {1.0, 0.5, 0.09, 0.05},
        with(opts(5), [](O& o) { o.stopping_threshold = 0.1; }),
        3,
        ts::StopReason::kThreshold,
+       3,
        3},
       {"stopping_threshold on accuracy",
        {0.5, 0.91, 0.99},
-       with(opts(5),
-            [](O& o) {
-              o.monitor = "val_accuracy";
-              o.stopping_threshold = 0.9;
-            }),
+       with(opts(5), [](O& o) { o.stopping_threshold = 0.9; }),
        2,
        ts::StopReason::kThreshold,
-       2},
+       2,
+       2,
+       "val_accuracy"},
       {"divergence_threshold ends at once",
        {1.0, 2.0, 11.0, 0.5},
        with(opts(5), [](O& o) { o.divergence_threshold = 10.0; }),
        3,
        ts::StopReason::kDivergence,
+       1,
        1},
       {"train_loss monitor",
        {1.0, 1.2, 1.3},
-       with(opts(2), [](O& o) { o.monitor = "train_loss"; }),
+       opts(2),
        3,
        ts::StopReason::kPatience,
-       1},
+       1,
+       1,
+       "train_loss"},
   };
   for (const auto& c : cases) {
     ts::Model model(torch::nn::Linear(2, 1));
     ts::TrainState state;
     state.model = &model;
     ts::callbacks::EarlyStopping es(c.options);
-    EXPECT_EQ(drive(es, state, c.values, c.options.monitor), c.expected_stop_epoch) << c.name;
+    EXPECT_EQ(drive(es, state, c.values, c.monitor, c.mode), c.expected_stop_epoch) << c.name;
     EXPECT_EQ(state.stop_reason, c.expected_reason) << c.name << ": " << state.stop_message;
-    EXPECT_EQ(es.best_epoch(), c.expected_best_epoch) << c.name;
+    EXPECT_EQ(state.best.epoch, c.expected_best_epoch) << c.name;
+    EXPECT_EQ(es.reference_epoch(), c.expected_reference_epoch) << c.name;
   }
 }
 
@@ -211,13 +257,29 @@ TEST(EarlyStopping, MessagesCarryTheNumbers) {
   }
 }
 
-TEST(EarlyStopping, UnknownMonitorOrModeIsAConfigError) {
-  auto o = opts(2);
-  o.monitor = "accuracy";
-  EXPECT_THROW(ts::callbacks::EarlyStopping{o}, ts::ConfigError);
-  o.monitor = "val_loss";
-  o.mode = "lowest";
-  EXPECT_THROW(ts::callbacks::EarlyStopping{o}, ts::ConfigError);
+TEST(EarlyStopping, UnknownMonitorModeOrPatienceIsAConfigError) {
+  EXPECT_THROW(ts::Monitor::parse("accuracy"), ts::ConfigError);
+  EXPECT_THROW(ts::Monitor::parse("val_loss", "lowest"), ts::ConfigError);
+  EXPECT_THROW(ts::callbacks::EarlyStopping{opts(-1)}, ts::ConfigError);
+}
+
+TEST(EarlyStopping, IsOffWhenTheFitRanksByAnotherSplit) {
+  // No validation set: the fit ranks by train_loss, early stopping watches val_loss and stays off.
+  ts::Model model(torch::nn::Linear(2, 1));
+  ts::TrainState state;
+  state.model = &model;
+  watch(state);
+  state.best.by = state.monitor.of_split("train");
+  ts::callbacks::EarlyStopping es(opts(0));
+  es.on_fit_start(state);
+  for (int64_t e = 1; e <= 3; ++e) {
+    state.epoch = e;
+    state.train_metrics = {{"loss", 1.0 + e}};
+    ts::update_best(state);
+    es.on_epoch_end(state);
+  }
+  EXPECT_FALSE(state.stop_requested());
+  EXPECT_EQ(state.best.epoch, 1) << "the best is still kept, by train_loss";
 }
 
 namespace {
@@ -240,15 +302,12 @@ TEST(EarlyStopping, RestoresTheBestWeightsAtFitEnd) {
   ts::TrainState state;
   state.model = &model;
   ts::callbacks::EarlyStopping es(opts(1));
+  watch(state);
   es.on_fit_start(state);
   set_weights(model, 1.0f);
-  state.epoch = 1;
-  state.val_metrics = {{"loss", 0.3}};
-  es.on_epoch_end(state);  // best: weights 1.0
+  epoch_end(es, state, 1, 0.3);  // best: weights 1.0
   set_weights(model, 2.0f);
-  state.epoch = 2;
-  state.val_metrics = {{"loss", 0.9}};
-  es.on_epoch_end(state);
+  epoch_end(es, state, 2, 0.9);
   ASSERT_EQ(state.stop_reason, ts::StopReason::kPatience);
   es.on_fit_end(state);
   EXPECT_TRUE(all_weights(model, 1.0f));
@@ -259,11 +318,10 @@ TEST(EarlyStopping, RestoresTheBestWeightsWhenAnExceptionEndsTheFit) {
   ts::TrainState state;
   state.model = &model;
   ts::callbacks::EarlyStopping es(opts(5));
+  watch(state);
   es.on_fit_start(state);
   set_weights(model, 1.0f);
-  state.epoch = 1;
-  state.val_metrics = {{"loss", 0.3}};
-  es.on_epoch_end(state);
+  epoch_end(es, state, 1, 0.3);
   set_weights(model, 7.0f);
   es.on_exception(state, std::make_exception_ptr(std::runtime_error("boom")));
   EXPECT_TRUE(all_weights(model, 1.0f));
@@ -279,12 +337,11 @@ TEST(EarlyStopping, CheckpointedStateContinuesTheCount) {
     ts::TrainState state;
     state.model = &model;
     ts::callbacks::EarlyStopping es(opts(3));
+    watch(state);
     es.on_fit_start(state);
     for (int64_t e = 1; e <= 2; ++e) {  // best at epoch 2, weights 2.0
       set_weights(model, float(e));
-      state.epoch = e;
-      state.val_metrics = {{"loss", values[e - 1]}};
-      es.on_epoch_end(state);
+      epoch_end(es, state, e, values[e - 1]);
     }
     if (!best_is_model) set_weights(model, 9.0f);
     torch::serialize::OutputArchive out;
@@ -293,15 +350,15 @@ TEST(EarlyStopping, CheckpointedStateContinuesTheCount) {
     ts::callbacks::EarlyStopping resumed(opts(3));
     ts::TrainState rs;
     rs.model = &model;
+    watch(rs);
+    rs.best = state.best;  // the Trainer restores the best from the checkpoint's counters
     resumed.on_fit_start(rs);
     resumed.on_checkpoint_load(rs, in);
-    EXPECT_EQ(resumed.best_epoch(), 2);
+    EXPECT_EQ(resumed.reference_epoch(), 2);
     int64_t stop = 0;
     for (int64_t e = 3; e <= 6 && !stop; ++e) {
-      rs.epoch = e;
-      rs.val_metrics = {{"loss", values[e - 1]}};
       set_weights(model, float(10 + e));
-      resumed.on_epoch_end(rs);
+      epoch_end(resumed, rs, e, values[e - 1]);
       if (rs.stop_requested()) stop = e;
     }
     EXPECT_EQ(stop, 5);

@@ -4,6 +4,8 @@
 #include <trainscope/track/run_store.h>
 #include <unistd.h>
 
+#include "../scratch_dir.h"
+
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -18,25 +20,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test, removed afterwards; the name carries the pid and a random
-// suffix so that parallel ctest runs never share a database.
-class RunStoreTest : public ::testing::Test {
+class RunStoreTest : public testing::ScratchDirTest {
  protected:
   void SetUp() override {
-    std::random_device random;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ =
-        fs::temp_directory_path() / ("trainscope_run_store_" + std::string(info->name()) + "_" +
-                                     std::to_string(::getpid()) + "_" + std::to_string(random()));
-    fs::create_directories(dir_);
+    ScratchDirTest::SetUp();
     file_ = dir_ / "run.sqlite";
   }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-
-  fs::path dir_;
   fs::path file_;
 };
 

@@ -2,6 +2,9 @@
 #include <trainscope/trainscope.h>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 namespace ts = trainscope;
 
@@ -192,4 +195,47 @@ TEST(Trainer, EarlyStoppingByDefaultEndsAPlateauAndRestoresBest) {
   EXPECT_EQ(fit.epochs, fit.best_epoch + 2);
   // The restored weights are the best epoch's: validating again gives the best val_loss.
   EXPECT_NEAR(trainer.validate(model, *val).metrics.at("loss"), fit.best_val_loss, 1e-6);
+}
+
+// The fit keeps one best epoch, by its monitor: the one FitResult and the run report, best.ckpt
+// holds and early stopping restores. Validation metrics are scripted so that the best by
+// val_accuracy (epoch 4) is not the best by val_loss (epoch 3).
+TEST(Trainer, OneBestEpochForTheResultTheRunTheBestCheckpointAndEarlyStopping) {
+  struct Script : ts::Callback {
+    std::string name() const override { return "script"; }
+    void on_validation_end(ts::TrainState& s) override {
+      const double accuracy[] = {0.5, 0.8, 0.7, 0.9, 0.6}, loss[] = {1.0, 0.5, 0.4, 0.6, 0.7};
+      s.val_metrics = {{"accuracy", accuracy[s.epoch - 1]}, {"loss", loss[s.epoch - 1]}};
+    }
+  };
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("trainscope_one_best_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  ts::SessionOptions o;
+  o.progress = "off";
+  o.diagnostics = false;
+  o.stopping.patience = 10;
+  o.train.runs_dir(dir.string()).run_name("best").max_epochs(5).batch_size(32).lr(1e-2);
+  o.train.monitor("val_accuracy");
+  auto trainer = ts::session::make_trainer(o);
+  trainer->add_callback(std::make_shared<Script>());
+  torch::manual_seed(0);
+  ts::Model model(torch::nn::Linear(2, 2));
+  auto fit = trainer->fit(model, blobs(256, 1), blobs(64, 2));
+  EXPECT_EQ(fit.best_epoch, 4);
+  EXPECT_DOUBLE_EQ(fit.best_val_loss, 0.6);
+  auto& store = trainer->run()->store();
+  EXPECT_EQ(store.meta("best_epoch"), std::optional<std::string>("4"));
+  EXPECT_EQ(store.meta("best_monitor"), std::optional<std::string>("val_accuracy"));
+  const auto best_file = fit.run_dir / "checkpoints" / "best.ckpt";
+  const auto info = ts::track::read_checkpoint_info(best_file);
+  EXPECT_EQ(info.epoch, 4);
+  EXPECT_EQ(info.monitor, "val_accuracy");
+  EXPECT_DOUBLE_EQ(info.value, 0.9);
+  // Early stopping restored epoch 4's weights: the ones best.ckpt holds.
+  ts::Model saved(torch::nn::Linear(2, 2));
+  ts::callbacks::load_weights(saved.module(), best_file);
+  for (size_t i = 0; i < model.parameters().size(); ++i)
+    EXPECT_TRUE(torch::equal(model.parameters()[i], saved.parameters()[i]));
+  std::filesystem::remove_all(dir);
 }

@@ -177,7 +177,7 @@ TEST(Settings, ConfigToOptionsAndBackIsTheSameConfig) {
   EXPECT_EQ(o.train.device().kind, ts::DeviceChoice::Kind::kCpu);
   EXPECT_EQ(o.train.precision(), ts::Precision::kBf16);
   EXPECT_EQ(o.batch_size, std::optional<int64_t>(64));
-  EXPECT_EQ(o.checkpoint.monitor, "val_accuracy") << "one setting, every field that watches it";
+  EXPECT_EQ(o.train.monitor(), "val_accuracy") << "one setting, every field that watches it";
   EXPECT_EQ(o.schedule.monitor, "val_accuracy");
   EXPECT_EQ(o.data.std, std::optional<double>(0.25));
   EXPECT_EQ(o.data.mean, std::optional<double>(0.5));

@@ -1,7 +1,12 @@
-#include <trainscope/callbacks/monitor.h>
-#include <trainscope/error.h>
+#include <trainscope/train/monitor.h>
 
-namespace trainscope::callbacks {
+#include <trainscope/error.h>
+#include <trainscope/train/state.h>
+
+#include <cmath>
+#include <limits>
+
+namespace trainscope {
 
 Monitor Monitor::parse(const std::string& name, const std::string& mode, const std::string& field) {
   Monitor m;
@@ -35,4 +40,25 @@ bool Monitor::improves(double value, double reference, double min_delta) const {
   return maximize ? value > reference + min_delta : value < reference - min_delta;
 }
 
-}  // namespace trainscope::callbacks
+Monitor Monitor::of_split(const std::string& other) const {
+  Monitor m = *this;
+  m.split = other;
+  m.name = other + "_" + tag;
+  return m;
+}
+
+void update_best(TrainState& state) {
+  BestEpoch& best = state.best;
+  best.improved = false;
+  const std::optional<double> value = best.by.value(state);
+  if (!value || !std::isfinite(*value)) return;
+  if (best.epoch > 0 && !best.by.improves(*value, best.value)) return;
+  best.epoch = state.epoch;
+  best.value = *value;
+  const auto loss = state.val_metrics.find("loss");
+  best.val_loss =
+      loss == state.val_metrics.end() ? std::numeric_limits<double>::quiet_NaN() : loss->second;
+  best.improved = true;
+}
+
+}  // namespace trainscope

@@ -1,13 +1,14 @@
 #pragma once
-// Monitor: the metric a callback watches (early stopping, best checkpoints, ReduceLROnPlateau),
-// named "<split>_<tag>" as Keras and Lightning name them: val_loss, val_accuracy, train_loss,
-// val_mae.
-#include <trainscope/train/state.h>
-
+// Monitor: the metric a fit ranks its epochs by (TrainState::best, which early stopping and the
+// best checkpoint read) and ReduceLROnPlateau watches, named "<split>_<tag>" as Keras and
+// Lightning name them: val_loss, val_accuracy, train_loss, val_mae.
+#include <map>
 #include <optional>
 #include <string>
 
-namespace trainscope::callbacks {
+namespace trainscope {
+
+struct TrainState;
 
 struct Monitor {
   std::string name = "val_loss";
@@ -25,6 +26,8 @@ struct Monitor {
   // Whether `value` beats `reference` by more than `min_delta` in this monitor's direction.
   bool improves(double value, double reference, double min_delta = 0.0) const;
   const char* mode_name() const { return maximize ? "max" : "min"; }
+  // The same metric of another split, in the same direction: val_loss -> train_loss.
+  Monitor of_split(const std::string& other) const;
 };
 
-}  // namespace trainscope::callbacks
+}  // namespace trainscope
