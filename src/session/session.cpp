@@ -439,7 +439,8 @@ std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
   // largest batch that fits.
   auto r = device.is_cpu() ? tune::choose_cpu_batch(probe, o, budget, data_.train->size())
                            : tune::find_batch_size(probe, o, budget, data_.train->size());
-  set("train.batch_size", std::to_string(r.batch_size), "batch-size search", r.reason);
+  set("train.batch_size", std::to_string(r.batch_size),
+      device.is_cpu() ? "CPU batch rule" : "batch-size search", r.reason);
   const double lr = options_.train.lr();
   const std::string rule = options_.lr_scaling;
   const double scaled = tune::scale_lr(lr, 128, r.batch_size, rule);
@@ -450,12 +451,17 @@ std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
     set("train.lr", scaled, "lr scaling", reason);
   }
   if (print()) {
-    std::printf("batch size %lld: %s (%s %.1f s:", static_cast<long long>(r.batch_size),
-                r.reason.c_str(), device.is_cpu() ? "memory check" : "search", r.seconds);
-    for (const auto& t : r.trials)
-      std::printf(" %lld%s %.0f/s %.0f MiB;", static_cast<long long>(t.batch),
-                  t.fits ? "" : " (no fit)", t.samples_per_s, t.peak_bytes / 1048576.0);
-    std::printf(")\n");
+    std::string trials;
+    for (const auto& t : r.trials) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "%s%lld %s (%.0f MiB, %.0f samples/s)",
+                    trials.empty() ? "" : ", ", static_cast<long long>(t.batch),
+                    t.fits ? "fits" : "does not fit", t.peak_bytes / 1048576.0, t.samples_per_s);
+      trials += buf;
+    }
+    std::printf("batch size %lld: %s\n  %s in %.1f s: %s\n", static_cast<long long>(r.batch_size),
+                r.reason.c_str(), device.is_cpu() ? "memory check" : "search", r.seconds,
+                trials.c_str());
     if (scaled == lr && r.batch_size != 128)
       std::printf("lr %g kept for batch %lld (train.lr_scaling = \"%s\")\n", lr,
                   static_cast<long long>(r.batch_size), rule.c_str());
@@ -509,7 +515,7 @@ SessionResult Session::train(bool run_test) {
     std::vector<torch::Tensor> chosen = {torch::full({1}, mine, torch::kInt64)};
     job.dp->group().broadcast(chosen, 0);
     set("train.batch_size", std::to_string(chosen[0].item<int64_t>() * job.env.world_size),
-        "batch-size search",
+        session::training_device(config_).is_cpu() ? "CPU batch rule" : "batch-size search",
         "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
   }
   auto trainer = make_trainer();
