@@ -9,10 +9,16 @@ import {
 const app = document.getElementById('app');
 const crumbs = document.getElementById('crumbs');
 const live = document.getElementById('live');
-const POLL_MS = 500;
+const POLL_MS = 500;           // a running run
+const POLL_FINISHED_MS = 10000;  // a finished one: only a resume or a test pass changes it
+const POLL_MAX_MS = 15000;       // the longest wait while the server is unreachable
+const ENDED = new Set(['finished', 'stopped', 'crashed']);
 
 const stored = JSON.parse(localStorage.getItem('trainscope.settings') || '{}');
-const settings = { smoothing: typeof stored.smoothing === 'number' ? stored.smoothing : 0.6, log: !!stored.log };
+const settings = {
+  smoothing: typeof stored.smoothing === 'number' ? stored.smoothing : 0.6,
+  logs: stored.logs && typeof stored.logs === 'object' ? stored.logs : {},
+};
 const saveSettings = () => localStorage.setItem('trainscope.settings', JSON.stringify(settings));
 
 let page = null;  // {stop()}
@@ -44,16 +50,36 @@ function showError(e) {
   clear(app).appendChild(h('div', { class: 'card error' }, h('h2', { text: 'Cannot load' }), h('p', { text: e.message || String(e) }), h('p', null, h('a', { href: '#/', text: 'back to the runs' }))));
 }
 
-// Calls fn every ms until stop(); one call at a time.
-function poller(fn, ms) {
-  let stopped = false, timer = null;
+// Calls fn until stop(), one call at a time, every interval() ms (a number or a function). While
+// the server is unreachable the wait doubles, up to POLL_MAX_MS, and the page says so once.
+function poller(fn, interval) {
+  let stopped = false, timer = null, failures = 0;
+  const wait = () => (typeof interval === 'function' ? interval() : interval);
   const tick = async () => {
     if (stopped) return;
-    try { await fn(); setLive('on'); } catch (e) { setLive('error'); }
-    if (!stopped) timer = setTimeout(tick, ms);
+    try { await fn(); failures = 0; setLive('on'); } catch (e) { failures++; setLive('error'); }
+    if (!stopped) timer = setTimeout(tick, failures ? Math.min(POLL_MAX_MS, wait() * 2 ** failures) : wait());
   };
-  timer = setTimeout(tick, ms);
+  timer = setTimeout(tick, wait());
   return { stop: () => { stopped = true; clearTimeout(timer); } };
+}
+
+// A run page opened before its run exists (the CLI prints the URL before the data has loaded):
+// says so and looks again every second.
+function waitForRun(name) {
+  setCrumbs({ text: 'runs', href: '#/' }, { text: name });
+  clear(app).appendChild(h('div', { class: 'card starting' }, h('h2', { text: `Starting ${name}` }),
+    h('p', { class: 'muted', text: 'The run is being prepared (data, batch choice, pre-flight checks); it appears here as soon as it has started.' })));
+  document.body.dataset.ready = location.hash;
+  return poller(async () => {
+    try {
+      await getJSON(`api/runs/${enc(name)}/version`);
+    } catch (e) {
+      if (e.status === 404) return;  // not yet: the server is there, the run is not
+      throw e;
+    }
+    route();
+  }, 1000);
 }
 
 // ---- runs list ----
@@ -100,11 +126,17 @@ async function runsPage() {
 
 // ---- one run ----
 async function runPage(name) {
-  const [detail, firstFindings, firstVersion] = await Promise.all([
-    getJSON(`api/runs/${enc(name)}`), getJSON(`api/runs/${enc(name)}/findings`), getJSON(`api/runs/${enc(name)}/version`)]);
+  let detail, firstFindings, firstVersion;
+  try {
+    [detail, firstFindings, firstVersion] = await Promise.all([
+      getJSON(`api/runs/${enc(name)}`), getJSON(`api/runs/${enc(name)}/findings`), getJSON(`api/runs/${enc(name)}/version`)]);
+  } catch (e) {
+    if (e.status === 404) return waitForRun(name);
+    throw e;
+  }
   setCrumbs({ text: 'runs', href: '#/' }, { text: detail.display_name || name });
   const chartsRoot = h('div');
-  const charts = new RunCharts(chartsRoot, { runs: [{ name, detail, color: colorFor(0) }], source: apiSource, settings });
+  const charts = new RunCharts(chartsRoot, { runs: [{ name, detail, color: colorFor(0) }], source: apiSource, settings, onSettings: saveSettings });
   const findingsBox = h('div');
   const testBox = h('div');
   const factsBox = h('div');
@@ -128,6 +160,7 @@ async function runPage(name) {
     const maxStep = Math.max(0, ...(d.tags || []).map((t) => t.last_step || 0));
     clear(findingsBox).appendChild(findingsView(list, maxStep));
     findingsCount.textContent = list.length ? `${list.length} finding${list.length > 1 ? 's' : ''}` : '';
+    charts.setFindings(list);
   };
   renderDetail(detail);
   renderFindings(firstFindings, detail);
@@ -135,17 +168,19 @@ async function runPage(name) {
 
   let version = firstVersion;
   let tagCount = (detail.tags || []).length;
+  let status = detail.status;
   return poller(async () => {
     const v = await getJSON(`api/runs/${enc(name)}/version`);
     if (JSON.stringify(v) === JSON.stringify(version)) return;
     const d = await getJSON(`api/runs/${enc(name)}`);
     charts.runs[0].detail = d;
+    status = d.status;
     renderDetail(d);
     if (v.findings !== version.findings) renderFindings(await getJSON(`api/runs/${enc(name)}/findings`), d);
     if ((d.tags || []).length !== tagCount) { tagCount = d.tags.length; await charts.build(); }
     else if (v.metrics !== version.metrics) await charts.refresh();
     version = v;
-  }, POLL_MS);
+  }, () => (ENDED.has(status) ? POLL_FINISHED_MS : POLL_MS));
 }
 
 // ---- several runs ----
@@ -154,7 +189,7 @@ async function comparePage(names) {
   setCrumbs({ text: 'runs', href: '#/' }, { text: `compare ${names.length} runs` });
   const runs = names.map((name, i) => ({ name, detail: details[i], color: colorFor(i) }));
   const chartsRoot = h('div');
-  const charts = new RunCharts(chartsRoot, { runs, source: apiSource, settings });
+  const charts = new RunCharts(chartsRoot, { runs, source: apiSource, settings, onSettings: saveSettings });
   clear(app).append(
     h('div', { class: 'run-title' }, h('h1', { text: `Comparing ${names.length} runs` })),
     section('Runs', compareTable(runs)),
@@ -168,7 +203,7 @@ async function comparePage(names) {
     const fresh = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}`)));
     fresh.forEach((d, i) => { runs[i].detail = d; versions[i] = now[i]; });
     await charts.refresh();
-  }, POLL_MS);
+  }, () => (runs.every((r) => ENDED.has(r.detail.status)) ? POLL_FINISHED_MS : POLL_MS));
 }
 
 function compareTable(runs) {

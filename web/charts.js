@@ -3,9 +3,22 @@
 import uPlot from './vendor/uPlot.esm.js';
 import { h, clear, fmt } from './util.js';
 
-// seriesList: [{label, color, dash, width, alpha, raw, x: [...steps], y: [...values]}]
+// Integer steps only on the x axis: 1, 2, 5, 10, 20, 50, ... (uPlot picks the spacing).
+const STEP_INCRS = [];
+for (let m = 1; m <= 1e9; m *= 10) STEP_INCRS.push(m, 2 * m, 5 * m);
+
+// The y range on a log axis: whole decades around the data, and one decade either side of a
+// constant series (uPlot's own range collapses to a point there and draws nothing).
+function logRange(u, min, max) {
+  if (!(min > 0) || !(max > 0)) return [1e-6, 1];
+  if (max / min < 1.0001) return [min / 10, max * 10];
+  return uPlot.rangeLog(min, max, 10, true);
+}
+
+// seriesList: [{label, color, dash, width, raw, x: [...steps], y: [...values]}]. A raw series is
+// the unsmoothed companion of the one after it, whose hover value then shows both.
 export class LineChart {
-  constructor(container, { title, log = false, height = 240, onZoom = null, id = '' } = {}) {
+  constructor(container, { title, log = false, height = 240, onZoom = null, onLog = null, id = '', yLabel = '', xLabel = 'step' } = {}) {
     this.container = container;
     this.log = log;
     this.height = height;
@@ -14,11 +27,19 @@ export class LineChart {
     this.key = '';
     this.u = null;
     this.series = [];
+    this.vlines = [];   // faint lines, e.g. epoch ends: [step]
+    this.markers = [];  // findings: [{x, color, title}]
+    this.yLabel = yLabel;
+    this.xLabel = xLabel;
     this.box = h('div', { class: 'chart-plot' });
     this.note = h('span', { class: 'chart-note' });
+    this.logBox = h('input', { type: 'checkbox', checked: log, 'aria-label': 'log scale' });
+    this.logBox.addEventListener('change', () => { this.setLog(this.logBox.checked); if (onLog) onLog(this.logBox.checked); });
     this.el = h('div', { class: 'chart', dataset: { chart: id || title || '' } },
-      h('div', { class: 'chart-head' }, h('h3', { text: title }), this.note),
+      h('div', { class: 'chart-head' }, h('h3', { text: title }), this.note,
+        h('label', { class: 'chart-log', title: 'logarithmic y-axis' }, this.logBox, ' log')),
       this.box);
+    this.el.chart = this;  // for tests and the console: the chart behind the element
     container.appendChild(this.el);
     this.resizeObserver = new ResizeObserver(() => this.resize());
     this.resizeObserver.observe(this.box);
@@ -33,8 +54,16 @@ export class LineChart {
   setLog(log) {
     if (log === this.log) return;
     this.log = log;
+    this.logBox.checked = log;
     this.key = '';
     this.setData(this.series, this.noteText);
+  }
+
+  // Faint vertical lines (epoch ends) and finding markers; drawn over the plot.
+  setOverlays({ vlines, markers } = {}) {
+    if (vlines) this.vlines = vlines;
+    if (markers) this.markers = markers;
+    if (this.u) this.u.redraw(false);
   }
 
   setNote(text) { this.noteText = text; this.note.textContent = text || ''; }
@@ -67,30 +96,39 @@ export class LineChart {
     if (this.u) this.u.destroy();
     clear(this.box);
     const self = this;
+    const axisFont = '11px system-ui, sans-serif';
     const opts = {
       width: this.width(),
       height: this.height,
-      scales: { x: { time: false }, y: { distr: this.log ? 3 : 1 } },
+      scales: { x: { time: false }, y: this.log ? { distr: 3, range: logRange } : { distr: 1 } },
       axes: [
-        { stroke: '#5b6472', grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' }, values: (u, vals) => vals.map((v) => fmt(v)) },
-        { stroke: '#5b6472', size: 64, grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' }, values: (u, vals) => vals.map((v) => fmt(v, 3)) },
+        { stroke: '#5b6472', grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' }, incrs: STEP_INCRS,
+          values: (u, vals) => vals.map((v) => (v === null ? '' : fmt(v))), label: this.xLabel, labelSize: 18, labelFont: axisFont },
+        { stroke: '#5b6472', size: 64, grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' },
+          values: (u, vals) => vals.map((v) => (v === null ? '' : fmt(v, 3))), label: this.yLabel, labelSize: 18, labelFont: axisFont },
       ],
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: true }, focus: { prox: 16 } },
       focus: { alpha: 0.35 },
       series: [
         { label: 'step', value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)) },
-        ...visible.map((s) => ({
+        ...visible.map((s, i) => ({
           label: s.label,
           stroke: s.raw ? hexAlpha(s.color, 0.22) : s.color,
           width: s.width || (s.raw ? 1 : 1.75),
           dash: s.dash,
           spanGaps: true,
           points: { show: s.x.length < 40 && !s.raw, size: 5, fill: s.color },
-          value: (u, v) => (v === null || v === undefined ? '–' : fmt(v)),
+          // A smoothed line's hover value carries the raw value at the same step.
+          value: (u, v, si, di) => {
+            if (v === null || v === undefined) return '–';
+            const raw = i > 0 && visible[i - 1].raw && di !== null && di !== undefined ? u.data[si - 1][di] : undefined;
+            return raw === undefined ? fmt(v) : `${fmt(v)} (raw ${raw === null ? '–' : fmt(raw)})`;
+          },
         })),
       ],
       hooks: {
+        draw: [(u) => self.drawOverlays(u)],
         setSelect: [(u) => {
           if (u.select.width > 4) {
             const min = u.posToVal(u.select.left, 'x'), max = u.posToVal(u.select.left + u.select.width, 'x');
@@ -109,6 +147,30 @@ export class LineChart {
       self.zoomed = false;
       if (self.onZoom) self.onZoom(null, null);
     });
+  }
+
+  drawOverlays(u) {
+    const ctx = u.ctx, { top, height } = u.bbox;
+    const xs = u.scales.x;
+    const at = (x) => Math.round(u.valToPos(x, 'x', true)) + 0.5;
+    ctx.save();
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = 'rgba(91, 100, 114, 0.16)';
+    ctx.setLineDash([2, 3]);
+    for (const x of this.vlines) {
+      if (x < xs.min || x > xs.max) continue;
+      ctx.beginPath(); ctx.moveTo(at(x), top); ctx.lineTo(at(x), top + height); ctx.stroke();
+    }
+    ctx.setLineDash([]);
+    for (const m of this.markers) {
+      if (m.x < xs.min || m.x > xs.max) continue;
+      const px = at(m.x);
+      ctx.strokeStyle = hexAlpha(m.color, 0.55);
+      ctx.beginPath(); ctx.moveTo(px, top); ctx.lineTo(px, top + height); ctx.stroke();
+      ctx.fillStyle = m.color;
+      ctx.beginPath(); ctx.moveTo(px - 5, top); ctx.lineTo(px + 5, top); ctx.lineTo(px, top + 8); ctx.closePath(); ctx.fill();
+    }
+    ctx.restore();
   }
 
   destroy() {

@@ -30,5 +30,7 @@ reportRoot.append(
     section('Test results', testResultsView(reportRun.results)),
     section('Checkpoints', checkpointsView(reportRun.checkpoints)),
     section('Resolved config', settingsView(reportRun.settings))));
-new RunCharts(reportCharts, { runs: [{ name: reportRun.name, detail: reportRun, color: colorFor(0) }], source: inlineSource, settings: { smoothing: 0, log: false } })
-  .build().then(() => { document.body.dataset.ready = 'report'; });
+// The dashboard's defaults: per-step series smoothed as TensorBoard does, with the raw values.
+const charts = new RunCharts(reportCharts, { runs: [{ name: reportRun.name, detail: reportRun, color: colorFor(0) }], source: inlineSource, settings: { smoothing: 0.6, logs: {} } });
+charts.setFindings(reportData.findings);
+charts.build().then(() => { document.body.dataset.ready = 'report'; });

@@ -96,17 +96,20 @@ export function fmtAgo(wall) {
 }
 
 // TensorBoard's smoothing: an exponential moving average debiased for its zero start, so that
-// the first points are not pulled towards 0. Non-finite points pass through.
-export function emaSmooth(values, weight) {
+// the first points are not pulled towards 0. Non-finite points pass through. `seed`, the smoothed
+// value just before the first point (a zoomed window of a longer series), continues that average
+// instead of starting a new one, so zooming does not change the curve.
+export function emaSmooth(values, weight, seed) {
   if (!weight || weight <= 0) return values;
   const out = new Array(values.length);
-  let last = 0, n = 0;
+  const seeded = seed !== undefined && seed !== null && Number.isFinite(seed);
+  let last = seeded ? seed : 0, n = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (v === null || !Number.isFinite(v)) { out[i] = v; continue; }
     last = last * weight + (1 - weight) * v;
     n++;
-    out[i] = last / (1 - Math.pow(weight, n));
+    out[i] = seeded ? last : last / (1 - Math.pow(weight, n));
   }
   return out;
 }
@@ -116,7 +119,9 @@ export async function getJSON(path, signal) {
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
     try { message = (await res.json()).error || message; } catch { /* not JSON */ }
-    throw new Error(message);
+    const error = new Error(message);
+    error.status = res.status;
+    throw error;
   }
   return res.json();
 }

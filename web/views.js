@@ -10,22 +10,26 @@ export function hasTag(tags, split, tag) {
   return tags.some((t) => t.split === split && t.tag === tag);
 }
 
-// Which charts a run (or several) gets, from the tags that exist.
+// Which charts a run (or several) gets, from the tags that exist. Only the series logged every
+// few steps (smooth: true) are smoothed: a per-epoch value is an average over the epoch already,
+// and smoothing it would misstate it; the lr is a setting, shown as it was.
 export function chartPlan(tags) {
   const plan = [];
-  const line = (split, tag, label, color, dash) => (hasTag(tags, split, tag) ? [{ split, tag, label, color, dash }] : []);
-  const loss = [...line('train', 'step_loss', 'train (per step)', STEP), ...line('train', 'loss', 'train', TRAIN), ...line('val', 'loss', 'val', VAL, [6, 4])];
-  if (loss.length) plan.push({ id: 'loss', title: 'Loss', lines: loss });
-  for (const [tag, title] of [['accuracy', 'Accuracy'], ['mae', 'MAE'], ['rmse', 'RMSE']]) {
+  const line = (split, tag, label, color, dash, smooth = false) => (hasTag(tags, split, tag) ? [{ split, tag, label, color, dash, smooth }] : []);
+  const loss = [...line('train', 'step_loss', 'train (per step)', STEP, undefined, true), ...line('train', 'loss', 'train (epoch mean)', TRAIN), ...line('val', 'loss', 'val', VAL, [6, 4])];
+  if (loss.length) plan.push({ id: 'loss', title: 'Loss', yLabel: 'loss', lines: loss });
+  for (const [tag, title, yLabel] of [['accuracy', 'Accuracy', 'accuracy (fraction)'], ['mae', 'MAE', 'mean absolute error'], ['rmse', 'RMSE', 'root mean squared error']]) {
     const lines = [...line('train', tag, 'train', TRAIN), ...line('val', tag, 'val', VAL, [6, 4])];
-    if (lines.length) plan.push({ id: tag, title, lines });
+    if (lines.length) plan.push({ id: tag, title, yLabel, lines });
   }
   const lr = line('train', 'lr', 'lr', '#7c3aed');
-  if (lr.length) plan.push({ id: 'lr', title: 'Learning rate', lines: lr, log: true });
-  const gn = line('train', 'grad_norm', 'global gradient norm', '#0f9d58');
-  if (gn.length) plan.push({ id: 'grad_norm', title: 'Global gradient norm', lines: gn, log: true });
+  if (lr.length) plan.push({ id: 'lr', title: 'Learning rate', yLabel: 'learning rate', lines: lr, log: true });
+  const gn = line('train', 'grad_norm', 'global gradient norm', '#0f9d58', undefined, true);
+  if (gn.length) plan.push({ id: 'grad_norm', title: 'Global gradient norm', yLabel: 'L2 norm', lines: gn, log: true });
   return plan;
 }
+
+const SEVERITY_COLORS = { error: '#c62828', warning: '#e8590c', info: '#5b6472' };
 
 export function heatGroups(tags) {
   const groups = [];
@@ -72,14 +76,36 @@ export function bestMetricText(run) {
 // A page of charts over one or several runs. source.series(runName, split, tag, {points, from, to})
 // returns {step, value, count, returned}; source.csv(runName, split, tag) a link or null.
 export class RunCharts {
-  constructor(root, { runs, source, settings }) {
+  constructor(root, { runs, source, settings, onSettings = null }) {
     this.root = root;
     this.runs = runs;             // [{name, detail, color}]
     this.source = source;
-    this.settings = settings;     // {smoothing, log}
-    this.charts = [];             // {chart, spec, range}
+    this.settings = settings;     // {smoothing, logs: {chart id: bool}}
+    this.onSettings = onSettings;
+    this.charts = [];             // {chart, spec, range, full}
     this.heat = [];
     this.otherChart = null;
+    this.epochSteps = [];
+    this.findingMarkers = [];
+  }
+
+  // A chart's log axis: the user's last choice for it, else its default (lr, gradient norm).
+  logFor(id, byDefault) {
+    const logs = this.settings.logs || {};
+    return id in logs ? !!logs[id] : !!byDefault;
+  }
+
+  saveLog(id, on) {
+    this.settings.logs = { ...(this.settings.logs || {}), [id]: on };
+    if (this.onSettings) this.onSettings();
+  }
+
+  // Findings, as markers on the loss chart at their step (pre-flight findings have none).
+  setFindings(findings) {
+    this.findingMarkers = (findings || []).filter((f) => (f.step || 0) > 0)
+      .map((f) => ({ x: f.step, color: SEVERITY_COLORS[f.severity] || SEVERITY_COLORS.info }));
+    const loss = this.charts.find((e) => e.spec.id === 'loss');
+    if (loss) loss.chart.setOverlays({ markers: this.findingMarkers });
   }
 
   tags() {
@@ -103,11 +129,13 @@ export class RunCharts {
     this.root.appendChild(grid);
     if (plan.length === 0) grid.appendChild(h('p', { class: 'muted', text: 'No metrics yet: the charts appear with the first logged step.' }));
     for (const spec of plan) {
-      const entry = { spec, range: [null, null] };
+      const entry = { spec, range: [null, null], full: new Map() };
       entry.chart = new LineChart(grid, {
-        title: spec.title, id: spec.id, log: this.settings.log || false,
+        title: spec.title, id: spec.id, log: this.logFor(spec.id, spec.log), yLabel: spec.yLabel,
         onZoom: (from, to) => { entry.range = [from, to]; this.loadChart(entry); },
+        onLog: (on) => this.saveLog(spec.id, on),
       });
+      if (spec.id === 'loss') entry.chart.setOverlays({ markers: this.findingMarkers });
       if (this.source.csv && this.runs.length === 1) {
         const links = spec.lines.map((l) => h('a', { class: 'csv', href: this.source.csv(this.runs[0].name, l.split, l.tag), download: '', title: `download ${l.split}/${l.tag} as CSV`, text: `${l.split}/${l.tag}` }));
         entry.chart.el.appendChild(h('div', { class: 'chart-foot' }, h('span', { class: 'muted', text: 'CSV: ' }), links));
@@ -130,11 +158,15 @@ export class RunCharts {
       others.map((t) => h('option', { value: `${t.split}\u001f${t.tag}`, text: `${t.split}/${t.tag}` })));
     const box = h('div', { class: 'chart-grid one' });
     this.otherRoot.append(h('div', { class: 'section-head' }, h('h2', { text: 'More metrics' }), select), box);
-    const entry = { spec: null, range: [null, null] };
-    entry.chart = new LineChart(box, { title: 'metric', id: 'other', log: this.settings.log, onZoom: (f, t) => { entry.range = [f, t]; this.loadChart(entry); } });
+    const entry = { spec: null, range: [null, null], full: new Map() };
+    entry.chart = new LineChart(box, {
+      title: 'metric', id: 'other', log: this.logFor('other', false),
+      onZoom: (f, t) => { entry.range = [f, t]; this.loadChart(entry); }, onLog: (on) => this.saveLog('other', on),
+    });
     const pick = () => {
       const [split, tag] = select.value.split('\u001f');
-      entry.spec = { id: 'other', title: `${split}/${tag}`, lines: [{ split, tag, label: `${split}/${tag}`, color: TRAIN }] };
+      entry.spec = { id: 'other', title: `${split}/${tag}`, yLabel: tag, lines: [{ split, tag, label: `${split}/${tag}`, color: TRAIN }] };
+      entry.full = new Map();
       entry.chart.el.querySelector('h3').textContent = `${split}/${tag}`;
       entry.range = [null, null];
       entry.chart.zoomed = false;
@@ -167,18 +199,41 @@ export class RunCharts {
       const color = multi ? run.color : l.color;
       const label = multi ? `${run.detail.display_name || run.name} · ${l.label}` : l.label;
       const w = this.settings.smoothing;
-      if (w > 0 && x.length > 8) {
+      if (l.smooth && w > 0 && x.length > 8) {
+        // Smoothed over the whole series: a zoomed window continues the average of the points
+        // before it (from the last whole-series load) instead of starting a new one.
+        const key = `${run.name}\u001f${l.split}\u001f${l.tag}`;
+        const zoomed = entry.range[0] !== null;
+        let seed;
+        const full = entry.full.get(key);
+        if (zoomed && full && full.w === w) {
+          let k = -1;
+          while (k + 1 < full.x.length && full.x[k + 1] < x[0]) k++;
+          if (k >= 0) seed = full.y[k];
+        }
+        const smoothed = emaSmooth(y, w, seed);
+        if (!zoomed) entry.full.set(key, { x, y: smoothed, w });
         lines.push({ label: label + ' (raw)', color, dash: l.dash, x, y, raw: true });
-        lines.push({ label, color, dash: l.dash, x, y: emaSmooth(y, w) });
+        lines.push({ label: `${label}, smoothed`, color, dash: l.dash, x, y: smoothed });
       } else {
         lines.push({ label, color, dash: l.dash, x, y });
       }
     }
     const note = total > returned ? `${fmt(returned)} of ${fmt(total)} points (min/max per bucket)` : `${fmt(total)} points`;
     entry.chart.setData(lines, entry.range[0] !== null ? note + ' · zoomed, double-click to reset' : note);
+    entry.chart.setOverlays({ vlines: this.epochSteps });
+  }
+
+  // Epoch ends, as faint lines on every chart: the steps of the first run's per-epoch loss.
+  async loadEpochs() {
+    const run = this.runs[0];
+    if (!run || !hasTag(run.detail.tags || [], 'train', 'loss')) { this.epochSteps = []; return; }
+    const s = await this.source.series(run.name, 'train', 'loss', { points: 400 });
+    this.epochSteps = s.step.length <= 200 ? s.step : [];
   }
 
   async refresh() {
+    await this.loadEpochs();
     await Promise.all(this.charts.map((e) => this.loadChart(e)));
     if (this.otherChart) await this.loadChart(this.otherChart);
     // The heatmap (one request per layer) follows a live run at most every 2 s.
@@ -206,10 +261,10 @@ export class RunCharts {
     this.heat = [heatmap(this.heatBox, rows, { title: `${g.prefix.replace('/', '')} per layer over steps` })];
   }
 
-  setSmoothing(w) { this.settings.smoothing = w; this.refresh(); }
-  setLog(log) {
-    this.settings.log = log;
-    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.chart.setLog(log);
+  setSmoothing(w) {
+    this.settings.smoothing = w;
+    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.full = new Map();
+    this.refresh();
   }
 }
 
@@ -218,12 +273,9 @@ export function toolbar(settings, charts, onChange) {
   const slider = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(settings.smoothing), 'aria-label': 'smoothing' });
   slider.addEventListener('input', () => { value.textContent = Number(slider.value).toFixed(2); });
   slider.addEventListener('change', () => { charts.setSmoothing(Number(slider.value)); onChange && onChange(); });
-  const log = h('input', { type: 'checkbox', checked: settings.log, 'aria-label': 'log scale' });
-  log.addEventListener('change', () => { charts.setLog(log.checked); onChange && onChange(); });
   return h('div', { class: 'toolbar' },
-    h('label', { title: 'debiased exponential moving average, as TensorBoard smooths' }, 'Smoothing ', slider, value),
-    h('label', null, log, ' log y-axis'),
-    h('span', { class: 'muted hint', text: 'drag across a chart to zoom · double-click to reset' }));
+    h('label', { title: 'debiased exponential moving average, as TensorBoard smooths; applied to the series logged every few steps, never to per-epoch values or the lr' }, 'Smoothing (per-step series) ', slider, value),
+    h('span', { class: 'muted hint', text: 'hover for raw values · drag across a chart to zoom · double-click to reset' }));
 }
 
 export function findingsView(findings, maxStep) {
@@ -311,13 +363,14 @@ export function settingsView(settings) {
 
 export function checkpointsView(checkpoints) {
   if (!checkpoints || !checkpoints.length) return h('p', { class: 'muted', text: 'No checkpoints.' });
-  // One row per file: the latest record of each path.
+  // One row per file: the latest record of each path (the server lists only files on disk).
   const latest = new Map();
   for (const c of checkpoints) latest.set(c.path, c);
+  const size = (b) => (b === undefined || b === null ? '–' : b >= 1048576 ? `${(b / 1048576).toFixed(1)} MiB` : `${Math.ceil(b / 1024)} KiB`);
   return h('table', { class: 'checkpoints' },
-    h('thead', null, h('tr', null, ['file', 'kind', 'epoch', 'step', 'monitor', 'value', 'saved'].map((t) => h('th', { text: t })))),
+    h('thead', null, h('tr', null, ['file', 'kind', 'epoch', 'step', 'monitor', 'value', 'size', 'saved'].map((t) => h('th', { text: t })))),
     h('tbody', null, [...latest.values()].map((c) => h('tr', null, h('td', { class: 'mono', text: c.path }), h('td', { text: c.kind }), h('td', { class: 'num', text: fmt(c.epoch) }),
-      h('td', { class: 'num', text: fmt(c.step) }), h('td', { text: c.monitor }), h('td', { class: 'num', text: fmt(c.value) }), h('td', { text: fmtTime(c.wall_time) })))));
+      h('td', { class: 'num', text: fmt(c.step) }), h('td', { text: c.monitor }), h('td', { class: 'num', text: fmt(c.value) }), h('td', { class: 'num', text: size(c.bytes) }), h('td', { text: fmtTime(c.wall_time) })))));
 }
 
 export function runFacts(run) {

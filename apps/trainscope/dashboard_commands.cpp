@@ -2,11 +2,15 @@
 
 #include <trainscope/error.h>
 
+#include <pthread.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <pthread.h>
+#include <thread>
 
 namespace trainscope::cli {
 namespace fs = std::filesystem;
@@ -119,6 +123,26 @@ std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config) {
     std::fprintf(stderr, "trainscope: dashboard not started: %s\n", e.what());
     return nullptr;
   }
+}
+
+namespace {
+volatile std::sig_atomic_t g_stop_lingering = 0;
+}
+
+void linger(serve::Dashboard* dashboard, const Config& config) {
+  const double seconds = config.get_double("ui.linger");
+  if (!dashboard || seconds <= 0 || !isatty(fileno(stdout))) return;
+  std::printf(
+      "dashboard: still serving %s for %.0f s so that an open tab shows the results "
+      "(Ctrl-C ends it now; ui.linger sets how long)\n",
+      dashboard->url().c_str(), seconds);
+  std::fflush(stdout);
+  g_stop_lingering = 0;
+  auto* previous = std::signal(SIGINT, [](int) { g_stop_lingering = 1; });
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!g_stop_lingering && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::signal(SIGINT, previous);
 }
 
 }  // namespace trainscope::cli

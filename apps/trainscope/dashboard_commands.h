@@ -40,5 +40,9 @@ bool run_dashboard_commands(const DashboardCommands& commands, int& exit_code);
 // next free port), over run.dir; prints its URL. Returns null when off or when it cannot start
 // (then it prints why and training goes on).
 std::unique_ptr<serve::Dashboard> start_train_dashboard(const Config& config);
+// After training, on a terminal: keeps `dashboard` serving for ui.linger seconds, so that an open
+// tab shows the test results, and says so; Ctrl-C ends the wait at once. Does nothing when
+// `dashboard` is null, ui.linger is 0 or standard output is not a terminal.
+void linger(serve::Dashboard* dashboard, const Config& config);
 
 }  // namespace trainscope::cli

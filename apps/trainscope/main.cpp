@@ -37,7 +37,9 @@ int run_train(const ts::cli::FitArgs& args) {
   session.join();
   // The dashboard reads the run store from its own threads; it stops when training ends.
   auto dashboard = session.leader() ? ts::cli::start_train_dashboard(session.config()) : nullptr;
-  return report(session.train(!args.no_test));
+  const int code = report(session.train(!args.no_test));
+  ts::cli::linger(dashboard.get(), session.config());
+  return code;
 }
 
 struct ResumeArgs {
@@ -59,7 +61,9 @@ int run_resume(const ResumeArgs& args) {
   session.name_settings(ts::cli::flag_name);
   session.join();
   auto dashboard = session.leader() ? ts::cli::start_train_dashboard(session.config()) : nullptr;
-  return report(session.resume(!args.no_test));
+  const int code = report(session.resume(!args.no_test));
+  ts::cli::linger(dashboard.get(), session.config());
+  return code;
 }
 
 struct RunArgs {

@@ -1,5 +1,7 @@
 #include "serve/run_reader.h"
 
+#include <trainscope/track/checkpoint_file.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -231,17 +233,60 @@ nlohmann::json RunReader::detail(const std::string& name) {
   for (const track::ResultRecord& r : store_.results())
     results[r.split][r.name] = parse_or_string(r.json);
   j["results"] = results;
-  nlohmann::json checkpoints = nlohmann::json::array();
-  for (const track::CheckpointRecord& c : store_.checkpoints())
-    checkpoints.push_back({{"path", c.path},
-                           {"kind", c.kind},
-                           {"epoch", c.epoch},
-                           {"step", c.step},
-                           {"monitor", c.monitor},
-                           {"value", number_or_null(c.value)},
-                           {"wall_time", number_or_null(c.wall_time)}});
-  j["checkpoints"] = checkpoints;
+  j["checkpoints"] = checkpoints_on_disk(store_.file().parent_path(), store_.checkpoints());
   return j;
+}
+
+// The checkpoint files a run has now, each once: the newest record of each path whose file is
+// still there and still holds that step (rotation removes and replaces epoch files), and
+// previous.ckpt, which the store does not record, from its own header.
+nlohmann::json checkpoints_on_disk(const std::filesystem::path& run_dir,
+                                   const std::vector<track::CheckpointRecord>& records) {
+  namespace fs = std::filesystem;
+  std::vector<track::CheckpointRecord> latest;
+  for (const auto& c : records) {
+    auto same = std::find_if(latest.begin(), latest.end(),
+                             [&](const track::CheckpointRecord& l) { return l.path == c.path; });
+    if (same != latest.end())
+      *same = c;
+    else
+      latest.push_back(c);
+  }
+  auto row = [](const track::CheckpointRecord& c, uintmax_t bytes) {
+    return nlohmann::json{{"path", c.path},
+                          {"kind", c.kind},
+                          {"epoch", c.epoch},
+                          {"step", c.step},
+                          {"monitor", c.monitor},
+                          {"value", number_or_null(c.value)},
+                          {"wall_time", number_or_null(c.wall_time)},
+                          {"bytes", bytes}};
+  };
+  nlohmann::json out = nlohmann::json::array();
+  std::error_code ec;
+  for (const auto& c : latest) {
+    const fs::path file = run_dir / c.path;
+    const uintmax_t bytes = fs::file_size(file, ec);
+    if (ec) continue;  // removed by rotation, or never finished
+    try {
+      if (track::read_checkpoint_info(file).step != c.step) continue;
+    } catch (const std::exception&) {
+      continue;  // damaged: resume sets it aside
+    }
+    out.push_back(row(c, bytes));
+  }
+  const fs::path previous = run_dir / "checkpoints" / "previous.ckpt";
+  try {
+    if (fs::exists(previous, ec)) {
+      const track::CheckpointInfo info = track::read_checkpoint_info(previous);
+      out.push_back(row({"checkpoints/previous.ckpt", "previous", info.epoch, info.step,
+                         info.monitor, info.value, info.wall_time},
+                        fs::file_size(previous, ec)));
+    }
+  } catch (const std::exception&) {
+    // A damaged previous.ckpt is not listed.
+  }
+  return out;
 }
 
 nlohmann::json RunReader::findings() {

@@ -71,4 +71,9 @@ class RunReader {
   std::unordered_map<std::string, Series> series_;  // key: split + '\x1f' + tag
 };
 
+// The checkpoint files `run_dir` holds now, from the store's records (the newest of each path
+// whose file still holds its step) and previous.ckpt's header: what the checkpoints view lists.
+nlohmann::json checkpoints_on_disk(const std::filesystem::path& run_dir,
+                                   const std::vector<track::CheckpointRecord>& records);
+
 }  // namespace trainscope::serve

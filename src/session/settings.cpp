@@ -700,6 +700,13 @@ std::vector<SettingBinding> make_table() {
        int_is([](int64_t v) { return v >= 0 && v <= 65535; },
               "a port from 0 to 65535 (0: any free port)")},
       [](O & o) -> auto& { return o.port; }));
+  add(bind(
+      {"ui.linger", 60.0,
+       "an open tab sees the final results; only on a terminal, so that scripts and CI never wait",
+       "after training, on a terminal, the dashboard keeps serving this many seconds (Ctrl-C "
+       "ends it at once; 0: exit when training ends)",
+       non_negative_number(">= 0 seconds")},
+      [](O & o) -> auto& { return o.linger; }));
   return t;
 }
 

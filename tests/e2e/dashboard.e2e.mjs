@@ -3,7 +3,7 @@
 // node dashboard.e2e.mjs --cli build/trainscope --make-runs build/tests/make_runs --out DIR
 import { spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -117,15 +117,17 @@ try {
     assert(Math.max(...api.value) > 5, 'the spike was dropped');
   });
 
-  await check('a live run: the curve grows and a finding appears', async () => {
+  await check('a live run: a page opened before it starts waits, the curve grows, a finding appears, checkpoints match the disk', async () => {
+    // The CLI prints the URL before the run exists: the page says it is starting, then loads.
+    await page.goto(base + '#/run/live');
+    await page.waitForSelector('.card.starting');
     // A live run beside the dashboard (its own dashboard off: the one above serves the directory).
     const train = spawn(cli, ['train', '--runs-dir', runs, '--name', 'live', '--epochs', '40', '--no-test', '--no-dashboard',
       '--progress', 'plain', '--set', 'data.limit=2000', '--set', 'train.log_every=2', '--set', 'train.early_stopping=false',
       '--set', 'train.batch_size=64'], { cwd: work, stdio: 'ignore' });
     children.push(train);
     await until(() => existsSync(join(runs, 'live', 'run.sqlite')), 60000, 'the live run to start');
-    await page.goto(base + '#/run/live');
-    // A hash change keeps the document: wait for the live run's page, not the previous run's charts.
+    // The waiting page turns into the run's page by itself.
     await until(() => page.evaluate(() => document.querySelector('.run-title .mono')?.textContent === 'live'), 10000, 'the live run page');
     const points = () => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0));
     await until(async () => (await points()) > 0, 60000, 'first points of the live run');
@@ -140,7 +142,61 @@ try {
     log(`live: the finding appeared ${Date.now() - t0} ms after it was stored`);
     const text = await page.$$eval('.finding', (f) => f.map((x) => x.textContent).join('\n'));
     assert(text.includes('clip gradients at 1.0') && text.includes('grad_norm_20_steps_ago'), text);
+    // The checkpoints view lists the files on disk, each once (rotation removes epoch files).
+    const dir = join(runs, 'live', 'checkpoints');
+    const shown = () => page.$$eval('table.checkpoints td.mono', (t) => t.map((x) => x.textContent.replace('checkpoints/', '')).sort().join(' '));
+    const onDisk = () => readdirSync(dir).filter((f) => f.endsWith('.ckpt')).sort().join(' ');
+    await until(async () => (await shown()).includes('previous.ckpt'), 30000, 'previous.ckpt in the checkpoints view');
+    await until(async () => (await shown()) === onDisk(), 5000, `the checkpoints view (${await shown()}) to match the disk (${onDisk()})`);
     await page.screenshot({ path: join(out, 'live-run.png'), fullPage: true });
+  });
+
+  await check('honest charts: raw per-epoch values, smoothing per step only, log lr, axes, epochs, findings', async () => {
+    await page.goto(base + '#/run/cmp-a');
+    await until(() => page.evaluate(() => document.querySelector('.run-title .mono')?.textContent === 'cmp-a'), 10000, 'the cmp-a page');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=accuracy]')?.dataset.points || 0) > 0), 10000, 'the accuracy chart');
+    const facts = await page.evaluate(async () => {
+      const chart = (id) => document.querySelector(`[data-chart=${id}]`).chart;
+      const api = await (await fetch('api/runs/cmp-a/series?split=val&tag=accuracy&points=2000')).json();
+      const acc = chart('accuracy'), loss = chart('loss'), lr = chart('lr');
+      const val = acc.series.find((x) => x.label === 'val');
+      const at700 = val.y[val.x.indexOf(700)];
+      return {
+        accRaw: acc.series.some((x) => x.raw), lossRaw: loss.series.filter((x) => x.raw).map((x) => x.label),
+        lossLabels: loss.series.map((x) => x.label), at700, api700: api.value[api.step.indexOf(700)],
+        lrLog: lr.log, lrRange: [lr.u.scales.y.min, lr.u.scales.y.max], epochs: loss.vlines.length, markers: loss.markers.length,
+        axes: loss.u.axes.map((a) => a.label),
+        legendCase: getComputedStyle(document.querySelector('[data-chart=loss] .u-legend th') || document.body).textTransform,
+      };
+    });
+    assert(!facts.accRaw, 'a per-epoch series was smoothed');
+    assert(facts.at700 === facts.api700, `val accuracy at the best epoch: chart ${facts.at700}, store ${facts.api700}`);
+    assert(JSON.stringify(facts.lossRaw) === JSON.stringify(['train (per step) (raw)']), `smoothed series: ${facts.lossRaw}`);
+    assert(facts.lossLabels.includes('train (epoch mean)') && facts.lossLabels.includes('val'), `loss lines ${facts.lossLabels}`);
+    assert(facts.lrLog && facts.lrRange[0] > 0 && facts.lrRange[1] > facts.lrRange[0] && facts.lrRange[0] < 0.003 && facts.lrRange[1] > 0.003,
+      `a constant lr on its log axis: ${JSON.stringify(facts)}`);
+    assert(facts.epochs === 10, `epoch lines ${facts.epochs}`);
+    assert(facts.markers === 1, `finding markers ${facts.markers}`);
+    assert(facts.axes.includes('step') && facts.axes.includes('loss'), `axis titles ${facts.axes}`);
+    assert(facts.legendCase === 'none', `legend text-transform ${facts.legendCase}`);
+    // Hovering a smoothed line shows the raw value beside it.
+    const box = await page.$eval('[data-chart=loss] .u-over', (o) => { const r = o.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
+    await page.mouse.move(box.x + box.w * 0.5, box.y + box.h * 0.5);
+    const legend = await page.textContent('[data-chart=loss] .u-legend');
+    assert(/\(raw [\d.]+\)/.test(legend), `hover legend: ${legend}`);
+    // Zooming keeps the smoothing of the whole series: the same steps get the same values.
+    const whole = await page.evaluate(() => { const s = document.querySelector('[data-chart=loss]').chart.series.find((x) => x.label.endsWith('smoothed')); return { x: s.x, y: s.y }; });
+    await page.mouse.move(box.x + box.w * 0.5, box.y + box.h * 0.5);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.w * 0.8, box.y + box.h * 0.5, { steps: 5 });
+    await page.mouse.up();
+    await until(() => page.evaluate(() => document.querySelector('[data-chart=loss] .chart-note').textContent.includes('zoomed')), 5000, 'the zoom');
+    const zoomed = await page.evaluate(() => { const s = document.querySelector('[data-chart=loss]').chart.series.find((x) => x.label.endsWith('smoothed')); return { x: s.x, y: s.y }; });
+    let worst = 0;
+    zoomed.x.forEach((x, i) => { const j = whole.x.indexOf(x); if (j >= 0) worst = Math.max(worst, Math.abs(zoomed.y[i] - whole.y[j]) / Math.abs(whole.y[j])); });
+    assert(zoomed.x.length > 10 && zoomed.x[0] > whole.x[0] && worst < 1e-9, `zoomed smoothing differs by ${worst} (${zoomed.x.length} points from step ${zoomed.x[0]})`);
+    await page.screenshot({ path: join(out, 'honest-charts.png'), fullPage: true });
+    await page.dblclick('[data-chart=loss] .u-over');
   });
 
   await check('two runs compared', async () => {

@@ -66,6 +66,7 @@ struct SessionOptions {
   std::string progress = "auto";             // ui.progress: auto | bar | plain | off
   bool dashboard = true;                     // ui.dashboard
   int64_t port = 6150;                       // ui.port
+  double linger = 60.0;                      // ui.linger (seconds; the CLI, on a terminal)
 };
 
 // One setting: its schema entry and the field it is bound to.

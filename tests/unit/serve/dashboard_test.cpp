@@ -1,6 +1,7 @@
 // The dashboard's read-only API over a runs directory: listing, series with min/max downsampling,
 // findings, CSV, live changes, and the safety rules (loopback, token, paths, methods, sizes).
 #include <trainscope/serve/dashboard.h>
+#include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run_store.h>
 #include <trainscope/error.h>
 
@@ -65,7 +66,26 @@ class DashboardApi : public ::testing::Test {
                          "add dropout", 1.0});
       store.put_result("test", "confusion_matrix", "[[5,1],[2,7]]");
       store.put_settings({{"train.lr", "0.001", "default", "the Adam rule of thumb"}});
-      store.add_checkpoint({"checkpoints/best.pt", "best", 2, 6000, "val_loss", 0.5, 1.0});
+      // On disk: best.ckpt at step 6000, and previous.ckpt (never recorded). Recorded but gone:
+      // a rotated epoch file. Recorded, then replaced by a newer save: last.ckpt at step 3000.
+      fs::create_directories(runs_ / "alpha" / "checkpoints");
+      auto write = [&](const char* name, int64_t epoch, int64_t step) {
+        ts::track::CheckpointInfo info;
+        info.kind = "last";
+        info.epoch = epoch;
+        info.step = step;
+        info.epoch_complete = true;
+        info.monitor = "val_loss";
+        info.value = 0.5;
+        ts::track::write_checkpoint_file(runs_ / "alpha" / "checkpoints" / name, info, "payload");
+      };
+      write("best.ckpt", 2, 6000);
+      write("last.ckpt", 3, 9000);
+      write("previous.ckpt", 2, 6000);
+      store.add_checkpoint(
+          {"checkpoints/epoch-0001-val_loss-1.0000.ckpt", "epoch", 1, 3000, "val_loss", 1.0, 0.5});
+      store.add_checkpoint({"checkpoints/last.ckpt", "last", 1, 3000, "val_loss", 1.0, 0.5});
+      store.add_checkpoint({"checkpoints/best.ckpt", "best", 2, 6000, "val_loss", 0.5, 1.0});
     }
     {
       ts::track::RunStore store(runs_ / kHostileDir / "run.sqlite");
@@ -124,7 +144,14 @@ TEST_F(DashboardApi, DetailHasTagsSettingsResultsCheckpoints) {
   json d = get_json("/api/runs/alpha");
   EXPECT_EQ(d["settings"][0]["key"], "train.lr");
   EXPECT_EQ(d["results"]["test"]["confusion_matrix"][1][1], 7);
-  EXPECT_EQ(d["checkpoints"][0]["path"], "checkpoints/best.pt");
+  // The files on disk, each once: a rotated file is gone, a replaced record is stale, and
+  // previous.ckpt comes from its header.
+  std::vector<std::string> files;
+  for (auto& c : d["checkpoints"])
+    files.push_back(c["path"].get<std::string>() + "@" + std::to_string(c["step"].get<int64_t>()));
+  EXPECT_EQ(files, (std::vector<std::string>{"checkpoints/best.ckpt@6000",
+                                             "checkpoints/previous.ckpt@6000"}));
+  EXPECT_GT(d["checkpoints"][0]["bytes"].get<int64_t>(), 0);
   bool found = false;
   for (auto& t : d["tags"])
     if (t["split"] == "train" && t["tag"] == "step_loss") {
