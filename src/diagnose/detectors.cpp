@@ -105,15 +105,18 @@ std::optional<Finding> VanishingGradientDetector::on_step(const StepSignals& s) 
                                    " of the last layer's (" + last->name + ": " +
                                    num(last->grad_norm) + ")"
                              : "the mean absolute gradient is " + num(s.grad_abs_mean);
-  return make(
-      kind(), Severity::kError, s.step, s.epoch,
-      "vanishing gradients: " + why + " for " + std::to_string(t_.sustain_steps) +
-          " logging steps; the early layers barely learn",
-      {{"first_last_ratio", ratio},
-       {"first_grad_norm", first ? first->grad_norm : 0.0},
-       {"grad_abs_mean", s.grad_abs_mean}},
-      "use ReLU instead of sigmoid/tanh, add batch normalization or residual connections, or use a "
-      "shallower network; check the weight initialization");
+  return make(kind(), Severity::kError, s.step, s.epoch,
+              "vanishing gradients: " + why + " for " + std::to_string(t_.sustain_steps) +
+                  " logging steps; the early layers barely learn",
+              {{"first_last_ratio", ratio},
+               {"first_grad_norm", first ? first->grad_norm : 0.0},
+               {"grad_abs_mean", s.grad_abs_mean}},
+              "use ReLU (" + setting_ref("model.activation", "relu") +
+                  ") instead of sigmoid/tanh, add batch normalization (" +
+                  setting_ref("model.norm", "batch") + ") or residual connections (" +
+                  setting_ref("model.name", "resnet") +
+                  "), or use a shallower network; check the weight initialization (" +
+                  setting_ref("model.init", "kaiming") + ")");
 }
 
 std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
@@ -241,8 +244,10 @@ std::optional<Finding> DyingReluDetector::on_step(const StepSignals& s) {
                {"dead_unit_fraction", dead ? dead->dead_fraction : 0.0},
                {"lr", s.lr}},
               "lower the learning rate to " + num(s.lr / 10) + " (" +
-                  setting_ref("train.lr", num(s.lr / 10)) +
-                  "), use LeakyReLU, or add batch normalization before the ReLUs");
+                  setting_ref("train.lr", num(s.lr / 10)) + "), use LeakyReLU (" +
+                  setting_ref("model.activation", "leaky_relu") +
+                  "), or add batch normalization before the ReLUs (" +
+                  setting_ref("model.norm", "batch") + ")");
 }
 
 std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
@@ -258,9 +263,9 @@ std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
                   "% of the outputs of " + worst->name +
                   " sit within 1% of their bounds, where gradients vanish",
               {{"saturated_fraction", worst->saturated_fraction}},
-              "normalize the inputs, lower the learning rate, or use ReLU with batch normalization "
-              "instead of " +
-                  worst->kind);
+              "normalize the inputs, lower the learning rate, or use ReLU (" +
+                  setting_ref("model.activation", "relu") + ") with batch normalization (" +
+                  setting_ref("model.norm", "batch") + ") instead of " + worst->kind);
 }
 
 std::optional<Finding> OscillatingLossDetector::on_epoch(const EpochSignals& e) {

@@ -307,7 +307,9 @@ std::vector<SettingBinding> make_table() {
 
   add(bind(
       {"model.name", std::string("cnn"), "the reference CNN for image classification",
-       "model from the zoo: cnn or mlp", one_of({"cnn", "mlp"})},
+       "model from the zoo: cnn, mlp or resnet (a small residual network for 28x28 and 32x32 "
+       "images)",
+       one_of({"cnn", "mlp", "resnet"})},
       [](O & o) -> auto& { return o.model.name; }));
   add(bind(
       {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",
@@ -324,6 +326,32 @@ std::vector<SettingBinding> make_table() {
        "dropout before each hidden linear layer",
        fraction_in(0, false, 1, true, "a probability in [0, 1)")},
       [](O & o) -> auto& { return o.model.dropout; }));
+  add(bind_enum<models::Activation, models::kActivationNames>(
+      {"model.activation", std::string("relu"), "ReLU trains deep nets without saturating",
+       "nonlinearity after each hidden layer: relu, leaky_relu, gelu, tanh or sigmoid"},
+      [](O & o) -> auto& { return o.model.activation; }));
+  add(bind_enum<models::Norm, models::kNormNames>(
+      {"model.norm", std::string("auto"),
+       "batch norm after each conv of the cnn and the resnet, none in the mlp",
+       "normalization after each hidden layer: auto, none, batch or layer"},
+      [](O & o) -> auto& { return o.model.norm; }));
+  add(bind_enum<models::Init, models::kInitNames>(
+      {"model.init", std::string("default"),
+       "LibTorch's default initialization, as PyTorch's (the resnet's convs: kaiming, as "
+       "torchvision)",
+       "weight initialization of linear and conv layers: default, kaiming or xavier"},
+      [](O & o) -> auto& { return o.model.init; }));
+  add(bind(
+      {"model.depth", int64_t{0}, "0: the sizes come from model.channels and model.hidden",
+       "hidden layers (mlp), conv blocks (cnn) or blocks per stage (resnet); with model.width",
+       at_least(0, ">= 0 (0: use the size lists)")},
+      [](O & o) -> auto& { return o.model.depth; }));
+  add(bind(
+      {"model.width", int64_t{0}, "0: the sizes come from model.channels and model.hidden",
+       "units per hidden layer (mlp), channels of the first block (cnn, doubling per block) or "
+       "of the first stage (resnet); with model.depth",
+       at_least(0, ">= 0 (0: use the size lists)")},
+      [](O & o) -> auto& { return o.model.width; }));
 
   add(bind_enum<Task, kTaskNames>(
       {"train.task", std::string("classification"), "Fashion-MNIST has 10 classes",

@@ -16,13 +16,9 @@ namespace trainscope::session {
 namespace fs = std::filesystem;
 
 Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, int64_t outputs) {
-  models::ModelSpec spec;
-  spec.name = config.get_string("model.name");
+  models::ModelSpec spec = session_options(config).model;  // model.*
   spec.input_shape = input_shape;
   spec.outputs = outputs;
-  spec.channels = config.get_ints("model.channels");
-  spec.hidden = config.get_ints("model.hidden");
-  spec.dropout = config.get_double("model.dropout");
   // Weights are drawn from torch's global generator: seed it so that a run is reproducible.
   torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
   return models::make_model(spec);

@@ -1,6 +1,7 @@
 #pragma once
 // The model zoo: small, well-known architectures chosen by name, with their sizes as options.
 
+#include <trainscope/config.h>
 #include <trainscope/models/model.h>
 
 #include <cstdint>
@@ -9,12 +10,41 @@
 
 namespace trainscope::models {
 
-// Multi-layer perceptron: flatten -> [linear -> relu -> dropout] per hidden size -> linear.
+// The nonlinearity after each hidden layer (model.activation).
+enum class Activation { kRelu, kLeakyRelu, kGelu, kTanh, kSigmoid };
+inline constexpr EnumName<Activation> kActivationNames[] = {{Activation::kRelu, "relu"},
+                                                            {Activation::kLeakyRelu, "leaky_relu"},
+                                                            {Activation::kGelu, "gelu"},
+                                                            {Activation::kTanh, "tanh"},
+                                                            {Activation::kSigmoid, "sigmoid"}};
+// Normalization after each hidden layer's linear or conv (model.norm). kAuto: batch norm in the
+// cnn and the resnet, none in the mlp. Layer norm on conv features normalizes over C, H and W.
+enum class Norm { kAuto, kNone, kBatch, kLayer };
+inline constexpr EnumName<Norm> kNormNames[] = {
+    {Norm::kAuto, "auto"}, {Norm::kNone, "none"}, {Norm::kBatch, "batch"}, {Norm::kLayer, "layer"}};
+// Initialization of the weights of linear and conv layers (model.init): LibTorch's default
+// (kaiming uniform with a = sqrt(5), as PyTorch), kaiming normal for the activation, or xavier
+// uniform; biases start at zero with the latter two.
+enum class Init { kDefault, kKaiming, kXavier };
+inline constexpr EnumName<Init> kInitNames[] = {
+    {Init::kDefault, "default"}, {Init::kKaiming, "kaiming"}, {Init::kXavier, "xavier"}};
+
+// What every zoo model's hidden layers are made of.
+struct LayerOptions {
+  Activation activation = Activation::kRelu;
+  Norm norm = Norm::kAuto;
+  Init init = Init::kDefault;
+  double dropout = 0.0;  // before each hidden linear layer
+};
+
+// Multi-layer perceptron: flatten -> [dropout -> linear -> norm -> activation] per hidden size ->
+// linear.
 struct MlpOptions {
   int64_t in_features = 784;
   std::vector<int64_t> hidden = {256, 128};
   int64_t outputs = 10;  // classes, or regression targets
   double dropout = 0.0;
+  LayerOptions layers = {};  // its dropout is `dropout`
   MlpOptions& in(int64_t v) {
     in_features = v;
     return *this;
@@ -25,9 +55,9 @@ struct MlpOptions {
   }
 };
 
-// The reference CNN: per entry of `channels` a block conv3x3 (padding 1) -> batchnorm -> relu
-// -> maxpool 2; then flatten -> [linear -> relu] per hidden size -> linear to `outputs`.
-// With the defaults on 1x28x28 inputs: conv 32, conv 64, linear 128, linear 10.
+// The reference CNN: per entry of `channels` a block conv3x3 (padding 1) -> norm -> activation
+// -> maxpool 2; then flatten -> [dropout -> linear -> activation] per hidden size -> linear to
+// `outputs`. With the defaults on 1x28x28 inputs: conv 32, conv 64, linear 128, linear 10.
 struct CnnOptions {
   int64_t in_channels = 1;
   int64_t height = 28;
@@ -36,15 +66,37 @@ struct CnnOptions {
   std::vector<int64_t> hidden = {128};
   int64_t outputs = 10;
   double dropout = 0.0;
+  LayerOptions layers = {};  // its dropout is `dropout`
   CnnOptions& classes(int64_t v) {
     outputs = v;
     return *this;
   }
 };
 
+// A small residual network for 28x28 and 32x32 images (1 or 3 channels), after He et al.'s
+// CIFAR ResNets: a conv3x3 stem of `width` channels; three stages of `blocks` basic blocks
+// (conv3x3 -> norm -> activation -> conv3x3 -> norm, plus the input, then activation) at width,
+// 2 x width and 4 x width channels, the second and third starting with stride 2 (a 1x1 conv
+// with norm on the shortcut); global average pooling; [dropout] -> linear to `outputs`.
+// The defaults (width 16, 2 blocks) make a ResNet-14 of 0.17 M parameters. With model.init at its
+// default the convs get kaiming normal (fan out) and the classifier LibTorch's default, as in
+// torchvision.
+struct ResNetOptions {
+  int64_t in_channels = 1;
+  int64_t height = 28;
+  int64_t width_px = 28;
+  int64_t width = 16;  // channels of the first stage
+  int64_t blocks = 2;  // basic blocks per stage
+  int64_t outputs = 10;
+  double dropout = 0.0;
+  LayerOptions layers = {};
+};
+
 Model mlp(const MlpOptions& options = {});
 // Throws ConfigError when the input is too small for the number of pooling blocks.
 Model cnn(const CnnOptions& options = {});
+// Throws ConfigError for sizes below 1 or an input smaller than 8x8.
+Model resnet(const ResNetOptions& options = {});
 
 // What make_model needs to size a zoo model for a task.
 struct ModelSpec {
@@ -54,6 +106,14 @@ struct ModelSpec {
   std::vector<int64_t> channels = {32, 64};  // cnn only
   std::vector<int64_t> hidden = {128};
   double dropout = 0.0;
+  Activation activation = Activation::kRelu;
+  Norm norm = Norm::kAuto;
+  Init init = Init::kDefault;
+  // Depth and width instead of the lists (0: the lists): the mlp gets `depth` hidden layers of
+  // `width`; the cnn `depth` conv blocks of width, 2 x width, ...; the resnet `depth` blocks per
+  // stage and `width` channels in its first (defaults 2 and 16).
+  int64_t depth = 0;
+  int64_t width = 0;
 };
 
 // Builds a zoo model by name. Throws ConfigError for an unknown name, listing the known ones.
