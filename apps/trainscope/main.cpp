@@ -71,6 +71,7 @@ struct RunArgs {
   std::string runs_dir = "runs";
   std::string weights = "best";
   std::string out;
+  std::string format = "state_dict";
 };
 
 int run_test(const RunArgs& args) {
@@ -85,12 +86,16 @@ int run_test(const RunArgs& args) {
 
 int run_export(const RunArgs& args) {
   ts::Session session = ts::Session::of_run(ts::session::find_run(args.run, args.runs_dir));
-  const ts::ExportResult r = session.export_weights(args.weights, args.out);
-  std::printf(
-      "exported %lld tensors of %s (%lld parameters) from %s to %s\n"
-      "in Python: model.load_state_dict(torch.load(\"%s\"))\n",
-      static_cast<long long>(r.tensors), r.model_name.c_str(), static_cast<long long>(r.parameters),
-      r.from.c_str(), r.file.c_str(), r.file.c_str());
+  const auto format = *ts::value_of(args.format, ts::kExportFormatNames);
+  const ts::ExportResult r = session.export_weights(args.weights, args.out, format);
+  std::printf("exported %lld tensors of %s (%lld parameters) from %s to %s\n",
+              static_cast<long long>(r.tensors), r.model_name.c_str(),
+              static_cast<long long>(r.parameters), r.from.c_str(), r.file.c_str());
+  if (format == ts::ExportFormat::kTorchScript)
+    std::printf("in Python: model = torch.jit.load(\"%s\"); in C++: torch::jit::load(\"%s\")\n",
+                r.file.c_str(), r.file.c_str());
+  else
+    std::printf("in Python: model.load_state_dict(torch.load(\"%s\"))\n", r.file.c_str());
   return 0;
 }
 
@@ -243,15 +248,24 @@ int main(int argc, char** argv) {
   resume->add_flag("--no-dashboard", resume_args.no_dashboard, "do not serve the dashboard");
 
   RunArgs export_args;
-  auto* export_cmd = app.add_subcommand(
-      "export", "write a run's weights as a state dict that Python's torch.load reads");
+  auto* export_cmd = app.add_subcommand("export",
+                                        "write a run's weights as a state dict that Python's "
+                                        "torch.load reads, or as a TorchScript module");
   export_cmd->add_option("RUN", export_args.run, "run directory, or a run name under --runs-dir")
       ->required();
   export_cmd->add_option("--runs-dir", export_args.runs_dir,
                          "directory of runs (default \"runs\")");
   export_cmd->add_option("--weights", export_args.weights, "best or last (default \"best\")")
       ->check(CLI::IsMember({"best", "last"}));
-  export_cmd->add_option("--out", export_args.out, "file to write (default: <run>/<weights>.pt)");
+  export_cmd->add_option("--out", export_args.out,
+                         "file to write (default: <run>/<weights>.pt, or "
+                         "<run>/<weights>.torchscript.pt)");
+  export_cmd
+      ->add_option("--format", export_args.format,
+                   "state_dict (default; torch.load + load_state_dict) or torchscript (a "
+                   "deployable module with the trained weights, for models trained from "
+                   "torchscript:PATH)")
+      ->check(CLI::IsMember({"state_dict", "torchscript"}));
 
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 #include <trainscope/error.h>
 #include <trainscope/models/torchscript.h>
+#include <trainscope/track/run.h>
 
 #include "scripted_module.h"
 
@@ -35,6 +36,23 @@ std::string layer_kind(const torch::nn::Module& module) {
 }
 
 }  // namespace detail
+
+void save_torchscript(const Model& model, const std::filesystem::path& file) {
+  auto* scripted = dynamic_cast<detail::ScriptedModule*>(&model.module());
+  if (!scripted)
+    throw ConfigError("model " + model.name() +
+                      " is not a TorchScript model: a zoo model exports as a state dict (the "
+                      "default format); TorchScript export needs a model trained from "
+                      "model.name = \"torchscript:PATH\"");
+  try {
+    track::write_atomically(
+        file, [&](const std::filesystem::path& tmp) { scripted->scripted().save(tmp.string()); });
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw CheckpointError("writing " + file.string() +
+                          " failed: " + what.substr(0, what.find('\n')));
+  }
+}
 
 bool is_torchscript_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);

@@ -16,6 +16,7 @@
 #include <trainscope/dist/process_group.h>
 #include <trainscope/error.h>
 #include <trainscope/models/export.h>
+#include <trainscope/models/torchscript.h>
 #include <trainscope/runtime.h>
 #include <trainscope/session/source.h>
 #include <trainscope/track/checkpoint_file.h>
@@ -408,7 +409,7 @@ TrainerOptions Session::trainer_options() const {
 void Session::load() {
   if (options_.finetune_from.empty()) {
     if (!own_data_) data_ = load_and_report(options_.data);
-    if (!own_model_) model_ = session::zoo_model(config_, data_.input_shape, model_outputs(data_));
+    if (!own_model_) model_ = build_model(data_.input_shape, model_outputs(data_));
   } else {
     source_ = std::make_unique<session::FinetuneSource>(
         run_dir_.empty() ? session::resolve_source(config_)
@@ -637,7 +638,49 @@ EvalResult Session::test(const std::string& weights) {
   return test;
 }
 
-ExportResult Session::export_weights(const std::string& weights, const fs::path& out) {
+Model Session::build_model(const std::vector<int64_t>& input_shape, int64_t outputs) {
+  const auto file = session::torchscript_model_file(config_, run_dir_);
+  if (!file) return session::zoo_model(config_, input_shape, outputs);
+  Model model = models::load_torchscript(*file);
+  // The run keeps a copy of the file (source/model.pt) to resume, test and export from.
+  session::FinetuneSource source;
+  source.kind = session::FinetuneSource::Kind::kTorchScript;
+  source.path = config_.get_string("model.name").substr(12);
+  source.weights = *file;
+  source.kept = file->parent_path().filename() == "source" && !run_dir_.empty();
+  source_ = std::make_unique<session::FinetuneSource>(source);
+  // One forward of two blank examples says whether the module fits the data.
+  std::vector<int64_t> shape = {2};
+  shape.insert(shape.end(), input_shape.begin(), input_shape.end());
+  torch::Tensor out;
+  try {
+    torch::NoGradGuard no_grad;
+    model.eval();
+    out = model.forward(torch::zeros(shape));
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw ShapeError("the TorchScript model " + file->string() + " does not take inputs of shape " +
+                     c10::str(c10::IntArrayRef(shape)) +
+                     " (the data's, batch first): " + what.substr(0, what.find('\n')));
+  }
+  const bool fits = options_.train.task() == Task::kClassification
+                        ? out.dim() == 2 && out.size(1) == outputs
+                        : out.numel() == 2 * outputs;
+  if (!fits)
+    throw ShapeError(
+        "the TorchScript model " + file->string() + " returns outputs of shape " +
+        c10::str(out.sizes()) + " for 2 examples; the data needs " + std::to_string(outputs) +
+        " outputs per example (" +
+        (options_.train.task() == Task::kClassification ? "its classes" : "its targets") +
+        "): size its last layer to match, or fine-tune it (trainscope finetune --from)");
+  if (print() && leader() && run_dir_.empty())
+    std::printf("model: TorchScript %s (%lld parameters, all trainable, from the file's weights)\n",
+                file->c_str(), static_cast<long long>(model.num_parameters()));
+  return model;
+}
+
+ExportResult Session::export_weights(const std::string& weights, const fs::path& out,
+                                     ExportFormat format) {
   TORCH_CHECK(!run_dir_.empty(), "Session::export_weights needs a session made by Session::of_run");
   configure_runtime(config_, false);
   joined_ = true;
@@ -650,7 +693,7 @@ ExportResult Session::export_weights(const std::string& weights, const fs::path&
       const std::vector<int64_t> input_shape = parse_ints(*shape);
       const int64_t n = std::stoll(*outputs);
       if (options_.finetune_from.empty()) {
-        model_ = session::zoo_model(config_, input_shape, n);
+        model_ = build_model(input_shape, n);
       } else {
         source_ = std::make_unique<session::FinetuneSource>(session::run_source(config_, run_dir_));
         model_ = session::finetune_model(config_, *source_, input_shape, n).first;
@@ -667,8 +710,15 @@ ExportResult Session::export_weights(const std::string& weights, const fs::path&
   callbacks::load_weights(model_.module(), checkpoint);
   const track::CheckpointInfo info = track::read_checkpoint_info(checkpoint);
   ExportResult r;
-  r.file = out.empty() ? run_dir_ / (weights + ".pt") : out;
-  r.tensors = models::export_state_dict(model_, r.file);
+  if (format == ExportFormat::kTorchScript) {
+    r.file = out.empty() ? run_dir_ / (weights + ".torchscript.pt") : out;
+    models::save_torchscript(model_, r.file);
+    r.tensors = static_cast<int64_t>(model_.module().parameters().size() +
+                                     model_.module().buffers().size());
+  } else {
+    r.file = out.empty() ? run_dir_ / (weights + ".pt") : out;
+    r.tensors = models::export_state_dict(model_, r.file);
+  }
   r.parameters = model_.num_parameters();
   r.model_name = model_.name();
   r.from = checkpoint.filename().string() + " (epoch " + std::to_string(info.epoch);

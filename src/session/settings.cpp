@@ -308,8 +308,14 @@ std::vector<SettingBinding> make_table() {
   add(bind(
       {"model.name", std::string("cnn"), "the reference CNN for image classification",
        "model from the zoo: cnn, mlp or resnet (a small residual network for 28x28 and 32x32 "
-       "images)",
-       one_of({"cnn", "mlp", "resnet"})},
+       "images); or torchscript:PATH, a module saved from Python with "
+       "torch.jit.script(model).save(PATH), trained from the weights in the file",
+       [](const ConfigValue& v) -> Problem {
+         const auto& name = std::get<std::string>(v);
+         if (name == "cnn" || name == "mlp" || name == "resnet") return std::nullopt;
+         if (name.rfind("torchscript:", 0) == 0 && name.size() > 12) return std::nullopt;
+         return std::string(" is not known; expected cnn, mlp, resnet or torchscript:PATH");
+       }},
       [](O & o) -> auto& { return o.model.name; }));
   add(bind(
       {"model.channels", Ints{32, 64}, "the reference CNN: conv 32, conv 64",

@@ -24,6 +24,25 @@ Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, i
   return models::make_model(spec);
 }
 
+std::optional<fs::path> torchscript_model_file(const Config& config, const fs::path& run_dir) {
+  const std::string& name = config.get_string("model.name");
+  if (name.rfind("torchscript:", 0) != 0) return std::nullopt;
+  const fs::path kept = run_dir / "source" / "model.pt";
+  if (!run_dir.empty() && fs::exists(kept)) return kept;
+  const fs::path file = name.substr(12);
+  const std::string where =
+      "model.name = \"" + name + "\" (" + config.setting("model.name").source + ")";
+  if (!fs::is_regular_file(file))
+    throw ConfigError(where +
+                      ": no such file; expected a TorchScript file saved in Python with "
+                      "torch.jit.script(model).save(PATH)");
+  if (!models::is_torchscript_file(file))
+    throw ConfigError(where +
+                      ": not a TorchScript archive; expected a file saved with "
+                      "torch.jit.script(model).save(PATH) or torch.jit.trace(...).save(PATH)");
+  return file;
+}
+
 std::string FinetuneSource::describe() const {
   std::string what;
   switch (kind) {

@@ -92,7 +92,8 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
   expect_user_error("train --bogus", "trainscope: error:");
   expect_user_error("frobnicate", "trainscope: error:");
   expect_user_error("train --model resnet9000",
-                    "model.name = \"resnet9000\" is not known; expected one of: cnn, mlp");
+                    "model.name = \"resnet9000\" is not known; expected cnn, mlp, resnet or "
+                    "torchscript:PATH");
   expect_user_error("train --lr -0.1", "--lr: train.lr = -0.1 is out of range");
   expect_user_error(
       "train --batch-size 0",

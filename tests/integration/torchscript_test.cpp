@@ -188,3 +188,59 @@ TEST_F(TorchScript, AnAmbiguousHeadListsTheCandidatesAndCanBeNamed) {
 }
 
 }  // namespace
+
+// --model torchscript:PATH trains the Python model itself, every parameter, from its weights,
+// with every default; the run keeps a copy to resume, test and export from, and exports back to
+// TorchScript with the trained weights.
+TEST_F(TorchScript, ModelTorchscriptTrainsThePythonModelAndExportsIt) {
+  Result r =
+      cli("train --model torchscript:scripted.pt --set 'data.classes=[0,1,2,3,4]' --set "
+          "data.limit=1500 --set data.test_limit=1000 --epochs 2 --name own --progress plain "
+          "--no-dashboard");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("model: TorchScript scripted.pt ("), std::string::npos) << r.out;
+  const fs::path run = dir_ / "runs" / "own";
+  EXPECT_TRUE(fs::exists(run / "source" / "model.pt")) << "the run keeps its model";
+  // Pretrained on these classes, it is well above chance (20%) after two short epochs.
+  EXPECT_GT(test_accuracy(run / "run.sqlite"), 0.6);
+  // Every tensor trained: the weights moved from the file's.
+  ts::Model original = ts::models::load_torchscript(dir_ / "scripted.pt");
+  ts::Model trained = ts::models::load_torchscript(dir_ / "scripted.pt");
+  ts::callbacks::load_weights(trained.module(), run / "checkpoints" / "best.ckpt");
+  EXPECT_FALSE(torch::equal(original.module().named_parameters()["features.0.weight"],
+                            trained.module().named_parameters()["features.0.weight"]));
+  // Exported as TorchScript, it gives the trained model's outputs; the source file may go.
+  fs::rename(dir_ / "scripted.pt", dir_ / "scripted.moved");
+  Result e = cli("export own --format torchscript --out own.pt");
+  fs::rename(dir_ / "scripted.moved", dir_ / "scripted.pt");
+  ASSERT_EQ(e.status, 0) << e.out;
+  EXPECT_NE(e.out.find("torch.jit.load"), std::string::npos) << e.out;
+  ts::Model exported = ts::models::load_torchscript(dir_ / "own.pt");
+  const auto x = load_tensor(dir_ / "inputs.pt");
+  exported.eval();
+  trained.eval();
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(exported.forward(x), trained.forward(x)));
+}
+
+TEST_F(TorchScript, ModelTorchscriptThatDoesNotFitTheDataIsAUserError) {
+  // 5 outputs for 10 classes.
+  Result r =
+      cli("train --model torchscript:scripted.pt --epochs 1 --set data.limit=500 --no-dashboard");
+  EXPECT_EQ(r.status, 2) << r.out;
+  EXPECT_NE(r.out.find("returns outputs of shape [2, 5]"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("10 outputs per example"), std::string::npos) << r.out;
+  Result missing = cli("train --model torchscript:nope.pt --epochs 1 --no-dashboard");
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_NE(missing.out.find("model.name = \"torchscript:nope.pt\" (--model): no such file"),
+            std::string::npos)
+      << missing.out;
+  // A zoo model does not export as TorchScript, and says why.
+  Result zoo =
+      cli("train --model mlp --epochs 1 --set data.limit=300 --name zoo --no-test "
+          "--no-dashboard --progress off");
+  ASSERT_EQ(zoo.status, 0) << zoo.out;
+  Result e = cli("export zoo --format torchscript");
+  EXPECT_EQ(e.status, 2) << e.out;
+  EXPECT_NE(e.out.find("is not a TorchScript model"), std::string::npos) << e.out;
+}

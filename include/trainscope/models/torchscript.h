@@ -14,6 +14,11 @@ namespace trainscope::models {
 // file when it cannot be read as TorchScript.
 Model load_torchscript(const std::filesystem::path& file);
 
+// Writes the TorchScript module behind `model` (one load_torchscript gave) with its current
+// weights to `file`, atomically: torch.jit.load in Python and torch::jit::load in C++ read it.
+// Throws ConfigError when `model` is not a TorchScript model (zoo models export as state dicts).
+void save_torchscript(const Model& model, const std::filesystem::path& file);
+
 // True when `file` looks like a TorchScript archive (a zip with code/ and constants.pkl entries)
 // rather than a trainscope checkpoint.
 bool is_torchscript_file(const std::filesystem::path& file);

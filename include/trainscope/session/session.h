@@ -59,6 +59,13 @@ struct SessionResult {
   int exit_code() const;  // 0 finished, 130 interrupted, 1 checkpoint failure
 };
 
+// What `trainscope export` writes: a state dict (Python's torch.load and load_state_dict read it),
+// or a TorchScript module with the trained weights (torch.jit.load, torch::jit::load), for models
+// trained from model.name = "torchscript:PATH".
+enum class ExportFormat { kStateDict, kTorchScript };
+inline constexpr EnumName<ExportFormat> kExportFormatNames[] = {
+    {ExportFormat::kStateDict, "state_dict"}, {ExportFormat::kTorchScript, "torchscript"}};
+
 // `trainscope export`: the file written and what it holds.
 struct ExportResult {
   std::filesystem::path file;
@@ -129,10 +136,12 @@ class Session {
   // checkpoint on the test split and stores the result, with the most confident mistakes as
   // images, in the run.
   EvalResult test(const std::string& weights = "best");
-  // trainscope export (of_run sessions): the run's `weights` as a state dict Python's
-  // torch.load reads; `out` empty: <run>/<weights>.pt.
+  // trainscope export (of_run sessions): the run's `weights` in `format`; `out` empty:
+  // <run>/<weights>.pt (state dict) or <run>/<weights>.torchscript.pt. Throws ConfigError for
+  // TorchScript export of a zoo model.
   ExportResult export_weights(const std::string& weights = "best",
-                              const std::filesystem::path& out = {});
+                              const std::filesystem::path& out = {},
+                              ExportFormat format = ExportFormat::kStateDict);
   // trainscope check: the pre-flight checks alone, printed when `print`.
   std::vector<diagnose::Finding> check(bool print = true);
   // trainscope tune lr: the range test, stored in a run of its own and plotted to `png`
@@ -148,6 +157,9 @@ class Session {
 
  private:
   void load();  // data, model, augmentation, fine-tuning source
+  // The zoo model model.* describes, or the TorchScript module of model.name = "torchscript:PATH"
+  // (checked to give `outputs` outputs), for inputs of `input_shape`.
+  Model build_model(const std::vector<int64_t>& input_shape, int64_t outputs);
   std::optional<tune::BatchSizeResult> choose_batch_size();
   std::unique_ptr<Trainer> make_trainer();
   SessionResult finish(Trainer& trainer, const FitResult& fit,

@@ -16,6 +16,13 @@ namespace trainscope::session {
 // `outputs` outputs; its weights are drawn after seeding torch's generator with train.seed.
 Model zoo_model(const Config& config, const std::vector<int64_t>& input_shape, int64_t outputs);
 
+// model.name = "torchscript:PATH": the TorchScript file to train, or nullopt for a zoo model. A
+// run keeps a copy in its source/model.pt, and a run's own session (`run_dir` not empty) rebuilds
+// from that copy. Throws ConfigError naming the setting when PATH is missing or is not a
+// TorchScript file.
+std::optional<std::filesystem::path> torchscript_model_file(const Config& config,
+                                                            const std::filesystem::path& run_dir);
+
 struct FinetuneSource {
   enum class Kind { kRun, kCheckpoint, kTorchScript } kind = Kind::kRun;
   std::filesystem::path path;     // as given
