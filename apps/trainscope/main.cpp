@@ -7,9 +7,11 @@
 #include "fit_command.h"
 
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <iostream>
 
 namespace ts = trainscope;
@@ -114,6 +116,18 @@ struct PreviewArgs {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // GNU OpenMP reads OMP_WAIT_POLICY when it loads: a command that trains restarts itself with
+  // PASSIVE unless the environment chose a policy (bench/README.md measures both).
+  if (argc > 1 && std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    const std::string command = argv[1];
+    if (command == "train" || command == "finetune" || command == "resume") {
+      setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+      setenv("TRAINSCOPE_OMP_RESTARTED", "1", 1);
+      execv("/proc/self/exe", argv);
+      unsetenv("TRAINSCOPE_OMP_RESTARTED");  // exec failed: go on as we are
+      unsetenv("OMP_WAIT_POLICY");
+    }
+  }
   // --nproc N: this command as N data-parallel ranks, unless this process already is one.
   {
     std::vector<std::string> args(argv, argv + argc);

@@ -66,6 +66,23 @@ RuntimeReport configure_process(const RuntimeOptions& options) {
     }
   }
 
+  // GNU OpenMP reads OMP_WAIT_POLICY when it loads, before main(): the CLI's training commands
+  // restart themselves with PASSIVE set, and say so through TRAINSCOPE_OMP_RESTARTED.
+  if (const char* policy = std::getenv("OMP_WAIT_POLICY")) {
+    const bool ours = env_set("TRAINSCOPE_OMP_RESTARTED");
+    report.lines.push_back(
+        std::string("OpenMP waiting: OMP_WAIT_POLICY=") + policy +
+        (ours ? " (trainscope restarted with it: idle workers sleep instead of spinning, which "
+                "costs a training step nothing and keeps batched augmentation fast on a busy "
+                "machine; bench/README.md)"
+              : " from the environment"));
+  } else {
+    report.lines.push_back(
+        "OpenMP waiting: GNU OpenMP's default (workers spin before they sleep); "
+        "OMP_WAIT_POLICY=PASSIVE in the environment before the program starts keeps them from "
+        "taking a busy machine's cores (bench/README.md)");
+  }
+
   if (options.malloc_tuning) {
     if (env_set("GLIBC_TUNABLES") || env_set("MALLOC_MMAP_THRESHOLD_") ||
         env_set("MALLOC_TRIM_THRESHOLD_")) {
