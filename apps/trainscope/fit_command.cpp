@@ -28,7 +28,8 @@ const std::vector<Shortcut> kFinetuneShortcuts = {
 
 namespace {
 
-// The flags that stand for one value of a setting (build_config reads them).
+// The flags that stand for one value of a setting, for flag_name (build_config sets them from
+// FitArgs' bools).
 struct Flag {
   const char* flag;
   const char* key;

@@ -142,9 +142,9 @@ void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::Outp
 
 void EarlyStopping::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& a) {
   // Checkpoints from before the best moved to TrainState call the reference "best".
-  c10::IValue reference;
-  const bool named = a.try_read("reference", reference);
-  reference_ = named ? reference.toDouble() : read_double(a, "best");
+  c10::IValue probe;
+  const bool named = a.try_read("reference", probe);
+  reference_ = read_double(a, named ? "reference" : "best");
   reference_epoch_ = read_int(a, named ? "reference_epoch" : "best_epoch");
   wait_ = read_int(a, "wait");
   warned_ = read_bool(a, "warned");

@@ -252,7 +252,7 @@ Model make_model(const ModelSpec& spec) {
   const auto& s = spec.input_shape;
   int64_t features = 1;
   for (int64_t d : s) features *= d;
-  LayerOptions layers{spec.activation, spec.norm, spec.init, spec.dropout};
+  LayerOptions layers{spec.activation, spec.norm, spec.init};
   const bool sized = spec.depth > 0 && spec.width > 0;
   if ((spec.depth > 0) != (spec.width > 0))
     throw ConfigError("model.depth (" + std::to_string(spec.depth) + ") and model.width (" +

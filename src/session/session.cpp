@@ -647,7 +647,7 @@ Model Session::build_model(const std::vector<int64_t>& input_shape, int64_t outp
   source.kind = session::FinetuneSource::Kind::kTorchScript;
   source.path = config_.get_string("model.name").substr(12);
   source.weights = *file;
-  source.kept = file->parent_path().filename() == "source" && !run_dir_.empty();
+  source.kept = !run_dir_.empty() && *file == run_dir_ / "source" / "model.pt";
   source_ = std::make_unique<session::FinetuneSource>(source);
   // One forward of two blank examples says whether the module fits the data.
   std::vector<int64_t> shape = {2};

@@ -237,11 +237,10 @@ PayloadCounters PayloadReader::counters() {
   }
   c.stop_reason = get_int("trainer/stop_reason");
   c.stop_message = read_string(root_, "trainer/stop_message");
-  c10::IValue scale, good;
-  if (root_.try_read("trainer/grad_scale", scale) &&
-      root_.try_read("trainer/grad_scale_good_steps", good)) {
-    c.grad_scale = scale.toDouble();
-    c.grad_scale_good_steps = good.toInt();
+  // Written only by fp16 fits, always both.
+  if (c10::IValue probe; root_.try_read("trainer/grad_scale", probe)) {
+    c.grad_scale = read_double(root_, "trainer/grad_scale");
+    c.grad_scale_good_steps = get_int("trainer/grad_scale_good_steps");
   }
   return c;
 }

@@ -258,7 +258,8 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
 struct Trainer::Restore {
   ResumePoint point;  // file empty: no usable checkpoint, the fit starts over
   std::optional<track::PayloadReader> payload;
-  bool write = true;  // cut the run store back to `mark` once the state is restored
+  track::PayloadCounters counters;  // read once, by restore_model
+  bool write = true;                // cut the run store back to `mark` once the state is restored
   track::StoreMark mark;
 };
 
@@ -526,7 +527,8 @@ void Trainer::restore_model(Restore& r) {
   const std::string& file = payload.origin();
   payload.check_format();
   payload.load_model(s.model->module());
-  const track::PayloadCounters c = payload.counters();
+  r.counters = payload.counters();
+  const track::PayloadCounters& c = r.counters;
   // Each rank's loader position and RNG state mean nothing to a job of another size (checkpoints
   // from before this field are taken as they come).
   if (c.world_size && *c.world_size != options_.world_size()) {
@@ -558,7 +560,7 @@ void Trainer::restore(Restore& r) {
   }
   payload.load_optimizer(*optimizer_);
   payload.restore_rng();
-  const track::PayloadCounters c = payload.counters();
+  const track::PayloadCounters& c = r.counters;
   s.global_step = c.global_step;
   if (scaler_ && c.grad_scale) scaler_->set_state(*c.grad_scale, c.grad_scale_good_steps);
   // The best so far, unless the resume ranks by another metric (train.monitor changed).

@@ -34,7 +34,6 @@ struct LayerOptions {
   Activation activation = Activation::kRelu;
   Norm norm = Norm::kAuto;
   Init init = Init::kDefault;
-  double dropout = 0.0;  // before each hidden linear layer
 };
 
 // Multi-layer perceptron: flatten -> [dropout -> linear -> norm -> activation] per hidden size ->
@@ -43,8 +42,8 @@ struct MlpOptions {
   int64_t in_features = 784;
   std::vector<int64_t> hidden = {256, 128};
   int64_t outputs = 10;  // classes, or regression targets
-  double dropout = 0.0;
-  LayerOptions layers = {};  // its dropout is `dropout`
+  double dropout = 0.0;  // before each hidden linear layer
+  LayerOptions layers = {};
   MlpOptions& in(int64_t v) {
     in_features = v;
     return *this;
@@ -65,8 +64,8 @@ struct CnnOptions {
   std::vector<int64_t> channels = {32, 64};
   std::vector<int64_t> hidden = {128};
   int64_t outputs = 10;
-  double dropout = 0.0;
-  LayerOptions layers = {};  // its dropout is `dropout`
+  double dropout = 0.0;  // before each hidden linear layer
+  LayerOptions layers = {};
   CnnOptions& classes(int64_t v) {
     outputs = v;
     return *this;

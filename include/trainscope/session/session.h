@@ -113,7 +113,6 @@ class Session {
   // config keys ("train.lr = 0.0001"), the way a library user sets them; the CLI names them as
   // its flags ("--lr 0.0001").
   Session& name_settings(diagnose::SettingNamer namer);
-  const diagnose::SettingNamer& setting_namer() const { return namer_; }
 
   // Joins the data-parallel job the environment describes (RANK, WORLD_SIZE, MASTER_ADDR,
   // MASTER_PORT; nothing without them) and configures the process for training (threads,
