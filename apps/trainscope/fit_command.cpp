@@ -39,6 +39,7 @@ const Flag kFlags[] = {
     {"--no-dashboard", "ui.dashboard", "false"},
     {"--auto-remedy", "diagnose.auto_remedy", "true"},
     {"--train-bn", "finetune.train_bn", "true"},
+    {"--head-only", "finetune.head_only", "true"},
 };
 
 std::string settings_help() {
@@ -71,6 +72,7 @@ Config build_config(const FitArgs& args) {
   if (args.no_dashboard) config.set_from_string("ui.dashboard=false", "--no-dashboard");
   if (args.auto_remedy) config.set_from_string("diagnose.auto_remedy=true", "--auto-remedy");
   if (args.train_bn) config.set_from_string("finetune.train_bn=true", "--train-bn");
+  if (args.head_only) config.set_from_string("finetune.head_only=true", "--head-only");
   return config;
 }
 

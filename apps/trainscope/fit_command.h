@@ -32,6 +32,7 @@ struct FitArgs {
   bool no_dashboard = false;
   bool auto_remedy = false;
   bool train_bn = false;
+  bool head_only = false;
 };
 
 // The default config, then --config, the shortcuts, --set and the flags, in that order.

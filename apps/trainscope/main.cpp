@@ -176,9 +176,11 @@ int main(int argc, char** argv) {
   ts::cli::FitArgs finetune_args;
   auto* finetune = app.add_subcommand(
       "finetune",
-      "fine-tune a trained model on new data: its last layer is replaced by a new head for the "
-      "new classes, the rest is frozen and only the head trains (6 epochs, Adam, lr 1e-3); "
-      "--unfreeze-at N trains the backbone too from epoch N at lr x 0.1");
+      "fine-tune a trained model on new data: its last layer is replaced by a new head (zero "
+      "weights) for the new classes and trains alone on the frozen backbone's cached features, "
+      "at an lr from a range test; once its validation loss stops improving the backbone "
+      "unfreezes at train.lr x 0.1 (warmed up over an epoch), and the best epoch by validation "
+      "decides which phase's weights are kept. --head-only trains the head alone");
   ts::cli::FitCommand finetune_command{finetune, finetune_args};
   finetune_command.add_fit_options(ts::cli::kTrainShortcuts);
   finetune_command.add_fit_options(ts::cli::kFinetuneShortcuts);
@@ -186,10 +188,13 @@ int main(int argc, char** argv) {
       "what to fine-tune: a run directory (or a run name under --runs-dir; its best.ckpt), a "
       ".ckpt checkpoint, or a TorchScript file saved from Python");
   finetune->get_option("--epochs")
-      ->description("same as --set train.max_epochs=VALUE (default 6 when fine-tuning)");
+      ->description("same as --set train.max_epochs=VALUE (default 30 when fine-tuning)");
   finetune->add_flag("--train-bn", finetune_args.train_bn,
                      "let the backbone's BatchNorm layers update their statistics (same as --set "
                      "finetune.train_bn=true)");
+  finetune->add_flag("--head-only", finetune_args.head_only,
+                     "train the new head alone: the backbone never unfreezes (same as --set "
+                     "finetune.head_only=true)");
 
   auto* check =
       app.add_subcommand("check",

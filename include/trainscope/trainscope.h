@@ -35,8 +35,10 @@
 #include <trainscope/track/archive.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
+#include <trainscope/train/head_features.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>
 #include <trainscope/train/trainer.h>
 #include <trainscope/tune/batch_size.h>
+#include <trainscope/tune/head_probe.h>
 #include <trainscope/tune/lr_finder.h>

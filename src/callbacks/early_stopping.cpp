@@ -36,6 +36,7 @@ void EarlyStopping::on_fit_start(TrainState&) {
   reference_ = 0.0;
   reference_epoch_ = 0;
   wait_ = 0;
+  phase_epoch_ = 0;
   warned_ = false;
   restored_ = false;
   baseline_beaten_ = false;
@@ -64,6 +65,8 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     return;
   }
   if (state.epoch <= options_.start_from_epoch) return;  // warm-up: not monitored yet
+  // A new phase of the fit (the backbone unfroze) gets its own patience.
+  if (state.phase_epoch > phase_epoch_) phase_epoch_ = state.phase_epoch, wait_ = 0;
   if (std::isfinite(options_.divergence_threshold) &&
       monitor.improves(options_.divergence_threshold, value)) {
     state.request_stop(StopReason::kDivergence, name + " = " + fmt(value) + at +
@@ -126,6 +129,7 @@ void EarlyStopping::on_checkpoint_save(TrainState& state, torch::serialize::Outp
   a.write("wait", c10::IValue(wait_));
   a.write("warned", c10::IValue(warned_));
   a.write("baseline_beaten", c10::IValue(baseline_beaten_));
+  a.write("phase_epoch", c10::IValue(phase_epoch_));
   // The best weights are usually the model's own at the epoch that set them: then the checkpoint's
   // model weights serve, and the copy is not written twice.
   bool same = !best_state_.empty();
@@ -149,6 +153,7 @@ void EarlyStopping::on_checkpoint_load(TrainState& state, torch::serialize::Inpu
   wait_ = read_int(a, "wait");
   warned_ = read_bool(a, "warned");
   baseline_beaten_ = read_bool(a, "baseline_beaten");
+  phase_epoch_ = a.try_read("phase_epoch", probe) ? probe.toInt() : 0;
   const bool same = read_bool(a, "best_is_model");
   const int64_t n = read_int(a, "best_state_size");
   best_state_.clear();

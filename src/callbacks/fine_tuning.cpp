@@ -1,29 +1,44 @@
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/error.h>
-#include <trainscope/track/archive.h>
 #include <trainscope/models/model.h>
 #include <trainscope/models/transfer.h>
+#include <trainscope/track/archive.h>
+#include <trainscope/track/run.h>
+#include <trainscope/track/run_store.h>
 
+#include <algorithm>
 #include <cstdio>
 
 namespace trainscope::callbacks {
 
 FineTuning::FineTuning(FineTuningOptions options, std::FILE* out)
     : options_(std::move(options)), out_(out) {
+  auto fail = [](const std::string& field, const std::string& value, const std::string& expected) {
+    throw ConfigError("finetune." + field + " " + value + " is out of range; expected " + expected);
+  };
   if (options_.unfreeze_at_epoch < 0)
-    throw ConfigError("finetune.unfreeze_at_epoch " + std::to_string(options_.unfreeze_at_epoch) +
-                      " is out of range; expected >= 0 (0: the backbone stays frozen)");
+    fail("unfreeze_at_epoch", std::to_string(options_.unfreeze_at_epoch),
+         ">= 0 (0: when the head has converged)");
   if (!(options_.backbone_lr_ratio > 0))
-    throw ConfigError("finetune.backbone_lr_ratio " + std::to_string(options_.backbone_lr_ratio) +
-                      " is out of range; expected a positive factor such as 0.1");
+    fail("backbone_lr_ratio", std::to_string(options_.backbone_lr_ratio),
+         "a positive factor such as 0.1");
   if (options_.unfreeze_every < 1)
-    throw ConfigError("finetune.unfreeze_every " + std::to_string(options_.unfreeze_every) +
-                      " is out of range; expected a positive number of epochs");
+    fail("unfreeze_every", std::to_string(options_.unfreeze_every), "a positive number of epochs");
+  if (options_.head_epochs < 1)
+    fail("head_epochs", std::to_string(options_.head_epochs), "a positive number of epochs");
+  if (options_.head_patience < 1)
+    fail("head_patience", std::to_string(options_.head_patience), "a positive number of epochs");
+  if (!(options_.lr >= 0)) fail("lr", std::to_string(options_.lr), ">= 0 (0: the head's own)");
+  if (options_.warmup_steps < 0)
+    fail("warmup_steps", std::to_string(options_.warmup_steps), ">= 0 (0: no warm-up)");
 }
 
 void FineTuning::on_fit_start(TrainState& state) {
   groups_.clear();
-  unfrozen_ = 0;
+  unfrozen_ = unfreeze_at_ = unfreeze_step_ = head_best_epoch_ = 0;
+  target_lrs_.clear();
+  recipe_.clear();
+  why_.clear();
   std::vector<std::string> frozen;
   for (const auto& item : state.model->module().named_parameters())
     if (!item.value().requires_grad()) frozen.push_back(item.key());
@@ -59,35 +74,134 @@ void FineTuning::unfreeze_group(TrainState& state, size_t group, bool quiet) {
     models::unfreeze(*state.model, prefixes, /*release_norm_stats=*/true);
   }
   auto& groups = state.optimizer->param_groups();
+  // The head's lr for the whole-model phase, once, with the first group.
+  if (group == 0 && options_.lr > 0 && !quiet) groups.front().options().set_lr(options_.lr);
   auto options = groups.front().options().clone();
   const double lr = groups.front().options().get_lr() * options_.backbone_lr_ratio;
-  options->set_lr(lr);
+  options->set_lr(options_.warmup_steps > 0 ? 0.0 : lr);
   state.optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
-  if (!quiet && out_) {
-    const std::string which = options_.groups.empty()
-                                  ? std::string("the backbone")
-                                  : "backbone group '" + options_.groups[group] + "'";
-    std::fprintf(out_, "epoch %lld: unfroze %s (%zu tensors, %lld values) at lr %g\n",
-                 static_cast<long long>(state.epoch), which.c_str(), tensors.size(),
-                 static_cast<long long>(values), lr);
+  if (quiet) return;
+  target_lrs_.push_back(lr);
+  if (!out_) return;
+  const std::string which = options_.groups.empty()
+                                ? std::string("the backbone")
+                                : "backbone group '" + options_.groups[group] + "'";
+  std::string warmup;
+  if (options_.warmup_steps > 0)
+    warmup = ", reached over " + std::to_string(options_.warmup_steps) + " warm-up steps";
+  std::fprintf(
+      out_, "epoch %lld: unfroze %s (%zu tensors, %lld values) at lr %g%s; head at lr %g%s\n",
+      static_cast<long long>(state.epoch), which.c_str(), tensors.size(),
+      static_cast<long long>(values), lr, warmup.c_str(), groups.front().options().get_lr(),
+      group == 0 && !why_.empty() ? (" (" + why_ + ")").c_str() : "");
+  std::fflush(out_);
+}
+
+void FineTuning::on_epoch_start(TrainState& state) {
+  if (options_.head_only || state.optimizer == nullptr || groups_.empty()) return;
+  if (unfreeze_at_ == 0) {
+    const int64_t done = state.epoch - 1;  // head epochs so far
+    const BestEpoch& best = state.best;
+    char buf[192];
+    if (options_.unfreeze_at_epoch > 0) {
+      if (state.epoch >= options_.unfreeze_at_epoch) {
+        unfreeze_at_ = options_.unfreeze_at_epoch;
+        why_ = "finetune.unfreeze_at_epoch";
+      }
+    } else if (best.epoch > 0 && done - best.epoch >= options_.head_patience) {
+      unfreeze_at_ = state.epoch;
+      std::snprintf(buf, sizeof buf, "the head's %s has not improved for %lld epochs",
+                    best.by.name.c_str(), static_cast<long long>(done - best.epoch));
+      why_ = buf;
+    } else if (done >= options_.head_epochs) {
+      unfreeze_at_ = state.epoch;
+      std::snprintf(buf, sizeof buf, "%lld head epochs (finetune.head_epochs)",
+                    static_cast<long long>(done));
+      why_ = buf;
+    }
+    if (unfreeze_at_ == 0) return;
+    head_best_epoch_ = best.epoch;
+    head_best_value_ = best.value;
+    unfreeze_step_ = state.global_step;
+    state.phase_epoch = unfreeze_at_;
+  }
+  while (unfrozen_ < static_cast<int64_t>(groups_.size()) &&
+         state.epoch >= unfreeze_at_ + unfrozen_ * options_.unfreeze_every)
+    unfreeze_group(state, static_cast<size_t>(unfrozen_++), false);
+}
+
+void FineTuning::set_warmup_lrs(TrainState& state) const {
+  auto& groups = state.optimizer->param_groups();
+  const double done = static_cast<double>(state.global_step - unfreeze_step_ + 1);
+  const double ramp = std::min(1.0, done / static_cast<double>(options_.warmup_steps));
+  for (size_t g = 0; g < target_lrs_.size() && g + 1 < groups.size(); ++g)
+    groups[g + 1].options().set_lr(target_lrs_[g] * ramp);
+}
+
+void FineTuning::on_train_batch_start(TrainState& state) {
+  if (unfrozen_ == 0 || options_.warmup_steps == 0 || state.optimizer == nullptr) return;
+  if (state.global_step - unfreeze_step_ > options_.warmup_steps) return;  // done: lrs as set
+  set_warmup_lrs(state);
+}
+
+void FineTuning::on_fit_end(TrainState& state) {
+  const BestEpoch& best = state.best;
+  if (best.epoch == 0) return;
+  char buf[320];
+  if (unfreeze_at_ == 0 || best.epoch < unfreeze_at_) {
+    recipe_ = "head";
+    if (unfreeze_at_ == 0)
+      std::snprintf(buf, sizeof buf, "fine-tuning: head only%s; best %s %.4g at epoch %lld",
+                    options_.head_only ? " (finetune.head_only)" : ", the backbone never unfroze",
+                    best.by.name.c_str(), best.value, static_cast<long long>(best.epoch));
+    else
+      std::snprintf(buf, sizeof buf,
+                    "fine-tuning: head only; training the backbone from epoch %lld did not beat "
+                    "the head phase's best %s %.4g (epoch %lld): its weights are the result",
+                    static_cast<long long>(unfreeze_at_), best.by.name.c_str(), best.value,
+                    static_cast<long long>(best.epoch));
+  } else {
+    recipe_ = "head+backbone";
+    std::snprintf(buf, sizeof buf,
+                  "fine-tuning: head, then the whole model from epoch %lld: best %s %.4g at epoch "
+                  "%lld, against %.4g at the end of the head phase",
+                  static_cast<long long>(unfreeze_at_), best.by.name.c_str(), best.value,
+                  static_cast<long long>(best.epoch), head_best_value_);
+  }
+  if (state.run) state.run->store().set_meta("finetune.recipe", buf + 13);
+  if (out_) {
+    std::fprintf(out_, "%s\n", buf);
     std::fflush(out_);
   }
 }
 
-void FineTuning::on_epoch_start(TrainState& state) {
-  if (options_.unfreeze_at_epoch == 0 || state.optimizer == nullptr) return;
-  while (unfrozen_ < static_cast<int64_t>(groups_.size()) &&
-         state.epoch >= options_.unfreeze_at_epoch + unfrozen_ * options_.unfreeze_every)
-    unfreeze_group(state, static_cast<size_t>(unfrozen_++), false);
-}
-
 void FineTuning::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
   archive.write("unfrozen", c10::IValue(unfrozen_));
+  archive.write("unfreeze_at", c10::IValue(unfreeze_at_));
+  archive.write("unfreeze_step", c10::IValue(unfreeze_step_));
+  archive.write("head_best_epoch", c10::IValue(head_best_epoch_));
+  archive.write("head_best_value", c10::IValue(head_best_value_));
+  archive.write("why", c10::IValue(why_));
+  archive.write("target_lrs", c10::IValue(target_lrs_));
 }
 
 void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) {
   const int64_t unfrozen = read_int(archive, "unfrozen");
-  // The groups come back before the optimizer's state, which refers to them.
+  c10::IValue v;
+  if (archive.try_read("unfreeze_at", v)) {
+    unfreeze_at_ = v.toInt();
+    unfreeze_step_ = read_int(archive, "unfreeze_step");
+    head_best_epoch_ = read_int(archive, "head_best_epoch");
+    head_best_value_ = read_double(archive, "head_best_value");
+    why_ = read_string(archive, "why");
+    archive.read("target_lrs", v);
+    target_lrs_ = v.toDoubleVector();
+  } else if (unfrozen > 0) {
+    unfreeze_at_ = options_.unfreeze_at_epoch;  // a checkpoint from before the auto recipe
+  }
+  if (unfreeze_at_ > 0) state.phase_epoch = unfreeze_at_;
+  // The groups come back before the optimizer's state, which refers to them (with the lrs it
+  // saved).
   for (int64_t g = unfrozen_; g < unfrozen && g < static_cast<int64_t>(groups_.size()); ++g)
     unfreeze_group(state, static_cast<size_t>(g), /*quiet=*/true);
   unfrozen_ = unfrozen;

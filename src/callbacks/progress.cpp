@@ -111,6 +111,11 @@ void ProgressPrinter::draw_bar(TrainState& state, bool final) {
 void ProgressPrinter::on_epoch_end(TrainState& state) {
   if (style_ == ProgressStyle::kOff) return;
   if (style_ == ProgressStyle::kBar) std::fprintf(out_, "\r\033[2K");
+  if (state.feature_cache != feature_cache_) {
+    feature_cache_ = state.feature_cache;
+    std::fprintf(out_, "epoch %lld: %s\n", static_cast<long long>(state.epoch),
+                 feature_cache_.c_str());
+  }
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start_).count();
   std::string line = "epoch " + std::to_string(state.epoch) + "/" +
@@ -126,8 +131,9 @@ void ProgressPrinter::on_epoch_end(TrainState& state) {
     }
   }
   char tail[128];
-  std::snprintf(tail, sizeof tail, " | %.1f s, %.0f samples/s", elapsed,
-                elapsed > 0 ? samples_ / elapsed : 0.0);
+  std::snprintf(tail, sizeof tail, " | %.1f s, %.0f samples/s%s", elapsed,
+                elapsed > 0 ? samples_ / elapsed : 0.0,
+                state.features_cached ? " (head on cached features)" : "");
   // The time and rate of a resumed epoch cover only the batches after the resume.
   if (state.resumed && !state.resumed->file.empty() && !state.resumed->epoch_complete &&
       state.resumed->epoch == state.epoch)

@@ -176,7 +176,9 @@ std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {
   const int64_t fair =
       std::clamp<int64_t>(static_cast<int64_t>(std::ceil(t_.fair_share * e.max_epochs)),
                           t_.fair_min_epochs, t_.fair_max_epochs);
-  if (e.epoch < std::min<int64_t>(fair, e.max_epochs)) return std::nullopt;
+  // Epochs of this phase: a backbone that just unfroze starts another fit.
+  const int64_t epochs = e.epoch - std::max<int64_t>(0, e.phase_epoch - 1);
+  if (epochs < std::min<int64_t>(fair, e.max_epochs)) return std::nullopt;
   const double tl = metric(e.train, "loss");
   const double acc = metric(e.train, "accuracy");
   const double chance = e.num_classes > 0 ? 1.0 / e.num_classes : NAN;

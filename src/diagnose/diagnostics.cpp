@@ -58,6 +58,7 @@ Diagnostics::Diagnostics(DiagnosticsOptions options, std::FILE* out)
 Diagnostics::Diagnostics(DiagnosticsOptions options,
                          std::vector<std::unique_ptr<Detector>> detectors, std::FILE* out)
     : options_(options), detectors_(std::move(detectors)), out_(out) {
+  for (const auto& d : detectors_) fresh_.push_back(d->save_state());
   if (options_.every < 1)
     throw ConfigError("diagnostics interval " + std::to_string(options_.every) + " must be >= 1");
 }
@@ -80,6 +81,7 @@ void Diagnostics::on_fit_start(TrainState& state) {
   target_var_sum_ = 0.0;
   target_var_count_ = 0;
   clipping_ = false;
+  phase_epoch_ = 0;
   if (state.resumed) return;  // the findings so far come back with the checkpoint
   for (auto& f : preflight_) {
     findings_.push_back(f);
@@ -87,6 +89,13 @@ void Diagnostics::on_fit_start(TrainState& state) {
       state.run->store().add_finding({f.kind, to_string(f.severity), 0, 0, f.message,
                                       f.evidence_json(), f.remedy, track::wall_time_now()});
   }
+}
+
+void Diagnostics::start_phase(const TrainState& state) {
+  if (state.phase_epoch <= phase_epoch_) return;
+  phase_epoch_ = state.phase_epoch;
+  for (size_t i = 0; i < detectors_.size() && i < fresh_.size(); ++i)
+    detectors_[i]->load_state(fresh_[i]);
 }
 
 void Diagnostics::watch_trainable(TrainState& state) {
@@ -151,6 +160,7 @@ std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state
 
 void Diagnostics::on_train_batch_end(TrainState& state) {
   if (!state.targets.defined()) return;
+  start_phase(state);
   if (state.outputs.defined() && state.outputs.dim() == 2) num_outputs_ = state.outputs.size(1);
   if (state.targets.is_floating_point() &&
       state.global_step % options_.every == 1 % options_.every) {
@@ -223,10 +233,12 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
 }
 
 void Diagnostics::on_epoch_end(TrainState& state) {
+  start_phase(state);
   EpochSignals e;
   e.epoch = state.epoch;
   e.step = state.global_step;
   e.max_epochs = state.max_epochs;
+  e.phase_epoch = state.phase_epoch;
   e.train = state.train_metrics;
   e.val = state.val_metrics;
   e.classification = state.train_metrics.count("accuracy") > 0;
@@ -342,7 +354,8 @@ void Diagnostics::on_checkpoint_save(TrainState&, torch::serialize::OutputArchiv
                           {"target_var_sum", target_var_sum_},
                           {"target_var_count", target_var_count_},
                           {"num_outputs", num_outputs_},
-                          {"clipping", clipping_}};
+                          {"clipping", clipping_},
+                          {"phase_epoch", phase_epoch_}};
   archive.write("state", c10::IValue(state.dump()));
   if (non_finite_.defined()) archive.write("non_finite", non_finite_, /*is_buffer=*/true);
 }
@@ -374,6 +387,7 @@ void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive
   target_var_count_ = state.at("target_var_count").get<int64_t>();
   num_outputs_ = state.at("num_outputs").get<int64_t>();
   clipping_ = state.at("clipping").get<bool>();
+  phase_epoch_ = state.value("phase_epoch", int64_t{0});
   torch::Tensor non_finite;
   non_finite_ = archive.try_read("non_finite", non_finite, /*is_buffer=*/true) ? non_finite.clone()
                                                                                : torch::Tensor();

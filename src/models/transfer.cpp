@@ -6,6 +6,7 @@
 #include "scripted_module.h"
 
 #include <cmath>
+#include <set>
 
 namespace trainscope::models {
 namespace {
@@ -40,6 +41,14 @@ bool is_batch_norm(const torch::nn::Module& m) {
   return detail::layer_kind(m).rfind("BatchNorm", 0) == 0;
 }
 
+// A layer without parameters that gives its inputs' values back (in eval mode): what may follow
+// a head, as timm's ClassifierHead puts a Flatten after its fc.
+bool passes_values_on(const torch::nn::Module& m) {
+  static const std::set<std::string> kinds = {"Dropout", "Dropout1d", "Dropout2d", "AlphaDropout",
+                                              "Flatten", "Unflatten", "Identity"};
+  return m.parameters(/*recurse=*/false).empty() && kinds.count(detail::layer_kind(m)) > 0;
+}
+
 }  // namespace
 
 std::string LinearLayer::describe() const {
@@ -69,23 +78,32 @@ LinearLayer find_head(const Model& model, const std::string& name) {
                         ", not a Linear; a head to replace must be one of: " + candidates(model));
     return {name, w.size(1), w.size(0)};
   }
-  std::string last;
+  // Leaves in registration order; the head is the last Linear, with only layers that pass the
+  // values on unchanged after it.
+  std::vector<std::string> leaves;
   for (const auto& item : modules)
-    if (item.value()->children().empty()) last = item.key();
-  if (last.empty())
+    if (item.value()->children().empty()) leaves.push_back(item.key());
+  if (leaves.empty())
     throw ConfigError("model " + model.name() + " has no layers to take as its head");
-  const auto& module = *modules[last];
-  const torch::Tensor w = linear_weight(module);
-  if (!w.defined())
+  size_t at = leaves.size();
+  while (at > 0 && !linear_weight(*modules[leaves[at - 1]]).defined() &&
+         passes_values_on(*modules[leaves[at - 1]]))
+    --at;
+  if (at == 0 || !linear_weight(*modules[leaves[at - 1]]).defined()) {
+    const std::string& last = leaves.back();
     throw ConfigError("the last layer of " + model.name() + " is '" + last + "' (a " +
-                      detail::layer_kind(module) +
+                      detail::layer_kind(*modules[last]) +
                       "), not a Linear, so which layer is the head is ambiguous; name it with "
                       "--head (finetune.head). Its Linear layers are: " +
                       candidates(model));
-  return {last, w.size(1), w.size(0)};
+  }
+  const std::string& name_found = leaves[at - 1];
+  const torch::Tensor w = linear_weight(*modules[name_found]);
+  return {name_found, w.size(1), w.size(0)};
 }
 
-LinearLayer replace_head(const Model& model, int64_t outputs, const std::string& name) {
+LinearLayer replace_head(const Model& model, int64_t outputs, const std::string& name,
+                         HeadInit init) {
   if (outputs < 1)
     throw ConfigError("a new head needs at least 1 output, got " + std::to_string(outputs));
   LinearLayer head = find_head(model, name);
@@ -93,15 +111,88 @@ LinearLayer replace_head(const Model& model, int64_t outputs, const std::string&
   auto params = module->named_parameters(/*recurse=*/false);
   torch::Tensor& weight = params["weight"];
   const double bound = 1.0 / std::sqrt(static_cast<double>(head.in_features));
+  auto fresh = [&](std::vector<int64_t> shape, const torch::TensorOptions& options) {
+    return init == HeadInit::kZero ? torch::zeros(shape, options)
+                                   : torch::empty(shape, options).uniform_(-bound, bound);
+  };
   torch::NoGradGuard no_grad;
   // set_data keeps each tensor's identity, so the module (zoo or scripted) holds the new sizes.
-  weight.set_data(
-      torch::empty({outputs, head.in_features}, weight.options()).uniform_(-bound, bound));
+  weight.set_data(fresh({outputs, head.in_features}, weight.options()));
   if (auto* bias = params.find("bias"); bias != nullptr && bias->defined())
-    bias->set_data(torch::empty({outputs}, bias->options()).uniform_(-bound, bound));
+    bias->set_data(fresh({outputs}, bias->options()));
   if (auto* linear = module->as<torch::nn::LinearImpl>()) linear->options.out_features(outputs);
   head.out_features = outputs;
   return head;
+}
+
+HeadParameters head_parameters(const Model& model, const LinearLayer& head) {
+  auto modules = model.module().named_modules("", false);
+  const auto* module = modules.find(head.name);
+  TORCH_CHECK(module != nullptr, "head_parameters: the model has no layer '", head.name, "'");
+  auto params = (*module)->named_parameters(/*recurse=*/false);
+  HeadParameters p;
+  p.weight = params["weight"];
+  if (const auto* bias = params.find("bias")) p.bias = *bias;
+  return p;
+}
+
+torch::Tensor head_inputs(const Model& model, const LinearLayer& head, const torch::Tensor& x) {
+  HeadParameters p = head_parameters(model, head);
+  torch::NoGradGuard no_grad;
+  const torch::Tensor weight = p.weight.data(), bias = p.bias.defined() ? p.bias.data() : p.bias;
+  const auto options = p.weight.options();
+  p.weight.set_data(torch::eye(head.in_features, options));
+  if (p.bias.defined()) p.bias.set_data(torch::zeros({head.in_features}, options));
+  // Put back however the forward ends: an exception must not leave the identity in the model.
+  struct PutBack {
+    HeadParameters& p;
+    const torch::Tensor &weight, &bias;
+    ~PutBack() {
+      p.weight.set_data(weight);
+      if (p.bias.defined()) p.bias.set_data(bias);
+    }
+  } put_back{p, weight, bias};
+  return model.forward(x);
+}
+
+std::vector<std::string> batch_norm_layers(const Model& model) {
+  std::vector<std::string> out;
+  for (const auto& item : model.module().named_modules("", false)) {
+    if (!is_batch_norm(*item.value())) continue;
+    const auto buffers = item.value()->named_buffers(/*recurse=*/false);
+    if (buffers.find("running_mean") && buffers.find("running_var")) out.push_back(item.key());
+  }
+  return out;
+}
+
+double batch_norm_mismatch(const Model& model, const std::string& name, const torch::Tensor& x) {
+  auto modules = model.module().named_modules("", false);
+  const auto* found = modules.find(name);
+  TORCH_CHECK(found != nullptr, "batch_norm_mismatch: no layer '", name, "'");
+  const std::shared_ptr<torch::nn::Module>& bn = *found;
+  auto buffers = bn->named_buffers(/*recurse=*/false);
+  std::vector<torch::Tensor> kept;
+  for (const auto& item : buffers) kept.push_back(item.value().clone());
+  const torch::Tensor mean = buffers["running_mean"].clone(), var = buffers["running_var"].clone();
+  EvalModeGuard eval(model);
+  torch::NoGradGuard no_grad;
+  bn->train(true);
+  // Puts the statistics and the mode back however the forward ends.
+  struct PutBack {
+    const std::shared_ptr<torch::nn::Module>& bn;
+    torch::OrderedDict<std::string, torch::Tensor>& buffers;
+    const std::vector<torch::Tensor>& kept;
+    ~PutBack() {
+      bn->train(false);
+      size_t i = 0;
+      for (auto& item : buffers) item.value().copy_(kept[i++]);
+    }
+  } put_back{bn, buffers, kept};
+  model.forward(x);
+  // running = (1 - m) running + m batch: the change is m (batch - running).
+  const torch::Tensor d_mean = buffers["running_mean"] - mean, d_var = buffers["running_var"] - var;
+  const torch::Tensor v = var.clamp_min(1e-12);
+  return (d_mean.square() / v + d_var.square() / v.square()).sum().item<double>();
 }
 
 std::vector<std::string> parameter_names(const Model& model,

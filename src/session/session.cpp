@@ -17,11 +17,14 @@
 #include <trainscope/error.h>
 #include <trainscope/models/export.h>
 #include <trainscope/models/torchscript.h>
+#include <trainscope/models/transfer.h>
 #include <trainscope/runtime.h>
 #include <trainscope/session/source.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
+#include <trainscope/train/head_features.h>
+#include <trainscope/tune/head_probe.h>
 #include <trainscope/tune/lr_finder.h>
 
 #include <nlohmann/json.hpp>
@@ -397,6 +400,10 @@ TrainerOptions Session::trainer_options() const {
   t.batch_size(options_.batch_size.value_or(t.batch_size()));
   t.class_names(data_.class_names);
   t.augment(augment_);
+  if (!head_.empty()) {
+    t.head(head_);
+    if (options_.head_lr != "auto") t.lr(std::stod(options_.head_lr));
+  }
   t.channels_last(options_.channels_last == "on" ||
                   (options_.channels_last == "auto" &&
                    t.device().kind != DeviceChoice::Kind::kCpu && torch::cuda::is_available()));
@@ -414,17 +421,75 @@ void Session::load() {
     source_ = std::make_unique<session::FinetuneSource>(
         run_dir_.empty() ? session::resolve_source(config_)
                          : session::run_source(config_, run_dir_));
-    const std::string normalization = session::adopt_normalization(config_, *source_);
+    std::string normalization = session::adopt_normalization(config_, *source_);
     options_ = session_options(config_);
     if (!own_data_) data_ = load_and_report(options_.data);
     if (!own_model_) {
       auto [model, summary] =
           session::finetune_model(config_, *source_, data_.input_shape, model_outputs(data_));
       model_ = model;
+      head_ = models::find_head(model_, options_.finetune_head).name;
+      if (!own_data_ && !source_->normalization &&
+          source_->kind == session::FinetuneSource::Kind::kTorchScript &&
+          config_.setting("data.std").source == "default")
+        normalization = probe_normalization();
       if (print() && leader()) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
     }
   }
   augment_ = make_augment(config_, data_);
+}
+
+std::string Session::probe_normalization() {
+  std::vector<tune::Normalization> candidates = {{"raw [0, 1] inputs", 0.0, 1.0}};
+  char name[96];
+  std::snprintf(name, sizeof name, "the new data's statistics (mean %.4f, std %.4f)", data_.mean,
+                data_.std);
+  candidates.push_back({name, data_.mean, data_.std});
+  const models::LinearLayer head = models::find_head(model_, head_);
+  const tune::NormalizationChoice c = tune::probe_normalization(
+      model_, head, *data_.train, data_.val.get(), data_.mean, data_.std, candidates,
+      options_.train.task(), model_outputs(data_), session::training_device(config_));
+  const tune::Normalization& chosen = c.candidates[c.chosen];
+  const std::string reason = chosen.name + ": " + c.reason;
+  set("data.mean", chosen.mean, "normalization probe", reason);
+  set("data.std", chosen.std, "normalization probe", reason);
+  if (chosen.mean != data_.mean || chosen.std != data_.std) data_ = load_and_report(options_.data);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, " (%.1f s)", c.seconds);
+  return "normalization: " + reason + buf +
+         "; the source does not say how its inputs were normalized (data.mean and data.std "
+         "override)";
+}
+
+void Session::choose_head_lr() {
+  if (head_.empty() || options_.head_lr != "auto" || !options_.train.cache_features()) return;
+  // An lr the user chose is the head's too.
+  if (const std::string& from = config_.setting("train.lr").source;
+      from != "default" && from != "lr scaling")
+    return;
+  const TrainerOptions t = trainer_options();
+  if (t.precision() != Precision::kFp32) return;
+  const models::LinearLayer head = models::find_head(model_, head_);
+  if (!check_head_outputs(
+           model_, head,
+           data_.train->get_batch(torch::arange(std::min<int64_t>(64, data_.train->size()))).x)
+           .empty())
+    return;  // no head phase on cached features: the fit says why
+  const auto start = std::chrono::steady_clock::now();
+  const HeadFeatures features = head_features(model_, head, *data_.train, t.eval_batch_size(),
+                                              session::training_device(config_));
+  const tune::LrSuggestion lr =
+      tune::head_lr(features, t.task(), model_outputs(data_), t.batch_size(), options_.train.lr());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  char value[32];
+  std::snprintf(value, sizeof value, "%.3g", lr.lr);
+  set("finetune.head_lr", std::string(value), "lr range test",
+      "on the cached features of the " + std::to_string(data_.train->size()) +
+          " training examples: " + lr.reason);
+  if (print() && leader())
+    std::printf("head lr %s: %s (range test on cached features, %.1f s)\n", value,
+                lr.reason.c_str(), seconds);
 }
 
 // Resolves train.batch_size = "auto" with real training steps, and the lr with it; both land in
@@ -495,8 +560,21 @@ std::unique_ptr<Trainer> Session::make_trainer() {
   callbacks.diagnose.name_setting = namer_;
   for (auto& cb : session::default_callbacks(callbacks)) trainer->add_callback(std::move(cb));
   if (job.dp) trainer->add_callback(job.dp);
-  if (!options_.finetune_from.empty())
-    trainer->add_callback(std::make_shared<callbacks::FineTuning>(options_.fine_tuning));
+  if (!options_.finetune_from.empty()) {
+    callbacks::FineTuningOptions ft = options_.fine_tuning;
+    // The head phase may run at its own lr; once the backbone trains the head is back at
+    // train.lr and the backbone below it.
+    if (options.lr() != options_.train.lr()) ft.lr = options_.train.lr();
+    // A per-step schedule sets every group's lr itself.
+    const bool per_step = options_.schedule.kind == callbacks::ScheduleKind::kCosine ||
+                          options_.schedule.kind == callbacks::ScheduleKind::kOneCycle;
+    if (ft.warmup_steps == 0 && !per_step) {
+      const int64_t examples = data_.train->size() / options.world_size();
+      ft.warmup_steps = (examples + options.batch_size() - 1) / options.batch_size();
+    }
+    if (per_step) ft.warmup_steps = 0;
+    trainer->add_callback(std::make_shared<callbacks::FineTuning>(ft));
+  }
   if (source_) trainer->add_callback(std::make_shared<KeepSource>(*source_));
   for (const auto& cb : extra_callbacks_) trainer->add_callback(cb);
   return trainer;
@@ -519,6 +597,7 @@ SessionResult Session::train(bool run_test) {
         session::training_device(config_).is_cpu() ? "CPU batch rule" : "batch-size search",
         "rank 0's search, times the " + std::to_string(job.env.world_size) + " ranks");
   }
+  choose_head_lr();
   auto trainer = make_trainer();
   if (job.leader() && options_.diagnostics && options_.preflight) {
     auto findings = check(print());

@@ -197,6 +197,18 @@ std::optional<std::string> check_batch_size(const ConfigValue& v) {
   return std::string(" is out of range; expected auto or a positive integer such as 128");
 }
 
+std::optional<std::string> check_head_lr(const ConfigValue& v) {
+  const auto& b = std::get<std::string>(v);
+  if (b == "auto") return std::nullopt;
+  try {
+    size_t used = 0;
+    const double lr = std::stod(b, &used);
+    if (used == b.size() && std::isfinite(lr) && lr > 0) return std::nullopt;
+  } catch (const std::logic_error&) {
+  }
+  return std::string(" is out of range; expected auto or a positive lr such as 0.01");
+}
+
 std::optional<std::string> check_monitor(const ConfigValue& v) {
   const auto& m = std::get<std::string>(v);
   if ((m.rfind("val_", 0) == 0 && m.size() > 4) || (m.rfind("train_", 0) == 0 && m.size() > 6))
@@ -585,19 +597,61 @@ std::vector<SettingBinding> make_table() {
       {"finetune.head", std::string(""), "the model's last layer, when it is a Linear",
        "name of the layer replaced by the new head (the error lists the candidates)"},
       [](O & o) -> auto& { return o.finetune_head; }));
+  add(bind_enum<models::HeadInit, models::kHeadInitNames>(
+      {"finetune.head_init", std::string("zero"),
+       "a zero head starts at loss log(classes) whatever the features' scale; a random one "
+       "over large frozen features starts far off",
+       "the new head's weights: zero, or torch (Linear's uniform initialization)"},
+      [](O & o) -> auto& { return o.head_init; }));
+  add(bind(
+      {"finetune.cache_features", true,
+       "a frozen backbone gives the same features every epoch: computing them once makes head "
+       "epochs nearly free (bench/README.md)",
+       "while the head trains alone, train it on the backbone's features computed once (inputs "
+       "are not augmented in that phase)"},
+      [](O & o) -> auto& { return o.train.cache_features(); }));
+  add(bind(
+      {"finetune.head_lr", std::string("auto"),
+       "a range test on the cached features finds the head's lr in a second (unless train.lr "
+       "is set)",
+       "the head phase's lr: auto, or a positive number", check_head_lr},
+      [](O & o) -> auto& { return o.head_lr; }));
+  add(bind(
+      {"finetune.head_only", false,
+       "the head phase, then the whole model at a lower lr; validation decides which is kept",
+       "train the new head alone: the backbone never unfreezes"},
+      [](O & o) -> auto& { return o.fine_tuning.head_only; }));
   add(bind(
       {"finetune.unfreeze_at_epoch", int64_t{0},
-       "on a small data set the head alone adapts; training the backbone risks overfitting "
-       "it",
-       "epoch from which the backbone trains too (0: it stays frozen)",
-       at_least(0, ">= 0 (0: the backbone stays frozen)")},
+       "the backbone unfreezes once the head has converged (finetune.head_patience, "
+       "finetune.head_epochs)",
+       "epoch from which the backbone trains too (0: when the head has converged)",
+       at_least(0, ">= 0 (0: when the head has converged)")},
       [](O & o) -> auto& { return o.fine_tuning.unfreeze_at_epoch; }));
   add(bind(
+      {"finetune.head_patience", int64_t{2},
+       "two epochs without a better validation score: the head has converged",
+       "head epochs without improvement before the backbone unfreezes",
+       at_least(1, "a positive number of epochs")},
+      [](O & o) -> auto& { return o.fine_tuning.head_patience; }));
+  add(bind(
+      {"finetune.head_epochs", int64_t{20}, "epochs on cached features are cheap",
+       "most epochs of the head phase before the backbone unfreezes",
+       at_least(1, "a positive number of epochs")},
+      [](O & o) -> auto& { return o.fine_tuning.head_epochs; }));
+  add(bind(
       {"finetune.backbone_lr_ratio", 0.1,
-       "discriminative rates: pretrained layers move 10x slower than the new head",
-       "an unfrozen backbone group's lr as a fraction of the head's",
+       "discriminative rates: pretrained layers move 10x slower than the head",
+       "an unfrozen backbone group's lr as a fraction of the head's (train.lr once the "
+       "backbone trains)",
        positive_number("a positive factor such as 0.1")},
       [](O & o) -> auto& { return o.fine_tuning.backbone_lr_ratio; }));
+  add(bind(
+      {"finetune.warmup_steps", int64_t{0},
+       "0: one epoch of steps, so that the pretrained layers start moving gently",
+       "steps over which an unfrozen backbone's lr rises linearly to its value",
+       at_least(0, ">= 0 (0: one epoch)")},
+      [](O & o) -> auto& { return o.fine_tuning.warmup_steps; }));
   add(bind(
       {"finetune.groups", Strings{}, "the whole backbone unfreezes at once",
        "layer-name prefixes unfrozen one at a time, head side first (gradual unfreezing)"},
@@ -751,7 +805,9 @@ void derive(Config& c) {
     c.derive_default("train.regime", std::string("finetune"),
                      "fine-tuning from " + c.get_string("finetune.from"));
   if (c.get_string("train.regime") == "finetune")
-    c.derive_default("train.max_epochs", int64_t{6}, "fine-tuning converges in 5-6 epochs");
+    c.derive_default("train.max_epochs", int64_t{30},
+                     "fine-tuning: the head phase on cached features (cheap epochs), then the "
+                     "whole model until early stopping");
   if (c.get_string("data.dataset").rfind("folder:", 0) == 0)
     c.derive_default("data.workers", int64_t{2},
                      "image folders decode JPEG/PNG: two threads decode ahead of the step loop");

@@ -206,7 +206,10 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
     layers += (layers.empty() ? "" : ", ") + l.describe();
   // The new head's weights come from train.seed, as a zoo model's do.
   torch::manual_seed(static_cast<uint64_t>(config.get_int("train.seed")));
-  const models::LinearLayer head = models::replace_head(model, outputs, head_name);
+  const models::LinearLayer head =
+      models::replace_head(model, outputs, head_name,
+                           value_of(config.get_string("finetune.head_init"), models::kHeadInitNames)
+                               .value_or(models::HeadInit::kZero));
   // The head must be the layer that gives the outputs: what follows it may keep their size (a
   // softmax), not change it. One example through the model tells.
   {
@@ -241,14 +244,15 @@ std::pair<Model, std::string> finetune_model(const Config& config, const Finetun
   char buf[512];
   std::snprintf(buf, sizeof buf,
                 "fine-tuning %s: backbone frozen (%lld tensors, %lld values%s); new head %s "
-                "(%lld values) trains",
+                "(%lld values, from %s weights) trains first",
                 source.describe().c_str(), static_cast<long long>(frozen),
                 static_cast<long long>(frozen_values),
                 model.kept_in_eval().empty() ? ""
                                              : (", " + std::to_string(model.kept_in_eval().size()) +
                                                 " BatchNorm layers keep their statistics")
                                                    .c_str(),
-                head.describe().c_str(), static_cast<long long>(head_values));
+                head.describe().c_str(), static_cast<long long>(head_values),
+                config.get_string("finetune.head_init") == "zero" ? "zero" : "random");
   return {model, buf};
 }
 

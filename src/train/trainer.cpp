@@ -6,6 +6,7 @@
 
 #include <trainscope/track/checkpoint_dir.h>
 #include <trainscope/track/payload.h>
+#include <trainscope/train/head_features.h>
 
 #include "train/amp.h"
 
@@ -155,6 +156,15 @@ std::vector<torch::Tensor> optimizer_params(const torch::optim::Optimizer& optim
   return out;
 }
 
+// The order of the training batches: a feature cache's loader takes the same, so that its epochs
+// see the same examples in the same batches.
+data::LoaderOptions training_loader_options(const TrainerOptions& o) {
+  data::LoaderOptions l{o.batch_size(), /*shuffle=*/true, /*drop_last=*/false, o.seed()};
+  l.rank = o.rank();
+  l.world_size = o.world_size();
+  return l;
+}
+
 // Only what trains: frozen parameters (a backbone) stay out of the optimizer.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainerOptions& o,
                                                         const Model& model) {
@@ -263,6 +273,68 @@ struct Trainer::Restore {
   track::StoreMark mark;
 };
 
+struct Trainer::FeatureCache {
+  bool usable = false;  // false: decided against for this fit (state.feature_cache says why)
+  Model head_model;     // the head alone, over features
+  std::shared_ptr<const data::Dataset> train, val;  // features and targets
+  std::unique_ptr<data::DataLoader> loader;         // the training batches, in the fit's order
+};
+
+Trainer::FeatureCache* Trainer::feature_cache(Model& model, const data::Dataset& train,
+                                              const data::Dataset* val) {
+  const std::string& head = options_.head();
+  if (head.empty() || (cache_ && !cache_->usable)) return nullptr;
+  for (const auto& item : model.module().named_parameters())
+    if (item.value().requires_grad() && item.key().rfind(head + ".", 0) != 0)
+      return nullptr;  // more than the head trains: the whole model runs
+  if (cache_) return cache_.get();
+  cache_ = std::make_unique<FeatureCache>();
+  FeatureCache& c = *cache_;
+  TrainState& s = state_;
+  auto without = [&](const std::string& why) -> FeatureCache* {
+    s.feature_cache = "head phase without a feature cache: " + why;
+    return nullptr;
+  };
+  if (!options_.cache_features()) return without("caching is off");
+  if (options_.precision() != Precision::kFp32)
+    return without(std::string("precision ") + name_of(options_.precision(), kPrecisionNames) +
+                   " (the cache holds float32 features of fp32 forwards)");
+  const models::LinearLayer layer = models::find_head(model, head);
+  const int64_t examples = train.size() + (val ? val->size() : 0);
+  const double mib = static_cast<double>(examples) * layer.in_features * 4 / 1048576.0;
+  char buf[320];
+  if (mib > static_cast<double>(options_.feature_cache_mib())) {
+    std::snprintf(buf, sizeof buf, "%lld examples x %lld features would take %.0f MiB, over %lld",
+                  static_cast<long long>(examples), static_cast<long long>(layer.in_features), mib,
+                  static_cast<long long>(options_.feature_cache_mib()));
+    return without(buf);
+  }
+  const auto sample =
+      train.get_batch(torch::arange(std::min<int64_t>(64, train.size()))).x.to(device_);
+  if (const std::string why = check_head_outputs(model, layer, sample); !why.empty())
+    return without(why);
+  const HeadFeatures t = head_features(model, layer, train, options_.eval_batch_size(), device_);
+  c.train = std::make_shared<data::TensorDataset>(t.features, t.targets);
+  double seconds = t.seconds;
+  int64_t val_examples = 0;
+  if (val && val->size() > 0) {
+    const HeadFeatures v = head_features(model, layer, *val, options_.eval_batch_size(), device_);
+    c.val = std::make_shared<data::TensorDataset>(v.features, v.targets);
+    seconds += v.seconds;
+    val_examples = val->size();
+  }
+  c.head_model = head_model(model, layer);
+  c.loader = std::make_unique<data::DataLoader>(c.train, training_loader_options(options_));
+  c.usable = true;
+  std::snprintf(buf, sizeof buf,
+                "head phase: the frozen backbone's features cached in %.1f s (%lld training + "
+                "%lld validation examples x %lld values, %.1f MiB); the head trains on them alone",
+                seconds, static_cast<long long>(train.size()), static_cast<long long>(val_examples),
+                static_cast<long long>(layer.in_features), mib);
+  s.feature_cache = buf;
+  return &c;
+}
+
 FitResult Trainer::fit(Model& model, std::shared_ptr<const data::Dataset> train,
                        std::shared_ptr<const data::Dataset> val) {
   return run_fit(model, std::move(train), std::move(val), nullptr);
@@ -280,13 +352,11 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
       if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
   }
   optimizer_ = make_optimizer(options_, model);
-  data::LoaderOptions loader_options{options_.batch_size(), /*shuffle=*/true, /*drop_last=*/false,
-                                     options_.seed()};
+  data::LoaderOptions loader_options = training_loader_options(options_);
   loader_options.workers = options_.loader_workers();
   loader_options.pin_memory = device_.is_cuda();
-  loader_options.rank = options_.rank();
-  loader_options.world_size = options_.world_size();
   data::DataLoader loader(train, loader_options);
+  cache_.reset();
   loader_ = &loader;
   epoch_metrics_ = std::make_unique<MetricAccumulator>(options_.task());
 
@@ -328,12 +398,18 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
     for (s.epoch = first_epoch; s.epoch <= s.max_epochs && !s.stop_requested(); ++s.epoch) {
       s.val_metrics.clear();  // an epoch that skips validation reports none, not the last one's
       call(&Callback::on_epoch_start);
-      train_epoch(model, loader, s.epoch == first_epoch ? first_batch : 0);
+      // Fine-tuning's head phase: the head trains alone on the backbone's cached features.
+      FeatureCache* cached = feature_cache(model, *train, val.get());
+      s.features_cached = cached != nullptr;
+      train_epoch(cached ? cached->head_model : model, cached ? *cached->loader : loader,
+                  s.epoch == first_epoch ? first_batch : 0);
       if (s.interrupted) break;  // mid-epoch: not a complete epoch
       if (val && val->size() > 0 && !s.stop_requested()) {
         if (sync) sync->before_validation(s);
         call(&Callback::on_validation_start);
-        s.val_metrics = evaluate(model, *val, "val", /*confusion=*/false).metrics;
+        s.val_metrics = (cached ? evaluate(cached->head_model, *cached->val, "val", false)
+                                : evaluate(model, *val, "val", /*confusion=*/false))
+                            .metrics;
         call(&Callback::on_validation_end);
       }
       update_best(s);
@@ -368,9 +444,12 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   result.run_dir = run_ ? run_->dir() : std::filesystem::path();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - s.fit_start).count();
+  result.feature_cache = s.feature_cache;
   s.capture = nullptr;
   s.optimizer = nullptr;  // the optimizer lives until the next fit, unreachable from the state
+  s.features_cached = false;
   loader_ = nullptr;
+  cache_.reset();  // the features belong to this fit's backbone
   return result;
 }
 
@@ -393,7 +472,7 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     auto x = batch.x.to(device_, /*non_blocking=*/true);
     auto y = batch.y.to(device_, /*non_blocking=*/true);
     if (options_.channels_last() && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-    if (options_.augment()) {
+    if (options_.augment() && !s.features_cached) {
       // Each rank of a data-parallel job draws its own transforms (rank 0 as a single process).
       auto gen = data::augment_generator(options_.seed() + 1000003ULL * options_.rank(), s.epoch,
                                          s.batch_in_epoch);
@@ -417,7 +496,7 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
       if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
       s.loss = compute_loss(output, y);
     }
-    s.inputs = x;
+    s.inputs = s.features_cached ? torch::Tensor() : x;  // features are not the model's inputs
     s.targets = y;
     s.outputs = output;
     (scaler_ ? scaler_->scale_loss(s.loss) : s.loss).backward();

@@ -32,7 +32,8 @@ struct EarlyStoppingOptions {
 //   kDivergence  the value crossed divergence_threshold
 //   kPatience    `patience` epochs passed without an improvement by more than min_delta on the
 //                last one that counted (after start_from_epoch), that also beats the baseline
-//                (when one is set)
+//                (when one is set); a new phase of the fit (TrainState::phase_epoch, the
+//                backbone unfreezing) starts the count again
 // Keeps a copy of the best epoch's weights in memory (the parameters and buffers, on the model's
 // device); with restore_best they are loaded back at fit end, and on an exception, whatever ended
 // the fit. Without the monitored metric (no validation set) it does nothing and says so once.
@@ -62,6 +63,7 @@ class EarlyStopping : public Callback {
   double reference_ = 0.0;
   int64_t reference_epoch_ = 0;  // 0: none yet
   int64_t wait_ = 0;
+  int64_t phase_epoch_ = 0;  // the last TrainState::phase_epoch seen
   bool warned_ = false;
   bool restored_ = false;
   bool baseline_beaten_ = false;

@@ -1,6 +1,9 @@
 #pragma once
-// FineTuning: unfreezes a frozen backbone during a fit, at once or layer group by layer group,
-// with its own (lower) learning rate: discriminative fine-tuning.
+// FineTuning: the two phases of fine-tuning a pretrained model. First the new head trains alone on
+// the frozen backbone (on cached features: TrainerOptions::head); then the backbone unfreezes, at
+// once or layer group by layer group, at a lower, discriminative lr reached by a short warm-up,
+// while the best epoch by validation decides whose weights are kept: the head phase's or the
+// whole model's.
 #include <trainscope/train/callback.h>
 
 #include <string>
@@ -9,23 +12,36 @@
 namespace trainscope::callbacks {
 
 struct FineTuningOptions {
-  int64_t unfreeze_at_epoch = 0;   // the first epoch that trains (part of) the backbone; 0: never
-  double backbone_lr_ratio = 0.1;  // a group's lr: the head's lr at that moment times this
+  // The first epoch that trains (part of) the backbone. 0: once the head has converged, that is
+  // after `head_patience` epochs without a new best by the fit's monitor, or after `head_epochs`
+  // epochs, whichever comes first.
+  int64_t unfreeze_at_epoch = 0;
+  bool head_only = false;  // the backbone never trains: the head alone, the seed's recipe
+  int64_t head_epochs = 20;
+  int64_t head_patience = 2;
+  // When the backbone unfreezes, the head's lr becomes `lr` (0: it keeps the lr it has) and each
+  // backbone group's lr is the head's lr then times backbone_lr_ratio, reached by a linear
+  // warm-up over `warmup_steps` optimizer steps (0: at once). An lr schedule that sets every
+  // group's lr each step overrides both.
+  double lr = 0.0;
+  double backbone_lr_ratio = 0.1;
+  int64_t warmup_steps = 0;
   // Name prefixes of the backbone's layer groups, unfrozen in this order (closest to the head
-  // first, as ULMFiT does), one every `unfreeze_every` epochs from unfreeze_at_epoch. Empty: the
-  // whole backbone at once.
+  // first, as ULMFiT does), one every `unfreeze_every` epochs from the first. Empty: the whole
+  // backbone at once.
   std::vector<std::string> groups;
   int64_t unfreeze_every = 1;
   bool train_bn = false;  // let unfrozen BatchNorm layers update their running statistics
 };
 
 // At on_fit_start it takes the parameters that do not require gradients as the backbone (see
-// models::freeze_backbone). At the start of each scheduled epoch it unfreezes the next group:
-// requires_grad on, and the tensors added to the optimizer as a new parameter group with lr =
-// (the first group's lr) x backbone_lr_ratio, so an lr schedule scales it alike. Prints what it
-// unfroze. Order kUser. Its progress goes into checkpoints: a resumed fit re-creates the groups
-// before the optimizer's state is loaded. Throws ConfigError for out-of-range options and for a
-// group prefix that matches no frozen parameter.
+// models::freeze_backbone). At the start of each epoch it decides whether to unfreeze the next
+// group: requires_grad on, and the tensors added to the optimizer as a new parameter group. At
+// the fit's end it says which recipe the best epoch came from (the weights early stopping
+// restores), and records it in the run (meta "finetune.recipe"). Prints what it does to `out`.
+// Order kUser. Its progress goes into checkpoints: a resumed fit re-creates the groups before the
+// optimizer's state is loaded, and continues the warm-up where it was. Throws ConfigError for
+// out-of-range options and for a group prefix that matches no frozen parameter.
 class FineTuning : public Callback {
  public:
   explicit FineTuning(FineTuningOptions options = {}, std::FILE* out = stdout);
@@ -33,19 +49,34 @@ class FineTuning : public Callback {
 
   void on_fit_start(TrainState& state) override;
   void on_epoch_start(TrainState& state) override;
+  void on_train_batch_start(TrainState& state) override;
+  void on_fit_end(TrainState& state) override;
   void on_checkpoint_save(TrainState& state, torch::serialize::OutputArchive& archive) override;
   void on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) override;
 
   // Groups unfrozen so far.
   int64_t unfrozen() const { return unfrozen_; }
+  // The epoch the backbone started to train (0: not yet).
+  int64_t unfrozen_at() const { return unfreeze_at_; }
+  // Which recipe the best epoch came from, once the fit has ended: "head" or "head+backbone".
+  const std::string& recipe() const { return recipe_; }
 
  private:
   void unfreeze_group(TrainState& state, size_t group, bool quiet);
+  void set_warmup_lrs(TrainState& state) const;
 
   FineTuningOptions options_;
   std::FILE* out_;
   std::vector<std::vector<std::string>> groups_;  // parameter names of each group
   int64_t unfrozen_ = 0;
+  int64_t unfreeze_at_ = 0;    // decided (auto) or given
+  int64_t unfreeze_step_ = 0;  // global step when the first group unfroze
+  std::string why_;            // why then
+  // The head phase's best by the monitor, when the backbone unfroze.
+  int64_t head_best_epoch_ = 0;
+  double head_best_value_ = 0.0;
+  std::vector<double> target_lrs_;  // each backbone group's lr after the warm-up
+  std::string recipe_;
 };
 
 }  // namespace trainscope::callbacks

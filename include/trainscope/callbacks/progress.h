@@ -45,6 +45,7 @@ class ProgressPrinter : public Callback {
   std::optional<Config> settings_;
   std::FILE* out_;
   std::chrono::steady_clock::time_point epoch_start_, last_draw_;
+  std::string feature_cache_;  // the head phase's cache line last printed
   int64_t samples_ = 0;
   double best_val_ = 0.0;
   bool has_best_ = false;

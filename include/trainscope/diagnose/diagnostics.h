@@ -64,6 +64,10 @@ class Diagnostics : public Callback {
   }
   void report(TrainState& state, Finding finding);
   void watch_trainable(TrainState& state);
+  // A new phase of the fit (TrainState::phase_epoch: the backbone unfroze) starts every
+  // detector afresh: its windows and epoch counts would otherwise read the change of what
+  // trains as a fault (a jump of the gradient norm, a loss that rose).
+  void start_phase(const TrainState& state);
   void apply_remedy(TrainState& state, const Finding& finding);
   std::vector<ActivationSignals> activation_signals(TrainState& state);
 
@@ -80,6 +84,8 @@ class Diagnostics : public Callback {
   int64_t target_var_count_ = 0;
   int64_t num_outputs_ = 0;
   bool clipping_ = false;
+  std::vector<std::string> fresh_;  // each detector's state before the fit
+  int64_t phase_epoch_ = 0;         // the last TrainState::phase_epoch seen
 };
 
 // Reads a run's findings and outcome from its store and formats the report `trainscope diagnose`

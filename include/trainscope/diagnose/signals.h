@@ -43,6 +43,7 @@ struct EpochSignals {
   int64_t epoch = 0;
   int64_t step = 0;
   int64_t max_epochs = 0;
+  int64_t phase_epoch = 0;  // the first epoch of the fit's current phase (0: one phase)
   bool classification = true;
   int64_t num_classes = 0;  // classification
   double trivial_loss =

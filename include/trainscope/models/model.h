@@ -31,6 +31,13 @@ class Model {
   torch::Tensor forward(const torch::Tensor& x) const { return forward_(x); }
   torch::Tensor operator()(const torch::Tensor& x) const { return forward_(x); }
 
+  // This model (the same module, the same layers kept in eval mode) with another forward.
+  Model with_forward(Forward forward) const {
+    Model m = *this;
+    m.forward_ = std::move(forward);
+    return m;
+  }
+
   torch::nn::Module& module() const { return *module_; }
   const std::shared_ptr<torch::nn::Module>& ptr() const { return module_; }
   const std::string& name() const { return name_; }

@@ -161,6 +161,12 @@ class Session {
   Model build_model(const std::vector<int64_t>& input_shape, int64_t outputs);
   std::optional<tune::BatchSizeResult> choose_batch_size();
   std::unique_ptr<Trainer> make_trainer();
+  // Fine-tuning a TorchScript source that does not say how its inputs were normalized: the
+  // normalization probe's choice into data.mean and data.std (unless set), and the data
+  // reloaded with it. Returns the line to print.
+  std::string probe_normalization();
+  // Fine-tuning: finetune.head_lr = auto resolved by a range test on the cached features.
+  void choose_head_lr();
   SessionResult finish(Trainer& trainer, const FitResult& fit,
                        const std::optional<tune::BatchSizeResult>& batch_search, bool run_test);
   bool print() const;
@@ -181,6 +187,7 @@ class Session {
   bool own_model_ = false;
   std::shared_ptr<data::Transform> augment_;
   std::unique_ptr<session::FinetuneSource> source_;
+  std::string head_;  // fine-tuning: the new head's layer name
   std::vector<std::shared_ptr<Callback>> extra_callbacks_;
   diagnose::SettingNamer namer_;
   struct Job;

@@ -18,6 +18,7 @@
 #include <trainscope/config.h>
 #include <trainscope/data/spec.h>
 #include <trainscope/diagnose/diagnostics.h>
+#include <trainscope/models/transfer.h>
 #include <trainscope/models/zoo.h>
 #include <trainscope/runtime.h>
 #include <trainscope/train/trainer.h>
@@ -53,20 +54,22 @@ struct SessionOptions {
   std::string finetune_from;                 // finetune.from ("": train from scratch)
   std::string finetune_head;                 // finetune.head ("": the last Linear)
   callbacks::FineTuningOptions fine_tuning;  // finetune.*
-  tune::BatchSizeOptions tune;               // tune.*
-  bool diagnostics = true;                   // diagnose.enabled
-  int64_t diagnose_every = 0;                // diagnose.every (0: train.log_every)
-  bool preflight = true;                     // diagnose.preflight
-  diagnose::DiagnosticsOptions diagnose;     // diagnose.activations, diagnose.auto_remedy
-  RuntimeOptions runtime;                    // runtime.threads, openblas_threads, malloc_tuning
-  std::string channels_last = "auto";        // runtime.channels_last: auto | on | off
-  std::string dist_backend = "auto";         // dist.backend: auto | gloo | nccl
-  double dist_timeout = 60.0;                // dist.timeout (seconds)
-  double dist_bucket_mb = 25.0;              // dist.bucket_mb
-  std::string progress = "auto";             // ui.progress: auto | bar | plain | off
-  bool dashboard = true;                     // ui.dashboard
-  int64_t port = 6150;                       // ui.port
-  double linger = 60.0;                      // ui.linger (seconds; the CLI, on a terminal)
+  models::HeadInit head_init = models::HeadInit::kZero;  // finetune.head_init
+  std::string head_lr = "auto";                          // finetune.head_lr: auto | lr
+  tune::BatchSizeOptions tune;                           // tune.*
+  bool diagnostics = true;                               // diagnose.enabled
+  int64_t diagnose_every = 0;                            // diagnose.every (0: train.log_every)
+  bool preflight = true;                                 // diagnose.preflight
+  diagnose::DiagnosticsOptions diagnose;  // diagnose.activations, diagnose.auto_remedy
+  RuntimeOptions runtime;                 // runtime.threads, openblas_threads, malloc_tuning
+  std::string channels_last = "auto";     // runtime.channels_last: auto | on | off
+  std::string dist_backend = "auto";      // dist.backend: auto | gloo | nccl
+  double dist_timeout = 60.0;             // dist.timeout (seconds)
+  double dist_bucket_mb = 25.0;           // dist.bucket_mb
+  std::string progress = "auto";          // ui.progress: auto | bar | plain | off
+  bool dashboard = true;                  // ui.dashboard
+  int64_t port = 6150;                    // ui.port
+  double linger = 60.0;                   // ui.linger (seconds; the CLI, on a terminal)
 };
 
 // One setting: its schema entry and the field it is bound to.

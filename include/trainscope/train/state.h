@@ -105,6 +105,16 @@ struct TrainState {
   torch::Tensor inputs, targets, outputs;
   torch::Tensor loss;
 
+  // Fine-tuning's head phase (TrainerOptions::head): whether this epoch trains the head on the
+  // cached features of the backbone (then `inputs` is undefined: the batch is features), and a
+  // line saying what the cache holds or why there is none, set when that is decided.
+  bool features_cached = false;
+  std::string feature_cache;
+  // The first epoch of the fit's current phase, set by a callback that changes what trains
+  // (fine-tuning unfreezing the backbone); early stopping's patience starts again there. 0: one
+  // phase.
+  int64_t phase_epoch = 0;
+
   // Epoch-level results, filled at epoch end (train) and validation end (val).
   MetricMap train_metrics;
   MetricMap val_metrics;

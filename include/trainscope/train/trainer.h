@@ -97,6 +97,16 @@ struct TrainerOptions {
   // test batches are never augmented. nullptr: no augmentation.
   TORCH_ARG(int64_t, loader_workers) = 0;  // 0: gather batches in the step loop (in-memory data)
   TORCH_ARG(std::shared_ptr<data::Transform>, augment) = nullptr;
+  // Fine-tuning: the model's head, a Linear layer by module name (models::find_head). While it is
+  // all that trains (the rest frozen: requires_grad false), the epoch trains it on the backbone's
+  // features, computed once in eval mode for the training and validation sets and kept in
+  // memory (train/head_features.h): the same batches and optimizer steps, and the same
+  // checkpoints, without running the frozen backbone. Inputs are not augmented in that phase
+  // (the features are of the inputs as they are), and the backbone's dropout is off there, as in
+  // Keras's base_model(x, training=False). Not with bf16 or fp16. Empty: no head phase.
+  TORCH_ARG(std::string, head) = "";
+  TORCH_ARG(bool, cache_features) = true;
+  TORCH_ARG(int64_t, feature_cache_mib) = 2048;  // a larger cache is not built (the fit says so)
   // Run directory: <runs_dir>/<run_name>; an empty runs_dir keeps nothing on disk.
   TORCH_ARG(std::string, runs_dir) = "runs";
   TORCH_ARG(std::string, run_name) = "";  // empty: <model>-<yyyymmdd>-<hhmmss>
@@ -124,6 +134,8 @@ struct FitResult {
   std::filesystem::path run_dir;       // empty when no run directory is kept
   std::filesystem::path resumed_from;  // the checkpoint Trainer::resume continued from
   double seconds = 0.0;
+  // The head phase's feature cache: what it held, or why there was none; empty without a head.
+  std::string feature_cache;
 };
 
 // Trains and evaluates models. Owns its callbacks and the run it writes to.
@@ -180,6 +192,7 @@ class Trainer {
 
  private:
   struct Restore;
+  struct FeatureCache;
   enum class Phase { kNone, kFitStart, kBatchEnd, kEpochEnd };
 
   template <typename Hook, typename... Args>
@@ -197,6 +210,8 @@ class Trainer {
   torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const;
   void check_output(const torch::Tensor& output, const torch::Tensor& target) const;
   void ensure_run(const Model& model);
+  // The cache when this epoch trains the head alone on it (built on first use), else null.
+  FeatureCache* feature_cache(Model& model, const data::Dataset& train, const data::Dataset* val);
 
   TrainerOptions options_;
   torch::Device device_;
@@ -208,6 +223,7 @@ class Trainer {
   data::DataLoader* loader_ = nullptr;
   std::unique_ptr<MetricAccumulator> epoch_metrics_;
   std::unique_ptr<detail::GradScaler> scaler_;  // fp16 only
+  std::unique_ptr<FeatureCache> cache_;         // of the running fit's head phase
   FitResult result_;
   Phase phase_ = Phase::kNone;
 };

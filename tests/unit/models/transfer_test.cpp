@@ -31,10 +31,7 @@ std::shared_ptr<ts::data::TensorDataset> images(int64_t n, int64_t classes, uint
 }
 
 ts::TrainerOptions quiet(int64_t epochs) {
-  return ts::TrainerOptions()
-      .runs_dir("")
-      .max_epochs(epochs)
-      .batch_size(16);
+  return ts::TrainerOptions().runs_dir("").max_epochs(epochs).batch_size(16);
 }
 
 // Records the optimizer's groups at every batch: how many tensors, which, at what lr.
@@ -46,10 +43,14 @@ class GroupProbe : public ts::Callback {
     for (const auto& g : s.optimizer->param_groups())
       groups.push_back({static_cast<int64_t>(g.params().size()), g.options().get_lr()});
     by_epoch[s.epoch] = groups;
+    std::vector<double> lrs;
+    for (const auto& g : groups) lrs.push_back(g.second);
+    lrs_by_step.push_back(lrs);
     for (const auto& g : s.optimizer->param_groups())
       for (const auto& p : g.params()) optimized.insert(p.unsafeGetTensorImpl());
   }
   std::map<int64_t, std::vector<std::pair<int64_t, double>>> by_epoch;
+  std::vector<std::vector<double>> lrs_by_step;  // each step's group lrs
   std::set<const void*> optimized;
 };
 
@@ -96,8 +97,67 @@ TEST(Transfer, ReplaceHeadResizesTheOutputAndLeavesTheBackbone) {
     if (item.key().rfind("7.", 0) != 0) {
       EXPECT_TRUE(torch::equal(item.value(), copies[item.key()])) << item.key();
     }
-  // torch's Linear init: uniform in +-1/sqrt(in_features).
-  EXPECT_LE(model.module().named_parameters()["7.weight"].abs().max().item<double>(), 0.25);
+  // A new head starts at zero: every class equally likely, a first loss of exactly log(5).
+  const auto y = torch::tensor({0, 4}, torch::kInt64);
+  EXPECT_FLOAT_EQ(
+      torch::cross_entropy_loss(model.forward(torch::randn({2, 1, 8, 8})), y).item<float>(),
+      std::log(5.0f));
+  // On request torch's Linear init: uniform in +-1/sqrt(in_features).
+  ts::models::replace_head(model, 5, "", ts::models::HeadInit::kTorch);
+  const auto w = model.module().named_parameters()["7.weight"];
+  EXPECT_GT(w.abs().max().item<double>(), 0.0);
+  EXPECT_LE(w.abs().max().item<double>(), 0.25);
+}
+
+// torchvision's fc, timm's ClassifierHead (fc, then a Flatten), a head behind a Dropout.
+TEST(Transfer, TheHeadMayBeFollowedByLayersThatPassTheValuesOn) {
+  struct Net : nn::Module {
+    Net() {
+      body = register_module("body", nn::Linear(4, 8));
+      fc = register_module("fc", nn::Linear(8, 3));
+      flatten = register_module("flatten", nn::Flatten());
+    }
+    nn::Linear body{nullptr}, fc{nullptr};
+    nn::Flatten flatten{nullptr};
+  };
+  auto net = std::make_shared<Net>();
+  ts::Model timm_like(
+      net,
+      [net](const torch::Tensor& x) { return net->flatten(net->fc(torch::relu(net->body(x)))); },
+      "timm_like");
+  EXPECT_EQ(ts::models::find_head(timm_like).describe(), "fc (8 -> 3)");
+  ts::Model dropped(nn::Sequential(nn::Linear(4, 8), nn::ReLU(), nn::Linear(8, 3), nn::Dropout(0.2),
+                                   nn::Identity()),
+                    "dropped");
+  EXPECT_EQ(ts::models::find_head(dropped).describe(), "2 (8 -> 3)");
+}
+
+// The features come from the model's own forward with the head as the identity: exactly what
+// the layers before the head give, and the head is put back as it was.
+TEST(Transfer, HeadInputsAreWhatTheHeadReceives) {
+  auto model = small_cnn(3);
+  const auto head = ts::models::find_head(model);
+  const auto x = torch::randn({5, 1, 8, 8});
+  model.eval();
+  torch::NoGradGuard no_grad;
+  auto seq = std::dynamic_pointer_cast<nn::SequentialImpl>(model.ptr());
+  ASSERT_TRUE(seq);
+  torch::Tensor before_head = x;
+  size_t layer = 0;
+  for (auto& any : *seq)
+    if (++layer < seq->size()) before_head = any.forward(before_head);
+  const auto weight = model.module().named_parameters()["7.weight"].clone();
+  const auto features = ts::models::head_inputs(model, head, x);
+  EXPECT_EQ(features.sizes(), (std::vector<int64_t>{5, 16}));
+  EXPECT_TRUE(torch::equal(features, before_head));
+  EXPECT_TRUE(torch::equal(model.module().named_parameters()["7.weight"], weight));
+  EXPECT_TRUE(torch::allclose(ts::head_model(model, head).forward(features), model.forward(x)));
+  EXPECT_EQ(ts::check_head_outputs(model, head, x), "");
+  ts::Model probs(nn::Sequential(nn::Linear(4, 8), nn::ReLU(), nn::Linear(8, 3), nn::Softmax(1)),
+                  "probs");
+  EXPECT_NE(ts::check_head_outputs(probs, ts::models::find_head(probs, "2"), torch::randn({4, 4}))
+                .find("something after '2' changes them"),
+            std::string::npos);
 }
 
 TEST(Transfer, AFrozenBackboneIsBitIdenticalAfterTrainingAndOutOfTheOptimizer) {
@@ -155,6 +215,74 @@ TEST(Transfer, UnfreezingAddsTheBackboneAsAGroupWithItsOwnLr) {
   EXPECT_TRUE(torch::equal(model.module().named_buffers()["1.running_mean"], bn_mean));
 }
 
+// The head phase on cached features trains the same head as recomputing the frozen backbone in
+// every step (the same computation here, without dropout), and the backbone stays bit-identical.
+TEST(Transfer, CachedAndUncachedHeadTrainingGiveTheSameHead) {
+  std::map<std::string, torch::Tensor> initial;  // the backbone's parameters and buffers
+  const auto source = small_cnn(3);
+  for (const auto& item : source.module().named_parameters()) initial[item.key()] = item.value();
+  for (const auto& item : source.module().named_buffers()) initial[item.key()] = item.value();
+  auto fit = [](bool cached, std::string& cache_line) {
+    auto model = small_cnn(3);
+    const auto head = ts::models::replace_head(model, 4);
+    ts::models::freeze_backbone(model, head);
+    ts::Trainer trainer(quiet(3).head(head.name).cache_features(cached));
+    cache_line = trainer.fit(model, images(128, 4, 1), images(64, 4, 2)).feature_cache;
+    return model;
+  };
+  std::string cached_line, uncached_line;
+  const auto cached = fit(true, cached_line), uncached = fit(false, uncached_line);
+  EXPECT_NE(cached_line.find("the frozen backbone's features cached"), std::string::npos)
+      << cached_line;
+  EXPECT_NE(cached_line.find("128 training + 64 validation examples x 16 values"),
+            std::string::npos)
+      << cached_line;
+  EXPECT_EQ(uncached_line, "head phase without a feature cache: caching is off");
+  auto a = cached.module().named_parameters(), b = uncached.module().named_parameters();
+  for (const auto& item : a)
+    if (item.key().rfind("7.", 0) != 0) {
+      EXPECT_TRUE(torch::equal(item.value(), initial[item.key()])) << item.key();
+    }
+  for (const auto& item : cached.module().named_buffers())
+    EXPECT_TRUE(torch::equal(item.value(), initial[item.key()])) << item.key();
+  EXPECT_FALSE(torch::equal(a["7.weight"], torch::zeros_like(a["7.weight"]))) << "it trained";
+  EXPECT_TRUE(torch::allclose(a["7.weight"], b["7.weight"], 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(a["7.bias"], b["7.bias"], 1e-4, 1e-5));
+}
+
+// By default the backbone unfreezes once the head's validation loss stops improving: the head
+// drops to FineTuningOptions::lr, the backbone climbs to a tenth of it over the warm-up, and the
+// fit says which phase its best epoch came from.
+TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
+  auto model = small_cnn(3);
+  const auto head = ts::models::replace_head(model, 4);
+  ts::models::freeze_backbone(model, head);
+  ts::callbacks::FineTuningOptions o;  // unfreeze_at_epoch 0: when the head has converged
+  o.head_patience = 1;
+  o.head_epochs = 3;
+  o.lr = 1e-3;
+  o.warmup_steps = 4;
+  auto ft = std::make_shared<ts::callbacks::FineTuning>(o, nullptr);
+  auto probe = std::make_shared<GroupProbe>();
+  ts::Trainer trainer(quiet(6).lr(1e-2).head(head.name));
+  trainer.add_callback(ft);
+  trainer.add_callback(probe);
+  const ts::FitResult fit = trainer.fit(model, images(128, 4, 1), images(64, 4, 2));
+  const int64_t at = ft->unfrozen_at();
+  ASSERT_GE(at, 2);
+  ASSERT_LE(at, 4) << "at most head_epochs head epochs";
+  const size_t first = static_cast<size_t>((at - 1) * 8);  // 8 steps an epoch
+  ASSERT_GT(probe->lrs_by_step.size(), first + 5);
+  for (size_t i = 0; i < first; ++i) EXPECT_EQ(probe->lrs_by_step[i], std::vector<double>{1e-2});
+  for (size_t k = 0; k < 5; ++k) {
+    const auto& lrs = probe->lrs_by_step[first + k];
+    ASSERT_EQ(lrs.size(), 2u);
+    EXPECT_DOUBLE_EQ(lrs[0], 1e-3);
+    EXPECT_DOUBLE_EQ(lrs[1], 1e-4 * std::min(1.0, (k + 1) / 4.0)) << "warm-up step " << k;
+  }
+  EXPECT_EQ(ft->recipe(), fit.best_epoch >= at ? "head+backbone" : "head");
+}
+
 TEST(Transfer, GradualUnfreezingGoesGroupByGroupHeadSideFirst) {
   auto model = small_cnn(3);
   ts::models::freeze_backbone(model, ts::models::replace_head(model, 4));
@@ -208,4 +336,39 @@ TEST(Transfer, LoadBackboneSkipsTheHeadAndNamesAMismatch) {
         << e.what();
   }
   std::filesystem::remove_all(dir);
+}
+
+// A source that does not say how its inputs were normalized: its first BatchNorm layer's running
+// statistics tell. Two copies of a CNN trained on the same images, raw in [0, 1] and
+// standardized, are each given the inputs they were trained on.
+TEST(Transfer, TheNormalizationProbeFindsHowASourceWasTrained) {
+  torch::manual_seed(7);
+  const auto raw = torch::rand({256, 1, 8, 8}).square();  // in [0, 1], mean about 1/3
+  const auto labels = (raw.mean({1, 2, 3}) * 12).floor().remainder(3).to(torch::kInt64);
+  const double mean = raw.mean().item<double>(), std = raw.std().item<double>();
+  const auto standardized = (raw - mean) / std;
+  const std::vector<ts::tune::Normalization> candidates = {
+      {"raw [0, 1] inputs", 0.0, 1.0}, {"the new data's statistics", mean, std}};
+  for (const bool trained_raw : {true, false}) {
+    SCOPED_TRACE(trained_raw ? "trained on raw inputs" : "trained on standardized inputs");
+    auto source = small_cnn(3);
+    ts::Trainer(quiet(2)).fit(
+        source, std::make_shared<ts::data::TensorDataset>(trained_raw ? raw : standardized, labels),
+        nullptr);
+    const auto head = ts::models::replace_head(source, 3);
+    // The new data as a Session loads it: standardized with its own statistics.
+    const ts::data::TensorDataset data(standardized, labels);
+    const auto choice =
+        ts::tune::probe_normalization(source, head, data, nullptr, mean, std, candidates,
+                                      ts::Task::kClassification, 3, torch::kCPU);
+    EXPECT_EQ(choice.batch_norm, "1");
+    ASSERT_EQ(choice.mismatch.size(), 2u);
+    EXPECT_EQ(choice.chosen, trained_raw ? 0u : 1u) << choice.reason;
+    EXPECT_GT(choice.mismatch[1 - choice.chosen], 10 * choice.mismatch[choice.chosen]);
+    // The probe leaves the statistics as they were.
+    const auto bn_mean = source.module().named_buffers()["1.running_mean"].clone();
+    ts::tune::probe_normalization(source, head, data, nullptr, mean, std, candidates,
+                                  ts::Task::kClassification, 3, torch::kCPU);
+    EXPECT_TRUE(torch::equal(source.module().named_buffers()["1.running_mean"], bn_mean));
+  }
 }

@@ -118,13 +118,13 @@ TEST_F(Resume, AfterACrashAtAnyStepTheFitEndsAsIfUninterrupted) {
       {
         ts::Model m = model(1);
         auto trainer_ptr = ts::session::make_trainer(options(runs, schedule));
-    ts::Trainer& trainer = *trainer_ptr;
+        ts::Trainer& trainer = *trainer_ptr;
         trainer.add_callback(std::make_shared<Crash>(crash_step));
         EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
       }
       ts::Model fresh = model(99);  // other initial weights: they must come from the checkpoint
       auto trainer_ptr = ts::session::make_trainer(options(runs, schedule));
-    ts::Trainer& trainer = *trainer_ptr;
+      ts::Trainer& trainer = *trainer_ptr;
       ts::FitResult fit = trainer.resume(fresh, p.train, p.val, runs / "run");
       EXPECT_EQ(fit.resumed_from.filename(), "last.ckpt");
       EXPECT_EQ(fit.stop_reason, ts::StopReason::kMaxEpochs);
@@ -145,7 +145,7 @@ TEST_F(Resume, ADamagedLastCheckpointIsSetAsideAndTheNextNewestServes) {
     {
       ts::Model m = model(1);
       auto trainer_ptr = ts::session::make_trainer(options(runs, "none"));
-    ts::Trainer& trainer = *trainer_ptr;
+      ts::Trainer& trainer = *trainer_ptr;
       trainer.add_callback(std::make_shared<Crash>(50));
       EXPECT_THROW(trainer.fit(m, p.train, p.val), std::runtime_error);
     }
@@ -262,6 +262,48 @@ TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
   }
 }
 
+// The same when the head phase trains on cached features and the backbone warms up after the
+// unfreezing: the cache is rebuilt on resume from the restored backbone and changes no
+// checkpointed state, and the warm-up continues where it was.
+TEST_F(Resume, AFineTuningFitOnCachedFeaturesResumesAcrossBothPhases) {
+  const Problem p = problem();
+  auto tuned = [](uint64_t seed) {
+    ts::Model m = model(seed);
+    ts::models::freeze_backbone(m, ts::models::replace_head(m, 3));
+    return m;
+  };
+  ts::callbacks::FineTuningOptions ft;
+  ft.unfreeze_at_epoch = 3;
+  ft.lr = 5e-4;
+  ft.warmup_steps = 10;
+  auto trainer_for = [&](const fs::path& runs) {
+    auto o = options(runs, "none");
+    o.train.head("3").lr(1e-2);
+    auto t = ts::session::make_trainer(o);
+    t->add_callback(std::make_shared<ts::callbacks::FineTuning>(ft, nullptr));
+    return t;
+  };
+  ts::Model ref = tuned(1);
+  const ts::FitResult fit = trainer_for(dir_ / "ref")->fit(ref, p.train, p.val);
+  EXPECT_NE(fit.feature_cache.find("features cached"), std::string::npos) << fit.feature_cache;
+  const auto ref_rows = metric_rows(dir_ / "ref" / "run");
+  // 19 steps an epoch: epoch 2 on cached features; epoch 3 in the warm-up; epoch 4.
+  for (int64_t crash_step : {25, 42, 65}) {
+    SCOPED_TRACE("crash at step " + std::to_string(crash_step));
+    const fs::path runs = dir_ / ("cached-" + std::to_string(crash_step));
+    {
+      ts::Model m = tuned(1);
+      auto t = trainer_for(runs);
+      t->add_callback(std::make_shared<Crash>(crash_step));
+      EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
+    }
+    ts::Model fresh = tuned(99);
+    trainer_for(runs)->resume(fresh, p.train, p.val, runs / "run");
+    expect_equal_weights(fresh, ref);
+    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+  }
+}
+
 // A run trained without checkpoints has history and nothing to resume from: resume refuses
 // rather than start it over and drop its rows.
 TEST_F(Resume, WithoutCheckpointsARunWithHistoryIsNotWiped) {
@@ -295,7 +337,8 @@ TEST_F(Resume, ACheckpointThatDoesNotFitLeavesTheRunAsItWas) {
   auto bigger = options(runs, "none");
   bigger.train.batch_size(64);  // another number of batches per epoch
   ts::Model fresh = model(1);
-  EXPECT_THROW(ts::session::make_trainer(bigger)->resume(fresh, p.train, p.val, runs / "run"), ts::ConfigError);
+  EXPECT_THROW(ts::session::make_trainer(bigger)->resume(fresh, p.train, p.val, runs / "run"),
+               ts::ConfigError);
   EXPECT_EQ(metric_rows(runs / "run"), rows);
   EXPECT_EQ(before.meta("status"), status) << "not marked running or crashed";
 }

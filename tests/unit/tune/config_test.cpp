@@ -52,7 +52,7 @@ TEST(Config, DependentDefaultsFollowTaskAndRegime) {
   c.set_from_string("train.task=regression");
   c.set_from_string("model.name=mlp");
   c.resolve();
-  EXPECT_EQ(c.get_int("train.max_epochs"), 6);
+  EXPECT_EQ(c.get_int("train.max_epochs"), 30);
   EXPECT_EQ(c.get_string("train.loss"), "mse");
   EXPECT_EQ(c.get_ints("model.hidden"), (std::vector<int64_t>{256, 128}));
   // A user's explicit value is never replaced by a derived default.
