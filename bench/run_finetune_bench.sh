@@ -70,7 +70,7 @@ sources=$(mktemp -d)
 for model in cnn resnet18; do
   for seed in $(seq "$py_reps"); do
     "$T" finetune --from "$sources/$model.pt" "${new[@]}" --seed "$seed" --name "py-$model-$seed" \
-      "${common[@]}" > "$runs/py-$model-$seed.out"
+      --no-dashboard --progress plain --runs-dir "$runs" > "$runs/py-$model-$seed.out"
   done
 done
 printf '\n| Python-defined source (TorchScript), classes 5-9, 900 training images | test accuracy: mean (min-max) | - | epochs (mean) | fit s (mean) |\n|---|---|---|---|---|\n'

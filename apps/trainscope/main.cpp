@@ -179,7 +179,7 @@ int main(int argc, char** argv) {
       "fine-tune a trained model on new data: its last layer is replaced by a new head (zero "
       "weights) for the new classes and trains alone on the frozen backbone's cached features, "
       "at an lr from a range test; once its validation loss stops improving the backbone "
-      "unfreezes at train.lr x 0.1 (warmed up over an epoch), and the best epoch by validation "
+      "unfreezes at train.lr x 0.3 (warmed up over an epoch), and the best epoch by validation "
       "decides which phase's weights are kept. --head-only trains the head alone");
   ts::cli::FitCommand finetune_command{finetune, finetune_args};
   finetune_command.add_fit_options(ts::cli::kTrainShortcuts);

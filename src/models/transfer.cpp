@@ -136,22 +136,29 @@ HeadParameters head_parameters(const Model& model, const LinearLayer& head) {
   return p;
 }
 
-torch::Tensor head_inputs(const Model& model, const LinearLayer& head, const torch::Tensor& x) {
-  HeadParameters p = head_parameters(model, head);
+HeadWeightsScope::HeadWeightsScope(const Model& model, const LinearLayer& head,
+                                   const torch::Tensor& weight, const torch::Tensor& bias)
+    : params_(head_parameters(model, head)) {
   torch::NoGradGuard no_grad;
-  const torch::Tensor weight = p.weight.data(), bias = p.bias.defined() ? p.bias.data() : p.bias;
-  const auto options = p.weight.options();
-  p.weight.set_data(torch::eye(head.in_features, options));
-  if (p.bias.defined()) p.bias.set_data(torch::zeros({head.in_features}, options));
-  // Put back however the forward ends: an exception must not leave the identity in the model.
-  struct PutBack {
-    HeadParameters& p;
-    const torch::Tensor &weight, &bias;
-    ~PutBack() {
-      p.weight.set_data(weight);
-      if (p.bias.defined()) p.bias.set_data(bias);
-    }
-  } put_back{p, weight, bias};
+  weight_ = params_.weight.data();
+  params_.weight.set_data(weight);
+  if (params_.bias.defined()) {
+    bias_ = params_.bias.data();
+    params_.bias.set_data(bias);
+  }
+}
+
+HeadWeightsScope::~HeadWeightsScope() {
+  torch::NoGradGuard no_grad;
+  params_.weight.set_data(weight_);
+  if (params_.bias.defined()) params_.bias.set_data(bias_);
+}
+
+torch::Tensor head_inputs(const Model& model, const LinearLayer& head, const torch::Tensor& x) {
+  const auto options = head_parameters(model, head).weight.options();
+  torch::NoGradGuard no_grad;
+  const HeadWeightsScope identity(model, head, torch::eye(head.in_features, options),
+                                  torch::zeros({head.in_features}, options));
   return model.forward(x);
 }
 

@@ -400,6 +400,7 @@ TrainerOptions Session::trainer_options() const {
   t.batch_size(options_.batch_size.value_or(t.batch_size()));
   t.class_names(data_.class_names);
   t.augment(augment_);
+  if (auto weights = parse_class_weights(options_.class_weights)) t.class_weights(*weights);
   if (!head_.empty()) {
     t.head(head_);
     if (options_.head_lr != "auto") t.lr(std::stod(options_.head_lr));
@@ -436,7 +437,32 @@ void Session::load() {
       if (print() && leader()) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
     }
   }
+  if (options_.train.task() == Task::kRegression && data_.num_classes > 0)
+    throw ConfigError("train.task = regression (" + config_.setting("train.task").source +
+                      ") needs numeric targets, but " + data_.source + " gives class labels (" +
+                      std::to_string(data_.num_classes) +
+                      " classes); use train.task = classification, or a CSV source with a "
+                      "numeric target column (csv:FILE,target=COLUMN)");
   augment_ = make_augment(config_, data_);
+  if (options_.class_weights == "balanced" && data_.num_classes > 0) balance_classes();
+}
+
+// train.class_weights = "balanced": the weights from the training split's labels, into the config
+// (and so config.toml: a resumed run reads them back rather than counting again).
+void Session::balance_classes() {
+  std::vector<torch::Tensor> labels;
+  const int64_t n = data_.train->size();
+  for (int64_t at = 0; at < n; at += 4096)
+    labels.push_back(data_.train->get_batch(torch::arange(at, std::min(n, at + 4096))).y);
+  const auto weights = balanced_class_weights(torch::cat(labels), data_.num_classes);
+  std::string text;
+  for (double w : weights) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.6g", text.empty() ? "" : ",", w);
+    text += buf;
+  }
+  set("train.class_weights", text, "class balance",
+      "balanced: n / (classes x count) over the " + std::to_string(n) + " training examples");
 }
 
 std::string Session::probe_normalization() {
@@ -476,8 +502,11 @@ void Session::choose_head_lr() {
            .empty())
     return;  // no head phase on cached features: the fit says why
   const auto start = std::chrono::steady_clock::now();
-  const HeadFeatures features = head_features(model_, head, *data_.train, t.eval_batch_size(),
-                                              session::training_device(config_));
+  // The range test's 100 steps see at most 100 batches: the features of those examples serve.
+  const int64_t examples = std::min<int64_t>(data_.train->size(), 100 * t.batch_size());
+  const data::Subset part(data_.train, torch::arange(examples));
+  const HeadFeatures features =
+      head_features(model_, head, part, t.eval_batch_size(), session::training_device(config_));
   const tune::LrSuggestion lr =
       tune::head_lr(features, t.task(), model_outputs(data_), t.batch_size(), options_.train.lr());
   const double seconds =
@@ -485,8 +514,7 @@ void Session::choose_head_lr() {
   char value[32];
   std::snprintf(value, sizeof value, "%.3g", lr.lr);
   set("finetune.head_lr", std::string(value), "lr range test",
-      "on the cached features of the " + std::to_string(data_.train->size()) +
-          " training examples: " + lr.reason);
+      "on the cached features of " + std::to_string(examples) + " training examples: " + lr.reason);
   if (print() && leader())
     std::printf("head lr %s: %s (range test on cached features, %.1f s)\n", value,
                 lr.reason.c_str(), seconds);

@@ -209,6 +209,14 @@ std::optional<std::string> check_head_lr(const ConfigValue& v) {
   return std::string(" is out of range; expected auto or a positive lr such as 0.01");
 }
 
+std::optional<std::string> check_class_weights(const ConfigValue& v) {
+  const auto& text = std::get<std::string>(v);
+  if (text.empty() || text == "balanced" || parse_class_weights(text)) return std::nullopt;
+  return std::string(
+      " is out of range; expected balanced, or weights >= 0 separated by commas such as "
+      "\"1,2,0.5\"");
+}
+
 std::optional<std::string> check_monitor(const ConfigValue& v) {
   const auto& m = std::get<std::string>(v);
   if ((m.rfind("val_", 0) == 0 && m.size() > 4) || (m.rfind("train_", 0) == 0 && m.size() > 6))
@@ -403,8 +411,25 @@ std::vector<SettingBinding> make_table() {
        non_negative_number(">= 0 (0 turns clipping off)")},
       [](O & o) -> auto& { return o.train.grad_clip(); }));
   add(bind_enum<Loss, kLossNames>(
-      {"train.loss", std::string("auto"), "chosen from the task", "auto, cross_entropy or mse"},
+      {"train.loss", std::string("auto"), "chosen from the task",
+       "auto, cross_entropy (classification), mse, l1 or huber (regression)"},
       [](O & o) -> auto& { return o.train.loss(); }));
+  add(bind(
+      {"train.label_smoothing", 0.0, "the plain cross-entropy of the labels as given",
+       "cross-entropy: the share of each target spread over all classes (0.1 is common)",
+       fraction_in(0, false, 1, true, "a fraction in [0, 1) such as 0.1")},
+      [](O & o) -> auto& { return o.train.label_smoothing(); }));
+  add(bind(
+      {"train.class_weights", std::string(""), "every class counts the same",
+       "cross-entropy: balanced (inverse class frequency in the training split) or one weight "
+       "per class, comma-separated",
+       check_class_weights},
+      [](O & o) -> auto& { return o.class_weights; }));
+  add(bind(
+      {"train.huber_delta", 1.0, "torch's default",
+       "huber: where the loss turns from squared to linear",
+       positive_number("a positive number such as 1.0")},
+      [](O & o) -> auto& { return o.train.huber_delta(); }));
   add(bind(
       {"train.batch_size", std::string("auto"),
        "the largest batch that fits in memory on an accelerator; on CPU a rule "
@@ -640,8 +665,9 @@ std::vector<SettingBinding> make_table() {
        at_least(1, "a positive number of epochs")},
       [](O & o) -> auto& { return o.fine_tuning.head_epochs; }));
   add(bind(
-      {"finetune.backbone_lr_ratio", 0.1,
-       "discriminative rates: pretrained layers move 10x slower than the head",
+      {"finetune.backbone_lr_ratio", 0.3,
+       "discriminative rates: pretrained layers move 3x slower than the head (0.3 beat 0.1 "
+       "and 1 on bench/run_finetune_bench.sh)",
        "an unfrozen backbone group's lr as a fraction of the head's (train.lr once the "
        "backbone trains)",
        positive_number("a positive factor such as 0.1")},
@@ -841,6 +867,27 @@ std::shared_ptr<const Schema> settings_schema() {
 }
 
 Config default_config() { return Config(settings_schema()); }
+
+std::optional<std::vector<double>> parse_class_weights(const std::string& text) {
+  std::vector<double> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    try {
+      size_t used = 0;
+      const double w = std::stod(item, &used);
+      if (item.find_first_not_of(" ", used) != std::string::npos || !std::isfinite(w) || w < 0)
+        return std::nullopt;
+      out.push_back(w);
+    } catch (const std::logic_error&) {
+      return std::nullopt;
+    }
+    at = comma + 1;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
 
 SessionOptions session_options(const Config& config) {
   SessionOptions o;

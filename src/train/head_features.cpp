@@ -47,21 +47,12 @@ std::string check_head_outputs(const Model& model, const models::LinearLayer& he
   torch::NoGradGuard no_grad;
   // A new head is all zeros, which a scale after it would keep: the check runs with fixed,
   // non-trivial weights (drawn from no generator, so that the fit's random stream is untouched).
-  models::HeadParameters p = models::head_parameters(model, head);
-  const torch::Tensor weight = p.weight.data(), bias = p.bias.defined() ? p.bias.data() : p.bias;
+  const models::HeadParameters p = models::head_parameters(model, head);
   auto fixed = [](const torch::Tensor& like, double phase) {
     return (torch::arange(like.numel(), like.options()).add(phase).sin() * 0.1).view_as(like);
   };
-  p.weight.set_data(fixed(weight, 0.0));
-  if (p.bias.defined()) p.bias.set_data(fixed(bias, 0.5));
-  struct PutBack {
-    models::HeadParameters& p;
-    const torch::Tensor &weight, &bias;
-    ~PutBack() {
-      p.weight.set_data(weight);
-      if (p.bias.defined()) p.bias.set_data(bias);
-    }
-  } put_back{p, weight, bias};
+  const models::HeadWeightsScope weights(model, head, fixed(p.weight, 0.0),
+                                         p.bias.defined() ? fixed(p.bias, 0.5) : p.bias);
   torch::Tensor whole, features;
   try {
     whole = model.forward(x);

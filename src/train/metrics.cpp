@@ -1,4 +1,6 @@
+#include <trainscope/error.h>
 #include <trainscope/track/archive.h>
+#include <trainscope/train/loss.h>
 #include <trainscope/train/metrics.h>
 
 #include <algorithm>
@@ -12,6 +14,75 @@ torch::Tensor task_loss(Task task, const torch::Tensor& output, const torch::Ten
   return task == Task::kClassification
              ? torch::cross_entropy_loss(output, target)
              : torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
+}
+
+LossFunction make_loss(Task task, const LossOptions& o) {
+  const bool classification = task == Task::kClassification;
+  const Loss kind = o.kind != Loss::kAuto ? o.kind
+                    : classification      ? Loss::kCrossEntropy
+                                          : Loss::kMse;
+  const std::string name = name_of(kind, kLossNames);
+  if (classification != (kind == Loss::kCrossEntropy))
+    throw ConfigError("train.loss = " + name + " does not fit train.task = " +
+                      (classification ? "classification" : "regression") + "; expected " +
+                      (classification ? "cross_entropy (on [batch, classes] logits)"
+                                      : "mse, l1 or huber (on values)"));
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1))
+    throw ConfigError("train.label_smoothing = " + std::to_string(o.label_smoothing) +
+                      " is out of range; expected a fraction in [0, 1) such as 0.1");
+  if (!(o.huber_delta > 0))
+    throw ConfigError("train.huber_delta = " + std::to_string(o.huber_delta) +
+                      " is out of range; expected a positive number such as 1.0");
+  for (double w : o.class_weights)
+    if (!(std::isfinite(w) && w >= 0))
+      throw ConfigError("train.class_weights: " + std::to_string(w) +
+                        " is out of range; expected weights >= 0");
+  if (!o.class_weights.empty() && !classification)
+    throw ConfigError("train.class_weights applies to classification; train.task is regression");
+  auto values = [](const torch::Tensor& output, const torch::Tensor& target) {
+    return target.view_as(output).to(output.scalar_type());
+  };
+  switch (kind) {
+    case Loss::kMse:
+      return [values](const torch::Tensor& out, const torch::Tensor& y) {
+        return torch::mse_loss(out, values(out, y));
+      };
+    case Loss::kL1:
+      return [values](const torch::Tensor& out, const torch::Tensor& y) {
+        return torch::l1_loss(out, values(out, y));
+      };
+    case Loss::kHuber:
+      return [values, delta = o.huber_delta](const torch::Tensor& out, const torch::Tensor& y) {
+        return torch::huber_loss(out, values(out, y), at::Reduction::Mean, delta);
+      };
+    default:
+      break;
+  }
+  torch::Tensor weight;
+  if (!o.class_weights.empty()) weight = torch::tensor(o.class_weights, torch::kFloat32);
+  // The weights move to the outputs' device once.
+  return [weight, smoothing = o.label_smoothing](const torch::Tensor& out,
+                                                 const torch::Tensor& y) mutable {
+    if (weight.defined() && (out.dim() != 2 || weight.size(0) != out.size(1)))
+      throw ShapeError("train.class_weights has " + std::to_string(weight.size(0)) +
+                       " weights but the model returns " + c10::str(out.sizes()) +
+                       " per batch; expected one weight per class");
+    if (weight.defined() && (weight.device() != out.device() || weight.dtype() != out.dtype()))
+      weight = weight.to(out.device(), out.scalar_type());
+    return torch::cross_entropy_loss(out, y, weight, at::Reduction::Mean, -100, smoothing);
+  };
+}
+
+std::vector<double> balanced_class_weights(const torch::Tensor& labels, int64_t classes) {
+  const auto counts = torch::bincount(labels.to(torch::kCPU, torch::kInt64).flatten(), {}, classes)
+                          .to(torch::kFloat64);
+  const double n = static_cast<double>(labels.numel());
+  std::vector<double> out(static_cast<size_t>(classes), 0.0);
+  for (int64_t c = 0; c < classes; ++c) {
+    const double k = counts[c].item<double>();
+    out[static_cast<size_t>(c)] = k > 0 ? n / (static_cast<double>(classes) * k) : 0.0;
+  }
+  return out;
 }
 
 MetricAccumulator::MetricAccumulator(Task task, bool with_confusion)

@@ -75,6 +75,8 @@ void TrainerOptions::validate() const {
   if (!(weight_decay_ >= 0)) fail("weight_decay", std::to_string(weight_decay_), ">= 0");
   if (!(grad_clip_ >= 0)) fail("grad_clip", std::to_string(grad_clip_), ">= 0 (0: off)");
   Monitor::parse(monitor_, monitor_mode_, "monitor");
+  if (!loss_function_)  // a loss that does not fit the task
+    make_loss(task_, {loss_, class_weights_, label_smoothing_, huber_delta_});
   if (world_size_ < 1 || rank_ < 0 || rank_ >= world_size_)
     fail("rank", std::to_string(rank_) + " of world_size " + std::to_string(world_size_),
          "0 <= rank < world_size");
@@ -203,6 +205,10 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), device_
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
   if (options_.loss() == Loss::kAuto)
     options_.loss(options_.task() == Task::kClassification ? Loss::kCrossEntropy : Loss::kMse);
+  loss_ = options_.loss_function();
+  if (!loss_)
+    loss_ = make_loss(options_.task(), {options_.loss(), options_.class_weights(),
+                                        options_.label_smoothing(), options_.huber_delta()});
 }
 
 Trainer::~Trainer() = default;
@@ -231,13 +237,6 @@ void Trainer::ensure_run(const Model& model) {
   attach_run(track::Run::create(options_.runs_dir(), name));
   if (options_.config())
     track::write_text_atomically(run_->dir() / "config.toml", options_.config()->to_toml());
-}
-
-torch::Tensor Trainer::compute_loss(const torch::Tensor& output,
-                                    const torch::Tensor& target) const {
-  if (options_.loss() == Loss::kMse)
-    return torch::mse_loss(output, target.view_as(output).to(output.scalar_type()));
-  return torch::cross_entropy_loss(output, target);
 }
 
 void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& target) const {
@@ -285,8 +284,11 @@ Trainer::FeatureCache* Trainer::feature_cache(Model& model, const data::Dataset&
   const std::string& head = options_.head();
   if (head.empty() || (cache_ && !cache_->usable)) return nullptr;
   for (const auto& item : model.module().named_parameters())
-    if (item.value().requires_grad() && item.key().rfind(head + ".", 0) != 0)
-      return nullptr;  // more than the head trains: the whole model runs
+    if (item.value().requires_grad() && item.key().rfind(head + ".", 0) != 0) {
+      // More than the head trains: the whole model runs, and the features are of no more use.
+      if (cache_) cache_ = std::make_unique<FeatureCache>();
+      return nullptr;
+    }
   if (cache_) return cache_.get();
   cache_ = std::make_unique<FeatureCache>();
   FeatureCache& c = *cache_;

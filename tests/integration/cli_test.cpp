@@ -105,6 +105,13 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
                     (dir_ / "nowhere" / "train-images-idx3-ubyte.gz").string() + " does not exist");
   expect_user_error("train --set data.dir=" + (dir_ / "nowhere").string(), "does not exist");
   expect_user_error("test no-such-run", "no run named 'no-such-run'");
+  expect_user_error("train --set train.loss=mse --set data.limit=500",
+                    "train.loss = mse does not fit train.task = classification; expected "
+                    "cross_entropy");
+  expect_user_error("train --set train.task=regression --set data.limit=500",
+                    "train.task = regression (--set) needs numeric targets, but");
+  expect_user_error("train --set train.class_weights=1,x",
+                    "expected balanced, or weights >= 0 separated by commas");
 
   // A malformed IDX header names the file.
   fs::create_directories(dir_ / "bad");

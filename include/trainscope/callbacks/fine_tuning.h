@@ -24,7 +24,7 @@ struct FineTuningOptions {
   // warm-up over `warmup_steps` optimizer steps (0: at once). An lr schedule that sets every
   // group's lr each step overrides both.
   double lr = 0.0;
-  double backbone_lr_ratio = 0.1;
+  double backbone_lr_ratio = 0.3;
   int64_t warmup_steps = 0;
   // Name prefixes of the backbone's layer groups, unfrozen in this order (closest to the head
   // first, as ULMFiT does), one every `unfreeze_every` epochs from the first. Empty: the whole

@@ -52,6 +52,21 @@ struct HeadParameters {
 };
 HeadParameters head_parameters(const Model& model, const LinearLayer& head);
 
+// Other weights in the head for a scope: `weight` and `bias` (any sizes the forward takes) until
+// the scope ends, however it ends; then the head's own again, the same tensors. No gradients.
+class HeadWeightsScope {
+ public:
+  HeadWeightsScope(const Model& model, const LinearLayer& head, const torch::Tensor& weight,
+                   const torch::Tensor& bias);
+  ~HeadWeightsScope();
+  HeadWeightsScope(const HeadWeightsScope&) = delete;
+  HeadWeightsScope& operator=(const HeadWeightsScope&) = delete;
+
+ private:
+  HeadParameters params_;
+  torch::Tensor weight_, bias_;  // the head's own data
+};
+
 // The head's inputs for the examples `x`: the backbone's features, [N, in_features]. Runs the
 // model's own forward, in the mode it is in and without gradients, with the head standing in
 // for the identity map for the call (weight I, bias 0; x * 1 + 0 is exact, so the features are

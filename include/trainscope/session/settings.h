@@ -56,10 +56,12 @@ struct SessionOptions {
   callbacks::FineTuningOptions fine_tuning;  // finetune.*
   models::HeadInit head_init = models::HeadInit::kZero;  // finetune.head_init
   std::string head_lr = "auto";                          // finetune.head_lr: auto | lr
-  tune::BatchSizeOptions tune;                           // tune.*
-  bool diagnostics = true;                               // diagnose.enabled
-  int64_t diagnose_every = 0;                            // diagnose.every (0: train.log_every)
-  bool preflight = true;                                 // diagnose.preflight
+  std::string
+      class_weights;  // train.class_weights: "" | balanced | w1,w2,... (train.class_weights)
+  tune::BatchSizeOptions tune;            // tune.*
+  bool diagnostics = true;                // diagnose.enabled
+  int64_t diagnose_every = 0;             // diagnose.every (0: train.log_every)
+  bool preflight = true;                  // diagnose.preflight
   diagnose::DiagnosticsOptions diagnose;  // diagnose.activations, diagnose.auto_remedy
   RuntimeOptions runtime;                 // runtime.threads, openblas_threads, malloc_tuning
   std::string channels_last = "auto";     // runtime.channels_last: auto | on | off
@@ -78,6 +80,9 @@ struct SettingBinding {
   std::function<void(SessionOptions&, const ConfigValue&)> write;
   std::function<ConfigValue(const SessionOptions&)> read;
 };
+
+// train.class_weights = "w1,w2,...": the weights, or nullopt when the text is not such a list.
+std::optional<std::vector<double>> parse_class_weights(const std::string& text);
 
 // The table, in the order settings are printed and written to config.toml.
 const std::vector<SettingBinding>& setting_bindings();

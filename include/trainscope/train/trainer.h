@@ -6,6 +6,7 @@
 #include <trainscope/models/model.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
+#include <trainscope/train/loss.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>
 
@@ -31,11 +32,6 @@ class Transform;
 enum class Optimizer { kAdam, kAdamW, kSgd };  // sgd: momentum 0.9
 inline constexpr EnumName<Optimizer> kOptimizerNames[] = {
     {Optimizer::kAdam, "adam"}, {Optimizer::kAdamW, "adamw"}, {Optimizer::kSgd, "sgd"}};
-
-// kAuto: cross-entropy for classification, MSE for regression.
-enum class Loss { kAuto, kCrossEntropy, kMse };
-inline constexpr EnumName<Loss> kLossNames[] = {
-    {Loss::kAuto, "auto"}, {Loss::kCrossEntropy, "cross_entropy"}, {Loss::kMse, "mse"}};
 
 // kBf16: autocast to bfloat16 (CPU or CUDA); kFp16: autocast to float16 with a loss scaler (CUDA).
 // Weights and the optimizer stay float32 either way.
@@ -73,7 +69,15 @@ struct TrainerOptions {
   // Before each optimizer step, scale the gradients so that their global L2 norm is at most this
   // (0: no clipping). Callbacks see the gradients before clipping.
   TORCH_ARG(double, grad_clip) = 0.0;
+  // The built-in loss (train/loss.h) and its options.
   TORCH_ARG(Loss, loss) = Loss::kAuto;
+  TORCH_ARG(std::vector<double>, class_weights) = {};  // cross-entropy; empty: all 1
+  TORCH_ARG(double, label_smoothing) = 0.0;            // cross-entropy
+  TORCH_ARG(double, huber_delta) = 1.0;                // huber
+  // A loss of your own, (outputs, targets) -> the batch's mean loss: it replaces the built-in.
+  // What it returns is what the step minimizes and what metrics, callbacks and the run report
+  // as the loss.
+  TORCH_ARG(LossFunction, loss_function) = nullptr;
   // A Session's train.batch_size = "auto" chooses it before the fit (tune/batch_size.h).
   TORCH_ARG(int64_t, batch_size) = 128;
   TORCH_ARG(int64_t, eval_batch_size) = 1000;
@@ -207,7 +211,9 @@ class Trainer {
   std::vector<std::string> callback_keys() const;
   EvalResult evaluate(Model& model, const data::Dataset& dataset, const std::string& split,
                       bool confusion);
-  torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const;
+  torch::Tensor compute_loss(const torch::Tensor& output, const torch::Tensor& target) const {
+    return loss_(output, target);
+  }
   void check_output(const torch::Tensor& output, const torch::Tensor& target) const;
   void ensure_run(const Model& model);
   // The cache when this epoch trains the head alone on it (built on first use), else null.
@@ -215,6 +221,7 @@ class Trainer {
 
   TrainerOptions options_;
   torch::Device device_;
+  LossFunction loss_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::shared_ptr<track::Run> run_;
   TrainState state_;

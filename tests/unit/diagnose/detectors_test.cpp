@@ -354,6 +354,18 @@ TEST(Detectors, UnderfittingTable) {
     dg::UnderfittingDetector d;
     EXPECT_EQ(first_epoch_firing(d, c.epochs), c.expected_epoch) << c.name;
   }
+  // A new phase (a backbone unfrozen at epoch 8) gets its own fair share: its first epoch's
+  // train-mode loss, high while the backbone starts to move, is not yet underfitting.
+  auto phase = [&](int64_t e, double loss) {
+    auto s = epoch(e, loss, loss, 0.3, NAN, 30);
+    s.phase_epoch = 8;
+    return s;
+  };
+  dg::UnderfittingDetector d;
+  EXPECT_EQ(first_epoch_firing(
+                d, {phase(8, trivial), phase(9, trivial), phase(10, trivial), phase(11, trivial)}),
+            10)
+      << "3 epochs of this phase (the fair share of 30), not epoch 8";
 }
 
 TEST(Detectors, OscillatingLossTable) {

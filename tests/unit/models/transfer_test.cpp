@@ -251,7 +251,7 @@ TEST(Transfer, CachedAndUncachedHeadTrainingGiveTheSameHead) {
 }
 
 // By default the backbone unfreezes once the head's validation loss stops improving: the head
-// drops to FineTuningOptions::lr, the backbone climbs to a tenth of it over the warm-up, and the
+// drops to FineTuningOptions::lr, the backbone climbs to its share of it over the warm-up, and the
 // fit says which phase its best epoch came from.
 TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
   auto model = small_cnn(3);
@@ -278,7 +278,8 @@ TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
     const auto& lrs = probe->lrs_by_step[first + k];
     ASSERT_EQ(lrs.size(), 2u);
     EXPECT_DOUBLE_EQ(lrs[0], 1e-3);
-    EXPECT_DOUBLE_EQ(lrs[1], 1e-4 * std::min(1.0, (k + 1) / 4.0)) << "warm-up step " << k;
+    EXPECT_DOUBLE_EQ(lrs[1], 1e-3 * o.backbone_lr_ratio * std::min(1.0, (k + 1) / 4.0))
+        << "warm-up step " << k;
   }
   EXPECT_EQ(ft->recipe(), fit.best_epoch >= at ? "head+backbone" : "head");
 }

@@ -1,3 +1,5 @@
+#include <trainscope/error.h>
+#include <trainscope/train/loss.h>
 #include <trainscope/train/metrics.h>
 
 #include <gtest/gtest.h>
@@ -68,4 +70,58 @@ TEST(Metrics, ReportShowsEveryClassAndTheMatrix) {
   EXPECT_NE(text.find("0.7143"), std::string::npos);  // precision of cat: 5/7
   EXPECT_NE(text.find("confusion matrix"), std::string::npos);
   EXPECT_NE(text.find("macro avg"), std::string::npos);
+}
+
+// The built-in losses against values worked out by hand.
+TEST(Loss, BuiltInsGiveTheirDefinitions) {
+  const auto logits = torch::tensor({{2.0, 0.0}, {0.0, 1.0}});
+  const auto labels = torch::tensor({0, 0});
+  auto ce = [&](const ts::LossOptions& o) {
+    return ts::make_loss(ts::Task::kClassification, o)(logits, labels).item<double>();
+  };
+  const double l0 = std::log(1 + std::exp(-2.0)), l1 = std::log(1 + std::exp(1.0));
+  EXPECT_NEAR(ce({}), (l0 + l1) / 2, 1e-6);
+  // Weights 3 and 1 on class 0 and 1: both targets are class 0, so the mean is unchanged...
+  EXPECT_NEAR(ce({ts::Loss::kCrossEntropy, {3.0, 1.0}}), (l0 + l1) / 2, 1e-6);
+  // ...and with one target of each class it is the weighted mean.
+  const auto mixed = torch::tensor({0, 1});
+  const double m0 = l0, m1 = std::log(1 + std::exp(-1.0));
+  EXPECT_NEAR(
+      ts::make_loss(ts::Task::kClassification, {ts::Loss::kCrossEntropy, {3.0, 1.0}})(logits, mixed)
+          .item<double>(),
+      (3 * m0 + 1 * m1) / 4, 1e-6);
+  // Label smoothing 0.2 over 2 classes: targets 0.9 / 0.1.
+  const auto logp = torch::log_softmax(logits, 1);
+  const double smoothed =
+      -(0.9 * logp[0][0] + 0.1 * logp[0][1] + 0.9 * logp[1][0] + 0.1 * logp[1][1]).item<double>() /
+      2;
+  EXPECT_NEAR(ce({ts::Loss::kCrossEntropy, {}, 0.2}), smoothed, 1e-6);
+
+  const auto out = torch::tensor({{0.5}, {3.0}}), y = torch::tensor({0.0, 0.0});
+  auto reg = [&](ts::Loss kind, double delta = 1.0) {
+    return ts::make_loss(ts::Task::kRegression, {kind, {}, 0.0, delta})(out, y).item<double>();
+  };
+  EXPECT_NEAR(reg(ts::Loss::kAuto), (0.25 + 9.0) / 2, 1e-6);
+  EXPECT_NEAR(reg(ts::Loss::kL1), (0.5 + 3.0) / 2, 1e-6);
+  // Huber, delta 1: 0.5 x^2 inside, delta (|x| - delta / 2) beyond.
+  EXPECT_NEAR(reg(ts::Loss::kHuber), (0.125 + 2.5) / 2, 1e-6);
+  EXPECT_NEAR(reg(ts::Loss::kHuber, 2.0), (0.125 + 2.0 * 2.0) / 2, 1e-6);
+}
+
+TEST(Loss, ALossThatDoesNotFitTheTaskNamesBoth) {
+  try {
+    ts::make_loss(ts::Task::kClassification, {ts::Loss::kMse});
+    FAIL() << "expected a ConfigError";
+  } catch (const ts::ConfigError& e) {
+    EXPECT_STREQ(e.what(),
+                 "train.loss = mse does not fit train.task = classification; expected "
+                 "cross_entropy (on [batch, classes] logits)");
+  }
+  EXPECT_THROW(ts::make_loss(ts::Task::kRegression, {ts::Loss::kCrossEntropy}), ts::ConfigError);
+  EXPECT_THROW(ts::make_loss(ts::Task::kClassification, {ts::Loss::kAuto, {}, 1.0}),
+               ts::ConfigError);
+  auto weighted = ts::make_loss(ts::Task::kClassification, {ts::Loss::kAuto, {1.0, 2.0, 3.0}});
+  EXPECT_THROW(weighted(torch::zeros({2, 2}), torch::tensor({0, 1})), ts::ShapeError);
+  const auto balanced = ts::balanced_class_weights(torch::tensor({0, 0, 0, 1}), 3);
+  EXPECT_EQ(balanced, (std::vector<double>{4.0 / 9, 4.0 / 3, 0.0}));
 }

@@ -45,6 +45,30 @@ TEST(Trainer, LearnsASeparableProblemAndReportsMetrics) {
   EXPECT_EQ(test.per_class.size(), 2u);
 }
 
+// A loss of your own replaces the built-in: the step minimizes it and the metrics report it.
+// Adam's steps do not change when the loss is scaled (but for its epsilon), so twice the
+// cross-entropy trains the same model and reports twice its loss.
+TEST(Trainer, ALossFunctionOfYourOwnIsWhatTheStepMinimizesAndReports) {
+  auto train = blobs(256, 1), val = blobs(64, 2);
+  auto fit = [&](ts::LossFunction loss) {
+    torch::manual_seed(0);
+    ts::Model model(torch::nn::Sequential(torch::nn::Linear(2, 8), torch::nn::ReLU(),
+                                          torch::nn::Linear(8, 2)));
+    ts::Trainer trainer(quiet().max_epochs(2).batch_size(32).loss_function(std::move(loss)));
+    return trainer.fit(model, train, val);
+  };
+  int64_t calls = 0;
+  const auto plain = fit(nullptr);
+  const auto twice = fit([&](const torch::Tensor& out, const torch::Tensor& y) {
+    ++calls;
+    return 2 * torch::cross_entropy_loss(out, y);
+  });
+  EXPECT_EQ(calls, 2 * (8 + 1)) << "8 steps and 1 validation batch an epoch";
+  EXPECT_NEAR(twice.train_metrics.at("loss"), 2 * plain.train_metrics.at("loss"), 1e-4);
+  EXPECT_NEAR(twice.val_metrics.at("loss"), 2 * plain.val_metrics.at("loss"), 1e-4);
+  EXPECT_NEAR(twice.val_metrics.at("accuracy"), plain.val_metrics.at("accuracy"), 1e-9);
+}
+
 TEST(Trainer, RegressionUsesMseAndReportsMaeRmse) {
   torch::manual_seed(3);
   auto x = torch::randn({256, 3});
