@@ -36,6 +36,7 @@
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/head_features.h>
+#include <trainscope/train/metric.h>
 #include <trainscope/train/loss.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>

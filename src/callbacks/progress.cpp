@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -29,12 +30,17 @@ std::string metrics_text(const MetricMap& m) {
   o.precision(4);
   o << std::fixed;
   bool first = true;
+  static const std::set<std::string> kFirst = {"loss", "accuracy", "mae", "rmse"};
   for (const char* tag : {"loss", "accuracy", "mae", "rmse"}) {
     auto it = m.find(tag);
     if (it == m.end()) continue;
     o << (first ? "" : " ") << (std::string(tag) == "accuracy" ? "acc" : tag) << " " << it->second;
     first = false;
   }
+  // Then the metrics the fit asked for (train.metrics), by name; not the loader's bookkeeping.
+  for (const auto& [tag, value] : m)
+    if (!kFirst.count(tag) && tag != "data_wait_fraction")
+      o << (first ? "" : " ") << tag << " " << value, first = false;
   return o.str();
 }
 

@@ -401,6 +401,9 @@ TrainerOptions Session::trainer_options() const {
   t.class_names(data_.class_names);
   t.augment(augment_);
   if (auto weights = parse_class_weights(options_.class_weights)) t.class_weights(*weights);
+  std::vector<std::shared_ptr<const Metric>> metrics;
+  for (const auto& name : options_.metrics) metrics.push_back(make_metric(name, t.task()));
+  t.metrics(metrics);
   if (!head_.empty()) {
     t.head(head_);
     if (options_.head_lr != "auto") t.lr(std::stod(options_.head_lr));

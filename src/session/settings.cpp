@@ -415,6 +415,12 @@ std::vector<SettingBinding> make_table() {
        "auto, cross_entropy (classification), mse, l1 or huber (regression)"},
       [](O & o) -> auto& { return o.train.loss(); }));
   add(bind(
+      {"train.metrics", Strings{},
+       "loss and accuracy (classification) or MAE and RMSE are always on",
+       "more metrics for every split: top{K}_accuracy, precision_macro, recall_macro, f1_macro, "
+       "f1_micro, auroc (classification), r2 (regression)"},
+      [](O & o) -> auto& { return o.metrics; }));
+  add(bind(
       {"train.label_smoothing", 0.0, "the plain cross-entropy of the labels as given",
        "cross-entropy: the share of each target spread over all classes (0.1 is common)",
        fraction_in(0, false, 1, true, "a fraction in [0, 1) such as 0.1")},

@@ -1,6 +1,7 @@
 #include <trainscope/error.h>
 #include <trainscope/track/archive.h>
 #include <trainscope/train/loss.h>
+#include <trainscope/train/metric.h>
 #include <trainscope/train/metrics.h>
 
 #include <algorithm>
@@ -85,12 +86,18 @@ std::vector<double> balanced_class_weights(const torch::Tensor& labels, int64_t 
   return out;
 }
 
-MetricAccumulator::MetricAccumulator(Task task, bool with_confusion)
-    : task_(task), with_confusion_(with_confusion && task == Task::kClassification) {}
+MetricAccumulator::MetricAccumulator(Task task, bool with_confusion,
+                                     const std::vector<std::shared_ptr<const Metric>>& metrics)
+    : task_(task), with_confusion_(with_confusion && task == Task::kClassification) {
+  for (const auto& m : metrics) extra_.push_back(m->fresh());
+}
+
+MetricAccumulator::~MetricAccumulator() = default;
 
 void MetricAccumulator::reset() {
   count_ = values_ = 0;
   loss_sum_ = hits_ = abs_sum_ = sq_sum_ = confusion_ = torch::Tensor();
+  for (auto& m : extra_) m->reset();
 }
 
 void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& output,
@@ -114,6 +121,7 @@ void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& o
     add(abs_sum_, diff.abs().sum());
     add(sq_sum_, diff.square().sum());
   }
+  for (auto& m : extra_) m->update(output.detach(), target);
   count_ += n;
   values_ += output.numel();
 }
@@ -132,6 +140,7 @@ MetricMap MetricAccumulator::compute() const {
     m["mae"] = abs_sum_.item<double>() / values;
     m["rmse"] = std::sqrt(sq_sum_.item<double>() / values);
   }
+  for (const auto& metric : extra_) m[metric->name()] = metric->compute();
   return m;
 }
 
@@ -147,6 +156,12 @@ void MetricAccumulator::save(torch::serialize::OutputArchive& archive) const {
                                                                {"confusion", &confusion_}};
   for (const auto& [key, t] : sums)
     if (t->defined()) archive.write(key, *t, /*is_buffer=*/true);
+  for (const auto& m : extra_) {
+    const auto state = m->state();
+    for (size_t i = 0; i < state.size(); ++i)
+      if (state[i].defined())
+        archive.write("metric/" + m->name() + "/" + std::to_string(i), state[i], true);
+  }
 }
 
 void MetricAccumulator::load(torch::serialize::InputArchive& archive) {
@@ -162,6 +177,16 @@ void MetricAccumulator::load(torch::serialize::InputArchive& archive) {
   for (const auto& [key, t] : sums) {
     torch::Tensor loaded;
     if (archive.try_read(key, loaded, /*is_buffer=*/true)) *t = loaded.clone();
+  }
+  for (auto& m : extra_) {
+    auto state = m->state();
+    for (size_t i = 0; i < state.size(); ++i) {
+      torch::Tensor loaded;
+      state[i] = archive.try_read("metric/" + m->name() + "/" + std::to_string(i), loaded, true)
+                     ? loaded.clone()
+                     : torch::Tensor();
+    }
+    m->load_state(state);
   }
 }
 
@@ -229,6 +254,223 @@ std::string EvalResult::report() const {
     }
   }
   return out.str();
+}
+
+}  // namespace trainscope
+
+namespace trainscope {
+namespace {
+
+void add_to(torch::Tensor& acc, const torch::Tensor& v) {
+  acc = acc.defined() ? acc.add_(v) : v.clone();
+}
+
+class TopKAccuracy : public Metric {
+ public:
+  explicit TopKAccuracy(int64_t k) : k_(k) {}
+  std::string name() const override { return "top" + std::to_string(k_) + "_accuracy"; }
+  void update(const torch::Tensor& output, const torch::Tensor& target) override {
+    torch::NoGradGuard no_grad;
+    if (output.dim() != 2 || output.size(1) < k_)
+      throw ShapeError(name() + " needs [batch, classes] outputs with at least " +
+                       std::to_string(k_) + " classes; the model returns " +
+                       c10::str(output.sizes()));
+    const auto top = std::get<1>(output.topk(k_, 1));
+    add_to(hits_, top.eq(target.unsqueeze(1)).any(1).sum().to(torch::kFloat64));
+    add_to(count_, torch::full({}, static_cast<double>(output.size(0)),
+                               torch::dtype(torch::kFloat64).device(output.device())));
+  }
+  double compute() const override {
+    return count_.defined() ? (hits_ / count_).item<double>() : std::nan("");
+  }
+  void reset() override { hits_ = count_ = torch::Tensor(); }
+  std::vector<torch::Tensor> state() const override { return {hits_, count_}; }
+  void load_state(const std::vector<torch::Tensor>& s) override {
+    hits_ = s.at(0), count_ = s.at(1);
+  }
+  std::unique_ptr<Metric> fresh() const override { return std::make_unique<TopKAccuracy>(k_); }
+
+ private:
+  int64_t k_;
+  torch::Tensor hits_, count_;
+};
+
+// Precision, recall or F1 from a confusion matrix grown to the classes seen in the outputs.
+class ConfusionMetric : public Metric {
+ public:
+  enum class Score { kPrecision, kRecall, kF1 };
+  ConfusionMetric(Score score, bool micro) : score_(score), micro_(micro) {}
+  std::string name() const override {
+    const char* s = score_ == Score::kPrecision ? "precision"
+                    : score_ == Score::kRecall  ? "recall"
+                                                : "f1";
+    return std::string(s) + (micro_ ? "_micro" : "_macro");
+  }
+  void update(const torch::Tensor& output, const torch::Tensor& target) override {
+    torch::NoGradGuard no_grad;
+    if (output.dim() != 2)
+      throw ShapeError(name() + " needs [batch, classes] outputs; the model returns " +
+                       c10::str(output.sizes()));
+    const int64_t c = output.size(1);
+    const auto cells = torch::bincount(target * c + output.argmax(1), {}, c * c).view({c, c});
+    add_to(confusion_, cells.to(torch::kFloat64));
+  }
+  double compute() const override {
+    if (!confusion_.defined()) return std::nan("");
+    const auto m = confusion_.to(torch::kCPU);
+    const auto tp = m.diagonal(), predicted = m.sum(0), actual = m.sum(1);
+    auto ratio = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return torch::where(b > 0, a / b.clamp_min(1), torch::zeros_like(a));
+    };
+    if (micro_) {
+      // Single-label: every miss is one false positive and one false negative.
+      const double t = tp.sum().item<double>(), n = m.sum().item<double>();
+      return n > 0 ? t / n : std::nan("");
+    }
+    const auto p = ratio(tp, predicted), r = ratio(tp, actual);
+    const auto f = ratio(2 * p * r, p + r);
+    const auto& per_class = score_ == Score::kPrecision ? p : score_ == Score::kRecall ? r : f;
+    return per_class.mean().item<double>();
+  }
+  void reset() override { confusion_ = torch::Tensor(); }
+  std::vector<torch::Tensor> state() const override { return {confusion_}; }
+  void load_state(const std::vector<torch::Tensor>& s) override { confusion_ = s.at(0); }
+  std::unique_ptr<Metric> fresh() const override {
+    return std::make_unique<ConfusionMetric>(score_, micro_);
+  }
+
+ private:
+  Score score_;
+  bool micro_;
+  torch::Tensor confusion_;
+};
+
+// One-vs-rest AUROC per class from histograms of the predicted probabilities of positives and
+// negatives over kBins bins (Keras's AUC with 200 thresholds does the same), so that its state
+// is sums; the macro mean over the classes that have both positives and negatives.
+class Auroc : public Metric {
+ public:
+  static constexpr int64_t kBins = 200;
+  std::string name() const override { return "auroc"; }
+  void update(const torch::Tensor& output, const torch::Tensor& target) override {
+    torch::NoGradGuard no_grad;
+    if (output.dim() != 2 || output.size(1) < 2)
+      throw ShapeError(
+          "auroc needs [batch, classes] outputs with at least 2 classes; the model "
+          "returns " +
+          c10::str(output.sizes()));
+    const int64_t c = output.size(1);
+    const auto probs = torch::softmax(output.to(torch::kFloat64), 1);
+    const auto bins = (probs * kBins).floor().clamp(0, kBins - 1).to(torch::kInt64);
+    const auto cell = (torch::arange(c, bins.options()).unsqueeze(0) * kBins + bins).flatten();
+    const auto positive = torch::nn::functional::one_hot(target, c).to(torch::kFloat64).flatten();
+    add_to(positives_, torch::bincount(cell, positive, c * kBins).view({c, kBins}));
+    add_to(negatives_, torch::bincount(cell, 1 - positive, c * kBins).view({c, kBins}));
+  }
+  double compute() const override {
+    if (!positives_.defined()) return std::nan("");
+    // Thresholds from the top bin down: the curve's points are the cumulative counts.
+    const auto pos = positives_.to(torch::kCPU).flip(1), neg = negatives_.to(torch::kCPU).flip(1);
+    const auto p_total = pos.sum(1), n_total = neg.sum(1);
+    const auto tpr = torch::cat({torch::zeros({pos.size(0), 1}, pos.options()), pos.cumsum(1)}, 1) /
+                     p_total.clamp_min(1).unsqueeze(1);
+    const auto fpr = torch::cat({torch::zeros({neg.size(0), 1}, neg.options()), neg.cumsum(1)}, 1) /
+                     n_total.clamp_min(1).unsqueeze(1);
+    const auto area = torch::trapezoid(tpr, fpr, 1);
+    const auto valid = (p_total > 0).logical_and(n_total > 0);
+    if (!valid.any().item<bool>()) return std::nan("");
+    return area.masked_select(valid).mean().item<double>();
+  }
+  void reset() override { positives_ = negatives_ = torch::Tensor(); }
+  std::vector<torch::Tensor> state() const override { return {positives_, negatives_}; }
+  void load_state(const std::vector<torch::Tensor>& s) override {
+    positives_ = s.at(0), negatives_ = s.at(1);
+  }
+  std::unique_ptr<Metric> fresh() const override { return std::make_unique<Auroc>(); }
+
+ private:
+  torch::Tensor positives_, negatives_;  // [classes, kBins]
+};
+
+class RSquared : public Metric {
+ public:
+  std::string name() const override { return "r2"; }
+  void update(const torch::Tensor& output, const torch::Tensor& target) override {
+    torch::NoGradGuard no_grad;
+    const auto o = output.detach().to(torch::kFloat64).flatten();
+    const auto y = target.reshape(output.sizes()).to(torch::kFloat64).flatten();
+    // Sums: n, sum y, sum y^2, sum (y - o)^2.
+    add_to(sums_, torch::stack({torch::full({}, static_cast<double>(y.numel()), y.options()),
+                                y.sum(), y.square().sum(), (y - o).square().sum()}));
+  }
+  double compute() const override {
+    if (!sums_.defined()) return std::nan("");
+    const auto s = sums_.to(torch::kCPU);
+    const double n = s[0].item<double>(), sy = s[1].item<double>(), syy = s[2].item<double>(),
+                 res = s[3].item<double>();
+    const double total = syy - sy * sy / n;
+    return total > 0 ? 1.0 - res / total : std::nan("");
+  }
+  void reset() override { sums_ = torch::Tensor(); }
+  std::vector<torch::Tensor> state() const override { return {sums_}; }
+  void load_state(const std::vector<torch::Tensor>& s) override { sums_ = s.at(0); }
+  std::unique_ptr<Metric> fresh() const override { return std::make_unique<RSquared>(); }
+
+ private:
+  torch::Tensor sums_;
+};
+
+}  // namespace
+
+void Metric::merge(const Metric& other) {
+  auto mine = state();
+  const auto theirs = other.state();
+  TORCH_CHECK(mine.size() == theirs.size(), "Metric::merge: ", name(), " and ", other.name());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (!theirs[i].defined()) continue;
+    mine[i] = mine[i].defined() ? mine[i] + theirs[i].to(mine[i].device()) : theirs[i].clone();
+  }
+  load_state(mine);
+}
+
+std::string metric_names() {
+  return "top{K}_accuracy (such as top5_accuracy), precision_macro, recall_macro, f1_macro, "
+         "f1_micro, auroc (classification); r2 (regression)";
+}
+
+std::unique_ptr<Metric> make_metric(const std::string& name, Task task) {
+  const bool classification = task == Task::kClassification;
+  std::unique_ptr<Metric> m;
+  using S = ConfusionMetric::Score;
+  if (name.rfind("top", 0) == 0 && name.size() > 12 &&
+      name.compare(name.size() - 9, 9, "_accuracy") == 0) {
+    const std::string k = name.substr(3, name.size() - 12);
+    if (!k.empty() && k.size() < 4 && k.find_first_not_of("0123456789") == std::string::npos &&
+        std::stoll(k) >= 1)
+      m = std::make_unique<TopKAccuracy>(std::stoll(k));
+  } else if (name == "precision_macro") {
+    m = std::make_unique<ConfusionMetric>(S::kPrecision, false);
+  } else if (name == "recall_macro") {
+    m = std::make_unique<ConfusionMetric>(S::kRecall, false);
+  } else if (name == "f1_macro") {
+    m = std::make_unique<ConfusionMetric>(S::kF1, false);
+  } else if (name == "f1_micro") {
+    m = std::make_unique<ConfusionMetric>(S::kF1, true);
+  } else if (name == "auroc") {
+    m = std::make_unique<Auroc>();
+  } else if (name == "r2") {
+    m = std::make_unique<RSquared>();
+  }
+  if (!m)
+    throw ConfigError("train.metrics: \"" + name + "\" is not a metric; expected " +
+                      metric_names());
+  if (classification != (name != "r2"))
+    throw ConfigError("train.metrics: \"" + name + "\" does not fit train.task = " +
+                      (classification ? "classification" : "regression") + "; expected " +
+                      (classification ? "top{K}_accuracy, precision_macro, recall_macro, "
+                                        "f1_macro, f1_micro or auroc"
+                                      : "r2"));
+  return m;
 }
 
 }  // namespace trainscope

@@ -19,8 +19,12 @@ Monitor Monitor::parse(const std::string& name, const std::string& mode, const s
                       "\" is not a metric name; expected <split>_<metric> such as val_loss, "
                       "val_accuracy, train_loss or val_mae");
   if (mode == "auto") {
-    m.maximize = m.tag == "accuracy" || m.tag == "f1" || m.tag == "precision" ||
-                 m.tag == "recall" || m.tag == "r2";
+    // Scores, higher is better: accuracy (top5_accuracy), f1, precision, recall (_macro,
+    // _micro), r2, auroc.
+    auto starts = [&](const char* p) { return m.tag.rfind(p, 0) == 0; };
+    const bool accuracy = m.tag.size() >= 8 && m.tag.compare(m.tag.size() - 8, 8, "accuracy") == 0;
+    m.maximize =
+        accuracy || starts("f1") || starts("precision") || starts("recall") || m.tag == "r2";
   } else if (mode == "min" || mode == "max") {
     m.maximize = mode == "max";
   } else {

@@ -360,7 +360,7 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
   data::DataLoader loader(train, loader_options);
   cache_.reset();
   loader_ = &loader;
-  epoch_metrics_ = std::make_unique<MetricAccumulator>(options_.task());
+  epoch_metrics_ = std::make_unique<MetricAccumulator>(options_.task(), false, options_.metrics());
 
   TrainState& s = state_;
   s = TrainState{};
@@ -711,7 +711,7 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   model.to(device_);
   EvalModeGuard eval_mode(model);
   torch::NoGradGuard no_grad;
-  MetricAccumulator metrics(options_.task(), confusion);
+  MetricAccumulator metrics(options_.task(), confusion, options_.metrics());
   // The loader only reads the dataset; aliasing avoids copying it into a shared_ptr.
   std::shared_ptr<const data::Dataset> view(std::shared_ptr<const data::Dataset>(), &dataset);
   data::DataLoader loader(view,

@@ -110,6 +110,8 @@ TEST_F(CliTest, UserMistakesExitTwoWithOneClearLine) {
                     "cross_entropy");
   expect_user_error("train --set train.task=regression --set data.limit=500",
                     "train.task = regression (--set) needs numeric targets, but");
+  expect_user_error("train --set 'train.metrics=[\"r2\"]' --set data.limit=500",
+                    "train.metrics: \"r2\" does not fit train.task = classification");
   expect_user_error("train --set train.class_weights=1,x",
                     "expected balanced, or weights >= 0 separated by commas");
 
@@ -134,7 +136,7 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   Result r = run(
       "train --epochs 1 --name smoke --batch-size 128 --progress plain --set data.limit=2000 --set "
-      "data.test_limit=500");
+      "data.test_limit=500 --set 'train.metrics=[\"f1_macro\"]'");
   ASSERT_EQ(r.status, 0) << r.out;
   // What the user sees: settings with reasons, process configuration, an epoch line, the test
   // report and where the run went.
@@ -167,6 +169,10 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
             "SELECT split || '/' || tag FROM metrics WHERE epoch=1 AND tag IN ('loss','accuracy') "
             "AND split IN ('train','val') ORDER BY split, tag"),
       (std::vector<std::string>{"train/accuracy", "train/loss", "val/accuracy", "val/loss"}));
+  // The metric asked for (train.metrics), for every split, on the console too.
+  EXPECT_EQ(query(db, "SELECT split FROM metrics WHERE tag='f1_macro' ORDER BY split"),
+            (std::vector<std::string>{"test", "train", "val"}));
+  EXPECT_NE(r.out.find(" f1_macro 0."), std::string::npos) << r.out;
   // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; the lr every step.
   EXPECT_EQ(query(db,
                   "SELECT COUNT(*) || ' ' || MIN(step) || ' ' || MAX(step) || ' ' || "

@@ -56,8 +56,8 @@ struct SessionOptions {
   callbacks::FineTuningOptions fine_tuning;  // finetune.*
   models::HeadInit head_init = models::HeadInit::kZero;  // finetune.head_init
   std::string head_lr = "auto";                          // finetune.head_lr: auto | lr
-  std::string
-      class_weights;  // train.class_weights: "" | balanced | w1,w2,... (train.class_weights)
+  std::vector<std::string> metrics;                      // train.metrics (make_metric names)
+  std::string class_weights;              // train.class_weights: "" | balanced | w1,w2,...
   tune::BatchSizeOptions tune;            // tune.*
   bool diagnostics = true;                // diagnose.enabled
   int64_t diagnose_every = 0;             // diagnose.every (0: train.log_every)

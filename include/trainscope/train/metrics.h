@@ -5,10 +5,13 @@
 
 #include <trainscope/train/state.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace trainscope {
+
+class Metric;  // train/metric.h
 
 enum class Task { kClassification, kRegression };
 
@@ -20,15 +23,19 @@ torch::Tensor task_loss(Task task, const torch::Tensor& output, const torch::Ten
 // compute() reads everything back in one go. Not thread-safe.
 class MetricAccumulator {
  public:
-  // `with_confusion` also accumulates a [C, C] confusion matrix (classification only).
-  explicit MetricAccumulator(Task task, bool with_confusion = false);
+  // `with_confusion` also accumulates a [C, C] confusion matrix (classification only);
+  // `metrics` are accumulated beside loss and accuracy (or MAE and RMSE), each in a fresh copy.
+  explicit MetricAccumulator(Task task, bool with_confusion = false,
+                             const std::vector<std::shared_ptr<const Metric>>& metrics = {});
+  ~MetricAccumulator();
 
   void reset();
   // `loss` is the batch's mean loss (0-dim); output [B, C] logits or [B, T] predictions;
   // target [B] class indices or [B] / [B, T] values.
   void update(const torch::Tensor& loss, const torch::Tensor& output, const torch::Tensor& target);
 
-  // {"loss", "accuracy"} or {"loss", "mae", "rmse"}; empty when nothing was accumulated.
+  // {"loss", "accuracy"} or {"loss", "mae", "rmse"}, and each metric by its name; empty when
+  // nothing was accumulated.
   MetricMap compute() const;
   // Rows are true classes, columns predicted classes (int64, CPU). Undefined without confusion.
   torch::Tensor confusion() const;
@@ -45,6 +52,7 @@ class MetricAccumulator {
   int64_t values_ = 0;  // predicted values (examples x outputs)
   int64_t num_classes_ = 0;
   torch::Tensor loss_sum_, hits_, abs_sum_, sq_sum_, confusion_;
+  std::vector<std::unique_ptr<Metric>> extra_;
 };
 
 // Precision, recall and F1 of one class; a class never predicted has precision 0.

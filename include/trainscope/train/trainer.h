@@ -7,6 +7,7 @@
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>
 #include <trainscope/train/loss.h>
+#include <trainscope/train/metric.h>
 #include <trainscope/train/metrics.h>
 #include <trainscope/train/state.h>
 
@@ -78,6 +79,9 @@ struct TrainerOptions {
   // What it returns is what the step minimizes and what metrics, callbacks and the run report
   // as the loss.
   TORCH_ARG(LossFunction, loss_function) = nullptr;
+  // Metrics beside the loss and accuracy (MAE, RMSE), reported for every pass as
+  // <split>_<name> (train/metric.h: make_metric, or your own Metric) and rankable by `monitor`.
+  TORCH_ARG(std::vector<std::shared_ptr<const Metric>>, metrics) = {};
   // A Session's train.batch_size = "auto" chooses it before the fit (tune/batch_size.h).
   TORCH_ARG(int64_t, batch_size) = 128;
   TORCH_ARG(int64_t, eval_batch_size) = 1000;

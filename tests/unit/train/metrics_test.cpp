@@ -1,5 +1,6 @@
 #include <trainscope/error.h>
 #include <trainscope/train/loss.h>
+#include <trainscope/train/metric.h>
 #include <trainscope/train/metrics.h>
 
 #include <gtest/gtest.h>
@@ -124,4 +125,105 @@ TEST(Loss, ALossThatDoesNotFitTheTaskNamesBoth) {
   EXPECT_THROW(weighted(torch::zeros({2, 2}), torch::tensor({0, 1})), ts::ShapeError);
   const auto balanced = ts::balanced_class_weights(torch::tensor({0, 0, 0, 1}), 3);
   EXPECT_EQ(balanced, (std::vector<double>{4.0 / 9, 4.0 / 3, 0.0}));
+}
+
+// The built-in metrics against counts worked out by hand, across batches, merged and restored.
+TEST(Metric, BuiltInsAccumulateOverBatchesAndMerge) {
+  // Batch 1: predictions 0, 1, 1 (top-2 also 1, 0, 2) for targets 0, 0, 1.
+  const auto out1 = torch::tensor({{3.0, 2.0, 0.0}, {1.0, 3.0, 0.0}, {0.0, 3.0, 1.0}});
+  const auto y1 = torch::tensor({0, 0, 1});
+  // Batch 2: prediction 2 for target 2.
+  const auto out2 = torch::tensor({{0.0, 1.0, 3.0}}), y2 = torch::tensor({2});
+  auto value = [&](const std::string& name) {
+    auto m = ts::make_metric(name, ts::Task::kClassification);
+    m->update(out1, y1);
+    m->update(out2, y2);
+    return m->compute();
+  };
+  EXPECT_DOUBLE_EQ(value("top1_accuracy"), 3.0 / 4);
+  EXPECT_DOUBLE_EQ(value("top2_accuracy"), 4.0 / 4);
+  // Per class: precision 1, 1/2, 1; recall 1/2, 1, 1; F1 2/3, 2/3, 1.
+  EXPECT_NEAR(value("precision_macro"), (1 + 0.5 + 1) / 3, 1e-12);
+  EXPECT_NEAR(value("recall_macro"), (0.5 + 1 + 1) / 3, 1e-12);
+  EXPECT_NEAR(value("f1_macro"), (2.0 / 3 + 2.0 / 3 + 1) / 3, 1e-12);
+  EXPECT_NEAR(value("f1_micro"), 3.0 / 4, 1e-12);
+  // Two shards merged give the whole.
+  auto a = ts::make_metric("f1_macro", ts::Task::kClassification);
+  auto b = a->fresh();
+  a->update(out1, y1);
+  b->update(out2, y2);
+  a->merge(*b);
+  EXPECT_NEAR(a->compute(), value("f1_macro"), 1e-12);
+  // R^2 of predictions 1, 2, 2 for targets 1, 2, 3: 1 - 1 / 2.
+  auto r2 = ts::make_metric("r2", ts::Task::kRegression);
+  r2->update(torch::tensor({{1.0}, {2.0}}), torch::tensor({1.0, 2.0}));
+  r2->update(torch::tensor({{2.0}}), torch::tensor({3.0}));
+  EXPECT_NEAR(r2->compute(), 0.5, 1e-12);
+  EXPECT_TRUE(std::isnan(ts::make_metric("r2", ts::Task::kRegression)->compute()));
+}
+
+TEST(Metric, AnAccumulatorReportsItsMetricsAndCheckpointsThemMidPass) {
+  const std::vector<std::shared_ptr<const ts::Metric>> metrics = {
+      ts::make_metric("top2_accuracy", ts::Task::kClassification),
+      ts::make_metric("f1_macro", ts::Task::kClassification)};
+  ts::MetricAccumulator whole(ts::Task::kClassification, false, metrics);
+  const auto out1 = torch::tensor({{3.0, 2.0, 0.0}, {1.0, 3.0, 0.0}, {0.0, 3.0, 1.0}});
+  const auto out2 = torch::tensor({{0.0, 1.0, 3.0}});
+  whole.update(torch::tensor(1.0), out1, torch::tensor({0, 0, 1}));
+  torch::serialize::OutputArchive saved;
+  whole.save(saved);
+  std::stringstream bytes;
+  saved.save_to(bytes);
+  whole.update(torch::tensor(1.0), out2, torch::tensor({2}));
+  ts::MetricAccumulator resumed(ts::Task::kClassification, false, metrics);
+  torch::serialize::InputArchive in;
+  in.load_from(bytes);
+  resumed.load(in);
+  resumed.update(torch::tensor(1.0), out2, torch::tensor({2}));
+  const auto a = whole.compute(), b = resumed.compute();
+  EXPECT_EQ(a, b);
+  EXPECT_DOUBLE_EQ(a.at("top2_accuracy"), 1.0);
+  EXPECT_NEAR(a.at("f1_macro"), (2.0 / 3 + 2.0 / 3 + 1) / 3, 1e-12);
+}
+
+TEST(Metric, AMetricThatDoesNotFitTheTaskNamesBoth) {
+  try {
+    ts::make_metric("r2", ts::Task::kClassification);
+    FAIL() << "expected a ConfigError";
+  } catch (const ts::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"r2\" does not fit train.task = classification"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(ts::make_metric("f1_macro", ts::Task::kRegression), ts::ConfigError);
+  EXPECT_THROW(ts::make_metric("top0_accuracy", ts::Task::kClassification), ts::ConfigError);
+  EXPECT_THROW(ts::make_metric("auroc", ts::Task::kRegression), ts::ConfigError);
+  EXPECT_THROW(ts::make_metric("roc", ts::Task::kClassification), ts::ConfigError);
+}
+
+// AUROC from binned probabilities against the exact pairwise count: separable scores give 1,
+// reversed ones 0, and random ones what counting every (positive, negative) pair gives.
+TEST(Metric, AurocMatchesThePairwiseCount) {
+  auto auroc = [](const torch::Tensor& logits, const torch::Tensor& y) {
+    auto m = ts::make_metric("auroc", ts::Task::kClassification);
+    m->update(logits.slice(0, 0, logits.size(0) / 2), y.slice(0, 0, y.size(0) / 2));
+    m->update(logits.slice(0, logits.size(0) / 2), y.slice(0, y.size(0) / 2));
+    return m->compute();
+  };
+  const auto y = torch::tensor({0, 0, 1, 1, 0, 1});
+  const auto score = torch::tensor({-2.0, -1.0, 1.0, 2.0, -0.5, 0.5});
+  const auto logits = torch::stack({torch::zeros_like(score), score}, 1);
+  EXPECT_NEAR(auroc(logits, y), 1.0, 1e-12);
+  EXPECT_NEAR(auroc(logits.neg(), y), 0.0, 1e-12);
+  torch::manual_seed(4);
+  const auto ry = torch::randint(0, 3, {600}, torch::kInt64);
+  const auto rl = torch::randn({600, 3}) + torch::nn::functional::one_hot(ry, 3) * 0.8;
+  const auto probs = torch::softmax(rl, 1);
+  double exact = 0;
+  for (int64_t c = 0; c < 3; ++c) {
+    const auto p = probs.select(1, c);
+    const auto pos = p.masked_select(ry.eq(c)), neg = p.masked_select(ry.ne(c));
+    exact += (pos.unsqueeze(1) > neg.unsqueeze(0)).to(torch::kFloat64).mean().item<double>() / 3;
+  }
+  EXPECT_NEAR(auroc(rl, ry), exact, 5e-3);
 }

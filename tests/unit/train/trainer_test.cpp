@@ -52,8 +52,8 @@ TEST(Trainer, ALossFunctionOfYourOwnIsWhatTheStepMinimizesAndReports) {
   auto train = blobs(256, 1), val = blobs(64, 2);
   auto fit = [&](ts::LossFunction loss) {
     torch::manual_seed(0);
-    ts::Model model(torch::nn::Sequential(torch::nn::Linear(2, 8), torch::nn::ReLU(),
-                                          torch::nn::Linear(8, 2)));
+    ts::Model model(
+        torch::nn::Sequential(torch::nn::Linear(2, 8), torch::nn::ReLU(), torch::nn::Linear(8, 2)));
     ts::Trainer trainer(quiet().max_epochs(2).batch_size(32).loss_function(std::move(loss)));
     return trainer.fit(model, train, val);
   };
