@@ -475,9 +475,11 @@ std::string Session::probe_normalization() {
                 data_.std);
   candidates.push_back({name, data_.mean, data_.std});
   const models::LinearLayer head = models::find_head(model_, head_);
-  const tune::NormalizationChoice c = tune::probe_normalization(
-      model_, head, *data_.train, data_.val.get(), data_.mean, data_.std, candidates,
-      options_.train.task(), model_outputs(data_), session::training_device(config_));
+  const torch::Device device = session::training_device(config_);
+  model_.to(device);  // the probe runs the model on the training device
+  const tune::NormalizationChoice c =
+      tune::probe_normalization(model_, head, *data_.train, data_.val.get(), data_.mean, data_.std,
+                                candidates, options_.train.task(), model_outputs(data_), device);
   const tune::Normalization& chosen = c.candidates[c.chosen];
   const std::string reason = chosen.name + ": " + c.reason;
   set("data.mean", chosen.mean, "normalization probe", reason);
@@ -499,17 +501,17 @@ void Session::choose_head_lr() {
   const TrainerOptions t = trainer_options();
   if (t.precision() != Precision::kFp32) return;
   const models::LinearLayer head = models::find_head(model_, head_);
-  if (!check_head_outputs(
-           model_, head,
-           data_.train->get_batch(torch::arange(std::min<int64_t>(64, data_.train->size()))).x)
-           .empty())
+  const torch::Device device = session::training_device(config_);
+  model_.to(device);
+  const auto sample =
+      data_.train->get_batch(torch::arange(std::min<int64_t>(64, data_.train->size())));
+  if (!check_head_outputs(model_, head, sample.x.to(device)).empty())
     return;  // no head phase on cached features: the fit says why
   const auto start = std::chrono::steady_clock::now();
   // The range test's 100 steps see at most 100 batches: the features of those examples serve.
   const int64_t examples = std::min<int64_t>(data_.train->size(), 100 * t.batch_size());
   const data::Subset part(data_.train, torch::arange(examples));
-  const HeadFeatures features =
-      head_features(model_, head, part, t.eval_batch_size(), session::training_device(config_));
+  const HeadFeatures features = head_features(model_, head, part, t.eval_batch_size(), device);
   const tune::LrSuggestion lr =
       tune::head_lr(features, t.task(), model_outputs(data_), t.batch_size(), options_.train.lr());
   const double seconds =
@@ -675,6 +677,8 @@ SessionResult Session::finish(Trainer& trainer, const FitResult& fit,
     record_data(run->store(), data_, augment_);
     if (batch_search)
       run->store().put_result("tune", "batch_size", batch_search_json(*batch_search));
+    if (!fit.feature_cache.empty())
+      run->store().set_meta("finetune.feature_cache", fit.feature_cache);
   }
   // What to type to continue: a data-parallel job resumes at its world size (under another
   // launcher, with as many ranks as now).

@@ -45,6 +45,20 @@ double test_accuracy(const fs::path& db) {
   return v;
 }
 
+std::string meta(const fs::path& db, const std::string& key) {
+  sqlite3* h = nullptr;
+  sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr);
+  sqlite3_stmt* st = nullptr;
+  sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key=?", -1, &st, nullptr);
+  sqlite3_bind_text(st, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  std::string v = sqlite3_step(st) == SQLITE_ROW
+                      ? reinterpret_cast<const char*>(sqlite3_column_text(st, 0))
+                      : "";
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+  return v;
+}
+
 class TorchScript : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -128,6 +142,14 @@ TEST_F(TorchScript, FinetuneTrainsANewHeadOnAFrozenBackbone) {
   EXPECT_NE(r.out.find("epoch 1: head phase: the frozen backbone's features cached"),
             std::string::npos);
   EXPECT_NE(r.out.find("fine-tuning: head only (finetune.head_only)"), std::string::npos);
+  // The choices are the run's too: the normalization in its config, the cache and the recipe in
+  // its meta.
+  std::ifstream config(dir_ / "runs" / "ft" / "config.toml");
+  const std::string toml((std::istreambuf_iterator<char>(config)), {});
+  EXPECT_NE(toml.find("normalization probe"), std::string::npos) << toml;
+  const fs::path db = dir_ / "runs" / "ft" / "run.sqlite";
+  EXPECT_NE(meta(db, "finetune.feature_cache").find("features cached"), std::string::npos);
+  EXPECT_EQ(meta(db, "finetune.recipe").rfind("head only", 0), 0u) << meta(db, "finetune.recipe");
   EXPECT_NE(r.out.find("fine-tuning TorchScript model scripted.pt: backbone frozen (10 tensors"),
             std::string::npos)
       << r.out;
