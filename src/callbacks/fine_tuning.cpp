@@ -35,8 +35,9 @@ FineTuning::FineTuning(FineTuningOptions options, std::FILE* out)
 
 void FineTuning::on_fit_start(TrainState& state) {
   groups_.clear();
-  unfrozen_ = unfreeze_at_ = unfreeze_step_ = head_best_epoch_ = 0;
+  unfrozen_ = unfreeze_at_ = head_best_epoch_ = 0;
   target_lrs_.clear();
+  start_steps_.clear();
   recipe_.clear();
   why_.clear();
   std::vector<std::string> frozen;
@@ -82,6 +83,7 @@ void FineTuning::unfreeze_group(TrainState& state, size_t group, bool quiet) {
   state.optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
   if (quiet) return;
   target_lrs_.push_back(lr);
+  start_steps_.push_back(state.global_step);
   if (!out_) return;
   const std::string which = options_.groups.empty()
                                 ? std::string("the backbone")
@@ -122,7 +124,6 @@ void FineTuning::on_epoch_start(TrainState& state) {
     if (unfreeze_at_ == 0) return;
     head_best_epoch_ = best.epoch;
     head_best_value_ = best.value;
-    unfreeze_step_ = state.global_step;
     state.phase_epoch = unfreeze_at_;
   }
   while (unfrozen_ < static_cast<int64_t>(groups_.size()) &&
@@ -130,18 +131,16 @@ void FineTuning::on_epoch_start(TrainState& state) {
     unfreeze_group(state, static_cast<size_t>(unfrozen_++), false);
 }
 
-void FineTuning::set_warmup_lrs(TrainState& state) const {
-  auto& groups = state.optimizer->param_groups();
-  const double done = static_cast<double>(state.global_step - unfreeze_step_ + 1);
-  const double ramp = std::min(1.0, done / static_cast<double>(options_.warmup_steps));
-  for (size_t g = 0; g < target_lrs_.size() && g + 1 < groups.size(); ++g)
-    groups[g + 1].options().set_lr(target_lrs_[g] * ramp);
-}
-
 void FineTuning::on_train_batch_start(TrainState& state) {
   if (unfrozen_ == 0 || options_.warmup_steps == 0 || state.optimizer == nullptr) return;
-  if (state.global_step - unfreeze_step_ > options_.warmup_steps) return;  // done: lrs as set
-  set_warmup_lrs(state);
+  // Each group rises from its own unfreezing, so that groups unfrozen later warm up too.
+  auto& groups = state.optimizer->param_groups();
+  const double steps = static_cast<double>(options_.warmup_steps);
+  for (size_t g = 0; g < target_lrs_.size() && g + 1 < groups.size(); ++g) {
+    const int64_t done = state.global_step - start_steps_[g];
+    if (done > options_.warmup_steps) continue;  // warmed up: its lr as set (or scheduled)
+    groups[g + 1].options().set_lr(target_lrs_[g] * std::min(1.0, (done + 1) / steps));
+  }
 }
 
 void FineTuning::on_fit_end(TrainState& state) {
@@ -178,11 +177,11 @@ void FineTuning::on_fit_end(TrainState& state) {
 void FineTuning::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
   archive.write("unfrozen", c10::IValue(unfrozen_));
   archive.write("unfreeze_at", c10::IValue(unfreeze_at_));
-  archive.write("unfreeze_step", c10::IValue(unfreeze_step_));
   archive.write("head_best_epoch", c10::IValue(head_best_epoch_));
   archive.write("head_best_value", c10::IValue(head_best_value_));
   archive.write("why", c10::IValue(why_));
   archive.write("target_lrs", c10::IValue(target_lrs_));
+  archive.write("start_steps", c10::IValue(start_steps_));
 }
 
 void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) {
@@ -190,12 +189,13 @@ void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputAr
   c10::IValue v;
   if (archive.try_read("unfreeze_at", v)) {
     unfreeze_at_ = v.toInt();
-    unfreeze_step_ = read_int(archive, "unfreeze_step");
     head_best_epoch_ = read_int(archive, "head_best_epoch");
     head_best_value_ = read_double(archive, "head_best_value");
     why_ = read_string(archive, "why");
     archive.read("target_lrs", v);
     target_lrs_ = v.toDoubleVector();
+    archive.read("start_steps", v);
+    start_steps_ = v.toIntVector();
   } else if (unfrozen > 0) {
     unfreeze_at_ = options_.unfreeze_at_epoch;  // a checkpoint from before the auto recipe
   }

@@ -63,19 +63,18 @@ class FineTuning : public Callback {
 
  private:
   void unfreeze_group(TrainState& state, size_t group, bool quiet);
-  void set_warmup_lrs(TrainState& state) const;
 
   FineTuningOptions options_;
   std::FILE* out_;
   std::vector<std::vector<std::string>> groups_;  // parameter names of each group
   int64_t unfrozen_ = 0;
-  int64_t unfreeze_at_ = 0;    // decided (auto) or given
-  int64_t unfreeze_step_ = 0;  // global step when the first group unfroze
-  std::string why_;            // why then
+  int64_t unfreeze_at_ = 0;  // decided (auto) or given
+  std::string why_;          // why then
   // The head phase's best by the monitor, when the backbone unfroze.
   int64_t head_best_epoch_ = 0;
   double head_best_value_ = 0.0;
-  std::vector<double> target_lrs_;  // each backbone group's lr after the warm-up
+  std::vector<double> target_lrs_;    // each backbone group's lr after the warm-up
+  std::vector<int64_t> start_steps_;  // the global step at which each group unfroze
   std::string recipe_;
 };
 

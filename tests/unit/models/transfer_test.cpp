@@ -290,6 +290,7 @@ TEST(Transfer, GradualUnfreezingGoesGroupByGroupHeadSideFirst) {
   ts::callbacks::FineTuningOptions o;
   o.unfreeze_at_epoch = 2;
   o.groups = {"5", "0"};  // the hidden linear layer, then the conv (its BatchNorm stays frozen)
+  o.warmup_steps = 4;
   ts::Trainer trainer(quiet(4));
   auto probe = std::make_shared<GroupProbe>();
   trainer.add_callback(std::make_shared<ts::callbacks::FineTuning>(o, nullptr));
@@ -301,6 +302,16 @@ TEST(Transfer, GradualUnfreezingGoesGroupByGroupHeadSideFirst) {
   EXPECT_EQ(probe->by_epoch[4].size(), 3u);
   EXPECT_FALSE(model.module().named_parameters()["1.weight"].requires_grad())
       << "the BatchNorm's scale was in no group";
+  // 4 steps an epoch: group "5" unfroze at step 4, group "0" at step 8, each warmed up from its
+  // own first step to the head's lr (1e-3) x 0.3.
+  ASSERT_EQ(probe->lrs_by_step.size(), 16u);
+  const double target = 1e-3 * o.backbone_lr_ratio;
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[4][1], target / 4);
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[7][1], target);
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[8][1], target);
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[8][2], target / 4);
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[10][2], target * 3 / 4);
+  EXPECT_DOUBLE_EQ(probe->lrs_by_step[15][2], target);
 
   o.groups = {"nothing"};
   ts::Trainer bad(quiet(1));
