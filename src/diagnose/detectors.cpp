@@ -52,6 +52,51 @@ std::optional<Finding> NonFiniteDetector::on_step(const StepSignals& s) {
                   "); check the inputs for NaN and that they are normalized");
 }
 
+std::optional<Finding> ProbabilityOutputsDetector::on_step(const StepSignals& s) {
+  const bool probabilities =
+      s.classification_outputs && s.output_min >= 0 && s.output_max <= 1 && s.row_sum_error < 1e-3;
+  streak_ = probabilities ? streak_ + 1 : 0;
+  if (streak_ != 2) return std::nullopt;  // once per streak
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "the model's outputs are probabilities (every row in [0, 1], summing to 1 within " +
+                  num(s.row_sum_error) +
+                  "): a softmax before cross-entropy, which applies log-softmax itself, squashes "
+                  "the gradients",
+              {{"output_min", s.output_min},
+               {"output_max", s.output_max},
+               {"row_sum_error", s.row_sum_error}},
+              "return the logits: remove the Softmax at the end of the model (cross-entropy "
+              "takes raw scores; apply softmax only to read probabilities)");
+}
+
+std::string ProbabilityOutputsDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void ProbabilityOutputsDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::optional<Finding> NonNegativeLogitsDetector::on_step(const StepSignals& s) {
+  const bool probabilities = s.output_max <= 1 && s.row_sum_error < 1e-3;
+  const bool clipped =
+      s.classification_outputs && s.output_min >= 0 && s.zero_fraction >= 0.05 && !probabilities;
+  streak_ = clipped ? streak_ + 1 : 0;
+  if (streak_ != 2) return std::nullopt;
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "the model's outputs are never negative and " + num(100 * s.zero_fraction) +
+                  "% of them are exactly 0: logits through a ReLU (or another clipping "
+                  "activation) cannot say \"unlikely\", and pass no gradient where they are 0",
+              {{"output_min", s.output_min}, {"zero_fraction", s.zero_fraction}},
+              "remove the activation after the last Linear layer: its outputs are the logits");
+}
+
+std::string NonNegativeLogitsDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void NonNegativeLogitsDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
 std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
   const double loss = metric(e.train, "loss", 0.0);
   if (std::isfinite(loss)) return std::nullopt;
@@ -456,6 +501,9 @@ std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThreshold
   d.push_back(std::make_unique<OverfittingDetector>(t));
   d.push_back(std::make_unique<UnderfittingDetector>(t));
   d.push_back(std::make_unique<OscillatingLossDetector>(t));
+  // Appended: a checkpoint of the detectors above loads into their places.
+  d.push_back(std::make_unique<ProbabilityOutputsDetector>());
+  d.push_back(std::make_unique<NonNegativeLogitsDetector>());
   return d;
 }
 

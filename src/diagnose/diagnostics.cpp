@@ -173,9 +173,18 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   std::vector<torch::Tensor> updates;
   for (size_t i = 0; i < params_.size(); ++i)
     updates.push_back((params_[i].detach() - before_[i]).norm());
+  // Classification outputs: min, max, worst row-sum error, share of zeros (1 row of 4 values).
+  const bool classification = state.outputs.defined() && state.outputs.dim() == 2 &&
+                              state.outputs.size(1) >= 2 && !state.targets.is_floating_point();
+  torch::Tensor outputs = torch::zeros({4}, torch::kFloat64).to(state.loss.device());
+  if (classification) {
+    const auto o = state.outputs.detach().to(torch::kFloat64);
+    outputs = torch::stack(
+        {o.min(), o.max(), (o.sum(1) - 1).abs().max(), o.eq(0).to(torch::kFloat64).mean()});
+  }
   auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
                             non_finite_.to(torch::kFloat64).reshape({1}),
-                            state.loss.detach().to(torch::kFloat64).reshape({1})});
+                            state.loss.detach().to(torch::kFloat64).reshape({1}), outputs});
   auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
   const double* v = host.data_ptr<double>();
   before_.clear();
@@ -205,6 +214,11 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   s.grad_abs_mean = entries > 0 ? abs_sum / entries : 0.0;
   s.non_finite = v[5 * n] != 0;
   s.loss = v[5 * n + 1];
+  s.classification_outputs = classification;
+  s.output_min = v[5 * n + 2];
+  s.output_max = v[5 * n + 3];
+  s.row_sum_error = v[5 * n + 4];
+  s.zero_fraction = v[5 * n + 5];
   s.activations = activation_signals(state);
 
   if (state.run) {
@@ -378,10 +392,11 @@ void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive
     findings_.push_back(std::move(finding));
   }
   const auto& detectors = state.at("detectors");
-  if (detectors.size() != detectors_.size())
+  // Detectors added since the checkpoint was taken come last and start fresh.
+  if (detectors.size() > detectors_.size())
     throw CheckpointError("the checkpoint's diagnostics ran " + std::to_string(detectors.size()) +
                           " detectors, this fit runs " + std::to_string(detectors_.size()));
-  for (size_t i = 0; i < detectors_.size(); ++i)
+  for (size_t i = 0; i < detectors.size(); ++i)
     detectors_[i]->load_state(detectors[i].get<std::string>());
   target_var_sum_ = state.at("target_var_sum").get<double>();
   target_var_count_ = state.at("target_var_count").get<int64_t>();

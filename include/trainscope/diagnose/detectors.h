@@ -120,6 +120,35 @@ class NonFiniteDetector : public Detector {
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
 };
 
+// Classification outputs that are already probabilities (every row in [0, 1] and summing to 1,
+// within 1e-3) at 2 logging steps in a row: a softmax before cross-entropy, which applies
+// log-softmax itself; the gradients through the double softmax are flat and the model learns
+// slowly or not at all.
+class ProbabilityOutputsDetector : public Detector {
+ public:
+  std::string kind() const override { return "softmax_before_loss"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
+// Classification outputs never negative, and at least 5% of them exactly 0, at 2 logging steps
+// in a row (and not probabilities): logits through a ReLU, which cannot say "unlikely" and pass
+// no gradient where they are 0.
+class NonNegativeLogitsDetector : public Detector {
+ public:
+  std::string kind() const override { return "relu_on_logits"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
 // First/last gradient-norm ratio above explode_ratio, or the global norm growing growth_factor x
 // within growth_window logging steps.
 class ExplodingGradientDetector : public ThresholdDetector {

@@ -36,6 +36,12 @@ struct StepSignals {
   double grad_abs_mean = 0.0;  // mean |g| over all gradient entries
   double lr = 0.0;
   std::vector<LayerSignals> layers;  // in parameter order: first layer first
+  // The batch's outputs, for classification ([batch, classes] scores fed to cross-entropy, which
+  // expects logits): their range, how far their rows are from summing to 1, the share exactly 0.
+  bool classification_outputs = false;
+  double output_min = 0.0, output_max = 0.0;
+  double row_sum_error = 0.0;  // max over rows of |sum - 1|
+  double zero_fraction = 0.0;
   std::vector<ActivationSignals> activations;
 };
 

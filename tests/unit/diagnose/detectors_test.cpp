@@ -403,8 +403,43 @@ TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
-  EXPECT_EQ(kinds,
-            (std::set<std::string>{"non_finite", "exploding_gradients", "vanishing_gradients",
-                                   "dying_relu", "saturated_activations", "learning_rate",
-                                   "overfitting", "underfitting", "oscillating_loss"}));
+  EXPECT_EQ(kinds, (std::set<std::string>{
+                       "non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
+                       "saturated_activations", "learning_rate", "overfitting", "underfitting",
+                       "oscillating_loss", "softmax_before_loss", "relu_on_logits"}));
+}
+
+// Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
+// a ReLU after the last Linear layer, fed to cross-entropy. Healthy logits trip neither.
+TEST(Detectors, ProbabilitiesAndClippedLogitsFedToCrossEntropy) {
+  auto outputs = [](double lo, double hi, double row_error, double zeros) {
+    dg::StepSignals s = step(1, 1.0, 1.0);
+    s.classification_outputs = true;
+    s.output_min = lo, s.output_max = hi, s.row_sum_error = row_error, s.zero_fraction = zeros;
+    return s;
+  };
+  const auto softmax = outputs(0.001, 0.9, 2e-7, 0.0), relu = outputs(0.0, 7.5, 12.0, 0.4),
+             healthy = outputs(-6.2, 8.1, 9.0, 0.0), sigmoid = outputs(0.01, 0.99, 1.7, 0.0);
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int softmax_at, relu_at;
+  };
+  const std::vector<Case> cases = {
+      {"softmax outputs, two logging steps", {softmax, softmax, softmax}, 1, -1},
+      {"once is not a pattern", {softmax, healthy, softmax, healthy}, -1, -1},
+      {"relu logits", {relu, relu}, -1, 1},
+      {"healthy logits", {healthy, healthy, healthy}, -1, -1},
+      {"sigmoid outputs: in [0, 1] but rows do not sum to 1, no zeros", {sigmoid, sigmoid}, -1, -1},
+  };
+  for (const auto& c : cases) {
+    dg::ProbabilityOutputsDetector p;
+    dg::NonNegativeLogitsDetector r;
+    EXPECT_EQ(first_step_firing(p, c.steps), c.softmax_at) << c.name;
+    EXPECT_EQ(first_step_firing(r, c.steps), c.relu_at) << c.name;
+  }
+  dg::StepSignals regression = softmax;
+  regression.classification_outputs = false;
+  dg::ProbabilityOutputsDetector p;
+  EXPECT_EQ(first_step_firing(p, {regression, regression}), -1) << "not classification";
 }
