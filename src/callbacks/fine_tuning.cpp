@@ -35,7 +35,7 @@ FineTuning::FineTuning(FineTuningOptions options, std::FILE* out)
 
 void FineTuning::on_fit_start(TrainState& state) {
   groups_.clear();
-  unfrozen_ = unfreeze_at_ = head_best_epoch_ = 0;
+  unfrozen_ = unfreeze_at_ = 0;
   target_lrs_.clear();
   start_steps_.clear();
   recipe_.clear();
@@ -122,7 +122,6 @@ void FineTuning::on_epoch_start(TrainState& state) {
       why_ = buf;
     }
     if (unfreeze_at_ == 0) return;
-    head_best_epoch_ = best.epoch;
     head_best_value_ = best.value;
     state.phase_epoch = unfreeze_at_;
   }
@@ -177,7 +176,6 @@ void FineTuning::on_fit_end(TrainState& state) {
 void FineTuning::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive& archive) {
   archive.write("unfrozen", c10::IValue(unfrozen_));
   archive.write("unfreeze_at", c10::IValue(unfreeze_at_));
-  archive.write("head_best_epoch", c10::IValue(head_best_epoch_));
   archive.write("head_best_value", c10::IValue(head_best_value_));
   archive.write("why", c10::IValue(why_));
   archive.write("target_lrs", c10::IValue(target_lrs_));
@@ -189,7 +187,6 @@ void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputAr
   c10::IValue v;
   if (archive.try_read("unfreeze_at", v)) {
     unfreeze_at_ = v.toInt();
-    head_best_epoch_ = read_int(archive, "head_best_epoch");
     head_best_value_ = read_double(archive, "head_best_value");
     why_ = read_string(archive, "why");
     archive.read("target_lrs", v);

@@ -8,7 +8,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <set>
+#include <algorithm>
+#include <vector>
 #include <sstream>
 #include <string>
 
@@ -30,16 +31,17 @@ std::string metrics_text(const MetricMap& m) {
   o.precision(4);
   o << std::fixed;
   bool first = true;
-  static const std::set<std::string> kFirst = {"loss", "accuracy", "mae", "rmse"};
-  for (const char* tag : {"loss", "accuracy", "mae", "rmse"}) {
+  const std::vector<std::string> first_tags = {"loss", "accuracy", "mae", "rmse"};
+  for (const auto& tag : first_tags) {
     auto it = m.find(tag);
     if (it == m.end()) continue;
-    o << (first ? "" : " ") << (std::string(tag) == "accuracy" ? "acc" : tag) << " " << it->second;
+    o << (first ? "" : " ") << (tag == "accuracy" ? "acc" : tag) << " " << it->second;
     first = false;
   }
   // Then the metrics the fit asked for (train.metrics), by name; not the loader's bookkeeping.
   for (const auto& [tag, value] : m)
-    if (!kFirst.count(tag) && tag != "data_wait_fraction")
+    if (std::find(first_tags.begin(), first_tags.end(), tag) == first_tags.end() &&
+        tag != "data_wait_fraction")
       o << (first ? "" : " ") << tag << " " << value, first = false;
   return o.str();
 }

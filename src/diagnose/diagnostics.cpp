@@ -176,7 +176,7 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   // Classification outputs: min, max, worst row-sum error, share of zeros (1 row of 4 values).
   const bool classification = state.outputs.defined() && state.outputs.dim() == 2 &&
                               state.outputs.size(1) >= 2 && !state.targets.is_floating_point();
-  torch::Tensor outputs = torch::zeros({4}, torch::kFloat64).to(state.loss.device());
+  torch::Tensor outputs = torch::zeros({4}, state.loss.options().dtype(torch::kFloat64));
   if (classification) {
     const auto o = state.outputs.detach().to(torch::kFloat64);
     outputs = torch::stack(

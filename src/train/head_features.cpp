@@ -4,11 +4,6 @@
 
 namespace trainscope {
 
-int64_t HeadFeatures::bytes() const {
-  return (features.defined() ? features.numel() * features.element_size() : 0) +
-         (targets.defined() ? targets.numel() * targets.element_size() : 0);
-}
-
 HeadFeatures head_features(const Model& model, const models::LinearLayer& head,
                            const data::Dataset& dataset, int64_t batch_size,
                            const torch::Device& device,

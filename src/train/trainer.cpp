@@ -203,8 +203,6 @@ Trainer::Trainer(TrainerOptions options) : options_(std::move(options)), device_
   if (options_.precision() == Precision::kFp16) scaler_ = std::make_unique<detail::GradScaler>();
   // cuDNN picks the fastest convolution algorithm for the (fixed) input shapes once.
   if (device_.is_cuda()) at::globalContext().setBenchmarkCuDNN(true);
-  if (options_.loss() == Loss::kAuto)
-    options_.loss(options_.task() == Task::kClassification ? Loss::kCrossEntropy : Loss::kMse);
   loss_ = options_.loss_function();
   if (!loss_)
     loss_ = make_loss(options_.task(), {options_.loss(), options_.class_weights(),

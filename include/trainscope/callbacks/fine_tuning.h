@@ -71,7 +71,6 @@ class FineTuning : public Callback {
   int64_t unfreeze_at_ = 0;  // decided (auto) or given
   std::string why_;          // why then
   // The head phase's best by the monitor, when the backbone unfroze.
-  int64_t head_best_epoch_ = 0;
   double head_best_value_ = 0.0;
   std::vector<double> target_lrs_;    // each backbone group's lr after the warm-up
   std::vector<int64_t> start_steps_;  // the global step at which each group unfroze

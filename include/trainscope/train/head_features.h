@@ -16,7 +16,6 @@ struct HeadFeatures {
   torch::Tensor features;  // [N, in_features], float32, on the CPU
   torch::Tensor targets;   // as the dataset gives them, on the CPU
   double seconds = 0.0;    // to compute them
-  int64_t bytes() const;
 };
 
 // The model's forward in eval mode, without gradients, `batch_size` examples at a time, with the

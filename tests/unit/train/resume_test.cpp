@@ -85,6 +85,29 @@ void expect_equal_weights(const ts::Model& a, const ts::Model& b) {
   for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(torch::equal(wa[i], wb[i])) << "tensor " << i;
 }
 
+// For each step: a fit of `make(1)` that crashes there, resumed on `make(99)` by a new Trainer,
+// ends with `ref`'s weights and run store rows.
+template <typename Make, typename TrainerFor>
+void expect_resumes_exactly(const Problem& p, const fs::path& dir, const std::string& name,
+                            const std::vector<int64_t>& crash_steps, Make make,
+                            TrainerFor trainer_for, const ts::Model& ref,
+                            const std::vector<std::string>& ref_rows) {
+  for (int64_t crash_step : crash_steps) {
+    SCOPED_TRACE("crash at step " + std::to_string(crash_step));
+    const fs::path runs = dir / (name + "-" + std::to_string(crash_step));
+    {
+      ts::Model m = make(1);
+      auto t = trainer_for(runs);
+      t->add_callback(std::make_shared<Crash>(crash_step));
+      EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
+    }
+    ts::Model fresh = make(99);
+    trainer_for(runs)->resume(fresh, p.train, p.val, runs / "run");
+    expect_equal_weights(fresh, ref);
+    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
+  }
+}
+
 class Resume : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -246,20 +269,8 @@ TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
   ts::Model ref = tuned(1);
   trainer_for(dir_ / "ref")->fit(ref, p.train, p.val);
   const auto ref_rows = metric_rows(dir_ / "ref" / "run");
-  for (int64_t crash_step : {30, 45, 60}) {  // epoch 2; epoch 3 after the unfreeze; epoch 4
-    SCOPED_TRACE("crash at step " + std::to_string(crash_step));
-    const fs::path runs = dir_ / ("ft-" + std::to_string(crash_step));
-    {
-      ts::Model m = tuned(1);
-      auto t = trainer_for(runs);
-      t->add_callback(std::make_shared<Crash>(crash_step));
-      EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
-    }
-    ts::Model fresh = tuned(99);
-    trainer_for(runs)->resume(fresh, p.train, p.val, runs / "run");
-    expect_equal_weights(fresh, ref);
-    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
-  }
+  // Epoch 2; epoch 3 after the unfreeze; epoch 4.
+  expect_resumes_exactly(p, dir_, "ft", {30, 45, 60}, tuned, trainer_for, ref, ref_rows);
 }
 
 // The same when the head phase trains on cached features and the backbone warms up after the
@@ -288,20 +299,7 @@ TEST_F(Resume, AFineTuningFitOnCachedFeaturesResumesAcrossBothPhases) {
   EXPECT_NE(fit.feature_cache.find("features cached"), std::string::npos) << fit.feature_cache;
   const auto ref_rows = metric_rows(dir_ / "ref" / "run");
   // 19 steps an epoch: epoch 2 on cached features; epoch 3 in the warm-up; epoch 4.
-  for (int64_t crash_step : {25, 42, 65}) {
-    SCOPED_TRACE("crash at step " + std::to_string(crash_step));
-    const fs::path runs = dir_ / ("cached-" + std::to_string(crash_step));
-    {
-      ts::Model m = tuned(1);
-      auto t = trainer_for(runs);
-      t->add_callback(std::make_shared<Crash>(crash_step));
-      EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
-    }
-    ts::Model fresh = tuned(99);
-    trainer_for(runs)->resume(fresh, p.train, p.val, runs / "run");
-    expect_equal_weights(fresh, ref);
-    EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
-  }
+  expect_resumes_exactly(p, dir_, "cached", {25, 42, 65}, tuned, trainer_for, ref, ref_rows);
 }
 
 // A run trained without checkpoints has history and nothing to resume from: resume refuses
