@@ -45,7 +45,7 @@ int bench_augment(int argc, char** argv) {
   const double mean = 0.2860, std = 0.3530;
   auto x = x8.to(torch::kFloat32).div_(255).sub_(mean).div_(std).unsqueeze(1).contiguous();
   auto y = torch::zeros({x.size(0)}, torch::kInt64);
-  auto aug = ts::data::parse_augmentation(split_items(items), {{mean, std}, 10});
+  auto aug = ts::data::parse_augmentation(split_items(items), {{{mean}, {std}}, 10});
   const int64_t b = 128;
   for (int i = 0; i < 5; ++i) {  // warm-up, untimed
     auto gen = ts::data::augment_generator(1, 0, i);
@@ -136,8 +136,8 @@ int bench_jpeg(int argc, char** argv) {
   o.dir = dir;
   o.val_fraction = 0;
   o.test_fraction = 0;
-  o.mean = 0.286;
-  o.std = 0.353;
+  o.mean = {0.286};
+  o.std = {0.353};
   auto data = ts::data::load_image_folder(o);
   t0 = std::chrono::steady_clock::now();
   int64_t seen = 0;

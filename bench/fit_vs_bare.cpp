@@ -102,8 +102,8 @@ int main(int argc, char** argv) {
   ts::data::IdxOptions o;
   o.limit = limit;
   o.test_limit = 100;
-  o.mean = 0.2860;
-  o.std = 0.3530;
+  o.mean = {0.2860};
+  o.std = {0.3530};
   auto data = ts::data::fashion_mnist(o);
   auto& train = static_cast<const ts::data::TensorDataset&>(*data.train);
   auto& val = static_cast<const ts::data::TensorDataset&>(*data.val);

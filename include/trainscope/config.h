@@ -24,7 +24,7 @@ namespace trainscope {
 // Index order is part of the contract (to_toml_literal and the parsers switch on it); new types go
 // last.
 using ConfigValue = std::variant<bool, int64_t, double, std::string, std::vector<int64_t>,
-                                 std::vector<std::string>>;
+                                 std::vector<std::string>, std::vector<double>>;
 
 // One setting of a resolved config.
 struct Setting {
@@ -90,6 +90,7 @@ class Config {
   const std::string& get_string(const std::string& key) const;
   const std::vector<int64_t>& get_ints(const std::string& key) const;
   const std::vector<std::string>& get_strings(const std::string& key) const;
+  const std::vector<double>& get_doubles(const std::string& key) const;
   const Setting& setting(const std::string& key) const;
   const std::vector<Setting>& settings() const { return settings_; }
 

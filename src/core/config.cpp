@@ -21,6 +21,7 @@ namespace {
 
 using Ints = std::vector<int64_t>;
 using Strings = std::vector<std::string>;
+using Numbers = std::vector<double>;
 
 const char* type_name(const ConfigValue& v) {
   switch (v.index()) {
@@ -34,6 +35,8 @@ const char* type_name(const ConfigValue& v) {
       return "a string";
     case 5:
       return "a list of strings";
+    case 6:
+      return "a number or a list of numbers";
     default:
       return "a list of integers";
   }
@@ -154,6 +157,15 @@ ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std
         return t;
       case 5:
         return parse_string_list(t, fail);
+      case 6: {  // "0.5", "0.485,0.456,0.406" or "[0.485, 0.456, 0.406]"
+        Numbers out;
+        for (const std::string& item : parse_string_list(t, fail)) {
+          size_t used = 0;
+          out.push_back(std::stod(item, &used));
+          if (used != item.size()) throw fail();
+        }
+        return out;
+      }
       default: {
         if (!t.empty() && t.front() == '[') {
           if (t.back() != ']') throw fail();
@@ -207,6 +219,17 @@ ConfigValue from_toml(const ConfigValue& like, const toml::node& node, const std
         auto v = item.value_exact<std::string>();
         if (!v) throw fail();
         out.push_back(*v);
+      }
+      return out;
+    }
+    case 6: {  // a bare number is a list of one (config.toml files before lists were allowed)
+      if (node.is_number()) return Numbers{*node.value<double>()};
+      const toml::array* arr = node.as_array();
+      if (!arr) throw fail();
+      Numbers out;
+      for (const auto& item : *arr) {
+        if (!item.is_number()) throw fail();
+        out.push_back(*item.value<double>());
       }
       return out;
     }
@@ -268,6 +291,13 @@ std::string to_toml_literal(const ConfigValue& value) {
       out << "]";
       break;
     }
+    case 6: {
+      out << "[";
+      const auto& v = std::get<Numbers>(value);
+      for (size_t i = 0; i < v.size(); ++i) out << (i ? ", " : "") << to_toml_literal(v[i]);
+      out << "]";
+      break;
+    }
     default: {
       out << "[";
       const auto& v = std::get<Ints>(value);
@@ -301,6 +331,8 @@ void Config::set(const std::string& key, ConfigValue value, const std::string& s
   Setting& s = find(key, source);
   if (value.index() == 1 && s.value.index() == 2) value = double(std::get<int64_t>(value));
   if (value.index() == 1 && s.value.index() == 3) value = std::to_string(std::get<int64_t>(value));
+  if (value.index() == 1 && s.value.index() == 6) value = Numbers{double(std::get<int64_t>(value))};
+  if (value.index() == 2 && s.value.index() == 6) value = Numbers{std::get<double>(value)};
   if (value.index() != s.value.index())
     throw ConfigError(source + ": " + key + " expects " + type_name(s.value) + ", got " +
                       to_toml_literal(value));
@@ -392,6 +424,9 @@ const std::vector<int64_t>& Config::get_ints(const std::string& key) const {
 }
 const std::vector<std::string>& Config::get_strings(const std::string& key) const {
   return std::get<Strings>(setting(key).value);
+}
+const std::vector<double>& Config::get_doubles(const std::string& key) const {
+  return std::get<Numbers>(setting(key).value);
 }
 
 std::string Config::to_toml() const {

@@ -3,7 +3,79 @@
 
 #include "data/split.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
 namespace trainscope::data {
+namespace {
+
+// [1, C, 1, 1] (or [1, 1, 1, 1]) for x [B, C, H, W]; [C, 1, 1] for x [C, H, W].
+torch::Tensor channel_view(const std::vector<double>& v, const torch::Tensor& x) {
+  auto t = torch::tensor(v, torch::TensorOptions(torch::kFloat64)).to(x.options());
+  return x.dim() == 3 ? t.view({-1, 1, 1}) : t.view({1, -1, 1, 1});
+}
+
+std::string list(const std::vector<double>& v) {
+  std::string out = v.size() > 1 ? "[" : "";
+  for (size_t i = 0; i < v.size(); ++i) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%s%.4f", i ? ", " : "", v[i]);
+    out += buf;
+  }
+  return out + (v.size() > 1 ? "]" : "");
+}
+
+}  // namespace
+
+void PixelStats::check(int64_t channels, const std::string& what) const {
+  auto fits = [&](const std::vector<double>& v) {
+    return v.size() == 1 || static_cast<int64_t>(v.size()) == channels;
+  };
+  if (!fits(mean) || !fits(std))
+    throw ConfigError(what + ": normalization " + str() + " has " + std::to_string(mean.size()) +
+                      " mean(s) and " + std::to_string(std.size()) +
+                      " std(s); expected 1 value or one per channel (" + std::to_string(channels) +
+                      ") each");
+  for (double s : std)
+    if (!(s > 0) || !std::isfinite(s))
+      throw ConfigError(what + ": normalization " + str() +
+                        " has a std that is not a positive number");
+}
+
+torch::Tensor PixelStats::normalize(const torch::Tensor& raw) const {
+  if (!per_channel()) return (raw - mean[0]) / std[0];
+  return (raw - channel_view(mean, raw)) / channel_view(std, raw);
+}
+
+torch::Tensor PixelStats::raw(const torch::Tensor& x) const {
+  if (!per_channel()) return x * std[0] + mean[0];
+  return x * channel_view(std, x) + channel_view(mean, x);
+}
+
+torch::Tensor PixelStats::black(const torch::TensorOptions& options) const {
+  bool zero = true;
+  for (double m : mean) zero = zero && m == 0.0;
+  if (zero) return {};  // raw inputs: black is 0, nothing to shift
+  const auto channels = static_cast<int64_t>(std::max(mean.size(), std.size()));
+  return normalize(torch::zeros({1, channels, 1, 1}, options));
+}
+
+std::string PixelStats::str() const { return "mean " + list(mean) + ", std " + list(std); }
+
+PixelStats pixel_stats(const torch::Tensor& raw) {
+  PixelStats out;
+  out.mean.clear();
+  out.std.clear();
+  if (raw.dim() != 4 || raw.numel() == 0) return {};
+  for (int64_t c = 0; c < raw.size(1); ++c) {
+    const auto x = raw.size(1) == 1 ? raw : raw.select(1, c);
+    out.mean.push_back(x.mean().item<double>());
+    const double sd = x.numel() > 1 ? x.std().item<double>() : 1.0;
+    out.std.push_back(sd > 0 ? sd : 1.0);
+  }
+  return out;
+}
 
 TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y)
     : x_(std::move(x)), y_(std::move(y)) {

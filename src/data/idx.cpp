@@ -240,10 +240,12 @@ DataSplits load_idx_dir(const IdxOptions& options) {
   auto x_train = to_float(x.index_select(0, train_idx));
   DataSplits out;
   // Statistics of the training split only: the validation and test splits must not leak into them.
-  out.mean = options.mean.value_or(x_train.mean().item<double>());
-  out.std = options.std.value_or(x_train.std().item<double>());
-  if (!(out.std > 0)) out.std = 1.0;
-  auto normalize = [&](torch::Tensor t) { return t.sub_(out.mean).div_(out.std).contiguous(); };
+  if (options.mean.empty() || options.std.empty()) out.pixels = pixel_stats(x_train);
+  if (!options.mean.empty()) out.pixels.mean = options.mean;
+  if (!options.std.empty()) out.pixels.std = options.std;
+  out.pixels.check(1, "data.mean, data.std");
+  const double mean = out.pixels.mean[0], std = out.pixels.std[0];
+  auto normalize = [&](torch::Tensor t) { return t.sub_(mean).div_(std).contiguous(); };
   out.train = std::make_shared<TensorDataset>(normalize(x_train), y.index_select(0, train_idx));
   out.val = std::make_shared<TensorDataset>(normalize(to_float(x.index_select(0, val_idx))),
                                             y.index_select(0, val_idx));

@@ -157,13 +157,19 @@ void write_png(const std::filesystem::path& file, const torch::Tensor& image) {
 
 ImageFolderDataset::ImageFolderDataset(std::vector<std::filesystem::path> files,
                                        torch::Tensor labels, std::vector<int64_t> shape,
-                                       double mean, double std, BadImagePolicy policy)
+                                       const PixelStats& pixels, BadImagePolicy policy)
     : files_(std::move(files)),
       labels_(std::move(labels)),
       shape_(std::move(shape)),
-      mean_(mean),
-      std_(std),
-      policy_(policy) {}
+      policy_(policy) {
+  pixels.check(shape_.at(0), "image folder normalization");
+  // (x/255 - mean)/std = x * scale + shift, per channel.
+  auto value = [&](const std::vector<double>& v) {
+    return torch::tensor(v, torch::kFloat64).expand({shape_[0]}).view({1, -1, 1, 1});
+  };
+  scale_ = (1.0 / 255.0 / value(pixels.std)).to(torch::kFloat32);
+  shift_ = (-value(pixels.mean) / value(pixels.std)).to(torch::kFloat32);
+}
 
 Batch ImageFolderDataset::get_batch(const torch::Tensor& indices) const {
   auto idx = indices.to(torch::kInt64).contiguous();
@@ -193,7 +199,7 @@ Batch ImageFolderDataset::get_batch(const torch::Tensor& indices) const {
   x = x.slice(0, 0, int64_t(kept.size()));
   // (x/255 - mean)/std as one scale and one shift: for large images these passes over the batch
   // cost as much as decoding.
-  auto xf = x.to(torch::kFloat32).mul_(1.0 / (255.0 * std_)).sub_(mean_ / std_);
+  auto xf = x.to(torch::kFloat32).mul_(scale_).add_(shift_);
   return {xf, labels_.index_select(0, idx.index_select(0, keep))};
 }
 
@@ -296,25 +302,25 @@ DataSplits load_image_folder(const ImageFolderOptions& o) {
   out.input_shape = shape;
   out.skipped = skipped;
   const auto policy = o.on_bad_image;
-  out.mean = o.mean.value_or(0.0);
-  out.std = o.std.value_or(1.0);
-  if (!o.mean || !o.std) {
+  if (!o.mean.empty()) out.pixels.mean = o.mean;
+  if (!o.std.empty()) out.pixels.std = o.std;
+  if (o.mean.empty() || o.std.empty()) {
     // Statistics of (a sample of) the training split only: validation and test must not leak in.
     const int64_t n = std::min<int64_t>(o.stats_images, train_idx.size(0));
     const int64_t step =
         std::max<int64_t>(1, (train_idx.size(0) + n - 1) / std::max<int64_t>(1, n));
     auto sample = train_idx.slice(0, 0, train_idx.size(0), step);
-    ImageFolderDataset raw(pick(files, sample), all.index_select(0, sample), shape, 0.0, 1.0,
+    ImageFolderDataset raw(pick(files, sample), all.index_select(0, sample), shape, PixelStats{},
                            policy);
-    auto x = raw.get_batch(torch::arange(raw.size(), torch::kInt64)).x.to(torch::kFloat64);
-    if (!o.mean) out.mean = x.numel() ? x.mean().item<double>() : 0.0;
-    if (!o.std) out.std = x.numel() > 1 ? x.std().item<double>() : 1.0;
-    if (!(out.std > 0)) out.std = 1.0;
+    const PixelStats computed = pixel_stats(raw.get_batch(torch::arange(raw.size())).x);
+    if (o.mean.empty()) out.pixels.mean = computed.mean;
+    if (o.std.empty()) out.pixels.std = computed.std;
   }
+  out.pixels.check(shape.at(0), "data.mean, data.std");
   auto make = [&](const std::vector<fs::path>& f, const torch::Tensor& y,
                   const torch::Tensor& idx) {
     return std::make_shared<ImageFolderDataset>(pick(f, idx), y.index_select(0, idx), shape,
-                                                out.mean, out.std, policy);
+                                                out.pixels, policy);
   };
   out.train = make(files, all, train_idx);
   out.val = make(files, all, val_idx);

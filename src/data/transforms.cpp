@@ -33,8 +33,6 @@ torch::Tensor on(const torch::Tensor& t, const torch::Tensor& like) {
   return t.to(like.device(), like.scalar_type(), /*non_blocking=*/true);
 }
 
-double black(const PixelStats& s) { return (0.0 - s.mean) / s.std; }
-
 std::string fmt(double v) {
   std::ostringstream o;
   o << v;
@@ -76,7 +74,7 @@ class RandomAffine : public Transform {
     auto t = torch::stack({tx, ty}, 1).unsqueeze(2);
     auto lin = m.slice(2, 0, 2);
     m.select(2, 2).copy_(-lin.bmm(t).squeeze(2));
-    batch.x = affine_sample(x, on(m, x), oh, ow, o_.mode, black(stats_));
+    batch.x = affine_sample(x, on(m, x), oh, ow, o_.mode, stats_.black(x.options()));
     return batch;
   }
   std::string describe() const override { return text_; }
@@ -127,7 +125,8 @@ class RandomResizedCrop : public Transform {
     auto m = torch::stack({torch::stack({cw / double(size_), zero, left + cw / 2 - w / 2.0}, 1),
                            torch::stack({zero, ch / double(size_), top + ch / 2 - h / 2.0}, 1)},
                           1);
-    batch.x = affine_sample(x, on(m, x), size_, size_, Interpolation::kBilinear, black(stats_));
+    batch.x = affine_sample(x, on(m, x), size_, size_, Interpolation::kBilinear,
+                            stats_.black(x.options()));
     return batch;
   }
   std::string describe() const override {
@@ -147,8 +146,7 @@ class RandomBrightness : public Transform {
     require_images(batch, "brightness");
     auto& x = batch.x;
     auto f = on(uniform(x.size(0), 1 - b_, 1 + b_, gen), x).view({-1, 1, 1, 1});
-    auto raw = (x * stats_.std + stats_.mean).mul_(f).clamp_(0, 1);
-    x = raw.sub_(stats_.mean).div_(stats_.std);
+    x = stats_.normalize(stats_.raw(x).mul_(f).clamp_(0, 1));
     return batch;
   }
   std::string describe() const override { return "brightness(" + fmt(b_) + ")"; }
@@ -165,7 +163,7 @@ class RandomContrast : public Transform {
     require_images(batch, "contrast");
     auto& x = batch.x;
     auto f = on(uniform(x.size(0), 1 - c_, 1 + c_, gen), x).view({-1, 1, 1, 1});
-    auto raw = x * stats_.std + stats_.mean;
+    auto raw = stats_.raw(x);
     torch::Tensor gray = raw;
     if (raw.size(1) == 3) {  // torchvision's rgb_to_grayscale weights
       auto wts = torch::tensor({0.2989, 0.587, 0.114}, raw.options()).view({1, 3, 1, 1});
@@ -173,7 +171,7 @@ class RandomContrast : public Transform {
     }
     auto mean = gray.mean({1, 2, 3}, true);
     raw = (raw * f + mean * (1 - f)).clamp_(0, 1);
-    x = raw.sub_(stats_.mean).div_(stats_.std);
+    x = stats_.normalize(raw);
     return batch;
   }
   std::string describe() const override { return "contrast(" + fmt(c_) + ")"; }
@@ -387,6 +385,12 @@ struct Args {
 
 torch::Tensor affine_sample(const torch::Tensor& x, const torch::Tensor& matrix, int64_t out_h,
                             int64_t out_w, Interpolation mode, double fill) {
+  return affine_sample(x, matrix, out_h, out_w, mode,
+                       fill != 0.0 ? torch::full({}, fill, x.options()) : torch::Tensor());
+}
+
+torch::Tensor affine_sample(const torch::Tensor& x, const torch::Tensor& matrix, int64_t out_h,
+                            int64_t out_w, Interpolation mode, const torch::Tensor& fill) {
   TORCH_CHECK(x.dim() == 4 && matrix.dim() == 3 && matrix.size(1) == 2 && matrix.size(2) == 3,
               "affine_sample: expected x [B,C,H,W] and matrix [B,2,3]");
   const int64_t h = x.size(2), w = x.size(3);
@@ -403,9 +407,10 @@ torch::Tensor affine_sample(const torch::Tensor& x, const torch::Tensor& matrix,
   auto grid = base.matmul(theta).view({-1, out_h, out_w, 2});
   const auto m = mode == Interpolation::kNearest ? 1 : 0;  // grid_sampler's interpolation codes
   // grid_sample pads with zeros; shifting by `fill` pads with fill instead.
-  auto src = fill != 0.0 ? x - fill : x;
+  const bool shift = fill.defined();
+  auto src = shift ? x - fill : x;
   auto out = torch::grid_sampler(src, grid, m, /*padding_mode=zeros*/ 0, /*align_corners=*/false);
-  return fill != 0.0 ? out.add_(fill) : out;
+  return shift ? out.add_(fill) : out;
 }
 
 torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& angles_deg, Interpolation mode,
@@ -599,12 +604,11 @@ torch::Tensor augmentation_grid(const Dataset& dataset, const Transform* augment
   auto grid =
       torch::full({c, n_rows * (ch + gap) + gap, count * (cw + gap) + gap}, 255, torch::kUInt8);
   for (int64_t r = 0; r < n_rows; ++r) {
-    auto raw =
-        (row_images[size_t(r)].detach().to(torch::kCPU, torch::kFloat32) * stats.std + stats.mean)
-            .clamp(0, 1)
-            .mul(255)
-            .round()
-            .to(torch::kUInt8);
+    auto raw = stats.raw(row_images[size_t(r)].detach().to(torch::kCPU, torch::kFloat32))
+                   .clamp(0, 1)
+                   .mul(255)
+                   .round()
+                   .to(torch::kUInt8);
     if (scale > 1) raw = raw.repeat_interleave(scale, 2).repeat_interleave(scale, 3);
     for (int64_t i = 0; i < count; ++i) {
       using torch::indexing::Slice;

@@ -61,7 +61,7 @@ std::shared_ptr<data::Transform> make_augment(const Config& config, const data::
   const auto& setting = config.setting("data.augment");
   if (data.input_shape.size() != 3 && setting.source == "default") return nullptr;
   data::AugmentContext context;
-  context.stats = {data.mean, data.std};
+  context.stats = data.pixels;
   context.classes = data.num_classes;
   return data::parse_augmentation(config.get_strings("data.augment"), context);
 }
@@ -87,8 +87,9 @@ std::string join_list(const std::vector<double>& values) {
 void record_data(track::RunStore& store, const data::DataSplits& data,
                  const std::shared_ptr<data::Transform>& augment) {
   store.set_meta("data.source", data.source);
-  store.set_meta("data.mean", std::to_string(data.mean));
-  store.set_meta("data.std", std::to_string(data.std));
+  // Exact, one value per channel or one for all: a fine-tune from this run adopts them.
+  store.set_meta("data.mean", to_toml_literal(data.pixels.mean));
+  store.set_meta("data.std", to_toml_literal(data.pixels.std));
   store.set_meta("data.augment", augment ? augment->describe() : "[]");
   // What `trainscope export` needs to rebuild the model without loading the data.
   std::string shape = "[";
@@ -141,7 +142,7 @@ void store_mistake_images(track::RunStore& store, const data::DataSplits& data,
   for (const auto& m : test.mistakes) indices.push_back(m.index);
   auto x = data.test->get_batch(torch::tensor(indices)).x.to(torch::kCPU);
   // Undo the normalization to show the pixels the way they were read.
-  auto pixels = (x * data.std + data.mean).clamp(0, 1).mul(255).round().to(torch::kUInt8);
+  auto pixels = data.pixels.raw(x).clamp(0, 1).mul(255).round().to(torch::kUInt8);
   nlohmann::json out = nlohmann::json::array();
   auto stored =
       nlohmann::json::parse(store.result("test", "mistakes").value_or("[]"), nullptr, false);
@@ -469,22 +470,24 @@ void Session::balance_classes() {
 }
 
 std::string Session::probe_normalization() {
-  std::vector<tune::Normalization> candidates = {{"raw [0, 1] inputs", 0.0, 1.0}};
-  char name[96];
-  std::snprintf(name, sizeof name, "the new data's statistics (mean %.4f, std %.4f)", data_.mean,
-                data_.std);
-  candidates.push_back({name, data_.mean, data_.std});
+  std::vector<tune::Normalization> candidates = {{"raw [0, 1] inputs", data::PixelStats{}}};
+  candidates.push_back({"the new data's statistics (" + data_.pixels.str() + ")", data_.pixels});
+  // torchvision's pretrained weights, and most models trained on ImageNet, expect these.
+  if (!data_.input_shape.empty() && data_.input_shape[0] == 3)
+    candidates.push_back(
+        {"the ImageNet statistics (mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])",
+         data::PixelStats{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}}});
   const models::LinearLayer head = models::find_head(model_, head_);
   const torch::Device device = session::training_device(config_);
   model_.to(device);  // the probe runs the model on the training device
   const tune::NormalizationChoice c =
-      tune::probe_normalization(model_, head, *data_.train, data_.val.get(), data_.mean, data_.std,
+      tune::probe_normalization(model_, head, *data_.train, data_.val.get(), data_.pixels,
                                 candidates, options_.train.task(), model_outputs(data_), device);
   const tune::Normalization& chosen = c.candidates[c.chosen];
   const std::string reason = chosen.name + ": " + c.reason;
-  set("data.mean", chosen.mean, "normalization probe", reason);
-  set("data.std", chosen.std, "normalization probe", reason);
-  if (chosen.mean != data_.mean || chosen.std != data_.std) data_ = load_and_report(options_.data);
+  set("data.mean", chosen.stats.mean, "normalization probe", reason);
+  set("data.std", chosen.stats.std, "normalization probe", reason);
+  if (chosen.stats != data_.pixels) data_ = load_and_report(options_.data);
   char buf[64];
   std::snprintf(buf, sizeof buf, " (%.1f s)", c.seconds);
   return "normalization: " + reason + buf +
@@ -922,8 +925,8 @@ std::string Session::preview(const fs::path& png, int64_t count, int64_t rows, i
   joined_ = true;
   if (!own_data_) data_ = load_and_report(options_.data);
   augment_ = make_augment(config_, data_);
-  auto grid = data::augmentation_grid(*data_.train, augment_.get(), {data_.mean, data_.std}, count,
-                                      rows, options_.train.seed(), scale);
+  auto grid = data::augmentation_grid(*data_.train, augment_.get(), data_.pixels, count, rows,
+                                      options_.train.seed(), scale);
   data::write_png(png, grid);
   return "wrote " + png.string() + ": top row " +
          std::to_string(std::min<int64_t>(count, data_.train->size())) + " training images, then " +

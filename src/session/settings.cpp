@@ -102,18 +102,24 @@ struct Codec<std::optional<int64_t>> {
     return std::stoll(s);
   }
 };
-// data.std: 0 means "computed from the training split".
-struct UnsetWhenZero {
-  static ConfigValue encode(const std::optional<double>& v) { return v.value_or(0.0); }
-  static std::optional<double> decode(const ConfigValue& v) {
-    const double d = std::get<double>(v);
-    return d > 0 ? std::optional<double>(d) : std::nullopt;
+// data.mean, data.std: [] means "computed from the training split"; so does 0, which config.toml
+// files wrote before the settings took a value per channel.
+struct EmptyWhenZero {
+  static ConfigValue encode(const std::vector<double>& v) { return v; }
+  static std::vector<double> decode(const ConfigValue& v) {
+    const auto& d = std::get<std::vector<double>>(v);
+    return d.size() == 1 && d[0] == 0.0 ? std::vector<double>{} : d;
   }
 };
-struct AlwaysSet {
-  static ConfigValue encode(const std::optional<double>& v) { return v.value_or(0.0); }
-  static std::optional<double> decode(const ConfigValue& v) { return std::get<double>(v); }
-};
+Check positive_numbers(std::string expected) {
+  return [expected](const ConfigValue& v) -> Problem {
+    const auto& list = std::get<std::vector<double>>(v);
+    for (double d : list)
+      if (!std::isfinite(d) || d < 0 || (d == 0 && list.size() > 1))
+        return " is out of range; expected " + expected;
+    return std::nullopt;
+  };
+}
 template <typename E, const auto& Names>
 struct EnumCodec {
   static ConfigValue encode(E v) { return std::string(name_of(v, Names)); }
@@ -282,15 +288,19 @@ std::vector<SettingBinding> make_table() {
       {"data.on_bad_image", std::string("fail"), "a corrupt image usually means a broken data set",
        "fail or skip (count reported) for images that cannot be decoded", one_of({"fail", "skip"})},
       [](O & o) -> auto& { return o.data.on_bad_image; }));
-  add(bind<AlwaysSet>(
-      {"data.mean", 0.0, "used only with data.std; otherwise computed from the training split",
-       "pixel mean of raw [0, 1] images for normalization (images only)"},
+  add(bind<EmptyWhenZero>(
+      {"data.mean", std::vector<double>{},
+       "used only with data.std; otherwise computed from the training split",
+       "pixel mean of raw [0, 1] images for normalization (images only): one value, or one per "
+       "channel such as [0.485, 0.456, 0.406]"},
       [](O & o) -> auto& { return o.data.mean; }));
-  add(bind<UnsetWhenZero>(
-      {"data.std", 0.0,
-       "0: mean and std are computed from the training split, never from val or test",
-       "pixel standard deviation for normalization; > 0 uses data.mean and data.std as given",
-       non_negative_number(">= 0 (0: computed from the training split)")},
+  add(bind<EmptyWhenZero>(
+      {"data.std", std::vector<double>{},
+       "[]: mean and std are computed per channel from the training split, never from val or test",
+       "pixel standard deviation for normalization, one value or one per channel; when set, "
+       "data.mean and data.std are used as given",
+       positive_numbers("positive numbers, one or one per channel ([]: computed from the "
+                        "training split)")},
       [](O & o) -> auto& { return o.data.std; }));
   add(bind(
       {"data.dir", std::string("/usr/share/datasets/fashion-mnist"),
@@ -900,7 +910,7 @@ SessionOptions session_options(const Config& config) {
   for (const auto& b : setting_bindings()) b.write(o, config.setting(b.spec.key).value);
   // Not settings of their own: what the task and the device imply.
   o.data.classification = o.train.task() == Task::kClassification;
-  if (!o.data.std) o.data.mean.reset();  // a mean is used only with its std
+  if (o.data.std.empty()) o.data.mean.clear();  // a mean is used only with its std
   o.train.config(config);
   return o;
 }

@@ -10,6 +10,8 @@
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 
+#include <sstream>
+
 #include <cstdio>
 
 namespace trainscope::session {
@@ -65,12 +67,24 @@ std::string FinetuneSource::describe() const {
 
 namespace {
 
-std::optional<std::pair<double, double>> run_normalization(const fs::path& run) {
+// "0.286000" (runs before per-channel normalization) or "[0.485, 0.456, 0.406]".
+std::vector<double> numbers(std::string text) {
+  std::vector<double> out;
+  for (char& c : text)
+    if (c == '[' || c == ']' || c == ',') c = ' ';
+  std::istringstream in(text);
+  for (double v; in >> v;) out.push_back(v);
+  return out;
+}
+
+std::optional<data::PixelStats> run_normalization(const fs::path& run) {
   if (!fs::exists(run / "run.sqlite")) return std::nullopt;
   track::RunStore store(run / "run.sqlite", track::RunStore::Mode::kReadOnly);
   auto mean = store.meta("data.mean"), std = store.meta("data.std");
   if (!mean || !std) return std::nullopt;
-  return std::make_pair(std::stod(*mean), std::stod(*std));
+  data::PixelStats stats{numbers(*mean), numbers(*std)};
+  if (stats.mean.empty() || stats.std.empty()) return std::nullopt;
+  return stats;
 }
 
 Config config_of(const std::string& toml, const std::string& origin) {
@@ -178,13 +192,11 @@ std::string adopt_normalization(Config& config, const FinetuneSource& source) {
   if (!source.normalization)
     return "normalization: from the new training data (the source does not say how its inputs "
            "were normalized; set data.mean and data.std to match it)";
-  const auto [mean, std] = *source.normalization;
+  const data::PixelStats& stats = *source.normalization;
   const std::string reason = "the source model's normalization (" + source.describe() + ")";
-  config.set("data.mean", mean, "fine-tuning", reason);
-  config.set("data.std", std, "fine-tuning", reason);
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "normalization: the source's, mean %.4f std %.4f", mean, std);
-  return buf;
+  config.set("data.mean", stats.mean, "fine-tuning", reason);
+  config.set("data.std", stats.std, "fine-tuning", reason);
+  return "normalization: the source's, " + stats.str();
 }
 
 std::pair<Model, std::string> finetune_model(const Config& config, const FinetuneSource& source,

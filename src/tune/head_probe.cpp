@@ -71,7 +71,7 @@ LrSuggestion head_lr(const HeadFeatures& train, Task task, int64_t outputs, int6
 
 NormalizationChoice probe_normalization(const Model& model, const models::LinearLayer& head,
                                         const data::Dataset& train, const data::Dataset* val,
-                                        double mean, double std,
+                                        const data::PixelStats& loaded,
                                         const std::vector<Normalization>& candidates, Task task,
                                         int64_t outputs, const torch::Device& device,
                                         int64_t examples) {
@@ -81,7 +81,7 @@ NormalizationChoice probe_normalization(const Model& model, const models::Linear
   c.candidates = candidates;
   auto renormalizer = [&](const Normalization& n) {
     // From the loaded normalization back to raw inputs, then the candidate's.
-    return [&, n](const torch::Tensor& x) { return (x * std + mean - n.mean) / n.std; };
+    return [&, n](const torch::Tensor& x) { return n.stats.normalize(loaded.raw(x)); };
   };
   if (const auto norms = models::batch_norm_layers(model); !norms.empty()) {
     c.batch_norm = norms.front();

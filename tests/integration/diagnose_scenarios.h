@@ -73,8 +73,8 @@ inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& acti
 inline std::vector<Scenario> all() {
   auto none = [](auto&) {};
   auto raw_pixels = [](data::IdxOptions& d) {  // (x/255 - 0) / (1/255): pixel values 0..255
-    d.mean = 0.0;
-    d.std = 1.0 / 255.0;
+    d.mean = {0.0};
+    d.std = {1.0 / 255.0};
   };
   return {
       {"vanishing: 12-layer sigmoid MLP", "vanishing_gradients",
@@ -130,8 +130,7 @@ inline Result run(const Scenario& s, const Scale& scale) {
   o.checkpoints = o.early_stopping = false;
   o.diagnose_every = scale.every;
   if (s.augment)
-    o.train.augment(
-        data::parse_augmentation({"hflip", "crop(pad=2)"}, {{splits.mean, splits.std}, 10}));
+    o.train.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {splits.pixels, 10}));
   s.options(o);
   auto trainer_ptr = session::make_trainer(o);
   Trainer& trainer = *trainer_ptr;

@@ -65,13 +65,37 @@ struct HoldoutSplit {
 HoldoutSplit holdout_split(std::shared_ptr<const Dataset> dataset, double val_fraction = 0.1,
                            uint64_t seed = 0);
 
+// How images were normalized: x = (raw - mean) / std with raw in [0, 1], per channel (one value
+// per channel, or one for all channels). {0}, {1} means raw values.
+struct PixelStats {
+  std::vector<double> mean = {0.0};
+  std::vector<double> std = {1.0};
+
+  // Throws ConfigError naming `what` (e.g. "data.mean") unless each list has 1 or `channels`
+  // values and every std is positive.
+  void check(int64_t channels, const std::string& what = "data.mean, data.std") const;
+  // (raw - mean) / std and back, over x [B, C, H, W] (or [C, H, W]), on x's device and dtype.
+  torch::Tensor normalize(const torch::Tensor& raw) const;
+  torch::Tensor raw(const torch::Tensor& x) const;
+  // The normalized value of raw 0 (black), broadcastable over [B, C, H, W].
+  torch::Tensor black(const torch::TensorOptions& options) const;
+  bool per_channel() const { return mean.size() > 1 || std.size() > 1; }
+  // "mean 0.2860, std 0.3530" or "mean [0.4850, 0.4560, 0.4060], std [0.2290, 0.2240, 0.2250]".
+  std::string str() const;
+  bool operator==(const PixelStats& o) const { return mean == o.mean && std == o.std; }
+  bool operator!=(const PixelStats& o) const { return !(*this == o); }
+};
+
+// Per-channel mean and standard deviation of raw images [N, C, H, W] (a std of 0 becomes 1).
+PixelStats pixel_stats(const torch::Tensor& raw);
+
 // A task's data: the three splits and what a model needs to know about them.
 struct DataSplits {
   std::shared_ptr<const Dataset> train, val, test;
   int64_t num_classes = 0;               // 0 for regression
   std::vector<int64_t> input_shape;      // per example, e.g. {1, 28, 28}
   std::vector<std::string> class_names;  // may be empty
-  double mean = 0.0, std = 1.0;          // normalization applied to inputs
+  PixelStats pixels;                     // normalization applied to image inputs
   // Tabular data (CSV): each feature standardized with its own training-split statistics.
   std::vector<double> feature_mean, feature_std;
   std::vector<std::string> feature_names;

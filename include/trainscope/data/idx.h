@@ -25,9 +25,9 @@ struct IdxOptions {
   // Keep only the examples of these labels (training and test), relabeled 0, 1, ... in this order
   // (class names follow); applied before `limit`. Empty: every class.
   std::vector<int64_t> classes;
-  // Inputs become (x/255 - mean)/std. When mean/std are unset they are computed from the
-  // training split (after the holdout), as torchvision users do by hand.
-  std::optional<double> mean, std;
+  // Inputs become (x/255 - mean)/std. When mean/std are empty they are computed from the
+  // training split (after the holdout), as torchvision users do by hand. One value each.
+  std::vector<double> mean, std;
 };
 
 // An IDX directory laid out like MNIST: {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].

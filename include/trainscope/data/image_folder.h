@@ -30,11 +30,12 @@ void write_png(const std::filesystem::path& file, const torch::Tensor& image);
 std::vector<uint8_t> encode_png(const torch::Tensor& image);
 
 // A folder's images decoded on demand (get_batch decodes: the loader's worker threads do the
-// work), as float32 [B, C, H, W] normalized with (x/255 - mean) / std. Thread-safe.
+// work), as float32 [B, C, H, W] normalized with (x/255 - mean) / std (`pixels`, per channel).
+// Thread-safe.
 class ImageFolderDataset : public Dataset {
  public:
   ImageFolderDataset(std::vector<std::filesystem::path> files, torch::Tensor labels,
-                     std::vector<int64_t> shape, double mean, double std, BadImagePolicy policy);
+                     std::vector<int64_t> shape, const PixelStats& pixels, BadImagePolicy policy);
   int64_t size() const override { return static_cast<int64_t>(files_.size()); }
   // Throws DataError naming the file when an image cannot be decoded or has another size than
   // the data set's; with kSkip such images are left out of the batch and counted instead.
@@ -47,8 +48,8 @@ class ImageFolderDataset : public Dataset {
  private:
   std::vector<std::filesystem::path> files_;
   torch::Tensor labels_;
-  std::vector<int64_t> shape_;  // C, H, W
-  double mean_, std_;
+  std::vector<int64_t> shape_;   // C, H, W
+  torch::Tensor scale_, shift_;  // float32 [1, C, 1, 1]: x / 255 / std and mean / std
   BadImagePolicy policy_;
   mutable std::atomic<int64_t> skipped_{0};
 };
@@ -62,7 +63,9 @@ struct ImageFolderOptions {
   uint64_t split_seed = 0;
   int64_t limit = 0;  // use N training images (0: all)
   BadImagePolicy on_bad_image = BadImagePolicy::kFail;
-  std::optional<double> mean, std;  // computed from up to stats_images training images when unset
+  // One value or one per channel; computed per channel from up to stats_images training images
+  // when empty.
+  std::vector<double> mean, std;
   int64_t stats_images = 2000;
 };
 

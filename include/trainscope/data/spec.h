@@ -35,9 +35,10 @@ struct DataOptions {
   int64_t test_limit = 0;        // test examples (0: all; IDX only)
   std::vector<int64_t> classes;  // keep only these labels, relabeled 0, 1, ... (IDX only)
   BadImagePolicy on_bad_image = BadImagePolicy::kFail;
-  // Image normalization (x/255 - mean) / std; computed from the training split when unset.
-  // CSV features are always standardized with their own training-split statistics.
-  std::optional<double> mean, std;
+  // Image normalization (x/255 - mean) / std, one value for all channels or one per channel;
+  // computed from the training split (per channel) when empty. CSV features are always
+  // standardized with their own training-split statistics.
+  std::vector<double> mean, std;
 };
 
 // Loads the three splits of the spec, normalized with training-split statistics.

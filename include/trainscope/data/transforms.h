@@ -15,12 +15,6 @@
 
 namespace trainscope::data {
 
-// How inputs were normalized: x = (raw - mean) / std. {0, 1} means raw values in [0, 1].
-struct PixelStats {
-  double mean = 0.0;
-  double std = 1.0;
-};
-
 // A batch -> batch function. Implementations are immutable after construction and thread-safe;
 // all randomness comes from `gen`, a CPU generator (parameters are drawn on the CPU, a few
 // numbers per image, and moved to the batch's device, so the result does not depend on the
@@ -111,6 +105,9 @@ at::Generator augment_generator(uint64_t seed, int64_t epoch, int64_t batch);
 // input's centre); outside the input reads `fill`.
 torch::Tensor affine_sample(const torch::Tensor& x, const torch::Tensor& matrix, int64_t out_h,
                             int64_t out_w, Interpolation mode, double fill = 0.0);
+// The same with a per-channel fill, broadcastable over [B, C, H, W] (PixelStats::black).
+torch::Tensor affine_sample(const torch::Tensor& x, const torch::Tensor& matrix, int64_t out_h,
+                            int64_t out_w, Interpolation mode, const torch::Tensor& fill);
 // Rotates each image counter-clockwise by angles_deg[i] degrees about its centre (torchvision's
 // rotate with the same interpolation).
 torch::Tensor rotate(const torch::Tensor& x, const torch::Tensor& angles_deg, Interpolation mode,

@@ -3,6 +3,7 @@
 // model it gives: the source's backbone, frozen, under a new head sized for the new data.
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/config.h>
+#include <trainscope/data/dataset.h>
 #include <trainscope/models/model.h>
 
 #include <filesystem>
@@ -28,7 +29,7 @@ struct FinetuneSource {
   std::filesystem::path path;     // as given
   std::filesystem::path weights;  // the checkpoint or TorchScript file that holds the weights
   std::optional<Config> config;   // the source's settings (runs and checkpoints)
-  std::optional<std::pair<double, double>> normalization;  // the source's data.mean, data.std
+  std::optional<data::PixelStats> normalization;  // the source's data.mean, data.std
   // Rebuilt from the copy a fine-tuned run keeps in source/: the architecture only, when
   // `weights` is empty (the run's own checkpoints hold every weight).
   bool kept = false;

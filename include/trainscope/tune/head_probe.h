@@ -28,10 +28,11 @@ ProbeScore linear_probe(const HeadFeatures& train, const HeadFeatures& held_out,
 LrSuggestion head_lr(const HeadFeatures& train, Task task, int64_t outputs, int64_t batch_size,
                      double fallback_lr);
 
-// An input normalization: x' = (x - mean) / std, x being the raw inputs (images in [0, 1]).
+// An input normalization: x' = (x - mean) / std, x being the raw inputs (images in [0, 1]),
+// one value for all channels or one per channel.
 struct Normalization {
-  std::string name;  // "raw [0, 1]", "the new data's statistics"
-  double mean = 0.0, std = 1.0;
+  std::string name;  // "raw [0, 1]", "the new data's statistics", "the ImageNet statistics"
+  data::PixelStats stats;
 };
 
 struct NormalizationChoice {
@@ -54,11 +55,11 @@ struct NormalizationChoice {
 // chosen. Without BatchNorm, the features the candidates give serve a linear probe: the
 // backbone's features (the head's inputs, eval mode) of up to `examples` training examples train
 // it, scored on the validation examples (up to `examples`; without a validation set, the last
-// fifth of the training examples), and the lowest loss wins. `mean` and `std` are the
-// normalization `train` and `val` already apply, undone before each candidate's is applied.
+// fifth of the training examples), and the lowest loss wins. `loaded` is the normalization
+// `train` and `val` already apply, undone before each candidate's is applied.
 NormalizationChoice probe_normalization(const Model& model, const models::LinearLayer& head,
                                         const data::Dataset& train, const data::Dataset* val,
-                                        double mean, double std,
+                                        const data::PixelStats& loaded,
                                         const std::vector<Normalization>& candidates, Task task,
                                         int64_t outputs, const torch::Device& device,
                                         int64_t examples = 1000);

@@ -204,8 +204,8 @@ TEST(ImageFolder, LoadsClassesSplitsAndStatistics) {
   EXPECT_EQ(d.class_names, (std::vector<std::string>{"class0", "class1", "class2"}));
   EXPECT_EQ(d.input_shape, (std::vector<int64_t>{1, 8, 8}));
   EXPECT_EQ(d.train->size() + d.val->size() + d.test->size(), 30);
-  EXPECT_GT(d.mean, 0.3);  // uniform random pixels: mean ~0.5, std ~0.29
-  EXPECT_LT(d.mean, 0.7);
+  EXPECT_GT(d.pixels.mean.at(0), 0.3);  // uniform random pixels: mean ~0.5, std ~0.29
+  EXPECT_LT(d.pixels.mean.at(0), 0.7);
   auto b = d.train->get_batch(torch::arange(d.train->size()));
   EXPECT_EQ(b.x.sizes(), (std::vector<int64_t>{d.train->size(), 1, 8, 8}));
   EXPECT_NEAR(b.x.mean().item<double>(), 0.0, 0.2);  // normalized with the training statistics
@@ -276,8 +276,8 @@ TEST(ImageFolder, BadImagesFailOrAreSkippedAndCounted) {
   msg = error_of([&] { td::load_image_folder(o); });
   EXPECT_NE(msg.find("truncated.jpg: cannot decode JPEG"), std::string::npos) << msg;
   // Given statistics, nothing is decoded until a batch needs the file.
-  o.mean = 0.5;
-  o.std = 0.25;
+  o.mean = {0.5};
+  o.std = {0.25};
   auto strict = td::load_image_folder(o);
   msg = error_of([&] { strict.train->get_batch(torch::arange(strict.train->size())); });
   EXPECT_NE(msg.find("truncated.jpg: cannot decode JPEG"), std::string::npos) << msg;

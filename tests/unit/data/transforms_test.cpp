@@ -123,7 +123,7 @@ TEST(Transforms, ResizedCropMatchesTorchvisionInside) {
 }
 
 TEST(Transforms, CropWithPaddingShiftsWholePixelsAndFillsBlack) {
-  td::PixelStats stats{0.25, 0.5};  // black is (0 - 0.25) / 0.5 = -0.5
+  td::PixelStats stats{{0.25}, {0.5}};  // black is (0 - 0.25) / 0.5 = -0.5
   auto x = images(32, 1, 12, 12);
   auto crop = td::parse_augmentation({"crop(12, pad=2)"}, {stats, 10});
   auto gen = td::augment_generator(3, 1, 0);
@@ -139,6 +139,62 @@ TEST(Transforms, CropWithPaddingShiftsWholePixelsAndFillsBlack) {
       }
     EXPECT_TRUE(found) << "image " << i << " is not a whole-pixel shift of its input";
   }
+}
+
+// Colour images normalized per channel: raw values survive the round trip, black borders stay
+// black in every channel, and brightness acts on the raw pixels.
+TEST(Transforms, PerChannelNormalization) {
+  const td::PixelStats stats{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+  auto raw = torch::rand({8, 3, 10, 10});
+  const auto x = stats.normalize(raw);
+  EXPECT_NEAR(x[0][1][0][0].item<double>(), (raw[0][1][0][0].item<double>() - 0.456) / 0.224, 1e-5);
+  EXPECT_TRUE(torch::allclose(stats.raw(x), raw, 1e-5, 1e-5));
+  const auto black = stats.black(x.options());
+  ASSERT_TRUE(black.defined());
+  EXPECT_TRUE(torch::allclose(stats.raw(black), torch::zeros({1, 3, 1, 1}), 1e-6, 1e-6));
+  EXPECT_FALSE(td::PixelStats{}.black(x.options()).defined()) << "raw inputs: black is 0";
+
+  auto gen = td::augment_generator(3, 1, 0);
+  const auto cropped = td::parse_augmentation({"crop(10, pad=3)"}, {stats, 10})
+                           ->apply(batch_of(stats.normalize(torch::ones({8, 3, 10, 10}))), gen)
+                           .x;
+  // Every pixel is white (raw 1) or the black border (raw 0), in each channel alike.
+  const auto back = stats.raw(cropped);
+  EXPECT_TRUE(back.sub(1).abs().lt(1e-5).logical_or(back.abs().lt(1e-5)).all().item<bool>());
+  EXPECT_GT(back.abs().lt(1e-5).sum().item<int64_t>(), 0) << "some border is shown";
+  EXPECT_TRUE(torch::equal(back.abs().lt(1e-5).select(1, 0), back.abs().lt(1e-5).select(1, 2)));
+
+  const auto brighter = td::parse_augmentation({"brightness(0.5)"}, {stats, 10})
+                            ->apply(batch_of(stats.normalize(torch::full({64, 3, 4, 4}, 0.5))), gen)
+                            .x;
+  const auto b = stats.raw(brighter);  // each image scaled by one factor in all channels
+  EXPECT_TRUE(torch::allclose(b.select(1, 0), b.select(1, 2), 1e-5, 1e-5));
+  EXPECT_GT(b.max().item<double>(), 0.6);
+  EXPECT_LT(b.min().item<double>(), 0.4);
+}
+
+TEST(PixelStats, PerChannelStatisticsAndWhatTheyMustHold) {
+  auto raw = torch::rand({16, 3, 6, 6});
+  raw.select(1, 2).fill_(0.25);  // a constant channel: std 1, not 0
+  const auto s = td::pixel_stats(raw);
+  ASSERT_EQ(s.mean.size(), 3u);
+  EXPECT_NEAR(s.mean[0], raw.select(1, 0).mean().item<double>(), 1e-6);
+  EXPECT_NEAR(s.std[1], raw.select(1, 1).std().item<double>(), 1e-6);
+  EXPECT_NEAR(s.mean[2], 0.25, 1e-6);
+  EXPECT_EQ(s.std[2], 1.0);
+  EXPECT_EQ(s.str().substr(0, 6), "mean [");
+  EXPECT_EQ((td::PixelStats{{0.5}, {0.25}}).str(), "mean 0.5000, std 0.2500");
+  s.check(3);
+  td::PixelStats{{0.5}, {0.25}}.check(3);  // one value for all channels
+  try {
+    s.check(1, "data.mean, data.std");
+    FAIL() << "three means for one channel";
+  } catch (const ts::ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("expected 1 value or one per channel (1)"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW((td::PixelStats{{0.5}, {0.0}}).check(1), ts::ConfigError);
 }
 
 TEST(Transforms, ErasingStaysInBounds) {
@@ -166,7 +222,7 @@ TEST(Transforms, SameSeedGivesTheSameAugmentedBatch) {
   auto aug = td::parse_augmentation({"hflip", "rotate(10)", "crop(28, pad=2)", "scale(0.9, 1.1)",
                                      "resized_crop(28, min_scale=0.5)", "brightness(0.2)",
                                      "contrast(0.2)", "erase", "mixup(0.4)", "cutmix(1.0)"},
-                                    {{0.3, 0.35}, 10});
+                                    {{{0.3}, {0.35}}, 10});
   ASSERT_TRUE(aug);
   auto x = images(32);
   auto run = [&](uint64_t seed, int64_t epoch, int64_t batch) {
@@ -183,7 +239,7 @@ TEST(Transforms, SameSeedGivesTheSameAugmentedBatch) {
 }
 
 TEST(Transforms, BrightnessAndContrastStayInTheRawRange) {
-  td::PixelStats stats{0.5, 0.25};
+  td::PixelStats stats{{0.5}, {0.25}};
   auto raw = images(16, 3, 8, 8);
   auto x = (raw - 0.5) / 0.25;
   auto gen = td::augment_generator(0, 1, 0);
@@ -261,11 +317,7 @@ TEST(Transforms, TrainerAugmentsTrainingBatchesOnlyAndReportsDataWait) {
   auto val = std::make_shared<td::TensorDataset>(images(40, 1, 8, 8, 2),
                                                  torch::zeros({40}, torch::kInt64));
   auto spy = std::make_shared<SpyTransform>();
-  ts::Trainer trainer(ts::TrainerOptions()
-                          .max_epochs(2)
-                          .batch_size(32)
-                          .runs_dir("")
-                          .augment(spy));
+  ts::Trainer trainer(ts::TrainerOptions().max_epochs(2).batch_size(32).runs_dir("").augment(spy));
   ts::models::MlpOptions mlp;
   mlp.in_features = 64, mlp.hidden = {8}, mlp.outputs = 3;
   ts::Model model = ts::models::mlp(mlp);

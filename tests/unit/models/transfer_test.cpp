@@ -351,36 +351,52 @@ TEST(Transfer, LoadBackboneSkipsTheHeadAndNamesAMismatch) {
 }
 
 // A source that does not say how its inputs were normalized: its first BatchNorm layer's running
-// statistics tell. Two copies of a CNN trained on the same images, raw in [0, 1] and
-// standardized, are each given the inputs they were trained on.
+// statistics tell. Copies of a CNN trained on the same images, each with another normalization
+// (raw in [0, 1], standardized per channel, the ImageNet statistics for colour images), are each
+// given the inputs they were trained on.
 TEST(Transfer, TheNormalizationProbeFindsHowASourceWasTrained) {
-  torch::manual_seed(7);
-  const auto raw = torch::rand({256, 1, 8, 8}).square();  // in [0, 1], mean about 1/3
-  const auto labels = (raw.mean({1, 2, 3}) * 12).floor().remainder(3).to(torch::kInt64);
-  const double mean = raw.mean().item<double>(), std = raw.std().item<double>();
-  const auto standardized = (raw - mean) / std;
-  const std::vector<ts::tune::Normalization> candidates = {
-      {"raw [0, 1] inputs", 0.0, 1.0}, {"the new data's statistics", mean, std}};
-  for (const bool trained_raw : {true, false}) {
-    SCOPED_TRACE(trained_raw ? "trained on raw inputs" : "trained on standardized inputs");
-    auto source = small_cnn(3);
-    ts::Trainer(quiet(2)).fit(
-        source, std::make_shared<ts::data::TensorDataset>(trained_raw ? raw : standardized, labels),
-        nullptr);
-    const auto head = ts::models::replace_head(source, 3);
+  const ts::data::PixelStats imagenet{{0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}};
+  for (const int64_t channels : {1, 3}) {
+    torch::manual_seed(7);
+    // In [0, 1]; colour channels brighter than ImageNet's means, and apart from each other.
+    auto raw = torch::rand({256, channels, 8, 8}).square();
+    if (channels == 3) raw = (raw * 0.5 + torch::tensor({0.5, 0.1, 0.3}).view({1, 3, 1, 1}));
+    const auto labels = (raw.mean({1, 2, 3}) * 12).floor().remainder(3).to(torch::kInt64);
+    const ts::data::PixelStats own = ts::data::pixel_stats(raw);
+    ASSERT_EQ(own.mean.size(), size_t(channels));
+    std::vector<ts::tune::Normalization> candidates = {{"raw [0, 1] inputs", {}},
+                                                       {"the new data's statistics", own}};
+    if (channels == 3) candidates.push_back({"the ImageNet statistics", imagenet});
     // The new data as a Session loads it: standardized with its own statistics.
-    const ts::data::TensorDataset data(standardized, labels);
-    const auto choice =
-        ts::tune::probe_normalization(source, head, data, nullptr, mean, std, candidates,
-                                      ts::Task::kClassification, 3, torch::kCPU);
-    EXPECT_EQ(choice.batch_norm, "1");
-    ASSERT_EQ(choice.mismatch.size(), 2u);
-    EXPECT_EQ(choice.chosen, trained_raw ? 0u : 1u) << choice.reason;
-    EXPECT_GT(choice.mismatch[1 - choice.chosen], 10 * choice.mismatch[choice.chosen]);
-    // The probe leaves the statistics as they were.
-    const auto bn_mean = source.module().named_buffers()["1.running_mean"].clone();
-    ts::tune::probe_normalization(source, head, data, nullptr, mean, std, candidates,
-                                  ts::Task::kClassification, 3, torch::kCPU);
-    EXPECT_TRUE(torch::equal(source.module().named_buffers()["1.running_mean"], bn_mean));
+    const ts::data::TensorDataset data(own.normalize(raw), labels);
+    for (size_t trained = 0; trained < candidates.size(); ++trained) {
+      SCOPED_TRACE(std::to_string(channels) + " channel(s), trained on " +
+                   candidates[trained].name);
+      torch::manual_seed(0);
+      ts::models::CnnOptions o;
+      o.in_channels = channels;
+      o.height = o.width = 8;
+      o.channels = {4};
+      o.hidden = {16};
+      o.outputs = 3;
+      auto source = ts::models::cnn(o);
+      ts::Trainer(quiet(2)).fit(source,
+                                std::make_shared<ts::data::TensorDataset>(
+                                    candidates[trained].stats.normalize(raw), labels),
+                                nullptr);
+      const auto head = ts::models::replace_head(source, 3);
+      const auto choice = ts::tune::probe_normalization(
+          source, head, data, nullptr, own, candidates, ts::Task::kClassification, 3, torch::kCPU);
+      EXPECT_EQ(choice.batch_norm, "1");
+      ASSERT_EQ(choice.mismatch.size(), candidates.size());
+      EXPECT_EQ(choice.chosen, trained) << choice.reason;
+      for (size_t i = 0; i < candidates.size(); ++i)
+        if (i != trained) EXPECT_GT(choice.mismatch[i], 5 * choice.mismatch[trained]) << i;
+      // The probe leaves the statistics as they were.
+      const auto bn_mean = source.module().named_buffers()["1.running_mean"].clone();
+      ts::tune::probe_normalization(source, head, data, nullptr, own, candidates,
+                                    ts::Task::kClassification, 3, torch::kCPU);
+      EXPECT_TRUE(torch::equal(source.module().named_buffers()["1.running_mean"], bn_mean));
+    }
   }
 }

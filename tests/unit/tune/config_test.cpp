@@ -159,6 +159,50 @@ TEST(Settings, EveryOptionsDefaultIsItsSettingsDefault) {
   EXPECT_GT(checked, 80u);
 }
 
+// data.mean and data.std: one number or one per channel, from the command line and from files;
+// files written before they took lists (a bare number, 0 for "computed") still read.
+TEST(Settings, NormalizationTakesANumberOrOnePerChannel) {
+  auto c = ts::default_config();
+  c.set_from_string("data.mean=[0.485, 0.456, 0.406]");
+  c.set_from_string("data.std=0.229,0.224,0.225");
+  c.resolve();
+  EXPECT_EQ(c.get_doubles("data.mean"), (std::vector<double>{0.485, 0.456, 0.406}));
+  EXPECT_EQ(ts::to_toml_literal(c.setting("data.std").value), "[0.229, 0.224, 0.225]");
+  EXPECT_EQ(ts::session_options(c).data.std, (std::vector<double>{0.229, 0.224, 0.225}));
+
+  auto old = ts::default_config();
+  old.merge_text("[data]\nmean = 0.0\nstd = 0.0\n", "old.toml");
+  old.resolve();
+  EXPECT_TRUE(ts::session_options(old).data.std.empty()) << "0: computed from the training split";
+  auto given = ts::default_config();
+  given.merge_text("[data]\nmean = 0.286\nstd = [0.353]\n", "given.toml");
+  given.resolve();
+  EXPECT_EQ(ts::session_options(given).data.mean, std::vector<double>{0.286});
+  EXPECT_EQ(ts::session_options(given).data.std, std::vector<double>{0.353});
+  const ts::Config back = ts::config_of(ts::session_options(c));
+  EXPECT_EQ(ts::to_toml_literal(back.setting("data.mean").value), "[0.485, 0.456, 0.406]");
+
+  auto message = [](const std::string& text) {
+    try {
+      auto bad = ts::default_config();
+      bad.merge_text(text, "bad.toml");
+      bad.resolve();
+    } catch (const ts::ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message("[data]\nstd = [0.2, -1.0]\n")
+                .find("bad.toml:2: data.std = [0.2, -1.0] is out "
+                      "of range; expected positive numbers"),
+            std::string::npos)
+      << message("[data]\nstd = [0.2, -1.0]\n");
+  EXPECT_NE(message("[data]\nstd = \"wide\"\n").find("expected a number or a list of numbers"),
+            std::string::npos);
+  auto cli = ts::default_config();
+  EXPECT_THROW(cli.set_from_string("data.mean=0.5,abc"), ts::ConfigError);
+}
+
 TEST(Settings, ConfigToOptionsAndBackIsTheSameConfig) {
   auto c = ts::default_config();
   c.set_from_string("train.lr=0.0003");
@@ -180,8 +224,8 @@ TEST(Settings, ConfigToOptionsAndBackIsTheSameConfig) {
   EXPECT_EQ(o.batch_size, std::optional<int64_t>(64));
   EXPECT_EQ(o.train.monitor(), "val_accuracy") << "one setting, every field that watches it";
   EXPECT_EQ(o.schedule.monitor, "val_accuracy");
-  EXPECT_EQ(o.data.std, std::optional<double>(0.25));
-  EXPECT_EQ(o.data.mean, std::optional<double>(0.5));
+  EXPECT_EQ(o.data.std, std::vector<double>{0.25});
+  EXPECT_EQ(o.data.mean, std::vector<double>{0.5});
   const ts::Config back = ts::config_of(o);
   for (const auto& s : c.settings())
     EXPECT_EQ(ts::to_toml_literal(back.setting(s.key).value), ts::to_toml_literal(s.value))
