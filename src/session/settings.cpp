@@ -850,6 +850,11 @@ void derive(Config& c) {
     c.derive_default("train.max_epochs", int64_t{30},
                      "fine-tuning: the head phase on cached features (cheap epochs), then the "
                      "whole model until early stopping");
+  if (c.get_string("train.regime") == "finetune")
+    c.derive_default("train.patience", int64_t{8},
+                     "fine-tuning: the whole model moves slowly at its lower lr and a small "
+                     "validation set's loss is noisy; 8 epochs (5 stopped 1 of 10 seeds of "
+                     "bench/run_finetune_bench.sh too early)");
   if (c.get_string("data.dataset").rfind("folder:", 0) == 0)
     c.derive_default("data.workers", int64_t{2},
                      "image folders decode JPEG/PNG: two threads decode ahead of the step loop");

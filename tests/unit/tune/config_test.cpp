@@ -53,6 +53,9 @@ TEST(Config, DependentDefaultsFollowTaskAndRegime) {
   c.set_from_string("model.name=mlp");
   c.resolve();
   EXPECT_EQ(c.get_int("train.max_epochs"), 30);
+  EXPECT_EQ(c.get_int("train.patience"), 8);
+  EXPECT_NE(c.setting("train.patience").reason.find("fine-tuning"), std::string::npos);
+  EXPECT_EQ(ts::default_config().get_int("train.patience"), 5) << "training from scratch";
   EXPECT_EQ(c.get_string("train.loss"), "mse");
   EXPECT_EQ(c.get_ints("model.hidden"), (std::vector<int64_t>{256, 128}));
   // A user's explicit value is never replaced by a derived default.
