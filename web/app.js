@@ -98,9 +98,29 @@ async function runsPage() {
   const render = (data) => {
     dirNote.textContent = data.runs_dir;
     clear(body);
-    const runs = [...data.runs].sort((a, b) => (b.started_at || 0) - (a.started_at || 0));
+    // Newest first; a sweep's trials together, in trial order, where its newest trial falls.
+    const newest = (a, b) => (b.started_at || 0) - (a.started_at || 0);
+    const runs = [];
+    const sweeps = new Map();
+    for (const r of [...data.runs].sort(newest)) {
+      if (!r.sweep) { runs.push(r); continue; }
+      if (!sweeps.has(r.sweep)) { sweeps.set(r.sweep, []); runs.push({ group: r.sweep }); }
+      sweeps.get(r.sweep).push(r);
+    }
     if (!runs.length) body.appendChild(h('tr', null, h('td', { colspan: 9, class: 'muted', text: 'No runs yet. Start one with `trainscope train`.' })));
+    const rows = [];
     for (const r of runs) {
+      if (!r.group) { rows.push(r); continue; }
+      const trials = sweeps.get(r.group).sort((a, b) => a.name.localeCompare(b.name));
+      const finished = trials.filter((t) => t.status === 'finished').length;
+      rows.push({ header: r.group, text: `sweep ${r.group} · ${trials.length} trial${trials.length === 1 ? '' : 's'} · ${finished} finished` });
+      rows.push(...trials);
+    }
+    for (const r of rows) {
+      if (r.header) {
+        body.appendChild(h('tr', { class: 'group', dataset: { sweep: r.header } }, h('td', { colspan: 9, text: r.text })));
+        continue;
+      }
       const box = h('input', { type: 'checkbox', 'aria-label': `select ${r.display_name}`, checked: selected.has(r.name) });
       box.addEventListener('change', () => {
         if (box.checked) selected.add(r.name); else selected.delete(r.name);
@@ -110,7 +130,8 @@ async function runsPage() {
       const findings = Object.entries(f).map(([sev, n]) => h('span', { class: `count sev-${sev.replace(/[^a-z]/g, '')}`, title: `${n} ${sev}`, text: n }));
       body.appendChild(h('tr', { dataset: { run: r.name } },
         h('td', { class: 'check' }, box),
-        h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.display_name }), r.model ? h('span', { class: 'muted small', text: ` ${r.model}` }) : null),
+        h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.display_name }), r.model ? h('span', { class: 'muted small', text: ` ${r.model}` }) : null,
+          r.sweep_trial ? h('div', { class: 'muted small', text: r.sweep_trial }) : null),
         h('td', { title: r.stop_message || '' }, statusBadge(r.status, r.stop_reason)),
         h('td', { class: 'num', text: bestMetricText(r) }),
         h('td', { class: 'num', text: r.max_epochs ? `${r.epochs} / ${r.max_epochs}` : fmt(r.epochs) }),

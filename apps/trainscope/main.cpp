@@ -5,6 +5,7 @@
 
 #include "dashboard_commands.h"
 #include "fit_command.h"
+#include "sweep_command.h"
 
 #include <CLI/CLI.hpp>
 #include <unistd.h>
@@ -238,6 +239,9 @@ int main(int argc, char** argv) {
   preview->add_option("--scale", preview_args.scale, "pixel scale (default 3)")
       ->check(CLI::Range(1, 16));
 
+  ts::cli::SweepArgs sweep_args;
+  auto* sweep = ts::cli::add_sweep_command(app, sweep_args);
+
   ts::cli::DashboardCommands dashboard_commands;
   ts::cli::add_dashboard_commands(app, dashboard_commands);
 
@@ -306,6 +310,7 @@ int main(int argc, char** argv) {
       finetune_command.collect();
       return run_train(finetune_args);
     }
+    if (sweep->parsed()) return ts::cli::run_sweep(sweep_args);
     if (int code = 0; ts::cli::run_dashboard_commands(dashboard_commands, code)) return code;
     if (check->parsed()) return run_check(train_args);
     if (tune_lr->parsed()) {

@@ -25,6 +25,7 @@
 #include <trainscope/session/session.h>
 #include <trainscope/session/settings.h>
 #include <trainscope/session/source.h>
+#include <trainscope/session/sweep.h>
 #include <trainscope/track/checkpoint_dir.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/payload.h>

@@ -161,6 +161,14 @@ nlohmann::json RunReader::summary(const std::string& name) {
   j["stop_reason"] = get("stop_reason");
   j["stop_message"] = get("stop_message");
   j["model"] = get("model");
+  // A sweep's trial: the sweep's name, and what this trial sets (the setting's reason).
+  j["sweep"] = nullptr;
+  for (const auto& s : store_.settings()) {
+    if (s.key != "run.sweep" && s.key != "run.sweep_trial") continue;
+    std::string v = s.value;
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+    if (!v.empty()) j[s.key == "run.sweep" ? "sweep" : "sweep_trial"] = v;
+  }
   const double started = to_double(get("started_at")), ended = to_double(get("ended_at"));
   j["started_at"] = std::isfinite(started) ? nlohmann::json(started) : nlohmann::json(nullptr);
   j["ended_at"] = std::isfinite(ended) ? nlohmann::json(ended) : nlohmann::json(nullptr);

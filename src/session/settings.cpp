@@ -261,6 +261,15 @@ std::vector<SettingBinding> make_table() {
       {"run.dir", std::string("runs"), "runs are kept side by side for comparison",
        "directory that holds run directories"},
       [](O & o) -> auto& { return o.train.runs_dir(); }));
+  add(bind(
+      {"run.sweep", std::string(""), "a run of its own, not a trial of a sweep",
+       "the sweep this run is a trial of (set by trainscope sweep; the runs table groups "
+       "by it)"},
+      [](O & o) -> auto& { return o.sweep; }));
+  add(bind(
+      {"run.sweep_trial", std::string(""), "a run of its own, not a trial of a sweep",
+       "what this trial of run.sweep sets, as key=value pairs (set by trainscope sweep)"},
+      [](O & o) -> auto& { return o.sweep_trial; }));
 
   add(bind(
       {"data.dataset", std::string("fashion-mnist"),

@@ -45,6 +45,8 @@ struct SessionOptions {
   TrainerOptions train;
   std::optional<int64_t> batch_size;  // train.batch_size; nullopt: "auto" (chosen by the Session)
   std::string regime = "scratch";     // train.regime: scratch | finetune
+  std::string sweep;                  // run.sweep: the sweep this run is a trial of ("": none)
+  std::string sweep_trial;            // run.sweep_trial: what the trial sets, "key=value ..."
   std::string lr_scaling = "keep";    // train.lr_scaling: keep | linear | sqrt
   bool early_stopping = true;         // train.early_stopping
   callbacks::EarlyStoppingOptions stopping;  // train.patience, min_delta, restore_best; stopping.*

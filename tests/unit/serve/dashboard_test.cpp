@@ -65,7 +65,9 @@ class DashboardApi : public ::testing::Test {
       store.add_finding({"overfitting", "warning", 6000, 2, "val loss rises", R"({"gap": 0.12})",
                          "add dropout", 1.0});
       store.put_result("test", "confusion_matrix", "[[5,1],[2,7]]");
-      store.put_settings({{"train.lr", "0.001", "default", "the Adam rule of thumb"}});
+      store.put_settings({{"train.lr", "0.001", "default", "the Adam rule of thumb"},
+                          {"run.sweep", "\"lr-grid\"", "sweep", "trial 2"},
+                          {"run.sweep_trial", "\"train.lr=0.1\"", "sweep", ""}});
       // On disk: best.ckpt at step 6000, and previous.ckpt (never recorded). Recorded but gone:
       // a rotated epoch file. Recorded, then replaced by a newer save: last.ckpt at step 3000.
       fs::create_directories(runs_ / "alpha" / "checkpoints");
@@ -138,11 +140,14 @@ TEST_F(DashboardApi, ListsRunsWithStatusBestMetricAndDuration) {
   EXPECT_EQ(alpha["best_val_metric"]["tag"], "accuracy");
   EXPECT_NEAR(alpha["best_val_metric"]["value"].get<double>(), 0.8, 1e-12);
   EXPECT_EQ(alpha["findings"]["warning"], 1);
+  EXPECT_EQ(alpha["sweep"], "lr-grid") << "the runs list groups a sweep's trials";
+  EXPECT_EQ(alpha["sweep_trial"], "train.lr=0.1");
 }
 
 TEST_F(DashboardApi, DetailHasTagsSettingsResultsCheckpoints) {
   json d = get_json("/api/runs/alpha");
-  EXPECT_EQ(d["settings"][0]["key"], "train.lr");
+  ASSERT_EQ(d["settings"].size(), 3u);
+  EXPECT_EQ(d["settings"][2]["key"], "train.lr");  // in key order
   EXPECT_EQ(d["results"]["test"]["confusion_matrix"][1][1], 7);
   // The files on disk, each once: a rotated file is gone, a replaced record is stale, and
   // previous.ckpt comes from its header.
