@@ -7,6 +7,7 @@
 #include <trainscope/track/run_store.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace trainscope::callbacks {
@@ -82,6 +83,7 @@ void FineTuning::unfreeze_group(TrainState& state, size_t group, bool quiet) {
   options->set_lr(options_.warmup_steps > 0 ? 0.0 : lr);
   state.optimizer->add_param_group(torch::optim::OptimizerParamGroup(tensors, std::move(options)));
   if (quiet) return;
+  if (group == 0) head_lr_ = groups.front().options().get_lr();
   target_lrs_.push_back(lr);
   start_steps_.push_back(state.global_step);
   if (!out_) return;
@@ -91,6 +93,9 @@ void FineTuning::unfreeze_group(TrainState& state, size_t group, bool quiet) {
   std::string warmup;
   if (options_.warmup_steps > 0)
     warmup = ", reached over " + std::to_string(options_.warmup_steps) + " warm-up steps";
+  if (options_.anneal && state.max_epochs > 0)
+    warmup += ", every lr then annealed along a cosine to 0 at the end of epoch " +
+              std::to_string(state.max_epochs);
   std::fprintf(
       out_, "epoch %lld: unfroze %s (%zu tensors, %lld values) at lr %g%s; head at lr %g%s\n",
       static_cast<long long>(state.epoch), which.c_str(), tensors.size(),
@@ -131,14 +136,28 @@ void FineTuning::on_epoch_start(TrainState& state) {
 }
 
 void FineTuning::on_train_batch_start(TrainState& state) {
-  if (unfrozen_ == 0 || options_.warmup_steps == 0 || state.optimizer == nullptr) return;
-  // Each group rises from its own unfreezing, so that groups unfrozen later warm up too.
+  if (unfrozen_ == 0 || state.optimizer == nullptr || start_steps_.empty()) return;
+  // head_lr_ is 0 for checkpoints from before the anneal: they resume as they ran.
+  const bool anneal =
+      options_.anneal && head_lr_ > 0 && state.max_epochs > 0 && state.batches_per_epoch > 0;
+  if (options_.warmup_steps == 0 && !anneal) return;
+  // From the first unfreezing to the end of the budget: 1 down to 0 along a cosine.
+  double cosine = 1.0;
+  if (anneal) {
+    const int64_t end = state.max_epochs * state.batches_per_epoch;
+    const double span = static_cast<double>(std::max<int64_t>(1, end - start_steps_.front()));
+    const double t = std::clamp((state.global_step - start_steps_.front()) / span, 0.0, 1.0);
+    cosine = 0.5 * (1.0 + std::cos(M_PI * t));
+  }
   auto& groups = state.optimizer->param_groups();
-  const double steps = static_cast<double>(options_.warmup_steps);
+  if (anneal && head_lr_ > 0) groups.front().options().set_lr(head_lr_ * cosine);
+  // Each group rises from its own unfreezing, so that groups unfrozen later warm up too.
+  const double steps = static_cast<double>(std::max<int64_t>(1, options_.warmup_steps));
   for (size_t g = 0; g < target_lrs_.size() && g + 1 < groups.size(); ++g) {
     const int64_t done = state.global_step - start_steps_[g];
-    if (done > options_.warmup_steps) continue;  // warmed up: its lr as set (or scheduled)
-    groups[g + 1].options().set_lr(target_lrs_[g] * std::min(1.0, (done + 1) / steps));
+    const double warm = options_.warmup_steps == 0 ? 1.0 : std::min(1.0, (done + 1) / steps);
+    if (!anneal && done > options_.warmup_steps) continue;  // warmed up: its lr as set
+    groups[g + 1].options().set_lr(target_lrs_[g] * warm * cosine);
   }
 }
 
@@ -180,6 +199,7 @@ void FineTuning::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive
   archive.write("why", c10::IValue(why_));
   archive.write("target_lrs", c10::IValue(target_lrs_));
   archive.write("start_steps", c10::IValue(start_steps_));
+  archive.write("head_lr", c10::IValue(head_lr_));
 }
 
 void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) {
@@ -193,6 +213,8 @@ void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputAr
     target_lrs_ = v.toDoubleVector();
     archive.read("start_steps", v);
     start_steps_ = v.toIntVector();
+    // Checkpoints from before the anneal: the head keeps the lr it has.
+    head_lr_ = archive.try_read("head_lr", v) ? v.toDouble() : 0.0;
   } else if (unfrozen > 0) {
     unfreeze_at_ = options_.unfreeze_at_epoch;  // a checkpoint from before the auto recipe
   }

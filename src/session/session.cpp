@@ -609,6 +609,7 @@ std::unique_ptr<Trainer> Session::make_trainer() {
       ft.warmup_steps = (examples + options.batch_size() - 1) / options.batch_size();
     }
     if (per_step) ft.warmup_steps = 0;
+    if (options_.schedule.kind != callbacks::ScheduleKind::kNone) ft.anneal = false;
     trainer->add_callback(std::make_shared<callbacks::FineTuning>(ft));
   }
   if (source_) trainer->add_callback(std::make_shared<KeepSource>(*source_));

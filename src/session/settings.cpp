@@ -698,6 +698,13 @@ std::vector<SettingBinding> make_table() {
        positive_number("a positive factor such as 0.1")},
       [](O & o) -> auto& { return o.fine_tuning.backbone_lr_ratio; }));
   add(bind(
+      {"finetune.anneal", false,
+       "with early stopping, annealing did worse on the fine-tuning bench (94.22% against "
+       "94.63%, bench/README.md)",
+       "fastai-style: once the backbone trains, every lr follows a cosine down to 0 at the end "
+       "of train.max_epochs (ignored under train.lr_schedule, which then sets the lrs)"},
+      [](O & o) -> auto& { return o.fine_tuning.anneal; }));
+  add(bind(
       {"finetune.warmup_steps", int64_t{0},
        "0: one epoch of steps, so that the pretrained layers start moving gently",
        "steps over which an unfrozen backbone's lr rises linearly to its value",

@@ -26,6 +26,10 @@ struct FineTuningOptions {
   double lr = 0.0;
   double backbone_lr_ratio = 0.3;
   int64_t warmup_steps = 0;
+  // Once the backbone trains, every group's lr follows a cosine from its value at the unfreezing
+  // down to 0 at the end of the epoch budget (fastai's fine_tune anneals the same way). Off by
+  // default: with early stopping it did worse on bench/run_finetune_bench.sh (bench/README.md).
+  bool anneal = false;
   // Name prefixes of the backbone's layer groups, unfrozen in this order (closest to the head
   // first, as ULMFiT does), one every `unfreeze_every` epochs from the first. Empty: the whole
   // backbone at once.
@@ -74,6 +78,7 @@ class FineTuning : public Callback {
   double head_best_value_ = 0.0;
   std::vector<double> target_lrs_;    // each backbone group's lr after the warm-up
   std::vector<int64_t> start_steps_;  // the global step at which each group unfroze
+  double head_lr_ = 0.0;              // the head's lr at the unfreezing: where its anneal starts
   std::string recipe_;
 };
 

@@ -251,8 +251,9 @@ TEST(Transfer, CachedAndUncachedHeadTrainingGiveTheSameHead) {
 }
 
 // By default the backbone unfreezes once the head's validation loss stops improving: the head
-// drops to FineTuningOptions::lr, the backbone climbs to its share of it over the warm-up, and the
-// fit says which phase its best epoch came from.
+// drops to FineTuningOptions::lr, the backbone climbs to its share of it over the warm-up (with
+// `anneal`, both then follow a cosine to 0 at the end of the budget), and the fit says which
+// phase its best epoch came from.
 TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
   auto model = small_cnn(3);
   const auto head = ts::models::replace_head(model, 4);
@@ -262,6 +263,7 @@ TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
   o.head_epochs = 3;
   o.lr = 1e-3;
   o.warmup_steps = 4;
+  o.anneal = true;
   auto ft = std::make_shared<ts::callbacks::FineTuning>(o, nullptr);
   auto probe = std::make_shared<GroupProbe>();
   ts::Trainer trainer(quiet(6).lr(1e-2).head(head.name));
@@ -274,13 +276,16 @@ TEST(Transfer, TheBackboneUnfreezesOnceTheHeadConvergesAndWarmsUp) {
   const size_t first = static_cast<size_t>((at - 1) * 8);  // 8 steps an epoch
   ASSERT_GT(probe->lrs_by_step.size(), first + 5);
   for (size_t i = 0; i < first; ++i) EXPECT_EQ(probe->lrs_by_step[i], std::vector<double>{1e-2});
-  for (size_t k = 0; k < 5; ++k) {
+  const double span = 6 * 8 - static_cast<double>(first);
+  for (size_t k = 0; first + k < probe->lrs_by_step.size(); ++k) {
     const auto& lrs = probe->lrs_by_step[first + k];
     ASSERT_EQ(lrs.size(), 2u);
-    EXPECT_DOUBLE_EQ(lrs[0], 1e-3);
-    EXPECT_DOUBLE_EQ(lrs[1], 1e-3 * o.backbone_lr_ratio * std::min(1.0, (k + 1) / 4.0))
-        << "warm-up step " << k;
+    const double cosine = 0.5 * (1 + std::cos(M_PI * static_cast<double>(k) / span));
+    EXPECT_NEAR(lrs[0], 1e-3 * cosine, 1e-12) << "step " << k;
+    EXPECT_NEAR(lrs[1], 1e-3 * o.backbone_lr_ratio * std::min(1.0, (k + 1) / 4.0) * cosine, 1e-12)
+        << "warm-up, then the anneal: step " << k;
   }
+  EXPECT_LT(probe->lrs_by_step.back()[0], 1e-3 * 0.01) << "annealed to nearly 0 by the end";
   EXPECT_EQ(ft->recipe(), fit.best_epoch >= at ? "head+backbone" : "head");
 }
 
