@@ -17,6 +17,8 @@
 # 3. The head phase with and without the feature cache, on the ResNet-18: `--head-only` for 10
 #    epochs without early stopping, samples/s of epochs 2-10 (median) and the whole fit's time.
 # Usage: bench/run_finetune_bench.sh [REPS=10] [PY_REPS=2] [PRETRAIN_EPOCHS=5]
+# DEFAULT_EXTRA='--set finetune.anneal=true' adds settings to the default fine-tunes of part 1
+# (for A/B runs of a recipe change against the same scratch runs).
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 reps=${1:-10}
@@ -53,7 +55,9 @@ echo "reference CNN pretrained on classes 0-4 ($pre_epochs epochs, $(seconds pre
 for seed in $(seq "$reps"); do
   "$T" train "${new[@]}" --seed "$seed" --name "scratch-$seed" "${common[@]}" > /dev/null
   "$T" finetune --from pre "${new[@]}" --head-only --seed "$seed" --name "head-$seed" "${common[@]}" > /dev/null
-  "$T" finetune --from pre "${new[@]}" --seed "$seed" --name "default-$seed" "${common[@]}" > /dev/null
+  # shellcheck disable=SC2086 # DEFAULT_EXTRA is a list of words
+  "$T" finetune --from pre "${new[@]}" --seed "$seed" --name "default-$seed" "${common[@]}" \
+    ${DEFAULT_EXTRA:-} > /dev/null
   echo "seed $seed done" >&2
 done
 printf '\n| reference CNN, classes 5-9, 900 training images | test accuracy: mean (min-max) | beats scratch | epochs (mean) | fit s (mean) |\n|---|---|---|---|---|\n'
