@@ -24,7 +24,8 @@ namespace {
 // of them as SIGTERM, so each saves its state and stops.
 std::array<std::atomic<pid_t>, 64> g_children{};
 
-extern "C" void forward_signal(int) {
+// In the unnamed namespace, not extern "C": no exported name to clash with another handler.
+void forward_to_trials(int) {
   for (auto& pid : g_children)
     if (const pid_t p = pid.load(); p > 0) ::kill(p, SIGTERM);
 }
@@ -131,7 +132,7 @@ int run_sweep(SweepArgs& args) {
   std::fflush(stdout);
 
   struct sigaction forward {};
-  forward.sa_handler = forward_signal;
+  forward.sa_handler = forward_to_trials;
   sigemptyset(&forward.sa_mask);
   struct sigaction old_int {
   }, old_term{};

@@ -59,13 +59,15 @@ int exit_code(int status) {
 volatile std::sig_atomic_t g_interrupts = 0;    // SIGINTs received, each forwarded once
 volatile std::sig_atomic_t g_terminations = 0;  // SIGTERMs
 volatile std::sig_atomic_t g_suspend = 0;       // Ctrl-Z
-extern "C" void forward_signal(int signal) {
+// Plain C++ functions in the unnamed namespace: an extern "C" name would be exported and could be
+// interposed by a program that defines the same name (the sweep command once did).
+void forward_signal(int signal) {
   if (signal == SIGINT)
     g_interrupts = g_interrupts + 1;
   else
     g_terminations = g_terminations + 1;
 }
-extern "C" void note_suspend(int) { g_suspend = 1; }
+void note_suspend(int) { g_suspend = 1; }
 
 // Whether a stop would stop us: POSIX discards a terminal stop for an orphaned process group
 // (nobody left to continue it), and so must we.

@@ -127,7 +127,8 @@ std::atomic<int> g_interrupted{0};
 int interrupt_signal() { return g_interrupted.load(); }
 
 namespace {
-extern "C" void on_interrupt(int signal) {
+// Not extern "C": that name would be exported and could be interposed by a program's own.
+void on_interrupt(int signal) {
   g_interrupted.store(signal);
   std::signal(signal, SIG_DFL);
 }
