@@ -146,6 +146,13 @@ void read_outcome(SweepTrial& t, const fs::path& run) {
   try {
     track::RunStore store(run / "run.sqlite", track::RunStore::Mode::kReadOnly);
     t.status = store.meta("status").value_or("running");
+    t.stop_reason = store.meta("stop_reason").value_or("");
+    // A fit that ended on its own (early stopping, a threshold, divergence, a diagnosis) is done
+    // as much as one that used its budget; only an interrupted one, or one whose save failed,
+    // has more to do.
+    if (t.status == "stopped" && t.stop_reason != "interrupted" &&
+        t.stop_reason != "checkpoint_failed" && !t.stop_reason.empty())
+      t.status = "finished";
     t.monitor = store.meta("best_monitor").value_or("");
     if (auto v = store.meta("best_value")) t.best = std::stod(*v);
     if (auto m = store.result("test", "metrics")) {

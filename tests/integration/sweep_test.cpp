@@ -144,7 +144,9 @@ TEST_F(Sweep, NamesWhatIsWrongWithAParameterOrAPlan) {
 // each trial's config file trains it, and running the sweep again runs nothing.
 TEST_F(Sweep, RunsEachTrialOnceInProcess) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  const ts::Config c = base();
+  ts::Config c = base();
+  // Early stopping ends every trial after its first epoch: a fit that ended on its own is done.
+  c.set_from_string("stopping.threshold=50", "test");
   ts::SweepOptions o;
   o.name = "lib";
   o.parameters = {ts::parse_sweep_parameter("train.lr=[0.001, 0.003]", c),
@@ -155,6 +157,7 @@ TEST_F(Sweep, RunsEachTrialOnceInProcess) {
   EXPECT_FALSE(r.interrupted);
   for (const auto& t : r.trials) {
     EXPECT_EQ(t.status, "finished") << t.run_name;
+    EXPECT_EQ(t.stop_reason, "stopping_threshold") << t.run_name;
     ASSERT_TRUE(t.test_accuracy) << t.run_name;
     EXPECT_GT(*t.test_accuracy, 0.3) << t.run_name;
     EXPECT_EQ(t.monitor, "val_loss");

@@ -64,10 +64,12 @@ struct SweepTrial {
   int64_t index = 1;                                          // 1-based
   std::string run_name;                                       // <sweep>-001
   std::vector<std::pair<std::string, std::string>> settings;  // key, value as --set text
-  // "pending" (no run yet), "running", "stopped" (Ctrl-C, a kill, a failed save), "crashed",
-  // "finished" (the fit ended; tested unless the trial skips its test), "failed" (the runner
-  // returned an error: a bad value, a diverged fit that raised).
+  // "pending" (no run yet), "running", "stopped" (Ctrl-C, a kill, a failed save: resumable),
+  // "crashed", "finished" (the fit ended: its budget, early stopping, a threshold, a diagnosis;
+  // tested unless the trial skips its test), "failed" (the runner returned an error: a bad value,
+  // a fit that raised).
   std::string status = "pending";
+  std::string stop_reason;     // the run's, e.g. "patience", "max_epochs", "interrupted"
   std::string monitor;         // the value early stopping watched, e.g. "val_loss"
   std::optional<double> best;  // its value at the best epoch
   std::optional<double> test_accuracy, test_loss;
