@@ -26,6 +26,10 @@ export function chartPlan(tags) {
   if (lr.length) plan.push({ id: 'lr', title: 'Learning rate', yLabel: 'learning rate', lines: lr, log: true });
   const gn = line('train', 'grad_norm', 'global gradient norm', '#0f9d58', undefined, true);
   if (gn.length) plan.push({ id: 'grad_norm', title: 'Global gradient norm', yLabel: 'L2 norm', lines: gn, log: true });
+  const cpu = line('system', 'cpu_percent', 'process CPU, all threads', '#0891b2');
+  if (cpu.length) plan.push({ id: 'cpu', title: 'Process CPU', yLabel: 'CPU % (100 = one core busy)', lines: cpu });
+  const rss = line('system', 'rss_mib', 'resident memory', '#b45309');
+  if (rss.length) plan.push({ id: 'rss', title: 'Process memory', yLabel: 'resident set (MiB)', lines: rss });
   return plan;
 }
 
@@ -43,7 +47,7 @@ export function heatGroups(tags) {
 
 export function otherTags(tags) {
   const shown = new Set(['train/step_loss', 'train/loss', 'val/loss', 'train/accuracy', 'val/accuracy', 'train/mae', 'val/mae',
-    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm']);
+    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm', 'system/cpu_percent', 'system/rss_mib']);
   return tags.filter((t) => !shown.has(`${t.split}/${t.tag}`) && !HEAT_PREFIXES.some((p) => t.tag.startsWith(p)));
 }
 
@@ -383,10 +387,18 @@ export function runFacts(run) {
     ['duration', fmtDuration(run.duration)],
     ['started', fmtTime(run.started_at)],
   ];
+  const meta = run.meta || {};
+  if (meta.host) facts.push(['host', meta.host]);
+  if (meta['git.commit'])
+    facts.push(['git', h('span', { dataset: { fact: 'git' }, title: meta['git.dirty'] === 'true' ? 'uncommitted changes: their diff is kept in the run (results git/diff)' : 'a clean work tree',
+      text: `${meta['git.commit'].slice(0, 10)}${meta['git.dirty'] === 'true' ? ' + changes' : ''}` })]);
   const box = h('div', { class: 'facts' }, facts.map(([k, v]) => h('div', { class: 'fact' }, h('div', { class: 'fact-label', text: k }), h('div', { class: 'fact-value' }, v))));
   if (run.stop_message) box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'why it stopped' }), h('div', { class: 'fact-value', text: run.stop_message })));
   // A resumed run's curves continue without a seam (the store is cut back to the checkpoint), so
   // say where it continued from.
+  // Where it comes from: the command, the host and the git state of the working directory.
+  const m = run.meta || {};
+  if (m.command) box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'command' }), h('div', { class: 'fact-value mono', dataset: { fact: 'command' }, text: m.command })));
   const resumes = Number(run.meta?.resumes || 0);
   if (resumes > 0) {
     const times = resumes === 1 ? 'once' : `${resumes} times`;

@@ -7,10 +7,90 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <array>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 
 namespace trainscope::callbacks {
 namespace {
+
+// The process's command line, its arguments quoted for a POSIX shell where they need it.
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string raw(std::istreambuf_iterator<char>(in), {}), out, arg;
+  auto push = [&] {
+    const bool plain = !arg.empty() && arg.find_first_not_of(
+                                           "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                           "0123456789._-+=/:,@%") == std::string::npos;
+    std::string quoted = "'";
+    for (char c : arg) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    out += (out.empty() ? "" : " ") + (plain ? arg : quoted + "'");
+    arg.clear();
+  };
+  for (char c : raw) {
+    if (c == '\0')
+      push();
+    else
+      arg += c;
+  }
+  if (!arg.empty()) push();
+  return out;
+}
+
+// stdout of `command` (stderr dropped), at most `limit` bytes; nullopt when it fails.
+std::optional<std::string> output_of(const std::string& command, size_t limit) {
+  FILE* p = ::popen((command + " 2>/dev/null").c_str(), "r");
+  if (!p) return std::nullopt;
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0)
+    if (out.size() < limit) out.append(buf.data(), std::min(n, limit - out.size()));
+  return ::pclose(p) == 0 ? std::optional<std::string>(out) : std::nullopt;
+}
+
+// Where the run comes from: command, host, and the git state of the working directory.
+void record_origin(track::RunStore& store) {
+  store.set_meta("command", command_line());
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) == 0) store.set_meta("host", host);
+  // --no-optional-locks: reading the state never takes the index lock a user's git may need.
+  const std::string git = "git --no-optional-locks";
+  auto commit = output_of(git + " rev-parse HEAD", 256);
+  if (!commit || commit->empty()) return;  // not a work tree, or no git
+  if (commit->back() == '\n') commit->pop_back();
+  store.set_meta("git.commit", *commit);
+  constexpr size_t kDiffLimit = size_t(1) << 20;
+  const auto diff = output_of(git + " diff HEAD", kDiffLimit + 1);
+  const bool dirty = diff && !diff->empty();
+  store.set_meta("git.dirty", dirty ? "true" : "false");
+  if (dirty) {
+    nlohmann::json j;
+    j["truncated"] = diff->size() > kDiffLimit;
+    j["diff"] = diff->substr(0, kDiffLimit);
+    store.put_result("git", "diff", j.dump());
+  }
+}
+
+// Resident set size in MiB, from /proc/self/statm.
+double rss_mib() {
+  std::ifstream in("/proc/self/statm");
+  long pages = 0, resident = 0;
+  if (!(in >> pages >> resident)) return 0.0;
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE)) /
+         (1024.0 * 1024.0);
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 void log_split(track::RunStore& store, const TrainState& state, const std::string& split,
                const MetricMap& metrics) {
@@ -40,7 +120,10 @@ void RunLogger::on_fit_start(TrainState& state) {
     store.erase_meta({"stop_reason", "stop_message", "ended_at", "checkpoint_error"});
   } else {
     store.set_meta("started_at", std::to_string(track::wall_time_now()));
+    record_origin(store);
   }
+  last_cpu_seconds_ = cpu_seconds();
+  last_sample_ = std::chrono::steady_clock::now();
   store.set_meta("model", state.model ? state.model->name() : "model");
   store.set_meta("max_epochs", std::to_string(state.max_epochs));
   if (settings_) {
@@ -73,6 +156,15 @@ void RunLogger::on_train_batch_end(TrainState& state) {
     // Host sync: once every log_every steps.
     store.add_metric(
         {state.global_step, state.epoch, "train", "step_loss", state.loss.item<double>(), now});
+    const auto tick = std::chrono::steady_clock::now();
+    const double cpu = cpu_seconds();
+    const double wall = std::chrono::duration<double>(tick - last_sample_).count();
+    if (last_cpu_seconds_ >= 0 && wall > 0)
+      store.add_metric({state.global_step, state.epoch, "system", "cpu_percent",
+                        100.0 * (cpu - last_cpu_seconds_) / wall, now});
+    store.add_metric({state.global_step, state.epoch, "system", "rss_mib", rss_mib(), now});
+    last_cpu_seconds_ = cpu;
+    last_sample_ = tick;
   }
   // Live readers (the dashboard) see new points within half a second: commit what is pending
   // (this and other callbacks' points) at most twice a second, one small WAL transaction each.

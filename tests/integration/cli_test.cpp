@@ -136,7 +136,7 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   Result r = run(
       "train --epochs 1 --name smoke --batch-size 128 --progress plain --set data.limit=2000 --set "
-      "data.test_limit=500 --set 'train.metrics=[\"f1_macro\"]'");
+      "data.test_limit=500 --set 'train.metrics=[\"f1_macro\"]' --set train.log_every=5");
   ASSERT_EQ(r.status, 0) << r.out;
   // What the user sees: settings with reasons, process configuration, an epoch line, the test
   // report and where the run went.
@@ -173,7 +173,27 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
   EXPECT_EQ(query(db, "SELECT split FROM metrics WHERE tag='f1_macro' ORDER BY split"),
             (std::vector<std::string>{"test", "train", "val"}));
   EXPECT_NE(r.out.find(" f1_macro 0."), std::string::npos) << r.out;
-  // 1800 training examples -> 15 steps; with log_every 50 no step loss yet; the lr every step.
+  // Where the run comes from: the command as typed (the temporary directory is no git work tree).
+  const auto command = query(db, "SELECT value FROM meta WHERE key='command'");
+  ASSERT_EQ(command.size(), 1u);
+  EXPECT_NE(command[0].find("train --epochs 1 --name smoke --batch-size 128"), std::string::npos)
+      << command[0];
+  EXPECT_NE(command[0].find("'train.metrics=[\"f1_macro\"]'"), std::string::npos)
+      << "quoted for a shell: " << command[0];
+  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM meta WHERE key='host' AND value != ''"),
+            std::vector<std::string>{"1"});
+  EXPECT_TRUE(query(db, "SELECT value FROM meta WHERE key='git.commit'").empty());
+  // System metrics at each logging step (log_every 5 of 15 steps): memory, and CPU over the
+  // interval since the last one (or the fit's start).
+  EXPECT_EQ(query(db,
+                  "SELECT COUNT(*) || ' ' || (MIN(value) > 10) FROM metrics WHERE "
+                  "split='system' AND tag='rss_mib'"),
+            std::vector<std::string>{"3 1"});
+  EXPECT_EQ(query(db,
+                  "SELECT COUNT(*) || ' ' || (MIN(value) > 0) FROM metrics WHERE "
+                  "split='system' AND tag='cpu_percent'"),
+            std::vector<std::string>{"3 1"});
+  // 1800 training examples -> 15 steps; the lr every step.
   EXPECT_EQ(query(db,
                   "SELECT COUNT(*) || ' ' || MIN(step) || ' ' || MAX(step) || ' ' || "
                   "MAX(value) FROM metrics WHERE split='train' AND tag='lr'"),
