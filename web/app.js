@@ -214,6 +214,7 @@ async function comparePage(names) {
   clear(app).append(
     h('div', { class: 'run-title' }, h('h1', { text: `Comparing ${names.length} runs` })),
     section('Runs', compareTable(runs)),
+    dataWarning(runs) || '',
     section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
     section('Settings that differ', configDiff(runs)));
   await charts.build();
@@ -238,6 +239,20 @@ function compareTable(runs) {
       h('td', { class: 'num', text: fmt(r.detail.best_epoch) }),
       h('td', { class: 'num', text: fmt(r.detail.epochs) }),
       h('td', { class: 'num', text: fmtDuration(r.detail.duration) })))));
+}
+
+// The settings that decide which examples the validation and test splits hold: runs that differ
+// in one of them are not measured on the same examples, and their val/test curves do not compare.
+const DATA_KEYS = ['data.dataset', 'data.dir', 'data.limit', 'data.test_limit', 'data.val_fraction', 'data.split_seed', 'data.classes'];
+
+function dataWarning(runs) {
+  const maps = runs.map((r) => new Map((r.detail.settings || []).map((s) => [s.key, s.value])));
+  const differ = DATA_KEYS.filter((k) => new Set(maps.map((m) => m.get(k) ?? '')).size > 1);
+  if (!differ.length) return null;
+  const what = differ.map((k) => `${k}: ${maps.map((m) => m.get(k) ?? '–').join(' vs ')}`).join('; ');
+  return h('div', { class: 'card warning-note', dataset: { warning: 'data' }, role: 'note' },
+    h('strong', { text: 'Their validation and test sets differ. ' }),
+    h('span', { text: `The val and test values below are not measured on the same examples (${what}); compare them with care.` }));
 }
 
 function configDiff(runs) {

@@ -210,6 +210,7 @@ try {
     assert(legend.some((l) => l.includes('cmp-a')) && legend.some((l) => l.includes('cmp-b')), `legend: ${legend}`);
     const diff = await page.$$eval('[data-section="settings that differ"] td.key', (t) => t.map((x) => x.textContent));
     assert(diff.includes('train.lr'), `diff: ${diff}`);
+    assert(!(await page.$('[data-warning="data"]')), 'the same data: no warning that the validation sets differ');
     await page.screenshot({ path: join(out, 'compare.png'), fullPage: true });
   });
 

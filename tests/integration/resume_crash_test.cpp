@@ -95,7 +95,8 @@ RunRecord record(const fs::path& run) {
   RunRecord r;
   r.metrics = rows(db,
                    "SELECT step, epoch, split, tag, value FROM metrics WHERE tag NOT IN "
-                   "('epoch_seconds', 'samples_per_s', 'data_wait_fraction') "
+                   "('epoch_seconds', 'samples_per_s', 'data_wait_fraction') AND split != "
+                   "'system' "
                    "ORDER BY step, split, tag, epoch, value");
   r.findings = rows(db, "SELECT kind, severity, step, epoch, message FROM findings ORDER BY id");
   r.checkpoints = rows(db,

@@ -68,7 +68,9 @@ std::vector<std::string> metric_rows(const fs::path& run) {
   ts::track::RunStore store(run / "run.sqlite", ts::track::RunStore::Mode::kReadOnly);
   std::vector<std::string> out;
   for (const auto& m : store.metrics()) {
-    if (m.tag == "epoch_seconds" || m.tag == "samples_per_s" || m.tag == "data_wait_fraction")
+    // Timings and the process's CPU and memory measure the machine, not the fit.
+    if (m.tag == "epoch_seconds" || m.tag == "samples_per_s" || m.tag == "data_wait_fraction" ||
+        m.split == "system")
       continue;
     char v[40];
     std::snprintf(v, sizeof v, "%a", m.value);
