@@ -17,6 +17,17 @@ function logRange(u, min, max) {
 
 // seriesList: [{label, color, dash, width, raw, x: [...steps], y: [...values]}]. A raw series is
 // the unsmoothed companion of the one after it, whose hover value then shows both.
+// Significant digits that tell neighbouring ticks apart: 3, or more when the ticks are close
+// together relative to their size (a memory chart between 249.0 and 249.5 MiB).
+function tickDigits(vals) {
+  const finite = vals.filter((v) => v !== null && Number.isFinite(v));
+  if (finite.length < 2) return 3;
+  const step = Math.abs(finite[1] - finite[0]);
+  const size = Math.max(...finite.map(Math.abs));
+  if (!(step > 0) || !(size > 0)) return 3;
+  return Math.min(10, Math.max(3, Math.ceil(Math.log10(size / step)) + 2));
+}
+
 export class LineChart {
   constructor(container, { title, log = false, height = 240, onZoom = null, onLog = null, id = '', yLabel = '', xLabel = 'step' } = {}) {
     this.container = container;
@@ -105,7 +116,7 @@ export class LineChart {
         { stroke: '#5b6472', grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' }, incrs: STEP_INCRS,
           values: (u, vals) => vals.map((v) => (v === null ? '' : fmt(v))), label: this.xLabel, labelSize: 18, labelFont: axisFont },
         { stroke: '#5b6472', size: 64, grid: { stroke: '#eef0f3', width: 1 }, ticks: { stroke: '#dfe3e8' },
-          values: (u, vals) => vals.map((v) => (v === null ? '' : fmt(v, 3))), label: this.yLabel, labelSize: 18, labelFont: axisFont },
+          values: (u, vals) => vals.map((v) => (v === null ? '' : fmt(v, tickDigits(vals)))), label: this.yLabel, labelSize: 18, labelFont: axisFont },
       ],
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: true }, focus: { prox: 16 } },
