@@ -81,6 +81,13 @@ try {
     await page.waitForSelector('table.runs tbody tr[data-run]');
     const names = await page.$$eval('table.runs td.name a', (as) => as.map((a) => a.textContent));
     assert(names.includes('<script>alert(1)</script>'), `run names: ${JSON.stringify(names)}`);
+    // A sweep's trials: one group header, then its trials in order, each with its settings.
+    const sweep = await page.$$eval('table.runs tbody tr', (rows) => {
+      const at = rows.findIndex((r) => r.dataset.sweep === 'lr-sweep');
+      return at < 0 ? null : { header: rows[at].textContent, next: rows.slice(at + 1, at + 3).map((r) => [r.dataset.run, r.querySelector('td.name div')?.textContent]) };
+    });
+    assert(sweep && sweep.header.includes('sweep lr-sweep · 2 trials · 2 finished'), `sweep group: ${JSON.stringify(sweep)}`);
+    assert(sweep.next[0][0] === 'sw-001' && sweep.next[1][0] === 'sw-002' && sweep.next[0][1] === 'train.lr=0.002000', `trials: ${JSON.stringify(sweep.next)}`);
     await page.screenshot({ path: join(out, 'runs-list.png'), fullPage: true });
     await page.click('text=<script>alert(1)</script>');
     await page.waitForSelector('.finding');

@@ -1,5 +1,6 @@
 // Fixture runs for the dashboard's browser tests, written with the real RunStore.
-//   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, and a
+//   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, two
+//                                 trials of a sweep (sw-001, sw-002), and a
 //   run
 //                                 whose directory and name are hostile HTML
 //   make_runs --add-finding RUN   appends a finding to a run (live or not)
@@ -138,6 +139,17 @@ int main(int argc, char** argv) {
     store.set_meta("resumed_from", "last.ckpt (epoch 5, step 437)");
   }
   small_run(runs / "cmp-b", "cmp-b", 0.001, 2);
+  // Two trials of a sweep, as trainscope sweep records them.
+  for (int trial = 1; trial <= 2; ++trial) {
+    const std::string name = "sw-00" + std::to_string(trial);
+    const double lr = trial == 1 ? 0.002 : 0.0005;
+    small_run(runs / name, name, lr, 10 + trial);
+    RunStore store(runs / name / "run.sqlite");
+    store.put_settings({{"train.lr", std::to_string(lr), "sweep", "set by the user"},
+                        {"run.sweep", "\"lr-sweep\"", "sweep", "trial"},
+                        {"run.sweep_trial", "\"train.lr=" + std::to_string(lr) + "\"", "sweep",
+                         "the trial's settings"}});
+  }
   hostile_run(runs);
   return 0;
 }
