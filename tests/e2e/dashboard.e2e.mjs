@@ -219,6 +219,10 @@ try {
     assert(diff.includes('train.lr'), `diff: ${diff}`);
     assert(!(await page.$('[data-warning="data"]')), 'the same data: no warning that the validation sets differ');
     await page.screenshot({ path: join(out, 'compare.png'), fullPage: true });
+    // Runs on other examples: the comparison says which setting makes their splits differ.
+    await page.goto(base + '#/compare/sw-001,sw-002');
+    const warning = await (await page.waitForSelector('[data-warning="data"]')).textContent();
+    assert(warning.includes('validation and test sets differ') && warning.includes('data.limit: 0 vs 5000'), `warning: ${warning}`);
   });
 
   await check('a finished run: findings, test results, config, checkpoints, CSV', async () => {

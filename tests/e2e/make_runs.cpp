@@ -145,7 +145,9 @@ int main(int argc, char** argv) {
     const double lr = trial == 1 ? 0.002 : 0.0005;
     small_run(runs / name, name, lr, 10 + trial);
     RunStore store(runs / name / "run.sqlite");
+    // The second trial on fewer examples: comparing the two warns that their splits differ.
     store.put_settings({{"train.lr", std::to_string(lr), "sweep", "set by the user"},
+                        {"data.limit", trial == 1 ? "0" : "5000", "--set", "set by the user"},
                         {"run.sweep", "\"lr-sweep\"", "sweep", "trial"},
                         {"run.sweep_trial", "\"train.lr=" + std::to_string(lr) + "\"", "sweep",
                          "the trial's settings"}});
