@@ -129,4 +129,9 @@ std::optional<E> value_of(const std::string& name, const EnumName<E> (&names)[N]
 // The value as a TOML literal: 0.001, true, "cnn", [32, 64], ["hflip", "rotate(10)"].
 std::string to_toml_literal(const ConfigValue& value);
 
+// The items of list text as --set takes it: `[a, "b(1, 2)", [3, 4]]` or `a, b(1, 2)`. Commas
+// inside parentheses, brackets or quotes do not split; quotes around an item are removed.
+// nullopt when a bracket, parenthesis or quote is left open.
+std::optional<std::vector<std::string>> split_config_list(std::string text);
+
 }  // namespace trainscope

@@ -95,11 +95,19 @@ std::string unknown_key_message(const std::string& where, const std::string& key
   return msg + "; `trainscope train --help` lists the settings";
 }
 
-// `[a, "b(1, 2)"]` or `a, b(1, 2)`: commas inside parentheses or quotes do not split items.
 template <typename Fail>
-Strings parse_string_list(std::string t, const Fail& fail) {
+Strings parse_string_list(const std::string& t, const Fail& fail) {
+  auto items = split_config_list(t);
+  if (!items) throw fail();
+  return *items;
+}
+
+}  // namespace
+
+std::optional<std::vector<std::string>> split_config_list(std::string t) {
+  t = trim(t);
   if (!t.empty() && t.front() == '[') {
-    if (t.back() != ']') throw fail();
+    if (t.back() != ']') return std::nullopt;
     t = t.substr(1, t.size() - 2);
   }
   Strings out;
@@ -115,18 +123,20 @@ Strings parse_string_list(std::string t, const Fail& fail) {
   };
   for (char c : t) {
     if (c == '"') quoted = !quoted;
-    if (!quoted && c == '(') ++depth;
-    if (!quoted && c == ')') --depth;
+    if (!quoted && (c == '(' || c == '[')) ++depth;
+    if (!quoted && (c == ')' || c == ']')) --depth;
     if (c == ',' && depth == 0 && !quoted) {
       push();
       continue;
     }
     item += c;
   }
-  if (quoted || depth != 0) throw fail();
+  if (quoted || depth != 0) return std::nullopt;
   push();
   return out;
 }
+
+namespace {
 
 // Parses CLI text into the type of `like`.
 ConfigValue parse_as(const ConfigValue& like, const std::string& text, const std::string& where) {

@@ -32,36 +32,14 @@ std::string trim(std::string s) {
   return s;
 }
 
-// "[a, [1, 2], "b, c"]" -> a, [1, 2], b, c: commas inside brackets, parentheses or quotes do not
-// split. Text without brackets is one value.
+// "[a, [1, 2], "b, c"]" -> a, [1, 2], b, c (the config's list syntax). Text without brackets is
+// one value.
 std::vector<std::string> split_values(const std::string& text, const std::string& where) {
-  std::string t = trim(text);
+  const std::string t = trim(text);
   if (t.empty() || t.front() != '[') return {t};
-  if (t.back() != ']') throw ConfigError(where + ": the list of values does not end with ']'");
-  t = t.substr(1, t.size() - 2);
-  std::vector<std::string> out;
-  std::string item;
-  int depth = 0;
-  bool quoted = false;
-  auto push = [&] {
-    std::string v = trim(item);
-    item.clear();
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
-    if (!v.empty()) out.push_back(v);
-  };
-  for (char c : t) {
-    if (c == '"') quoted = !quoted;
-    if (!quoted && (c == '[' || c == '(')) ++depth;
-    if (!quoted && (c == ']' || c == ')')) --depth;
-    if (c == ',' && depth == 0 && !quoted) {
-      push();
-      continue;
-    }
-    item += c;
-  }
-  if (depth != 0 || quoted) throw ConfigError(where + ": unbalanced brackets or quotes");
-  push();
-  return out;
+  auto items = split_config_list(t);
+  if (!items) throw ConfigError(where + ": unbalanced brackets or quotes in the list of values");
+  return *items;
 }
 
 double number(const std::string& text, const std::string& where) {
