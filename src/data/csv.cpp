@@ -220,6 +220,9 @@ DataSplits load_csv(const CsvOptions& o) {
   out.val = std::make_shared<TensorDataset>(standardize(x.index_select(0, val_idx)),
                                             y.index_select(0, val_idx));
   out.test = std::make_shared<TensorDataset>(standardize(xt), yt);
+  out.train_origin = train_idx;
+  out.val_origin = val_idx;
+  if (held.defined()) out.test_origin = held;
   out.feature_mean.assign(mean.data_ptr<float>(), mean.data_ptr<float>() + mean.numel());
   out.feature_std.assign(std.data_ptr<float>(), std.data_ptr<float>() + std.numel());
   out.feature_names = t.feature_names;

@@ -193,6 +193,7 @@ DataSplits load_idx_dir(const IdxOptions& options) {
       throw DataError(images_file.string() + " has " + std::to_string(x.size(0)) + " images but " +
                       labels_file.string() + " has " + std::to_string(y.size(0)) + " labels");
     y = y.to(torch::kInt64);
+    auto origin = torch::arange(x.size(0), torch::kInt64);
     if (!options.classes.empty()) {
       // Relabel through a table: label -> its position in `classes`, -1 for the others.
       const int64_t top =
@@ -213,15 +214,17 @@ DataSplits load_idx_dir(const IdxOptions& options) {
                         join(options.classes) + "] (data.classes)");
       x = x.index_select(0, keep);
       y = mapped.index_select(0, keep);
+      origin = keep;
     }
     if (limit > 0 && limit < x.size(0)) {
       x = x.slice(0, 0, limit);
       y = y.slice(0, 0, limit);
+      origin = origin.slice(0, 0, limit);
     }
-    return std::make_pair(x, y);
+    return std::make_tuple(x, y, origin);
   };
-  auto [x, y] = load_pair(train_images_file, train_labels_file, options.limit);
-  auto [xt, yt] = load_pair(test_images_file, test_labels_file, options.test_limit);
+  auto [x, y, origin] = load_pair(train_images_file, train_labels_file, options.limit);
+  auto [xt, yt, origin_t] = load_pair(test_images_file, test_labels_file, options.test_limit);
   if (x.size(1) != xt.size(1) || x.size(2) != xt.size(2))
     throw DataError(test_images_file.string() + ": test images are " + std::to_string(xt.size(1)) +
                     "x" + std::to_string(xt.size(2)) + " but training images are " +
@@ -250,6 +253,9 @@ DataSplits load_idx_dir(const IdxOptions& options) {
   out.val = std::make_shared<TensorDataset>(normalize(to_float(x.index_select(0, val_idx))),
                                             y.index_select(0, val_idx));
   out.test = std::make_shared<TensorDataset>(normalize(to_float(xt)), yt);
+  out.train_origin = origin.index_select(0, train_idx);
+  out.val_origin = origin.index_select(0, val_idx);
+  out.test_origin = origin_t;
   out.num_classes = classes;
   out.input_shape = {1, x.size(1), x.size(2)};
   return out;

@@ -99,6 +99,10 @@ struct DataSplits {
   // Tabular data (CSV): each feature standardized with its own training-split statistics.
   std::vector<double> feature_mean, feature_std;
   std::vector<std::string> feature_names;
+  // Where each example was read from, for reports: its position (int64 [N]) among the examples
+  // of the file its split came from (IDX images, CSV data rows). Undefined: the split itself is
+  // the file (image folders name their files instead).
+  torch::Tensor train_origin, val_origin, test_origin;
   int64_t skipped = 0;  // unreadable examples left out (on_bad_image = skip)
   std::string source;   // what was loaded, e.g. "csv:/data/houses.csv"
 };
