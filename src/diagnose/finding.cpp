@@ -77,6 +77,8 @@ std::string Finding::to_text(const SettingNamer& namer) const {
   o << to_string(severity) << " " << kind;
   if (epoch > 0 || step > 0)
     o << " (epoch " << epoch << ", step " << step << ")";
+  else if (kind.rfind("data_", 0) == 0)
+    o << " (data check)";
   else
     o << " (pre-flight)";
   o << ": " << name_settings(message, namer) << "\n  remedy: " << name_settings(remedy, namer);
