@@ -85,9 +85,8 @@ void FitCommand::add_settings_options() {
                    "listed by trainscope train --help)");
 }
 
-void FitCommand::add_fit_options(const std::vector<Shortcut>& shortcuts) {
+void FitCommand::add_shortcut_options(const std::vector<Shortcut>& shortcuts) {
   const size_t first = shortcuts_.size();
-  if (first == 0) add_settings_options();
   shortcuts_.insert(shortcuts_.end(), shortcuts.begin(), shortcuts.end());
   values_.resize(shortcuts_.size());
   for (size_t i = first; i < shortcuts_.size(); ++i) {
@@ -96,7 +95,13 @@ void FitCommand::add_fit_options(const std::vector<Shortcut>& shortcuts) {
                      "same as --set " + std::string(shortcuts_[i].key) + "=VALUE (default " +
                          to_toml_literal(spec.value) + ")");
   }
-  if (first > 0) return;
+}
+
+void FitCommand::add_fit_options(const std::vector<Shortcut>& shortcuts) {
+  const bool first = shortcuts_.empty();
+  if (first) add_settings_options();
+  add_shortcut_options(shortcuts);
+  if (!first) return;
   static int nproc_help = 0;  // taken out of the command line before parsing (dist/launch.h)
   app_->add_option("--nproc", nproc_help,
                    "train with N data-parallel processes on this machine (Gloo); under "

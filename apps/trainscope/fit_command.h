@@ -44,6 +44,9 @@ class FitCommand {
   FitCommand(CLI::App* app, FitArgs& args) : app_(app), args_(args) {}
   // --config and --set only (check, tune lr, data preview).
   void add_settings_options();
+  // The shortcut flags of `shortcuts` alone (check: --data, --model, ... after
+  // add_settings_options); collect() gathers them.
+  void add_shortcut_options(const std::vector<Shortcut>& shortcuts);
   // --config, --set, `shortcuts`, --nproc, --no-test, --no-dashboard, --auto-remedy, and the
   // settings list as the help footer. A second call adds more shortcuts.
   void add_fit_options(const std::vector<Shortcut>& shortcuts);

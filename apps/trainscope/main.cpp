@@ -102,10 +102,22 @@ int run_export(const RunArgs& args) {
   return 0;
 }
 
-int run_check(const ts::cli::FitArgs& args) {
+struct CheckArgs {
+  std::string only;  // "", "preflight" or "data"
+  std::string out;   // the data checks' JSON report
+};
+
+int run_check(const ts::cli::FitArgs& args, const CheckArgs& check) {
   ts::Session session = make_session(ts::cli::build_config(args));
   bool errors = false;
-  for (const auto& f : session.check(true)) errors |= f.severity == ts::diagnose::Severity::kError;
+  if (check.only != "data")
+    for (const auto& f : session.check(true))
+      errors |= f.severity == ts::diagnose::Severity::kError;
+  if (check.only != "preflight") {
+    auto r = session.check_data(check.out);
+    std::printf("%s\n", r.summary.c_str());
+    for (const auto& f : r.report.findings) errors |= f.severity == ts::diagnose::Severity::kError;
+  }
   return errors ? 1 : 0;
 }
 
@@ -197,12 +209,22 @@ int main(int argc, char** argv) {
                      "train the new head alone: the backbone never unfreezes (same as --set "
                      "finetune.head_only=true)");
 
-  auto* check =
-      app.add_subcommand("check",
-                         "run the pre-flight checks on the training setup and exit (takes "
-                         "train's options); exit 1 when a check finds an error");
+  CheckArgs check_args;
+  auto* check = app.add_subcommand(
+      "check",
+      "check the setup and the data before training, and exit (takes train's options): the "
+      "pre-flight checks (initial loss, one-batch overfit, gradients, input scale, labels), then "
+      "the data checks (copies across train, val and test, label suspects from a cheap model's "
+      "out-of-fold predictions, class balance, broken inputs), stored in a run for the "
+      "dashboard; exit 1 when a check finds an error");
   ts::cli::FitCommand check_command{check, train_args};
   check_command.add_settings_options();
+  check_command.add_shortcut_options(ts::cli::kTrainShortcuts);
+  check->add_option("--only", check_args.only, "run only the preflight or the data checks")
+      ->check(CLI::IsMember({"preflight", "data"}));
+  check->add_option("--out", check_args.out,
+                    "JSON file for the data checks' report (default: data_check.json in the "
+                    "check's run directory)");
 
   std::string diagnose_run, diagnose_runs_dir = "runs";
   auto* diagnose =
@@ -312,7 +334,10 @@ int main(int argc, char** argv) {
     }
     if (sweep->parsed()) return ts::cli::run_sweep(sweep_args);
     if (int code = 0; ts::cli::run_dashboard_commands(dashboard_commands, code)) return code;
-    if (check->parsed()) return run_check(train_args);
+    if (check->parsed()) {
+      check_command.collect();
+      return run_check(train_args, check_args);
+    }
     if (tune_lr->parsed()) {
       ts::Session session = make_session(ts::cli::build_config(train_args));
       std::printf("%s\n", session.find_lr(lr_plot).summary.c_str());

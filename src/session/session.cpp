@@ -869,6 +869,101 @@ std::vector<diagnose::Finding> Session::check(bool print_findings) {
   return findings;
 }
 
+namespace {
+
+// The examples at `indices` of `split` as base64 PNGs, the way they were read.
+std::vector<std::string> png_images(const data::DataSplits& data, const std::string& split,
+                                    const std::vector<int64_t>& indices) {
+  const auto& ds = split == "train" ? data.train : split == "val" ? data.val : data.test;
+  if (indices.empty() || !ds || data.input_shape.size() != 3 || data.input_shape[0] > 3) return {};
+  auto x = ds->get_batch(torch::tensor(indices)).x.to(torch::kCPU, torch::kFloat32);
+  auto pixels =
+      data.pixels.raw(x).nan_to_num(0, 1, 0).clamp(0, 1).mul(255).round().to(torch::kUInt8);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < indices.size(); ++i)
+    out.push_back(base64(data::encode_png(pixels[int64_t(i)].contiguous())));
+  return out;
+}
+
+// What the dashboard shows of a data check: the summary, the findings' counts, the most suspect
+// labels and the first copies across splits, each with its images.
+nlohmann::json data_check_gallery(const diagnose::DataReport& report,
+                                  const data::DataSplits& data) {
+  constexpr size_t kSuspects = 48, kPairs = 24;
+  auto full = nlohmann::json::parse(diagnose::to_json(report));
+  nlohmann::json out = full;
+  out.erase("broken");
+  auto& suspects = out["label_suspects"];
+  // The most suspect of each split first, in the order the report lists them.
+  nlohmann::json shown = nlohmann::json::array();
+  for (const std::string split : {"train", "val", "test"}) {
+    std::vector<int64_t> idx;
+    std::vector<size_t> at;
+    for (size_t i = 0; i < suspects.size() && idx.size() < kSuspects; ++i)
+      if (suspects[i]["split"] == split) {
+        idx.push_back(suspects[i]["index"].get<int64_t>());
+        at.push_back(i);
+      }
+    auto images = png_images(data, split, idx);
+    for (size_t k = 0; k < at.size(); ++k) {
+      auto item = suspects[at[k]];
+      if (k < images.size()) item["png"] = images[k];
+      shown.push_back(item);
+    }
+  }
+  out["label_suspects"] = shown;
+  auto& pairs = out["duplicates"];
+  nlohmann::json first = nlohmann::json::array();
+  for (size_t i = 0; i < pairs.size() && i < kPairs; ++i) {
+    auto item = pairs[i];
+    auto a = png_images(data, item["split_a"], {item["a"].get<int64_t>()});
+    auto b = png_images(data, item["split_b"], {item["b"].get<int64_t>()});
+    if (!a.empty() && !b.empty()) {
+      item["png_a"] = a[0];
+      item["png_b"] = b[0];
+    }
+    first.push_back(item);
+  }
+  out["duplicates"] = first;
+  return out;
+}
+
+}  // namespace
+
+DataCheckResult Session::check_data(const fs::path& json, diagnose::DataCheckOptions o) {
+  configure_runtime(config_, false);
+  joined_ = true;
+  if (!own_data_) data_ = load_and_report(options_.data);
+  o.progress = o.progress || print();
+  DataCheckResult r;
+  const double started = track::wall_time_now();
+  r.report = diagnose::check_data(data_, o);
+
+  const std::string name = options_.train.run_name().empty() ? track::timestamped_name("data-check")
+                                                             : options_.train.run_name();
+  auto run = track::Run::create(options_.train.runs_dir(), name);
+  auto& store = run->store();
+  store.set_meta("name", run->name());
+  store.set_meta("kind", "data_check");
+  store.set_meta("data.source", data_.source);
+  store.set_meta("started_at", std::to_string(started));
+  store.put_result("data_check", "report", data_check_gallery(r.report, data_).dump());
+  const double now = track::wall_time_now();
+  for (const auto& f : r.report.findings)
+    store.add_finding({f.kind, diagnose::to_string(f.severity), 0, 0, f.message, f.evidence_json(),
+                       f.remedy, now});
+  r.run_dir = run->dir();
+  r.json = json.empty() ? run->dir() / "data_check.json" : json;
+  track::write_text_atomically(r.json, diagnose::to_json(r.report));
+  store.set_meta("ended_at", std::to_string(track::wall_time_now()));
+  store.set_meta("status", "finished");
+  store.flush();
+  r.summary = diagnose::to_text(r.report, namer_) + "report: " + r.json.string() +
+              " (every pair and suspect); the dashboard shows them: trainscope dashboard " +
+              options_.train.runs_dir();
+  return r;
+}
+
 LrFindResult Session::find_lr(const fs::path& png) {
   configure_runtime(config_, false);
   joined_ = true;

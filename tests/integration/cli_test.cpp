@@ -267,12 +267,41 @@ TEST_F(CliTest, OneEpochRunLeavesACompleteRunDirectory) {
 
 TEST_F(CliTest, CheckRunsThePreflightChecksAlone) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
-  Result ok = run("check --set data.limit=1000");
+  Result ok = run("check --only preflight --set data.limit=1000");
   EXPECT_EQ(ok.status, 0) << ok.out;
   EXPECT_NE(ok.out.find("pre-flight checks"), std::string::npos) << ok.out;
   EXPECT_NE(ok.out.find("all pass"), std::string::npos) << ok.out;
-  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "check writes no run";
+  EXPECT_EQ(ok.out.find("data checks"), std::string::npos) << ok.out;
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "the pre-flight checks write no run";
   EXPECT_EQ(run("check --set train.lr=-1").status, 2);
+  EXPECT_EQ(run("check --only everything").status, 2);
+}
+
+TEST_F(CliTest, CheckRunsTheDataChecksIntoARunAndAReport) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  Result r = run("check --set data.limit=2000 --set data.test_limit=500 --name dc --out dc.json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pre-flight checks"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("data checks on fashion-mnist (1800 train, 200 val, 500 test"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("label suspects: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("info data_label_suspects (data check)"), std::string::npos) << r.out;
+  std::ifstream in(dir_ / "dc.json");
+  ASSERT_TRUE(in.good());
+  std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"label_suspects\""), std::string::npos);
+  EXPECT_NE(json.find("\"duplicates\""), std::string::npos);
+  // The run holds the findings and the gallery the dashboard shows.
+  const auto db = dir_ / "runs" / "dc" / "run.sqlite";
+  ASSERT_TRUE(fs::exists(db)) << r.out;
+  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM findings WHERE kind='data_label_suspects'"),
+            std::vector<std::string>{"1"});
+  EXPECT_EQ(query(db, "SELECT COUNT(*) FROM results WHERE split='data_check'"),
+            std::vector<std::string>{"1"});
+  // Reading the data fails as a bad input: exit 2, nothing written.
+  EXPECT_EQ(run("check --only data --data csv:missing.csv --name bad").status, 2);
+  EXPECT_FALSE(fs::exists(dir_ / "runs" / "bad"));
 }
 
 TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {

@@ -17,6 +17,7 @@
 
 #include <trainscope/config.h>
 #include <trainscope/data/dataset.h>
+#include <trainscope/diagnose/data_checks.h>
 #include <trainscope/diagnose/detectors.h>
 #include <trainscope/models/model.h>
 #include <trainscope/session/settings.h>
@@ -83,6 +84,14 @@ struct LrFindResult {
   std::string summary;  // the lines the CLI prints
 };
 
+// `trainscope check` (data checks): the report, the run that stores it, its JSON file and the
+// lines the CLI prints.
+struct DataCheckResult {
+  diagnose::DataReport report;
+  std::filesystem::path run_dir, json;
+  std::string summary;
+};
+
 class Session {
  public:
   // Resolves `config` (dependent defaults, ranges) and checks that its device exists before
@@ -143,6 +152,12 @@ class Session {
                               ExportFormat format = ExportFormat::kStateDict);
   // trainscope check: the pre-flight checks alone, printed when `print`.
   std::vector<diagnose::Finding> check(bool print = true);
+  // trainscope check (data checks): the data.* splits, without augmentation, checked for
+  // copies across splits, label suspects, class imbalance and broken inputs
+  // (diagnose/data_checks.h). Stored in a run of its own (the dashboard shows the suspects and
+  // the copies as images) and written as JSON to `json` (empty: data_check.json in that run).
+  DataCheckResult check_data(const std::filesystem::path& json = {},
+                             diagnose::DataCheckOptions options = {});
   // trainscope tune lr: the range test, stored in a run of its own and plotted to `png`
   // (empty: lr_find.png in that run).
   LrFindResult find_lr(const std::filesystem::path& png = {});
