@@ -4,6 +4,7 @@ import { h, clear, fmt, fmtDuration, fmtTime, fmtAgo, getJSON, enc } from './uti
 import {
   RunCharts, toolbar, findingsView, testResultsView, settingsView, checkpointsView, runFacts, section,
   statusBadge, bestMetricText, severityBadge, colorFor,
+  dataCheckView,
 } from './views.js';
 
 const app = document.getElementById('app');
@@ -163,17 +164,24 @@ async function runPage(name) {
   const factsBox = h('div');
   const checkpointsBox = h('div');
   const findingsCount = h('span', { class: 'muted' });
-  clear(app).append(
+  const dataCheckBox = h('div');
+  // `trainscope check` writes a run of its own: its findings and the data checks' gallery, no
+  // curves, test results or checkpoints.
+  const dataCheck = detail.meta?.kind === 'data_check';
+  const hasDataCheck = (d) => Boolean(d.results && d.results.data_check);
+  clear(app).append(...[
     h('div', { class: 'run-title' }, h('h1', { text: detail.display_name || name }), h('span', { class: 'muted mono', text: name })),
     factsBox,
-    section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
+    dataCheck ? null : section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
     section('Findings', findingsBox, findingsCount),
-    section('Test results', testBox),
-    section('Checkpoints', checkpointsBox),
+    dataCheck || hasDataCheck(detail) ? section('Data checks', dataCheckBox) : null,
+    dataCheck ? null : section('Test results', testBox),
+    dataCheck ? null : section('Checkpoints', checkpointsBox),
     section('Resolved config', settingsView(detail.settings)),
-  );
+  ].filter(Boolean));
   const renderDetail = (d) => {
     clear(factsBox).appendChild(runFacts(d));
+    clear(dataCheckBox).appendChild(dataCheckView(d.results?.data_check?.report));
     clear(testBox).appendChild(testResultsView(d.results));
     clear(checkpointsBox).appendChild(checkpointsView(d.checkpoints));
   };

@@ -289,13 +289,15 @@ export function findingsView(findings, maxStep) {
     return box;
   }
   const lastStep = Math.max(maxStep || 0, ...findings.map((f) => f.step || 0), 1);
+  // Before training (pre-flight and data checks): no step to place them at.
+  const beforeTraining = (f) => !f.step && !f.epoch;
   const track = h('div', { class: 'timeline', title: 'findings by step' });
   const cards = h('div', { class: 'finding-cards' });
   findings.forEach((f, i) => {
     const sev = String(f.severity || 'info').replace(/[^a-z]/g, '');
     const card = h('article', { class: `finding sev-${sev}`, id: `finding-${i}` },
       h('header', null, severityBadge(f.severity), h('strong', { class: 'kind', text: String(f.kind || '').replace(/_/g, ' ') }),
-        h('span', { class: 'muted', text: `step ${fmt(f.step)} · epoch ${fmt(f.epoch)}` })),
+        h('span', { class: 'muted', text: beforeTraining(f) ? 'before training' : `step ${fmt(f.step)} · epoch ${fmt(f.epoch)}` })),
       h('p', { class: 'message' }, withSettings(f.message)),
       evidenceTable(f.evidence),
       f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', null, withSettings(f.remedy))) : null);
@@ -352,6 +354,72 @@ export function testResultsView(results) {
   return box;
 }
 
+// `trainscope check`'s data checks: what was read, copies across splits side by side, and the
+// labels a cheap out-of-fold model disputes, each with its image (base64 PNG only).
+export function dataCheckView(report) {
+  if (!report || typeof report !== 'object') return h('p', { class: 'muted', text: 'No data checks: run `trainscope check`.' });
+  const box = h('div', { class: 'data-check' });
+  const splits = Array.isArray(report.splits) ? report.splits : [];
+  const counts = report.suspect_counts && typeof report.suspect_counts === 'object' ? report.suspect_counts : {};
+  const stat = (label, value, key) => h('div', { class: 'stat', dataset: { stat: key } }, h('div', { class: 'stat-label', text: label }), h('div', { class: 'stat-value', text: value }));
+  box.appendChild(h('div', { class: 'stat-row' }, [
+    ...splits.map((s) => stat(`${s.split} examples`, fmt(s.examples), `examples-${s.split}`)),
+    stat('copies across splits', `${fmt(report.exact_pairs ?? 0)} exact · ${report.images ? fmt(report.near_pairs ?? 0) : '–'} near`, 'copies'),
+    report.label_noise_checked ? stat('label suspects', splits.filter((s) => s.split in counts).map((s) => `${fmt(counts[s.split])} ${s.split}`).join(' · '), 'suspects') : null,
+    report.label_noise_checked ? stat('cheap model, out of fold', fmtPercent(report.oof_accuracy), 'oof') : null,
+    stat('broken inputs', fmt(report.broken_count ?? 0), 'broken'),
+    stat('took', fmtDuration(report.seconds), 'seconds'),
+  ]));
+  const image = (png, alt) => (typeof png === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(png)
+    ? h('img', { src: `data:image/png;base64,${png}`, alt }) : h('div', { class: 'no-image' }));
+  const parts = h('div', { class: 'test-grid' });
+  // Class counts per split, as bars scaled to each split's largest class.
+  const names = Array.isArray(report.class_names) && report.class_names.length ? report.class_names
+    : Object.keys(splits[0]?.class_counts || {});
+  if (names.length && splits.some((s) => s.class_counts)) {
+    const largest = splits.map((s) => Math.max(1, ...Object.values(s.class_counts || {})));
+    const bar = (v, max) => h('div', { class: 'bar' }, h('div', { class: 'bar-fill', style: { width: `${(100 * (v || 0)) / max}%` } }), h('span', { text: fmt(v ?? 0) }));
+    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: 'Examples per class' }),
+      h('table', { class: 'per-class class-counts' },
+        h('thead', null, h('tr', null, h('th', { text: 'class' }), splits.map((s) => h('th', { text: s.split })))),
+        h('tbody', null, names.map((n) => h('tr', null, h('td', { text: n }), splits.map((s, i) => h('td', null, bar((s.class_counts || {})[n], largest[i])))))))));
+  }
+  box.appendChild(parts);
+  const pairs = Array.isArray(report.duplicates) ? report.duplicates : [];
+  const total = (report.exact_pairs ?? 0) + (report.near_pairs ?? 0);
+  if (pairs.length) {
+    const label = (v) => (v === null || v === undefined ? '' : String(v));
+    box.appendChild(h('div', { class: 'card-inner', dataset: { copies: '' } },
+      h('h3', { text: `Copies across splits${total > pairs.length ? ` (the first ${pairs.length} of ${fmt(total)}; the report lists all)` : ''}` }),
+      h('div', { class: 'pair-grid' }, pairs.map((p) => {
+        const relabeled = p.label_a !== undefined && label(p.label_a) !== label(p.label_b);
+        const how = p.kind === 'exact' ? 'exact copy' : `near: r ${Number(p.correlation).toFixed(4)}${Array.isArray(p.shift) && (p.shift[0] || p.shift[1]) ? `, moved ${p.shift[0]},${p.shift[1]}` : ''}`;
+        return h('figure', { class: `pair${relabeled ? ' relabeled' : ''}`, dataset: { kind: p.kind } },
+          h('div', { class: 'pair-images' }, image(p.png_a, `${p.split_a} example ${p.a}`), image(p.png_b, `${p.split_b} example ${p.b}`)),
+          h('figcaption', null,
+            h('div', { class: 'pair-where', text: `${p.split_a} #${p.a} · ${p.split_b} #${p.b}` }),
+            h('div', { class: 'muted', text: how }),
+            p.label_a !== undefined ? h('div', { class: relabeled ? 'pair-labels bad' : 'pair-labels muted', text: relabeled ? `labels differ: ${label(p.label_a)} vs ${label(p.label_b)}` : label(p.label_a) }) : null));
+      }))));
+  }
+  const suspects = Array.isArray(report.label_suspects) ? report.label_suspects : [];
+  for (const split of ['train', 'val', 'test']) {
+    const list = suspects.filter((s) => s.split === split);
+    if (!list.length) continue;
+    const flagged = counts[split] ?? list.length;
+    box.appendChild(h('div', { class: 'card-inner mistakes', dataset: { suspects: split } },
+      h('h3', { text: `Label suspects in ${split}: the ${list.length} most suspect of ${fmt(flagged)}` }),
+      h('div', { class: 'mistake-grid' }, list.map((s) => h('figure', { class: 'mistake suspect' }, image(s.png, `${split} example ${s.index}`),
+        h('figcaption', null,
+          h('div', { class: 'suspect-given', text: `given: ${s.given}` }),
+          h('div', { class: 'mistake-pred', text: `looks like: ${s.suggested} (${fmtPercent(s.suggested_probability)})` }),
+          h('div', { class: 'muted', text: `#${s.index}${s.source !== undefined && s.source !== s.index ? ` · file row ${s.source}` : ''}`, title: 'its index in the split, and its row in the file the split was read from' })))))));
+  }
+  if (!pairs.length && !suspects.length && !(report.broken_count > 0))
+    box.appendChild(h('p', { class: 'muted', text: 'No copies across splits, label suspects or broken inputs found.' }));
+  return box;
+}
+
 export function settingsView(settings) {
   if (!settings || !settings.length) return h('p', { class: 'muted', text: 'No settings recorded.' });
   const filter = h('input', { type: 'search', placeholder: 'filter settings', class: 'filter', 'aria-label': 'filter settings' });
@@ -378,6 +446,11 @@ export function checkpointsView(checkpoints) {
 }
 
 export function runFacts(run) {
+  if (run.meta?.kind === 'data_check') {
+    return h('div', { class: 'facts' }, [['status', statusBadge(run.status, run.stop_reason)], ['kind', 'data checks'],
+      ['data', run.meta['data.source'] || '–'], ['started', fmtTime(run.started_at)]]
+      .map(([k, v]) => h('div', { class: 'fact' }, h('div', { class: 'fact-label', text: k }), h('div', { class: 'fact-value', dataset: { fact: k } }, v))));
+  }
   const facts = [
     ['status', statusBadge(run.status, run.stop_reason)],
     ['model', run.model || '–'],

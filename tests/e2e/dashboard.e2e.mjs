@@ -250,6 +250,36 @@ try {
     await page.uncheck('input[aria-label="log scale"]');
   });
 
+  await check('a data check run: copies side by side, label suspects with their images, nothing injected', async () => {
+    await page.goto(base + '#/run/dc');
+    await page.waitForSelector('.data-check .pair');
+    const view = await page.evaluate(() => ({
+      sections: [...document.querySelectorAll('section.card')].map((s) => s.dataset.section),
+      pairs: [...document.querySelectorAll('.pair')].map((p) => [p.dataset.kind, p.querySelector('.pair-where').textContent, p.querySelectorAll('img').length, p.classList.contains('relabeled')]),
+      relabeled: document.querySelector('.pair.relabeled .pair-labels')?.textContent,
+      copiesHeading: document.querySelector('[data-copies] h3')?.textContent,
+      train: [...document.querySelectorAll('[data-suspects=train] figure')].map((f) => [f.querySelectorAll('img').length, f.querySelector('.suspect-given').textContent, f.querySelector('.mistake-pred').textContent]),
+      trainHeading: document.querySelector('[data-suspects=train] h3')?.textContent,
+      where: document.querySelector('[data-suspects=train] figure .muted')?.textContent,
+      test: document.querySelectorAll('[data-suspects=test] figure').length,
+      counts: [...document.querySelectorAll('table.class-counts tbody td:first-child')].map((t) => t.textContent),
+      bold: document.querySelectorAll('.data-check b').length,
+      oof: document.querySelector('[data-stat=oof] .stat-value')?.textContent,
+    }));
+    await page.screenshot({ path: join(out, 'data-check.png'), fullPage: true });
+    assert(!view.sections.includes('charts') && !view.sections.includes('test results') && view.sections.includes('data checks'), `sections ${view.sections}`);
+    assert(JSON.stringify(view.pairs) === JSON.stringify([['exact', 'train #12 · test #7', 2, false], ['near', 'train #30 · test #9', 2, true]]), `pairs ${JSON.stringify(view.pairs)}`);
+    assert(view.relabeled === 'labels differ: dog vs <b>bird</b>', `relabeled ${view.relabeled}`);
+    assert(view.copiesHeading === 'Copies across splits (the first 2 of 41; the report lists all)', `heading ${view.copiesHeading}`);
+    // The second suspect's "png" is not base64: no image for it.
+    assert(JSON.stringify(view.train) === JSON.stringify([[1, 'given: cat', 'looks like: dog (97.00%)'], [0, 'given: dog', 'looks like: <b>bird</b> (80.00%)']]), `train ${JSON.stringify(view.train)}`);
+    assert(view.trainHeading === 'Label suspects in train: the 2 most suspect of 57', `heading ${view.trainHeading}`);
+    assert(view.where === '#3 · file row 103', `where ${view.where}`);
+    assert(view.test === 1 && view.bold === 0 && view.oof === '84.00%', JSON.stringify(view));
+    assert(JSON.stringify(view.counts) === JSON.stringify(['cat', 'dog', '<b>bird</b>']), `counts ${view.counts}`);
+    assert(dialogs.length === 0, `dialogs opened: ${dialogs}`);
+  });
+
   await check('a static report opens offline', async () => {
     const file = join(out, 'report.html');
     execFileSync(cli, ['report', join(runs, 'cmp-a'), '--out', file]);

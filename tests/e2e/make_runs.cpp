@@ -1,6 +1,6 @@
 // Fixture runs for the dashboard's browser tests, written with the real RunStore.
 //   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, two
-//                                 trials of a sweep (sw-001, sw-002), and a
+//                                 trials of a sweep (sw-001, sw-002), a data check (dc), and a
 //   run
 //                                 whose directory and name are hostile HTML
 //   make_runs --add-finding RUN   appends a finding to a run (live or not)
@@ -96,6 +96,52 @@ void big_run(const fs::path& dir) {
   store.flush();
 }
 
+// A `trainscope check` run: findings and the data checks' gallery, with a hostile class name and
+// an image that is not base64.
+void data_check_run(const fs::path& dir) {
+  fs::create_directories(dir);
+  RunStore store(dir / "run.sqlite");
+  store.set_meta("name", "dc");
+  store.set_meta("kind", "data_check");
+  store.set_meta("status", "finished");
+  store.set_meta("started_at", "1790000000");
+  store.add_finding({"data_split_copies", "warning", 0, 0,
+                     "2 test examples (0.20%) also appear in an earlier split: 1 as exact copies, "
+                     "1 as near copies (shifted, brightened or re-encoded); test accuracy counts "
+                     "them as unseen",
+                     R"({"exact": 1, "near": 1, "share": 0.002})",
+                     "drop the listed test examples before trusting the test score", 1790000000.0});
+  const std::string png =
+      "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg="
+      "=";
+  store.put_result(
+      "data_check", "report",
+      R"({"source": "fixture", "classes": 3, "class_names": ["cat", "dog", "<b>bird</b>"],)"
+      R"("splits": [{"split": "train", "examples": 900, "class_counts": {"cat": 600, "dog": 250, "<b>bird</b>": 50}},)"
+      R"({"split": "test", "examples": 1000, "class_counts": {"cat": 340, "dog": 330, "<b>bird</b>": 330}}],)"
+      R"("images": true, "exact_pairs": 1, "near_pairs": 40, "train_exact_copies": 0,)"
+      R"("duplicates": [{"split_a": "train", "split_b": "test", "a": 12, "b": 7, "kind": "exact", "correlation": 1.0,)"
+      R"("label_a": "cat", "label_b": "cat", "png_a": ")" +
+          png + R"(", "png_b": ")" + png +
+          R"("},)"
+          R"({"split_a": "train", "split_b": "test", "a": 30, "b": 9, "kind": "near", "correlation": 0.9987, "shift": [1, -2],)"
+          R"("label_a": "dog", "label_b": "<b>bird</b>", "png_a": ")" +
+          png + R"(", "png_b": ")" + png +
+          R"("}],)"
+          R"("label_noise_checked": true, "oof_accuracy": 0.84, "suspect_counts": {"train": 57, "test": 4},)"
+          R"("label_suspects": [{"split": "train", "index": 3, "source": 103, "given": "cat", "suggested": "dog",)"
+          R"("given_probability": 0.02, "suggested_probability": 0.97, "score": 0.95, "png": ")" +
+          png +
+          R"("},)"
+          R"({"split": "train", "index": 5, "source": 5, "given": "dog", "suggested": "<b>bird</b>",)"
+          R"j("given_probability": 0.1, "suggested_probability": 0.8, "score": 0.7, "png": "x\" onerror=\"alert(9)"},)j"
+          R"({"split": "test", "index": 8, "source": 8, "given": "<b>bird</b>", "suggested": "cat",)"
+          R"("given_probability": 0.2, "suggested_probability": 0.7, "score": 0.5, "png": ")" +
+          png +
+          R"("}],)"
+          R"("broken_count": 0, "findings": [], "seconds": 3.2})");
+}
+
 void hostile_run(const fs::path& runs) {
   const fs::path dir = runs / "<img src=x onerror=alert(1)>";
   fs::create_directories(dir);
@@ -152,6 +198,7 @@ int main(int argc, char** argv) {
                         {"run.sweep_trial", "\"train.lr=" + std::to_string(lr) + "\"", "sweep",
                          "the trial's settings"}});
   }
+  data_check_run(runs / "dc");
   hostile_run(runs);
   return 0;
 }
