@@ -256,6 +256,7 @@ DataSplits load_idx_dir(const IdxOptions& options) {
   out.train_origin = origin.index_select(0, train_idx);
   out.val_origin = origin.index_select(0, val_idx);
   out.test_origin = origin_t;
+  out.source = "idx:" + options.dir.string();
   out.num_classes = classes;
   out.input_shape = {1, x.size(1), x.size(2)};
   return out;
@@ -270,6 +271,7 @@ DataSplits fashion_mnist(IdxOptions options) {
                         "0 to 9, not " +
                         std::to_string(c));
   DataSplits out = load_idx_dir(options);
+  out.source = "fashion-mnist";
   const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
                                           "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                           "Bag",         "Ankle boot"};
