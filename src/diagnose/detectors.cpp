@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -36,6 +37,15 @@ std::pair<const LayerSignals*, const LayerSignals*> first_last(const StepSignals
 double metric(const std::map<std::string, double>& m, const char* key, double otherwise = NAN) {
   auto it = m.find(key);
   return it == m.end() ? otherwise : it->second;
+}
+
+// "ReLU" for "relu": an activation as its module is called.
+std::string display_name(const std::string& activation) {
+  if (activation == "relu") return "ReLU";
+  if (activation.empty()) return activation;
+  std::string name = activation;
+  name[0] = char(std::toupper(static_cast<unsigned char>(name[0])));
+  return name;
 }
 
 }  // namespace
@@ -490,6 +500,270 @@ void LearningRateDetector::load_state(const std::string& text) {
   low_streak_ = j.at("low_streak").get<int>();
 }
 
+std::optional<Finding> SymmetricUnitsDetector::on_step(const StepSignals& s) {
+  std::vector<const LayerSignals*> same;
+  for (const auto& l : s.layers)
+    if (l.is_weight && l.units > 1 && l.unit_spread < t_.symmetric_spread) same.push_back(&l);
+  streak_ = same.empty() ? 0 : streak_ + 1;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
+  const LayerSignals& first = *same.front();
+  std::string names;
+  for (size_t i = 0; i < same.size() && i < 3; ++i)
+    names += std::string(i ? ", " : "") + "'" + same[i]->name + "'";
+  if (same.size() > 3) names += " and " + std::to_string(same.size() - 3) + " more";
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "the " + std::to_string(first.units) + " units of '" + first.name +
+                  "' are identical" + (first.weight_norm == 0 ? " (all zero)" : "") +
+                  ": they differ by " + num(first.unit_spread) + " of the weights' size at " +
+                  std::to_string(t_.sustain_steps) +
+                  " logging steps in a row (identical units in " + names +
+                  "). A constant initialization gives every unit the same gradient, so the "
+                  "units never become different and the layer learns as one unit",
+              {{"unit_spread", first.unit_spread},
+               {"units", double(first.units)},
+               {"symmetric_weights", double(same.size())}},
+              "initialize the weights randomly: remove the zeros/constant initialization (keep "
+              "the framework's default, or kaiming_uniform_ before ReLUs and xavier_uniform_ "
+              "before tanh/sigmoid); only the last layer may start at zero");
+}
+
+std::string SymmetricUnitsDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void SymmetricUnitsDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::optional<Finding> StuckParametersDetector::on_step(const StepSignals& s) {
+  std::vector<const LayerSignals*> stuck;
+  for (const auto& l : s.layers)
+    if (l.grad_norm > 0 && std::isfinite(l.grad_norm) && l.weight_norm > 0 && l.update_ratio == 0)
+      stuck.push_back(&l);
+  // A step skipped for a NaN (mixed precision's loss scaling) changes nothing, rightly.
+  streak_ = stuck.empty() || s.non_finite ? 0 : streak_ + 1;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
+  std::string names;
+  for (size_t i = 0; i < stuck.size() && i < 3; ++i)
+    names += std::string(i ? ", " : "") + "'" + stuck[i]->name + "'";
+  if (stuck.size() > 3) names += " and " + std::to_string(stuck.size() - 3) + " more";
+  double largest = 0;
+  for (const auto* l : stuck) largest = std::max(largest, l->grad_norm);
+  const bool all = stuck.size() == s.layers.size();
+  const std::string remedy =
+      s.lr == 0 ? "the learning rate is 0: set one (" + setting_ref("train.lr", "0.001") +
+                      ") or check the schedule that brings it there"
+                : "give every trainable parameter to the optimizer: build it after the model is "
+                  "complete, from all of its parameters (a layer created in forward(), or "
+                  "assigned after the optimizer was made, is never stepped). If they are in it, "
+                  "their updates are below float precision: raise the learning rate";
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              std::string(all ? "every parameter tensor gets"
+                              : std::to_string(stuck.size()) + " of " +
+                                    std::to_string(s.layers.size()) + " parameter tensors get") +
+                  " a gradient (up to " + num(largest) +
+                  ") that the optimizer step does not apply: unchanged at " +
+                  std::to_string(t_.sustain_steps) + " logging steps in a row (" + names +
+                  "), so they never train",
+              {{"stuck_tensors", double(stuck.size())},
+               {"tensors", double(s.layers.size())},
+               {"grad_norm", largest},
+               {"lr", s.lr}},
+              remedy);
+}
+
+std::string StuckParametersDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void StuckParametersDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::optional<Finding> StillLossDetector::on_step(const StepSignals& s) {
+  if (std::isnan(first_loss_) && std::isfinite(s.loss)) first_loss_ = s.loss;
+  return std::nullopt;
+}
+
+std::optional<Finding> StillLossDetector::on_epoch(const EpochSignals& e) {
+  const double tl = metric(e.train, "loss");
+  train_.push_back(tl);
+  const int64_t fair =
+      std::clamp<int64_t>(static_cast<int64_t>(std::ceil(t_.fair_share * e.max_epochs)),
+                          t_.fair_min_epochs, t_.fair_max_epochs);
+  const int64_t epochs = e.epoch - std::max<int64_t>(0, e.phase_epoch - 1);
+  if (epochs < std::min<int64_t>(fair, e.max_epochs) || train_.size() < 2) return std::nullopt;
+  const double previous = train_[train_.size() - 2];
+  if (!std::isfinite(tl) || !std::isfinite(first_loss_) || first_loss_ <= 0 || previous <= 0)
+    return std::nullopt;
+  const double since_first = std::fabs(tl - first_loss_) / first_loss_;
+  const double since_previous = std::fabs(tl - previous) / previous;
+  if (since_first >= t_.still_first || since_previous >= t_.still_epoch) return std::nullopt;
+  return make(kind(), Severity::kWarning, e.step, e.epoch,
+              "the training loss has not moved: " + num(tl) + " after " + std::to_string(epochs) +
+                  " epochs, " + num(100 * since_first) + "% from the first logged loss (" +
+                  num(first_loss_) + ") and " + num(100 * since_previous) +
+                  "% from the previous epoch's; nothing is learning",
+              {{"train_loss", tl},
+               {"first_loss", first_loss_},
+               {"change_since_first", since_first},
+               {"change_since_previous", since_previous},
+               {"frozen_fraction", e.frozen_fraction}},
+              e.frozen_fraction >= 1
+                  ? "every parameter is frozen: unfreeze the layers that should train"
+                  : "check that the optimizer steps the model's parameters and that the "
+                    "learning rate is not 0, that the loss reaches the parameters (no detach(), "
+                    "no torch::NoGradGuard in forward), and that the targets belong to the "
+                    "inputs; then try a learning rate 10x higher (" +
+                        setting_ref("train.lr", "0.01") + ")");
+}
+
+std::string StillLossDetector::save_state() const {
+  return nlohmann::json{{"first_loss", std::isnan(first_loss_) ? nlohmann::json(nullptr)
+                                                               : nlohmann::json(first_loss_)},
+                        {"train", train_}}
+      .dump();
+}
+void StillLossDetector::load_state(const std::string& text) {
+  const auto j = nlohmann::json::parse(text);
+  first_loss_ = j.contains("first_loss") && j.at("first_loss").is_number()
+                    ? j.at("first_loss").get<double>()
+                    : NAN;
+  train_ = j.contains("train") ? j.at("train").get<std::vector<double>>() : std::vector<double>{};
+}
+
+std::optional<Finding> FewStepsDetector::on_epoch(const EpochSignals& e) {
+  // The whole run's budget, judged once its first epoch has shown how many steps one takes.
+  if (e.epoch != 1 || e.steps_per_epoch <= 0 || e.max_epochs < 1) return std::nullopt;
+  const int64_t epochs = e.max_epochs;
+  const int64_t total = e.steps_per_epoch * epochs;
+  if (total >= t_.min_run_steps) return std::nullopt;
+  // The power of two nearest (in ratio) to the batch that gives advised_run_steps, at least 8.
+  std::string remedy;
+  if (e.batch_size > 8) {
+    int64_t batch = 8;
+    const double wanted = double(e.batch_size) * double(total) / double(t_.advised_run_steps);
+    while (double(batch * 2) <= wanted * std::sqrt(2.0) && batch * 2 < e.batch_size) batch *= 2;
+    remedy = "use smaller batches (" + setting_ref("train.batch_size", std::to_string(batch)) +
+             " gives about " + std::to_string(std::max<int64_t>(1, total * e.batch_size / batch)) +
+             " steps) or more epochs (" +
+             setting_ref("train.max_epochs",
+                         std::to_string((t_.advised_run_steps + e.steps_per_epoch - 1) /
+                                        e.steps_per_epoch)) +
+             ")";
+  } else {
+    remedy = "train more epochs (" +
+             setting_ref("train.max_epochs",
+                         std::to_string((t_.advised_run_steps + e.steps_per_epoch - 1) /
+                                        e.steps_per_epoch)) +
+             ") or on more data";
+  }
+  return make(kind(), Severity::kWarning, e.step, e.epoch,
+              "the run takes only " + std::to_string(total) + " optimizer steps (" +
+                  std::to_string(e.steps_per_epoch) + " per epoch" +
+                  (e.batch_size > 0 ? " of batch " + std::to_string(e.batch_size) : "") + ", for " +
+                  std::to_string(epochs) +
+                  " epochs): too few for the weights to move "
+                  "far from their initialization, whatever the data",
+              {{"run_steps", double(total)},
+               {"steps_per_epoch", double(e.steps_per_epoch)},
+               {"batch_size", double(e.batch_size)}},
+              remedy);
+}
+
+std::optional<Finding> UnreachableTargetsDetector::on_step(const StepSignals& s) {
+  // The bound the outputs stay within, the share of outputs pinned at it, the targets beyond it.
+  struct Bound {
+    double value, pinned, beyond;
+  };
+  std::optional<Bound> hit;
+  const std::string& known = s.output_activation;
+  if (s.regression_outputs && !known.empty()) {
+    // The model ends in the activation: its bounds are certain, pinned or not.
+    std::vector<Bound> bounds = {{0.0, s.near_zero, s.targets_below_zero}};
+    if (known == "sigmoid") bounds.push_back({1.0, s.near_one, s.targets_above_one});
+    if (known == "tanh")
+      bounds = {{-1.0, s.near_minus_one, s.targets_below_minus_one},
+                {1.0, s.near_one, s.targets_above_one}};
+    for (const auto& b : bounds)
+      if (b.beyond >= t_.unreachable_share && (!hit || b.beyond > hit->beyond)) hit = b;
+  } else if (s.regression_outputs && s.output_count >= t_.min_outputs) {
+    std::vector<Bound> bounds;
+    if (s.output_max <= 1.0) bounds.push_back({1.0, s.near_one, s.targets_above_one});
+    if (s.output_min >= 0.0)
+      bounds.push_back({0.0, std::max(s.near_zero, s.zero_fraction), s.targets_below_zero});
+    else if (s.output_min >= -1.0)
+      bounds.push_back({-1.0, s.near_minus_one, s.targets_below_minus_one});
+    for (const auto& b : bounds)
+      if (b.pinned >= t_.pinned_share && b.beyond >= t_.unreachable_share &&
+          (!hit || b.beyond > hit->beyond))
+        hit = b;
+  }
+  streak_ = hit ? streak_ + 1 : 0;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
+  const bool zeros = s.output_min >= 0 && s.zero_fraction >= t_.pinned_share;
+  const std::string activation = !known.empty() ? "the model's last layer, a " + display_name(known)
+                                 : s.output_min < 0 ? "as after a tanh"
+                                 : zeros || s.output_max > 1
+                                     ? "as after a ReLU (or another non-negative activation)"
+                                     : "as after a sigmoid";
+  const std::string side = hit->value > 0 ? "above " + num(hit->value) : "below " + num(hit->value);
+  const std::string pinned = hit->pinned >= t_.pinned_share
+                                 ? "; " + num(100 * hit->pinned) +
+                                       "% of the outputs are pinned at " + num(hit->value) +
+                                       ", where the activation passes almost no gradient"
+                                 : "";
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "the outputs stay within [" + num(s.output_min) + ", " + num(s.output_max) + "], " +
+                  activation + ", while " + num(100 * hit->beyond) + "% of the targets lie " +
+                  side + ": out of reach" + pinned,
+              {{"output_min", s.output_min},
+               {"output_max", s.output_max},
+               {"pinned_share", hit->pinned},
+               {"unreachable_share", hit->beyond}},
+              "remove the activation after the last layer (a regression output is linear), or "
+              "scale the targets into its range");
+}
+
+std::string UnreachableTargetsDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void UnreachableTargetsDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
+std::optional<Finding> FrozenNormDriftDetector::on_step(const StepSignals& s) {
+  const FrozenNormSignals* worst = nullptr;
+  int64_t moving = 0;
+  for (const auto& n : s.frozen_norms)
+    if (n.drift > t_.norm_drift) {
+      ++moving;
+      if (!worst || n.drift > worst->drift) worst = &n;
+    }
+  streak_ = worst ? streak_ + 1 : 0;
+  if (streak_ < t_.sustain_steps) return std::nullopt;
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "the running statistics of BatchNorm layer '" + worst->name + "' moved by " +
+                  num(100 * worst->drift) +
+                  "% since the last logging step although its weights are frozen (" +
+                  std::to_string(moving) + " of " + std::to_string(s.frozen_norms.size()) +
+                  " frozen BatchNorm layers run in training mode): the frozen layers' outputs "
+                  "shift under the layers that train, and evaluation, which uses those "
+                  "statistics, no longer sees what training saw",
+              {{"drift", worst->drift},
+               {"moving_layers", double(moving)},
+               {"frozen_norm_layers", double(s.frozen_norms.size())}},
+              "keep frozen BatchNorm layers in eval mode: freeze with "
+              "trainscope::models::freeze(model, prefixes), which does, or call eval() on them "
+              "after every train(); to let them adapt to the new data on purpose, say so (" +
+                  setting_ref("finetune.train_bn", "true") + ")");
+}
+
+std::string FrozenNormDriftDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void FrozenNormDriftDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
 std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThresholds& t) {
   std::vector<std::unique_ptr<Detector>> d;
   d.push_back(std::make_unique<NonFiniteDetector>());
@@ -504,6 +778,12 @@ std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThreshold
   // Appended: a checkpoint of the detectors above loads into their places.
   d.push_back(std::make_unique<ProbabilityOutputsDetector>());
   d.push_back(std::make_unique<NonNegativeLogitsDetector>());
+  d.push_back(std::make_unique<SymmetricUnitsDetector>(t));
+  d.push_back(std::make_unique<StuckParametersDetector>(t));
+  d.push_back(std::make_unique<StillLossDetector>(t));
+  d.push_back(std::make_unique<FewStepsDetector>(t));
+  d.push_back(std::make_unique<UnreachableTargetsDetector>(t));
+  d.push_back(std::make_unique<FrozenNormDriftDetector>(t));
   return d;
 }
 

@@ -1,6 +1,8 @@
 #include <trainscope/diagnose/diagnostics.h>
 #include <trainscope/error.h>
 #include <trainscope/models/model.h>
+#include <trainscope/models/torchscript.h>
+#include <trainscope/models/transfer.h>
 #include <trainscope/track/run.h>
 
 #include <unistd.h>
@@ -77,6 +79,8 @@ void Diagnostics::on_fit_start(TrainState& state) {
   }
   findings_.clear();
   before_.clear();
+  output_activation_ = models::output_activation(*state.model);  // once: reads a graph
+  norm_stats_.clear();
   non_finite_ = torch::Tensor();
   target_var_sum_ = 0.0;
   target_var_count_ = 0;
@@ -121,13 +125,19 @@ void Diagnostics::on_after_backward(TrainState& state) {
   for (const auto& p : params_) {
     const auto& g = p.grad();
     auto w = p.detach();
+    // How much a weight's units differ: the spread across rows, per input, over the mean |w|.
+    auto spread = torch::ones({}, w.options());
+    if (w.dim() >= 2 && w.size(0) > 1 && w.numel() > 0) {
+      const auto rows_w = w.flatten(1);
+      spread = rows_w.std(0, /*unbiased=*/false).mean() / (rows_w.abs().mean() + 1e-12);
+    }
     if (g.defined())
-      rows.push_back(
-          torch::stack({g.norm(), w.norm(), (g == 0).sum().to(w.scalar_type()), g.abs().sum()}));
+      rows.push_back(torch::stack(
+          {g.norm(), w.norm(), (g == 0).sum().to(w.scalar_type()), g.abs().sum(), spread}));
     else
       rows.push_back(torch::stack({torch::zeros({}, w.options()), w.norm(),
                                    torch::full({}, double(w.numel()), w.options()),
-                                   torch::zeros({}, w.options())}));
+                                   torch::zeros({}, w.options()), spread}));
     before_.push_back(w.clone());
   }
   grad_stats_ = torch::stack(rows).to(torch::kFloat64);
@@ -158,7 +168,40 @@ std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state
   return out;
 }
 
+std::vector<FrozenNormSignals> Diagnostics::frozen_norm_signals(TrainState& state) {
+  std::vector<FrozenNormSignals> out;
+  if (options_.frozen_norms_may_move) return out;
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> drifts;
+  for (const auto& item : state.model->module().named_modules("", /*include_self=*/false)) {
+    const auto& m = *item.value();
+    if (!models::is_batch_norm(m) || !m.is_training()) continue;
+    const auto params = m.parameters(/*recurse=*/false);
+    if (params.empty()) continue;
+    bool frozen = true;
+    for (const auto& p : params) frozen = frozen && !p.requires_grad();
+    const auto* mean = m.named_buffers(/*recurse=*/false).find("running_mean");
+    const auto* var = m.named_buffers(/*recurse=*/false).find("running_var");
+    if (!frozen || !mean || !var || !mean->defined() || !var->defined()) continue;
+    auto it = norm_stats_.find(item.key());
+    if (it != norm_stats_.end()) {
+      auto rel = [](const torch::Tensor& now, const torch::Tensor& before) {
+        return (now - before).norm() / (before.norm() + 1e-6);
+      };
+      names.push_back(item.key());
+      drifts.push_back(torch::maximum(rel(*mean, it->second.first), rel(*var, it->second.second)));
+    }
+    norm_stats_[item.key()] = {mean->detach().clone(), var->detach().clone()};
+  }
+  if (drifts.empty()) return out;
+  auto host = torch::stack(drifts).to(torch::kCPU, torch::kFloat64).contiguous();
+  for (size_t i = 0; i < names.size(); ++i) out.push_back({names[i], host.data_ptr<double>()[i]});
+  return out;
+}
+
 void Diagnostics::on_train_batch_end(TrainState& state) {
+  largest_batch_ = std::max(largest_batch_, state.batch_size);
   if (!state.targets.defined()) return;
   start_phase(state);
   if (state.outputs.defined() && state.outputs.dim() == 2) num_outputs_ = state.outputs.size(1);
@@ -182,9 +225,23 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     outputs = torch::stack(
         {o.min(), o.max(), (o.sum(1) - 1).abs().max(), o.eq(0).to(torch::kFloat64).mean()});
   }
+  // Regression outputs against a bounded activation's reach: outputs pinned at 0, 1 or -1, and
+  // targets beyond them (1 row of 9 values).
+  const bool regression = state.outputs.defined() && state.targets.is_floating_point() &&
+                          state.outputs.numel() == state.targets.numel() &&
+                          state.outputs.numel() > 0;
+  torch::Tensor reach = torch::zeros({9}, state.loss.options().dtype(torch::kFloat64));
+  if (regression) {
+    const auto o = state.outputs.detach().to(torch::kFloat64).flatten();
+    const auto t = state.targets.detach().to(torch::kFloat64).flatten();
+    auto share = [](const torch::Tensor& mask) { return mask.to(torch::kFloat64).mean(); };
+    reach = torch::stack({o.min(), o.max(), share(o.eq(0)), share(o >= 0.99),
+                          share((o >= 0).logical_and(o <= 0.01)), share(o <= -0.99),
+                          share(t > 1.01), share(t < -0.01), share(t < -1.01)});
+  }
   auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
                             non_finite_.to(torch::kFloat64).reshape({1}),
-                            state.loss.detach().to(torch::kFloat64).reshape({1}), outputs});
+                            state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach});
   auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
   const double* v = host.data_ptr<double>();
   before_.clear();
@@ -197,14 +254,16 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   const size_t n = params_.size();
   double sq = 0, abs_sum = 0, entries = 0;
   for (size_t i = 0; i < n; ++i) {
-    const double* row = v + 4 * i;
+    const double* row = v + 5 * i;
     LayerSignals l;
     l.name = names_[i];
     l.grad_norm = row[0];
     l.weight_norm = row[1];
     l.zero_grad_fraction = row[2] / double(params_[i].numel());
-    l.update_ratio = row[1] > 0 ? v[4 * n + i] / row[1] : 0.0;
+    l.update_ratio = row[1] > 0 ? v[5 * n + i] / row[1] : 0.0;
     l.is_weight = params_[i].dim() >= 2;
+    l.units = l.is_weight ? params_[i].size(0) : 0;
+    l.unit_spread = row[4];
     sq += row[0] * row[0];
     abs_sum += row[3];
     entries += double(params_[i].numel());
@@ -212,14 +271,31 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   }
   s.grad_norm = std::sqrt(sq);
   s.grad_abs_mean = entries > 0 ? abs_sum / entries : 0.0;
-  s.non_finite = v[5 * n] != 0;
-  s.loss = v[5 * n + 1];
+  const double* tail = v + 6 * n;  // after 5 values per parameter and one update norm each
+  s.non_finite = tail[0] != 0;
+  s.loss = tail[1];
   s.classification_outputs = classification;
-  s.output_min = v[5 * n + 2];
-  s.output_max = v[5 * n + 3];
-  s.row_sum_error = v[5 * n + 4];
-  s.zero_fraction = v[5 * n + 5];
+  s.output_min = tail[2];
+  s.output_max = tail[3];
+  s.row_sum_error = tail[4];
+  s.zero_fraction = tail[5];
+  if (regression) {
+    const double* r = tail + 6;
+    s.regression_outputs = true;
+    s.output_count = state.outputs.numel();
+    s.output_min = r[0];
+    s.output_max = r[1];
+    s.zero_fraction = r[2];
+    s.near_one = r[3];
+    s.near_zero = r[4];
+    s.near_minus_one = r[5];
+    s.targets_above_one = r[6];
+    s.targets_below_zero = r[7];
+    s.targets_below_minus_one = r[8];
+    s.output_activation = output_activation_;
+  }
   s.activations = activation_signals(state);
+  s.frozen_norms = frozen_norm_signals(state);
 
   if (state.run) {
     auto& store = state.run->store();
@@ -262,6 +338,9 @@ void Diagnostics::on_epoch_end(TrainState& state) {
     if (!p.requires_grad()) frozen += p.numel();
   }
   e.frozen_fraction = all > 0 ? static_cast<double>(frozen) / all : 0.0;
+  e.steps_per_epoch = state.batches_per_epoch;
+  e.batch_size = largest_batch_;
+  largest_batch_ = 0;
   if (e.classification) {
     // The model's output width is the number of classes; a uniform guess scores log C.
     e.num_classes = num_outputs_;

@@ -4,6 +4,8 @@
 
 #include "scripted_module.h"
 
+#include <torch/csrc/jit/passes/inliner.h>
+
 #include <fstream>
 
 namespace trainscope::models {
@@ -52,6 +54,39 @@ void save_torchscript(const Model& model, const std::filesystem::path& file) {
     throw CheckpointError("writing " + file.string() +
                           " failed: " + what.substr(0, what.find('\n')));
   }
+}
+
+namespace {
+
+std::string activation_of_module(const std::shared_ptr<torch::nn::Module>& module) {
+  auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(module);
+  if (!seq || seq->is_empty()) return "";
+  auto last = seq->ptr(seq->size() - 1);
+  if (last->as<torch::nn::SequentialImpl>()) return activation_of_module(last);
+  if (last->as<torch::nn::SigmoidImpl>()) return "sigmoid";
+  if (last->as<torch::nn::TanhImpl>()) return "tanh";
+  if (last->as<torch::nn::ReLUImpl>() || last->as<torch::nn::ReLU6Impl>()) return "relu";
+  if (last->as<torch::nn::SoftplusImpl>()) return "softplus";
+  return "";
+}
+
+}  // namespace
+
+std::string output_activation(const Model& model) {
+  auto* scripted = dynamic_cast<detail::ScriptedModule*>(&model.module());
+  if (!scripted) return activation_of_module(model.ptr());
+  try {
+    auto graph = scripted->scripted().get_method("forward").graph()->copy();
+    torch::jit::Inline(*graph);  // submodules' forwards (nn.Sigmoid()) become their operations
+    if (graph->outputs().size() != 1) return "";
+    const std::string op = graph->outputs()[0]->node()->kind().toQualString();
+    if (op == "aten::sigmoid" || op == "aten::sigmoid_") return "sigmoid";
+    if (op == "aten::tanh" || op == "aten::tanh_") return "tanh";
+    if (op == "aten::relu" || op == "aten::relu_" || op == "aten::relu6") return "relu";
+    if (op == "aten::softplus") return "softplus";
+  } catch (const c10::Error&) {
+  }
+  return "";
 }
 
 bool is_torchscript_file(const std::filesystem::path& file) {

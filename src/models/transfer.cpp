@@ -37,10 +37,6 @@ std::string candidates(const Model& model) {
   return out.empty() ? "none: the model has no Linear layer" : out;
 }
 
-bool is_batch_norm(const torch::nn::Module& m) {
-  return detail::layer_kind(m).rfind("BatchNorm", 0) == 0;
-}
-
 // A layer without parameters that gives its inputs' values back (in eval mode): what may follow
 // a head, as timm's ClassifierHead puts a Flatten after its fc.
 bool passes_values_on(const torch::nn::Module& m) {
@@ -50,6 +46,10 @@ bool passes_values_on(const torch::nn::Module& m) {
 }
 
 }  // namespace
+
+bool is_batch_norm(const torch::nn::Module& m) {
+  return detail::layer_kind(m).rfind("BatchNorm", 0) == 0;
+}
 
 std::string LinearLayer::describe() const {
   return name + " (" + std::to_string(in_features) + " -> " + std::to_string(out_features) + ")";

@@ -70,6 +70,29 @@ inline Model sequential_mlp(std::vector<int64_t> hidden, const std::string& acti
   return Model(net, "mlp");
 }
 
+// An MLP whose Linear layers start at `weight` everywhere, biases at 0 (torch.nn.init.constant_
+// and zeros_ on every layer).
+inline Model constant_mlp(std::vector<int64_t> hidden, double weight) {
+  Model m = sequential_mlp(std::move(hidden), "relu");
+  torch::NoGradGuard g;
+  for (auto& p : m.module().named_parameters())
+    p.value().fill_(p.key().find("bias") != std::string::npos ? 0.0 : weight);
+  return m;
+}
+
+// A head sized on its first forward (as torch.nn.LazyLinear), which comes after the optimizer
+// was built from the parameters there were: the head never trains.
+struct LazyHeadNet : torch::nn::Module {
+  torch::nn::Sequential body{torch::nn::Flatten(), torch::nn::Linear(784, 128), torch::nn::ReLU()};
+  torch::nn::Linear head{nullptr};
+  LazyHeadNet() { register_module("body", body); }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto h = body->forward(x);
+    if (!head) head = register_module("head", torch::nn::Linear(h.size(1), 10));
+    return head->forward(h);
+  }
+};
+
 inline std::vector<Scenario> all() {
   auto none = [](auto&) {};
   auto raw_pixels = [](data::IdxOptions& d) {  // (x/255 - 0) / (1/255): pixel values 0..255
@@ -100,6 +123,28 @@ inline std::vector<Scenario> all() {
          return sequential_mlp({1024, 1024}, "relu");
        },
        none, none, /*small_train=*/true, /*epoch_factor=*/4},
+      {"zero initialization: every weight and bias of a ReLU MLP at 0", "symmetric_units",
+       [] {
+         return constant_mlp({128, 128}, 0.0);
+       },
+       none, none},
+      {"constant initialization: every weight at 0.01", "symmetric_units",
+       [] {
+         return constant_mlp({128, 128}, 0.01);
+       },
+       none, none},
+      {"a lazily sized head, created after the optimizer", "stuck_parameters",
+       [] {
+         auto net = std::make_shared<LazyHeadNet>();
+         return Model(
+             net, [net](const torch::Tensor& x) { return net->forward(x); }, "lazy_head");
+       },
+       none, none},
+      {"too few steps: batch 1024 on 1,800 examples", "too_few_steps",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.batch_size(1024); }},
       // The default run's recipe. Without augmentation the CNN really does overfit by epoch ~8 of
       // a 20,000-example subset, and the detector rightly says so.
       {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); },

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <set>
 
 namespace sc = trainscope::scenarios;
 
@@ -103,4 +104,95 @@ TEST(AutoRemedy, ExplodingGradientsAreClippedFromTheNextStepOn) {
     recorded |= f.kind == "remedy" &&
                 f.message.find("clipping gradients at norm 1 from step 3") != std::string::npos;
   EXPECT_TRUE(recorded);
+}
+
+// Regression outputs through a sigmoid or a ReLU cannot reach targets above 1 or below 0; a
+// linear output on the same data raises nothing of the kind.
+TEST(DiagnoseRegression, OutputsThatCannotReachTheTargetsAreFound) {
+  namespace dg = trainscope::diagnose;
+  namespace nn = torch::nn;
+  torch::manual_seed(0);
+  auto x = torch::randn({2048, 8});
+  auto y = x.matmul(torch::linspace(-1, 1, 8).unsqueeze(1)) * 2;  // standardized-like: -6..6
+  // `hidden`: the net inside a module of another kind, so that only its outputs tell.
+  auto kinds = [&](const std::string& last, const torch::Tensor& targets, bool hidden = false,
+                   int64_t epochs = 3) {
+    auto set = std::make_shared<trainscope::data::TensorDataset>(x, targets);
+    torch::manual_seed(1);
+    nn::Sequential net(nn::Linear(8, 32), nn::ReLU(), nn::Linear(32, 1));
+    if (last == "sigmoid") net->push_back(nn::Sigmoid());
+    if (last == "relu") net->push_back(nn::ReLU());
+    struct Wrapper : nn::Module {};
+    auto wrapper = std::make_shared<Wrapper>();
+    wrapper->register_module("net", net);
+    trainscope::Model model =
+        hidden ? trainscope::Model(
+                     wrapper, [net](const torch::Tensor& in) mutable { return net->forward(in); })
+               : trainscope::Model(net);
+    dg::DiagnosticsOptions o;
+    o.every = 5;
+    o.print = false;
+    auto diagnostics = std::make_shared<dg::Diagnostics>(o);
+    trainscope::TrainerOptions t;
+    trainscope::Trainer trainer(
+        t.task(trainscope::Task::kRegression).max_epochs(epochs).batch_size(64).runs_dir(""));
+    trainer.add_callback(diagnostics);
+    trainer.fit(model, set, nullptr);
+    std::set<std::string> found;
+    for (const auto& f : diagnostics->findings()) {
+      found.insert(f.kind);
+      if (f.kind == "unreachable_targets")
+        std::printf("%s%s: epoch %lld of %lld: %s\n", last.c_str(), hidden ? " (hidden)" : "",
+                    (long long)f.epoch, (long long)epochs, f.message.c_str());
+    }
+    return found;
+  };
+  EXPECT_TRUE(kinds("sigmoid", y + 5).count("unreachable_targets")) << "targets -1..11";
+  EXPECT_TRUE(kinds("relu", y).count("unreachable_targets")) << "half the targets below 0";
+  EXPECT_TRUE(kinds("sigmoid", y + 5, /*hidden=*/true, 10).count("unreachable_targets"))
+      << "outputs pinned at 1";
+  EXPECT_TRUE(kinds("relu", y, /*hidden=*/true).count("unreachable_targets"))
+      << "outputs pinned at 0";
+  EXPECT_FALSE(kinds("linear", y + 5).count("unreachable_targets"));
+  EXPECT_FALSE(kinds("linear", y + 5, /*hidden=*/true).count("unreachable_targets"));
+  EXPECT_FALSE(kinds("sigmoid", torch::sigmoid(y)).count("unreachable_targets"))
+      << "targets in (0, 1)";
+}
+
+// A backbone frozen by hand (requires_grad off) keeps its BatchNorm layers in training mode:
+// their statistics drift and diagnostics says so. Frozen with models::freeze, which keeps them in
+// eval mode, or with the drift allowed (finetune.train_bn), it says nothing.
+TEST(DiagnoseFineTuning, FrozenBatchNormLeftInTrainingModeIsFound) {
+  namespace dg = trainscope::diagnose;
+  namespace nn = torch::nn;
+  torch::manual_seed(0);
+  auto x = torch::randn({1024, 1, 8, 8}) * 2 + 1;
+  auto y = (x.mean({1, 2, 3}) > 1).to(torch::kLong);
+  auto data = std::make_shared<trainscope::data::TensorDataset>(x, y);
+  auto found = [&](const std::string& how) {
+    torch::manual_seed(1);
+    nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 8, 3).padding(1)), nn::BatchNorm2d(8),
+                       nn::ReLU(), nn::Flatten(), nn::Linear(8 * 8 * 8, 2));
+    trainscope::Model model(net);
+    if (how == "by hand" || how == "allowed")
+      for (auto& p : net->named_parameters())
+        if (p.key().rfind("4.", 0) != 0) p.value().set_requires_grad(false);
+    if (how == "models::freeze") trainscope::models::freeze(model, {"0", "1"});
+    dg::DiagnosticsOptions o;
+    o.every = 4;
+    o.print = false;
+    o.frozen_norms_may_move = how == "allowed";
+    auto diagnostics = std::make_shared<dg::Diagnostics>(o);
+    trainscope::TrainerOptions t;
+    trainscope::Trainer trainer(t.max_epochs(2).batch_size(32).runs_dir(""));
+    trainer.add_callback(diagnostics);
+    trainer.fit(model, data, nullptr);
+    for (const auto& f : diagnostics->findings())
+      if (f.kind == "frozen_norm_drift") return true;
+    return false;
+  };
+  EXPECT_TRUE(found("by hand"));
+  EXPECT_FALSE(found("models::freeze"));
+  EXPECT_FALSE(found("allowed"));
+  EXPECT_FALSE(found("nothing frozen"));
 }

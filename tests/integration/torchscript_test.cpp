@@ -107,6 +107,25 @@ TEST_F(TorchScript, ScriptedAndTracedModelsGivePythonsOutputs) {
   }
 }
 
+// Diagnostics knows the range a regression output can reach from the model's last operation,
+// scripted or traced, a module or a function call in forward.
+TEST_F(TorchScript, TheOutputActivationIsReadFromTheGraph) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"regress_sigmoid.pt", "sigmoid"},
+      {"regress_tanh.pt", "tanh"},
+      {"regress_relu_traced.pt", "relu"},
+      {"scripted.pt", ""},
+      {"traced.pt", ""}};
+  for (const auto& [file, activation] : cases)
+    EXPECT_EQ(ts::models::output_activation(ts::models::load_torchscript(dir_ / file)), activation)
+        << file;
+  namespace nn = torch::nn;
+  EXPECT_EQ(
+      ts::models::output_activation(ts::Model(nn::Sequential(nn::Linear(4, 1), nn::Softplus()))),
+      "softplus");
+  EXPECT_EQ(ts::models::output_activation(ts::Model(nn::Sequential(nn::Linear(4, 1)))), "");
+}
+
 TEST_F(TorchScript, TrainModeReachesTheScriptedCode) {
   const auto x = load_tensor(dir_ / "inputs.pt");
   torch::NoGradGuard no_grad;

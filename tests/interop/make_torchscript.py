@@ -55,6 +55,17 @@ class SoftmaxNet(nn.Module):
         return self.out(self.net(x))
 
 
+class TanhRegressor(nn.Module):
+    """A regression net whose output goes through torch.tanh in forward itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 1)
+
+    def forward(self, x):
+        return torch.tanh(self.fc(x))
+
+
 def main():
     out = sys.argv[1]
     data_dir = sys.argv[2] if len(sys.argv) > 2 else "/usr/share/datasets/fashion-mnist"
@@ -82,6 +93,12 @@ def main():
     torch.jit.script(model).save(f"{out}/scripted.pt")
     torch.jit.trace(model, xt).save(f"{out}/traced.pt")
     torch.jit.script(SoftmaxNet(model).eval()).save(f"{out}/softmax.pt")
+    # Regression heads that bound their outputs: diagnostics reads the last operation.
+    sigmoid = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.Sigmoid())
+    torch.jit.script(sigmoid).save(f"{out}/regress_sigmoid.pt")
+    torch.jit.script(TanhRegressor()).save(f"{out}/regress_tanh.pt")
+    relu = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1), nn.ReLU())
+    torch.jit.trace(relu, torch.randn(4, 8)).save(f"{out}/regress_relu_traced.pt")
     torch.save(xt, f"{out}/inputs.pt")
     torch.save(logits, f"{out}/outputs.pt")
     with open(f"{out}/stats.txt", "w") as f:

@@ -6,6 +6,7 @@
 #include <trainscope/diagnose/finding.h>
 #include <trainscope/diagnose/signals.h>
 
+#include <cmath>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -85,6 +86,40 @@ struct DetectorThresholds {
   // this share of the loss. The training loss averages a whole epoch; a validation loss over a
   // small split wobbles by more than that in healthy runs, so it is not used.
   double oscillation_share = 0.05;
+
+  // Ours: a weight whose units differ by less than this share of its mean |w| (LayerSignals::
+  // unit_spread) at sustain_steps logging steps in a row. A constant initialization gives every
+  // unit the same gradient, so they stay the same (the symmetry random initialization exists to
+  // break; Goodfellow et al., Deep Learning, sec. 8.4). Float noise between identical units is
+  // ~1e-7; the default initializations give ~0.6.
+  double symmetric_spread = 1e-4;
+
+  // Ours: after a fair share of the epochs (as underfitting), a training loss within
+  // `still_first` of its first logged value and within `still_epoch` of the previous epoch's has
+  // not moved: nothing is learning. Healthy runs fall by 20% or more from the first logging step
+  // to the second epoch.
+  double still_first = 0.05;
+  double still_epoch = 0.01;
+
+  // Ours: a run of fewer than `min_run_steps` optimizer steps (steps per epoch x epochs) is too
+  // short for Adam at its default lr 1e-3 to move a weight by more than ~0.05; the remedy aims
+  // at `advised_run_steps`.
+  int64_t min_run_steps = 50;
+  int64_t advised_run_steps = 500;
+
+  // Ours: regression targets out of the outputs' reach: at least `unreachable_share` of the
+  // targets beyond the bound of the activation the outputs stay within (0 or 1 for a sigmoid or
+  // a ReLU, -1 or 1 for a tanh), with at least `pinned_share` of the outputs pinned at that
+  // bound, over at least `min_outputs` outputs, at sustain_steps logging steps in a row.
+  double unreachable_share = 0.05;
+  double pinned_share = 0.1;
+  int64_t min_outputs = 32;
+
+  // Ours: a BatchNorm layer whose weights are frozen but whose running mean or variance moved by
+  // more than this share between logging steps, at sustain_steps logging steps in a row. In
+  // eval mode they do not move at all; in training mode they follow every batch (Keras runs a
+  // frozen BatchNormalization in inference mode for this reason: its transfer-learning guide).
+  double norm_drift = 1e-3;
 };
 
 // Consumes signals in step order; returns a Finding whenever its rule holds. Diagnostics reports
@@ -264,6 +299,92 @@ class LearningRateDetector : public ThresholdDetector {
 
  private:
   int high_streak_ = 0, low_streak_ = 0;
+};
+
+// The units of a weight all the same (symmetric_spread): a constant initialization.
+class SymmetricUnitsDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "symmetric_units"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
+// Parameters that get a gradient but that the optimizer step leaves exactly unchanged, at
+// sustain_steps logging steps in a row: not in the optimizer (a layer added after it was built),
+// a learning rate of 0, or updates below float precision.
+class StuckParametersDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "stuck_parameters"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
+// The training loss where it started after a fair share of the epochs (still_first,
+// still_epoch).
+class StillLossDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "loss_not_moving"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+  std::optional<Finding> on_epoch(const EpochSignals& e) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  double first_loss_ = NAN;  // the first logged loss of the phase
+  std::vector<double> train_;
+};
+
+// Fewer optimizer steps in the run than min_run_steps, said after its first epoch.
+class FewStepsDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "too_few_steps"; }
+  std::optional<Finding> on_epoch(const EpochSignals& e) override;
+};
+
+// Regression targets beyond the range of the model's output activation (sigmoid, tanh, ReLU):
+// certain when the model ends in one (StepSignals::output_activation), otherwise read from
+// outputs pinned at the bound (unreachable_share, pinned_share).
+class UnreachableTargetsDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "unreachable_targets"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
+// BatchNorm layers with frozen weights whose running statistics keep moving (norm_drift): frozen
+// layers left in training mode.
+class FrozenNormDriftDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "frozen_norm_drift"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
 };
 
 // One of each, in the order their findings are most useful to read.

@@ -6,6 +6,8 @@
 #include <trainscope/train/callback.h>
 
 #include <cstdio>
+#include <map>
+#include <string>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -26,6 +28,9 @@ struct DiagnosticsOptions {
   // How printed findings name the settings their remedies propose (null: as config keys,
   // "train.lr = 0.0001"; the CLI names them as its flags). The run store keeps {key=value}.
   SettingNamer name_setting = nullptr;
+  // The user chose to let frozen BatchNorm layers update their running statistics
+  // (finetune.train_bn): their drift is no finding.
+  bool frozen_norms_may_move = false;
 };
 
 // Order kDiagnostics. Signals: every `every` steps, per parameter tensor the gradient norm, weight
@@ -70,6 +75,7 @@ class Diagnostics : public Callback {
   void start_phase(const TrainState& state);
   void apply_remedy(TrainState& state, const Finding& finding);
   std::vector<ActivationSignals> activation_signals(TrainState& state);
+  std::vector<FrozenNormSignals> frozen_norm_signals(TrainState& state);
 
   DiagnosticsOptions options_;
   std::vector<std::unique_ptr<Detector>> detectors_;
@@ -78,11 +84,16 @@ class Diagnostics : public Callback {
   std::vector<std::string> names_;
   std::vector<torch::Tensor> params_;
   std::vector<torch::Tensor> before_;  // weights before the optimizer step, at logging steps
-  torch::Tensor grad_stats_;           // [P, 4]: grad norm, weight norm, zero count, |g| sum
-  torch::Tensor non_finite_;           // any non-finite loss since the last logging step
-  double target_var_sum_ = 0.0;        // regression: running mean of batch target variances
+  torch::Tensor grad_stats_;     // [P, 5]: grad norm, weight norm, zero count, |g| sum, unit spread
+  torch::Tensor non_finite_;     // any non-finite loss since the last logging step
+  double target_var_sum_ = 0.0;  // regression: running mean of batch target variances
   int64_t target_var_count_ = 0;
   int64_t num_outputs_ = 0;
+  int64_t largest_batch_ = 0;      // of the epoch so far
+  std::string output_activation_;  // models::output_activation of the fit's model
+  // Frozen BatchNorm layers in training mode: their running mean and variance at the last
+  // logging step, by layer name.
+  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> norm_stats_;
   bool clipping_ = false;
   std::vector<std::string> fresh_;  // each detector's state before the fit
   int64_t phase_epoch_ = 0;         // the last TrainState::phase_epoch seen

@@ -17,6 +17,11 @@ struct LayerSignals {
   double update_ratio = 0.0;        // ||w_after - w_before|| / ||w_before|| over the optimizer step
   double zero_grad_fraction = 0.0;  // share of gradient entries that are exactly zero
   bool is_weight = false;           // a matrix or kernel (dim >= 2), not a bias or norm scale
+  // Weights: their units (output rows: out_features, out_channels) and how much the units differ,
+  // as the mean over inputs of the standard deviation across units over the mean |w| (0: every
+  // unit the same, as after a constant initialization).
+  int64_t units = 0;
+  double unit_spread = 1.0;
 };
 
 // Statistics of one activation layer (zoo models), over the examples of a batch.
@@ -25,6 +30,13 @@ struct ActivationSignals {
   std::string kind;                 // "relu", "sigmoid" or "tanh"
   double dead_fraction = 0.0;       // relu: share of units active for < 1% of the examples
   double saturated_fraction = 0.0;  // sigmoid/tanh: share of outputs within 1% of the bounds
+};
+
+// A BatchNorm layer whose weights are all frozen but that runs in training mode.
+struct FrozenNormSignals {
+  std::string name;    // e.g. "features.1"
+  double drift = 0.0;  // relative change of its running mean or variance since the last logging
+                       // step, the larger
 };
 
 struct StepSignals {
@@ -42,7 +54,19 @@ struct StepSignals {
   double output_min = 0.0, output_max = 0.0;
   double row_sum_error = 0.0;  // max over rows of |sum - 1|
   double zero_fraction = 0.0;
+  // Regression (floating-point targets): the outputs' range and zero share (output_min,
+  // output_max, zero_fraction above), how many outputs there were, the share of outputs pinned at
+  // a bounded activation's bound (>= 0.99, <= 0.01 and >= 0, <= -0.99), and the share of targets
+  // beyond those bounds (above 1.01, below -0.01, below -1.01).
+  bool regression_outputs = false;
+  int64_t output_count = 0;
+  // The model's last module when it is a bounded activation ("sigmoid", "tanh", "relu",
+  // "softplus"); "" when it is not, or not known (a model that is not a Sequential).
+  std::string output_activation;
+  double near_one = 0.0, near_zero = 0.0, near_minus_one = 0.0;
+  double targets_above_one = 0.0, targets_below_zero = 0.0, targets_below_minus_one = 0.0;
   std::vector<ActivationSignals> activations;
+  std::vector<FrozenNormSignals> frozen_norms;
 };
 
 struct EpochSignals {
@@ -59,6 +83,8 @@ struct EpochSignals {
   int64_t best_epoch = 0;               // lowest val_loss so far
   double best_val_loss = 0.0;
   double frozen_fraction = 0.0;  // share of parameter values that do not train (fine-tuning)
+  int64_t steps_per_epoch = 0;   // optimizer steps per epoch
+  int64_t batch_size = 0;        // examples per step (the largest batch of the epoch)
 };
 
 }  // namespace trainscope::diagnose

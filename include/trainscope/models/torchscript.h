@@ -4,6 +4,7 @@
 #include <trainscope/models/model.h>
 
 #include <filesystem>
+#include <string>
 
 namespace trainscope::models {
 
@@ -18,6 +19,13 @@ Model load_torchscript(const std::filesystem::path& file);
 // weights to `file`, atomically: torch.jit.load in Python and torch::jit::load in C++ read it.
 // Throws ConfigError when `model` is not a TorchScript model (zoo models export as state dicts).
 void save_torchscript(const Model& model, const std::filesystem::path& file);
+
+// The model's last operation when it is a bounded activation: "sigmoid", "tanh", "relu" (ReLU,
+// ReLU6) or "softplus", read from the last module of a Sequential (descending into a trailing
+// Sequential) or from the graph of a TorchScript model's forward, inlined; "" when it is
+// another operation or cannot be told (a custom C++ module). Diagnostics uses it to know the
+// range a regression output can reach.
+std::string output_activation(const Model& model);
 
 // True when `file` looks like a TorchScript archive (a zip with code/ and constants.pkl entries)
 // rather than a trainscope checkpoint.

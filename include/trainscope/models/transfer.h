@@ -74,6 +74,9 @@ class HeadWeightsScope {
 // and TorchScript alike.
 torch::Tensor head_inputs(const Model& model, const LinearLayer& head, const torch::Tensor& x);
 
+// Whether `module` is a BatchNorm layer (1d, 2d or 3d; a LibTorch one or a TorchScript one).
+bool is_batch_norm(const torch::nn::Module& module);
+
 // The model's BatchNorm layers that keep running statistics, in registration order.
 std::vector<std::string> batch_norm_layers(const Model& model);
 

@@ -406,7 +406,9 @@ TEST(Detectors, DefaultsCoverEveryKind) {
   EXPECT_EQ(kinds, (std::set<std::string>{
                        "non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
                        "saturated_activations", "learning_rate", "overfitting", "underfitting",
-                       "oscillating_loss", "softmax_before_loss", "relu_on_logits"}));
+                       "oscillating_loss", "softmax_before_loss", "relu_on_logits",
+                       "symmetric_units", "stuck_parameters", "loss_not_moving", "too_few_steps",
+                       "unreachable_targets", "frozen_norm_drift"}));
 }
 
 // Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
@@ -442,4 +444,289 @@ TEST(Detectors, ProbabilitiesAndClippedLogitsFedToCrossEntropy) {
   regression.classification_outputs = false;
   dg::ProbabilityOutputsDetector p;
   EXPECT_EQ(first_step_firing(p, {regression, regression}), -1) << "not classification";
+}
+
+// Units that stay identical: constant initialization. Float noise between identical units is
+// far below the threshold; a zero-initialized last layer that becomes different is healthy.
+TEST(Detectors, SymmetricUnitsTable) {
+  auto with_spread = [](int i, double first_spread, int64_t units = 64, bool weight = true) {
+    auto s = step(i, 0.1, 0.1);
+    s.layers[0].units = weight ? units : 0;
+    s.layers[0].is_weight = weight;
+    s.layers[0].unit_spread = first_spread;
+    s.layers[2].units = 10;
+    s.layers[2].unit_spread = 0.6;
+    return s;
+  };
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int expected;
+  };
+  const std::vector<Case> cases = {
+      {"zero-initialized hidden layer", repeat(5, [&](int i) { return with_spread(i, 0.0); }), 2},
+      {"constant init, float noise 1e-7", repeat(5, [&](int i) { return with_spread(i, 1e-7); }),
+       2},
+      {"zero-initialized, different after 2 logging steps",
+       repeat(6, [&](int i) { return with_spread(i, i < 2 ? 0.0 : 0.05); }), -1},
+      {"spread 1e-3: near miss", repeat(6, [&](int i) { return with_spread(i, 1e-3); }), -1},
+      {"default initialization", repeat(6, [&](int i) { return with_spread(i, 0.58); }), -1},
+      {"a single output unit is never symmetric",
+       repeat(6, [&](int i) { return with_spread(i, 0.0, 1); }), -1},
+      {"not a weight", repeat(6, [&](int i) { return with_spread(i, 0.0, 64, false); }), -1},
+  };
+  for (const auto& c : cases) {
+    dg::SymmetricUnitsDetector d;
+    EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
+  }
+  dg::SymmetricUnitsDetector d;
+  std::optional<dg::Finding> f;
+  for (int i = 0; i < 3 && !f; ++i) {
+    auto zero = with_spread(i, 0.0);
+    zero.layers[0].weight_norm = 0.0;
+    f = d.on_step(zero);
+  }
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->message.find("64 units of '0.weight' are identical (all zero)"), std::string::npos)
+      << f->message;
+  EXPECT_NE(f->remedy.find("initialize the weights randomly"), std::string::npos);
+}
+
+// Gradients that the optimizer never applies: a layer outside the optimizer, or lr 0.
+TEST(Detectors, StuckParametersTable) {
+  auto stuck = [](int i, double update, double grad = 0.5, double weight = 3.0, double lr = 1e-3) {
+    auto s = step(i, 0.1, 0.1);
+    s.lr = lr;
+    s.layers.push_back({"head.weight", grad, weight, update, 0.0, true});
+    return s;
+  };
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int expected;
+  };
+  const std::vector<Case> cases = {
+      {"a layer outside the optimizer", repeat(5, [&](int i) { return stuck(i, 0.0); }), 2},
+      {"stepped", repeat(6, [&](int i) { return stuck(i, 1e-3); }), -1},
+      {"no gradient: not this detector's", repeat(6, [&](int i) { return stuck(i, 0.0, 0.0); }),
+       -1},
+      {"a zero-initialized bias has no ratio: not judged",
+       repeat(6, [&](int i) { return stuck(i, 0.0, 0.5, 0.0); }), -1},
+      {"unchanged at 2 logging steps only",
+       repeat(6, [&](int i) { return stuck(i, i == 1 || i == 2 ? 0.0 : 1e-3); }), -1},
+      {"steps skipped for a NaN",
+       repeat(6,
+              [&](int i) {
+                auto s = stuck(i, 0.0);
+                s.non_finite = true;
+                return s;
+              }),
+       -1},
+  };
+  for (const auto& c : cases) {
+    dg::StuckParametersDetector d;
+    EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
+  }
+  auto finding = [&](double lr) {
+    dg::StuckParametersDetector d;
+    std::optional<dg::Finding> f;
+    for (int i = 0; i < 3 && !f; ++i) f = d.on_step(stuck(i, 0.0, 0.5, 3.0, lr));
+    return f;
+  };
+  auto missing = finding(1e-3), zero_lr = finding(0.0);
+  ASSERT_TRUE(missing && zero_lr);
+  EXPECT_NE(missing->message.find("1 of 4 parameter tensors get a gradient (up to 0.5)"),
+            std::string::npos)
+      << missing->message;
+  EXPECT_NE(missing->message.find("'head.weight'"), std::string::npos);
+  EXPECT_NE(missing->remedy.find("optimizer"), std::string::npos);
+  EXPECT_NE(zero_lr->remedy.find("the learning rate is 0"), std::string::npos) << zero_lr->remedy;
+  EXPECT_EQ(zero_lr->changes().at(0).first, "train.lr");
+}
+
+// A training loss that stays where it started, against runs that learn, even slowly.
+TEST(Detectors, LossNotMovingTable) {
+  struct Case {
+    std::string name;
+    double first_logged;
+    std::vector<double> train;
+    int expected;  // epoch
+  };
+  const std::vector<Case> cases = {
+      {"lr 0: the same loss every epoch", 2.3026, {2.3031, 2.3029, 2.3030}, 2},
+      {"within 5% of the first batch, flat", 2.40, {2.30, 2.299, 2.298}, 2},
+      {"healthy", 2.1, {0.9, 0.6, 0.5}, -1},
+      {"plateau after learning: moved from the start", 2.3, {0.50, 0.499, 0.498}, -1},
+      {"slow but moving 2% per epoch", 2.3, {2.25, 2.20, 2.15, 2.10}, -1},
+      {"flat first epoch-to-epoch, then learning", 2.3, {2.28, 1.5, 1.0}, -1},
+  };
+  for (const auto& c : cases) {
+    dg::StillLossDetector d;
+    dg::StepSignals s = step(0, 0.1, 0.1, -1, c.first_logged);
+    d.on_step(s);
+    std::vector<dg::EpochSignals> epochs;
+    for (size_t i = 0; i < c.train.size(); ++i)
+      epochs.push_back(epoch(int64_t(i) + 1, c.train[i], NAN, NAN, NAN, 20));
+    EXPECT_EQ(first_epoch_firing(d, epochs), c.expected) << c.name;
+  }
+  // The first logged loss survives a checkpoint: a resumed fit fires where the whole one does.
+  dg::StillLossDetector before;
+  before.on_step(step(0, 0.1, 0.1, -1, 2.3026));
+  before.on_epoch(epoch(1, 2.3031, NAN, NAN, NAN, 20));
+  dg::StillLossDetector after;
+  after.load_state(before.save_state());
+  dg::Finding f;
+  EXPECT_EQ(first_epoch_firing(after, {epoch(2, 2.3029, NAN, NAN, NAN, 20)}, &f), 2);
+  EXPECT_NE(f.message.find("has not moved"), std::string::npos) << f.message;
+}
+
+// A budget of too few optimizer steps, said once after the first epoch, with a batch size that
+// gives enough.
+TEST(Detectors, TooFewStepsForTheBudget) {
+  auto first = [](int64_t steps_per_epoch, int64_t batch, int64_t max_epochs, int64_t at = 1) {
+    auto e = epoch(at, 1.0, NAN, NAN, NAN, max_epochs);
+    e.steps_per_epoch = steps_per_epoch;
+    e.batch_size = batch;
+    return e;
+  };
+  dg::FewStepsDetector d;
+  auto f = d.on_epoch(first(3, 4096, 10));
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->message.find("only 30 optimizer steps (3 per epoch of batch 4096, for 10 epochs)"),
+            std::string::npos)
+      << f->message;
+  ASSERT_EQ(f->changes().size(), 2u);
+  EXPECT_EQ(f->changes()[0], (std::pair<std::string, std::string>{"train.batch_size", "256"}));
+  EXPECT_EQ(f->changes()[1], (std::pair<std::string, std::string>{"train.max_epochs", "167"}));
+  EXPECT_FALSE(d.on_epoch(first(3, 4096, 10, 2))) << "said once, after the first epoch";
+  EXPECT_FALSE(d.on_epoch(first(15, 128, 6))) << "90 steps are enough to judge";
+  EXPECT_FALSE(d.on_epoch(first(5, 32, 10))) << "50 steps: at the threshold";
+  EXPECT_TRUE(d.on_epoch(first(7, 32, 7)));
+  auto small = d.on_epoch(first(2, 8, 5));
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->changes().at(0).first, "train.max_epochs") << "no smaller batch to propose";
+}
+
+// Regression outputs held in a bounded activation's range while the targets lie beyond it.
+TEST(Detectors, UnreachableTargetsTable) {
+  struct Out {
+    double lo, hi, zeros, near_one, near_zero, near_minus_one;
+    double above_one, below_zero, below_minus_one;
+    int64_t count = 128;
+  };
+  auto signals = [](const Out& o) {
+    auto s = step(1, 0.1, 0.1);
+    s.regression_outputs = true;
+    s.output_count = o.count;
+    s.output_min = o.lo, s.output_max = o.hi, s.zero_fraction = o.zeros;
+    s.near_one = o.near_one, s.near_zero = o.near_zero, s.near_minus_one = o.near_minus_one;
+    s.targets_above_one = o.above_one, s.targets_below_zero = o.below_zero;
+    s.targets_below_minus_one = o.below_minus_one;
+    return s;
+  };
+  struct Case {
+    std::string name;
+    Out out;
+    int expected;
+    std::string activation;
+  };
+  const std::vector<Case> cases = {
+      {"sigmoid output, targets up to 50",
+       {0.02, 0.99995, 0, 0.6, 0.0, 0, 0.8, 0, 0},
+       2,
+       "a sigmoid"},
+      {"relu output, standardized targets",
+       {0.0, 2.7, 0.45, 0.1, 0.46, 0, 0.2, 0.4, 0.1},
+       2,
+       "a ReLU"},
+      {"tanh output, targets below -1",
+       {-0.9999, 0.9999, 0, 0.1, 0, 0.3, 0.02, 0.5, 0.3},
+       2,
+       "a tanh"},
+      {"linear head at init: small outputs, nothing pinned",
+       {-0.3, 0.4, 0, 0, 0.01, 0, 0.9, 0, 0},
+       -1,
+       ""},
+      {"sigmoid on targets in [0, 1]", {0.001, 0.998, 0, 0.3, 0.2, 0, 0, 0, 0}, -1, ""},
+      {"relu output, targets never negative", {0.0, 9.0, 0.3, 0.05, 0.3, 0, 0.9, 0, 0}, -1, ""},
+      {"a batch of 16 outputs is too few to judge",
+       {0.02, 0.99995, 0, 0.6, 0.0, 0, 0.8, 0, 0, 16},
+       -1,
+       ""},
+  };
+  for (const auto& c : cases) {
+    dg::UnreachableTargetsDetector d;
+    std::vector<dg::StepSignals> steps(5, signals(c.out));
+    EXPECT_EQ(first_step_firing(d, steps), c.expected) << c.name;
+    if (c.expected < 0) continue;
+    dg::UnreachableTargetsDetector again;
+    std::optional<dg::Finding> f;
+    for (int i = 0; i < 3 && !f; ++i) f = again.on_step(steps[i]);
+    ASSERT_TRUE(f) << c.name;
+    EXPECT_NE(f->message.find(c.activation), std::string::npos) << c.name << ": " << f->message;
+  }
+  // A model that ends in the activation: its bound is known, pinned or not.
+  struct Known {
+    std::string activation;
+    Out out;
+    int expected;
+    std::string shown = "";
+  };
+  for (const auto& k : std::vector<Known>{
+           {"sigmoid", {0.3, 0.7, 0, 0, 0, 0, 0.8, 0, 0, 16}, 2, "Sigmoid"},
+           {"relu", {0.0, 3.0, 0.01, 0, 0.01, 0, 0.5, 0.3, 0.1}, 2, "ReLU"},
+           {"softplus", {0.01, 3.0, 0, 0, 0, 0, 0.5, 0.3, 0.1}, 2, "Softplus"},
+           {"tanh", {-0.5, 0.5, 0, 0, 0, 0, 0.2, 0.5, 0.02}, 2, "Tanh"},
+           {"tanh", {-0.5, 0.5, 0, 0, 0, 0, 0.0, 0.5, 0.0}, -1},
+           {"relu", {0.0, 9.0, 0.3, 0.05, 0.3, 0, 0.9, 0, 0}, -1},
+       }) {
+    auto s = signals(k.out);
+    s.output_activation = k.activation;
+    dg::UnreachableTargetsDetector d;
+    EXPECT_EQ(first_step_firing(d, {s, s, s, s}), k.expected) << k.activation;
+    if (k.expected < 0) continue;
+    dg::UnreachableTargetsDetector again;
+    std::optional<dg::Finding> f;
+    for (int i = 0; i < 3 && !f; ++i) f = again.on_step(s);
+    ASSERT_TRUE(f);
+    EXPECT_NE(f->message.find("the model's last layer, a " + k.shown), std::string::npos)
+        << f->message;
+  }
+  auto classification = signals({0.02, 0.99995, 0, 0.6, 0.0, 0, 0.8, 0, 0});
+  classification.regression_outputs = false;
+  dg::UnreachableTargetsDetector d;
+  EXPECT_EQ(first_step_firing(d, {classification, classification, classification}), -1);
+}
+
+// Frozen BatchNorm layers whose running statistics keep moving: left in training mode.
+TEST(Detectors, FrozenBatchNormStatisticsThatMove) {
+  auto norms = [](int i, double drift) {
+    auto s = step(i, 0.1, 0.1);
+    s.frozen_norms = {{"features.1", drift}, {"features.5", drift / 2}};
+    return s;
+  };
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int expected;
+  };
+  const std::vector<Case> cases = {
+      {"moving 5% per interval", repeat(5, [&](int i) { return norms(i, 0.05); }), 2},
+      {"still (momentum 0)", repeat(6, [&](int i) { return norms(i, 0.0); }), -1},
+      {"moving 0.05%: near miss", repeat(6, [&](int i) { return norms(i, 5e-4); }), -1},
+      {"no frozen BatchNorm in training mode", repeat(6, [](int i) { return step(i, 0.1, 0.1); }),
+       -1},
+  };
+  for (const auto& c : cases) {
+    dg::FrozenNormDriftDetector d;
+    EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
+  }
+  dg::FrozenNormDriftDetector d;
+  std::optional<dg::Finding> f;
+  for (int i = 0; i < 3 && !f; ++i) f = d.on_step(norms(i, 0.05));
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->message.find("BatchNorm layer 'features.1' moved by 5%"), std::string::npos)
+      << f->message;
+  EXPECT_NE(f->message.find("2 of 2 frozen BatchNorm layers"), std::string::npos);
+  EXPECT_EQ(f->changes().at(0), (std::pair<std::string, std::string>{"finetune.train_bn", "true"}));
 }
