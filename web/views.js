@@ -26,6 +26,10 @@ export function chartPlan(tags) {
   if (lr.length) plan.push({ id: 'lr', title: 'Learning rate', yLabel: 'learning rate', lines: lr, log: true });
   const gn = line('train', 'grad_norm', 'global gradient norm', '#0f9d58', undefined, true);
   if (gn.length) plan.push({ id: 'grad_norm', title: 'Global gradient norm', yLabel: 'L2 norm', lines: gn, log: true });
+  // The gradient noise scale (McCandlish et al. 2018): near the critical batch size, the epoch's
+  // estimate so far at each logging step.
+  const noise = line('train', 'noise_scale', 'gradient noise scale', '#9333ea');
+  if (noise.length) plan.push({ id: 'noise_scale', title: 'Gradient noise scale (critical batch size)', yLabel: 'examples per step', lines: noise, log: true });
   const cpu = line('system', 'cpu_percent', 'process CPU, all threads', '#0891b2');
   if (cpu.length) plan.push({ id: 'cpu', title: 'Process CPU', yLabel: 'CPU % (100 = one core busy)', lines: cpu });
   const rss = line('system', 'rss_mib', 'resident memory', '#b45309');
@@ -47,7 +51,7 @@ export function heatGroups(tags) {
 
 export function otherTags(tags) {
   const shown = new Set(['train/step_loss', 'train/loss', 'val/loss', 'train/accuracy', 'val/accuracy', 'train/mae', 'val/mae',
-    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm', 'system/cpu_percent', 'system/rss_mib']);
+    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm', 'train/noise_scale', 'system/cpu_percent', 'system/rss_mib']);
   return tags.filter((t) => !shown.has(`${t.split}/${t.tag}`) && !HEAT_PREFIXES.some((p) => t.tag.startsWith(p)));
 }
 

@@ -764,6 +764,38 @@ void FrozenNormDriftDetector::load_state(const std::string& text) {
   streak_ = nlohmann::json::parse(text).at("streak").get<int>();
 }
 
+std::optional<Finding> BatchNoiseDetector::on_epoch(const EpochSignals& e) {
+  const double noise = e.noise_scale;
+  const int64_t batch = e.examples_per_step > 0 ? e.examples_per_step : e.batch_size;
+  if (!(std::isfinite(noise) && noise > 0) || e.noise_samples < t_.noise_min_samples || batch <= 0)
+    return std::nullopt;
+  const double ratio = double(batch) / noise;
+  const bool large = ratio > t_.noise_batch_factor, small = ratio < 1.0 / t_.noise_batch_factor;
+  if (!large && !small) return std::nullopt;
+  // The power of two nearest (in ratio) to B_noise, at least 8.
+  int64_t advised = 8;
+  while (double(advised * 2) <= noise * std::sqrt(2.0)) advised *= 2;
+  const std::string b = std::to_string(batch), n = num(noise);
+  std::string message = "the gradient noise scale puts the critical batch size near " + n +
+                        " examples (" + std::to_string(e.noise_samples) + " estimates in epoch " +
+                        std::to_string(e.epoch) + "); ";
+  message += large ? "batches of " + b + " are " + num(ratio) +
+                         "x that: each step averages away noise it no longer needs, so most of "
+                         "their examples buy little progress"
+                   : "batches of " + b + " are " + num(1 / ratio) +
+                         "x smaller: their steps are mostly noise, and larger batches would make "
+                         "about as much progress per example in fewer steps";
+  return make(kind(), Severity::kInfo, e.step, e.epoch, message,
+              {{"noise_scale", noise},
+               {"batch_size", double(batch)},
+               {"noise_samples", double(e.noise_samples)}},
+              "for the fastest training per example try " +
+                  setting_ref("train.batch_size", std::to_string(advised)) +
+                  (large ? " with more epochs" : " and scale the learning rate with it") +
+                  "; the noise scale grows as the loss falls, so later epochs tolerate larger "
+                  "batches (McCandlish et al. 2018)");
+}
+
 std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThresholds& t) {
   std::vector<std::unique_ptr<Detector>> d;
   d.push_back(std::make_unique<NonFiniteDetector>());
@@ -784,6 +816,7 @@ std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThreshold
   d.push_back(std::make_unique<FewStepsDetector>(t));
   d.push_back(std::make_unique<UnreachableTargetsDetector>(t));
   d.push_back(std::make_unique<FrozenNormDriftDetector>(t));
+  d.push_back(std::make_unique<BatchNoiseDetector>(t));
   return d;
 }
 

@@ -81,6 +81,11 @@ void Diagnostics::on_fit_start(TrainState& state) {
   before_.clear();
   output_activation_ = models::output_activation(*state.model);  // once: reads a graph
   norm_stats_.clear();
+  grad_sum_.clear();
+  grad_sq_sum_ = noise_stats_ = torch::Tensor();
+  grad_count_ = 0;
+  noise_g2_sum_ = noise_trace_sum_ = 0.0;
+  noise_count_ = 0;
   non_finite_ = torch::Tensor();
   target_var_sum_ = 0.0;
   target_var_count_ = 0;
@@ -116,6 +121,7 @@ void Diagnostics::watch_trainable(TrainState& state) {
 void Diagnostics::on_after_backward(TrainState& state) {
   auto bad = state.loss.detach().isfinite().logical_not();
   non_finite_ = non_finite_.defined() ? non_finite_.logical_or_(bad) : bad;
+  accumulate_noise(state);
   if (!logging_step(state)) return;
   // Parameters unfrozen since the last logging step (fine-tuning) are watched from this one on.
   watch_trainable(state);
@@ -141,6 +147,48 @@ void Diagnostics::on_after_backward(TrainState& state) {
     before_.push_back(w.clone());
   }
   grad_stats_ = torch::stack(rows).to(torch::kFloat64);
+}
+
+void Diagnostics::accumulate_noise(const TrainState& state) {
+  const int64_t window = std::min(options_.noise_window, options_.every);
+  if (window < 2) return;
+  // Steps until the next logging step: the window is the last `window` of them, the logging
+  // step included.
+  const int64_t to_log =
+      (options_.every - (state.global_step + 1) % options_.every) % options_.every;
+  if (to_log >= window) return;
+  torch::NoGradGuard no_grad;
+  if (to_log == window - 1 || grad_sum_.size() != params_.size()) {
+    grad_sum_.assign(params_.size(), torch::Tensor());
+    grad_sq_sum_ = torch::Tensor();
+    grad_count_ = 0;
+  }
+  std::vector<torch::Tensor> norms;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const auto& g = params_[i].grad();
+    if (!g.defined()) continue;
+    norms.push_back(g.norm().to(torch::kFloat64));
+    grad_sum_[i] = grad_sum_[i].defined() ? grad_sum_[i].add_(g) : g.detach().clone();
+  }
+  if (norms.empty()) return;
+  auto sq = torch::stack(norms).pow(2).sum();
+  grad_sq_sum_ = grad_sq_sum_.defined() ? grad_sq_sum_ + sq : sq;
+  ++grad_count_;
+  if (to_log != 0) return;
+  // Batch B each step, kB their mean: |G_B|^2 = |G|^2 + tr(S) / B, and the same at kB; solved for
+  // the two unknowns (McCandlish et al., eqs. A.2-A.3).
+  noise_stats_ = torch::Tensor();
+  if (grad_count_ < 2 || !state.batch_size) return;
+  const double k = double(grad_count_);
+  const double b = double(state.batch_size * std::max<int64_t>(1, options_.world_size));
+  std::vector<torch::Tensor> mean_sq;
+  for (const auto& s : grad_sum_)
+    if (s.defined()) mean_sq.push_back((s / k).pow(2).sum().to(torch::kFloat64));
+  const auto big = torch::stack(mean_sq).sum();  // |G_kB|^2
+  const auto small = grad_sq_sum_ / k;           // mean |G_B|^2
+  noise_stats_ = torch::stack({(k * big - small) / (k - 1), (small - big) * b * k / (k - 1)});
+  noise_batch_ = int64_t(b);
+  grad_sum_.clear();
 }
 
 void Diagnostics::on_before_optimizer_step(TrainState&) {
@@ -239,9 +287,13 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
                           share((o >= 0).logical_and(o <= 0.01)), share(o <= -0.99),
                           share(t > 1.01), share(t < -0.01), share(t < -1.01)});
   }
-  auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
-                            non_finite_.to(torch::kFloat64).reshape({1}),
-                            state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach});
+  const auto noise = noise_stats_.defined()
+                         ? noise_stats_.to(state.loss.device())
+                         : torch::full({2}, NAN, state.loss.options().dtype(torch::kFloat64));
+  auto packed =
+      torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
+                  non_finite_.to(torch::kFloat64).reshape({1}),
+                  state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach, noise});
   auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
   const double* v = host.data_ptr<double>();
   before_.clear();
@@ -294,6 +346,15 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     s.targets_below_minus_one = r[8];
     s.output_activation = output_activation_;
   }
+  s.noise_gradient_sq = tail[15];
+  s.noise_trace = tail[16];
+  s.noise_batch = noise_batch_;
+  noise_stats_ = torch::Tensor();
+  if (std::isfinite(s.noise_gradient_sq) && std::isfinite(s.noise_trace)) {
+    noise_g2_sum_ += s.noise_gradient_sq;
+    noise_trace_sum_ += s.noise_trace;
+    ++noise_count_;
+  }
   s.activations = activation_signals(state);
   s.frozen_norms = frozen_norm_signals(state);
 
@@ -305,6 +366,8 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     };
     put("grad_norm", s.grad_norm);
     put("grad_abs_mean", s.grad_abs_mean);
+    if (noise_count_ > 0 && noise_g2_sum_ > 0 && noise_trace_sum_ > 0)
+      put("noise_scale", noise_trace_sum_ / noise_g2_sum_);  // the epoch's estimate so far
     for (const auto& l : s.layers) {
       put("grad_norm/" + l.name, l.grad_norm);
       put("weight_norm/" + l.name, l.weight_norm);
@@ -341,6 +404,12 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.steps_per_epoch = state.batches_per_epoch;
   e.batch_size = largest_batch_;
   largest_batch_ = 0;
+  e.examples_per_step = e.batch_size * std::max<int64_t>(1, options_.world_size);
+  e.noise_samples = noise_count_;
+  if (noise_count_ > 0 && noise_g2_sum_ > 0 && noise_trace_sum_ > 0)
+    e.noise_scale = noise_trace_sum_ / noise_g2_sum_;
+  noise_g2_sum_ = noise_trace_sum_ = 0.0;
+  noise_count_ = 0;
   if (e.classification) {
     // The model's output width is the number of classes; a uniform guess scores log C.
     e.num_classes = num_outputs_;

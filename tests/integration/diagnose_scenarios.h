@@ -16,6 +16,7 @@ struct Scale {
   int64_t overfit_examples = 300;  // the overfitting scenario's tiny training set
   int64_t epochs = 6;
   int64_t every = 5;  // diagnostics interval in steps
+  uint64_t seed = 0;  // initial weights, shuffling and augmentation
 };
 
 struct Scenario {
@@ -140,16 +141,57 @@ inline std::vector<Scenario> all() {
              net, [net](const torch::Tensor& x) { return net->forward(x); }, "lazy_head");
        },
        none, none},
-      {"too few steps: batch 1024 on 1,800 examples", "too_few_steps",
+      {"too few steps: full-batch, one batch as large as the training set", "too_few_steps",
        [] {
          return sequential_mlp({256, 128}, "relu");
        },
-       none, [](SessionOptions& o) { o.train.batch_size(1024); }},
+       none, [](SessionOptions& o) { o.train.batch_size(1 << 20); }},
       // The default run's recipe. Without augmentation the CNN really does overfit by epoch ~8 of
       // a 20,000-example subset, and the detector rightly says so.
       {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); },
        none, none, false, 1,
        /*augment=*/true},
+      {"healthy: tanh MLP 256-128", "",
+       [] {
+         return sequential_mlp({256, 128}, "tanh");
+       },
+       none, none},
+      {"healthy: zoo MLP with GELU, batch norm and dropout 0.2", "",
+       [] {
+         models::MlpOptions m;
+         m.dropout = 0.2;
+         m.layers.activation = models::Activation::kGelu;
+         m.layers.norm = models::Norm::kBatch;
+         return models::mlp(m);
+       },
+       none, none},
+      {"healthy: MLP with SGD, momentum 0.9, lr 0.05", "",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.optimizer(Optimizer::kSgd).lr(0.05); }},
+      {"healthy: MLP with AdamW on batches of 32", "",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.optimizer(Optimizer::kAdamW).batch_size(32); }},
+      {"healthy: MLP whose last layer starts at zero", "",
+       [] {
+         Model m = sequential_mlp({256, 128}, "relu");
+         torch::NoGradGuard g;
+         auto params = m.module().parameters();
+         params[params.size() - 2].zero_(), params.back().zero_();
+         return m;
+       },
+       none, none},
+      {"healthy: zoo ResNet-8 (width 8, 1 block per stage)", "",
+       [] {
+         models::ResNetOptions r;
+         r.width = 8;
+         r.blocks = 1;
+         return models::resnet(r);
+       },
+       none, none},
       {"healthy: MLP 256-128", "",
        [] {
          return sequential_mlp({256, 128}, "relu");
@@ -165,10 +207,11 @@ inline Result run(const Scenario& s, const Scale& scale) {
   if (s.small_train) d.val_fraction = 0.5;
   s.data(d);
   auto splits = data::fashion_mnist(d);
-  torch::manual_seed(0);
+  torch::manual_seed(scale.seed);
   Model model = s.model();
   SessionOptions o;  // the Session's diagnostics, without checkpoints or early stopping
   o.train.max_epochs(scale.epochs * s.epoch_factor)
+      .seed(scale.seed)
       .runs_dir("")
       .batch_size(s.small_train ? 32 : 128);
   o.progress = "off";

@@ -196,3 +196,77 @@ TEST(DiagnoseFineTuning, FrozenBatchNormLeftInTrainingModeIsFound) {
   EXPECT_FALSE(found("allowed"));
   EXPECT_FALSE(found("nothing frozen"));
 }
+
+// The gradient noise scale on a problem where it is known: least squares at w = 0 with Gaussian
+// inputs, whose per-example gradients give B_noise = tr(Sigma) / |G|^2 exactly. The estimate
+// from consecutive steps (lr so small the weights stay put) comes within 25% of it, and the
+// batch advice speaks for batches far from it and not for one near it.
+TEST(DiagnoseNoiseScale, EstimateMatchesTheExactValueAndAdvisesTheBatch) {
+  namespace dg = trainscope::diagnose;
+  torch::manual_seed(0);
+  const int64_t n = 16384, d = 16;
+  auto x = torch::randn({n, d});
+  auto w = torch::randn({d, 1});
+  w /= w.norm();
+  auto y = x.matmul(w) + torch::randn({n, 1});
+  // Per-example gradients of (w.x - y)^2 at w = 0: -2 y x.
+  auto g = -2 * y * x;
+  auto mean = g.mean(0);
+  const double exact =
+      (g - mean).pow(2).sum(1).mean().item<double>() / mean.pow(2).sum().item<double>();
+  ASSERT_NEAR(exact, 33.0, 5.0) << "theory: (d + 1) + sigma^2 d / |w|^2";
+
+  struct Capture : dg::Detector {
+    std::vector<dg::EpochSignals> epochs;
+    std::string kind() const override { return "capture"; }
+    std::optional<dg::Finding> on_epoch(const dg::EpochSignals& e) override {
+      epochs.push_back(e);
+      return std::nullopt;
+    }
+  };
+  auto data = std::make_shared<trainscope::data::TensorDataset>(x, y);
+  auto run = [&](int64_t batch, int64_t every, int64_t epochs, std::vector<dg::Finding>* found) {
+    torch::nn::Linear linear(torch::nn::LinearOptions(d, 1).bias(false));
+    {
+      torch::NoGradGuard no_grad;
+      linear->weight.zero_();
+    }
+    trainscope::Model model(linear);
+    auto capture = std::make_unique<Capture>();
+    auto* seen = capture.get();
+    std::vector<std::unique_ptr<dg::Detector>> detectors;
+    detectors.push_back(std::move(capture));
+    detectors.push_back(std::make_unique<dg::BatchNoiseDetector>());
+    dg::DiagnosticsOptions o;
+    o.every = every;
+    o.print = false;
+    auto diagnostics = std::make_shared<dg::Diagnostics>(o, std::move(detectors));
+    trainscope::TrainerOptions t;
+    trainscope::Trainer trainer(t.task(trainscope::Task::kRegression)
+                                    .optimizer(trainscope::Optimizer::kSgd)
+                                    .lr(1e-9)
+                                    .max_epochs(epochs)
+                                    .batch_size(batch)
+                                    .runs_dir(""));
+    trainer.add_callback(diagnostics);
+    trainer.fit(model, data, nullptr);
+    if (found) *found = diagnostics->findings();
+    return seen->epochs.back();
+  };
+  const auto e = run(64, 16, 1, nullptr);
+  std::printf("noise scale: estimate %.1f, exact %.1f\n", e.noise_scale, exact);
+  EXPECT_EQ(e.noise_samples, 16);
+  EXPECT_NEAR(e.noise_scale / exact, 1.0, 0.25)
+      << "estimate " << e.noise_scale << ", exact " << exact;
+
+  auto advice = [&](int64_t batch, int64_t every) {
+    std::vector<dg::Finding> found;
+    run(batch, every, 1, &found);
+    for (const auto& f : found)
+      if (f.kind == "batch_size_advice") return f.message;
+    return std::string();
+  };
+  EXPECT_NE(advice(1024, 3).find("batches of 1024 are"), std::string::npos);
+  EXPECT_NE(advice(4, 50).find("x smaller"), std::string::npos);
+  EXPECT_EQ(advice(64, 16), "") << "a batch near the critical one";
+}

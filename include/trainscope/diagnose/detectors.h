@@ -120,6 +120,13 @@ struct DetectorThresholds {
   // eval mode they do not move at all; in training mode they follow every batch (Keras runs a
   // frozen BatchNormalization in inference mode for this reason: its transfer-learning guide).
   double norm_drift = 1e-3;
+
+  // McCandlish et al. 2018: the gradient noise scale B_noise predicts the critical batch size;
+  // batches far above it spend examples for little gain per step, batches far below it take
+  // more steps than needed. Advice (info) when the batch is more than `noise_batch_factor` x
+  // B_noise or less than 1 / that, over at least `noise_min_samples` estimates in an epoch.
+  double noise_batch_factor = 4.0;
+  int64_t noise_min_samples = 5;
 };
 
 // Consumes signals in step order; returns a Finding whenever its rule holds. Diagnostics reports
@@ -385,6 +392,15 @@ class FrozenNormDriftDetector : public ThresholdDetector {
 
  private:
   int streak_ = 0;
+};
+
+// The batch against the critical batch size the gradient noise scale gives (noise_batch_factor):
+// advice, an info finding, once.
+class BatchNoiseDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "batch_size_advice"; }
+  std::optional<Finding> on_epoch(const EpochSignals& e) override;
 };
 
 // One of each, in the order their findings are most useful to read.

@@ -31,6 +31,13 @@ struct DiagnosticsOptions {
   // The user chose to let frozen BatchNorm layers update their running statistics
   // (finetune.train_bn): their drift is no finding.
   bool frozen_norms_may_move = false;
+  // The gradient noise scale (McCandlish et al., "An Empirical Model of Large-Batch Training",
+  // 2018, appendix A): over the last `noise_window` steps before each logging step, the squared
+  // norm of each step's gradient (batch B) against that of their mean (batch kB) estimates |G|^2
+  // and tr(Sigma); their ratio is B_noise, near the critical batch size. 0 turns it off.
+  int64_t noise_window = 8;
+  // Processes of a data-parallel job: a step's gradient is the average over world_size batches.
+  int64_t world_size = 1;
 };
 
 // Order kDiagnostics. Signals: every `every` steps, per parameter tensor the gradient norm, weight
@@ -94,6 +101,14 @@ class Diagnostics : public Callback {
   // Frozen BatchNorm layers in training mode: their running mean and variance at the last
   // logging step, by layer name.
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> norm_stats_;
+  // Gradient noise scale: the window's gradient sum and sum of squared norms (on the device),
+  // the logging step's two estimates [|G|^2, tr(Sigma)], and the epoch's sums of them.
+  void accumulate_noise(const TrainState& state);
+  std::vector<torch::Tensor> grad_sum_;
+  torch::Tensor grad_sq_sum_, noise_stats_;
+  int64_t grad_count_ = 0, noise_batch_ = 0;
+  double noise_g2_sum_ = 0.0, noise_trace_sum_ = 0.0;
+  int64_t noise_count_ = 0;
   bool clipping_ = false;
   std::vector<std::string> fresh_;  // each detector's state before the fit
   int64_t phase_epoch_ = 0;         // the last TrainState::phase_epoch seen

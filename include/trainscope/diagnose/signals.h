@@ -2,6 +2,7 @@
 // The signals detectors read: cheap numbers gathered on the training device and read back in
 // one transfer per logging interval (step signals) or once per epoch (epoch signals).
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -67,6 +68,10 @@ struct StepSignals {
   double targets_above_one = 0.0, targets_below_zero = 0.0, targets_below_minus_one = 0.0;
   std::vector<ActivationSignals> activations;
   std::vector<FrozenNormSignals> frozen_norms;
+  // Gradient noise scale estimates from the steps before this one (NaN when not measured):
+  // |G|^2 and tr(Sigma), for a batch of `noise_batch` examples.
+  double noise_gradient_sq = NAN, noise_trace = NAN;
+  int64_t noise_batch = 0;
 };
 
 struct EpochSignals {
@@ -85,6 +90,12 @@ struct EpochSignals {
   double frozen_fraction = 0.0;  // share of parameter values that do not train (fine-tuning)
   int64_t steps_per_epoch = 0;   // optimizer steps per epoch
   int64_t batch_size = 0;        // examples per step (the largest batch of the epoch)
+  // The gradient noise scale B_noise = tr(Sigma) / |G|^2 over the epoch's logging steps (ratio of
+  // their sums; NaN when not measured), from `noise_samples` estimates; examples_per_step: the
+  // batch of the job's optimizer step (batch_size x data-parallel processes).
+  double noise_scale = NAN;
+  int64_t noise_samples = 0;
+  int64_t examples_per_step = 0;
 };
 
 }  // namespace trainscope::diagnose

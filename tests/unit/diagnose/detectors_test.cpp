@@ -408,7 +408,7 @@ TEST(Detectors, DefaultsCoverEveryKind) {
                        "saturated_activations", "learning_rate", "overfitting", "underfitting",
                        "oscillating_loss", "softmax_before_loss", "relu_on_logits",
                        "symmetric_units", "stuck_parameters", "loss_not_moving", "too_few_steps",
-                       "unreachable_targets", "frozen_norm_drift"}));
+                       "unreachable_targets", "frozen_norm_drift", "batch_size_advice"}));
 }
 
 // Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
@@ -729,4 +729,30 @@ TEST(Detectors, FrozenBatchNormStatisticsThatMove) {
       << f->message;
   EXPECT_NE(f->message.find("2 of 2 frozen BatchNorm layers"), std::string::npos);
   EXPECT_EQ(f->changes().at(0), (std::pair<std::string, std::string>{"finetune.train_bn", "true"}));
+}
+
+// Batch advice from the gradient noise scale: only far from it, only with enough estimates.
+TEST(Detectors, BatchAdviceFromTheGradientNoiseScale) {
+  auto epoch_with = [](double noise, int64_t batch, int64_t samples) {
+    auto e = epoch(1, 1.0, NAN);
+    e.noise_scale = noise, e.batch_size = batch, e.examples_per_step = batch;
+    e.noise_samples = samples;
+    return e;
+  };
+  dg::BatchNoiseDetector d;
+  auto large = d.on_epoch(epoch_with(300, 4096, 20));
+  ASSERT_TRUE(large);
+  EXPECT_EQ(large->severity, dg::Severity::kInfo);
+  EXPECT_NE(large->message.find("critical batch size near 300"), std::string::npos)
+      << large->message;
+  EXPECT_EQ(large->changes().at(0),
+            (std::pair<std::string, std::string>{"train.batch_size", "256"}));
+  auto small = d.on_epoch(epoch_with(3000, 32, 20));
+  ASSERT_TRUE(small);
+  EXPECT_NE(small->message.find("93.75x smaller"), std::string::npos) << small->message;
+  EXPECT_EQ(small->changes().at(0).second, "4096");
+  EXPECT_FALSE(d.on_epoch(epoch_with(300, 1024, 20))) << "3.4x: near enough";
+  EXPECT_FALSE(d.on_epoch(epoch_with(300, 4096, 4))) << "too few estimates";
+  EXPECT_FALSE(d.on_epoch(epoch_with(NAN, 4096, 20))) << "not measured";
+  EXPECT_FALSE(d.on_epoch(epoch_with(-5, 4096, 20))) << "a negative estimate is noise";
 }
