@@ -232,6 +232,24 @@ int main(int argc, char** argv) {
   diagnose->add_option("RUN", diagnose_run, "run directory, or a run name under --runs-dir")
       ->required();
   diagnose->add_option("--runs-dir", diagnose_runs_dir, "directory of runs (default \"runs\")");
+  bool verify = false;
+  ts::VerifyOptions verify_options;
+  diagnose->add_flag("--verify", verify,
+                     "replay the run with and without each remedy that proposes settings (a short "
+                     "budget from the start, paired seeds) and report the measured effect on "
+                     "validation loss and accuracy; the replays are runs of their own");
+  diagnose
+      ->add_option("--seeds", verify_options.seeds,
+                   "--verify: paired seeds, the run's own and the next ones (default 3)")
+      ->check(CLI::Range(1, 20));
+  diagnose
+      ->add_option("--epochs", verify_options.epochs,
+                   "--verify: epochs per replay (default: the latest finding's epoch + 2, at "
+                   "most the run's)")
+      ->check(CLI::Range(1, 100000));
+  diagnose->add_option("--only", verify_options.kinds,
+                       "--verify: the finding to verify (repeatable; default every one with "
+                       "settings to change)");
 
   std::string lr_plot;
   auto* tune = app.add_subcommand("tune", "search hyperparameters");
@@ -354,11 +372,17 @@ int main(int argc, char** argv) {
     if (resume->parsed()) return run_resume(resume_args);
     if (export_cmd->parsed()) return run_export(export_args);
     if (diagnose->parsed()) {
-      std::printf("%s", ts::diagnose::diagnose_report(
-                            ts::session::find_run(diagnose_run, diagnose_runs_dir).string(),
-                            ts::cli::flag_name)
-                            .c_str());
-      return 0;
+      const auto run = ts::session::find_run(diagnose_run, diagnose_runs_dir);
+      if (!verify &&
+          (diagnose->count("--seeds") || diagnose->count("--epochs") || diagnose->count("--only")))
+        throw ts::ConfigError("--seeds, --epochs and --only go with --verify");
+      std::printf("%s", ts::diagnose::diagnose_report(run.string(), ts::cli::flag_name).c_str());
+      if (!verify) return 0;
+      std::printf("\n");
+      std::fflush(stdout);
+      const auto r = ts::verify_remedies(run, verify_options);
+      std::printf("%s", r.summary.substr(r.summary.find('\n') + 1).c_str());
+      return r.interrupted ? 130 : 0;
     }
     return run_test(test_args);
   } catch (const ts::JobError& e) {

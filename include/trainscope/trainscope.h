@@ -26,6 +26,7 @@
 #include <trainscope/session/settings.h>
 #include <trainscope/session/source.h>
 #include <trainscope/session/sweep.h>
+#include <trainscope/session/verify.h>
 #include <trainscope/track/checkpoint_dir.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/payload.h>

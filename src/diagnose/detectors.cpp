@@ -113,9 +113,13 @@ std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
   return make(kind(), Severity::kError, e.step, e.epoch,
               "the training loss of epoch " + std::to_string(e.epoch) + " is " + num(loss) +
                   "; training has diverged",
-              {{"train_loss", loss}},
-              "lower the learning rate by 10x and clip gradients at 1.0 (" +
-                  setting_ref("train.grad_clip", "1.0") + ")");
+              {{"train_loss", loss}, {"lr", e.lr}},
+              e.lr > 0
+                  ? "lower the learning rate to " + num(e.lr / 10) + " (" +
+                        setting_ref("train.lr", num(e.lr / 10)) + ") and clip gradients at 1.0 (" +
+                        setting_ref("train.grad_clip", "1.0") + ")"
+                  : "lower the learning rate by 10x and clip gradients at 1.0 (" +
+                        setting_ref("train.grad_clip", "1.0") + ")");
 }
 
 std::optional<Finding> ExplodingGradientDetector::on_step(const StepSignals& s) {
@@ -185,6 +189,10 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   bool rising = n > static_cast<size_t>(t_.rising_epochs);
   for (size_t i = n - std::min<size_t>(n, t_.rising_epochs); rising && i < n; ++i)
     rising = i > 0 && loss(i, true) > loss(i - 1, true) && loss(i, false) < loss(i - 1, false);
+  double lowest = loss(n - 1, true);
+  for (size_t i = 0; i < n; ++i) lowest = std::min(lowest, loss(i, true));
+  const double rise = lowest > 0 ? (loss(n - 1, true) - lowest) / lowest : 0.0;
+  rising = rising && rise >= t_.rising_min;
 
   bool gap = n >= static_cast<size_t>(t_.gap_epochs);
   for (size_t i = n - std::min<size_t>(n, t_.gap_epochs); gap && i < n; ++i)
@@ -205,7 +213,8 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   std::string why;
   if (rising)
     why = "validation loss rose for " + std::to_string(t_.rising_epochs) +
-          " epochs while training loss fell";
+          " epochs while training loss fell (" + num(vl) + ", " + num(100 * rise) +
+          "% above its lowest)";
   else if (acc)
     why = "training accuracy " + num(ta) + " is " + num(acc_gap) + " above validation accuracy " +
           num(va);
@@ -315,7 +324,8 @@ std::optional<Finding> SaturationDetector::on_step(const StepSignals& s) {
       worst = &a;
   streak_ = worst ? streak_ + 1 : 0;
   if (streak_ < t_.sustain_steps) return std::nullopt;
-  return make(kind(), Severity::kWarning, s.step, s.epoch,
+  const bool severe = worst->saturated_fraction > t_.saturated_warning;
+  return make(kind(), severe ? Severity::kWarning : Severity::kInfo, s.step, s.epoch,
               "saturated activations: " + num(100 * worst->saturated_fraction) +
                   "% of the outputs of " + worst->name +
                   " sit within 1% of their bounds, where gradients vanish",

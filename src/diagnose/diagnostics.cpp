@@ -158,21 +158,24 @@ void Diagnostics::accumulate_noise(const TrainState& state) {
       (options_.every - (state.global_step + 1) % options_.every) % options_.every;
   if (to_log >= window) return;
   torch::NoGradGuard no_grad;
-  if (to_log == window - 1 || grad_sum_.size() != params_.size()) {
-    grad_sum_.assign(params_.size(), torch::Tensor());
+  if (to_log == window - 1) {
+    grad_sum_.clear();
     grad_sq_sum_ = torch::Tensor();
     grad_count_ = 0;
   }
+  // What trains now, by name: the same after a resume as in the fit that was not interrupted.
   std::vector<torch::Tensor> norms;
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const auto& g = params_[i].grad();
-    if (!g.defined()) continue;
+  for (const auto& item : state.model->module().named_parameters()) {
+    const auto& g = item.value().grad();
+    if (!item.value().requires_grad() || !g.defined()) continue;
     norms.push_back(g.norm().to(torch::kFloat64));
-    grad_sum_[i] = grad_sum_[i].defined() ? grad_sum_[i].add_(g) : g.detach().clone();
+    auto& sum = grad_sum_[item.key()];
+    // (A sum restored from a checkpoint is on the CPU until its first step here.)
+    sum = sum.defined() ? sum.to(g.device()).add_(g) : g.detach().clone();
   }
   if (norms.empty()) return;
   auto sq = torch::stack(norms).pow(2).sum();
-  grad_sq_sum_ = grad_sq_sum_.defined() ? grad_sq_sum_ + sq : sq;
+  grad_sq_sum_ = grad_sq_sum_.defined() ? grad_sq_sum_.to(sq.device()) + sq : sq;
   ++grad_count_;
   if (to_log != 0) return;
   // Batch B each step, kB their mean: |G_B|^2 = |G|^2 + tr(S) / B, and the same at kB; solved for
@@ -182,8 +185,8 @@ void Diagnostics::accumulate_noise(const TrainState& state) {
   const double k = double(grad_count_);
   const double b = double(state.batch_size * std::max<int64_t>(1, options_.world_size));
   std::vector<torch::Tensor> mean_sq;
-  for (const auto& s : grad_sum_)
-    if (s.defined()) mean_sq.push_back((s / k).pow(2).sum().to(torch::kFloat64));
+  for (const auto& [name, s] : grad_sum_)
+    mean_sq.push_back((s / k).pow(2).sum().to(torch::kFloat64));
   const auto big = torch::stack(mean_sq).sum();  // |G_kB|^2
   const auto small = grad_sq_sum_ / k;           // mean |G_B|^2
   noise_stats_ = torch::stack({(k * big - small) / (k - 1), (small - big) * b * k / (k - 1)});
@@ -235,7 +238,8 @@ std::vector<FrozenNormSignals> Diagnostics::frozen_norm_signals(TrainState& stat
     auto it = norm_stats_.find(item.key());
     if (it != norm_stats_.end()) {
       auto rel = [](const torch::Tensor& now, const torch::Tensor& before) {
-        return (now - before).norm() / (before.norm() + 1e-6);
+        const auto was = before.to(now.device());
+        return (now - was).norm() / (was.norm() + 1e-6);
       };
       names.push_back(item.key());
       drifts.push_back(torch::maximum(rel(*mean, it->second.first), rel(*var, it->second.second)));
@@ -405,6 +409,7 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.batch_size = largest_batch_;
   largest_batch_ = 0;
   e.examples_per_step = e.batch_size * std::max<int64_t>(1, options_.world_size);
+  e.lr = current_lr(state);
   e.noise_samples = noise_count_;
   if (noise_count_ > 0 && noise_g2_sum_ > 0 && noise_trace_sum_ > 0)
     e.noise_scale = noise_trace_sum_ / noise_g2_sum_;
@@ -517,7 +522,29 @@ void Diagnostics::on_checkpoint_save(TrainState&, torch::serialize::OutputArchiv
                           {"target_var_count", target_var_count_},
                           {"num_outputs", num_outputs_},
                           {"clipping", clipping_},
-                          {"phase_epoch", phase_epoch_}};
+                          {"phase_epoch", phase_epoch_},
+                          {"largest_batch", largest_batch_},
+                          {"noise_g2_sum", noise_g2_sum_},
+                          {"noise_trace_sum", noise_trace_sum_},
+                          {"noise_count", noise_count_},
+                          {"noise_batch", noise_batch_},
+                          {"grad_count", grad_count_}};
+  // The noise window in progress and the frozen BatchNorm statistics last seen, so that a resumed
+  // fit measures what the uninterrupted one would.
+  nlohmann::json window = nlohmann::json::array();
+  for (const auto& [name, sum] : grad_sum_) {
+    archive.write("noise_sum_" + std::to_string(window.size()), sum, /*is_buffer=*/true);
+    window.push_back(name);
+  }
+  state["noise_window"] = window;
+  if (grad_sq_sum_.defined()) archive.write("noise_sq_sum", grad_sq_sum_, /*is_buffer=*/true);
+  nlohmann::json norms = nlohmann::json::array();
+  for (const auto& [name, stats] : norm_stats_) {
+    archive.write("norm_mean_" + std::to_string(norms.size()), stats.first, true);
+    archive.write("norm_var_" + std::to_string(norms.size()), stats.second, true);
+    norms.push_back(name);
+  }
+  state["norm_stats"] = norms;
   archive.write("state", c10::IValue(state.dump()));
   if (non_finite_.defined()) archive.write("non_finite", non_finite_, /*is_buffer=*/true);
 }
@@ -551,6 +578,30 @@ void Diagnostics::on_checkpoint_load(TrainState&, torch::serialize::InputArchive
   num_outputs_ = state.at("num_outputs").get<int64_t>();
   clipping_ = state.at("clipping").get<bool>();
   phase_epoch_ = state.value("phase_epoch", int64_t{0});
+  largest_batch_ = state.value("largest_batch", int64_t{0});
+  noise_g2_sum_ = state.value("noise_g2_sum", 0.0);
+  noise_trace_sum_ = state.value("noise_trace_sum", 0.0);
+  noise_count_ = state.value("noise_count", int64_t{0});
+  noise_batch_ = state.value("noise_batch", int64_t{0});
+  grad_count_ = state.value("grad_count", int64_t{0});
+  grad_sum_.clear();
+  if (state.contains("noise_window"))
+    for (size_t i = 0; i < state.at("noise_window").size(); ++i) {
+      torch::Tensor t;
+      archive.read("noise_sum_" + std::to_string(i), t, /*is_buffer=*/true);
+      grad_sum_[state.at("noise_window")[i].get<std::string>()] = t.clone();
+    }
+  torch::Tensor sq;
+  grad_sq_sum_ =
+      archive.try_read("noise_sq_sum", sq, /*is_buffer=*/true) ? sq.clone() : torch::Tensor();
+  norm_stats_.clear();
+  if (state.contains("norm_stats"))
+    for (size_t i = 0; i < state.at("norm_stats").size(); ++i) {
+      torch::Tensor mean, var;
+      archive.read("norm_mean_" + std::to_string(i), mean, true);
+      archive.read("norm_var_" + std::to_string(i), var, true);
+      norm_stats_[state.at("norm_stats")[i].get<std::string>()] = {mean.clone(), var.clone()};
+    }
   torch::Tensor non_finite;
   non_finite_ = archive.try_read("non_finite", non_finite, /*is_buffer=*/true) ? non_finite.clone()
                                                                                : torch::Tensor();

@@ -1,5 +1,7 @@
 // The CLI as a user runs it: errors exit 2 with one clear line; a one-epoch run on a small
 // Fashion-MNIST subset leaves a complete run directory.
+#include <trainscope/track/run_store.h>
+
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -302,6 +304,60 @@ TEST_F(CliTest, CheckRunsTheDataChecksIntoARunAndAReport) {
   // Reading the data fails as a bad input: exit 2, nothing written.
   EXPECT_EQ(run("check --only data --data csv:missing.csv --name bad").status, 2);
   EXPECT_FALSE(fs::exists(dir_ / "runs" / "bad"));
+}
+
+// diagnose --verify replays a run with and without each remedy on paired seeds: a remedy that
+// helps (a diverging SGD run, lr 10x lower and clipping) and one that cannot change anything
+// (clipping at a norm no gradient of a healthy run reaches, planted as a finding) are told
+// apart, every replay is a run of its own, and the report is kept as verify.json.
+TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  const std::string fit =
+      " --model mlp --epochs 2 --set train.optimizer=sgd --batch-size 64 --no-test "
+      "--no-dashboard --progress plain --set data.limit=1000";
+  ASSERT_EQ(run("train --name div --lr 2" + fit).status, 0);
+  ASSERT_EQ(run("train --name ok --lr 0.05" + fit).status, 0);
+  ASSERT_EQ(query(dir_ / "runs" / "div" / "run.sqlite",
+                  "SELECT COUNT(*) FROM findings WHERE kind='non_finite'"),
+            std::vector<std::string>{"1"});
+  trainscope::track::RunStore(dir_ / "runs" / "ok" / "run.sqlite")
+      .add_finding({"planted", "warning", 10, 1, "a planted finding", "{}",
+                    "clip at a norm no gradient reaches ({train.grad_clip=1000000})", 0.0});
+
+  Result v = run("diagnose div --verify --seeds 2 --only non_finite");
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_NE(v.out.find("remedies of run div verified by replay: 2 epochs from the start"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("non_finite (epoch 1): train.lr = 0.2, train.grad_clip = 1"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("): helped"), std::string::npos) << v.out;
+  Result n = run("diagnose ok --verify --seeds 2 --only planted");
+  ASSERT_EQ(n.status, 0) << n.out;
+  EXPECT_NE(n.out.find("planted (epoch 1): train.grad_clip = 1000000"), std::string::npos) << n.out;
+  EXPECT_NE(n.out.find("effect 0 +- 0; val_accuracy"), std::string::npos) << n.out;
+  EXPECT_NE(n.out.find("): no clear effect"), std::string::npos) << n.out;
+  // Two seeds per arm, each a run of its own beside the original.
+  for (const std::string arm : {"div-verify-2ep-2seeds-base", "div-verify-2ep-2seeds-non_finite",
+                                "ok-verify-2ep-2seeds-base", "ok-verify-2ep-2seeds-planted"})
+    for (const char* seed : {"-001", "-002"})
+      EXPECT_TRUE(fs::exists(dir_ / "runs" / (arm + seed) / "run.sqlite")) << arm << seed;
+  std::ifstream in(dir_ / "runs" / "ok" / "verify.json");
+  std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"verdict\": \"no clear effect\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"loss_effect\": 0.0"), std::string::npos) << json;
+  // Again: the finished replays are reused, not run twice.
+  Result again = run("diagnose div --verify --seeds 2 --only non_finite");
+  ASSERT_EQ(again.status, 0) << again.out;
+  EXPECT_EQ(again.out.find("  replay "), std::string::npos) << again.out;
+  EXPECT_NE(again.out.find("): helped"), std::string::npos) << again.out;
+  // Mistakes: a finding the run does not have, --seeds without --verify.
+  Result missing = run("diagnose div --verify --only overfitting");
+  EXPECT_EQ(missing.status, 2);
+  EXPECT_NE(missing.out.find("run div has no finding 'overfitting'; it found: "), std::string::npos)
+      << missing.out;
+  EXPECT_EQ(run("diagnose div --seeds 2").status, 2);
 }
 
 TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {

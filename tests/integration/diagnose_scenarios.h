@@ -35,6 +35,7 @@ struct Result {
   bool detected = false;              // the expected kind was found (controls: nothing found)
   int64_t first_epoch = 0;            // epoch of the expected finding
   std::vector<std::string> warnings;  // every warning/error finding as "kind@epoch"
+  std::vector<std::string> messages;  // their messages, in the same order
   std::vector<std::string> remedies;  // messages of applied remedies (auto-remedy)
   // Remedies that spell a CLI flag, or propose a setting that is not one (unknown key, a value of
   // the wrong type or out of range): a library user could not apply them.
@@ -248,6 +249,7 @@ inline Result run(const Scenario& s, const Scale& scale) {
       }
       if (f.severity == diagnose::Severity::kInfo) continue;
       r.warnings.push_back(f.kind + "@" + std::to_string(f.epoch));
+      r.messages.push_back(f.message);
       const bool expected = ("|" + s.expected + "|").find("|" + f.kind + "|") != std::string::npos;
       if (expected && !r.detected) r.detected = true, r.first_epoch = f.epoch;
     }

@@ -43,6 +43,10 @@ struct DetectorThresholds {
   // gap of at least `accuracy_gap` for two epochs, or `accuracy_gap_high` once training accuracy
   // exceeds `high_accuracy`.
   int rising_epochs = 3;
+  // Calibrated on the healthy controls (bench/README.md): the rise must take the validation loss
+  // at least this share above its lowest; a GELU MLP with dropout wobbled up 1.9% over 3 epochs
+  // where runs that really overfit rose 6-10%.
+  double rising_min = 0.03;
   double loss_gap = 0.1;
   int gap_epochs = 3;
   double accuracy_gap = 0.10;
@@ -75,7 +79,11 @@ struct DetectorThresholds {
   double dead_unit_warning = 0.7;
 
   // Ours: over this share of a sigmoid/tanh layer's outputs within 1% of their bounds.
+  // Calibrated on the healthy controls (bench/README.md): a tanh MLP trained well for 8 epochs of
+  // 18,000 examples sits at 50-55%, saturation from unnormalized inputs near 100%; between
+  // saturated_share and `saturated_warning` an info finding, above it a warning.
   double saturated_share = 0.5;
+  double saturated_warning = 0.7;
 
   // Update-to-weight ratio (CS231n, "Neural Networks Part 3": about 1e-3 is healthy); a median
   // over the weights outside [update_low, update_high] means the learning rate is far off.
@@ -266,7 +274,8 @@ class DyingReluDetector : public ThresholdDetector {
   int streak_ = 0;
 };
 
-// Many of a sigmoid/tanh layer's outputs within 1% of their bounds (saturated_share).
+// Many of a sigmoid/tanh layer's outputs within 1% of their bounds (saturated_share; a warning
+// above saturated_warning).
 class SaturationDetector : public ThresholdDetector {
  public:
   using ThresholdDetector::ThresholdDetector;

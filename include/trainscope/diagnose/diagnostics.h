@@ -104,7 +104,7 @@ class Diagnostics : public Callback {
   // Gradient noise scale: the window's gradient sum and sum of squared norms (on the device),
   // the logging step's two estimates [|G|^2, tr(Sigma)], and the epoch's sums of them.
   void accumulate_noise(const TrainState& state);
-  std::vector<torch::Tensor> grad_sum_;
+  std::map<std::string, torch::Tensor> grad_sum_;  // by parameter name
   torch::Tensor grad_sq_sum_, noise_stats_;
   int64_t grad_count_ = 0, noise_batch_ = 0;
   double noise_g2_sum_ = 0.0, noise_trace_sum_ = 0.0;

@@ -96,6 +96,7 @@ struct EpochSignals {
   double noise_scale = NAN;
   int64_t noise_samples = 0;
   int64_t examples_per_step = 0;
+  double lr = 0.0;  // the learning rate at the epoch's end
 };
 
 }  // namespace trainscope::diagnose

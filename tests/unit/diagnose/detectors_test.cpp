@@ -756,3 +756,22 @@ TEST(Detectors, BatchAdviceFromTheGradientNoiseScale) {
   EXPECT_FALSE(d.on_epoch(epoch_with(NAN, 4096, 20))) << "not measured";
   EXPECT_FALSE(d.on_epoch(epoch_with(-5, 4096, 20))) << "a negative estimate is noise";
 }
+
+// Calibrated on healthy runs: a well-trained tanh MLP sits near 55% saturated late in training,
+// so between half and 70% is an info finding; inputs that saturate a layer outright warn.
+TEST(Detectors, SaturationBetweenHalfAndSeventyPercentIsInfoAboveAWarning) {
+  auto saturated = [](double share) {
+    dg::SaturationDetector d;
+    std::optional<dg::Finding> f;
+    for (int i = 0; i < 3 && !f; ++i) {
+      auto s = step(i, 0.1, 0.1);
+      s.activations = {{"2:tanh", "tanh", 0.0, share}};
+      f = d.on_step(s);
+    }
+    return f;
+  };
+  ASSERT_TRUE(saturated(0.55));
+  EXPECT_EQ(saturated(0.55)->severity, dg::Severity::kInfo);
+  EXPECT_EQ(saturated(0.8)->severity, dg::Severity::kWarning);
+  EXPECT_FALSE(saturated(0.45));
+}

@@ -1,0 +1,80 @@
+#pragma once
+// Remedies verified by replay (`trainscope diagnose RUN --verify`): for each finding of a run whose
+// remedy proposes settings, the run is replayed for a short budget from its start (the same
+// config, so the same initial weights at the run's seed) with and without those settings, on
+// paired seeds, and the effect on the final validation loss and accuracy is measured with its
+// spread. Every replay is a run of its own: the baseline arm is the sweep <run>-verify-base, each
+// remedy the sweep <run>-verify-<kind>, over train.seed, beside the original run (the dashboard
+// groups each sweep's runs). Starting the same verification again reuses the replays that
+// finished (sweeps never run a finished trial twice). A remedy's settings are applied together,
+// except train.max_epochs: both arms keep the replay's budget.
+//
+//   ts::VerifyResult r = ts::verify_remedies("runs/cnn-20261206-101500");
+//   for (const auto& c : r.checks) std::printf("%s: %s\n", c.kind.c_str(), c.verdict.c_str());
+
+#include <trainscope/session/sweep.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace trainscope {
+
+struct VerifyOptions {
+  int64_t seeds = 3;   // paired seeds: the run's train.seed and the next ones
+  int64_t epochs = 0;  // 0: the latest finding's epoch + 2, at least 2, at most the run's
+  std::vector<std::string> kinds;  // the findings to verify (empty: every one with settings)
+  bool print = true;               // a line as each replay starts
+};
+
+// One replay: its run and what it ended with (NaN: not measured, or not finite).
+struct Replay {
+  uint64_t seed = 0;
+  std::string run_name;
+  double val_loss = NAN, val_accuracy = NAN;
+  double first_loss = NAN;  // its first logged training loss, where it started
+};
+
+struct RemedyCheck {
+  std::string kind;  // the finding's
+  int64_t epoch = 0;
+  std::string remedy;                                         // as the finding says it
+  std::vector<std::pair<std::string, std::string>> settings;  // what the replay changes
+  std::string sweep;                                          // <run>-verify-<kind>; "" if none
+  std::vector<Replay> with_remedy;                            // by seed, as the baseline's
+  // Paired differences (remedy - baseline) over the seeds: mean and standard deviation; for the
+  // loss a diverged replay counts as worse than any finite one.
+  double loss_effect = NAN, loss_spread = NAN;
+  double accuracy_effect = NAN, accuracy_spread = NAN;
+  // "helped" (the loss fell by more than twice its standard error, or the remedy kept every
+  // replay finite and below its starting loss where the baseline diverged), "hurt", "no clear
+  // effect", or "not replayed" with
+  // the reason in `note` (its remedy is a change of code, not of settings).
+  std::string verdict;
+  std::string note;
+};
+
+struct VerifyResult {
+  std::string run_name;
+  int64_t epochs = 0;
+  std::vector<uint64_t> seeds;
+  std::string base_sweep;        // <run>-verify-base
+  std::vector<Replay> baseline;  // by seed
+  std::vector<RemedyCheck> checks;
+  std::filesystem::path json;  // <run>/verify.json
+  std::string summary;         // what the CLI prints
+  bool interrupted = false;    // Ctrl-C or SIGTERM stopped a replay: the same call finishes it
+};
+
+// Verifies the remedies of the run in `run_dir` (trainscope's own config.toml and run.sqlite).
+// `runner` trains each replay (the default: a Session in this process, without the test pass;
+// a library user whose run used a model of their own passes a runner that gives it). Throws
+// Error when `run_dir` holds no run, ConfigError for a kind the run did not find.
+VerifyResult verify_remedies(const std::filesystem::path& run_dir,
+                             const VerifyOptions& options = {},
+                             const TrialRunner& runner = in_process_trials(false));
+
+}  // namespace trainscope
