@@ -794,7 +794,8 @@ std::optional<Finding> BatchNoiseDetector::on_epoch(const EpochSignals& e) {
                          "their examples buy little progress"
                    : "batches of " + b + " are " + num(1 / ratio) +
                          "x smaller: their steps are mostly noise, and larger batches would make "
-                         "about as much progress per example in fewer steps";
+                         "about as much progress per example in fewer steps (faster where the "
+                         "hardware runs a larger batch in about the same time, as a GPU does)";
   return make(kind(), Severity::kInfo, e.step, e.epoch, message,
               {{"noise_scale", noise},
                {"batch_size", double(batch)},
