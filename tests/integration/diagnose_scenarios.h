@@ -135,6 +135,35 @@ inline std::vector<Scenario> all() {
          return constant_mlp({128, 128}, 0.01);
        },
        none, none},
+      {"a softmax before cross-entropy (nn.Softmax as the last layer)", "softmax_before_loss",
+       [] {
+         Model m = sequential_mlp({256, 128}, "relu");
+         std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m.ptr())->push_back(
+             torch::nn::Softmax(1));
+         return m;
+       },
+       none, none},
+      {"logits through a ReLU (an activation after the last Linear)", "relu_on_logits",
+       [] {
+         Model m = sequential_mlp({256, 128}, "relu");
+         std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m.ptr())->push_back(
+             torch::nn::ReLU());
+         return m;
+       },
+       none, none},
+      {"a learning rate 1000x too low (Adam 1e-6)", "learning_rate|loss_not_moving|underfitting",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.lr(1e-6); }},
+      {"a backbone frozen by hand, its BatchNorm left in training mode", "frozen_norm_drift",
+       [] {
+         Model m = models::cnn();
+         auto params = m.module().parameters();  // all but the last Linear's weight and bias
+         for (size_t i = 0; i + 2 < params.size(); ++i) params[i].set_requires_grad(false);
+         return m;
+       },
+       none, none},
       {"a lazily sized head, created after the optimizer", "stuck_parameters",
        [] {
          auto net = std::make_shared<LazyHeadNet>();
