@@ -115,12 +115,14 @@ std::string mean_of(const std::vector<Replay>& replays, double Replay::*field) {
 void judge(RemedyCheck& check, const std::vector<Replay>& base) {
   std::vector<double> loss, accuracy;
   bool rescued = false, all_finite = true;
+  int broken = 0;  // finite without the remedy, diverged with it
   for (size_t i = 0; i < base.size() && i < check.with_remedy.size(); ++i) {
     const double b = base[i].val_loss, r = check.with_remedy[i].val_loss;
     // Finite, and below where its training started: it learned something.
     const double start = check.with_remedy[i].first_loss;
     all_finite = all_finite && std::isfinite(r) && (!std::isfinite(start) || r < start);
     rescued = rescued || (!std::isfinite(b) && std::isfinite(r));
+    broken += std::isfinite(b) && !std::isfinite(r);
     if (std::isfinite(b) && std::isfinite(r)) loss.push_back(r - b);
     const double ba = base[i].val_accuracy, ra = check.with_remedy[i].val_accuracy;
     if (std::isfinite(ba) && std::isfinite(ra)) accuracy.push_back(ra - ba);
@@ -131,6 +133,12 @@ void judge(RemedyCheck& check, const std::vector<Replay>& base) {
     check.verdict = "helped";
     check.note =
         "with the remedy every replay stayed finite and learned; without it training diverged";
+    return;
+  }
+  if (broken > 0 && !rescued) {
+    check.verdict = "hurt";
+    check.note = "with the remedy " + std::to_string(broken) + " of " +
+                 std::to_string(base.size()) + " replays diverged; without it none did";
     return;
   }
   if (loss.empty()) {

@@ -323,6 +323,9 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   trainscope::track::RunStore(dir_ / "runs" / "ok" / "run.sqlite")
       .add_finding({"planted", "warning", 10, 1, "a planted finding", "{}",
                     "clip at a norm no gradient reaches ({train.grad_clip=1000000})", 0.0});
+  trainscope::track::RunStore(dir_ / "runs" / "ok" / "run.sqlite")
+      .add_finding({"planted_harm", "warning", 10, 1, "a planted finding", "{}",
+                    "an lr that makes SGD diverge ({train.lr=20})", 0.0});
 
   Result v = run("diagnose div --verify --seeds 2 --only non_finite");
   ASSERT_EQ(v.status, 0) << v.out;
@@ -347,6 +350,10 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(json.find("\"verdict\": \"no clear effect\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"loss_effect\": 0.0"), std::string::npos) << json;
+  Result h = run("diagnose ok --verify --seeds 2 --only planted_harm");
+  ASSERT_EQ(h.status, 0) << h.out;
+  EXPECT_NE(h.out.find("): hurt (with the remedy 2 of 2 replays diverged"), std::string::npos)
+      << h.out;
   // Again: the finished replays are reused, not run twice.
   Result again = run("diagnose div --verify --seeds 2 --only non_finite");
   ASSERT_EQ(again.status, 0) << again.out;

@@ -45,13 +45,13 @@ struct RemedyCheck {
   std::vector<std::pair<std::string, std::string>> settings;  // what the replay changes
   std::string sweep;                                          // <run>-verify-<kind>; "" if none
   std::vector<Replay> with_remedy;                            // by seed, as the baseline's
-  // Paired differences (remedy - baseline) over the seeds: mean and standard deviation; for the
-  // loss a diverged replay counts as worse than any finite one.
+  // Paired differences (remedy - baseline) over the seeds: mean and standard deviation, over
+  // the pairs where both ended finite (the verdict weighs divergence itself).
   double loss_effect = NAN, loss_spread = NAN;
   double accuracy_effect = NAN, accuracy_spread = NAN;
   // "helped" (the loss fell by more than twice its standard error, or the remedy kept every
-  // replay finite and below its starting loss where the baseline diverged), "hurt", "no clear
-  // effect", or "not replayed" with
+  // replay finite and below its starting loss where the baseline diverged), "hurt" (the mirror
+  // case, or replays that diverge only with the remedy), "no clear effect", or "not replayed" with
   // the reason in `note` (its remedy is a change of code, not of settings).
   std::string verdict;
   std::string note;
@@ -64,7 +64,7 @@ struct VerifyResult {
   std::string base_sweep;        // <run>-verify-base
   std::vector<Replay> baseline;  // by seed
   std::vector<RemedyCheck> checks;
-  std::filesystem::path json;  // <run>/verify.json
+  std::filesystem::path json;  // <run>/verify.json: this call's checks
   std::string summary;         // what the CLI prints
   bool interrupted = false;    // Ctrl-C or SIGTERM stopped a replay: the same call finishes it
 };
