@@ -12,6 +12,8 @@
 //    precision among the most suspect as many as were planted.
 #include <trainscope/trainscope.h>
 
+#include "../tests/unit/diagnose/shift_image.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -41,7 +43,9 @@ torch::Tensor tile(const std::vector<torch::Tensor>& images, int64_t columns) {
   auto sheet = torch::full({1, rows * cell, columns * cell}, 128, torch::kUInt8);
   for (size_t i = 0; i < images.size(); ++i) {
     const int64_t r = int64_t(i) / columns, c = int64_t(i) % columns;
-    sheet.slice(1, r * cell + 1, r * cell + 29).slice(2, c * cell + 1, c * cell + 29).copy_(images[i]);
+    sheet.slice(1, r * cell + 1, r * cell + 29)
+        .slice(2, c * cell + 1, c * cell + 29)
+        .copy_(images[i]);
   }
   return sheet.repeat_interleave(3, 1).repeat_interleave(3, 2).contiguous();
 }
@@ -89,16 +93,6 @@ void as_shipped(const fs::path& out) {
   std::printf("images: %s, %s\n\n", (out / "pairs.png").c_str(), (out / "suspects.png").c_str());
 }
 
-torch::Tensor shift_image(const torch::Tensor& img, int64_t dx, int64_t dy) {
-  auto out = torch::full_like(img, img.min().item<float>());
-  const int64_t h = img.size(1), w = img.size(2);
-  out.slice(1, std::max<int64_t>(0, dy), h + std::min<int64_t>(0, dy))
-      .slice(2, std::max<int64_t>(0, dx), w + std::min<int64_t>(0, dx))
-      .copy_(img.slice(1, std::max<int64_t>(0, -dy), h - std::max<int64_t>(0, dy))
-                 .slice(2, std::max<int64_t>(0, -dx), w - std::max<int64_t>(0, dx)));
-  return out;
-}
-
 void planted(const dg::DataCheckOptions& base) {
   ts::data::IdxOptions io;
   io.val_fraction = 0.0;
@@ -122,7 +116,7 @@ void planted(const dg::DataCheckOptions& base) {
       const int64_t dy = torch::randint(-3, 4, {1}, gen).item<int64_t>();
       const double contrast = 0.6 + 0.4 * torch::rand({1}, gen).item<double>();
       const double brightness = 0.6 * torch::rand({1}, gen).item<double>() - 0.3;
-      auto moved = shift_image(img, dx, dy);
+      auto moved = trainscope::testing::shift_image(img, dx, dy);
       test.x[t].copy_(moved * contrast + brightness + 0.03 * torch::randn(moved.sizes(), gen));
       near[t] = a;
       moved_by[t] = std::max(std::abs(dx), std::abs(dy));

@@ -219,11 +219,10 @@ std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state
   return out;
 }
 
-std::vector<FrozenNormSignals> Diagnostics::frozen_norm_signals(TrainState& state) {
-  std::vector<FrozenNormSignals> out;
-  if (options_.frozen_norms_may_move) return out;
+torch::Tensor Diagnostics::frozen_norm_drifts(TrainState& state, std::vector<std::string>& names) {
+  const auto none = torch::zeros({0}, state.loss.options().dtype(torch::kFloat64));
+  if (options_.frozen_norms_may_move) return none;
   torch::NoGradGuard no_grad;
-  std::vector<std::string> names;
   std::vector<torch::Tensor> drifts;
   for (const auto& item : state.model->module().named_modules("", /*include_self=*/false)) {
     const auto& m = *item.value();
@@ -246,10 +245,8 @@ std::vector<FrozenNormSignals> Diagnostics::frozen_norm_signals(TrainState& stat
     }
     norm_stats_[item.key()] = {mean->detach().clone(), var->detach().clone()};
   }
-  if (drifts.empty()) return out;
-  auto host = torch::stack(drifts).to(torch::kCPU, torch::kFloat64).contiguous();
-  for (size_t i = 0; i < names.size(); ++i) out.push_back({names[i], host.data_ptr<double>()[i]});
-  return out;
+  if (drifts.empty()) return none;
+  return torch::stack(drifts).to(none.device(), torch::kFloat64);
 }
 
 void Diagnostics::on_train_batch_end(TrainState& state) {
@@ -294,10 +291,12 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   const auto noise = noise_stats_.defined()
                          ? noise_stats_.to(state.loss.device())
                          : torch::full({2}, NAN, state.loss.options().dtype(torch::kFloat64));
-  auto packed =
-      torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
-                  non_finite_.to(torch::kFloat64).reshape({1}),
-                  state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach, noise});
+  std::vector<std::string> norm_names;
+  const auto drifts = frozen_norm_drifts(state, norm_names);
+  auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
+                            non_finite_.to(torch::kFloat64).reshape({1}),
+                            state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach,
+                            noise, drifts});
   auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
   const double* v = host.data_ptr<double>();
   before_.clear();
@@ -360,7 +359,8 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     ++noise_count_;
   }
   s.activations = activation_signals(state);
-  s.frozen_norms = frozen_norm_signals(state);
+  for (size_t i = 0; i < norm_names.size(); ++i)
+    s.frozen_norms.push_back({norm_names[i], tail[17 + i]});
 
   if (state.run) {
     auto& store = state.run->store();

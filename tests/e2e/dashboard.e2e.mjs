@@ -206,6 +206,15 @@ try {
     await page.dblclick('[data-chart=loss] .u-over');
   });
 
+  await check('the gradient noise scale has a chart of its own', async () => {
+    await page.goto(base + '#/run/cmp-a');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=noise_scale]')?.dataset.points || 0) > 0), 10000, 'the noise scale chart');
+    const text = await page.evaluate(() => document.querySelector('[data-chart=noise_scale]').textContent);
+    assert(text.includes('Gradient noise scale (critical batch size)'), text.slice(0, 200));
+    const other = await page.evaluate(() => [...document.querySelectorAll('.tag-select option')].map((o) => o.textContent).join(' '));
+    assert(!other.includes('train/noise_scale'), 'noise_scale is charted, not listed among the other metrics');
+  });
+
   await check('two runs compared', async () => {
     await page.goto(base + '#/');
     await page.waitForSelector('tr[data-run="cmp-a"] input');

@@ -46,6 +46,8 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
     if (step % 10 == 0) {
       store.add_metric({step, epoch, "train", "grad_norm", 5.0 * std::exp(-step / 400.0) + 0.3,
                         1790000000.0 + step});
+      store.add_metric(
+          {step, epoch, "train", "noise_scale", 100.0 * (1.0 + step / 200.0), 1790000000.0 + step});
       for (int layer = 0; layer < 4; ++layer)
         store.add_metric({step, epoch, "train", "grad_norm/" + std::to_string(layer) + ".weight",
                           std::pow(10.0, -layer) * (1.0 + std::exp(-step / 300.0)),

@@ -82,7 +82,9 @@ class Diagnostics : public Callback {
   void start_phase(const TrainState& state);
   void apply_remedy(TrainState& state, const Finding& finding);
   std::vector<ActivationSignals> activation_signals(TrainState& state);
-  std::vector<FrozenNormSignals> frozen_norm_signals(TrainState& state);
+  // Frozen BatchNorm layers in training mode: their names, and (on the device, for the logging
+  // step's one transfer) how far their running statistics moved since the last logging step.
+  torch::Tensor frozen_norm_drifts(TrainState& state, std::vector<std::string>& names);
 
   DiagnosticsOptions options_;
   std::vector<std::unique_ptr<Detector>> detectors_;

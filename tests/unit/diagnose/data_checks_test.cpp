@@ -4,6 +4,8 @@
 #include <trainscope/diagnose/data_checks.h>
 #include <trainscope/error.h>
 
+#include "shift_image.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -55,17 +57,6 @@ ts::data::DataSplits image_splits(const Images& train, const Images& test) {
   return s;
 }
 
-// `img` [1, 28, 28] moved by (dx, dy), the border filled with the image's background.
-torch::Tensor shift_image(const torch::Tensor& img, int64_t dx, int64_t dy) {
-  auto out = torch::full_like(img, img.min().item<float>());
-  const int64_t h = img.size(1), w = img.size(2);
-  out.slice(1, std::max<int64_t>(0, dy), h + std::min<int64_t>(0, dy))
-      .slice(2, std::max<int64_t>(0, dx), w + std::min<int64_t>(0, dx))
-      .copy_(img.slice(1, std::max<int64_t>(0, -dy), h - std::max<int64_t>(0, dy))
-                 .slice(2, std::max<int64_t>(0, -dx), w - std::max<int64_t>(0, dx)));
-  return out;
-}
-
 }  // namespace
 
 TEST(DataChecks, FindsExactAndNearCopiesAcrossSplitsAndLittleElse) {
@@ -87,7 +78,7 @@ TEST(DataChecks, FindsExactAndNearCopiesAcrossSplitsAndLittleElse) {
     } else {
       int64_t dx = (k % 7) - 3, dy = ((k / 7) % 7) - 3;
       if (dx == 0 && dy == 0) dx = 2;
-      auto moved = shift_image(img, dx, dy);
+      auto moved = trainscope::testing::shift_image(img, dx, dy);
       moved_by[t] = std::max(std::abs(dx), std::abs(dy));
       test.x[t].copy_(moved * (0.7 + 0.01 * double(k % 30)) + 0.2 +
                       0.03 * torch::randn_like(moved));

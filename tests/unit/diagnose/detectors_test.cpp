@@ -52,6 +52,14 @@ int first_step_firing(dg::Detector& d, const std::vector<dg::StepSignals>& steps
   return -1;
 }
 
+// The first finding `d` gives over `steps` (none: nullopt).
+std::optional<dg::Finding> first_finding(dg::Detector& d,
+                                         const std::vector<dg::StepSignals>& steps) {
+  for (const auto& s : steps)
+    if (auto f = d.on_step(s)) return f;
+  return std::nullopt;
+}
+
 int first_epoch_firing(dg::Detector& d, const std::vector<dg::EpochSignals>& epochs,
                        dg::Finding* out = nullptr) {
   for (size_t i = 0; i < epochs.size(); ++i)
@@ -196,8 +204,7 @@ TEST(Detectors, StepRulesTable) {
 
 TEST(Detectors, ExplodingFindingCarriesEvidenceAndRemedy) {
   dg::ExplodingGradientDetector d;
-  std::optional<dg::Finding> f;
-  for (int i = 0; i < 3 && !f; ++i) f = d.on_step(step(i, 10.0, 0.1));
+  auto f = first_finding(d, repeat(3, [](int i) { return step(i, 10.0, 0.1); }));
   ASSERT_TRUE(f);
   EXPECT_EQ(f->kind, "exploding_gradients");
   EXPECT_EQ(f->severity, dg::Severity::kError);
@@ -480,12 +487,11 @@ TEST(Detectors, SymmetricUnitsTable) {
     EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
   }
   dg::SymmetricUnitsDetector d;
-  std::optional<dg::Finding> f;
-  for (int i = 0; i < 3 && !f; ++i) {
-    auto zero = with_spread(i, 0.0);
-    zero.layers[0].weight_norm = 0.0;
-    f = d.on_step(zero);
-  }
+  auto f = first_finding(d, repeat(3, [&](int i) {
+                           auto zero = with_spread(i, 0.0);
+                           zero.layers[0].weight_norm = 0.0;
+                           return zero;
+                         }));
   ASSERT_TRUE(f);
   EXPECT_NE(f->message.find("64 units of '0.weight' are identical (all zero)"), std::string::npos)
       << f->message;
@@ -529,9 +535,7 @@ TEST(Detectors, StuckParametersTable) {
   }
   auto finding = [&](double lr) {
     dg::StuckParametersDetector d;
-    std::optional<dg::Finding> f;
-    for (int i = 0; i < 3 && !f; ++i) f = d.on_step(stuck(i, 0.0, 0.5, 3.0, lr));
-    return f;
+    return first_finding(d, repeat(3, [&](int i) { return stuck(i, 0.0, 0.5, 3.0, lr); }));
   };
   auto missing = finding(1e-3), zero_lr = finding(0.0);
   ASSERT_TRUE(missing && zero_lr);
@@ -660,8 +664,7 @@ TEST(Detectors, UnreachableTargetsTable) {
     EXPECT_EQ(first_step_firing(d, steps), c.expected) << c.name;
     if (c.expected < 0) continue;
     dg::UnreachableTargetsDetector again;
-    std::optional<dg::Finding> f;
-    for (int i = 0; i < 3 && !f; ++i) f = again.on_step(steps[i]);
+    auto f = first_finding(again, {steps.begin(), steps.begin() + 3});
     ASSERT_TRUE(f) << c.name;
     EXPECT_NE(f->message.find(c.activation), std::string::npos) << c.name << ": " << f->message;
   }
@@ -686,8 +689,7 @@ TEST(Detectors, UnreachableTargetsTable) {
     EXPECT_EQ(first_step_firing(d, {s, s, s, s}), k.expected) << k.activation;
     if (k.expected < 0) continue;
     dg::UnreachableTargetsDetector again;
-    std::optional<dg::Finding> f;
-    for (int i = 0; i < 3 && !f; ++i) f = again.on_step(s);
+    auto f = first_finding(again, {s, s, s});
     ASSERT_TRUE(f);
     EXPECT_NE(f->message.find("the model's last layer, a " + k.shown), std::string::npos)
         << f->message;
@@ -722,8 +724,7 @@ TEST(Detectors, FrozenBatchNormStatisticsThatMove) {
     EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
   }
   dg::FrozenNormDriftDetector d;
-  std::optional<dg::Finding> f;
-  for (int i = 0; i < 3 && !f; ++i) f = d.on_step(norms(i, 0.05));
+  auto f = first_finding(d, repeat(3, [&](int i) { return norms(i, 0.05); }));
   ASSERT_TRUE(f);
   EXPECT_NE(f->message.find("BatchNorm layer 'features.1' moved by 5%"), std::string::npos)
       << f->message;
@@ -762,13 +763,11 @@ TEST(Detectors, BatchAdviceFromTheGradientNoiseScale) {
 TEST(Detectors, SaturationBetweenHalfAndSeventyPercentIsInfoAboveAWarning) {
   auto saturated = [](double share) {
     dg::SaturationDetector d;
-    std::optional<dg::Finding> f;
-    for (int i = 0; i < 3 && !f; ++i) {
-      auto s = step(i, 0.1, 0.1);
-      s.activations = {{"2:tanh", "tanh", 0.0, share}};
-      f = d.on_step(s);
-    }
-    return f;
+    return first_finding(d, repeat(3, [&](int i) {
+                           auto s = step(i, 0.1, 0.1);
+                           s.activations = {{"2:tanh", "tanh", 0.0, share}};
+                           return s;
+                         }));
   };
   ASSERT_TRUE(saturated(0.55));
   EXPECT_EQ(saturated(0.55)->severity, dg::Severity::kInfo);
