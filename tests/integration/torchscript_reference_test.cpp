@@ -1,0 +1,125 @@
+// A model defined in Python and saved with torch.jit.script (tests/interop/make_reference.py,
+// run here with Debian's python3-torch) trains in trainscope exactly as in Python: loaded as
+// `--model torchscript:PATH` loads it, in train mode, on Python's batch, its outputs, its loss
+// (the built-in classification loss) and the gradients its first optimizer step would take equal
+// the ones Python computed with the eager model, parameter by parameter, by name. BatchNorm's
+// running statistics move by the same batch too.
+#include <trainscope/models/torchscript.h>
+#include <trainscope/train/loss.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "../unit/scratch_dir.h"
+#include "process.h"
+
+#include <bit>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+namespace ts = trainscope;
+using nlohmann::json;
+
+namespace {
+
+// The script writes little-endian bytes; read as they are, they are this machine's numbers.
+static_assert(std::endian::native == std::endian::little);
+
+// One array make_reference.py wrote: raw C-order bytes in entry["file"], with its dtype and shape.
+torch::Tensor read_array(const fs::path& dir, const json& entry) {
+  const auto dtype = entry.at("dtype").get<std::string>();
+  if (dtype != "float32" && dtype != "int64")
+    throw std::runtime_error("reference.json: unexpected dtype " + dtype);
+  auto tensor = torch::empty(entry.at("shape").get<std::vector<int64_t>>(),
+                             dtype == "float32" ? torch::kFloat32 : torch::kInt64);
+  const fs::path file = dir / entry.at("file").get<std::string>();
+  std::ifstream in(file, std::ios::binary);
+  in.read(static_cast<char*>(tensor.data_ptr()), static_cast<std::streamsize>(tensor.nbytes()));
+  if (in.gcount() != static_cast<std::streamsize>(tensor.nbytes()) ||
+      in.peek() != std::ifstream::traits_type::eof())
+    throw std::runtime_error(file.string() + " does not hold " + std::to_string(tensor.nbytes()) +
+                             " bytes");
+  return tensor;
+}
+
+std::set<std::string> keys(const json& object) {
+  std::set<std::string> out;
+  for (const auto& item : object.items()) out.insert(item.key());
+  return out;
+}
+
+template <typename Dict>
+std::set<std::string> keys_of(const Dict& dict) {
+  std::set<std::string> out;
+  for (const auto& item : dict) out.insert(item.key());
+  return out;
+}
+
+// Within float tolerance (floating tensors) or equal (counters such as num_batches_tracked).
+::testing::AssertionResult matches(const torch::Tensor& got, const torch::Tensor& want) {
+  if (got.sizes() != want.sizes())
+    return ::testing::AssertionFailure()
+           << "shape " << got.sizes() << ", Python's " << want.sizes();
+  if (!got.is_floating_point())
+    return torch::equal(got, want.to(got.scalar_type()))
+               ? ::testing::AssertionSuccess()
+               : ::testing::AssertionFailure() << got << " vs Python's " << want;
+  if (torch::allclose(got, want, /*rtol=*/1e-5, /*atol=*/1e-6))
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "max |difference| " << (got - want).abs().max().item<double>();
+}
+
+class TorchScriptReference : public ts::testing::ScratchDirTest {};
+
+TEST_F(TorchScriptReference, OutputsLossAndFirstGradientsEqualPython) {
+  if (ts::testing::sh("/usr/bin/python3 -c 'import torch'").status != 0)
+    GTEST_SKIP() << "needs python3-torch";
+  const auto made = ts::testing::sh("/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
+                                    "/tests/interop/make_reference.py' '" +
+                                    dir_.string() + "'");
+  ASSERT_EQ(made.status, 0) << made.out;
+  std::ifstream ref_file(dir_ / "reference.json");
+  const json ref = json::parse(ref_file);
+  const auto x = read_array(dir_, ref.at("x"));
+  const auto y = read_array(dir_, ref.at("y"));
+
+  ts::Model model = ts::models::load_torchscript(dir_ / "model.pt");
+  model.train();
+  const auto output = model.forward(x);
+  const auto loss = ts::make_loss(ts::Task::kClassification, {})(output, y);
+  loss.backward();
+
+  EXPECT_TRUE(matches(output, read_array(dir_, ref.at("output"))));
+  EXPECT_NEAR(loss.item<double>(), ref.at("loss").get<double>(), 1e-6);
+
+  // The same names both ways: a parameter renamed, missing or extra fails here, not silently.
+  const auto params = model.module().named_parameters();
+  const json& grads = ref.at("gradients");
+  ASSERT_FALSE(grads.empty());
+  EXPECT_EQ(keys_of(params), keys(grads));
+  for (const auto& p : params) {
+    if (!grads.contains(p.key())) continue;
+    SCOPED_TRACE("gradient of " + p.key());
+    ASSERT_TRUE(p.value().grad().defined());
+    EXPECT_TRUE(matches(p.value().grad(), read_array(dir_, grads.at(p.key()))));
+  }
+
+  // Train mode reached the scripted BatchNorm: its running statistics took the same step.
+  const auto buffers = model.module().named_buffers();
+  const json& want_buffers = ref.at("buffers");
+  EXPECT_EQ(keys_of(buffers), keys(want_buffers));
+  for (const auto& b : buffers) {
+    if (!want_buffers.contains(b.key())) continue;
+    SCOPED_TRACE("buffer " + b.key());
+    EXPECT_TRUE(matches(b.value(), read_array(dir_, want_buffers.at(b.key()))));
+  }
+}
+
+}  // namespace
