@@ -327,22 +327,31 @@ export function testResultsView(results) {
   const test = results && results.test;
   if (!test) return h('p', { class: 'muted', text: 'No test results: `trainscope train` tests after training, or run `trainscope test RUN`.' });
   const box = h('div', { class: 'test-results' });
+  const task = typeof test.task === 'string' ? test.task : 'classification';
+  const percent = new Set(['accuracy', 'exact_match', 'miou']);
   if (test.metrics && typeof test.metrics === 'object') {
     box.appendChild(h('div', { class: 'stat-row' }, Object.entries(test.metrics).map(([k, v]) =>
-      h('div', { class: 'stat' }, h('div', { class: 'stat-label', text: k }), h('div', { class: 'stat-value', text: k === 'accuracy' ? fmtPercent(v) : fmt(v) })))));
+      h('div', { class: 'stat' }, h('div', { class: 'stat-label', text: k }), h('div', { class: 'stat-value', text: percent.has(k) || k.endsWith('_accuracy') ? fmtPercent(v) : fmt(v) })))));
   }
   const perClass = Array.isArray(test.per_class) ? test.per_class : [];
   const names = perClass.map((c) => c.class);
   const parts = h('div', { class: 'test-grid' });
+  const positions = task === 'segmentation' ? 'pixels' : task === 'sequence' ? 'steps' : '';
   if (Array.isArray(test.confusion_matrix)) {
-    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: 'Confusion matrix' }), h('div', { class: 'scroll-x' }, confusionMatrix(test.confusion_matrix, names))));
+    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: positions ? `Confusion matrix (${positions})` : 'Confusion matrix' }), h('div', { class: 'scroll-x' }, confusionMatrix(test.confusion_matrix, names))));
   }
   if (perClass.length) {
-    const bar = (v) => h('div', { class: 'bar' }, h('div', { class: 'bar-fill', style: { width: `${Math.max(0, Math.min(1, v || 0)) * 100}%` } }), h('span', { text: fmtPercent(v) }));
-    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: 'Per class' }),
+    // Multilabel: one row per label; segmentation and sequence add each class's IoU.
+    const unit = task === 'multilabel' ? 'label' : 'class';
+    const iou = perClass.some((c) => Object.prototype.hasOwnProperty.call(c, 'iou'));
+    const bar = (v) => (v === null || v === undefined ? h('span', { class: 'muted', text: '–' })
+      : h('div', { class: 'bar' }, h('div', { class: 'bar-fill', style: { width: `${Math.max(0, Math.min(1, v || 0)) * 100}%` } }), h('span', { text: fmtPercent(v) })));
+    const heads = [unit, 'precision', 'recall', 'F1', positions ? `support (${positions})` : 'support'].concat(iou ? ['IoU'] : []);
+    parts.appendChild(h('div', { class: 'card-inner' }, h('h3', { text: unit === 'label' ? 'Per label' : 'Per class' }),
       h('table', { class: 'per-class' },
-        h('thead', null, h('tr', null, ['class', 'precision', 'recall', 'F1', 'support'].map((t) => h('th', { text: t })))),
-        h('tbody', null, perClass.map((c) => h('tr', null, h('td', { text: c.class }), h('td', null, bar(c.precision)), h('td', null, bar(c.recall)), h('td', null, bar(c.f1)), h('td', { class: 'num', text: fmt(c.support) })))))));
+        h('thead', null, h('tr', null, heads.map((t) => h('th', { text: t })))),
+        h('tbody', null, perClass.map((c) => h('tr', null, h('td', { text: c.class }), h('td', null, bar(c.precision)), h('td', null, bar(c.recall)), h('td', null, bar(c.f1)), h('td', { class: 'num', text: fmt(c.support) }),
+          iou ? h('td', null, bar(c.iou)) : null))))));
   }
   box.appendChild(parts);
   const mistakes = Array.isArray(test.mistakes) ? test.mistakes : [];

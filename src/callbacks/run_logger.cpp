@@ -213,6 +213,7 @@ void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {
   nlohmann::json metrics = result.metrics;
   metrics["samples"] = result.samples;
   store.put_result(result.split, "metrics", metrics.dump());
+  store.put_result(result.split, "task", nlohmann::json(name_of(result.task, kTaskNames)).dump());
   if (result.confusion.defined()) {
     auto c = result.confusion.to(torch::kInt64).contiguous();
     nlohmann::json matrix = nlohmann::json::array();
@@ -222,14 +223,22 @@ void RunLogger::on_test_end(TrainState& state, const EvalResult& result) {
           std::vector<int64_t>(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + c.size(1)));
     }
     store.put_result(result.split, "confusion_matrix", matrix.dump());
+  }
+  if (!result.per_class.empty()) {
     nlohmann::json classes = nlohmann::json::array();
-    for (const auto& m : result.per_class)
-      classes.push_back({{"class", m.name},
-                         {"precision", m.precision},
-                         {"recall", m.recall},
-                         {"f1", m.f1},
-                         {"support", m.support}});
+    for (const auto& m : result.per_class) {
+      nlohmann::json row = {{"class", m.name},
+                            {"precision", m.precision},
+                            {"recall", m.recall},
+                            {"f1", m.f1},
+                            {"support", m.support}};
+      if (per_position(result.task))  // null: a class neither present nor predicted
+        row["iou"] = std::isnan(m.iou) ? nlohmann::json(nullptr) : nlohmann::json(m.iou);
+      classes.push_back(row);
+    }
     store.put_result(result.split, "per_class", classes.dump());
+  }
+  if (result.task == Task::kClassification && result.confusion.defined()) {
     nlohmann::json mistakes = nlohmann::json::array();
     for (const auto& m : result.mistakes) {
       auto name = [&](int64_t c) {

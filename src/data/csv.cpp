@@ -70,7 +70,7 @@ std::string column_list(const std::vector<std::string>& names) {
 }  // namespace
 
 CsvTable read_csv(const std::filesystem::path& file, const std::vector<std::string>& targets,
-                  bool classification, char delim) {
+                  bool classification, char delim, bool multilabel) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw DataError("CSV file " + file.string() + " does not exist or cannot be read");
   if (targets.empty())
@@ -78,7 +78,7 @@ CsvTable read_csv(const std::filesystem::path& file, const std::vector<std::stri
   if (classification && targets.size() != 1)
     throw DataError(file.string() + ": classification takes one target column, got " +
                     std::to_string(targets.size()) +
-                    "; several targets need train.task = \"regression\"");
+                    "; several targets need train.task = \"regression\" or \"multilabel\"");
   std::string line;
   int64_t line_no = 0;
   std::vector<std::string> header;
@@ -148,6 +148,10 @@ CsvTable read_csv(const std::filesystem::path& file, const std::vector<std::stri
       if (!std::isfinite(v))
         throw DataError(where + ": " + col + " holds " + trim(cells[i]) +
                         "; expected a finite number");
+      if (role[i] >= 0 && multilabel && v != 0 && v != 1)
+        throw DataError(where + ": " + col + " holds " + trim(cells[i]) +
+                        "; expected 0 or 1 (train.task = multilabel: does the example have the "
+                        "label?)");
       (role[i] >= 0 ? ys : xs).push_back(float(v));
     }
   }
@@ -173,11 +177,11 @@ CsvTable read_csv(const std::filesystem::path& file, const std::vector<std::stri
 }
 
 DataSplits load_csv(const CsvOptions& o) {
-  CsvTable t = read_csv(o.file, o.targets, o.classification, o.delimiter);
+  CsvTable t = read_csv(o.file, o.targets, o.classification, o.delimiter, o.multilabel);
   torch::Tensor x = t.x, y = t.y, xt, yt;
   auto [rest, held] = std::pair<torch::Tensor, torch::Tensor>{};
   if (!o.test_file.empty()) {
-    CsvTable test = read_csv(o.test_file, o.targets, o.classification, o.delimiter);
+    CsvTable test = read_csv(o.test_file, o.targets, o.classification, o.delimiter, o.multilabel);
     if (test.feature_names != t.feature_names)
       throw DataError(o.test_file.string() + ": feature columns (" +
                       column_list(test.feature_names) + ") differ from " + o.file.string() + " (" +
@@ -227,7 +231,10 @@ DataSplits load_csv(const CsvOptions& o) {
   out.feature_std.assign(std.data_ptr<float>(), std.data_ptr<float>() + std.numel());
   out.feature_names = t.feature_names;
   out.input_shape = {x.size(1)};
-  if (o.classification) {
+  if (o.multilabel) {
+    out.num_classes = y.size(1);  // one output per label
+    out.class_names = t.target_names;
+  } else if (o.classification) {
     const int64_t top =
         std::max(y.max().item<int64_t>(), yt.numel() ? yt.max().item<int64_t>() : 0);
     out.num_classes = t.class_names.empty() ? top + 1 : int64_t(t.class_names.size());

@@ -89,6 +89,7 @@ DataSplits load_data(const DataOptions& o) {
   if (auto it = spec.params.find("test"); it != spec.params.end())
     co.test_file = it->second.front();
   co.classification = o.classification;
+  co.multilabel = o.multilabel;
   co.val_fraction = o.val_fraction;
   co.split_seed = o.split_seed;
   co.limit = o.limit;

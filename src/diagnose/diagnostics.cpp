@@ -253,11 +253,20 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   largest_batch_ = std::max(largest_batch_, state.batch_size);
   if (!state.targets.defined()) return;
   start_phase(state);
-  if (state.outputs.defined() && state.outputs.dim() == 2) num_outputs_ = state.outputs.size(1);
+  if (state.outputs.defined() && state.outputs.dim() >= 2)
+    num_outputs_ = state.outputs.size(state.task == Task::kSequence ? 2 : 1);
+  // The loss of the best constant guess, on the first step of each interval (a sync): predicting
+  // the mean scores the targets' variance (MSE); predicting each label's rate scores its binary
+  // entropy (multilabel BCE).
   if (state.targets.is_floating_point() &&
       state.global_step % options_.every == 1 % options_.every) {
-    target_var_sum_ += state.targets.var(/*unbiased=*/false)
-                           .item<double>();  // a sync on the first step of each interval
+    if (state.task == Task::kMultilabel) {
+      const auto p = state.targets.detach().to(torch::kFloat64).reshape(
+                         {state.targets.size(0), -1}).mean(0).clamp(1e-7, 1 - 1e-7);
+      target_var_sum_ += (-(p * p.log() + (1 - p) * (1 - p).log())).mean().item<double>();
+    } else {
+      target_var_sum_ += state.targets.var(/*unbiased=*/false).item<double>();
+    }
     ++target_var_count_;
   }
   if (state.global_step % options_.every != 0 || before_.empty()) return;
@@ -276,7 +285,8 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   }
   // Regression outputs against a bounded activation's reach: outputs pinned at 0, 1 or -1, and
   // targets beyond them (1 row of 9 values).
-  const bool regression = state.outputs.defined() && state.targets.is_floating_point() &&
+  const bool regression = state.task == Task::kRegression && state.outputs.defined() &&
+                          state.targets.is_floating_point() &&
                           state.outputs.numel() == state.targets.numel() &&
                           state.outputs.numel() > 0;
   torch::Tensor reach = torch::zeros({9}, state.loss.options().dtype(torch::kFloat64));
@@ -398,7 +408,7 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.phase_epoch = state.phase_epoch;
   e.train = state.train_metrics;
   e.val = state.val_metrics;
-  e.classification = state.train_metrics.count("accuracy") > 0;
+  e.classification = class_indices(state.task) && state.train_metrics.count("accuracy") > 0;
   int64_t frozen = 0, all = 0;
   for (const auto& p : state.model->parameters()) {
     all += p.numel();
@@ -420,8 +430,7 @@ void Diagnostics::on_epoch_end(TrainState& state) {
     e.num_classes = num_outputs_;
     e.trivial_loss = e.num_classes > 1 ? std::log(double(e.num_classes)) : 0.0;
   } else if (target_var_count_ > 0) {
-    e.trivial_loss =
-        target_var_sum_ / double(target_var_count_);  // predicting the mean scores the variance
+    e.trivial_loss = target_var_sum_ / double(target_var_count_);
   }
   if (state.best.by.split == "val") {  // the best of the fit, by its monitor
     e.best_epoch = state.best.epoch;

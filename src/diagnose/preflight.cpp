@@ -80,8 +80,8 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
           "only accuracy"));
   }
 
-  // Input scale.
-  {
+  // Input scale (of values: token ids and other integer inputs have none).
+  if (x.is_floating_point()) {
     const double mean = x.mean().item<double>(), std = x.std().item<double>();
     if (std::fabs(mean) > kMaxAbsMean || std < kMinStd || std > kMaxStd)
       out.push_back(

@@ -306,6 +306,10 @@ Session::Session(Config config) : config_(std::move(config)), job_(std::make_uni
   config_.resolve();
   options_ = session_options(config_);
   session::training_device(config_);  // a missing GPU is named before anything loads
+  // A loss and metrics that do not fit the task are named before anything loads, too.
+  const TrainerOptions& t = options_.train;
+  (void)make_loss(t.task(), {t.loss(), t.class_weights(), t.label_smoothing(), t.huber_delta()});
+  for (const auto& name : options_.metrics) (void)make_metric(name, t.task());
 }
 
 Session Session::of_run(const fs::path& run_dir, const std::vector<std::string>& sets) {
@@ -443,14 +447,53 @@ void Session::load() {
       if (print() && leader()) std::printf("%s\n%s\n", summary.c_str(), normalization.c_str());
     }
   }
-  if (options_.train.task() == Task::kRegression && data_.num_classes > 0)
-    throw ConfigError("train.task = regression (" + config_.setting("train.task").source +
-                      ") needs numeric targets, but " + data_.source + " gives class labels (" +
-                      std::to_string(data_.num_classes) +
-                      " classes); use train.task = classification, or a CSV source with a "
-                      "numeric target column (csv:FILE,target=COLUMN)");
+  check_task_fits_data();
   augment_ = make_augment(config_, data_);
   if (options_.class_weights == "balanced" && data_.num_classes > 0) balance_classes();
+}
+
+// The targets train.task needs, against what the data gives: a clear error before anything
+// trains (the loss would otherwise fail on the first batch with torch's shape message).
+void Session::check_task_fits_data() const {
+  const Task task = options_.train.task();
+  const std::string setting =
+      "train.task = " + std::string(name_of(task, kTaskNames)) + " (" +
+      config_.setting("train.task").source + ")";
+  if (task == Task::kRegression && data_.num_classes > 0)
+    throw ConfigError(setting + " needs numeric targets, but " + data_.source +
+                      " gives class labels (" + std::to_string(data_.num_classes) +
+                      " classes); use train.task = classification, or a CSV source with a "
+                      "numeric target column (csv:FILE,target=COLUMN)");
+  if (own_data_ || !data_.train || data_.train->size() == 0) {
+    if (!data_.train || data_.train->size() == 0 || task == Task::kRegression) return;
+    // Data brought in code: one example's targets tell.
+    const auto y = data_.train->get_batch(torch::arange(1)).y;
+    const bool fits = task == Task::kMultilabel ? y.dim() == 2 && y.is_floating_point()
+                      : task == Task::kSegmentation ? y.dim() >= 3 && !y.is_floating_point()
+                      : task == Task::kSequence     ? y.dim() == 2 && !y.is_floating_point()
+                                                    : y.dim() == 1 || y.dim() == 2;
+    if (!fits)
+      throw ShapeError(
+          setting + " needs targets of shape " +
+          (task == Task::kMultilabel     ? "[N, labels] of 0/1 floats"
+           : task == Task::kSegmentation ? "[N, H, W] of class indices (int64)"
+           : task == Task::kSequence     ? "[N, time] of class indices (int64)"
+                                         : "[N] of class indices (int64)") +
+          ", but the data's training targets have shape " + c10::str(y.sizes()) + " of " +
+          std::string(c10::toString(y.scalar_type())));
+    return;
+  }
+  if (per_position(task))
+    throw ConfigError(setting + " needs a class for every " +
+                      (task == Task::kSequence ? "step" : "pixel") + ", and " + data_.source +
+                      " gives one per example; no data.dataset source reads per-position targets "
+                      "yet: bring the data in code (Session::data with targets of shape " +
+                      (task == Task::kSequence ? "[N, time]" : "[N, H, W]") +
+                      ", examples/segmentation)");
+  if (task == Task::kMultilabel && data_.feature_names.empty())
+    throw ConfigError(setting + " needs 0/1 targets, one per label, and " + data_.source +
+                      " gives one class per example; use a CSV source with one 0/1 column per "
+                      "label (csv:FILE,target=A,target=B)");
 }
 
 // train.class_weights = "balanced": the weights from the training split's labels, into the config
@@ -460,7 +503,19 @@ void Session::balance_classes() {
   const int64_t n = data_.train->size();
   for (int64_t at = 0; at < n; at += 4096)
     labels.push_back(data_.train->get_batch(torch::arange(at, std::min(n, at + 4096))).y);
-  const auto weights = balanced_class_weights(torch::cat(labels), data_.num_classes);
+  const auto all = torch::cat(labels);
+  std::vector<double> weights;
+  std::string how = "n / (classes x count)";
+  if (options_.train.task() == Task::kMultilabel) {
+    // Each label's positives weighed as its negatives, as torch's pos_weight advice has it.
+    const auto positives = all.sum(0).to(torch::kFloat64);
+    const auto w = torch::where(positives > 0, (all.size(0) - positives) / positives.clamp_min(1),
+                                torch::ones_like(positives));
+    weights.assign(w.data_ptr<double>(), w.data_ptr<double>() + w.numel());
+    how = "negatives / positives of each label";
+  } else {
+    weights = balanced_class_weights(all, data_.num_classes);
+  }
   std::string text;
   for (double w : weights) {
     char buf[32];
@@ -468,7 +523,7 @@ void Session::balance_classes() {
     text += buf;
   }
   set("train.class_weights", text, "class balance",
-      "balanced: n / (classes x count) over the " + std::to_string(n) + " training examples");
+      "balanced: " + how + " over the " + std::to_string(n) + " training examples");
 }
 
 std::string Session::probe_normalization() {

@@ -400,7 +400,8 @@ std::vector<SettingBinding> make_table() {
 
   add(bind_enum<Task, kTaskNames>(
       {"train.task", std::string("classification"), "Fashion-MNIST has 10 classes",
-       "classification or regression"},
+       "classification, regression, multilabel (several 0/1 CSV targets), segmentation or "
+       "sequence (data brought in code)"},
       [](O & o) -> auto& { return o.train.task(); }));
   add(bind(
       {"train.regime", std::string("scratch"), "a new model is trained from scratch",
@@ -431,13 +432,16 @@ std::vector<SettingBinding> make_table() {
       [](O & o) -> auto& { return o.train.grad_clip(); }));
   add(bind_enum<Loss, kLossNames>(
       {"train.loss", std::string("auto"), "chosen from the task",
-       "auto, cross_entropy (classification), mse, l1 or huber (regression)"},
+       "auto, cross_entropy (classification, segmentation, sequence), bce (multilabel), mse, l1 "
+       "or huber (regression)"},
       [](O & o) -> auto& { return o.train.loss(); }));
   add(bind(
       {"train.metrics", Strings{},
-       "loss and accuracy (classification) or MAE and RMSE are always on",
+       "the loss and the task's own (accuracy; MAE and RMSE; exact_match; miou) are always on",
        "more metrics for every split: top{K}_accuracy, precision_macro, recall_macro, f1_macro, "
-       "f1_micro, auroc (classification), r2 (regression)"},
+       "f1_micro, auroc, miou (classification); precision/recall/f1 _macro and _micro, auroc "
+       "(multilabel); miou and the others over pixels or steps (segmentation, sequence); r2 "
+       "(regression)"},
       [](O & o) -> auto& { return o.metrics; }));
   add(bind(
       {"train.label_smoothing", 0.0, "the plain cross-entropy of the labels as given",
@@ -875,9 +879,15 @@ void derive(Config& c) {
     c.derive_default("data.workers", int64_t{2},
                      "image folders decode JPEG/PNG: two threads decode ahead of the step loop");
   if (c.get_string("train.loss") == "auto") {
-    const bool cls = c.get_string("train.task") == "classification";
-    c.resolve_value("train.loss", std::string(cls ? "cross_entropy" : "mse"),
-                    cls ? "cross-entropy for classification" : "mean squared error for regression");
+    const std::string task = c.get_string("train.task");
+    if (task == "regression")
+      c.resolve_value("train.loss", std::string("mse"), "mean squared error for regression");
+    else if (task == "multilabel")
+      c.resolve_value("train.loss", std::string("bce"),
+                      "binary cross-entropy on each label's logit for multilabel");
+    else
+      c.resolve_value("train.loss", std::string("cross_entropy"),
+                      "cross-entropy for " + task + (task == "classification" ? "" : ", per position"));
   }
   if (c.get_string("model.name") == "mlp")
     c.derive_default("model.hidden", Ints{256, 128}, "mlp: two hidden layers, 256 and 128");
@@ -931,6 +941,7 @@ SessionOptions session_options(const Config& config) {
   for (const auto& b : setting_bindings()) b.write(o, config.setting(b.spec.key).value);
   // Not settings of their own: what the task and the device imply.
   o.data.classification = o.train.task() == Task::kClassification;
+  o.data.multilabel = o.train.task() == Task::kMultilabel;
   if (o.data.std.empty()) o.data.mean.clear();  // a mean is used only with its std
   o.train.config(config);
   return o;

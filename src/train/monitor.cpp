@@ -20,11 +20,11 @@ Monitor Monitor::parse(const std::string& name, const std::string& mode, const s
                       "val_accuracy, train_loss or val_mae");
   if (mode == "auto") {
     // Scores, higher is better: accuracy (top5_accuracy), f1, precision, recall (_macro,
-    // _micro), r2, auroc.
+    // _micro), r2, auroc, miou, exact_match.
     auto starts = [&](const char* p) { return m.tag.rfind(p, 0) == 0; };
     const bool accuracy = m.tag.size() >= 8 && m.tag.compare(m.tag.size() - 8, 8, "accuracy") == 0;
-    m.maximize =
-        accuracy || starts("f1") || starts("precision") || starts("recall") || m.tag == "r2";
+    m.maximize = accuracy || starts("f1") || starts("precision") || starts("recall") ||
+                 m.tag == "r2" || m.tag == "auroc" || m.tag == "miou" || m.tag == "exact_match";
   } else if (mode == "min" || mode == "max") {
     m.maximize = mode == "max";
   } else {

@@ -239,27 +239,52 @@ void Trainer::ensure_run(const Model& model) {
 }
 
 void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& target) const {
-  if (options_.task() == Task::kClassification) {
+  const Task task = options_.task();
+  const std::string got = "the model returns outputs of shape " + c10::str(output.sizes()) +
+                          " for targets of shape " + c10::str(target.sizes()) + " (train.task = " +
+                          name_of(task, kTaskNames) + "); expected ";
+  if (task == Task::kRegression) {
+    if (output.numel() != target.numel())
+      throw ShapeError("the model returns " +
+                       std::to_string(output.numel() / std::max<int64_t>(1, output.size(0))) +
+                       " values per example but the targets have " +
+                       std::to_string(target.numel() / std::max<int64_t>(1, target.size(0))));
+    return;
+  }
+  if (task == Task::kMultilabel) {
+    if (output.dim() != 2 || target.numel() != output.numel())
+      throw ShapeError(got + "[batch, labels] logits, one per label of the targets");
+    return;
+  }
+  int64_t classes = 0;
+  if (task == Task::kClassification) {
     if (output.dim() != 2)
       throw ShapeError("the model returns outputs of shape " + c10::str(output.sizes()) +
                        " for a classification task; expected [batch, classes] logits");
-    const int64_t classes = output.size(1);
-    const int64_t max_label = target.max().item<int64_t>();  // once per pass
-    if (max_label >= classes || target.min().item<int64_t>() < 0)
-      throw ShapeError("label " + std::to_string(max_label) + " is out of range for a model with " +
-                       std::to_string(classes) +
-                       " outputs; size the last layer for the data's classes");
-    if (!options_.class_names().empty() &&
-        static_cast<int64_t>(options_.class_names().size()) != classes)
-      throw ShapeError("the model has " + std::to_string(classes) + " outputs but the data has " +
-                       std::to_string(options_.class_names().size()) +
-                       " classes; size the last layer to match");
-  } else if (output.numel() != target.numel()) {
-    throw ShapeError("the model returns " +
-                     std::to_string(output.numel() / std::max<int64_t>(1, output.size(0))) +
-                     " values per example but the targets have " +
-                     std::to_string(target.numel() / std::max<int64_t>(1, target.size(0))));
+    classes = output.size(1);
+  } else if (task == Task::kSegmentation) {
+    if (output.dim() < 3 || target.dim() != output.dim() - 1 ||
+        target.sizes().slice(1) != output.sizes().slice(2) || target.size(0) != output.size(0))
+      throw ShapeError(got + "[batch, classes, H, W] logits for [batch, H, W] class indices");
+    classes = output.size(1);
+  } else {
+    if (output.dim() != 3 || target.dim() != 2 || target.sizes() != output.sizes().slice(0, 2))
+      throw ShapeError(got + "[batch, time, classes] logits for [batch, time] class indices");
+    classes = output.size(2);
   }
+  // Padding (-100) aside; once per pass.
+  const auto valid = target.masked_select(target.ne(-100));
+  const int64_t max_label = valid.numel() ? valid.max().item<int64_t>() : 0;
+  const int64_t min_label = valid.numel() ? valid.min().item<int64_t>() : 0;
+  if (max_label >= classes || min_label < 0)
+    throw ShapeError("label " + std::to_string(min_label < 0 ? min_label : max_label) +
+                     " is out of range for a model with " + std::to_string(classes) +
+                     " outputs; size the last layer for the data's classes");
+  if (!options_.class_names().empty() &&
+      static_cast<int64_t>(options_.class_names().size()) != classes)
+    throw ShapeError("the model has " + std::to_string(classes) + " outputs but the data has " +
+                     std::to_string(options_.class_names().size()) +
+                     " classes; size the last layer to match");
 }
 
 // Everything Trainer::resume found to restore: the checkpoint's payload and where it stands.
@@ -363,6 +388,7 @@ FitResult Trainer::run_fit(Model& model, std::shared_ptr<const data::Dataset> tr
 
   TrainState& s = state_;
   s = TrainState{};
+  s.task = options_.task();
   s.run = run_.get();
   s.model = &model;
   s.optimizer = optimizer_.get();
@@ -744,11 +770,14 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
     offset += x.size(0);
   }
   r.split = split;
+  r.task = options_.task();
   r.metrics = metrics.compute();
   r.samples = metrics.count();
-  if (confusion) {
+  if (confusion && class_indices(r.task)) {
     r.confusion = metrics.confusion();
-    r.per_class = per_class_metrics(r.confusion, options_.class_names());
+    r.per_class = per_class_metrics(r.confusion, options_.class_names(), per_position(r.task));
+  } else if (confusion && r.task == Task::kMultilabel) {
+    r.per_class = per_label_metrics(metrics.label_counts(), options_.class_names());
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return r;
@@ -760,7 +789,7 @@ EvalResult Trainer::validate(Model& model, const data::Dataset& dataset) {
 
 EvalResult Trainer::test(Model& model, const data::Dataset& dataset) {
   if (dataset.size() == 0) throw DataError("the test set is empty");
-  EvalResult r = evaluate(model, dataset, "test", options_.task() == Task::kClassification);
+  EvalResult r = evaluate(model, dataset, "test", /*confusion=*/true);
   for (auto& cb : callbacks_) cb->on_test_end(state_, r);
   return r;
 }

@@ -85,3 +85,57 @@ TEST_F(DataCli, DataMistakesExit2NamingFileLineOrItem) {
   std::tie(status, out) = run("train --data parquet:x");
   EXPECT_EQ(status, 2) << out;
 }
+
+// Three labels an example may have any of, each a rule over the features: the MLP learns them
+// with BCE, the test report has a row per label, and the run store has the task's metrics.
+TEST_F(DataCli, CsvMultilabelTrainsWithBceAndReportsPerLabel) {
+  std::ofstream csv(dir_ / "tags.csv");
+  csv << "a,b,c,outdoor,people,night\n";
+  uint32_t state = 7;
+  auto next = [&] { return (state = state * 1664525u + 1013904223u) >> 8 & 0xff; };
+  for (int i = 0; i < 600; ++i) {
+    const int a = int(next()), b = int(next()), c = int(next());
+    csv << a << "," << b << "," << c << "," << (a > 128) << "," << (b + c > 256) << ","
+        << (c < 64) << "\n";
+  }
+  csv.close();
+  auto [status, out] = run(
+      "train --data csv:tags.csv,target=outdoor,target=people,target=night --set "
+      "train.task=multilabel --set 'train.metrics=[\"f1_macro\"]' --model mlp --epochs 8 "
+      "--progress plain --no-dashboard --name m");
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("label "), std::string::npos) << out;
+  EXPECT_NE(out.find("people"), std::string::npos) << out;
+  EXPECT_NE(out.find("binary cross-entropy"), std::string::npos) << out;
+  // The test split's metrics, read back from the line the report prints.
+  const auto line = out.find("\ntest: ");
+  ASSERT_NE(line, std::string::npos) << out;
+  EXPECT_NE(out.find("exact_match", line), std::string::npos) << out;
+  const auto f1 = out.find("f1_macro ", line);
+  ASSERT_NE(f1, std::string::npos) << out;
+  EXPECT_GT(std::stod(out.substr(f1 + 9)), 0.8) << out;
+}
+
+TEST_F(DataCli, TaskAndDataMistakesExit2NamingBoth) {
+  std::ofstream(dir_ / "tags.csv") << "a,x,y\n1,0,1\n2,1,1\n3,2,0\n";
+  auto [status, out] = run(
+      "train --data csv:tags.csv,target=x,target=y --set train.task=multilabel --model mlp");
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("tags.csv:4: column 2 'x' holds 2; expected 0 or 1"), std::string::npos)
+      << out;
+
+  std::tie(status, out) = run("train --set train.task=multilabel --set data.limit=64");
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("needs 0/1 targets, one per label"), std::string::npos) << out;
+
+  std::tie(status, out) = run("train --set train.task=segmentation --set data.limit=64");
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("needs a class for every pixel"), std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(dir_ / "runs")) << "nothing is written for a mistake";
+
+  std::tie(status, out) = run("train --set train.task=multilabel --set train.loss=mse "
+                              "--data csv:tags.csv,target=x --model mlp");
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("train.loss = mse does not fit train.task = multilabel"), std::string::npos)
+      << out;
+}

@@ -29,6 +29,7 @@ struct DataOptions {
   std::string spec = "fashion-mnist";
   std::filesystem::path fashion_mnist_dir = "/usr/share/datasets/fashion-mnist";
   bool classification = true;  // csv: one class target, or numeric regression targets
+  bool multilabel = false;     // csv: several 0/1 targets, one per label
   double val_fraction = 0.1;
   uint64_t split_seed = 0;
   int64_t limit = 0;             // training examples (0: all)

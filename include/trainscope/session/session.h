@@ -180,6 +180,7 @@ class Session {
   // normalization probe's choice into data.mean and data.std (unless set), and the data
   // reloaded with it. Returns the line to print.
   std::string probe_normalization();
+  void check_task_fits_data() const;  // throws ConfigError or ShapeError naming both
   void balance_classes();  // train.class_weights = "balanced" resolved from the training labels
   // Fine-tuning: finetune.head_lr = auto resolved by a range test on the cached features.
   void choose_head_lr();

@@ -16,8 +16,7 @@ class Metric {
   virtual ~Metric() = default;
   // The tag it is reported under: "top5_accuracy" becomes train_top5_accuracy, val_...
   virtual std::string name() const = 0;
-  // Outputs and targets of a batch, as the loss sees them ([batch, classes] logits and class
-  // indices; values).
+  // Outputs and targets of a batch, as the loss sees them (train/state.h: Task).
   virtual void update(const torch::Tensor& output, const torch::Tensor& target) = 0;
   // NaN before any update.
   virtual double compute() const = 0;
@@ -37,7 +36,13 @@ class Metric {
 //                   never predicted scores 0 precision; micro: from the pooled counts, which for
 //                   single-label classification equals accuracy), auroc (one-vs-rest on the
 //                   softmax probabilities, the macro mean over classes; from 200-bin
-//                   histograms, as Keras's AUC)
+//                   histograms, as Keras's AUC), miou (the mean over classes present in the
+//                   targets or the predictions of TP / (TP + FP + FN): the Jaccard index)
+//   multilabel:     precision_, recall_, f1_ macro and micro (each label a yes/no at logit 0;
+//                   micro from the counts pooled over labels), auroc (per label on its sigmoid,
+//                   the macro mean over labels with positives and negatives)
+//   segmentation, sequence: top{K}_accuracy, precision_macro, recall_macro, f1_macro, miou, each
+//                   over positions (pixels, steps; padding, -100, left out)
 //   regression:     r2 (1 - residual sum of squares / total sum of squares, over every value)
 // Throws ConfigError naming the metric and what was expected for an unknown name, and for a
 // metric that does not fit the task (naming both).

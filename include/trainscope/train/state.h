@@ -1,6 +1,7 @@
 #pragma once
 // TrainState: what the Trainer and its callbacks share while a fit runs.
 
+#include <trainscope/config.h>
 #include <trainscope/train/monitor.h>
 
 #include <torch/torch.h>
@@ -17,6 +18,32 @@
 namespace trainscope {
 
 class Model;
+
+// What a model's outputs mean, and so the loss, the metrics and the test report:
+//   classification: [batch, classes] logits for [batch] class indices;
+//   regression:     [batch, targets] values for values;
+//   multilabel:     [batch, labels] logits, one independent yes/no per label, for 0/1 targets of
+//                   the same shape;
+//   segmentation:   [batch, classes, H, W] logits (any number of spatial dimensions) for
+//                   [batch, H, W] class indices: a class per pixel;
+//   sequence:       [batch, time, classes] logits for [batch, time] class indices: a class per
+//                   step (token tagging); a target of -100 marks padding, which counts nowhere.
+enum class Task { kClassification, kRegression, kMultilabel, kSegmentation, kSequence };
+inline constexpr EnumName<Task> kTaskNames[] = {{Task::kClassification, "classification"},
+                                                {Task::kRegression, "regression"},
+                                                {Task::kMultilabel, "multilabel"},
+                                                {Task::kSegmentation, "segmentation"},
+                                                {Task::kSequence, "sequence"}};
+
+// Segmentation and sequence: a class for each position of an example.
+inline bool per_position(Task task) {
+  return task == Task::kSegmentation || task == Task::kSequence;
+}
+// The tasks whose targets are class indices (classification, segmentation, sequence).
+inline bool class_indices(Task task) {
+  return task == Task::kClassification || per_position(task);
+}
+
 namespace track {
 class Run;
 }
@@ -98,6 +125,7 @@ struct TrainState {
   int64_t batch_in_epoch = 0;  // 0-based index of the current batch in its epoch
   int64_t batches_per_epoch = 0;
   int64_t batch_size = 0;  // size of the current batch
+  Task task = Task::kClassification;  // of the fit (TrainerOptions::task)
 
   // The current batch on the training device: inputs, targets, the model's outputs (still in
   // the autograd graph until on_train_batch_end) and the loss, kept as tensors so that reading
