@@ -77,16 +77,25 @@ PixelStats pixel_stats(const torch::Tensor& raw) {
   return out;
 }
 
-TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y)
-    : x_(std::move(x)), y_(std::move(y)) {
+TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y, TensorMap inputs,
+                             TensorMap targets)
+    : x_(std::move(x)), y_(std::move(y)), inputs_(std::move(inputs)), targets_(std::move(targets)) {
   if (x_.dim() == 0 || y_.dim() == 0 || x_.size(0) != y_.size(0))
     throw DataError("TensorDataset: inputs have " + std::to_string(x_.dim() ? x_.size(0) : 0) +
                     " examples but targets have " + std::to_string(y_.dim() ? y_.size(0) : 0) +
                     "; both need the examples along dimension 0");
+  for (const auto* named : {&inputs_, &targets_})
+    for (const auto& [name, t] : *named)
+      if (t.dim() == 0 || t.size(0) != x_.size(0))
+        throw DataError("TensorDataset: " + std::string(named == &inputs_ ? "input" : "target") +
+                        " \"" + name + "\" has " + std::to_string(t.dim() ? t.size(0) : 0) +
+                        " examples but x has " + std::to_string(x_.size(0)) +
+                        "; each needs the examples along dimension 0");
 }
 
 Batch TensorDataset::get_batch(const torch::Tensor& indices) const {
-  return {x_.index_select(0, indices), y_.index_select(0, indices)};
+  auto pick = [&](const torch::Tensor& t) { return t.index_select(0, indices); };
+  return {pick(x_), pick(y_), inputs_.map(pick), targets_.map(pick)};
 }
 
 Subset::Subset(std::shared_ptr<const Dataset> base, torch::Tensor indices)

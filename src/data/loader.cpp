@@ -84,8 +84,7 @@ Batch DataLoader::load(const torch::Tensor& order, int64_t k) const {
   const int64_t start = k * b, end = std::min(n, start + b);
   Batch batch = dataset_->get_batch(order.slice(0, start, end));
   if (options_.pin_memory) {
-    batch.x = batch.x.pin_memory();
-    batch.y = batch.y.pin_memory();
+    batch = batch.map([](const torch::Tensor& t) { return t.pin_memory(); });
   }
   return batch;
 }

@@ -40,13 +40,16 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   // Labels and class balance over the whole training set, in chunks.
   const int64_t n = train.size();
   auto first = train.get_batch(torch::arange(std::min<int64_t>(n, 1024)));
-  auto x = first.x.to(o.device), y = first.y.to(o.device);
+  first = first.map([&](const torch::Tensor& t) { return t.to(o.device); });
+  auto x = first.x, y = first.y;
+  // The model's forward on the first n examples, with their named inputs.
+  auto forward = [&](int64_t k) { return model.forward(x.slice(0, 0, k), first.head(k).inputs); };
   int64_t classes = o.num_classes;
   if (o.task == Task::kClassification) {
     torch::NoGradGuard no_grad;
     if (classes == 0) {
       EvalModeGuard eval(model);
-      classes = model.forward(x.slice(0, 0, 2)).size(1);
+      classes = forward(2).size(1);
     }
     torch::Tensor counts = torch::zeros({classes}, torch::kInt64);
     int64_t lo = 0, hi = 0;
@@ -93,13 +96,14 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   }
 
   // Initial loss of a fresh classifier: a uniform guess scores log C.
-  auto xb = x.slice(0, 0, std::min<int64_t>(o.batch_size, x.size(0)));
-  auto yb = y.slice(0, 0, xb.size(0));
+  const int64_t nb = std::min<int64_t>(o.batch_size, x.size(0));
+  auto xb = x.slice(0, 0, nb);
+  auto yb = y.slice(0, 0, nb);
   if (o.task == Task::kClassification && classes > 1) {
     torch::NoGradGuard no_grad;
     EvalModeGuard eval(model);
     const double initial =
-        task_loss(o.task, model.forward(x.slice(0, 0, std::min<int64_t>(256, x.size(0)))),
+        task_loss(o.task, forward(std::min<int64_t>(256, x.size(0))),
                   y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
             .item<double>();
     const double expected = std::log(double(classes));
@@ -115,7 +119,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   // Every trainable parameter receives a gradient.
   model.train();
   for (auto& p : model.parameters()) p.mutable_grad() = torch::Tensor();
-  task_loss(o.task, model.forward(xb), yb).backward();
+  task_loss(o.task, forward(nb), yb).backward();
   std::string missing;
   int n_missing = 0;
   for (const auto& item : model.module().named_parameters()) {
@@ -142,7 +146,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     int64_t steps = 0;
     for (; steps < o.overfit_steps; ++steps) {
       opt.zero_grad();
-      auto loss = task_loss(o.task, model.forward(xb), yb);
+      auto loss = task_loss(o.task, forward(nb), yb);
       last = loss.item<double>();  // host sync: pre-flight only
       if (steps == 0) initial = last;
       if (last < kOverfitShare * initial) break;

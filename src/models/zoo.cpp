@@ -22,6 +22,17 @@ void Model::release_from_eval(const std::shared_ptr<torch::nn::Module>& module) 
   module->train(module_->is_training());
 }
 
+torch::Tensor Model::forward(const torch::Tensor& x, const TensorMap& inputs) const {
+  if (with_inputs_) return with_inputs_(x, inputs);
+  if (!inputs.empty()) {
+    std::string names;
+    for (const auto& [k, v] : inputs) names += (names.empty() ? "" : ", ") + k;
+    throw ShapeError("the batch carries the named inputs " + names + " but the model's forward " +
+                     "takes x alone; build the Model with a forward of (x, inputs) that uses them");
+  }
+  return forward_(x);
+}
+
 int64_t Model::num_parameters() const {
   int64_t n = 0;
   for (const auto& p : module_->parameters()) n += p.numel();

@@ -57,9 +57,22 @@ data::DataSplits load_and_report(const data::DataOptions& o) {
 
 // The training-batch augmentation of data.augment. The default list applies to image data only;
 // a list the user set on tabular data is an error (raised by the transforms on the first batch).
-std::shared_ptr<data::Transform> make_augment(const Config& config, const data::DataSplits& data) {
+std::shared_ptr<data::Transform> make_augment(const Config& config, const data::DataSplits& data,
+                                              Task task) {
   const auto& setting = config.setting("data.augment");
-  if (data.input_shape.size() != 3 && setting.source == "default") return nullptr;
+  // Not images: the default list (as a resumed run's config.toml records it, too) means none.
+  if (data.input_shape.size() != 3 &&
+      (setting.source == "default" ||
+       config.get_strings("data.augment") == default_config().get_strings("data.augment")))
+    return nullptr;
+  // The transforms move and mix pixels but not the targets: they fit one class per example (the
+  // defaults policy turns them off for the other tasks).
+  if (task != Task::kClassification && !config.get_strings("data.augment").empty())
+    throw ConfigError("data.augment (" + setting.source + ") transforms the inputs alone, which " +
+                      "fits train.task = classification only; with train.task = " +
+                      name_of(task, kTaskNames) +
+                      " set data.augment = [] (segmentation masks would not move with their "
+                      "images)");
   data::AugmentContext context;
   context.stats = data.pixels;
   context.classes = data.num_classes;
@@ -340,6 +353,21 @@ Session& Session::model(Model model) {
   return *this;
 }
 
+Session& Session::loss(LossFunction loss) {
+  own_loss_ = std::move(loss);
+  return *this;
+}
+
+Session& Session::add_metric(std::shared_ptr<const Metric> metric) {
+  own_metrics_.push_back(std::move(metric));
+  return *this;
+}
+
+Session& Session::step(StepFunction step) {
+  own_step_ = std::move(step);
+  return *this;
+}
+
 Session& Session::add_callback(std::shared_ptr<Callback> callback) {
   extra_callbacks_.push_back(std::move(callback));
   return *this;
@@ -410,7 +438,10 @@ TrainerOptions Session::trainer_options() const {
   if (auto weights = parse_class_weights(options_.class_weights)) t.class_weights(*weights);
   std::vector<std::shared_ptr<const Metric>> metrics;
   for (const auto& name : options_.metrics) metrics.push_back(make_metric(name, t.task()));
+  metrics.insert(metrics.end(), own_metrics_.begin(), own_metrics_.end());
   t.metrics(metrics);
+  if (own_loss_) t.loss_function(own_loss_);
+  if (own_step_) t.step(own_step_);
   if (!head_.empty()) {
     t.head(head_);
     if (options_.head_lr != "auto") t.lr(std::stod(options_.head_lr));
@@ -448,7 +479,7 @@ void Session::load() {
     }
   }
   check_task_fits_data();
-  augment_ = make_augment(config_, data_);
+  augment_ = make_augment(config_, data_, options_.train.task());
   if (options_.class_weights == "balanced" && data_.num_classes > 0) balance_classes();
 }
 
@@ -1077,7 +1108,7 @@ std::string Session::preview(const fs::path& png, int64_t count, int64_t rows, i
   configure_runtime(config_, false);
   joined_ = true;
   if (!own_data_) data_ = load_and_report(options_.data);
-  augment_ = make_augment(config_, data_);
+  augment_ = make_augment(config_, data_, options_.train.task());
   auto grid = data::augmentation_grid(*data_.train, augment_.get(), data_.pixels, count, rows,
                                       options_.train.seed(), scale);
   data::write_png(png, grid);

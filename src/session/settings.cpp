@@ -878,6 +878,10 @@ void derive(Config& c) {
   if (c.get_string("data.dataset").rfind("folder:", 0) == 0)
     c.derive_default("data.workers", int64_t{2},
                      "image folders decode JPEG/PNG: two threads decode ahead of the step loop");
+  if (c.get_string("train.task") != "classification")
+    c.derive_default("data.augment", Strings{},
+                     "the transforms move and mix the inputs alone, which fits one class per "
+                     "example: train.task is " + c.get_string("train.task"));
   if (c.get_string("train.loss") == "auto") {
     const std::string task = c.get_string("train.task");
     if (task == "regression")

@@ -287,6 +287,18 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
                      " classes; size the last layer to match");
 }
 
+void Trainer::check_step(const StepResult& r) const {
+  if (!r.loss.defined() || r.loss.numel() != 1)
+    throw ShapeError(
+        "TrainerOptions::step returned a loss of shape " +
+        (r.loss.defined() ? c10::str(r.loss.sizes()) : std::string("(undefined)")) +
+        "; expected the batch's mean loss, one value");
+  if (!r.outputs.defined())
+    throw ShapeError(
+        "TrainerOptions::step returned no outputs; return what the metrics should compare with "
+        "batch.y (the model's outputs)");
+}
+
 // Everything Trainer::resume found to restore: the checkpoint's payload and where it stands.
 struct Trainer::Restore {
   ResumePoint point;  // file empty: no usable checkpoint, the fit starts over
@@ -496,16 +508,18 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
   const auto loop_start = std::chrono::steady_clock::now();
   data::Batch batch;
   for (s.batch_in_epoch = first_batch; loader.next(batch); ++s.batch_in_epoch) {
-    auto x = batch.x.to(device_, /*non_blocking=*/true);
-    auto y = batch.y.to(device_, /*non_blocking=*/true);
-    if (options_.channels_last() && x.dim() == 4) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+    data::Batch b = batch.map([&](const torch::Tensor& t) { return t.to(device_, true); });
+    if (options_.channels_last() && b.x.dim() == 4)
+      b.x = b.x.contiguous(at::MemoryFormat::ChannelsLast);
     if (options_.augment() && !s.features_cached) {
       // Each rank of a data-parallel job draws its own transforms (rank 0 as a single process).
       auto gen = data::augment_generator(options_.seed() + 1000003ULL * options_.rank(), s.epoch,
                                          s.batch_in_epoch);
-      auto augmented = options_.augment()->apply({x, y}, gen);
-      x = augmented.x, y = augmented.y;
+      auto augmented = options_.augment()->apply({b.x, b.y}, gen);
+      b.x = augmented.x, b.y = augmented.y;
     }
+    const torch::Tensor& x = b.x;
+    const torch::Tensor& y = b.y;
     // mixup/cutmix give class probabilities: the loss takes them, accuracy takes the argmax.
     auto labels = (y.dim() == 2 && options_.task() == Task::kClassification) ? y.argmax(1) : y;
     s.batch_size = x.size(0);
@@ -519,9 +533,17 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
       detail::AutocastScope autocast(
           options_.precision() != Precision::kFp32, device_,
           options_.precision() == Precision::kFp16 ? at::kHalf : at::kBFloat16);
-      output = model.forward(x);
-      if (s.global_step == 0) check_output(output, labels);  // host sync, first step only
-      s.loss = compute_loss(output, y);
+      // The first step checks the outputs against the task before the loss meets them (a host
+      // sync, once).
+      if (options_.step()) {
+        StepResult r = options_.step()(model, b);
+        if (s.global_step == 0) check_step(r), check_output(r.outputs, labels);
+        output = r.outputs, s.loss = r.loss;
+      } else {
+        output = model.forward(x, b.inputs);
+        if (s.global_step == 0) check_output(output, labels);
+        s.loss = compute_loss(output, y);
+      }
     }
     s.inputs = s.features_cached ? torch::Tensor() : x;  // features are not the model's inputs
     s.targets = y;
@@ -748,10 +770,20 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   constexpr int64_t kMistakes = 16;
   int64_t offset = 0;
   while (loader.next(batch)) {
-    auto x = batch.x.to(device_, true), y = batch.y.to(device_, true);
-    auto output = model.forward(x);
-    if (first) check_output(output, y), first = false;
-    metrics.update(compute_loss(output, y), output, y);
+    const data::Batch b = batch.map([&](const torch::Tensor& t) { return t.to(device_, true); });
+    const torch::Tensor &x = b.x, &y = b.y;
+    torch::Tensor output, loss;
+    if (options_.step()) {
+      StepResult r = options_.step()(model, b);
+      if (first) check_step(r), check_output(r.outputs, y);
+      output = r.outputs, loss = r.loss;
+    } else {
+      output = model.forward(x, b.inputs);
+      if (first) check_output(output, y);
+      loss = compute_loss(output, y);
+    }
+    first = false;
+    metrics.update(loss, output, y);
     if (confusion && options_.task() == Task::kClassification) {
       // The batch's most confident wrong answers; a host sync per batch, test passes only.
       auto [conf, pred] = torch::softmax(output, 1).max(1);

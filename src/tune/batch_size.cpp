@@ -221,9 +221,9 @@ BatchTrial TrainingProbe::run(int64_t batch) {
       if (position + size > n) position = 0;
       auto b = data_.get_batch(torch::arange(position, position + size));
       position += size;
-      return std::make_pair(b.x.to(device_), b.y.to(device_));
+      return b.map([&](const torch::Tensor& t) { return t.to(device_); });
     };
-    auto [x, y] = next_batch();
+    data::Batch b = next_batch();
     double baseline = 0;
     if (device_.is_cpu()) {
       std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident set
@@ -240,19 +240,19 @@ BatchTrial TrainingProbe::run(int64_t batch) {
     // that a trial's throughput is not one noisy step.
     for (int64_t i = 0; i <= steps_ || (since(start) < 0.25 && i <= 64); ++i) {
       if (i == 1) start = std::chrono::steady_clock::now();
-      if (i > 0) std::tie(x, y) = next_batch();
+      if (i > 0) b = next_batch();
       opt.zero_grad();
-      auto loss = task_loss(task_, model_.forward(x), y);
+      auto loss = task_loss(task_, model_.forward(b.x, b.inputs), b.y);
       loss.backward();
       opt.step();
       if (device_.is_cuda()) loss.item<float>();  // sync so the time is the device's
-      if (i > 0) timed += x.size(0);
+      if (i > 0) timed += b.x.size(0);
     }
     const double seconds = since(start);
     {
       torch::NoGradGuard no_grad;
       EvalModeGuard eval(model_);
-      model_.forward(x);
+      model_.forward(b.x, b.inputs);
     }
     t.samples_per_s = seconds > 0 ? double(timed) / seconds : 0.0;
     if (device_.is_cpu())

@@ -145,10 +145,10 @@ LrCurve lr_range_test(Model& model, const data::Dataset& data, const LrFinderOpt
     if (pos + o.batch_size > data.size()) pos = 0;
     auto b = data.get_batch(order.slice(0, pos, std::min(data.size(), pos + o.batch_size)));
     pos += o.batch_size;
-    auto x = b.x.to(o.device), y = b.y.to(o.device);
+    b = b.map([&](const torch::Tensor& t) { return t.to(o.device); });
     opt.zero_grad();
-    auto out = model.forward(x);
-    auto loss = task_loss(o.task, out, y);
+    auto out = model.forward(b.x, b.inputs);
+    auto loss = task_loss(o.task, out, b.y);
     loss.backward();
     opt.step();
     const double value = loss.item<double>();  // host sync: the curve is the point

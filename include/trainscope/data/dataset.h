@@ -2,6 +2,8 @@
 // Datasets: a size and a way to fetch a batch of examples by index. Shuffling, batching and
 // splitting wrap a Dataset; they never copy its tensors.
 
+#include <trainscope/tensor_map.h>
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -11,11 +13,26 @@
 
 namespace trainscope::data {
 
-// A batch of inputs and targets (class indices as int64 for classification, floats for
-// regression), on the CPU unless moved.
+// A batch of inputs and targets (train/state.h: Task says what the targets are), on the CPU
+// unless moved. Every tensor has the batch first.
 struct Batch {
-  torch::Tensor x;
-  torch::Tensor y;
+  torch::Tensor x;  // the input (images, features, token ids)
+  torch::Tensor y;  // the target the built-in losses and metrics take
+  // Further named inputs, passed to the model's forward beside x (Model's forward of (x, inputs)):
+  // tabular features beside images, lengths beside tokens. Never augmented.
+  TensorMap inputs;
+  // Further named targets, for a loss or training step of your own (TrainerOptions::step).
+  TensorMap targets;
+
+  // Every tensor with `f` applied (a device move, pinning), under the same names.
+  template <typename F>
+  Batch map(F&& f) const {
+    return {f(x), f(y), inputs.map(f), targets.map(f)};
+  }
+  // The first n examples.
+  Batch head(int64_t n) const {
+    return map([n](const torch::Tensor& t) { return t.slice(0, 0, std::min(n, t.size(0))); });
+  }
 };
 
 // Random access to examples. Implementations must be safe to read from several threads at once.
@@ -27,12 +44,12 @@ class Dataset {
   virtual Batch get_batch(const torch::Tensor& indices) const = 0;
 };
 
-// A dataset held in two tensors whose first dimension indexes examples. Batches are gathered
-// with index_select, one copy per batch.
+// A dataset held in tensors whose first dimension indexes examples: x and y, and any further
+// named inputs and targets (Batch). Batches are gathered with index_select, one copy per batch.
 class TensorDataset : public Dataset {
  public:
-  // Throws DataError when x and y disagree on the number of examples.
-  TensorDataset(torch::Tensor x, torch::Tensor y);
+  // Throws DataError, naming the tensor, when they disagree on the number of examples.
+  TensorDataset(torch::Tensor x, torch::Tensor y, TensorMap inputs = {}, TensorMap targets = {});
   int64_t size() const override { return x_.size(0); }
   Batch get_batch(const torch::Tensor& indices) const override;
   const torch::Tensor& x() const { return x_; }
@@ -40,6 +57,7 @@ class TensorDataset : public Dataset {
 
  private:
   torch::Tensor x_, y_;
+  TensorMap inputs_, targets_;
 };
 
 // The examples of `base` at `indices`, in that order.

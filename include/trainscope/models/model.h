@@ -2,6 +2,8 @@
 // Model: a torch::nn::Module together with its forward function, so that the Trainer can take
 // any module (a zoo model, a user's Sequential, a custom Module) without templates.
 
+#include <trainscope/tensor_map.h>
+
 #include <torch/torch.h>
 
 #include <functional>
@@ -16,25 +18,39 @@ namespace trainscope {
 class Model {
  public:
   using Forward = std::function<torch::Tensor(const torch::Tensor&)>;
+  // A forward that also takes the batch's named inputs (data::Batch::inputs): images and
+  // tabular features, tokens and lengths.
+  using ForwardWithInputs =
+      std::function<torch::Tensor(const torch::Tensor& x, const TensorMap& inputs)>;
 
   Model() = default;
   Model(std::shared_ptr<torch::nn::Module> module, Forward forward, std::string name = "model")
       : module_(std::move(module)), forward_(std::move(forward)), name_(std::move(name)) {}
+  Model(std::shared_ptr<torch::nn::Module> module, ForwardWithInputs forward,
+        std::string name = "model")
+      : module_(std::move(module)), with_inputs_(std::move(forward)), name_(std::move(name)) {}
 
   // From any module holder with `Tensor forward(Tensor)`: Model(torch::nn::Sequential(...)).
   template <typename ModuleType>
   Model(torch::nn::ModuleHolder<ModuleType> holder, std::string name = "model")  // NOLINT
       : Model(
-            holder.ptr(), [m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); },
+            holder.ptr(), Forward([m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); }),
             std::move(name)) {}
 
-  torch::Tensor forward(const torch::Tensor& x) const { return forward_(x); }
-  torch::Tensor operator()(const torch::Tensor& x) const { return forward_(x); }
+  // A forward of (x, inputs) gets no named inputs here (TensorMap::at names what is missing).
+  torch::Tensor forward(const torch::Tensor& x) const {
+    return with_inputs_ ? with_inputs_(x, {}) : forward_(x);
+  }
+  // Throws ShapeError when the batch carries named inputs that a forward of x alone would drop.
+  torch::Tensor forward(const torch::Tensor& x, const TensorMap& inputs) const;
+  torch::Tensor operator()(const torch::Tensor& x) const { return forward(x); }
+  bool takes_inputs() const { return static_cast<bool>(with_inputs_); }
 
   // This model (the same module, the same layers kept in eval mode) with another forward.
   Model with_forward(Forward forward) const {
     Model m = *this;
     m.forward_ = std::move(forward);
+    m.with_inputs_ = nullptr;
     return m;
   }
 
@@ -63,6 +79,7 @@ class Model {
  private:
   std::shared_ptr<torch::nn::Module> module_;
   Forward forward_;
+  ForwardWithInputs with_inputs_;  // set instead of forward_
   std::string name_;
   // Shared by copies, like the module.
   std::shared_ptr<std::vector<std::shared_ptr<torch::nn::Module>>> kept_ =

@@ -115,6 +115,13 @@ class Session {
   // (outputs for its classes or targets); the data's input_shape and normalization are recorded.
   Session& data(data::DataSplits splits);
   Session& model(Model model);
+  // A loss of your own instead of train.loss (TrainerOptions::loss_function), a metric of your
+  // own beside train.metrics (reported as <split>_<name>, rankable by train.monitor), and a step
+  // of your own instead of forward and loss (TrainerOptions::step). Code, not settings: a resume
+  // or test of the run passes them again.
+  Session& loss(LossFunction loss);
+  Session& add_metric(std::shared_ptr<const Metric> metric);
+  Session& step(StepFunction step);
   // Runs beside the default callbacks (progress, run logging, TensorBoard, diagnostics, lr
   // schedule, early stopping, checkpoints), in CallbackOrder.
   Session& add_callback(std::shared_ptr<Callback> callback);
@@ -202,6 +209,9 @@ class Session {
   bool own_data_ = false;
   Model model_;
   bool own_model_ = false;
+  LossFunction own_loss_;
+  std::vector<std::shared_ptr<const Metric>> own_metrics_;
+  StepFunction own_step_;
   std::shared_ptr<data::Transform> augment_;
   std::unique_ptr<session::FinetuneSource> source_;
   std::string head_;  // fine-tuning: the new head's layer name

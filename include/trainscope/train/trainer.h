@@ -55,6 +55,17 @@ struct DeviceChoice {
   bool operator==(const DeviceChoice&) const = default;
 };
 
+// What a step of your own (TrainerOptions::step) returns: the batch's loss, which the optimizer
+// minimizes and the metrics, callbacks and run report as the loss, and the outputs that the
+// metrics (against batch.y) and the diagnostics see.
+struct StepResult {
+  torch::Tensor loss;
+  torch::Tensor outputs;
+};
+// A step of your own (contrastive, several losses, several targets): from the model and the
+// batch on the training device (training batches augmented) to the loss and the outputs.
+using StepFunction = std::function<StepResult(const Model& model, const data::Batch& batch)>;
+
 // Options of a Trainer: the loop itself. Defaults are the defaults policy's (the settings table,
 // src/session/settings.cpp, which a test holds them to) and are written here as literals.
 // Chained setters: TrainerOptions().max_epochs(10).lr(3e-4). Callbacks own their options; the
@@ -77,6 +88,11 @@ struct TrainerOptions {
   // What it returns is what the step minimizes and what metrics, callbacks and the run report
   // as the loss.
   TORCH_ARG(LossFunction, loss_function) = nullptr;
+  // A step of your own: it replaces forward and loss, in training (then backward, clipping, the
+  // optimizer step, every callback, checkpoint and diagnostic as usual) and in evaluation (eval
+  // mode, without gradients; model.is_training() tells them apart), like Lightning's
+  // training_step and validation_step.
+  TORCH_ARG(StepFunction, step) = nullptr;
   // Metrics beside the loss and accuracy (MAE, RMSE), reported for every pass as
   // <split>_<name> (train/metric.h: make_metric, or your own Metric) and rankable by `monitor`.
   TORCH_ARG(std::vector<std::shared_ptr<const Metric>>, metrics) = {};
@@ -217,6 +233,7 @@ class Trainer {
     return loss_(output, target);
   }
   void check_output(const torch::Tensor& output, const torch::Tensor& target) const;
+  void check_step(const StepResult& result) const;
   void ensure_run(const Model& model);
   // The cache when this epoch trains the head alone on it (built on first use), else null.
   FeatureCache* feature_cache(Model& model, const data::Dataset& train, const data::Dataset* val);

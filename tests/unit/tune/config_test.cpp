@@ -255,6 +255,6 @@ TEST(Settings, EnumSettingsNameTheirChoices) {
             std::string::npos);
   EXPECT_NE(bad("runtime.device=tpu").find("expected auto, cpu, cuda or cuda:N"),
             std::string::npos);
-  EXPECT_NE(bad("train.loss=hinge").find("expected one of: auto, cross_entropy, mse"),
+  EXPECT_NE(bad("train.loss=hinge").find("expected one of: auto, cross_entropy, bce, mse"),
             std::string::npos);
 }
