@@ -40,14 +40,22 @@ inline Args parse_args(int argc, char** argv) {
       if (i + 1 >= argc) throw ts::ConfigError(flag + " needs a value");
       return argv[++i];
     };
-    if (flag == "--runs") a.runs = value();
-    else if (flag == "--name") a.name = value();
-    else if (flag == "--epochs") a.epochs = std::stoll(value());
-    else if (flag == "--interrupt-after") a.interrupt_after = std::stoll(value());
-    else if (flag == "--resume") a.resume = true;
-    else if (flag == "--corpus") a.corpus = value();
-    else if (flag == "--make-corpus") a.make_corpus = value();
-    else throw ts::ConfigError("unknown flag " + flag);
+    if (flag == "--runs")
+      a.runs = value();
+    else if (flag == "--name")
+      a.name = value();
+    else if (flag == "--epochs")
+      a.epochs = std::stoll(value());
+    else if (flag == "--interrupt-after")
+      a.interrupt_after = std::stoll(value());
+    else if (flag == "--resume")
+      a.resume = true;
+    else if (flag == "--corpus")
+      a.corpus = value();
+    else if (flag == "--make-corpus")
+      a.make_corpus = value();
+    else
+      throw ts::ConfigError("unknown flag " + flag);
   }
   return a;
 }
@@ -99,7 +107,8 @@ inline int run(const Args& a, ts::Config config, const std::function<void(ts::Se
     const ts::SessionResult r = a.resume ? session.resume() : session.train();
     std::cout << r.message << "\n";
     if (r.test)
-      for (const auto& [name, value] : r.test->metrics) std::printf("test %s %.4f\n", name.c_str(), value);
+      for (const auto& [name, value] : r.test->metrics)
+        std::printf("test %s %.4f\n", name.c_str(), value);
     std::printf("weights fnv1a %016llx\n",
                 static_cast<unsigned long long>(weights_hash(session.current_model())));
     return r.exit_code();

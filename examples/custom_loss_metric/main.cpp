@@ -38,12 +38,17 @@ class BalancedAccuracy : public ts::Metric {
     if (!counts_.defined()) return std::nan("");
     const auto c = counts_.to(torch::kCPU);
     const auto present = c.select(1, 1) > 0;
-    return (c.select(1, 0) / c.select(1, 1).clamp_min(1)).masked_select(present).mean().item<double>();
+    return (c.select(1, 0) / c.select(1, 1).clamp_min(1))
+        .masked_select(present)
+        .mean()
+        .item<double>();
   }
   void reset() override { counts_ = torch::Tensor(); }
   std::vector<torch::Tensor> state() const override { return {counts_}; }
   void load_state(const std::vector<torch::Tensor>& s) override { counts_ = s.at(0); }
-  std::unique_ptr<ts::Metric> fresh() const override { return std::make_unique<BalancedAccuracy>(); }
+  std::unique_ptr<ts::Metric> fresh() const override {
+    return std::make_unique<BalancedAccuracy>();
+  }
 
  private:
   torch::Tensor counts_;
@@ -64,8 +69,10 @@ int main(int argc, char** argv) {
   bool multi_loss = false;
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i)
-    if (std::strcmp(argv[i], "--multi-loss") == 0) multi_loss = true;
-    else rest.push_back(argv[i]);
+    if (std::strcmp(argv[i], "--multi-loss") == 0)
+      multi_loss = true;
+    else
+      rest.push_back(argv[i]);
   const auto args = example::parse_args(static_cast<int>(rest.size()), rest.data());
   torch::manual_seed(0);
   ts::data::DataSplits data;
@@ -83,7 +90,9 @@ int main(int argc, char** argv) {
     torch::nn::Sequential net(torch::nn::Linear(2, 64), torch::nn::Tanh(),
                               torch::nn::Linear(64, 64), torch::nn::Tanh(),
                               torch::nn::Linear(64, multi_loss ? 3 : 2));
-    session.data(data).model(ts::Model(net, "ring_mlp")).add_metric(std::make_shared<BalancedAccuracy>());
+    session.data(data)
+        .model(ts::Model(net, "ring_mlp"))
+        .add_metric(std::make_shared<BalancedAccuracy>());
     if (!multi_loss) {
       session.loss(focal_loss);
       return;

@@ -23,7 +23,8 @@ ts::data::TensorDataset make(int64_t n, uint64_t seed) {
     const auto disc = (ys - cy).square() + (xs - cx).square() <= r * r;
     const int64_t sy = where[i][2].item<int64_t>() - 2, sx = where[i][3].item<int64_t>() - 2;
     const int64_t a = size[i][1].item<int64_t>();
-    const auto square = (ys >= sy).logical_and(ys < sy + a).logical_and(xs >= sx).logical_and(xs < sx + a);
+    const auto square =
+        (ys >= sy).logical_and(ys < sy + a).logical_and(xs >= sx).logical_and(xs < sx + a);
     masks[i].masked_fill_(disc, 1);
     masks[i].masked_fill_(square, 2);  // the square lies on top
     images[i][0] += disc.to(torch::kFloat32) * 0.6 + square.to(torch::kFloat32) * 0.6;

@@ -18,8 +18,8 @@ namespace {
 void write_corpus(const std::string& file) {
   const std::vector<std::string> good = {"good", "great", "excellent", "love", "wonderful", "best"},
                                  bad = {"bad", "awful", "terrible", "hate", "worst", "boring"},
-                                 filler = {"the", "movie", "was", "and", "plot", "acting", "i",
-                                           "it", "really", "story", "this", "film", "very"};
+                                 filler = {"the", "movie",  "was",   "and",  "plot", "acting", "i",
+                                           "it",  "really", "story", "this", "film", "very"};
   std::mt19937 rng(42);
   std::ofstream out(file);
   for (int i = 0; i < 1600; ++i) {
@@ -30,7 +30,9 @@ void write_corpus(const std::string& file) {
     for (int w = 0; w < words; ++w) {
       const unsigned r = rng() % 20;
       const bool own_side = w == sure || (r >= 12 && r < 19);
-      const auto& pool = own_side ? (label == 1 ? good : bad) : r < 12 ? filler : (label == 1 ? bad : good);
+      const auto& pool = own_side ? (label == 1 ? good : bad)
+                         : r < 12 ? filler
+                                  : (label == 1 ? bad : good);
       out << (w ? " " : "") << pool[rng() % pool.size()];
     }
     out << '\n';
@@ -55,8 +57,7 @@ Corpus read_corpus(const std::string& file) {
     ++line_no;
     const auto tab = line.find('\t');
     if (tab == std::string::npos || (line[0] != '0' && line[0] != '1'))
-      throw ts::DataError(file + ":" + std::to_string(line_no) +
-                          ": expected <0 or 1><TAB><text>");
+      throw ts::DataError(file + ":" + std::to_string(line_no) + ": expected <0 or 1><TAB><text>");
     labels.push_back(line[0] - '0');
     std::istringstream words(line.substr(tab + 1));
     std::vector<int64_t> doc;
@@ -79,9 +80,11 @@ Corpus read_corpus(const std::string& file) {
 
 struct GruClassifierImpl : torch::nn::Module {
   explicit GruClassifierImpl(int64_t vocabulary)
-      : embed(register_module("embed", torch::nn::Embedding(
-                                           torch::nn::EmbeddingOptions(vocabulary, 32).padding_idx(0)))),
-        gru(register_module("gru", torch::nn::GRU(torch::nn::GRUOptions(32, 32).batch_first(true)))),
+      : embed(register_module(
+            "embed",
+            torch::nn::Embedding(torch::nn::EmbeddingOptions(vocabulary, 32).padding_idx(0)))),
+        gru(register_module("gru",
+                            torch::nn::GRU(torch::nn::GRUOptions(32, 32).batch_first(true)))),
         head(register_module("head", torch::nn::Linear(32, 2))) {}
   torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& lengths) {
     auto states = std::get<0>(gru(embed(tokens)));  // [N, T, 32]
@@ -127,11 +130,12 @@ int main(int argc, char** argv) {
   auto config = example::config(args, "text_classifier");
   return example::run(args, config, [&](ts::Session& session) {
     GruClassifier net(corpus.vocabulary);
-    session.data(data).model(ts::Model(
-        net.ptr(),
-        ts::Model::ForwardWithInputs([m = net.ptr()](const torch::Tensor& tokens, const ts::TensorMap& in) {
-          return m->forward(tokens, in.at("lengths"));
-        }),
-        "gru_classifier"));
+    session.data(data).model(
+        ts::Model(net.ptr(),
+                  ts::Model::ForwardWithInputs(
+                      [m = net.ptr()](const torch::Tensor& tokens, const ts::TensorMap& in) {
+                        return m->forward(tokens, in.at("lengths"));
+                      }),
+                  "gru_classifier"));
   });
 }

@@ -24,11 +24,12 @@ ts::data::TensorDataset make(int64_t n, uint64_t seed) {
 
 struct TwoInputsImpl : torch::nn::Module {
   TwoInputsImpl()
-      : conv(register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
+      : conv(register_module("conv",
+                             torch::nn::Conv2d(torch::nn::Conv2dOptions(1, 8, 3).padding(1)))),
         tab(register_module("tab", torch::nn::Linear(3, 16))),
-        head(register_module("head", torch::nn::Sequential(torch::nn::Linear(8 + 16, 32),
-                                                           torch::nn::ReLU(),
-                                                           torch::nn::Linear(32, 2)))) {}
+        head(register_module("head",
+                             torch::nn::Sequential(torch::nn::Linear(8 + 16, 32), torch::nn::ReLU(),
+                                                   torch::nn::Linear(32, 2)))) {}
   torch::Tensor forward(const torch::Tensor& image, const torch::Tensor& features) {
     auto a = torch::relu(conv(image)).amax({2, 3});  // the brightest response per channel
     auto b = torch::relu(tab(features));
@@ -57,11 +58,12 @@ int main(int argc, char** argv) {
   config.set("data.augment", std::vector<std::string>{});  // the blob's place does not matter
   return example::run(args, config, [&](ts::Session& session) {
     TwoInputs net;
-    session.data(data).model(ts::Model(
-        net.ptr(),
-        ts::Model::ForwardWithInputs([m = net.ptr()](const torch::Tensor& x, const ts::TensorMap& in) {
-          return m->forward(x, in.at("features"));
-        }),
-        "two_inputs"));
+    session.data(data).model(
+        ts::Model(net.ptr(),
+                  ts::Model::ForwardWithInputs(
+                      [m = net.ptr()](const torch::Tensor& x, const ts::TensorMap& in) {
+                        return m->forward(x, in.at("features"));
+                      }),
+                  "two_inputs"));
   });
 }

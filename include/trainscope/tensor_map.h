@@ -31,7 +31,6 @@ class TensorMap {
     }
     return it->second;
   }
-  const torch::Tensor& operator[](const std::string& name) const { return at(name); }
   void set(const std::string& name, torch::Tensor tensor) { items_[name] = std::move(tensor); }
   bool contains(const std::string& name) const { return items_.count(name) > 0; }
   bool empty() const { return items_.empty(); }

@@ -77,8 +77,7 @@ PixelStats pixel_stats(const torch::Tensor& raw) {
   return out;
 }
 
-TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y, TensorMap inputs,
-                             TensorMap targets)
+TensorDataset::TensorDataset(torch::Tensor x, torch::Tensor y, TensorMap inputs, TensorMap targets)
     : x_(std::move(x)), y_(std::move(y)), inputs_(std::move(inputs)), targets_(std::move(targets)) {
   if (x_.dim() == 0 || y_.dim() == 0 || x_.size(0) != y_.size(0))
     throw DataError("TensorDataset: inputs have " + std::to_string(x_.dim() ? x_.size(0) : 0) +

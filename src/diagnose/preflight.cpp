@@ -43,7 +43,10 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   first = first.map([&](const torch::Tensor& t) { return t.to(o.device); });
   auto x = first.x, y = first.y;
   // The model's forward on the first n examples, with their named inputs.
-  auto forward = [&](int64_t k) { return model.forward(x.slice(0, 0, k), first.head(k).inputs); };
+  auto forward = [&](int64_t k) {
+    const data::Batch b = first.head(k);
+    return model.forward(b.x, b.inputs);
+  };
   int64_t classes = o.num_classes;
   if (o.task == Task::kClassification) {
     torch::NoGradGuard no_grad;

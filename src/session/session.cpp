@@ -495,8 +495,8 @@ void Session::check_task_fits_data() const {
                       " gives class labels (" + std::to_string(data_.num_classes) +
                       " classes); use train.task = classification, or a CSV source with a "
                       "numeric target column (csv:FILE,target=COLUMN)");
-  if (own_data_ || !data_.train || data_.train->size() == 0) {
-    if (!data_.train || data_.train->size() == 0 || task == Task::kRegression) return;
+  if (!data_.train || data_.train->size() == 0 || task == Task::kRegression) return;
+  if (own_data_) {
     // Data brought in code: one example's targets tell.
     const auto y = data_.train->get_batch(torch::arange(1)).y;
     const bool fits = task == Task::kMultilabel ? y.dim() == 2 && y.is_floating_point()

@@ -585,6 +585,8 @@ class LabelMetric : public Metric {
 
 // A classification metric over the positions of segmentation or sequence outputs: each
 // position (pixel, step) counts as an example; padding (-100) counts nowhere.
+// Dropping the padding is a host sync per batch on CUDA (positions()); the task's own metrics
+// (MetricAccumulator) mask it instead and need none.
 class PerPosition : public Metric {
  public:
   PerPosition(Task task, std::unique_ptr<Metric> inner) : task_(task), inner_(std::move(inner)) {}

@@ -18,11 +18,11 @@ using trainscope::testing::sh;
 
 struct Case {
   const char* program;
-  const char* flags;       // beyond the common ones
+  const char* flags;  // beyond the common ones
   int epochs;
-  const char* metric;      // the test metric to check, as the example prints it
-  double at_least;         // ... and its floor on this data
-  const char* val_tag;     // a validation series the run store (and so the report) must hold
+  const char* metric;   // the test metric to check, as the example prints it
+  double at_least;      // ... and its floor on this data
+  const char* val_tag;  // a validation series the run store (and so the report) must hold
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.program << " " << c.flags; }
@@ -49,11 +49,12 @@ double metric_of(const std::string& out, const std::string& name) {
 
 TEST_P(Examples, TrainWithEveryDefaultAndResumeBitIdentically) {
   const Case& c = GetParam();
-  if (std::string(c.program) == "text_classifier")
-    ASSERT_EQ(sh("cd '" + dir_.string() + "' && '" TRAINSCOPE_EXAMPLES_DIR
-                 "/text_classifier' --make-corpus corpus.tsv")
-                  .status,
-              0);
+  if (std::string(c.program) == "text_classifier") {
+    const auto corpus =
+        sh("cd '" + dir_.string() +
+           "' && '" TRAINSCOPE_EXAMPLES_DIR "/text_classifier' --make-corpus corpus.tsv");
+    ASSERT_EQ(corpus.status, 0) << corpus.out;
+  }
   const std::string epochs = " --epochs " + std::to_string(c.epochs);
   const auto whole = run("--runs whole --name a" + epochs);
   ASSERT_EQ(whole.status, 0) << whole.out;
@@ -67,35 +68,31 @@ TEST_P(Examples, TrainWithEveryDefaultAndResumeBitIdentically) {
   EXPECT_EQ(hash_of(resumed.out), hash_of(whole.out)) << resumed.out;
 
   // The task's metrics in the run store, and in the static report made from it.
-  const auto rows = sh("sqlite3 '" + (dir_ / "whole/a/run.sqlite").string() +
-                       "' \"select count(*) from metrics where split = 'val' and tag = '" +
-                       c.val_tag + "'\"");
+  const auto rows =
+      sh("sqlite3 '" + (dir_ / "whole/a/run.sqlite").string() +
+         "' \"select count(*) from metrics where split = 'val' and tag = '" + c.val_tag + "'\"");
   EXPECT_GT(std::stoi(rows.out), 0) << c.val_tag << ": " << rows.out;
-  const auto report = sh("cd '" + dir_.string() + "' && '" TRAINSCOPE_CLI
-                         "' report whole/a --out report.html");
+  const auto report =
+      sh("cd '" + dir_.string() + "' && '" TRAINSCOPE_CLI "' report whole/a --out report.html");
   ASSERT_EQ(report.status, 0) << report.out;
   EXPECT_NE(file_text(dir_ / "report.html").find(std::string("\"") + c.val_tag + "\""),
             std::string::npos);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Programs, Examples,
-    ::testing::Values(Case{"two_inputs", "", 6, "accuracy", 0.9, "accuracy"},
-                      Case{"multilabel", "", 6, "f1_micro", 0.85, "f1_micro"},
-                      Case{"segmentation", "", 6, "miou", 0.6, "miou"},
-                      Case{"text_classifier", "--corpus corpus.tsv", 6, "accuracy", 0.85,
-                           "accuracy"},
-                      Case{"custom_loss_metric", "", 8, "balanced_accuracy", 0.8,
-                           "balanced_accuracy"},
-                      Case{"custom_loss_metric", "--multi-loss", 8, "balanced_accuracy", 0.8,
-                           "balanced_accuracy"}),
-    [](const ::testing::TestParamInfo<Case>& info) {
-      return std::string(info.param.program) + (info.param.flags[0] == '-' &&
-                                                        std::string(info.param.flags) ==
-                                                            "--multi-loss"
-                                                    ? "_multi_loss"
-                                                    : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Programs, Examples,
+                         ::testing::Values(Case{"two_inputs", "", 6, "accuracy", 0.9, "accuracy"},
+                                           Case{"multilabel", "", 6, "f1_micro", 0.85, "f1_micro"},
+                                           Case{"segmentation", "", 6, "miou", 0.6, "miou"},
+                                           Case{"text_classifier", "--corpus corpus.tsv", 6,
+                                                "accuracy", 0.85, "accuracy"},
+                                           Case{"custom_loss_metric", "", 8, "balanced_accuracy",
+                                                0.8, "balanced_accuracy"},
+                                           Case{"custom_loss_metric", "--multi-loss", 8,
+                                                "balanced_accuracy", 0.8, "balanced_accuracy"}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           const bool multi = std::string(info.param.flags) == "--multi-loss";
+                           return std::string(info.param.program) + (multi ? "_multi_loss" : "");
+                         });
 
 }  // namespace
 

@@ -33,9 +33,9 @@ class Model {
   // From any module holder with `Tensor forward(Tensor)`: Model(torch::nn::Sequential(...)).
   template <typename ModuleType>
   Model(torch::nn::ModuleHolder<ModuleType> holder, std::string name = "model")  // NOLINT
-      : Model(
-            holder.ptr(), Forward([m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); }),
-            std::move(name)) {}
+      : Model(holder.ptr(),
+              Forward([m = holder.ptr()](const torch::Tensor& x) { return m->forward(x); }),
+              std::move(name)) {}
 
   // A forward of (x, inputs) gets no named inputs here (TensorMap::at names what is missing).
   torch::Tensor forward(const torch::Tensor& x) const {

@@ -16,12 +16,10 @@ using LossFunction =
 // kAuto: cross-entropy for classification, segmentation and sequence, BCE-with-logits for
 // multilabel, MSE for regression.
 enum class Loss { kAuto, kCrossEntropy, kBce, kMse, kL1, kHuber };
-inline constexpr EnumName<Loss> kLossNames[] = {{Loss::kAuto, "auto"},
-                                                {Loss::kCrossEntropy, "cross_entropy"},
-                                                {Loss::kBce, "bce"},
-                                                {Loss::kMse, "mse"},
-                                                {Loss::kL1, "l1"},
-                                                {Loss::kHuber, "huber"}};
+inline constexpr EnumName<Loss> kLossNames[] = {
+    {Loss::kAuto, "auto"}, {Loss::kCrossEntropy, "cross_entropy"},
+    {Loss::kBce, "bce"},   {Loss::kMse, "mse"},
+    {Loss::kL1, "l1"},     {Loss::kHuber, "huber"}};
 
 struct LossOptions {
   Loss kind = Loss::kAuto;

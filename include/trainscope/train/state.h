@@ -40,9 +40,7 @@ inline bool per_position(Task task) {
   return task == Task::kSegmentation || task == Task::kSequence;
 }
 // The tasks whose targets are class indices (classification, segmentation, sequence).
-inline bool class_indices(Task task) {
-  return task == Task::kClassification || per_position(task);
-}
+inline bool class_indices(Task task) { return task == Task::kClassification || per_position(task); }
 
 namespace track {
 class Run;
@@ -124,7 +122,7 @@ struct TrainState {
   int64_t global_step = 0;
   int64_t batch_in_epoch = 0;  // 0-based index of the current batch in its epoch
   int64_t batches_per_epoch = 0;
-  int64_t batch_size = 0;  // size of the current batch
+  int64_t batch_size = 0;             // size of the current batch
   Task task = Task::kClassification;  // of the fit (TrainerOptions::task)
 
   // The current batch on the training device: inputs, targets, the model's outputs (still in

@@ -40,7 +40,6 @@ enum class Precision { kFp32, kBf16, kFp16 };
 inline constexpr EnumName<Precision> kPrecisionNames[] = {
     {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}};
 
-
 // Where a fit runs: auto (CUDA when present, else the CPU), the CPU, or a CUDA device (index -1:
 // the current one). Config text: "auto", "cpu", "cuda", "cuda:N".
 struct DeviceChoice {
