@@ -259,6 +259,30 @@ try {
     await page.uncheck('input[aria-label="log scale"]');
   });
 
+  await check('test results as the task has them: IoU per class for segmentation, a row per label for multilabel', async () => {
+    // Hash navigation keeps the last page until the next renders: wait for this run's own table.
+    await page.goto(base + '#/run/seg');
+    await until(() => page.$$eval('table.per-class td', (t) => t.some((td) => td.textContent === 'square')), 10000, 'the segmentation table');
+    const heads = await page.$$eval('table.per-class th', (t) => t.map((x) => x.textContent));
+    assert(heads.join('|') === 'class|precision|recall|F1|support (pixels)|IoU', `segmentation heads ${heads}`);
+    const iou = await page.$$eval('table.per-class tbody tr', (rows) => rows.map((r) => r.lastElementChild.textContent));
+    assert(iou.join('|') === '96.23%|71.57%|4.08%|–', `IoU cells ${iou}`);
+    const titles = await page.$$eval('.test-results h3', (t) => t.map((x) => x.textContent));
+    assert(titles.includes('Confusion matrix (pixels)') && titles.includes('Per class'), `titles ${titles}`);
+    const stats = await page.$$eval('.test-results .stat', (s) => s.map((x) => x.textContent));
+    assert(stats.includes('miou57.29%'), `stats ${stats}`);
+    await page.screenshot({ path: join(out, 'segmentation-test.png'), fullPage: true });
+    await page.goto(base + '#/run/tags');
+    await until(() => page.$$eval('table.per-class td', (t) => t.some((td) => td.textContent === 'outdoor')), 10000, 'the multilabel table');
+    const labelHeads = await page.$$eval('table.per-class th', (t) => t.map((x) => x.textContent));
+    assert(labelHeads.join('|') === 'label|precision|recall|F1|support', `multilabel heads ${labelHeads}`);
+    const labelTitles = await page.$$eval('.test-results h3', (t) => t.map((x) => x.textContent));
+    assert(labelTitles.join('|') === 'Per label', `multilabel titles ${labelTitles}`);
+    assert(!(await page.$('table.confusion')), 'no confusion matrix for multilabel');
+    const labelStats = await page.$$eval('.test-results .stat', (s) => s.map((x) => x.textContent));
+    assert(labelStats.includes('exact_match93.30%'), `stats ${labelStats}`);
+  });
+
   await check('a data check run: copies side by side, label suspects with their images, nothing injected', async () => {
     await page.goto(base + '#/run/dc');
     await page.waitForSelector('.data-check .pair');

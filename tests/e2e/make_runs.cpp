@@ -1,6 +1,8 @@
 // Fixture runs for the dashboard's browser tests, written with the real RunStore.
 //   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, two
-//                                 trials of a sweep (sw-001, sw-002), a data check (dc), and a
+//                                 trials of a sweep (sw-001, sw-002), a data check (dc), the test
+//                                 results of a segmentation (seg) and a multilabel (tags) run, and
+//                                 a
 //   run
 //                                 whose directory and name are hostile HTML
 //   make_runs --add-finding RUN   appends a finding to a run (live or not)
@@ -79,6 +81,35 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
       R"({"class":"<b>bird</b>","precision":0.86,"recall":0.86,"f1":0.86,"support":100}])");
   store.add_checkpoint({"checkpoints/best.pt", "best", 7, 700, "val_loss", 0.36, 1790000400.0});
   store.add_checkpoint({"checkpoints/last.pt", "last", 10, 1000, "val_loss", 0.42, 1790000600.0});
+}
+
+// Test results as a segmentation run and a multilabel run record them (RunLogger::on_test_end):
+// each class's IoU (null for a class neither present nor predicted), per-label rows.
+void task_runs(const fs::path& runs) {
+  for (const char* name : {"seg", "tags"}) {
+    fs::create_directories(runs / name);
+    RunStore store(runs / name / "run.sqlite");
+    finished_meta(store, name, 3);
+    store.add_metric({100, 1, "val", "loss", 0.5, 1790000100.0});
+  }
+  RunStore seg(runs / "seg" / "run.sqlite");
+  seg.put_result("test", "task", R"("segmentation")");
+  seg.put_result("test", "metrics",
+                 R"({"loss": 0.14, "accuracy": 0.9524, "miou": 0.5729, "samples": 120})");
+  seg.put_result("test", "confusion_matrix", "[[59874,660,4],[726,5874,6],[954,941,81]]");
+  seg.put_result(
+      "test", "per_class",
+      R"([{"class":"background","precision":0.97,"recall":0.99,"f1":0.98,"support":60538,"iou":0.9623},)"
+      R"({"class":"disc","precision":0.79,"recall":0.89,"f1":0.83,"support":6606,"iou":0.7157},)"
+      R"({"class":"square","precision":0.89,"recall":0.04,"f1":0.08,"support":1976,"iou":0.0408},)"
+      R"({"class":"triangle","precision":0,"recall":0,"f1":0,"support":0,"iou":null}])");
+  RunStore tags(runs / "tags" / "run.sqlite");
+  tags.put_result("test", "task", R"("multilabel")");
+  tags.put_result("test", "metrics",
+                  R"({"loss": 0.07, "accuracy": 0.978, "exact_match": 0.933, "samples": 60})");
+  tags.put_result("test", "per_class",
+                  R"([{"class":"outdoor","precision":0.963,"recall":1,"f1":0.981,"support":26},)"
+                  R"({"class":"people","precision":0.971,"recall":1,"f1":0.986,"support":34}])");
 }
 
 void big_run(const fs::path& dir) {
@@ -201,6 +232,7 @@ int main(int argc, char** argv) {
                          "the trial's settings"}});
   }
   data_check_run(runs / "dc");
+  task_runs(runs);
   hostile_run(runs);
   return 0;
 }
