@@ -6,6 +6,7 @@
 
 #include <torch/csrc/jit/passes/inliner.h>
 
+#include <algorithm>
 #include <fstream>
 
 namespace trainscope::models {
@@ -110,14 +111,45 @@ Model load_torchscript(const std::filesystem::path& file) {
                           "torch.jit.trace(model, example).save(path))");
   }
   auto mirror = std::make_shared<detail::ScriptedModule>(scripted);
-  Model::Forward forward = [mirror, file](const torch::Tensor& x) {
-    torch::jit::IValue out = mirror->scripted().forward({x});
+  const std::string name = file.filename().string();
+  auto tensor_of = [name](const torch::jit::IValue& out) {
     if (!out.isTensor())
-      throw ShapeError("the TorchScript model " + file.filename().string() + " returns a " +
-                       out.tagKind() +
-                       ", not a tensor; export a module whose forward returns "
-                       "the logits");
+      throw ShapeError("the TorchScript model " + name + " returns a " + out.tagKind() +
+                       ", not a tensor; export a module whose forward returns the logits");
     return out.toTensor();
+  };
+  // forward(self, x, ...): the arguments after x are the batch's named inputs, by name.
+  const c10::FunctionSchema& schema = scripted.get_method("forward").function().getSchema();
+  const auto& args = schema.arguments();
+  if (args.size() < 2)
+    throw ShapeError("the TorchScript model " + name + "'s " + c10::str(schema) +
+                     " takes no input; expected forward(self, x: Tensor, ...) with the batch's "
+                     "input first");
+  if (args.size() == 2)
+    return Model(mirror, Model::Forward([mirror, tensor_of](const torch::Tensor& x) {
+                   return tensor_of(mirror->scripted().forward({x}));
+                 }),
+                 file.stem().string());
+  std::vector<std::pair<std::string, bool>> named;  // name, required
+  for (size_t i = 2; i < args.size(); ++i)
+    named.emplace_back(args[i].name(), !args[i].default_value().has_value());
+  const std::string signature = c10::str(schema);
+  Model::ForwardWithInputs forward = [mirror, tensor_of, named, name, signature](
+                                         const torch::Tensor& x, const TensorMap& inputs) {
+    torch::jit::Kwargs kwargs;
+    for (const auto& [key, value] : inputs) {
+      if (std::none_of(named.begin(), named.end(), [&](const auto& n) { return n.first == key; }))
+        throw ShapeError("the batch carries the named input \"" + key + "\" but the TorchScript " +
+                         "model " + name + "'s " + signature + " takes no argument of that name");
+      kwargs[key] = value;
+    }
+    for (const auto& [arg, required] : named)
+      if (required && !inputs.contains(arg))
+        throw ShapeError("the TorchScript model " + name + "'s " + signature +
+                         " needs the named input \"" + arg +
+                         "\", which the batch does not carry (data::TensorDataset's inputs name "
+                         "them)");
+    return tensor_of(mirror->scripted().get_method("forward")({x}, kwargs));
   };
   return Model(mirror, std::move(forward), file.stem().string());
 }

@@ -6,6 +6,7 @@
 // running statistics move by the same batch too.
 #include <trainscope/models/torchscript.h>
 #include <trainscope/train/loss.h>
+#include <trainscope/train/trainer.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -76,17 +78,33 @@ std::set<std::string> keys_of(const Dict& dict) {
          << "max |difference| " << (got - want).abs().max().item<double>();
 }
 
-class TorchScriptReference : public ts::testing::ScratchDirTest {};
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const ts::ShapeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+class TorchScriptReference : public ts::testing::ScratchDirTest {
+ protected:
+  // Runs make_reference.py into the scratch directory; false when python3-torch is missing.
+  bool make(json& ref) {
+    if (ts::testing::sh("/usr/bin/python3 -c 'import torch'").status != 0) return false;
+    const auto made = ts::testing::sh("/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
+                                      "/tests/interop/make_reference.py' '" +
+                                      dir_.string() + "'");
+    EXPECT_EQ(made.status, 0) << made.out;
+    std::ifstream ref_file(dir_ / "reference.json");
+    ref = json::parse(ref_file);
+    return true;
+  }
+};
 
 TEST_F(TorchScriptReference, OutputsLossAndFirstGradientsEqualPython) {
-  if (ts::testing::sh("/usr/bin/python3 -c 'import torch'").status != 0)
-    GTEST_SKIP() << "needs python3-torch";
-  const auto made = ts::testing::sh("/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
-                                    "/tests/interop/make_reference.py' '" +
-                                    dir_.string() + "'");
-  ASSERT_EQ(made.status, 0) << made.out;
-  std::ifstream ref_file(dir_ / "reference.json");
-  const json ref = json::parse(ref_file);
+  json ref;
+  if (!make(ref)) GTEST_SKIP() << "needs python3-torch";
   const auto x = read_array(dir_, ref.at("x"));
   const auto y = read_array(dir_, ref.at("y"));
 
@@ -120,6 +138,42 @@ TEST_F(TorchScriptReference, OutputsLossAndFirstGradientsEqualPython) {
     SCOPED_TRACE("buffer " + b.key());
     EXPECT_TRUE(matches(b.value(), read_array(dir_, want_buffers.at(b.key()))));
   }
+}
+
+// forward(self, x, features, scale: float = 2.0): the batch's named inputs reach the arguments
+// of the same names, a default may be left out, and a missing or unknown input is named with the
+// signature. The Trainer fits it on a TensorDataset that carries the features.
+TEST_F(TorchScriptReference, NamedInputsReachTheForwardsArgumentsOfTheSameName) {
+  json ref;
+  if (!make(ref)) GTEST_SKIP() << "needs python3-torch";
+  const auto x = read_array(dir_, ref.at("x"));
+  const auto features = read_array(dir_, ref.at("two_inputs").at("features"));
+  ts::Model model = ts::models::load_torchscript(dir_ / "two_inputs.pt");
+  ASSERT_TRUE(model.takes_inputs());
+  model.eval();
+  {
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(matches(model.forward(x, {{"features", features}}),
+                        read_array(dir_, ref.at("two_inputs").at("output"))));
+  }
+  const std::string missing = error_of([&] { model.forward(x); });
+  EXPECT_NE(missing.find("needs the named input \"features\""), std::string::npos) << missing;
+  EXPECT_NE(missing.find("forward("), std::string::npos) << missing;
+  const std::string unknown = error_of([&] {
+    model.forward(x, {{"features", features}, {"lengths", features}});
+  });
+  EXPECT_NE(unknown.find("named input \"lengths\""), std::string::npos) << unknown;
+
+  torch::manual_seed(1);
+  const auto train_x = torch::rand({64, 1, 28, 28});
+  const auto train_f = torch::randn({64, 3});
+  const auto train_y = (train_f.select(1, 0) > 0).to(torch::kInt64) * 3;  // from the features
+  auto data = std::make_shared<ts::data::TensorDataset>(train_x, train_y,
+                                                        ts::TensorMap{{"features", train_f}});
+  ts::Trainer trainer(ts::TrainerOptions().max_epochs(15).batch_size(16).lr(1e-2).runs_dir(""));
+  model.train();
+  const ts::FitResult fit = trainer.fit(model, data, nullptr);
+  EXPECT_GT(fit.train_metrics.at("accuracy"), 0.9) << fit.train_metrics.at("loss");
 }
 
 }  // namespace

@@ -9,8 +9,10 @@ Writes to OUT_DIR:
   *.bin           raw little-endian arrays (C-order): the batch x (float32) and y (int64), the
                   train-mode outputs (float32), each parameter's gradient (float32) and each
                   buffer after the step (BatchNorm's running statistics)
+  two_inputs.pt   torch.jit.script of a model whose forward takes (x, features, scale=2.0)
   reference.json  every .bin's file, dtype and shape, the loss (a double, repr precision), the
-                  gradients by their named_parameters() names and the buffers by theirs
+                  gradients by their named_parameters() names and the buffers by theirs, and
+                  under "two_inputs" its inputs and eval-mode outputs
 """
 import json
 import os
@@ -39,6 +41,19 @@ class Net(nn.Module):
         return self.fc(F.elu(self.hidden(x)) * torch.sigmoid(self.gate(x)))
 
 
+class TwoInputs(nn.Module):
+    """Images and tabular features; `scale` has a default, so a batch may leave it out."""
+
+    def __init__(self):
+        super().__init__()
+        self.image = nn.Linear(28 * 28, 8)
+        self.tabular = nn.Linear(3, 8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x, features, scale: float = 2.0):
+        return self.fc(torch.relu(self.image(x.flatten(1)) + scale * self.tabular(features)))
+
+
 def write(out_dir, name, tensor, dtype):
     """Raw bytes with an explicit byte order, so C++ reads them with a plain ifstream."""
     array = tensor.detach().cpu().contiguous().numpy().astype(dtype)
@@ -63,6 +78,12 @@ def main():
     loss = F.cross_entropy(output, y)
     loss.backward()
 
+    two = TwoInputs().eval()
+    torch.jit.script(two).save(os.path.join(out_dir, "two_inputs.pt"))
+    features = torch.randn(8, 3)
+    with torch.no_grad():
+        two_out = two(x, features)
+
     ref = {
         "x": write(out_dir, "x", x, "<f4"),
         "y": write(out_dir, "y", y, "<i8"),
@@ -75,6 +96,8 @@ def main():
         "buffers": {name: write(out_dir, "buffer." + name, b,
                                 "<f4" if b.is_floating_point() else "<i8")
                     for name, b in model.named_buffers()},
+        "two_inputs": {"features": write(out_dir, "features", features, "<f4"),
+                       "output": write(out_dir, "two_output", two_out, "<f4")},
     }
     with open(os.path.join(out_dir, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)

@@ -20,9 +20,9 @@ struct Batch {
   torch::Tensor y;  // the target the built-in losses and metrics take
   // Further named inputs, passed to the model's forward beside x (Model's forward of (x, inputs)):
   // tabular features beside images, lengths beside tokens. Never augmented.
-  TensorMap inputs;
+  TensorMap inputs = {};
   // Further named targets, for a loss or training step of your own (TrainerOptions::step).
-  TensorMap targets;
+  TensorMap targets = {};
 
   // Every tensor with `f` applied (a device move, pinning), under the same names.
   template <typename F>

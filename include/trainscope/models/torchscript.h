@@ -10,9 +10,12 @@ namespace trainscope::models {
 
 // Loads `file` with torch::jit::load. The Model's module mirrors the scripted one: the same
 // parameter and buffer tensors under the same names ("features.0.weight"), train()/eval() reach
-// the scripted code's `training` flag, and forward() calls the scripted forward with one tensor
-// and expects one tensor back. Named after the file's stem. Throws CheckpointError naming the
-// file when it cannot be read as TorchScript.
+// the scripted code's `training` flag, and forward() calls the scripted forward with the batch's
+// input and expects one tensor back. A forward(self, x, lengths, ...) takes the batch's named
+// inputs by argument name (Model::takes_inputs()); a missing one without a default, or one the
+// forward has no argument for, is a ShapeError naming the file and the signature. Named after
+// the file's stem. Throws CheckpointError naming the file when it cannot be read as TorchScript,
+// ShapeError when its forward takes no input.
 Model load_torchscript(const std::filesystem::path& file);
 
 // Writes the TorchScript module behind `model` (one load_torchscript gave) with its current
