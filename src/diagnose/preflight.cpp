@@ -47,6 +47,11 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     const data::Batch b = first.head(k);
     return model.forward(b.x, b.inputs);
   };
+  // The loss on the first k examples, as the fit computes it.
+  auto batch_loss = [&](int64_t k) {
+    const data::Batch b = first.head(k);
+    return o.step ? o.step(model, b).loss : task_loss(o.task, model.forward(b.x, b.inputs), b.y);
+  };
   int64_t classes = o.num_classes;
   if (o.task == Task::kClassification) {
     torch::NoGradGuard no_grad;
@@ -100,15 +105,12 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
 
   // Initial loss of a fresh classifier: a uniform guess scores log C.
   const int64_t nb = std::min<int64_t>(o.batch_size, x.size(0));
-  auto xb = x.slice(0, 0, nb);
-  auto yb = y.slice(0, 0, nb);
-  if (o.task == Task::kClassification && classes > 1) {
+  if (o.task == Task::kClassification && classes > 1 && !o.step) {
     torch::NoGradGuard no_grad;
     EvalModeGuard eval(model);
-    const double initial =
-        task_loss(o.task, forward(std::min<int64_t>(256, x.size(0))),
-                  y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
-            .item<double>();
+    const double initial = task_loss(o.task, forward(std::min<int64_t>(256, x.size(0))),
+                                     y.slice(0, 0, std::min<int64_t>(256, x.size(0))))
+                               .item<double>();
     const double expected = std::log(double(classes));
     if (!(initial < kInitialLossSlack * expected && initial > expected / kInitialLossSlack))
       out.push_back(finding(
@@ -122,7 +124,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
   // Every trainable parameter receives a gradient.
   model.train();
   for (auto& p : model.parameters()) p.mutable_grad() = torch::Tensor();
-  task_loss(o.task, forward(nb), yb).backward();
+  batch_loss(nb).backward();
   std::string missing;
   int n_missing = 0;
   for (const auto& item : model.module().named_parameters()) {
@@ -149,7 +151,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     int64_t steps = 0;
     for (; steps < o.overfit_steps; ++steps) {
       opt.zero_grad();
-      auto loss = task_loss(o.task, forward(nb), yb);
+      auto loss = batch_loss(nb);
       last = loss.item<double>();  // host sync: pre-flight only
       if (steps == 0) initial = last;
       if (last < kOverfitShare * initial) break;
@@ -159,7 +161,7 @@ std::vector<Finding> preflight(Model& model, const data::Dataset& train,
     int64_t frozen = 0, trainable = 0;
     for (const auto& p : model.parameters()) (p.requires_grad() ? trainable : frozen) += p.numel();
     const std::string what =
-        "one batch of " + std::to_string(xb.size(0)) + " examples could not be overfit in " +
+        "one batch of " + std::to_string(nb) + " examples could not be overfit in " +
         std::to_string(o.overfit_steps) + " steps: loss " + num(initial) + " -> " + num(last);
     // A frozen backbone leaves only the head to memorize with: expected when fine-tuning.
     if (!(last < kOverfitShare * initial) && frozen > 0)

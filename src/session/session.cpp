@@ -452,6 +452,15 @@ TrainerOptions Session::trainer_options() const {
   return t;
 }
 
+StepFunction Session::own_step() const {
+  if (own_step_) return own_step_;
+  if (!own_loss_) return nullptr;
+  return [loss = own_loss_](const Model& model, const data::Batch& b) {
+    auto out = model.forward(b.x, b.inputs);
+    return StepResult{loss(out, b.y), out};
+  };
+}
+
 // Data, model and augmentation. Fine-tuning (finetune.from) takes the source's normalization into
 // the config first, then builds the source's backbone under a new head. A resumed, tested or
 // exported fine-tuned run rebuilds it from what the run kept of its source.
@@ -624,7 +633,8 @@ std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
   const torch::Device device = session::training_device(config_);
   // On CUDA a trial that does not fit raises out-of-memory, caught by the probe: no budget.
   const double budget = device.is_cuda() ? 0.0 : tune::cpu_memory_budget(o.memory_share);
-  tune::TrainingProbe probe(model_, *data_.train, options_.train.task(), device, o.steps, budget);
+  tune::TrainingProbe probe(model_, *data_.train, options_.train.task(), device, o.steps, budget,
+                           own_step());
   // On CPU a rule, so that one command gives one run; on an accelerator, where memory binds, the
   // largest batch that fits.
   auto r = device.is_cpu() ? tune::choose_cpu_batch(probe, o, budget, data_.train->size())
@@ -945,6 +955,7 @@ std::vector<diagnose::Finding> Session::check(bool print_findings) {
   o.num_classes = data_.num_classes;
   o.lr = options_.train.lr();
   o.device = session::training_device(config_);
+  o.step = own_step();
   const auto start = std::chrono::steady_clock::now();
   auto findings = diagnose::preflight(model_, *data_.train, o);
   if (print_findings) {

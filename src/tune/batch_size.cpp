@@ -198,13 +198,15 @@ BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& o, d
 }
 
 TrainingProbe::TrainingProbe(Model& model, const data::Dataset& data, Task task,
-                             torch::Device device, int64_t steps, double budget_bytes)
+                             torch::Device device, int64_t steps, double budget_bytes,
+                             StepFunction step)
     : model_(model),
       data_(data),
       task_(task),
       device_(device),
       steps_(steps),
-      budget_bytes_(budget_bytes) {}
+      budget_bytes_(budget_bytes),
+      step_(std::move(step)) {}
 
 BatchTrial TrainingProbe::run(int64_t batch) {
   detail::RngGuard rng;
@@ -242,7 +244,8 @@ BatchTrial TrainingProbe::run(int64_t batch) {
       if (i == 1) start = std::chrono::steady_clock::now();
       if (i > 0) b = next_batch();
       opt.zero_grad();
-      auto loss = task_loss(task_, model_.forward(b.x, b.inputs), b.y);
+      auto loss =
+          step_ ? step_(model_, b).loss : task_loss(task_, model_.forward(b.x, b.inputs), b.y);
       loss.backward();
       opt.step();
       if (device_.is_cuda()) loss.item<float>();  // sync so the time is the device's

@@ -6,6 +6,7 @@
 #include <trainscope/diagnose/finding.h>
 #include <trainscope/models/model.h>
 #include <trainscope/train/metrics.h>
+#include <trainscope/train/trainer.h>
 
 #include <vector>
 
@@ -18,6 +19,10 @@ struct PreflightOptions {
   int64_t overfit_steps = 100;  // Adam steps allowed to overfit it, at 3x the training lr
   double lr = 1e-3;             // the training lr
   torch::Device device = torch::kCPU;
+  // The fit's own step (a loss or step of your own, TrainerOptions::step), whose loss the
+  // gradient and overfit checks then use; null: the task's built-in loss. With one, the
+  // initial-loss check, which knows the built-in losses only, is left out.
+  StepFunction step = nullptr;
 };
 
 // Runs: labels in range for the head and class balance (largest/smallest class <= 10);

@@ -199,6 +199,9 @@ class Session {
   void set(const std::string& key, ConfigValue value, const std::string& source,
            const std::string& reason = "");
   TrainerOptions trainer_options() const;
+  // The step of your own, or one around the loss of your own, for the pre-flight checks and the
+  // batch probe; null when the fit uses the built-in loss.
+  StepFunction own_step() const;
 
   Config config_;
   SessionOptions options_;

@@ -5,6 +5,7 @@
 #include <trainscope/data/dataset.h>
 #include <trainscope/models/model.h>
 #include <trainscope/train/metrics.h>
+#include <trainscope/train/trainer.h>
 
 #include <cstdint>
 #include <string>
@@ -72,8 +73,10 @@ BatchSizeResult choose_cpu_batch(BatchProbe& probe, const BatchSizeOptions& opti
 // /proc/self/clear_refs); CUDA out-of-memory errors are caught and the cache emptied.
 class TrainingProbe : public BatchProbe {
  public:
+  // `step`: the fit's own (TrainerOptions::step), whose loss the trial steps minimize; null: the
+  // task's built-in loss.
   TrainingProbe(Model& model, const data::Dataset& data, Task task, torch::Device device,
-                int64_t steps, double budget_bytes);
+                int64_t steps, double budget_bytes, StepFunction step = nullptr);
   BatchTrial run(int64_t batch) override;
 
  private:
@@ -83,6 +86,7 @@ class TrainingProbe : public BatchProbe {
   torch::Device device_;
   int64_t steps_;
   double budget_bytes_;
+  StepFunction step_;
 };
 
 // Memory a CPU trial may use: `share` of MemAvailable (/proc/meminfo) now.

@@ -108,3 +108,30 @@ TEST(Preflight, ImbalanceUnusedParametersBadInitAndUnlearnableData) {
   auto lin = ts::Model(torch::nn::Linear(8, 4));
   EXPECT_TRUE(kinds(dg::preflight(lin, *blobs(256), slow)).count("preflight_overfit_batch"));
 }
+
+// A step of your own is the loss the checks overfit; the initial-loss check, which knows the
+// built-in losses only, stays silent for it.
+TEST(Preflight, AStepOfYourOwnIsTheLossTheChecksUse) {
+  auto data = blobs(512);
+  // Logits 50x too large: the built-in loss starts far from log C.
+  torch::manual_seed(0);
+  torch::nn::Sequential net(torch::nn::Linear(8, 32), torch::nn::ReLU(), torch::nn::Linear(32, 4));
+  ts::Model model(net);
+  auto loud =
+      model.with_forward([m = net.ptr()](const torch::Tensor& x) { return 50 * m->forward(x); });
+  EXPECT_TRUE(kinds(dg::preflight(loud, *data)).count("preflight_initial_loss"));
+  dg::PreflightOptions o;
+  o.step = [](const ts::Model& m, const ts::data::Batch& b) {
+    auto out = m.forward(b.x);
+    return ts::StepResult{torch::cross_entropy_loss(out / 50, b.y), out};
+  };
+  EXPECT_TRUE(dg::preflight(loud, *data, o).empty());
+  // A step whose loss cannot go down (it ignores the outputs' values) fails the overfit check
+  // that the built-in loss passes.
+  o.step = [](const ts::Model& m, const ts::data::Batch& b) {
+    auto out = m.forward(b.x);
+    return ts::StepResult{(out * 0).sum() + 1.0, out};
+  };
+  EXPECT_TRUE(kinds(dg::preflight(model, *data, o)).count("preflight_overfit_batch"));
+  EXPECT_FALSE(kinds(dg::preflight(model, *data)).count("preflight_overfit_batch"));
+}
