@@ -20,6 +20,27 @@ struct ActivationProbe {
   torch::Tensor dead, saturated;  // 0-dim
 };
 
+// The share of dead units (a ReLU's output) or of saturated outputs (a sigmoid's or tanh's).
+void measure(const std::string& kind, const std::string& name, const torch::Tensor& x,
+             std::vector<ActivationProbe>& probes) {
+  if (kind == "relu") {
+    // A unit (a channel, or a feature) is dead when it fires for under 1% of the examples.
+    std::vector<int64_t> reduce;
+    for (int64_t d = 0; d < x.dim(); ++d)
+      if (d != 1) reduce.push_back(d);
+    auto rate = x.dim() >= 2 ? (x > 0).to(torch::kFloat32).mean(reduce)
+                             : (x > 0).to(torch::kFloat32).mean();
+    probes.push_back(
+        {name + ":relu", "relu", (rate < 0.01).to(torch::kFloat32).mean(), torch::zeros({})});
+  } else if (kind == "sigmoid") {
+    probes.push_back({name + ":sigmoid", "sigmoid", torch::zeros({}),
+                      ((x < 0.01).logical_or(x > 0.99)).to(torch::kFloat32).mean()});
+  } else if (kind == "tanh") {
+    probes.push_back(
+        {name + ":tanh", "tanh", torch::zeros({}), (x.abs() > 0.98).to(torch::kFloat32).mean()});
+  }
+}
+
 // Runs `x` through a Sequential layer by layer, measuring each activation's output.
 torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::string& prefix,
                    std::vector<ActivationProbe>& probes) {
@@ -32,22 +53,12 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
       continue;
     }
     x = any.forward(x);
-    if (module->as<torch::nn::ReLUImpl>()) {
-      // A unit (a channel, or a feature) is dead when it fires for under 1% of the examples.
-      std::vector<int64_t> reduce;
-      for (int64_t d = 0; d < x.dim(); ++d)
-        if (d != 1) reduce.push_back(d);
-      auto rate = x.dim() >= 2 ? (x > 0).to(torch::kFloat32).mean(reduce)
-                               : (x > 0).to(torch::kFloat32).mean();
-      probes.push_back(
-          {name + ":relu", "relu", (rate < 0.01).to(torch::kFloat32).mean(), torch::zeros({})});
-    } else if (module->as<torch::nn::SigmoidImpl>()) {
-      probes.push_back({name + ":sigmoid", "sigmoid", torch::zeros({}),
-                        ((x < 0.01).logical_or(x > 0.99)).to(torch::kFloat32).mean()});
-    } else if (module->as<torch::nn::TanhImpl>()) {
-      probes.push_back(
-          {name + ":tanh", "tanh", torch::zeros({}), (x.abs() > 0.98).to(torch::kFloat32).mean()});
-    }
+    if (module->as<torch::nn::ReLUImpl>())
+      measure("relu", name, x, probes);
+    else if (module->as<torch::nn::SigmoidImpl>())
+      measure("sigmoid", name, x, probes);
+    else if (module->as<torch::nn::TanhImpl>())
+      measure("tanh", name, x, probes);
   }
   return x;
 }
@@ -70,6 +81,9 @@ void Diagnostics::add_preflight(std::vector<Finding> findings) {
 }
 
 void Diagnostics::on_fit_start(TrainState& state) {
+  // A TorchScript model's activations come from its graph; a Sequential is walked layer by layer.
+  script_activations_ =
+      options_.activations ? models::torchscript_activations(*state.model) : nullptr;
   names_.clear();
   params_.clear();
   for (const auto& item : state.model->module().named_parameters()) {
@@ -200,12 +214,22 @@ void Diagnostics::on_before_optimizer_step(TrainState&) {
 
 std::vector<ActivationSignals> Diagnostics::activation_signals(TrainState& state) {
   auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(state.model->ptr());
-  if (!options_.activations || !seq || !state.inputs.defined()) return {};
+  if (!options_.activations || (!seq && !script_activations_) || !state.inputs.defined()) return {};
   torch::NoGradGuard no_grad;
   // Eval mode: the probe must not move BatchNorm's running statistics.
   EvalModeGuard eval(*state.model);
   std::vector<ActivationProbe> probes;
-  walk(*seq, state.inputs.slice(0, 0, std::min<int64_t>(256, state.inputs.size(0))), "", probes);
+  const int64_t n = std::min<int64_t>(256, state.inputs.size(0));
+  if (seq) {
+    walk(*seq, state.inputs.slice(0, 0, n), "", probes);
+  } else {
+    const auto named =
+        state.named_inputs.map([n](const torch::Tensor& t) { return t.slice(0, 0, n); });
+    for (const auto& [name, x] : script_activations_(state.inputs.slice(0, 0, n), named)) {
+      const auto colon = name.find(':');
+      measure(name.substr(colon + 1), name.substr(0, colon), x, probes);
+    }
+  }
   if (probes.empty()) return {};
   std::vector<torch::Tensor> values;
   for (const auto& p : probes) values.push_back(torch::stack({p.dead, p.saturated}));
@@ -261,8 +285,11 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   if (state.targets.is_floating_point() &&
       state.global_step % options_.every == 1 % options_.every) {
     if (state.task == Task::kMultilabel) {
-      const auto p = state.targets.detach().to(torch::kFloat64).reshape(
-                         {state.targets.size(0), -1}).mean(0).clamp(1e-7, 1 - 1e-7);
+      const auto p = state.targets.detach()
+                         .to(torch::kFloat64)
+                         .reshape({state.targets.size(0), -1})
+                         .mean(0)
+                         .clamp(1e-7, 1 - 1e-7);
       target_var_sum_ += (-(p * p.log() + (1 - p) * (1 - p).log())).mean().item<double>();
     } else {
       target_var_sum_ += state.targets.var(/*unbiased=*/false).item<double>();

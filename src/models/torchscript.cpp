@@ -4,6 +4,8 @@
 
 #include "scripted_module.h"
 
+#include <torch/csrc/jit/api/function_impl.h>
+#include <torch/csrc/jit/passes/constant_propagation.h>
 #include <torch/csrc/jit/passes/inliner.h>
 
 #include <algorithm>
@@ -88,6 +90,42 @@ std::string output_activation(const Model& model) {
   } catch (const c10::Error&) {
   }
   return "";
+}
+
+ActivationOutputs torchscript_activations(const Model& model) {
+  auto* scripted = dynamic_cast<detail::ScriptedModule*>(&model.module());
+  if (!scripted) return nullptr;
+  auto graph = scripted->scripted().get_method("forward").graph()->copy();
+  torch::jit::Inline(*graph);
+  // F.relu's `if inplace:` becomes the one branch taken, out of its block.
+  torch::jit::ConstantPropagation(graph);
+  std::vector<torch::jit::Value*> outputs;
+  std::vector<std::string> names;
+  for (auto* node : graph->nodes()) {  // the top block: values inside if/loop bodies cannot leave
+    const std::string op = node->kind().toQualString();
+    const char* kind = op == "aten::relu" || op == "aten::relu_"         ? "relu"
+                       : op == "aten::sigmoid" || op == "aten::sigmoid_" ? "sigmoid"
+                       : op == "aten::tanh" || op == "aten::tanh_"       ? "tanh"
+                                                                         : nullptr;
+    if (!kind) continue;
+    outputs.push_back(node->output());
+    names.push_back(std::to_string(names.size()) + ":" + kind);
+  }
+  if (outputs.empty()) return nullptr;
+  // The same computation, returning the activations instead of the model's output.
+  while (graph->outputs().size() > 0) graph->eraseOutput(0);
+  graph->registerOutput(graph->insertNode(graph->createTuple(outputs))->output());
+  auto probe = std::make_shared<torch::jit::GraphFunction>("activations", graph, nullptr);
+  auto self = scripted->scripted()._ivalue();
+  return [probe, self, names](const torch::Tensor& x, const TensorMap& inputs) {
+    torch::jit::Kwargs kwargs;
+    for (const auto& [key, value] : inputs) kwargs[key] = value;
+    const auto tuple = (*probe)({self, x}, kwargs).toTuple();
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (size_t i = 0; i < names.size(); ++i)
+      out.emplace_back(names[i], tuple->elements()[i].toTensor());
+    return out;
+  };
 }
 
 bool is_torchscript_file(const std::filesystem::path& file) {

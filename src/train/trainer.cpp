@@ -546,6 +546,7 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
       }
     }
     s.inputs = s.features_cached ? torch::Tensor() : x;  // features are not the model's inputs
+    s.named_inputs = b.inputs;
     s.targets = y;
     s.outputs = output;
     (scaler_ ? scaler_->scale_loss(s.loss) : s.loss).backward();
@@ -576,6 +577,7 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     if (s.interrupted) break;
   }
   s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
+  s.named_inputs = {};
   s.train_metrics = epoch_metrics_->compute();         // host sync: once per epoch
   // Share of the step loop spent blocked on the loader (the run store keeps it per epoch).
   const double loop_seconds =

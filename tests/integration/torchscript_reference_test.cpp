@@ -4,6 +4,7 @@
 // (the built-in classification loss) and the gradients its first optimizer step would take equal
 // the ones Python computed with the eager model, parameter by parameter, by name. BatchNorm's
 // running statistics move by the same batch too.
+#include <trainscope/diagnose/diagnostics.h>
 #include <trainscope/models/torchscript.h>
 #include <trainscope/train/loss.h>
 #include <trainscope/train/trainer.h>
@@ -174,6 +175,48 @@ TEST_F(TorchScriptReference, NamedInputsReachTheForwardsArgumentsOfTheSameName) 
   model.train();
   const ts::FitResult fit = trainer.fit(model, data, nullptr);
   EXPECT_GT(fit.train_metrics.at("accuracy"), 0.9) << fit.train_metrics.at("loss");
+}
+
+// Activations called in a TorchScript forward (F.relu, torch.tanh) are found in its graph: their
+// outputs are the ones the model's own layers give, and diagnostics sees dead ReLUs in a model
+// that is not a Sequential.
+TEST_F(TorchScriptReference, ActivationsInTheGraphAreMeasured) {
+  json ref;
+  if (!make(ref)) GTEST_SKIP() << "needs python3-torch";
+  ts::Model model = ts::models::load_torchscript(dir_ / "activations.pt");
+  const auto probe = ts::models::torchscript_activations(model);
+  ASSERT_TRUE(probe);
+  const auto x = read_array(dir_, ref.at("x"));
+  const auto params = model.module().named_parameters();
+  torch::NoGradGuard no_grad;
+  const auto relu = torch::relu(torch::linear(x.flatten(1), params["a.weight"], params["a.bias"]));
+  const auto outputs = probe(x, {});
+  ASSERT_EQ(outputs.size(), 2u);
+  EXPECT_EQ(outputs[0].first, "0:relu");
+  EXPECT_EQ(outputs[1].first, "1:tanh");
+  EXPECT_TRUE(matches(outputs[0].second, relu));
+  EXPECT_TRUE(matches(outputs[1].second, torch::tanh(relu)));
+  EXPECT_FALSE(ts::models::torchscript_activations(ts::Model(torch::nn::Linear(2, 2))));
+
+  // Every unit of the hidden layer dead: a bias far below any input's reach.
+  params["a.bias"].fill_(-100.0);
+  torch::manual_seed(1);
+  auto data = std::make_shared<ts::data::TensorDataset>(torch::rand({256, 1, 28, 28}),
+                                                        torch::randint(0, 10, {256}));
+  ts::Trainer trainer(ts::TrainerOptions().max_epochs(2).batch_size(16).runs_dir(""));
+  ts::diagnose::DiagnosticsOptions d;
+  d.every = 4;
+  d.print = false;
+  auto diagnostics = std::make_shared<ts::diagnose::Diagnostics>(d);
+  trainer.add_callback(diagnostics);
+  torch::GradMode::set_enabled(true);
+  trainer.fit(model, data, nullptr);
+  // Named by the activation, not only by the zero gradients of the layer before it.
+  bool dead_units = false;
+  for (const auto& f : diagnostics->findings())
+    dead_units = dead_units || (f.kind == "dying_relu" &&
+                                f.message.find("100% of the units of 0:relu") != std::string::npos);
+  EXPECT_TRUE(dead_units);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@ Writes to OUT_DIR:
                   train-mode outputs (float32), each parameter's gradient (float32) and each
                   buffer after the step (BatchNorm's running statistics)
   two_inputs.pt   torch.jit.script of a model whose forward takes (x, features, scale=2.0)
+  activations.pt  torch.jit.script of a model with functional activations: relu, then tanh
   reference.json  every .bin's file, dtype and shape, the loss (a double, repr precision), the
                   gradients by their named_parameters() names and the buffers by theirs, and
                   under "two_inputs" its inputs and eval-mode outputs
@@ -54,6 +55,18 @@ class TwoInputs(nn.Module):
         return self.fc(torch.relu(self.image(x.flatten(1)) + scale * self.tabular(features)))
 
 
+class Functional(nn.Module):
+    """Activations as calls in forward, not modules: only the graph shows them."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(28 * 28, 16)
+        self.b = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.b(torch.tanh(F.relu(self.a(x.flatten(1)))))
+
+
 def write(out_dir, name, tensor, dtype):
     """Raw bytes with an explicit byte order, so C++ reads them with a plain ifstream."""
     array = tensor.detach().cpu().contiguous().numpy().astype(dtype)
@@ -78,6 +91,7 @@ def main():
     loss = F.cross_entropy(output, y)
     loss.backward()
 
+    torch.jit.script(Functional()).save(os.path.join(out_dir, "activations.pt"))
     two = TwoInputs().eval()
     torch.jit.script(two).save(os.path.join(out_dir, "two_inputs.pt"))
     features = torch.randn(8, 3)

@@ -3,6 +3,7 @@
 // console (once each), the run store (all of them) and, where the user opts in, applies remedies.
 
 #include <trainscope/diagnose/detectors.h>
+#include <trainscope/models/torchscript.h>
 #include <trainscope/train/callback.h>
 
 #include <cstdio>
@@ -16,7 +17,7 @@ namespace trainscope::diagnose {
 
 struct DiagnosticsOptions {
   int64_t every = 50;       // gather step signals every N optimizer steps
-  bool activations = true;  // per-layer activation statistics (Sequential models)
+  bool activations = true;  // per-layer activation statistics (Sequential and TorchScript models)
   bool print = true;        // each finding once on the console
   // Opt-in remedies, each recorded as a finding of kind "remedy": clip gradients at clip_norm
   // after exploding gradients or NaN; lower the lr 10x on oscillation, a too-high lr or a plateau;
@@ -91,6 +92,7 @@ class Diagnostics : public Callback {
   std::FILE* out_;
   std::vector<Finding> preflight_, findings_;
   std::vector<std::string> names_;
+  models::ActivationOutputs script_activations_;  // of a TorchScript model; null otherwise
   std::vector<torch::Tensor> params_;
   std::vector<torch::Tensor> before_;  // weights before the optimizer step, at logging steps
   torch::Tensor grad_stats_;     // [P, 5]: grad norm, weight norm, zero count, |g| sum, unit spread

@@ -4,6 +4,9 @@
 #include <trainscope/models/model.h>
 
 #include <filesystem>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <string>
 
 namespace trainscope::models {
@@ -29,6 +32,16 @@ void save_torchscript(const Model& model, const std::filesystem::path& file);
 // another operation or cannot be told (a custom C++ module). Diagnostics uses it to know the
 // range a regression output can reach.
 std::string output_activation(const Model& model);
+
+// Each activation's output in a TorchScript model's forward, for diagnostics on models that are
+// not a Sequential: a function from a batch's input (and named inputs) to the outputs of every
+// relu, sigmoid and tanh of the forward's inlined graph (nn.ReLU modules and F.relu calls alike;
+// not those inside if/loop blocks), in graph order, named "<n>:relu", "<n>:tanh"... with n their
+// order. Null when `model` is not TorchScript or its forward has none of them. The function
+// runs the graph (built once here) without its output; not thread-safe.
+using ActivationOutputs = std::function<std::vector<std::pair<std::string, torch::Tensor>>(
+    const torch::Tensor& x, const TensorMap& inputs)>;
+ActivationOutputs torchscript_activations(const Model& model);
 
 // True when `file` looks like a TorchScript archive (a zip with code/ and constants.pkl entries)
 // rather than a trainscope checkpoint.

@@ -2,6 +2,7 @@
 // TrainState: what the Trainer and its callbacks share while a fit runs.
 
 #include <trainscope/config.h>
+#include <trainscope/tensor_map.h>
 #include <trainscope/train/monitor.h>
 
 #include <torch/torch.h>
@@ -129,6 +130,7 @@ struct TrainState {
   // the autograd graph until on_train_batch_end) and the loss, kept as tensors so that reading
   // them is the caller's choice (on CUDA, item() is a host-device sync).
   torch::Tensor inputs, targets, outputs;
+  TensorMap named_inputs;  // the batch's further inputs (data::Batch::inputs)
   torch::Tensor loss;
 
   // Fine-tuning's head phase (TrainerOptions::head): whether this epoch trains the head on the
