@@ -3,6 +3,7 @@
 #include <trainscope/models/model.h>
 #include <trainscope/models/torchscript.h>
 #include <trainscope/models/transfer.h>
+#include <trainscope/models/zoo.h>
 #include <trainscope/track/run.h>
 
 #include <unistd.h>
@@ -50,6 +51,13 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
     auto module = any.ptr();
     if (auto* inner = module->as<torch::nn::SequentialImpl>()) {
       x = walk(*inner, x, name + ".", probes);
+      continue;
+    }
+    if (auto* traced = dynamic_cast<models::TracesActivations*>(module.get())) {
+      x = traced->forward_traced(
+          x, [&](const std::string& place, const std::string& kind, const torch::Tensor& out) {
+            measure(kind, name + "." + place, out, probes);
+          });
       continue;
     }
     x = any.forward(x);

@@ -146,11 +146,15 @@ nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride) {
 }
 
 // conv3x3 -> norm -> activation -> conv3x3 -> norm, plus the shortcut, then activation.
-struct BasicBlockImpl : nn::Module {
+struct BasicBlockImpl : nn::Module, TracesActivations {
   BasicBlockImpl(int64_t in, int64_t out, int64_t stride, const LayerOptions& o)
       : conv1(register_module("conv1", conv3x3(in, out, stride))),
         conv2(register_module("conv2", conv3x3(out, out, 1))),
-        act(activation(o.activation)) {
+        act(activation(o.activation)),
+        kind(o.activation == Activation::kRelu      ? "relu"
+             : o.activation == Activation::kTanh    ? "tanh"
+             : o.activation == Activation::kSigmoid ? "sigmoid"
+                                                    : "") {
     const Norm n = resolved(o.norm, Norm::kBatch);
     norm1 = register_module("norm1", nn::Sequential());
     norm2 = register_module("norm2", nn::Sequential());
@@ -165,14 +169,19 @@ struct BasicBlockImpl : nn::Module {
       if (auto m = norm(n, out, true)) shortcut->push_back(*m);
     }
   }
-  torch::Tensor forward(const torch::Tensor& x) {
+  torch::Tensor forward(const torch::Tensor& x) { return forward_traced(x, nullptr); }
+  torch::Tensor forward_traced(const torch::Tensor& x, const Seen& seen) override {
     auto y = act.forward(norm1->forward(conv1->forward(x)));
+    if (seen && !kind.empty()) seen("act.0", kind, y);
     y = norm2->forward(conv2->forward(y));
-    return act.forward(y + (shortcut ? shortcut->forward(x) : x));
+    auto out = act.forward(y + (shortcut ? shortcut->forward(x) : x));
+    if (seen && !kind.empty()) seen("act.1", kind, out);
+    return out;
   }
   nn::Conv2d conv1, conv2;
   nn::Sequential norm1{nullptr}, norm2{nullptr}, shortcut{nullptr};
   nn::AnyModule act;
+  std::string kind;  // of the activation, as diagnostics measures it; "" for the others
 };
 TORCH_MODULE(BasicBlock);
 

@@ -5,6 +5,7 @@
 #include <trainscope/models/model.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,19 @@ struct ModelSpec {
   // stage and `width` channels in its first (defaults 2 and 16).
   int64_t depth = 0;
   int64_t width = 0;
+};
+
+// A module that is not a Sequential but reports its activations' outputs as it computes, so
+// that diagnostics can measure them (dead ReLUs, saturated units) inside it: the resnet's
+// residual blocks are such modules. A module of your own may implement it too.
+class TracesActivations {
+ public:
+  // name: the activation's place in the module ("act.1"); kind: "relu", "sigmoid" or "tanh".
+  using Seen = std::function<void(const std::string& name, const std::string& kind,
+                                  const torch::Tensor& output)>;
+  virtual ~TracesActivations() = default;
+  // forward(x), calling `seen` (when set) with each activation's output.
+  virtual torch::Tensor forward_traced(const torch::Tensor& x, const Seen& seen) = 0;
 };
 
 // Builds a zoo model by name. Throws ConfigError for an unknown name, listing the known ones.

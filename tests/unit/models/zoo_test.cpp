@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 
 namespace ts = trainscope;
 namespace zoo = trainscope::models;
@@ -180,5 +181,56 @@ TEST(Zoo, SettingsChooseTheOptions) {
     EXPECT_NE(std::string(e.what()).find("relu, leaky_relu, gelu, tanh, sigmoid"),
               std::string::npos)
         << e.what();
+  }
+}
+
+namespace {
+// Records the activations each logging step measured.
+class SeenActivations : public trainscope::diagnose::Detector {
+ public:
+  explicit SeenActivations(std::shared_ptr<std::vector<std::string>> names)
+      : names_(std::move(names)) {}
+  std::string kind() const override { return "seen"; }
+  std::optional<trainscope::diagnose::Finding> on_step(
+      const trainscope::diagnose::StepSignals& s) override {
+    for (const auto& a : s.activations) names_->push_back(a.name);
+    return std::nullopt;
+  }
+
+ private:
+  std::shared_ptr<std::vector<std::string>> names_;
+};
+}  // namespace
+
+// The resnet's activations sit inside its residual blocks, not in the Sequential's list:
+// diagnostics measures them there too (each block reports both of its activations).
+TEST(Zoo, ResnetBlocksReportTheirActivationsToDiagnostics) {
+  for (auto [activation, kind] : {std::pair{ts::models::Activation::kRelu, "relu"},
+                                  std::pair{ts::models::Activation::kTanh, "tanh"}}) {
+    ts::models::ResNetOptions o;
+    o.layers.activation = activation;
+    ts::Model model = ts::models::resnet(o);
+    auto names = std::make_shared<std::vector<std::string>>();
+    std::vector<std::unique_ptr<trainscope::diagnose::Detector>> detectors;
+    detectors.push_back(std::make_unique<SeenActivations>(names));
+    trainscope::diagnose::DiagnosticsOptions d;
+    d.every = 2;
+    d.print = false;
+    ts::Trainer trainer(ts::TrainerOptions().max_epochs(1).batch_size(8).runs_dir(""));
+    trainer.add_callback(
+        std::make_shared<trainscope::diagnose::Diagnostics>(d, std::move(detectors)));
+    torch::manual_seed(0);
+    auto data = std::make_shared<ts::data::TensorDataset>(torch::randn({16, 1, 28, 28}),
+                                                          torch::randint(0, 10, {16}));
+    trainer.fit(model, data, nullptr);
+    // The stem's activation, then two per block: 3 stages of 2 blocks.
+    const std::set<std::string> seen(names->begin(), names->end());
+    EXPECT_EQ(seen.size(), 1u + 3 * 2 * 2) << kind;
+    int in_blocks = 0;
+    for (const auto& n : seen) {
+      EXPECT_NE(n.find(std::string(":") + kind), std::string::npos) << n;
+      in_blocks += n.find(".act.") != std::string::npos;
+    }
+    EXPECT_EQ(in_blocks, 12) << kind;
   }
 }
