@@ -198,16 +198,17 @@ void DataParallel::on_epoch_start(TrainState&) { examples_ = 0; }
 void DataParallel::on_train_batch_end(TrainState& state) { examples_ += state.batch_size; }
 
 void DataParallel::on_epoch_end(TrainState& state) {
-  if (state.train_metrics.empty()) return;
-  // Equal shards: the job's mean is the mean of the ranks' means.
-  std::vector<double> values;
-  for (const auto& [tag, v] : state.train_metrics) values.push_back(v);
-  std::vector<torch::Tensor> t = {torch::tensor(values, torch::kFloat64)};
+  // The metrics are the job's already (sum_across_ranks); the time each rank waited for its data
+  // is its own, and the job's is their mean.
+  auto wait = state.train_metrics.find("data_wait_fraction");
+  if (wait == state.train_metrics.end()) return;
+  std::vector<torch::Tensor> t = {torch::tensor({wait->second}, torch::kFloat64)};
   group_->all_reduce(t);
-  auto summed = t[0].contiguous();
-  size_t i = 0;
-  for (auto& [tag, v] : state.train_metrics)
-    v = summed.data_ptr<double>()[i++] / group_->world_size();
+  wait->second = t[0].item<double>() / group_->world_size();
+}
+
+void DataParallel::sum_across_ranks(std::vector<torch::Tensor>& tensors) {
+  group_->all_reduce(tensors);
 }
 
 void DataParallel::on_fit_end(TrainState&) { remove_hooks(); }

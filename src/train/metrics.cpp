@@ -45,18 +45,18 @@ std::pair<torch::Tensor, torch::Tensor> positions(Task task, const torch::Tensor
 }
 
 LossFunction make_loss(Task task, const LossOptions& o) {
-  const Loss auto_kind = class_indices(task)        ? Loss::kCrossEntropy
+  const Loss auto_kind = class_indices(task)         ? Loss::kCrossEntropy
                          : task == Task::kMultilabel ? Loss::kBce
                                                      : Loss::kMse;
   const Loss kind = o.kind != Loss::kAuto ? o.kind : auto_kind;
   const std::string name = name_of(kind, kLossNames);
-  const bool fits = class_indices(task)          ? kind == Loss::kCrossEntropy
+  const bool fits = class_indices(task)         ? kind == Loss::kCrossEntropy
                     : task == Task::kMultilabel ? kind == Loss::kBce
                                                 : kind != Loss::kCrossEntropy && kind != Loss::kBce;
   if (!fits)
     throw ConfigError(
         "train.loss = " + name + " does not fit train.task = " + task_name(task) + "; expected " +
-        (task == Task::kClassification   ? "cross_entropy (on [batch, classes] logits)"
+        (task == Task::kClassification ? "cross_entropy (on [batch, classes] logits)"
          : task == Task::kSegmentation ? "cross_entropy (on [batch, classes, H, W] logits)"
          : task == Task::kSequence     ? "cross_entropy (on [batch, time, classes] logits)"
          : task == Task::kMultilabel   ? "bce (on [batch, labels] logits)"
@@ -106,8 +106,8 @@ LossFunction make_loss(Task task, const LossOptions& o) {
   };
   if (kind == Loss::kBce) {
     // The weights move to the outputs' device once.
-    return [weight, check_weights, smoothing = o.label_smoothing](
-               const torch::Tensor& out, const torch::Tensor& y) mutable {
+    return [weight, check_weights, smoothing = o.label_smoothing](const torch::Tensor& out,
+                                                                  const torch::Tensor& y) mutable {
       check_weights(out);
       if (weight.defined() && (weight.device() != out.device() || weight.dtype() != out.dtype()))
         weight = weight.to(out.device(), out.scalar_type());
@@ -172,8 +172,8 @@ void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& o
     if (per_position(task_)) add(total_, valid.sum());
     if (with_confusion_) {
       num_classes_ = classes;
-      const auto cell = torch::where(valid, labels * classes + pred,
-                                     torch::full_like(labels, classes * classes));
+      const auto cell =
+          torch::where(valid, labels * classes + pred, torch::full_like(labels, classes * classes));
       auto cells = torch::bincount(cell, {}, classes * classes + 1).narrow(0, 0, classes * classes);
       add(confusion_, cells.view({classes, classes}));
     }
@@ -184,10 +184,10 @@ void MetricAccumulator::update(const torch::Tensor& loss, const torch::Tensor& o
     add(hits_, right.sum());
     add(total_, torch::full({}, right.numel(), right.options().dtype(torch::kInt64)));
     add(exact_, right.all(1).sum());
-    add(label_counts_, torch::stack({pred.logical_and(truth).sum(0),
-                                     pred.logical_and(truth.logical_not()).sum(0),
-                                     pred.logical_not().logical_and(truth).sum(0)},
-                                    1));
+    add(label_counts_,
+        torch::stack({pred.logical_and(truth).sum(0), pred.logical_and(truth.logical_not()).sum(0),
+                      pred.logical_not().logical_and(truth).sum(0)},
+                     1));
   } else {
     auto diff = output.detach().to(torch::kFloat64) - target.view_as(output).to(torch::kFloat64);
     add(abs_sum_, diff.abs().sum());
@@ -230,12 +230,13 @@ MetricMap MetricAccumulator::compute() const {
 namespace {
 // The accumulator's sums by archive key; undefined sums (nothing accumulated yet) are absent.
 template <typename Tensor>
-std::vector<std::pair<const char*, Tensor*>> sum_keys(Tensor& loss_sum, Tensor& hits,
-                                                      Tensor& total, Tensor& exact,
-                                                      Tensor& abs_sum, Tensor& sq_sum,
-                                                      Tensor& confusion, Tensor& label_counts) {
-  return {{"loss_sum", &loss_sum}, {"hits", &hits},       {"total", &total},
-          {"exact", &exact},       {"abs_sum", &abs_sum}, {"sq_sum", &sq_sum},
+std::vector<std::pair<const char*, Tensor*>> sum_keys(Tensor& loss_sum, Tensor& hits, Tensor& total,
+                                                      Tensor& exact, Tensor& abs_sum,
+                                                      Tensor& sq_sum, Tensor& confusion,
+                                                      Tensor& label_counts) {
+  return {{"loss_sum", &loss_sum},   {"hits", &hits},
+          {"total", &total},         {"exact", &exact},
+          {"abs_sum", &abs_sum},     {"sq_sum", &sq_sum},
           {"confusion", &confusion}, {"label_counts", &label_counts}};
 }
 }  // namespace
@@ -244,9 +245,8 @@ void MetricAccumulator::save(torch::serialize::OutputArchive& archive) const {
   archive.write("count", c10::IValue(count_));
   archive.write("values", c10::IValue(values_));
   archive.write("num_classes", c10::IValue(num_classes_));
-  for (const auto& [key, t] : sum_keys<const torch::Tensor>(loss_sum_, hits_, total_, exact_,
-                                                            abs_sum_, sq_sum_, confusion_,
-                                                            label_counts_))
+  for (const auto& [key, t] : sum_keys<const torch::Tensor>(
+           loss_sum_, hits_, total_, exact_, abs_sum_, sq_sum_, confusion_, label_counts_))
     if (t->defined()) archive.write(key, *t, /*is_buffer=*/true);
   for (const auto& m : extra_) {
     const auto state = m->state();
@@ -278,6 +278,25 @@ void MetricAccumulator::load(torch::serialize::InputArchive& archive) {
   }
 }
 
+void MetricAccumulator::sum_across(const std::function<void(std::vector<torch::Tensor>&)>& sum) {
+  // Counts travel as doubles (exact up to 2^53); the sums as they are, each metric's state too.
+  std::vector<torch::Tensor> all = {
+      torch::tensor({static_cast<double>(count_), static_cast<double>(values_)}, torch::kFloat64)};
+  for (const auto& [key, t] : sum_keys<torch::Tensor>(loss_sum_, hits_, total_, exact_, abs_sum_,
+                                                      sq_sum_, confusion_, label_counts_))
+    if (t->defined()) all.push_back(*t);
+  std::vector<std::vector<torch::Tensor>> states;
+  for (const auto& m : extra_) {
+    states.push_back(m->state());
+    for (const auto& t : states.back())
+      if (t.defined()) all.push_back(t);
+  }
+  sum(all);  // in place: the sums above are these tensors
+  count_ = static_cast<int64_t>(all[0][0].item<double>());
+  values_ = static_cast<int64_t>(all[0][1].item<double>());
+  for (size_t i = 0; i < extra_.size(); ++i) extra_[i]->load_state(states[i]);
+}
+
 torch::Tensor MetricAccumulator::confusion() const {
   return confusion_.defined() ? confusion_.to(torch::kCPU) : torch::Tensor();
 }
@@ -292,8 +311,7 @@ ClassMetrics scores(std::string name, int64_t tp, int64_t fp, int64_t fn) {
   m.name = std::move(name);
   m.precision = tp + fp ? double(tp) / double(tp + fp) : 0.0;
   m.recall = tp + fn ? double(tp) / double(tp + fn) : 0.0;
-  m.f1 =
-      (m.precision + m.recall) > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
+  m.f1 = (m.precision + m.recall) > 0 ? 2 * m.precision * m.recall / (m.precision + m.recall) : 0.0;
   m.support = tp + fn;
   return m;
 }
@@ -461,8 +479,9 @@ class ConfusionMetric : public Metric {
       // Over the classes in the targets or the predictions: an absent class is no evidence.
       const auto uni = predicted + actual - tp;
       const auto present = uni > 0;
-      return present.any().item<bool>() ? ratio(tp, uni).masked_select(present).mean().item<double>()
-                                        : std::nan("");
+      return present.any().item<bool>()
+                 ? ratio(tp, uni).masked_select(present).mean().item<double>()
+                 : std::nan("");
     }
     const auto p = ratio(tp, predicted), r = ratio(tp, actual);
     const auto f = ratio(2 * p * r, p + r);
@@ -542,9 +561,7 @@ class LabelMetric : public Metric {
  public:
   using Score = ConfusionMetric::Score;
   LabelMetric(Score score, bool micro) : score_(score), micro_(micro) {}
-  std::string name() const override {
-    return ConfusionMetric(score_, micro_).name();
-  }
+  std::string name() const override { return ConfusionMetric(score_, micro_).name(); }
   void update(const torch::Tensor& output, const torch::Tensor& target) override {
     torch::NoGradGuard no_grad;
     if (output.dim() != 2)
@@ -692,8 +709,8 @@ std::unique_ptr<Metric> make_metric(const std::string& name, Task task) {
     if (!k.empty() && k.size() < 4 && k.find_first_not_of("0123456789") == std::string::npos &&
         std::stoll(k) >= 1 && class_indices(task))
       m = std::make_unique<TopKAccuracy>(std::stoll(k));
-    known = !k.empty() && k.find_first_not_of("0123456789") == std::string::npos &&
-            std::stoll(k) >= 1;
+    known =
+        !k.empty() && k.find_first_not_of("0123456789") == std::string::npos && std::stoll(k) >= 1;
   } else if (name == "precision_macro") {
     m = counted(S::kPrecision, false);
   } else if (name == "recall_macro") {

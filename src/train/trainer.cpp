@@ -241,8 +241,8 @@ void Trainer::ensure_run(const Model& model) {
 void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& target) const {
   const Task task = options_.task();
   const std::string got = "the model returns outputs of shape " + c10::str(output.sizes()) +
-                          " for targets of shape " + c10::str(target.sizes()) + " (train.task = " +
-                          name_of(task, kTaskNames) + "); expected ";
+                          " for targets of shape " + c10::str(target.sizes()) +
+                          " (train.task = " + name_of(task, kTaskNames) + "); expected ";
   if (task == Task::kRegression) {
     if (output.numel() != target.numel())
       throw ShapeError("the model returns " +
@@ -289,10 +289,9 @@ void Trainer::check_output(const torch::Tensor& output, const torch::Tensor& tar
 
 void Trainer::check_step(const StepResult& r) const {
   if (!r.loss.defined() || r.loss.numel() != 1)
-    throw ShapeError(
-        "TrainerOptions::step returned a loss of shape " +
-        (r.loss.defined() ? c10::str(r.loss.sizes()) : std::string("(undefined)")) +
-        "; expected the batch's mean loss, one value");
+    throw ShapeError("TrainerOptions::step returned a loss of shape " +
+                     (r.loss.defined() ? c10::str(r.loss.sizes()) : std::string("(undefined)")) +
+                     "; expected the batch's mean loss, one value");
   if (!r.outputs.defined())
     throw ShapeError(
         "TrainerOptions::step returned no outputs; return what the metrics should compare with "
@@ -578,7 +577,10 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
   }
   s.inputs = s.targets = s.outputs = torch::Tensor();  // release the last batch's activations
   s.named_inputs = {};
-  s.train_metrics = epoch_metrics_->compute();         // host sync: once per epoch
+  if (GradientSync* sync = options_.gradient_sync().get())
+    epoch_metrics_->sum_across(
+        [sync](std::vector<torch::Tensor>& t) { sync->sum_across_ranks(t); });
+  s.train_metrics = epoch_metrics_->compute();  // host sync: once per epoch
   // Share of the step loop spent blocked on the loader (the run store keeps it per epoch).
   const double loop_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - loop_start).count();

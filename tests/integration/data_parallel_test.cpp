@@ -99,8 +99,14 @@ class DataParallel : public ::testing::Test {
 int port_for_test(int offset) { return 20000 + (::getpid() % 20000) + offset; }
 
 TEST_F(DataParallel, TwoRanksTrainToTheWeightsOfOneProcess) {
-  ASSERT_EQ(wait_for(spawn(fit_args(runs(), "one"), dir_ / "log.txt")), 0) << log_text();
+  // Metrics that are not means over examples: the job's are computed from the ranks' summed
+  // state, so they are the single process's, not an average of two halves'.
+  const std::vector<std::string> metrics = {"--set", "train.metrics=[\"f1_macro\", \"auroc\"]"};
+  auto one = fit_args(runs(), "one");
+  one.insert(one.end(), metrics.begin(), metrics.end());
+  ASSERT_EQ(wait_for(spawn(one, dir_ / "log.txt")), 0) << log_text();
   auto two = fit_args(runs(), "two");
+  two.insert(two.end(), metrics.begin(), metrics.end());
   two.push_back("--nproc");
   two.push_back("2");
   ASSERT_EQ(wait_for(spawn(two, dir_ / "log.txt")), 0) << log_text();
@@ -112,6 +118,14 @@ TEST_F(DataParallel, TwoRanksTrainToTheWeightsOfOneProcess) {
   // the gradients, keeps it at float32's resolution.
   EXPECT_LT(max_difference(ckpt("one"), ckpt("two")), 1e-4);
   EXPECT_GT(max_difference(ckpt("one", "previous.ckpt"), ckpt("one")), 1e-3) << "it trained";
+  for (const char* tag : {"f1_macro", "auroc", "accuracy"}) {
+    const std::string sql = "select value from metrics where split = 'train' and tag = '" +
+                            std::string(tag) + "' and epoch = 2";
+    const auto a = sh("sqlite3 '" + (runs() / "one/run.sqlite").string() + "' \"" + sql + "\"");
+    const auto b = sh("sqlite3 '" + (runs() / "two/run.sqlite").string() + "' \"" + sql + "\"");
+    ASSERT_FALSE(a.out.empty()) << tag;
+    EXPECT_NEAR(std::stod(a.out), std::stod(b.out), 1e-6) << tag;
+  }
   for (const char* name : {"sgd-one", "sgd-two"}) {
     auto a = fit_args(runs(), name);
     a.insert(a.end(), {"--set", "train.optimizer=sgd", "--lr", "0.05"});

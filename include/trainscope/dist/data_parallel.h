@@ -24,8 +24,9 @@ struct DataParallelOptions {
 //                     backward pass
 //   after_backward    waits for the buckets (starting those a parameter without gradient left
 //                     open), divides by the world size and writes the averages into .grad
-//   on_epoch_end      the epoch's training metrics become the mean over ranks (every rank sees
-//                     the same number of examples: the loader gives equal shards)
+//   sum_across_ranks  the epoch's metric state (counts, confusion matrices, every Metric's sums)
+//                     summed over ranks before the metrics are computed: the job's F1 or mIoU
+//   on_epoch_end      the share of time spent waiting for data becomes the mean over ranks
 //   before_validation rank 0's buffers, so every rank validates the same model
 //   after_epoch       a stop on any rank (early stopping, a failed checkpoint on rank 0) stops
 //                     every rank, so none is left waiting in a collective
@@ -48,6 +49,7 @@ class DataParallel : public Callback, public GradientSync {
   void after_backward(TrainState& state) override;
   void before_validation(TrainState& state) override;
   void after_epoch(TrainState& state) override;
+  void sum_across_ranks(std::vector<torch::Tensor>& tensors) override;
 
   ProcessGroup& group() { return *group_; }
   int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }

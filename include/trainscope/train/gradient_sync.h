@@ -4,6 +4,8 @@
 //   forward -> loss -> backward -> sync.after_backward -> (unscale) -> on_after_backward -> step
 #include <trainscope/train/state.h>
 
+#include <vector>
+
 namespace trainscope {
 
 class GradientSync {
@@ -18,6 +20,10 @@ class GradientSync {
   // After on_epoch_end: the ranks agree on whether the fit stops (one rank's decision, such as a
   // failed checkpoint on rank 0, stops them all).
   virtual void after_epoch(TrainState&) {}
+  // Sums `tensors` over the job's ranks, in place; every rank passes the same shapes in the same
+  // order. The training epoch's metric state goes through it before the metrics are computed, so
+  // that an F1 or an mIoU is the job's, not a mean of the ranks' (MetricAccumulator::sum_across).
+  virtual void sum_across_ranks(std::vector<torch::Tensor>& /*tensors*/) {}
 };
 
 }  // namespace trainscope

@@ -5,6 +5,7 @@
 
 #include <trainscope/train/state.h>
 
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -55,6 +56,11 @@ class MetricAccumulator {
   // CPU). Undefined for the other tasks.
   torch::Tensor label_counts() const;
   int64_t count() const { return count_; }
+
+  // Makes this accumulator the sum of several's (the ranks of a data-parallel job): `sum` sums
+  // the tensors it is given across them, in place, each rank passing the same ones in the same
+  // order (the same task, metrics and classes).
+  void sum_across(const std::function<void(std::vector<torch::Tensor>&)>& sum);
 
   // The running sums, for checkpoints taken mid-epoch; load() continues exactly.
   void save(torch::serialize::OutputArchive& archive) const;
