@@ -8,7 +8,10 @@
 # 1. Our reference CNN, pretrained by `trainscope train` on classes 0-4, seeds 1..REPS:
 #      scratch   `trainscope train` on the 900 images, its defaults (up to 50 epochs, early stopping)
 #      head      `trainscope finetune --head-only`: the head alone on the frozen backbone
-#      default   `trainscope finetune`: the head on cached features, then the whole model
+#      default   `trainscope finetune`: the head on cached features, then the whole model, its
+#                weights averaged (train.ema 0.99)
+#      scratch with the weight average too (`--set train.ema=0.99`), which fine-tuning has by
+#      default, to show what the average alone is worth
 #    "beats scratch" compares runs of the same seed.
 # 2. Models defined and pretrained in Python on raw [0, 1] inputs (bench/transfer/
 #    pretrain_sources.py: a small CNN and torchvision's ResNet-18 with a 1-channel stem), saved
@@ -54,6 +57,8 @@ echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
 echo "reference CNN pretrained on classes 0-4 ($pre_epochs epochs, $(seconds pre | xargs printf '%.0f') s): test accuracy $(accuracy pre | xargs printf '%.4f')"
 for seed in $(seq "$reps"); do
   "$T" train "${new[@]}" --seed "$seed" --name "scratch-$seed" "${common[@]}" > /dev/null
+  "$T" train "${new[@]}" --seed "$seed" --set train.ema=0.99 --name "scratch-ema-$seed" \
+    "${common[@]}" > /dev/null
   "$T" finetune --from pre "${new[@]}" --head-only --seed "$seed" --name "head-$seed" "${common[@]}" > /dev/null
   # shellcheck disable=SC2086 # DEFAULT_EXTRA is a list of words
   "$T" finetune --from pre "${new[@]}" --seed "$seed" --name "default-$seed" "${common[@]}" \
@@ -64,6 +69,8 @@ printf '\n| reference CNN, classes 5-9, 900 training images | test accuracy: mea
 summary "from scratch (\`trainscope train\`)" scratch "$reps"
 summary "fine-tune, head only (\`--head-only\`)" head "$reps" scratch
 summary "fine-tune, the default (head, then the whole model)" default "$reps" scratch
+summary "from scratch with the weight average (\`--set train.ema=0.99\`)" scratch-ema "$reps" scratch
+summary "fine-tune, the default, against scratch with the weight average" default "$reps" scratch-ema
 echo
 for seed in $(seq "$reps"); do
   printf 'default-%s: %s\n' "$seed" "$(meta "default-$seed" finetune.recipe)"

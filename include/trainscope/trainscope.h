@@ -10,6 +10,7 @@
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/callbacks/tensorboard.h>
+#include <trainscope/callbacks/weight_averaging.h>
 #include <trainscope/config.h>
 #include <trainscope/data/data.h>
 #include <trainscope/diagnose/detectors.h>

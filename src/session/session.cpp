@@ -7,6 +7,7 @@
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
 #include <trainscope/callbacks/tensorboard.h>
+#include <trainscope/callbacks/weight_averaging.h>
 #include <trainscope/data/image_folder.h>
 #include <trainscope/data/spec.h>
 #include <trainscope/data/transforms.h>
@@ -263,6 +264,9 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o
     out.push_back(std::make_shared<diagnose::Diagnostics>(d));
   }
   if (auto schedule = callbacks::make_lr_schedule(o.schedule)) out.push_back(std::move(schedule));
+  if (o.ema > 0)
+    out.push_back(std::make_shared<callbacks::WeightAveraging>(
+        callbacks::WeightAveragingOptions{.decay = o.ema}));
   if (o.early_stopping) out.push_back(std::make_shared<callbacks::EarlyStopping>(o.stopping));
   if (o.checkpoints) out.push_back(std::make_shared<callbacks::ModelCheckpoint>(o.checkpoint));
   return out;

@@ -13,10 +13,12 @@ struct EvalResult;
 
 // Where a callback runs relative to the others. The Trainer calls hooks in ascending order
 // (stable for equal orders), so that a checkpoint records what the others decided:
-//   kDistributed (data parallel: makes the numbers the job's) -> kLogging (metrics, run
-//   store, console) -> kDiagnostics -> kUser -> kEarlyStopping -> kCheckpoint.
+//   kDistributed (data parallel: makes the numbers the job's) -> kWeights (weight averaging:
+//   which weights the model holds) -> kLogging (metrics, run store, console) -> kDiagnostics ->
+//   kUser -> kEarlyStopping -> kCheckpoint.
 enum class CallbackOrder : int {
   kDistributed = -100,
+  kWeights = -50,
   kLogging = 0,
   kDiagnostics = 100,
   kUser = 200,

@@ -252,6 +252,23 @@ TEST_F(Resume, AFitThatDiedBeforeItsFirstCheckpointStartsOver) {
   EXPECT_EQ(metric_rows(runs / "run"), ref_rows);
 }
 
+// With weight averaging the model holds the average from each validation to the next epoch's
+// start, so an epoch's checkpoint has the average as the model and the model's own weights aside:
+// a resume from either side of an epoch's end continues both exactly.
+TEST_F(Resume, AFitWithWeightAveragingResumesExactly) {
+  const Problem p = problem();
+  auto trainer_for = [&](const fs::path& runs) {
+    auto o = options(runs, "none");
+    o.ema = 0.9;
+    return ts::session::make_trainer(o);
+  };
+  ts::Model ref = model(1);
+  trainer_for(dir_ / "ref")->fit(ref, p.train, p.val);
+  const auto ref_rows = metric_rows(dir_ / "ref" / "run");
+  // 19 steps an epoch: in the first, just after the first epoch's end, mid-epoch 3.
+  expect_resumes_exactly(p, dir_, "ema", {5, 20, 45}, model, trainer_for, ref, ref_rows);
+}
+
 // A fine-tuning fit that unfreezes its backbone at epoch 3 (a new optimizer group) and crashes
 // before or after that resumes exactly: the groups come back before the optimizer's state.
 TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
@@ -276,8 +293,9 @@ TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
 }
 
 // The same when the head phase trains on cached features and the backbone warms up after the
-// unfreezing: the cache is rebuilt on resume from the restored backbone and changes no
-// checkpointed state, and the warm-up continues where it was.
+// unfreezing, with the weights averaged as the default fine-tune does: the cache is rebuilt on
+// resume from the restored backbone and changes no checkpointed state, and the warm-up and the
+// average continue where they were.
 TEST_F(Resume, AFineTuningFitOnCachedFeaturesResumesAcrossBothPhases) {
   const Problem p = problem();
   auto tuned = [](uint64_t seed) {
@@ -292,6 +310,7 @@ TEST_F(Resume, AFineTuningFitOnCachedFeaturesResumesAcrossBothPhases) {
   auto trainer_for = [&](const fs::path& runs) {
     auto o = options(runs, "none");
     o.train.head("3").lr(1e-2);
+    o.ema = 0.9;  // as the default fine-tune averages its weights
     auto t = ts::session::make_trainer(o);
     t->add_callback(std::make_shared<ts::callbacks::FineTuning>(ft, nullptr));
     return t;
