@@ -450,9 +450,9 @@ TrainerOptions Session::trainer_options() const {
     t.head(head_);
     if (options_.head_lr != "auto") t.lr(std::stod(options_.head_lr));
   }
+  const bool cuda = t.device().kind != DeviceChoice::Kind::kCpu && torch::cuda::is_available();
   t.channels_last(options_.channels_last == "on" ||
-                  (options_.channels_last == "auto" &&
-                   t.device().kind != DeviceChoice::Kind::kCpu && torch::cuda::is_available()));
+                  (options_.channels_last == "auto" && (cuda || at::hasMKLDNN())));
   return t;
 }
 

@@ -60,6 +60,41 @@ TEST(Precision, Bf16AutocastTrainsOnCpuWithFloat32Weights) {
   EXPECT_FALSE(at::autocast::is_cpu_enabled()) << "autocast is off again after the step";
 }
 
+// Channels-last on the CPU: every 4-D weight, the first convolution's one input channel included,
+// gets NHWC strides (.contiguous() would keep NCHW strides there, the slow mixed-format path), and
+// the step, validation and the test pass give the NCHW model's results within float tolerance.
+TEST(Precision, ChannelsLastOnCpuStridesEveryConvolutionAndTrainsTheSameModel) {
+  torch::manual_seed(0);
+  auto x = torch::randn({256, 1, 8, 8});
+  auto y = (x.slice(2, 0, 4).mean({1, 2, 3}) > 0).to(torch::kInt64);
+  auto data = std::make_shared<ts::data::TensorDataset>(x, y);
+  auto fit = [&](bool channels_last) {
+    ts::models::CnnOptions o;
+    o.height = o.width = 8;
+    o.channels = {4, 8};
+    o.hidden = {16};
+    o.outputs = 2;
+    torch::manual_seed(1);
+    ts::Model model = ts::models::cnn(o);
+    ts::Trainer trainer(quiet().max_epochs(2).channels_last(channels_last));
+    const ts::FitResult result = trainer.fit(model, data, data);
+    return std::make_tuple(model, result, trainer.test(model, *data));
+  };
+  auto [nchw, nchw_fit, ignored] = fit(false);
+  auto [nhwc, nhwc_fit, nhwc_test] = fit(true);
+  for (const auto& p : nhwc.parameters()) {
+    if (p.dim() != 4) continue;
+    const int64_t c = p.size(1), h = p.size(2), w = p.size(3);
+    EXPECT_EQ(p.strides(), c10::IntArrayRef({c * h * w, 1, w * c, c})) << p.sizes();
+  }
+  // 16 steps apart, rounding differences grow a little.
+  EXPECT_NEAR(nhwc_fit.train_metrics.at("loss"), nchw_fit.train_metrics.at("loss"), 1e-3);
+  EXPECT_NEAR(nhwc_fit.val_metrics.at("loss"), nchw_fit.val_metrics.at("loss"), 1e-3);
+  // The same weights in either layout: the same outputs.
+  const ts::EvalResult again = ts::Trainer(quiet()).test(nhwc, *data);
+  EXPECT_NEAR(again.metrics.at("loss"), nhwc_test.metrics.at("loss"), 1e-5);
+}
+
 TEST(Precision, GradScalerSkipsOverflowAndAdaptsItsScale) {
   ts::detail::GradScaler scaler;
   EXPECT_EQ(scaler.scale(), 65536.0);
