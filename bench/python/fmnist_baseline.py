@@ -19,7 +19,8 @@ import time
 START = time.perf_counter()
 
 import argparse  # noqa: E402
-import gzip  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -27,18 +28,13 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-
-def idx_file(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fmnist_idx import read_idx  # noqa: E402
 
 
 def split(data_dir, prefix):
-    x = torch.tensor(idx_file(f"{data_dir}/{prefix}-images-idx3-ubyte.gz"), dtype=torch.float32)
-    y = torch.tensor(idx_file(f"{data_dir}/{prefix}-labels-idx1-ubyte.gz").astype(np.int64))
+    x = torch.tensor(read_idx(f"{data_dir}/{prefix}-images-idx3-ubyte.gz"), dtype=torch.float32)
+    y = torch.tensor(read_idx(f"{data_dir}/{prefix}-labels-idx1-ubyte.gz").astype(np.int64))
     return x.unsqueeze(1) / 255, y
 
 

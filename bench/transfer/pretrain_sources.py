@@ -13,8 +13,8 @@ Prints each model's accuracy on the 5,000 test images of classes 0-4 and its tra
 Seeded (torch.manual_seed(0)); Debian's python3-torch and python3-torchvision.
 """
 import argparse
-import gzip
 import os
+import sys
 import time
 
 import numpy as np
@@ -22,13 +22,8 @@ import torch
 import torchvision
 from torch import nn
 
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from fmnist_idx import read_idx  # noqa: E402
 
 
 def classes_0_4(data_dir, split):
