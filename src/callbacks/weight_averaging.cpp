@@ -72,7 +72,7 @@ void WeightAveraging::find_moving(TrainState& state) {
   std::unordered_map<const void*, size_t> index;
   for (size_t i = 0; i < all.size(); ++i) index.emplace(all[i].unsafeGetTensorImpl(), i);
   for (const auto& p : module.parameters())
-    if (p.requires_grad()) moving_.emplace_back(index.at(p.unsafeGetTensorImpl()), p.detach());
+    if (p.requires_grad()) moving_.emplace_back(index.at(p.unsafeGetTensorImpl()), p);
   for (const auto& m : module.modules(/*include_self=*/true)) {
     if (!m->is_training()) continue;
     for (const auto& b : m->buffers(/*recurse=*/false)) {

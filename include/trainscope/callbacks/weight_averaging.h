@@ -61,7 +61,8 @@ class WeightAveraging : public Callback {
   std::vector<torch::Tensor> own_;  // the model's own values of the averaged, while it holds them
   bool holding_ = false;
   int64_t updates_ = 0;
-  // What this epoch's steps can move: (index into average_, the model's tensor).
+  // What this epoch's steps can move: (index into average_, the model's own tensor, not a
+  // detached alias, so that a tensor whose data is replaced, as channels-last does, is followed).
   std::vector<std::pair<size_t, torch::Tensor>> moving_;
   int64_t moving_epoch_ = 0;
 };
