@@ -69,11 +69,11 @@ std::shared_ptr<data::Transform> make_augment(const Config& config, const data::
   // The transforms move and mix pixels but not the targets: they fit one class per example (the
   // defaults policy turns them off for the other tasks).
   if (task != Task::kClassification && !config.get_strings("data.augment").empty())
-    throw ConfigError("data.augment (" + setting.source + ") transforms the inputs alone, which " +
-                      "fits train.task = classification only; with train.task = " +
-                      name_of(task, kTaskNames) +
-                      " set data.augment = [] (segmentation masks would not move with their "
-                      "images)");
+    throw ConfigError(
+        "data.augment (" + setting.source + ") transforms the inputs alone, which " +
+        "fits train.task = classification only; with train.task = " + name_of(task, kTaskNames) +
+        " set data.augment = [] (segmentation masks would not move with their "
+        "images)");
   data::AugmentContext context;
   context.stats = data.pixels;
   context.classes = data.num_classes;
@@ -500,9 +500,8 @@ void Session::load() {
 // trains (the loss would otherwise fail on the first batch with torch's shape message).
 void Session::check_task_fits_data() const {
   const Task task = options_.train.task();
-  const std::string setting =
-      "train.task = " + std::string(name_of(task, kTaskNames)) + " (" +
-      config_.setting("train.task").source + ")";
+  const std::string setting = "train.task = " + std::string(name_of(task, kTaskNames)) + " (" +
+                              config_.setting("train.task").source + ")";
   if (task == Task::kRegression && data_.num_classes > 0)
     throw ConfigError(setting + " needs numeric targets, but " + data_.source +
                       " gives class labels (" + std::to_string(data_.num_classes) +
@@ -512,19 +511,18 @@ void Session::check_task_fits_data() const {
   if (own_data_) {
     // Data brought in code: one example's targets tell.
     const auto y = data_.train->get_batch(torch::arange(1)).y;
-    const bool fits = task == Task::kMultilabel ? y.dim() == 2 && y.is_floating_point()
+    const bool fits = task == Task::kMultilabel     ? y.dim() == 2 && y.is_floating_point()
                       : task == Task::kSegmentation ? y.dim() >= 3 && !y.is_floating_point()
                       : task == Task::kSequence     ? y.dim() == 2 && !y.is_floating_point()
                                                     : y.dim() == 1 || y.dim() == 2;
     if (!fits)
-      throw ShapeError(
-          setting + " needs targets of shape " +
-          (task == Task::kMultilabel     ? "[N, labels] of 0/1 floats"
-           : task == Task::kSegmentation ? "[N, H, W] of class indices (int64)"
-           : task == Task::kSequence     ? "[N, time] of class indices (int64)"
-                                         : "[N] of class indices (int64)") +
-          ", but the data's training targets have shape " + c10::str(y.sizes()) + " of " +
-          std::string(c10::toString(y.scalar_type())));
+      throw ShapeError(setting + " needs targets of shape " +
+                       (task == Task::kMultilabel     ? "[N, labels] of 0/1 floats"
+                        : task == Task::kSegmentation ? "[N, H, W] of class indices (int64)"
+                        : task == Task::kSequence     ? "[N, time] of class indices (int64)"
+                                                      : "[N] of class indices (int64)") +
+                       ", but the data's training targets have shape " + c10::str(y.sizes()) +
+                       " of " + std::string(c10::toString(y.scalar_type())));
     return;
   }
   if (per_position(task))
@@ -638,7 +636,7 @@ std::optional<tune::BatchSizeResult> Session::choose_batch_size() {
   // On CUDA a trial that does not fit raises out-of-memory, caught by the probe: no budget.
   const double budget = device.is_cuda() ? 0.0 : tune::cpu_memory_budget(o.memory_share);
   tune::TrainingProbe probe(model_, *data_.train, options_.train.task(), device, o.steps, budget,
-                           own_step());
+                            own_step());
   // On CPU a rule, so that one command gives one run; on an accelerator, where memory binds, the
   // largest batch that fits.
   auto r = device.is_cpu() ? tune::choose_cpu_batch(probe, o, budget, data_.train->size())

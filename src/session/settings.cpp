@@ -894,7 +894,8 @@ void derive(Config& c) {
   if (c.get_string("train.task") != "classification")
     c.derive_default("data.augment", Strings{},
                      "the transforms move and mix the inputs alone, which fits one class per "
-                     "example: train.task is " + c.get_string("train.task"));
+                     "example: train.task is " +
+                         c.get_string("train.task"));
   if (c.get_string("train.loss") == "auto") {
     const std::string task = c.get_string("train.task");
     if (task == "regression")
@@ -903,8 +904,9 @@ void derive(Config& c) {
       c.resolve_value("train.loss", std::string("bce"),
                       "binary cross-entropy on each label's logit for multilabel");
     else
-      c.resolve_value("train.loss", std::string("cross_entropy"),
-                      "cross-entropy for " + task + (task == "classification" ? "" : ", per position"));
+      c.resolve_value(
+          "train.loss", std::string("cross_entropy"),
+          "cross-entropy for " + task + (task == "classification" ? "" : ", per position"));
   }
   if (c.get_string("model.name") == "mlp")
     c.derive_default("model.hidden", Ints{256, 128}, "mlp: two hidden layers, 256 and 128");

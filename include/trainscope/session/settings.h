@@ -53,7 +53,7 @@ struct SessionOptions {
   bool checkpoints = true;                   // train.checkpoints
   callbacks::CheckpointOptions checkpoint;   // checkpoint.*
   callbacks::LrScheduleOptions schedule;     // train.lr_schedule, schedule.*
-  double ema = 0.0;  // train.ema: the weight average's decay (0: off; callbacks::WeightAveraging)
+  double ema = 0.0;                          // train.ema: decay (0: off), WeightAveraging
   std::string finetune_from;                 // finetune.from ("": train from scratch)
   std::string finetune_head;                 // finetune.head ("": the last Linear)
   callbacks::FineTuningOptions fine_tuning;  // finetune.*

@@ -19,11 +19,7 @@ std::shared_ptr<ts::data::TensorDataset> separable(int64_t n) {
 }
 
 ts::TrainerOptions quiet() {
-  return ts::TrainerOptions()
-      .runs_dir("")
-      .max_epochs(6)
-      .batch_size(32)
-      .lr(1e-2);
+  return ts::TrainerOptions().runs_dir("").max_epochs(6).batch_size(32).lr(1e-2);
 }
 
 // What the step computed in: the outputs' dtype and the weights' dtype.
@@ -138,7 +134,10 @@ TEST(Precision, Fp16WithLossScalingAndChannelsLastTrainOnCuda_CUDA) {
   o.channels = {8};
   o.outputs = 2;
   auto model = ts::models::cnn(o);
-  ts::Trainer trainer(quiet().device(*ts::DeviceChoice::parse("cuda")).precision(ts::Precision::kFp16).channels_last(true));
+  ts::Trainer trainer(quiet()
+                          .device(*ts::DeviceChoice::parse("cuda"))
+                          .precision(ts::Precision::kFp16)
+                          .channels_last(true));
   auto probe = std::make_shared<DtypeProbe>();
   trainer.add_callback(probe);
   auto fit = trainer.fit(model, data, data);
