@@ -4,7 +4,8 @@
 // that reaches the target. The test passes are timed apart and left out of the time to target,
 // in both. Prints one line per epoch and a last RESULT line:
 //   RESULT epochs=E seconds=S accuracy=A  (seconds from the start of main to the end of epoch E)
-// Usage: bench_time_to_accuracy [TARGET=0.91] [RUNS_DIR=/tmp]
+// Usage: bench_time_to_accuracy [TARGET=0.91] [RUNS_DIR=/tmp] [KEY=VALUE...]
+//   (each KEY=VALUE as `trainscope train --set KEY=VALUE`, for the rows that are not the defaults)
 // Run with OMP_WAIT_POLICY=PASSIVE, as the CLI restarts itself with it (bench/run_epoch_bench.sh).
 #include <trainscope/trainscope.h>
 
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   ts::Config config = ts::default_config();
   config.set("run.dir", runs);
   config.set("run.name", std::string("time-to-accuracy"));
+  for (int i = 3; i < argc; ++i) config.set_from_string(argv[i]);
   ts::Session session(config);
   auto probe = std::make_shared<TestEachEpoch>(session, target, start);
   session.add_callback(probe);

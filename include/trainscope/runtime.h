@@ -37,6 +37,11 @@ struct RuntimeReport {
 // Cores this process may run on (its CPU affinity), at least 1.
 int available_cores();
 
+// The instruction set through which this CPU computes bfloat16 matrix products natively, as the
+// CPU and the OS report it: "amx_bf16", "avx512_bf16", or "" when it has none (oneDNN would
+// then emulate bf16 with float32 arithmetic, slower than float32 itself). x86-64 only.
+std::string native_bf16();
+
 // Applies `options` to this process. Call before the first torch op that starts threads.
 // Process-wide and not thread-safe; calling it again re-applies the thread settings.
 RuntimeReport configure_process(const RuntimeOptions& options = {});

@@ -3,6 +3,7 @@
 //   #include <trainscope/trainscope.h>
 //   namespace ts = trainscope;
 #include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/delayed_augmentation.h>
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/callbacks/lr_schedule.h>

@@ -65,8 +65,11 @@ void EarlyStopping::on_epoch_end(TrainState& state) {
     return;
   }
   if (state.epoch <= options_.start_from_epoch) return;  // warm-up: not monitored yet
-  // A new phase of the fit (the backbone unfroze) gets its own patience.
-  if (state.phase_epoch > phase_epoch_) phase_epoch_ = state.phase_epoch, wait_ = 0;
+  // A new phase of the fit (the backbone unfroze, augmentation started) gets its own patience,
+  // judged on its own epochs: what changed can move the metric away from the best before it
+  // improves again (the best epoch is still what is restored).
+  if (state.phase_epoch > phase_epoch_)
+    phase_epoch_ = state.phase_epoch, wait_ = 0, reference_epoch_ = 0;
   if (std::isfinite(options_.divergence_threshold) &&
       monitor.improves(options_.divergence_threshold, value)) {
     state.request_stop(StopReason::kDivergence, name + " = " + fmt(value) + at +

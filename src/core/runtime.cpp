@@ -2,11 +2,15 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -16,6 +20,23 @@ int available_cores() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string native_bf16() {
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return "";  // no OSXSAVE
+  unsigned lo = 0, hi = 0;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const uint64_t xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
+  // SSE, AVX and the three AVX-512 states (opmask, upper ZMM halves, ZMM16-31) saved by the OS.
+  if ((xcr0 & 0xe6) != 0xe6) return "";
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16))) return "";  // AVX512F
+  // AMX tile state (XTILECFG, XTILEDATA) enabled, and AMX-BF16.
+  if ((d & (1u << 22)) && (xcr0 & 0x60000) == 0x60000) return "amx_bf16";
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5))) return "avx512_bf16";
+#endif
+  return "";
 }
 
 namespace {

@@ -62,9 +62,19 @@ std::optional<Finding> NonFiniteDetector::on_step(const StepSignals& s) {
                   "); check the inputs for NaN and that they are normalized");
 }
 
+namespace {
+
+// Rows that sum to 1: within 1e-3, or within the outputs' own resolution when autocast made them
+// narrower than float32 (bfloat16 probabilities sum to 1 only within its epsilon).
+bool rows_sum_to_one(const StepSignals& s) {
+  return s.row_sum_error < std::max(1e-3, s.output_epsilon);
+}
+
+}  // namespace
+
 std::optional<Finding> ProbabilityOutputsDetector::on_step(const StepSignals& s) {
   const bool probabilities =
-      s.classification_outputs && s.output_min >= 0 && s.output_max <= 1 && s.row_sum_error < 1e-3;
+      s.classification_outputs && s.output_min >= 0 && s.output_max <= 1 && rows_sum_to_one(s);
   streak_ = probabilities ? streak_ + 1 : 0;
   if (streak_ != 2) return std::nullopt;  // once per streak
   return make(kind(), Severity::kWarning, s.step, s.epoch,
@@ -87,7 +97,7 @@ void ProbabilityOutputsDetector::load_state(const std::string& text) {
 }
 
 std::optional<Finding> NonNegativeLogitsDetector::on_step(const StepSignals& s) {
-  const bool probabilities = s.output_max <= 1 && s.row_sum_error < 1e-3;
+  const bool probabilities = s.output_max <= 1 && rows_sum_to_one(s);
   const bool clipped =
       s.classification_outputs && s.output_min >= 0 && s.zero_fraction >= 0.05 && !probabilities;
   streak_ = clipped ? streak_ + 1 : 0;

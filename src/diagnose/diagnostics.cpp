@@ -378,6 +378,10 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   s.output_min = tail[2];
   s.output_max = tail[3];
   s.row_sum_error = tail[4];
+  if (classification && state.outputs.scalar_type() == torch::kBFloat16)
+    s.output_epsilon = 0.0078125;
+  else if (classification && state.outputs.scalar_type() == torch::kHalf)
+    s.output_epsilon = 0.0009765625;
   s.zero_fraction = tail[5];
   if (regression) {
     const double* r = tail + 6;

@@ -1,6 +1,7 @@
 #include <trainscope/session/session.h>
 
 #include <trainscope/callbacks/checkpoint.h>
+#include <trainscope/callbacks/delayed_augmentation.h>
 #include <trainscope/callbacks/early_stopping.h>
 #include <trainscope/callbacks/fine_tuning.h>
 #include <trainscope/callbacks/lr_schedule.h>
@@ -264,6 +265,10 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o
     out.push_back(std::make_shared<diagnose::Diagnostics>(d));
   }
   if (auto schedule = callbacks::make_lr_schedule(o.schedule)) out.push_back(std::move(schedule));
+  if (o.train.augment() && o.augment_from != 1)
+    out.push_back(std::make_shared<callbacks::DelayedAugmentation>(
+        callbacks::DelayedAugmentationOptions{.start_epoch = o.augment_from},
+        o.progress != "off" ? stdout : nullptr));
   if (o.ema > 0)
     out.push_back(std::make_shared<callbacks::WeightAveraging>(
         callbacks::WeightAveragingOptions{.decay = o.ema}));
@@ -493,6 +498,10 @@ void Session::load() {
   }
   check_task_fits_data();
   augment_ = make_augment(config_, data_, options_.train.task());
+  if (augment_ && options_.augment_from == 0 && !(data_.val && data_.val->size() > 0))
+    set("data.augment_from", std::string("1"), "no validation split",
+        "without validation losses nothing tells when overfitting begins: augmented from the "
+        "start");
   if (options_.class_weights == "balanced" && data_.num_classes > 0) balance_classes();
 }
 

@@ -171,9 +171,9 @@ class NonFiniteDetector : public Detector {
 };
 
 // Classification outputs that are already probabilities (every row in [0, 1] and summing to 1,
-// within 1e-3) at 2 logging steps in a row: a softmax before cross-entropy, which applies
-// log-softmax itself; the gradients through the double softmax are flat and the model learns
-// slowly or not at all.
+// within 1e-3, or the outputs' epsilon under bf16 or fp16 autocast) at 2 logging steps in a row: a
+// softmax before cross-entropy, which applies log-softmax itself; the gradients through the double
+// softmax are flat and the model learns slowly or not at all.
 class ProbabilityOutputsDetector : public Detector {
  public:
   std::string kind() const override { return "softmax_before_loss"; }

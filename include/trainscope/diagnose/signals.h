@@ -54,6 +54,9 @@ struct StepSignals {
   bool classification_outputs = false;
   double output_min = 0.0, output_max = 0.0;
   double row_sum_error = 0.0;  // max over rows of |sum - 1|
+  // The outputs' machine epsilon when they are narrower than float32 (autocast: bfloat16
+  // 0.0078, float16 0.00098), else 0: probabilities rounded to it sum to 1 only within it.
+  double output_epsilon = 0.0;
   double zero_fraction = 0.0;
   // Regression (floating-point targets): the outputs' range and zero share (output_min,
   // output_max, zero_fraction above), how many outputs there were, the share of outputs pinned at

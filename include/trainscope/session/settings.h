@@ -39,10 +39,13 @@ struct SessionOptions {
   // data.* except augment and workers; `classification` follows train.task.
   data::DataOptions data;
   std::vector<std::string> augment = {"hflip", "crop(pad=2)"};  // data.augment
-  models::ModelSpec model;                                      // model.* (sizes from the data)
+  // data.augment_from: the first augmented epoch (0: auto, when overfitting begins),
+  // DelayedAugmentation.
+  int64_t augment_from = 0;
+  models::ModelSpec model;  // model.* (sizes from the data)
   // train.*, run.dir, run.name, runtime.device, data.workers. Its batch_size is `batch_size` once
   // chosen.
-  TrainerOptions train;
+  TrainerOptions train = TrainerOptions().precision(Precision::kAuto);
   std::optional<int64_t> batch_size;  // train.batch_size; nullopt: "auto" (chosen by the Session)
   std::string regime = "scratch";     // train.regime: scratch | finetune
   std::string sweep;                  // run.sweep: the sweep this run is a trial of ("": none)

@@ -138,9 +138,12 @@ struct TrainState {
   // line saying what the cache holds or why there is none, set when that is decided.
   bool features_cached = false;
   std::string feature_cache;
+  // Whether this epoch's training batches go through TrainerOptions::augment (when it has one).
+  // A callback may hold the augmentation back (callbacks::DelayedAugmentation).
+  bool augment_batches = true;
   // The first epoch of the fit's current phase, set by a callback that changes what trains
-  // (fine-tuning unfreezing the backbone); early stopping's patience starts again there. 0: one
-  // phase.
+  // (fine-tuning unfreezing the backbone, augmentation starting); early stopping's patience
+  // starts again there, counted from the phase's own best. 0: one phase.
   int64_t phase_epoch = 0;
 
   // Epoch-level results, filled at epoch end (train) and validation end (val).

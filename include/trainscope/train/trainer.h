@@ -35,10 +35,21 @@ inline constexpr EnumName<Optimizer> kOptimizerNames[] = {
     {Optimizer::kAdam, "adam"}, {Optimizer::kAdamW, "adamw"}, {Optimizer::kSgd, "sgd"}};
 
 // kBf16: autocast to bfloat16 (CPU or CUDA); kFp16: autocast to float16 with a loss scaler (CUDA).
-// Weights and the optimizer stay float32 either way.
-enum class Precision { kFp32, kBf16, kFp16 };
-inline constexpr EnumName<Precision> kPrecisionNames[] = {
-    {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}, {Precision::kFp16, "fp16"}};
+// Weights and the optimizer stay float32 either way. kAuto: what auto_precision chooses.
+enum class Precision { kFp32, kBf16, kFp16, kAuto };
+inline constexpr EnumName<Precision> kPrecisionNames[] = {{Precision::kFp32, "fp32"},
+                                                          {Precision::kBf16, "bf16"},
+                                                          {Precision::kFp16, "fp16"},
+                                                          {Precision::kAuto, "auto"}};
+
+// Precision::kAuto's rule: bf16 on a CPU that multiplies bfloat16 natively (native_bf16()) when
+// the fit does not fine-tune (a head phase trains on cached float32 features), fp32 otherwise
+// (CUDA included, where bf16 is not measured yet). The reason says why, in words with numbers.
+struct PrecisionChoice {
+  Precision precision;
+  std::string reason;
+};
+PrecisionChoice auto_precision(const torch::Device& device, bool fine_tuning);
 
 // Where a fit runs: auto (CUDA when present, else the CPU), the CPU, or a CUDA device (index -1:
 // the current one). Config text: "auto", "cpu", "cuda", "cuda:N".
@@ -106,7 +117,7 @@ struct TrainerOptions {
   TORCH_ARG(std::string, monitor) = "val_loss";
   TORCH_ARG(std::string, monitor_mode) = "auto";
   TORCH_ARG(DeviceChoice, device) = {};
-  TORCH_ARG(Precision, precision) = Precision::kFp32;
+  TORCH_ARG(Precision, precision) = Precision::kFp32;  // a Session's default is kAuto
   TORCH_ARG(bool, channels_last) = false;  // 4-D weights and inputs in NHWC (faster convs on CUDA)
   // Data parallel (dist/data_parallel.h): makes gradients the job's in each step; this rank's
   // shard of every epoch is rank, rank + world_size, ... of the permutation (equal shards).

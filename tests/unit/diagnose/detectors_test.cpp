@@ -429,6 +429,11 @@ TEST(Detectors, ProbabilitiesAndClippedLogitsFedToCrossEntropy) {
   };
   const auto softmax = outputs(0.001, 0.9, 2e-7, 0.0), relu = outputs(0.0, 7.5, 12.0, 0.4),
              healthy = outputs(-6.2, 8.1, 9.0, 0.0), sigmoid = outputs(0.01, 0.99, 1.7, 0.0);
+  // Under bf16 autocast a softmax's rows, rounded to bfloat16, sum to 1 within its epsilon only;
+  // float32 outputs that far from 1 are not probabilities.
+  auto bf16_softmax = outputs(0.001, 0.9, 0.004, 0.0);
+  bf16_softmax.output_epsilon = 0.0078125;
+  const auto fp32_near_softmax = outputs(0.001, 0.9, 0.004, 0.0);
   struct Case {
     std::string name;
     std::vector<dg::StepSignals> steps;
@@ -440,6 +445,8 @@ TEST(Detectors, ProbabilitiesAndClippedLogitsFedToCrossEntropy) {
       {"relu logits", {relu, relu}, -1, 1},
       {"healthy logits", {healthy, healthy, healthy}, -1, -1},
       {"sigmoid outputs: in [0, 1] but rows do not sum to 1, no zeros", {sigmoid, sigmoid}, -1, -1},
+      {"bf16 softmax outputs", {bf16_softmax, bf16_softmax}, 1, -1},
+      {"float32 rows 0.004 from summing to 1", {fp32_near_softmax, fp32_near_softmax}, -1, -1},
   };
   for (const auto& c : cases) {
     dg::ProbabilityOutputsDetector p;

@@ -269,6 +269,38 @@ TEST_F(Resume, AFitWithWeightAveragingResumesExactly) {
   expect_resumes_exactly(p, dir_, "ema", {5, 20, 45}, model, trainer_for, ref, ref_rows);
 }
 
+// Inputs moved by noise from the fit's generator (tabular data has no image transforms).
+class Noise : public ts::data::Transform {
+ public:
+  ts::data::Batch apply(ts::data::Batch batch, at::Generator& gen) const override {
+    batch.x = batch.x + 0.3 * at::randn(batch.x.sizes(), gen, batch.x.options());
+    return batch;
+  }
+  std::string describe() const override { return "noise"; }
+};
+
+// The Session's delayed augmentation (data.augment_from = auto) decides at an epoch's end when
+// augmentation starts: a resume on either side of that decision augments the same batches.
+TEST_F(Resume, AFitWithDelayedAugmentationResumesExactly) {
+  const Problem p = problem();
+  auto trainer_for = [&](const fs::path& runs) {
+    auto o = options(runs, "none");
+    o.train.augment(std::make_shared<Noise>());
+    o.train.lr(1e-2).max_epochs(6);
+    return ts::session::make_trainer(o);
+  };
+  ts::Model ref = model(1);
+  trainer_for(dir_ / "ref")->fit(ref, p.train, p.val);
+  const auto ref_rows = metric_rows(dir_ / "ref" / "run");
+  ts::track::RunStore store(dir_ / "ref" / "run" / "run.sqlite",
+                            ts::track::RunStore::Mode::kReadOnly);
+  const auto started = store.meta("data.augment_started");
+  ASSERT_TRUE(started.has_value()) << "the fit starts augmenting within its 6 epochs";
+  EXPECT_EQ(started->rfind("augmentation from epoch 5:", 0), 0u) << *started;
+  // 19 steps an epoch: in epoch 1, in epoch 4 before the decision at its end, in epoch 5 after.
+  expect_resumes_exactly(p, dir_, "delayed", {5, 70, 80}, model, trainer_for, ref, ref_rows);
+}
+
 // A fine-tuning fit that unfreezes its backbone at epoch 3 (a new optimizer group) and crashes
 // before or after that resumes exactly: the groups come back before the optimizer's state.
 TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {

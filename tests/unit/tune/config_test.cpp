@@ -66,6 +66,53 @@ TEST(Config, DependentDefaultsFollowTaskAndRegime) {
   EXPECT_EQ(d.get_int("train.max_epochs"), 9);
 }
 
+// Fine-tuning augments from the first epoch and trains in float32 (its head phase caches float32
+// features); from scratch the augmentation waits for overfitting, and the precision follows the
+// CPU: bf16 exactly where it multiplies bfloat16 natively.
+TEST(Config, AugmentationStartAndPrecisionFollowRegimeAndCpu) {
+  auto scratch = ts::default_config();
+  scratch.set_from_string("runtime.device=cpu");
+  scratch.resolve();
+  EXPECT_EQ(scratch.get_string("data.augment_from"), "auto");
+  const std::string isa = ts::native_bf16();
+  EXPECT_EQ(scratch.get_string("train.precision"), isa.empty() ? "fp32" : "bf16");
+  EXPECT_NE(scratch.setting("train.precision").reason.find(isa.empty() ? "no native" : isa),
+            std::string::npos)
+      << scratch.setting("train.precision").reason;
+
+  auto finetune = ts::default_config();
+  finetune.set_from_string("runtime.device=cpu");
+  finetune.set_from_string("train.regime=finetune");
+  finetune.resolve();
+  EXPECT_EQ(finetune.get_string("data.augment_from"), "1");
+  EXPECT_EQ(finetune.get_string("train.precision"), "fp32");
+  EXPECT_NE(finetune.setting("train.precision").reason.find("fine-tuning"), std::string::npos);
+
+  auto chosen = ts::default_config();
+  chosen.set_from_string("train.precision=fp32");
+  chosen.set_from_string("data.augment_from=4");
+  chosen.resolve();
+  EXPECT_EQ(chosen.get_string("train.precision"), "fp32");
+  EXPECT_EQ(ts::session_options(chosen).augment_from, 4);
+  EXPECT_EQ(ts::session_options(scratch).augment_from, 0) << "auto";
+
+  auto bad = [](const std::string& assignment) {
+    return error_of([&] {
+      auto c = ts::default_config();
+      c.set_from_string(assignment);
+      c.resolve();
+    });
+  };
+  EXPECT_NE(
+      bad("data.augment_from=0")
+          .find("data.augment_from = \"0\" is out of range; expected auto or a positive epoch"),
+      std::string::npos)
+      << bad("data.augment_from=0");
+  EXPECT_NE(bad("train.precision=fp64").find("expected one of: fp32, bf16, fp16, auto"),
+            std::string::npos)
+      << bad("train.precision=fp64");
+}
+
 TEST(Config, SetParsesByTypeAndNamesBadValues) {
   auto c = ts::default_config();
   c.set_from_string("train.lr=3e-4");
@@ -251,7 +298,7 @@ TEST(Settings, EnumSettingsNameTheirChoices) {
   EXPECT_EQ(bad("train.lr_schedule=exponential"),
             "--set: train.lr_schedule = \"exponential\" is not known; expected one of: none, "
             "step, cosine, onecycle, plateau");
-  EXPECT_NE(bad("train.precision=fp8").find("expected one of: fp32, bf16, fp16"),
+  EXPECT_NE(bad("train.precision=fp8").find("expected one of: fp32, bf16, fp16, auto"),
             std::string::npos);
   EXPECT_NE(bad("runtime.device=tpu").find("expected auto, cpu, cuda or cuda:N"),
             std::string::npos);
