@@ -29,6 +29,9 @@ DelayedAugmentation::DelayedAugmentation(DelayedAugmentationOptions options, std
   if (options_.start_epoch < 0)
     throw ConfigError("delayed augmentation start_epoch " + std::to_string(options_.start_epoch) +
                       " is out of range; expected 0 (when overfitting begins) or a positive epoch");
+  if (!(options_.gap >= 0))
+    throw ConfigError("delayed augmentation gap " + std::to_string(options_.gap) +
+                      " is out of range; expected a share >= 0 such as 0.1");
 }
 
 void DelayedAugmentation::on_fit_start(TrainState&) {
@@ -52,9 +55,10 @@ void DelayedAugmentation::on_epoch_end(TrainState& state) {
   const double train = loss_of(state.train_metrics), val = loss_of(state.val_metrics);
   if (std::isnan(val)) {
     start(state, state.epoch + 1, "no validation loss to tell when overfitting begins");
-  } else if (train < val) {
+  } else if (train > 0 && (val - train) / train > options_.gap) {
     start(state, state.epoch + 1,
-          "training loss " + number(train) + " fell below validation loss " + number(val));
+          "validation loss " + number(val) + " is " + number(100 * (val - train) / train) +
+              "% above training loss " + number(train));
   } else if (!state.best.improved) {
     start(state, state.epoch + 1,
           state.best.by.name + " did not improve on epoch " + std::to_string(state.best.epoch) +

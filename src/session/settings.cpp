@@ -312,8 +312,8 @@ std::vector<SettingBinding> make_table() {
        "overfit first, then regularize: the first epochs learn faster without augmentation "
        "(91% test accuracy at epoch 3 instead of 10, bench/README.md)",
        "the first epoch whose training batches are augmented: auto (the epoch after the first "
-       "whose training loss falls below its validation loss, or whose monitored metric does not "
-       "improve) or a positive epoch (1: from the start)",
+       "whose validation loss is over 10% above its training loss, or whose monitored metric "
+       "does not improve) or a positive epoch (1: from the start)",
        check_augment_from},
       [](O & o) -> auto& { return o.augment_from; }));
   add(bind(

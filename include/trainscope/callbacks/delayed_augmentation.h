@@ -15,9 +15,12 @@ namespace trainscope::callbacks {
 
 struct DelayedAugmentationOptions {
   // The first augmented epoch. 0: the epoch after the first one that shows overfitting begin,
-  // that is, whose mean training loss fell below its validation loss, or whose monitored metric
-  // did not improve on the best so far.
+  // that is, whose validation loss exceeds its mean training loss by more than `gap` of the
+  // training loss, or whose monitored metric did not improve on the best so far.
   int64_t start_epoch = 0;
+  // The overfitting detector's loss gap (diagnose: 10%). A smaller one starts on noise: the
+  // training loss is a mean over an epoch in which the model improved, and the two cross early.
+  double gap = 0.1;
 };
 
 // Clears TrainState::augment_batches at each epoch's start until the start epoch, and sets it
@@ -30,7 +33,7 @@ struct DelayedAugmentationOptions {
 // (nullptr: silently) and records it in the run (meta "data.augment_started"). Its decision goes
 // into checkpoints: a resumed fit augments the same epochs. Order kUser: after the metrics are the
 // job's (data parallel), so every rank decides the same. Throws ConfigError for a negative
-// start_epoch.
+// start_epoch or gap.
 class DelayedAugmentation : public Callback {
  public:
   explicit DelayedAugmentation(DelayedAugmentationOptions options = {}, std::FILE* out = stdout);

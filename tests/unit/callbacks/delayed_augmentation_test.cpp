@@ -1,6 +1,6 @@
 // DelayedAugmentation: training batches are augmented from the given epoch, or from the epoch after
-// the first that shows overfitting begin (its training loss below its validation loss, or no new
-// best); a resumed fit augments the same epochs.
+// the first that shows overfitting begin (its validation loss over 10% above its training loss, or
+// no new best); a resumed fit augments the same epochs.
 #include <trainscope/trainscope.h>
 
 #include <gtest/gtest.h>
@@ -92,9 +92,11 @@ TEST(DelayedAugmentation, AGivenStartEpochAugmentsFromThereOn) {
 TEST(DelayedAugmentation, AutoStartsTheEpochAfterOverfittingBegins) {
   const Fit f = fit(0, true);
   const PerEpoch& e = *f.epochs;
-  // The first epoch whose training loss fell below its validation loss or that set no new best.
+  // The first epoch whose validation loss is over 10% above its training loss or that set no
+  // new best.
   size_t first = 0;
-  while (first < e.train_loss.size() && !(e.train_loss[first] < e.val_loss[first]) &&
+  while (first < e.train_loss.size() &&
+         !((e.val_loss[first] - e.train_loss[first]) / e.train_loss[first] > 0.1) &&
          e.improved[first])
     ++first;
   ASSERT_LT(first + 1, e.train_loss.size()) << "the problem overfits within the fit";
@@ -117,4 +119,5 @@ TEST(DelayedAugmentation, ANegativeStartEpochIsAClearError) {
   } catch (const ts::ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("start_epoch -1 is out of range"), std::string::npos);
   }
+  EXPECT_THROW(ts::callbacks::DelayedAugmentation({.gap = -0.5}, nullptr), ts::ConfigError);
 }
