@@ -201,27 +201,19 @@ std::optional<std::string> check_dataset(const ConfigValue& v) {
       " is not known; expected fashion-mnist, idx:DIR, folder:DIR or csv:FILE,target=COLUMN");
 }
 
-std::optional<std::string> check_batch_size(const ConfigValue& v) {
-  const auto& b = std::get<std::string>(v);
-  if (b == "auto") return std::nullopt;
-  try {
-    size_t used = 0;
-    if (std::stoll(b, &used) >= 1 && used == b.size()) return std::nullopt;
-  } catch (const std::logic_error&) {
-  }
-  return std::string(" is out of range; expected auto or a positive integer such as 128");
-}
-
-std::optional<std::string> check_augment_from(const ConfigValue& v) {
-  const auto& s = std::get<std::string>(v);
-  if (s == "auto") return std::nullopt;
-  try {
-    size_t used = 0;
-    if (std::stoll(s, &used) >= 1 && used == s.size()) return std::nullopt;
-  } catch (const std::logic_error&) {
-  }
-  return std::string(
-      " is out of range; expected auto or a positive epoch such as 1 (from the start)");
+// "auto" or a positive integer (train.batch_size, data.augment_from); `expected` completes
+// "expected auto or ...".
+Check auto_or_positive(std::string expected) {
+  return [expected](const ConfigValue& v) -> Problem {
+    const auto& s = std::get<std::string>(v);
+    if (s == "auto") return std::nullopt;
+    try {
+      size_t used = 0;
+      if (std::stoll(s, &used) >= 1 && used == s.size()) return std::nullopt;
+    } catch (const std::logic_error&) {
+    }
+    return " is out of range; expected auto or " + expected;
+  };
 }
 
 std::optional<std::string> check_head_lr(const ConfigValue& v) {
@@ -314,7 +306,7 @@ std::vector<SettingBinding> make_table() {
        "the first epoch whose training batches are augmented: auto (the epoch after the first "
        "whose validation loss is over 10% above its training loss, or whose monitored metric "
        "does not improve) or a positive epoch (1: from the start)",
-       check_augment_from},
+       auto_or_positive("a positive epoch such as 1 (from the start)")},
       [](O & o) -> auto& { return o.augment_from; }));
   add(bind(
       {"data.workers", int64_t{0},
@@ -493,7 +485,8 @@ std::vector<SettingBinding> make_table() {
       {"train.batch_size", std::string("auto"),
        "the largest batch that fits in memory on an accelerator; on CPU a rule "
        "(tune.cpu_batch, tune.min_steps), so that one command gives one run",
-       "training batch size, or auto: chosen before training (tune.*)", check_batch_size},
+       "training batch size, or auto: chosen before training (tune.*)",
+       auto_or_positive("a positive integer such as 128")},
       [](O & o) -> auto& { return o.batch_size; }));
   add(bind(
       {"train.lr_scaling", std::string("keep"),
