@@ -34,9 +34,13 @@ DelayedAugmentation::DelayedAugmentation(DelayedAugmentationOptions options, std
                       " is out of range; expected a share >= 0 such as 0.1");
 }
 
-void DelayedAugmentation::on_fit_start(TrainState&) {
+void DelayedAugmentation::on_fit_start(TrainState& state) {
   start_ = options_.start_epoch;
   why_ = start_ > 0 ? "from epoch " + std::to_string(start_) + " as set" : std::string();
+  // A checkpoint written before this callback existed augmented from the start: on_checkpoint_load
+  // replaces this with the decision of a checkpoint that has one.
+  if (start_ == 0 && state.resumed && !state.resumed->file.empty())
+    start_ = 1, why_ = "a checkpoint from before delayed augmentation: from the start";
 }
 
 void DelayedAugmentation::on_epoch_start(TrainState& state) {

@@ -29,11 +29,11 @@ struct DelayedAugmentationOptions {
 // at once, since nothing tells when overfitting begins. A start after epoch 1 begins a new phase
 // (TrainState::phase_epoch): early stopping's patience starts again there, counted from the
 // phase's own best, since the first augmented epochs usually validate worse than the last
-// unaugmented one. It says when and why it starts to `out`
-// (nullptr: silently) and records it in the run (meta "data.augment_started"). Its decision goes
-// into checkpoints: a resumed fit augments the same epochs. Order kUser: after the metrics are the
-// job's (data parallel), so every rank decides the same. Throws ConfigError for a negative
-// start_epoch or gap.
+// unaugmented one. It says when and why it starts to `out` (nullptr: silently) and records it in
+// the run (meta "data.augment_started"). Its decision goes into checkpoints: a resumed fit
+// augments the same epochs (from a checkpoint without it, written before it existed: from the
+// start, as that fit did). Order kUser: after the metrics are the job's (data parallel), so
+// every rank decides the same. Throws ConfigError for a negative start_epoch or gap.
 class DelayedAugmentation : public Callback {
  public:
   explicit DelayedAugmentation(DelayedAugmentationOptions options = {}, std::FILE* out = stdout);

@@ -301,6 +301,30 @@ TEST_F(Resume, AFitWithDelayedAugmentationResumesExactly) {
   expect_resumes_exactly(p, dir_, "delayed", {5, 70, 80}, model, trainer_for, ref, ref_rows);
 }
 
+// A checkpoint written before delayed augmentation existed (augmenting from the start) resumes
+// under data.augment_from = auto as it ran: augmented from the start, to the same weights.
+TEST_F(Resume, ACheckpointFromBeforeDelayedAugmentationResumesAugmentingFromTheStart) {
+  const Problem p = problem();
+  auto trainer_for = [&](const fs::path& runs, int64_t augment_from) {
+    auto o = options(runs, "none");
+    o.train.augment(std::make_shared<Noise>());
+    o.augment_from = augment_from;
+    return ts::session::make_trainer(o);
+  };
+  ts::Model ref = model(1);
+  trainer_for(dir_ / "ref", 1)->fit(ref, p.train, p.val);
+  const fs::path runs = dir_ / "old";
+  {
+    ts::Model m = model(1);
+    auto t = trainer_for(runs, 1);
+    t->add_callback(std::make_shared<Crash>(30));
+    EXPECT_THROW(t->fit(m, p.train, p.val), std::runtime_error);
+  }
+  ts::Model fresh = model(99);
+  trainer_for(runs, 0)->resume(fresh, p.train, p.val, runs / "run");
+  expect_equal_weights(fresh, ref);
+}
+
 // A fine-tuning fit that unfreezes its backbone at epoch 3 (a new optimizer group) and crashes
 // before or after that resumes exactly: the groups come back before the optimizer's state.
 TEST_F(Resume, AFineTuningFitResumesAcrossTheUnfreezing) {
