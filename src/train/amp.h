@@ -3,6 +3,8 @@
 // in bfloat16 (CPU or CUDA) or float16 (CUDA); float16 gradients underflow, so a loss scaler
 // (LibTorch's C++ API has none) scales the loss, unscales the gradients and skips steps whose
 // gradients overflowed, as torch.cuda.amp.GradScaler does.
+#include <trainscope/train/trainer.h>
+
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
@@ -15,6 +17,10 @@ namespace trainscope::detail {
 class AutocastScope {
  public:
   AutocastScope(bool enabled, torch::Device device, at::ScalarType dtype);
+  // The training's autocast: off for fp32, else at bf16's or fp16's dtype (a resolved precision).
+  AutocastScope(Precision precision, torch::Device device)
+      : AutocastScope(precision != Precision::kFp32, device,
+                      precision == Precision::kFp16 ? at::kHalf : at::kBFloat16) {}
   ~AutocastScope();
   AutocastScope(const AutocastScope&) = delete;
   AutocastScope& operator=(const AutocastScope&) = delete;

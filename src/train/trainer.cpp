@@ -560,9 +560,7 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
     optimizer.zero_grad();
     torch::Tensor output;
     {
-      detail::AutocastScope autocast(
-          options_.precision() != Precision::kFp32, device_,
-          options_.precision() == Precision::kFp16 ? at::kHalf : at::kBFloat16);
+      detail::AutocastScope autocast(options_.precision(), device_);
       // The first step checks the outputs against the task before the loss meets them (a host
       // sync, once).
       if (options_.step()) {
@@ -796,9 +794,7 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   // No autograd bookkeeping at all (no version counters, no views tracked), and the training's
   // autocast, as Lightning evaluates under its precision plugin.
   c10::InferenceMode inference;
-  detail::AutocastScope autocast(
-      options_.precision() != Precision::kFp32, device_,
-      options_.precision() == Precision::kFp16 ? at::kHalf : at::kBFloat16);
+  detail::AutocastScope autocast(options_.precision(), device_);
   MetricAccumulator metrics(options_.task(), confusion, options_.metrics());
   // The loader only reads the dataset; aliasing avoids copying it into a shared_ptr.
   std::shared_ptr<const data::Dataset> view(std::shared_ptr<const data::Dataset>(), &dataset);
