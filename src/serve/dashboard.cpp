@@ -4,6 +4,8 @@
 #include "serve/assets.h"
 #include "serve/run_reader.h"
 
+#include <trainscope/track/annotations.h>
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +16,9 @@
 #include <atomic>
 #include <chrono>
 #include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -25,8 +30,8 @@ namespace {
 constexpr size_t kMaxRuns = 2000;    // runs listed at most
 constexpr size_t kMaxReaders = 256;  // open run stores kept at most
 constexpr size_t kDefaultPoints = 2000;
-constexpr size_t kMaxPoints = 20000;  // what a chart can draw usefully
-constexpr size_t kMaxBody = 1024;     // the API takes no request bodies
+constexpr size_t kMaxPoints = 20000;    // what a chart can draw usefully
+constexpr size_t kMaxBody = 64 * 1024;  // the one body the API takes: a run's tags and note
 constexpr const char* kCookie = "trainscope_token";
 
 std::string dump(const nlohmann::json& j) {
@@ -80,6 +85,12 @@ std::string host_name_of(const std::string& host) {
   }
   const size_t colon = host.find(':');
   return colon == std::string::npos ? host : host.substr(0, colon);
+}
+
+bool is_annotations_path(const std::string& path) {
+  constexpr std::string_view prefix = "/api/runs/", suffix = "/annotations";
+  return path.size() > prefix.size() + suffix.size() && path.rfind(prefix, 0) == 0 &&
+         path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 bool parse_int(const std::string& text, int64_t& out) {
@@ -191,6 +202,28 @@ struct Dashboard::Impl {
     return constant_time_equal(given, options.token);
   }
 
+  // Writes come from the dashboard's own page: a JSON body (a cross-site form cannot send one
+  // without a CORS preflight, which this server never grants), an Origin, when the browser
+  // sends one, naming this server, and a loopback peer or the token.
+  bool write_allowed(const httplib::Request& req, httplib::Response& res) {
+    if (req.get_header_value("Content-Type").rfind("application/json", 0) != 0) {
+      send_error(res, 415, "send the annotations as JSON (Content-Type: application/json)");
+      return false;
+    }
+    const std::string origin = req.get_header_value("Origin");
+    if (!origin.empty() && origin != "http://" + req.get_header_value("Host")) {
+      send_error(
+          res, 403,
+          "writes come from the dashboard's own page only (Origin " + origin + " is another site)");
+      return false;
+    }
+    if (options.token.empty() && !is_loopback_host(req.remote_addr)) {
+      send_error(res, 403, "writes need the dashboard on loopback or its token");
+      return false;
+    }
+    return true;
+  }
+
   void routes() {
     server.set_payload_max_length(kMaxBody);
     // One request per connection: httplib serves a connection on one worker thread for as long as
@@ -218,8 +251,11 @@ struct Dashboard::Impl {
     const bool loopback = is_loopback_host(options.host);
     server.set_pre_routing_handler(
         [this, loopback](const httplib::Request& req, httplib::Response& res) {
-          if (req.method != "GET" && req.method != "HEAD") {
-            send_error(res, 405, "the dashboard is read-only: GET only");
+          // Reads are GET; the one write is a run's tags and note (PUT .../annotations).
+          const bool write = req.method == "PUT" && is_annotations_path(req.path);
+          if (req.method != "GET" && req.method != "HEAD" && !write) {
+            send_error(res, 405,
+                       "the dashboard takes GET, and PUT on /api/runs/<run>/annotations only");
             return httplib::Server::HandlerResponse::Handled;
           }
           // A page on another site cannot reach a loopback server by a DNS name that resolves to
@@ -228,6 +264,7 @@ struct Dashboard::Impl {
             send_error(res, 403, "the Host header must name this machine's loopback address");
             return httplib::Server::HandlerResponse::Handled;
           }
+          if (write && !write_allowed(req, res)) return httplib::Server::HandlerResponse::Handled;
           if (!authorized(req, res)) {
             send_error(
                 res, 401,
@@ -241,8 +278,25 @@ struct Dashboard::Impl {
         send_error(res, res.status, res.status == 404 ? "not found" : "bad request");
     });
 
-    auto asset = [](const std::string& path, httplib::Response& res) {
+    // TRAINSCOPE_WEB_DIR=<checkout>/web serves the front end from disk, for working on it
+    // without a rebuild; the embedded copy otherwise.
+    const char* web_dir = std::getenv("TRAINSCOPE_WEB_DIR");
+    auto asset = [web = std::string(web_dir ? web_dir : "")](const std::string& path,
+                                                             httplib::Response& res) {
       const Asset* a = find_asset(path);
+      if (a != nullptr && !web.empty()) {
+        const fs::path file = path.rfind("vendor/", 0) == 0
+                                  ? fs::path(web) / "node_modules/uplot/dist" / path.substr(7)
+                                  : fs::path(web) / path;
+        std::ifstream in(file, std::ios::binary);
+        if (in) {
+          std::ostringstream text;
+          text << in.rdbuf();
+          res.set_header("Cache-Control", "no-cache");
+          res.set_content(text.str(), std::string(a->mime));
+          return;
+        }
+      }
       if (a == nullptr) {
         send_error(res, 404, "not found");
         return;
@@ -302,6 +356,37 @@ struct Dashboard::Impl {
             send_json(res, r.series(split, tag, static_cast<size_t>(points), from, to));
           });
         });
+    server.Get(R"(/api/runs/([^/]+)/histograms)", [this](const httplib::Request& req,
+                                                         httplib::Response& res) {
+      with_run(req, res, [&](RunReader& r, const std::string&) { send_json(res, r.histograms()); });
+    });
+    server.Put(R"(/api/runs/([^/]+)/annotations)", [this](const httplib::Request& req,
+                                                          httplib::Response& res) {
+      const auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+      track::RunAnnotations a;
+      const bool shaped = body.is_object() &&
+                          body.value("tags", nlohmann::json::array()).is_array() &&
+                          body.value("note", nlohmann::json("")).is_string();
+      if (shaped)
+        for (const auto& t : body.value("tags", nlohmann::json::array())) {
+          if (!t.is_string()) return send_error(res, 400, "tags must be strings, not " + t.dump());
+          a.tags.push_back(t.get<std::string>());
+        }
+      if (!shaped)
+        return send_error(
+            res, 400,
+            R"(expected {"tags": ["..."], "note": "..."}, got: )" + req.body.substr(0, 200));
+      a.note = body.value("note", std::string());
+      with_run(req, res, [&](RunReader& r, const std::string& name) {
+        try {
+          track::validate_annotations(a);
+        } catch (const Error& e) {
+          return send_error(res, 400, "run '" + name + "': " + e.what());
+        }
+        track::write_annotations(r.file(), a);  // a failure is the server's: 500
+        send_json(res, {{"tags", a.tags}, {"note", a.note}});
+      });
+    });
     server.Get(
         R"(/api/runs/([^/]+)/csv)", [this](const httplib::Request& req, httplib::Response& res) {
           const std::string split = req.get_param_value("split"), tag = req.get_param_value("tag");

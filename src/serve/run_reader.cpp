@@ -1,6 +1,8 @@
 #include "serve/run_reader.h"
 
+#include <trainscope/track/annotations.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/tensorboard.h>
 
 #include <algorithm>
 #include <charconv>
@@ -101,7 +103,7 @@ std::vector<size_t> downsample_min_max(const std::vector<int64_t>& step,
   return out;
 }
 
-RunReader::RunReader(const std::filesystem::path& file) : store_(file) {}
+RunReader::RunReader(const std::filesystem::path& file) : file_(file), store_(file) {}
 
 RunReader::~RunReader() = default;
 
@@ -129,6 +131,8 @@ void RunReader::refresh() {
     if (!std::isfinite(row.value)) s.has_non_finite = true;
     s.step.push_back(row.step);
     s.value.push_back(row.value);
+    s.epoch.push_back(static_cast<int32_t>(row.epoch));
+    s.wall_time.push_back(row.wall_time);
   });
   // Rare (a resumed or hand-edited run): keep each series sorted by step, stable in insertion
   // order.
@@ -141,6 +145,8 @@ void RunReader::refresh() {
     for (size_t i : order) {
       sorted.step.push_back(s->step[i]);
       sorted.value.push_back(s->value[i]);
+      sorted.epoch.push_back(s->epoch[i]);
+      sorted.wall_time.push_back(s->wall_time[i]);
     }
     sorted.has_non_finite = s->has_non_finite;
     *s = std::move(sorted);
@@ -208,6 +214,20 @@ nlohmann::json RunReader::summary(const std::string& name) {
   nlohmann::json severities = nlohmann::json::object();
   for (const auto& [severity, count] : store_.finding_counts()) severities[severity] = count;
   j["findings"] = severities;
+  nlohmann::json settings = nlohmann::json::object();
+  for (const track::SettingRecord& s : store_.settings()) settings[s.key] = s.value;
+  j["settings"] = std::move(settings);
+  // The final values read the whole metrics index: recomputed only when the run has new rows.
+  const int64_t version = store_.version().last_metric;
+  if (version != final_version_) {
+    final_ = nlohmann::json::object();
+    for (const auto& v : store_.last_values())
+      final_[v.split + "/" + v.tag] = number_or_null(v.value);
+    final_version_ = version;
+  }
+  j["final"] = final_;
+  const track::RunAnnotations notes = track::annotations_from_meta(meta);
+  j["annotations"] = {{"tags", notes.tags}, {"note", notes.note}};
   return j;
 }
 
@@ -339,17 +359,25 @@ nlohmann::json RunReader::series(const std::string& split, const std::string& ta
     j["count"] = 0;
     j["step"] = nlohmann::json::array();
     j["value"] = nlohmann::json::array();
+    j["epoch"] = nlohmann::json::array();
+    j["wall_time"] = nlohmann::json::array();
     return j;
   }
   const Series& s = it->second;
   const auto picks = downsample_min_max(s.step, s.value, max_points, from, to, s.has_non_finite);
   std::vector<int64_t> steps;
   std::vector<double> values;
+  std::vector<int32_t> epochs;
+  std::vector<double> walls;
   steps.reserve(picks.size());
   values.reserve(picks.size());
+  epochs.reserve(picks.size());
+  walls.reserve(picks.size());
   for (size_t i : picks) {
     steps.push_back(s.step[i]);
     values.push_back(s.value[i]);
+    epochs.push_back(s.epoch[i]);
+    walls.push_back(s.wall_time[i]);
   }
   j["count"] = s.step.size();
   j["returned"] = picks.size();
@@ -357,6 +385,8 @@ nlohmann::json RunReader::series(const std::string& split, const std::string& ta
   j["step"] = std::move(steps);
   // NaN and Inf become null in JSON; "non_finite" tells the chart that gaps are real.
   j["value"] = std::move(values);
+  j["epoch"] = std::move(epochs);
+  j["wall_time"] = std::move(walls);
   j["non_finite"] = s.has_non_finite;
   return j;
 }
@@ -378,6 +408,24 @@ std::optional<std::string> RunReader::csv(const std::string& split, const std::s
   });
   if (rows == 0) return std::nullopt;
   return out;
+}
+
+nlohmann::json RunReader::histograms() {
+  // The event files sit beside run.sqlite; read on each request (a few per epoch per layer).
+  nlohmann::json out = nlohmann::json::array();
+  for (const track::HistogramSeries& series : track::read_histograms(store_.file().parent_path())) {
+    nlohmann::json items = nlohmann::json::array();
+    for (const track::HistogramEvent& e : series.events)
+      items.push_back({{"step", e.step},
+                       {"wall_time", e.wall_time},
+                       {"min", e.histogram.min},
+                       {"max", e.histogram.max},
+                       {"num", e.histogram.num},
+                       {"limits", e.histogram.bucket_limit},
+                       {"counts", e.histogram.bucket}});
+    out.push_back({{"tag", series.tag}, {"items", std::move(items)}});
+  }
+  return {{"histograms", std::move(out)}};
 }
 
 nlohmann::json RunReader::all_series(size_t max_points) {

@@ -95,6 +95,19 @@ std::optional<double> StoreReader::min_value(const std::string& split, const std
   return select.column_real(0);
 }
 
+std::vector<StoreReader::LastValue> StoreReader::last_values() {
+  Statement select(db_, file_, kMode, "read the last values",
+                   "SELECT split, tag, value FROM metrics WHERE rowid IN (SELECT max(rowid) FROM "
+                   "metrics WHERE split IN ('train', 'val', 'test', 'system') AND "
+                   "instr(tag, '/') = 0 GROUP BY split, tag) ORDER BY split, tag");
+  std::vector<LastValue> out;
+  while (select.step())
+    out.push_back(
+        {select.column_text(0), select.column_text(1),
+         select.is_null(2) ? std::numeric_limits<double>::quiet_NaN() : select.column_real(2)});
+  return out;
+}
+
 StoreVersion StoreReader::version() {
   // max(rowid) and max(id) are lookups at the end of a b-tree, and the counted tables hold a few
   // rows, so a poll stays cheap however long the run. IFNULL keeps a recorded-but-NULL status

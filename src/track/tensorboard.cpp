@@ -10,6 +10,9 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <map>
+#include <optional>
 #include <utility>
 
 namespace trainscope::track {
@@ -95,6 +98,196 @@ std::string summary_of(const std::string& value) {
   std::string s;
   put_bytes(s, 1, value);
   return s;
+}
+
+// --- reading: the same wire format, for the dashboard's histogram views ---
+
+// A cursor over one protobuf message. Any malformed input (a length past the end, a varint over
+// ten bytes) makes ok() false and every later read return nothing.
+class WireReader {
+ public:
+  explicit WireReader(std::string_view data) : data_(data) {}
+  bool ok() const { return ok_; }
+  bool done() const { return !ok_ || pos_ >= data_.size(); }
+
+  // The next field's number and wire type; false at the end or on malformed input.
+  bool next(uint32_t& field, uint32_t& type) {
+    if (done()) return false;
+    const uint64_t key = varint();
+    field = static_cast<uint32_t>(key >> 3);
+    type = static_cast<uint32_t>(key & 7);
+    return ok_;
+  }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70 && ok_; shift += 7) {
+      if (pos_ >= data_.size()) break;
+      const auto byte = static_cast<unsigned char>(data_[pos_++]);
+      v |= uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    ok_ = false;
+    return 0;
+  }
+  double fixed64_double() {
+    const std::string_view b = take(8);
+    uint64_t bits = 0;
+    for (size_t i = 0; i < b.size(); ++i)
+      bits |= uint64_t{static_cast<unsigned char>(b[i])} << (8 * i);
+    double v = 0.0;
+    std::memcpy(&v, &bits, sizeof v);
+    return v;
+  }
+  std::string_view bytes() { return take(static_cast<size_t>(varint())); }
+  void skip(uint32_t type) {
+    switch (type) {
+      case kVarint:
+        varint();
+        break;
+      case kFixed64:
+        take(8);
+        break;
+      case kLengthDelimited:
+        bytes();
+        break;
+      case kFixed32:
+        take(4);
+        break;
+      default:
+        ok_ = false;
+    }
+  }
+
+ private:
+  std::string_view take(size_t n) {
+    if (!ok_ || n > data_.size() - pos_) {
+      ok_ = false;
+      return {};
+    }
+    const std::string_view out = data_.substr(pos_, n);
+    pos_ += n;
+    return out;
+  }
+
+  std::string_view data_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+std::vector<double> packed_doubles(std::string_view bytes) {
+  std::vector<double> out(bytes.size() / 8);
+  for (size_t i = 0; i < out.size(); ++i) {
+    uint64_t bits = 0;
+    for (size_t b = 0; b < 8; ++b)
+      bits |= uint64_t{static_cast<unsigned char>(bytes[8 * i + b])} << (8 * b);
+    std::memcpy(&out[i], &bits, sizeof bits);
+  }
+  return out;
+}
+
+std::optional<Histogram> parse_histogram(std::string_view bytes) {
+  Histogram h;
+  WireReader r(bytes);
+  uint32_t field = 0, type = 0;
+  while (r.next(field, type)) {
+    if (field >= 1 && field <= 5 && type == kFixed64) {
+      const double v = r.fixed64_double();
+      double* slots[] = {&h.min, &h.max, &h.num, &h.sum, &h.sum_squares};
+      *slots[field - 1] = v;
+    } else if ((field == 6 || field == 7) && type == kLengthDelimited) {
+      auto values = packed_doubles(r.bytes());
+      (field == 6 ? h.bucket_limit : h.bucket) = std::move(values);
+    } else if ((field == 6 || field == 7) && type == kFixed64) {
+      (field == 6 ? h.bucket_limit : h.bucket).push_back(r.fixed64_double());  // unpacked
+    } else {
+      r.skip(type);
+    }
+  }
+  if (!r.ok() || h.bucket.size() != h.bucket_limit.size()) return std::nullopt;
+  return h;
+}
+
+// What one event holds that the histogram views need.
+struct ParsedEvent {
+  int64_t step = 0;
+  double wall_time = 0.0;
+  bool session_start = false;
+  std::vector<std::pair<std::string, Histogram>> histograms;
+};
+
+std::optional<ParsedEvent> parse_event(std::string_view bytes) {
+  ParsedEvent e;
+  WireReader r(bytes);
+  uint32_t field = 0, type = 0;
+  while (r.next(field, type)) {
+    if (field == 1 && type == kFixed64) {
+      e.wall_time = r.fixed64_double();
+    } else if (field == 2 && type == kVarint) {
+      e.step = static_cast<int64_t>(r.varint());
+    } else if (field == 7 && type == kLengthDelimited) {  // SessionLog{status = 1}
+      WireReader log(r.bytes());
+      uint32_t f = 0, t = 0;
+      while (log.next(f, t)) {
+        if (f == 1 && t == kVarint)
+          e.session_start = log.varint() == 1;
+        else
+          log.skip(t);
+      }
+    } else if (field == 5 && type == kLengthDelimited) {  // Summary{value = 1}
+      WireReader summary(r.bytes());
+      uint32_t f = 0, t = 0;
+      while (summary.next(f, t)) {
+        if (f != 1 || t != kLengthDelimited) {
+          summary.skip(t);
+          continue;
+        }
+        WireReader value(summary.bytes());  // Value{tag = 1, histo = 5}
+        std::string tag;
+        std::optional<Histogram> histo;
+        uint32_t vf = 0, vt = 0;
+        while (value.next(vf, vt)) {
+          if (vf == 1 && vt == kLengthDelimited)
+            tag = std::string(value.bytes());
+          else if (vf == 5 && vt == kLengthDelimited)
+            histo = parse_histogram(value.bytes());
+          else
+            value.skip(vt);
+        }
+        if (histo && !tag.empty()) e.histograms.emplace_back(std::move(tag), std::move(*histo));
+      }
+    } else {
+      r.skip(type);
+    }
+  }
+  if (!r.ok()) return std::nullopt;
+  return e;
+}
+
+// The TFRecord payloads of one file, up to its first truncated or corrupt record.
+std::vector<std::string> read_records(const std::filesystem::path& file) {
+  std::vector<std::string> out;
+  std::ifstream in(file, std::ios::binary);
+  for (;;) {
+    char header[12];
+    if (!in.read(header, sizeof header)) break;
+    uint64_t length = 0;
+    uint32_t length_crc = 0;
+    for (int i = 0; i < 8; ++i)
+      length |= uint64_t{static_cast<unsigned char>(header[i])} << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      length_crc |= uint32_t{static_cast<unsigned char>(header[8 + i])} << (8 * i);
+    if (masked_crc32c(std::string_view(header, 8)) != length_crc || length > (uint64_t{1} << 30))
+      break;
+    std::string data(static_cast<size_t>(length), '\0');
+    char footer[4];
+    if (!in.read(data.data(), static_cast<std::streamsize>(length)) || !in.read(footer, 4)) break;
+    uint32_t data_crc = 0;
+    for (int i = 0; i < 4; ++i)
+      data_crc |= uint32_t{static_cast<unsigned char>(footer[i])} << (8 * i);
+    if (masked_crc32c(data) != data_crc) break;
+    out.push_back(std::move(data));
+  }
+  return out;
 }
 
 std::string hostname() {
@@ -288,6 +481,52 @@ void EventWriter::flush() {
   if (out_ != nullptr && std::fflush(out_) != 0)
     throw Error("cannot write TensorBoard event file " + file_.string() + ": " +
                 std::strerror(errno));
+}
+
+std::vector<HistogramSeries> read_histograms(const std::filesystem::path& dir, size_t max_per_tag) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind("events.out.tfevents.", 0) == 0)
+      files.push_back(it->path());
+  std::sort(files.begin(), files.end());
+
+  std::map<std::string, std::vector<HistogramEvent>> by_tag;
+  for (const fs::path& file : files) {
+    for (const std::string& record : read_records(file)) {
+      std::optional<ParsedEvent> e = parse_event(record);
+      if (!e) break;
+      if (e->session_start) {
+        for (auto& [tag, events] : by_tag)
+          events.erase(std::remove_if(events.begin(), events.end(),
+                                      [&](const HistogramEvent& h) { return h.step >= e->step; }),
+                       events.end());
+        continue;
+      }
+      for (auto& [tag, histogram] : e->histograms)
+        by_tag[tag].push_back({e->step, e->wall_time, std::move(histogram)});
+    }
+  }
+
+  std::vector<HistogramSeries> out;
+  for (auto& [tag, events] : by_tag) {
+    std::stable_sort(
+        events.begin(), events.end(),
+        [](const HistogramEvent& a, const HistogramEvent& b) { return a.step < b.step; });
+    if (max_per_tag > 0 && events.size() > max_per_tag) {
+      // Evenly spaced picks, the first and the last included.
+      std::vector<HistogramEvent> kept;
+      const size_t n = events.size();
+      for (size_t i = 0; i < max_per_tag; ++i) {
+        const size_t at = max_per_tag == 1 ? n - 1 : i * (n - 1) / (max_per_tag - 1);
+        kept.push_back(std::move(events[at]));
+      }
+      events = std::move(kept);
+    }
+    out.push_back({tag, std::move(events)});
+  }
+  return out;
 }
 
 }  // namespace trainscope::track

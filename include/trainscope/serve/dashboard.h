@@ -1,18 +1,29 @@
 #pragma once
-// The dashboard: a read-only HTTP server (JSON API and an embedded front end) over a directory
-// of runs. It reads the runs' run.sqlite files and nothing else; it never touches a live
-// Trainer, so a training run beside it pays only for the disk reads of the requests.
+// The dashboard: an HTTP server (JSON API and an embedded front end) over a directory of runs.
+// It reads the runs' run.sqlite files and TensorBoard event files, and writes one thing: the
+// tags and note a user gives a run. It never touches a live Trainer, so a training run beside it
+// pays only for the disk reads of the requests.
 //
-// API (GET only; JSON unless said otherwise):
-//   /api/runs                                 runs: status, stop reason, best val metric, duration,
-//   epochs /api/runs/<run>                           meta, settings, tags, results, checkpoints
-//   /api/runs/<run>/series?split=S&tag=T&points=N[&from=STEP&to=STEP]
-//                                             one series, downsampled to at most N points (<=
-//                                             20000), keeping each bucket's min and max
-//   /api/runs/<run>/findings                  diagnostics findings with evidence and remedy
-//   /api/runs/<run>/version                   change counters, for live updates (polled)
-//   /api/runs/<run>/csv?split=S&tag=T         text/csv download of a series, every point
+// API (JSON unless said otherwise):
+//   GET /api/runs                     every run: status, stop reason, best val metric, duration,
+//                                     epochs, settings, final values, tags and note
+//   GET /api/runs/<run>               meta, settings, series list, results, checkpoints
+//   GET /api/runs/<run>/series?split=S&tag=T&points=N[&from=STEP&to=STEP]
+//                                     one series (step, value, epoch, wall_time), downsampled to
+//                                     at most N points (<= 20000), keeping each bucket's min and
+//                                     max
+//   GET /api/runs/<run>/histograms    weight and gradient histograms from the event files
+//   GET /api/runs/<run>/findings      diagnostics findings with evidence and remedy
+//   GET /api/runs/<run>/version       change counters, for live updates (polled)
+//   GET /api/runs/<run>/csv?split=S&tag=T
+//                                     text/csv download of a series, every point
+//   PUT /api/runs/<run>/annotations   {"tags": [...], "note": "..."}: stored in the run's store.
+//                                     Only with Content-Type application/json, from this
+//                                     server's own page (Origin), and from loopback or with the
+//                                     token.
 // <run> is a run directory's name: one path component under the runs directory.
+// TRAINSCOPE_WEB_DIR=<checkout>/web serves the front end from that directory instead of the
+// embedded copy (for working on it without a rebuild).
 
 #include <filesystem>
 #include <memory>

@@ -90,6 +90,16 @@ class StoreReader {
   std::optional<double> max_value(const std::string& split, const std::string& tag);
   std::optional<double> min_value(const std::string& split, const std::string& tag);
 
+  // The last value written (largest rowid) of every series whose tag has no '/' (so not the
+  // per-layer ones) in the splits train, val, test and system: what a runs table shows as a
+  // run's final metrics. `value` is NaN where the store holds NULL. Reads the whole metrics
+  // index: callers cache it by version().
+  struct LastValue {
+    std::string split;
+    std::string tag;
+    double value = 0.0;
+  };
+  std::vector<LastValue> last_values();
   StoreVersion version();
   // Every meta key and value (a NULL value reads as "").
   std::map<std::string, std::string> meta();

@@ -52,6 +52,28 @@ std::string session_start_event(double wall_time, int64_t step);
 std::string tfrecord(std::string_view data);
 }  // namespace tbproto
 
+// A histogram an event file holds, at a step.
+struct HistogramEvent {
+  int64_t step = 0;
+  double wall_time = 0.0;
+  Histogram histogram;
+};
+
+// One tag's histograms (e.g. "weights/0.weight"), in step order.
+struct HistogramSeries {
+  std::string tag;
+  std::vector<HistogramEvent> events;
+};
+
+// The histograms of the event files in `dir` (every events.out.tfevents.* file, read in name
+// order, which is creation order), one series per tag, sorted by tag. A session start at step s
+// (what a resumed run writes) drops the events earlier files hold from step s on, as TensorBoard
+// does. A truncated or corrupt record (a file still being written) ends that file. Keeps at most
+// `max_per_tag` events per tag, evenly spaced, the last one always. Never throws for a missing
+// directory or unreadable file: those give no series.
+std::vector<HistogramSeries> read_histograms(const std::filesystem::path& dir,
+                                             size_t max_per_tag = 200);
+
 // Appends events to one new event file in `dir`. Buffered: flush() makes the events visible to
 // TensorBoard (the destructor flushes too). Not thread-safe; not copyable; movable.
 // Throws trainscope::Error naming the file when it cannot be created or written.
