@@ -1,20 +1,32 @@
-// Fixture runs for the dashboard's browser tests, written with the real RunStore.
+// Fixture runs for the dashboard's browser tests, written with the real RunStore (and the real
+// TensorBoard EventWriter for histograms).
 //   make_runs DIR                 big (1,000,000 points in train/step_loss), cmp-a, cmp-b, two
 //                                 trials of a sweep (sw-001, sw-002), a data check (dc), the test
 //                                 results of a segmentation (seg) and a multilabel (tags) run, and
 //                                 a
 //   run
 //                                 whose directory and name are hostile HTML
+//                                 six runs of two lrs x three seeds (grp-lr0.001-s0, ...), and
+//                                 cmp-a with histograms, system metrics and test series, cmp-b
+//                                 with tags and a note
 //   make_runs --add-finding RUN   appends a finding to a run (live or not)
+//   make_runs --many N --points P DIR
+//                                 N runs (many-000, ...) of P train/step_loss points each, with
+//                                 per-epoch curves and varied settings: the render bench
+#include <trainscope/track/annotations.h>
 #include <trainscope/track/run_store.h>
+#include <trainscope/track/tensorboard.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 using trainscope::track::RunStore;
+namespace track = trainscope::track;
 
 namespace {
 
@@ -129,6 +141,95 @@ void big_run(const fs::path& dir) {
   store.flush();
 }
 
+// What cmp-a gains beyond a small run: weight and gradient histograms of 4 layers at the end of
+// each of its 10 epochs (the TensorBoard callback's event file), system metrics per logging
+// step, and test values logged as series.
+void rich_run(const fs::path& dir) {
+  track::EventWriter events(dir);
+  for (int epoch = 1; epoch <= 10; ++epoch) {
+    const int64_t step = epoch * 100;
+    for (int layer = 0; layer < 4; ++layer) {
+      // Weights spread out as training goes on; gradients narrow.
+      std::vector<double> weights, grads;
+      double u = 0.5 + layer;
+      for (int i = 0; i < 400; ++i) {
+        u = std::fmod(u * 16807.0, 2147483647.0);
+        const double z = (u / 2147483647.0 - 0.5) * 3.4;  // roughly a unit-variance spread
+        weights.push_back(z * (0.1 + 0.02 * epoch) / (1 + layer));
+        grads.push_back(z * 0.05 / epoch);
+      }
+      const std::string name = std::to_string(layer) + ".weight";
+      events.add_histogram("weights/" + name, track::make_histogram(weights), step,
+                           1790000000.0 + step);
+      events.add_histogram("grads/" + name, track::make_histogram(grads), step,
+                           1790000000.0 + step);
+    }
+  }
+  RunStore store(dir / "run.sqlite");
+  for (int64_t step = 50; step <= 1000; step += 50) {
+    const int64_t epoch = 1 + (step - 1) / 100;
+    store.add_metric(
+        {step, epoch, "system", "cpu_percent", 180.0 + (step % 200) / 20.0, 1790000000.0 + step});
+    store.add_metric({step, epoch, "system", "rss_mib", 400.0 + step / 100.0, 1790000000.0 + step});
+    if (step % 100 == 0)
+      store.add_metric(
+          {step, epoch, "val", "precision", 0.8 + step / 20000.0, 1790000000.0 + step});
+  }
+  store.add_metric({1000, 10, "test", "accuracy", 0.88, 1790000601.0});
+  store.add_metric({1000, 10, "test", "loss", 0.35, 1790000601.0});
+  store.flush();
+}
+
+// Two lrs x three seeds: what a runs table groups (mean +/- std over seeds).
+void seed_group_runs(const fs::path& runs) {
+  for (const double lr : {0.001, 0.003})
+    for (int seed = 0; seed < 3; ++seed) {
+      char name[64];
+      std::snprintf(name, sizeof name, "grp-lr%g-s%d", lr, seed);
+      small_run(runs / name, name, lr, 100 + seed * 7 + static_cast<int>(lr * 1000));
+      RunStore store(runs / name / "run.sqlite");
+      store.put_settings(
+          {{"train.lr", std::to_string(lr), "--set", "set by the user"},
+           {"train.seed", std::to_string(seed), "--set", "set by the user"},
+           {"train.batch_size", "128", "default", "a batch that keeps 2 CPU cores busy"}});
+      store.add_metric({1000, 10, "test", "accuracy", 0.85 + lr * 10 + 0.005 * seed, 1790000601.0});
+    }
+}
+
+// `count` runs of `points` per-step losses each, with 10 epochs of train/val curves and settings
+// that vary: what the render bench loads.
+void many_runs(const fs::path& runs, int count, int64_t points) {
+  const char* models[] = {"mlp", "cnn", "resnet"};
+  for (int i = 0; i < count; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "many-%03d", i);
+    const fs::path dir = runs / name;
+    fs::create_directories(dir);
+    RunStore store(dir / "run.sqlite");
+    finished_meta(store, name, 10);
+    store.set_meta("model", models[i % 3]);
+    const double lr = 0.0001 * std::pow(10.0, (i % 7) / 2.0);
+    store.put_settings(
+        {{"train.lr", std::to_string(lr), "sweep", "set by the user"},
+         {"train.seed", std::to_string(i % 5), "--set", "set by the user"},
+         {"train.batch_size", std::to_string(32 << (i % 4)), "default", "auto"},
+         {"model.name", std::string("\"") + models[i % 3] + "\"", "--model", "set"}});
+    const int64_t per_epoch = std::max<int64_t>(points / 10, 1);
+    for (int64_t step = 1; step <= points; ++step) {
+      const double loss =
+          2.3 * std::exp(-step * 3.0 / points) + 0.1 + 0.05 * std::sin(step * 0.37 + i);
+      const int64_t epoch = 1 + (step - 1) / per_epoch;
+      store.add_metric({step, epoch, "train", "step_loss", loss, 1790000000.0 + step});
+      if (step % per_epoch == 0) {
+        store.add_metric({step, epoch, "train", "loss", loss, 1790000000.0 + step});
+        store.add_metric({step, epoch, "val", "loss", loss * 1.1, 1790000000.0 + step});
+        store.add_metric({step, epoch, "val", "accuracy", 1.0 - loss / 3.0, 1790000000.0 + step});
+      }
+    }
+    store.flush();
+  }
+}
+
 // A `trainscope check` run: findings and the data checks' gallery, with a hostile class name and
 // an image that is not base64.
 void data_check_run(const fs::path& dir) {
@@ -203,8 +304,14 @@ int main(int argc, char** argv) {
                        "clip gradients at 1.0", 1790000000.0});
     return 0;
   }
+  if (argc == 6 && std::string(argv[1]) == "--many" && std::string(argv[3]) == "--points") {
+    many_runs(argv[5], std::atoi(argv[2]), std::atoll(argv[4]));
+    return 0;
+  }
   if (argc != 2) {
-    std::fprintf(stderr, "usage: make_runs DIR | make_runs --add-finding RUN_DIR\n");
+    std::fprintf(stderr,
+                 "usage: make_runs DIR | make_runs --add-finding RUN_DIR | make_runs --many N "
+                 "--points P DIR\n");
     return 2;
   }
   const fs::path runs(argv[1]);
@@ -217,7 +324,11 @@ int main(int argc, char** argv) {
     store.set_meta("resumed_at", "1790000300");
     store.set_meta("resumed_from", "last.ckpt (epoch 5, step 437)");
   }
+  rich_run(runs / "cmp-a");
   small_run(runs / "cmp-b", "cmp-b", 0.001, 2);
+  track::write_annotations(runs / "cmp-b" / "run.sqlite",
+                           {{"baseline", "lr 1e-3"}, "the reference run: <b>not bold</b>"});
+  seed_group_runs(runs);
   // Two trials of a sweep, as trainscope sweep records them.
   for (int trial = 1; trial <= 2; ++trial) {
     const std::string name = "sw-00" + std::to_string(trial);
