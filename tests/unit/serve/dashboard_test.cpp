@@ -1,8 +1,10 @@
 // The dashboard's read-only API over a runs directory: listing, series with min/max downsampling,
 // findings, CSV, live changes, and the safety rules (loopback, token, paths, methods, sizes).
 #include <trainscope/serve/dashboard.h>
+#include <trainscope/track/annotations.h>
 #include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run_store.h>
+#include <trainscope/track/tensorboard.h>
 #include <trainscope/error.h>
 
 #include "serve/run_reader.h"
@@ -292,8 +294,10 @@ TEST_F(DashboardApi, ReadOnlyAndBoundedRequests) {
   EXPECT_EQ(client.Post("/api/runs", "{}", "application/json")->status, 405);
   EXPECT_EQ(client.Delete("/api/runs/alpha")->status, 405);
   EXPECT_EQ(client.Put("/api/runs/alpha", "x", "text/plain")->status, 405);
+  EXPECT_EQ(client.Put("/api/runs/alpha/series", "{}", "application/json")->status, 405);
+  EXPECT_EQ(client.Delete("/api/runs/alpha/annotations")->status, 405);
   // A body past the bound is refused before any handler sees it.
-  auto big = client.Post("/api/runs", std::string(64 * 1024, 'x'), "text/plain");
+  auto big = client.Post("/api/runs", std::string(128 * 1024, 'x'), "text/plain");
   ASSERT_TRUE(big);
   EXPECT_TRUE(big->status == 413 || big->status == 405) << big->status;
   // Long URIs are refused by the parser.
@@ -320,6 +324,108 @@ TEST_F(DashboardApi, ServesTheEmbeddedFrontEnd) {
     EXPECT_GT(r->body.size(), 100u) << asset;
   }
   EXPECT_EQ(get("/assets/nope.js")->status, 404);
+}
+
+// What a runs table needs in one request: every setting, the last value of each scalar series
+// (not the per-layer ones), and the user's tags and note.
+TEST_F(DashboardApi, RunsListCarriesSettingsFinalValuesAndAnnotations) {
+  const json runs = get_json("/api/runs")["runs"];
+  const auto alpha =
+      std::find_if(runs.begin(), runs.end(), [](const json& r) { return r["name"] == "alpha"; });
+  ASSERT_NE(alpha, runs.end());
+  EXPECT_EQ((*alpha)["settings"]["train.lr"], "0.001");
+  EXPECT_EQ((*alpha)["settings"]["run.sweep"], "\"lr-grid\"");
+  EXPECT_DOUBLE_EQ((*alpha)["final"]["val/loss"].get<double>(), 1.0 / 3);
+  EXPECT_DOUBLE_EQ((*alpha)["final"]["val/accuracy"].get<double>(), 0.8);
+  EXPECT_TRUE((*alpha)["final"]["train/step_loss"].is_number());
+  for (const auto& [key, value] : (*alpha)["final"].items())
+    EXPECT_EQ(std::count(key.begin(), key.end(), '/'), 1) << key << ": no per-layer series";
+  EXPECT_TRUE((*alpha)["annotations"]["tags"].is_array());
+  EXPECT_TRUE((*alpha)["annotations"]["note"].is_string());
+}
+
+TEST_F(DashboardApi, SeriesCarriesEachPointsEpochAndWallTime) {
+  const json s = get_json("/api/runs/alpha/series?split=val&tag=loss");
+  EXPECT_EQ(s["step"], json({3000, 6000, 9000}));
+  EXPECT_EQ(s["epoch"], json({1, 2, 3}));
+  EXPECT_EQ(s["wall_time"], json({1700000001.0, 1700000002.0, 1700000003.0}));
+  const json big = get_json("/api/runs/alpha/series?split=train&tag=step_loss&points=100");
+  ASSERT_EQ(big["epoch"].size(), big["step"].size());
+  ASSERT_EQ(big["wall_time"].size(), big["step"].size());
+  for (size_t i = 0; i < big["step"].size(); ++i) {
+    const int64_t step = big["step"][i];
+    EXPECT_EQ(big["epoch"][i], 1 + step / 4000);
+    EXPECT_DOUBLE_EQ(big["wall_time"][i].get<double>(), 1700000000.0 + step);
+  }
+}
+
+TEST_F(DashboardApi, HistogramsComeFromTheRunsEventFiles) {
+  EXPECT_EQ(get_json("/api/runs/alpha/histograms")["histograms"], json::array());
+  const fs::path dir = runs_ / kHostileDir;
+  {
+    ts::track::EventWriter events(dir);
+    events.add_histogram("weights/fc.weight", ts::track::make_histogram({0, 1, 2, 3}, 3), 7, 9.0);
+  }
+  const json h = get_json("/api/runs/" + percent_encode(kHostileDir) + "/histograms")["histograms"];
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h[0]["tag"], "weights/fc.weight");
+  ASSERT_EQ(h[0]["items"].size(), 1u);
+  EXPECT_EQ(h[0]["items"][0]["step"], 7);
+  EXPECT_EQ(h[0]["items"][0]["min"], 0.0);
+  EXPECT_EQ(h[0]["items"][0]["max"], 3.0);
+  EXPECT_EQ(h[0]["items"][0]["counts"], json({2.0, 1.0, 1.0}));
+  EXPECT_EQ(h[0]["items"][0]["limits"], json({1.0, 2.0, 3.0}));
+  for (const auto& f : fs::directory_iterator(dir))
+    if (f.path().filename().string().rfind("events.", 0) == 0) fs::remove(f.path());
+}
+
+// Tags and notes are the one write: JSON only, from this server's own page, stored in the run's
+// store; bad input is refused with what was wrong, and nothing is written.
+TEST_F(DashboardApi, AnnotationsAreStoredThroughTheApiOnly) {
+  httplib::Client client("127.0.0.1", dashboard_->port());
+  const std::string path = "/api/runs/alpha/annotations";
+  auto ok = client.Put(path, R"({"tags": ["baseline", "lr 1e-3"], "note": "the <b>first</b> try"})",
+                       "application/json");
+  ASSERT_TRUE(ok);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(json::parse(ok->body)["tags"], json({"baseline", "lr 1e-3"}));
+  const json detail = get_json("/api/runs/alpha");
+  EXPECT_EQ(detail["annotations"]["tags"], json({"baseline", "lr 1e-3"}));
+  EXPECT_EQ(detail["annotations"]["note"], "the <b>first</b> try");
+  {
+    ts::track::StoreReader reader(runs_ / "alpha" / "run.sqlite");
+    EXPECT_EQ(ts::track::annotations_from_meta(reader.meta()).tags,
+              (std::vector<std::string>{"baseline", "lr 1e-3"}));
+  }
+
+  auto refused = [&](const std::string& body, const std::string& type, int status,
+                     const std::string& says, httplib::Headers headers = {}) {
+    auto r = client.Put(path, headers, body, type.c_str());
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, status) << body;
+    EXPECT_NE(r->body.find(says), std::string::npos) << r->body;
+  };
+  refused(R"({"tags": ["a,b"]})", "application/json", 400, "tag 1 'a,b' holds a comma");
+  refused(R"({"tags": ["x", "x"]})", "application/json", 400, "tag 2 'x' is given twice");
+  refused(R"({"tags": [" x"]})", "application/json", 400, "starts or ends with a space");
+  refused(R"({"tags": [3]})", "application/json", 400, "tags must be strings");
+  refused(R"({"note": 3})", "application/json", 400, "expected {");
+  refused("not json", "application/json", 400, "expected {");
+  refused(json({{"note", std::string(10001, 'n')}}).dump(), "application/json", 400,
+          "the note has 10001 bytes");
+  json many = {{"tags", json::array()}};
+  for (int i = 0; i < 33; ++i)
+    many["tags"].push_back(std::string(1, static_cast<char>('a' + i % 26)) + std::to_string(i));
+  refused(many.dump(), "application/json", 400, "at most 32 tags");
+  refused(R"({"tags": []})", "text/plain", 415, "Content-Type: application/json");
+  refused(R"({"tags": []})", "application/json", 403, "another site",
+          {{"Origin", "http://evil.example"}});
+  auto unknown = client.Put("/api/runs/nope/annotations", "{}", "application/json");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_EQ(get_json("/api/runs/alpha")["annotations"]["tags"], json({"baseline", "lr 1e-3"}))
+      << "a refused write changes nothing";
+  ASSERT_EQ(client.Put(path, R"({"tags": [], "note": ""})", "application/json")->status, 200);
+  EXPECT_EQ(get_json("/api/runs/alpha")["annotations"]["tags"], json::array());
 }
 
 TEST(Dashboard, NonLoopbackHostNeedsAToken) {

@@ -191,3 +191,56 @@ TEST(TensorBoard, TrainerWritesScalarsHistogramsAndConfig) {
   EXPECT_NE(all.find("num: 32"), std::string::npos) << "0.weight has 8x4 entries";
   fs::remove_all(runs);
 }
+
+// The dashboard reads the histograms back: every tag's events in step order, a resumed run's
+// session start dropping what the earlier file held from its step on, a torn last record
+// ignored, and the cap keeping evenly spaced events with the last one.
+TEST(TensorBoard, HistogramsReadBackAsTheDashboardShowsThem) {
+  const fs::path dir = fresh_dir("read");
+  const auto h = [](double spread) {
+    return ts::track::make_histogram({-spread, 0.0, spread, 2 * spread}, 4);
+  };
+  {
+    ts::track::EventWriter first(dir);
+    for (int64_t step = 10; step <= 50; step += 10) {
+      first.add_histogram("weights/0.weight", h(step), step, 100.0 + step);
+      first.add_scalar("train/loss", 1.0, step, 100.0 + step);
+    }
+    first.add_histogram("grads/0.weight", h(1), 10, 110.0);
+  }
+  // The resumed fit: a new file (a later name, ".1" within the same second) restarting at 40.
+  fs::path second_file;
+  {
+    ts::track::EventWriter second(dir);
+    second_file = second.file();
+    second.add_session_start(40, 200.0);
+    second.add_histogram("weights/0.weight", h(400), 40, 240.0);
+    second.add_histogram("weights/0.weight", h(500), 50, 250.0);
+  }
+  {
+    // A record torn in the middle, as a crash leaves one.
+    std::ofstream torn(second_file, std::ios::binary | std::ios::app);
+    torn.write("\x40\x00\x00\x00\x00\x00", 6);
+  }
+  const auto all = ts::track::read_histograms(dir);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].tag, "grads/0.weight");
+  ASSERT_EQ(all[1].tag, "weights/0.weight");
+  std::vector<int64_t> steps;
+  for (const auto& e : all[1].events) steps.push_back(e.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{10, 20, 30, 40, 50}));
+  const ts::track::Histogram& resumed = all[1].events[3].histogram;
+  EXPECT_DOUBLE_EQ(resumed.min, -400.0) << "step 40 comes from the resumed file";
+  EXPECT_DOUBLE_EQ(resumed.max, 800.0);
+  EXPECT_DOUBLE_EQ(all[1].events[3].wall_time, 240.0);
+  EXPECT_EQ(resumed.bucket, h(400).bucket);
+  EXPECT_EQ(resumed.bucket_limit, h(400).bucket_limit);
+  EXPECT_DOUBLE_EQ(all[1].events[0].histogram.num, 4.0);
+
+  const auto capped = ts::track::read_histograms(dir, 3);
+  steps.clear();
+  for (const auto& e : capped[1].events) steps.push_back(e.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{10, 30, 50}));
+  EXPECT_TRUE(ts::track::read_histograms(dir / "missing").empty());
+  fs::remove_all(dir);
+}
