@@ -96,12 +96,19 @@ CLI::App* add_sweep_command(CLI::App& app, SweepArgs& args) {
       ->add_option("--parallel", args.parallel,
                    "trials at a time (default 1); the cores are shared among them")
       ->check(CLI::Range(1, 64));
+  sweep
+      ->add_option("--prune", args.prune,
+                   "stop poor trials early: halving (successive halving as ASHA: after "
+                   "sweep.prune_min_epochs epochs, then that times sweep.prune_factor, ..., only "
+                   "the best 1/sweep.prune_factor of the trials so far go on) or none (default)")
+      ->check(CLI::IsMember({"none", "halving"}));
   return sweep;
 }
 
 int run_sweep(SweepArgs& args) {
   args.command->collect();
   Config base = build_config(args.fit);
+  if (!args.prune.empty()) base.set("sweep.prune", args.prune, "--prune", "set by the user");
   SweepOptions o;
   o.name = base.get_string("run.name");
   for (const auto& p : args.parameters) o.parameters.push_back(parse_sweep_parameter(p, base));

@@ -20,6 +20,7 @@ struct SweepArgs {
   int64_t trials = 0;
   uint64_t seed = 0;
   int64_t parallel = 1;
+  std::string prune;  // --prune none|halving: sets sweep.prune ("": as configured)
   std::unique_ptr<FitCommand> command;  // the train options
 };
 

@@ -10,6 +10,7 @@
 #include <trainscope/train/monitor.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
+#include <trainscope/callbacks/successive_halving.h>
 #include <trainscope/callbacks/tensorboard.h>
 #include <trainscope/callbacks/weight_averaging.h>
 #include <trainscope/config.h>
@@ -36,6 +37,7 @@
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/store_reader.h>
 #include <trainscope/track/tensorboard.h>
+#include <trainscope/track/annotations.h>
 #include <trainscope/track/archive.h>
 #include <trainscope/train/callback.h>
 #include <trainscope/train/gradient_sync.h>

@@ -7,6 +7,7 @@
 #include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/callbacks/progress.h>
 #include <trainscope/callbacks/run_logger.h>
+#include <trainscope/callbacks/successive_halving.h>
 #include <trainscope/callbacks/tensorboard.h>
 #include <trainscope/callbacks/weight_averaging.h>
 #include <trainscope/data/image_folder.h>
@@ -272,6 +273,15 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o
   if (o.ema > 0)
     out.push_back(std::make_shared<callbacks::WeightAveraging>(
         callbacks::WeightAveragingOptions{.decay = o.ema}));
+  // A sweep's trials share the rungs file beside the sweep's plan; one process per trial.
+  if (o.prune.method == "halving" && !o.sweep.empty() && o.train.world_size() <= 1)
+    out.push_back(std::make_shared<callbacks::SuccessiveHalving>(
+        callbacks::SuccessiveHalvingOptions{
+            .rungs_file = fs::path(o.train.runs_dir()) / (o.sweep + ".sweep") / "rungs.tsv",
+            .trial = o.train.run_name(),
+            .min_epochs = o.prune.min_epochs,
+            .factor = o.prune.factor},
+        o.progress != "off" ? stdout : nullptr));
   if (o.early_stopping) out.push_back(std::make_shared<callbacks::EarlyStopping>(o.stopping));
   if (o.checkpoints) out.push_back(std::make_shared<callbacks::ModelCheckpoint>(o.checkpoint));
   return out;

@@ -283,6 +283,22 @@ std::vector<SettingBinding> make_table() {
       {"run.sweep_trial", std::string(""), "a run of its own, not a trial of a sweep",
        "what this trial of run.sweep sets, as key=value pairs (set by trainscope sweep)"},
       [](O & o) -> auto& { return o.sweep_trial; }));
+  add(bind(
+      {"sweep.prune", std::string("none"), "every trial of a sweep runs its whole budget",
+       "early termination of a sweep's poor trials: none, or halving (successive halving as "
+       "ASHA: at epochs prune_min_epochs * prune_factor^k only the best 1/prune_factor of the "
+       "trials so far go on); trials of run.sweep only",
+       one_of({"none", "halving"})},
+      [](O & o) -> auto& { return o.prune.method; }));
+  add(bind(
+      {"sweep.prune_min_epochs", int64_t{1}, "the first rung after one epoch",
+       "successive halving: the first rung (epochs)", at_least(1, "a positive integer")},
+      [](O & o) -> auto& { return o.prune.min_epochs; }));
+  add(bind(
+      {"sweep.prune_factor", int64_t{3}, "ASHA's usual reduction factor",
+       "successive halving: keep the best 1/factor at each rung; rungs grow by it",
+       at_least(2, "an integer >= 2")},
+      [](O & o) -> auto& { return o.prune.factor; }));
 
   add(bind(
       {"data.dataset", std::string("fashion-mnist"),

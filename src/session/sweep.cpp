@@ -490,6 +490,9 @@ std::string sweep_summary(const std::string& name, const std::vector<SweepTrial>
   std::stable_sort(order.begin(), order.end(), [&](const SweepTrial* a, const SweepTrial* b) {
     const bool ra = a->status == "finished" && a->best, rb = b->status == "finished" && b->best;
     if (ra != rb) return ra;
+    // Pruned trials after the ones that ran their budget: their best is from fewer epochs.
+    const bool pa = a->stop_reason == "pruned", pb = b->stop_reason == "pruned";
+    if (pa != pb) return pb;
     if (!ra) return false;
     return lower_better(a->monitor) ? *a->best < *b->best : *a->best > *b->best;
   });
@@ -498,8 +501,11 @@ std::string sweep_summary(const std::string& name, const std::vector<SweepTrial>
   std::ostringstream out;
   int64_t finished = 0;
   for (const auto& t : trials) finished += t.status == "finished";
-  out << "sweep " << name << ": " << finished << " of " << trials.size()
-      << " trials finished, best first\n";
+  int64_t pruned = 0;
+  for (const auto& t : trials) pruned += t.stop_reason == "pruned";
+  out << "sweep " << name << ": " << finished << " of " << trials.size() << " trials finished"
+      << (pruned ? " (" + std::to_string(pruned) + " pruned early)" : std::string())
+      << ", best first\n";
   char line[512];
   std::snprintf(line, sizeof line, "  %-4s %-14s %-*s  %-10s %-22s %s\n", "rank", "run",
                 static_cast<int>(width), "settings", "status", "best (monitor)", "test");
@@ -522,9 +528,11 @@ std::string sweep_summary(const std::string& name, const std::vector<SweepTrial>
       test = b;
     }
     const std::string r = t->status == "finished" && t->best ? std::to_string(++rank) : "-";
+    // A pruned trial ended early by the sweep's successive halving: ranked on its best so far.
+    const std::string status = t->stop_reason == "pruned" ? "pruned" : t->status;
     std::snprintf(line, sizeof line, "  %-4s %-14s %-*s  %-10s %-22s %s\n", r.c_str(),
                   t->run_name.c_str(), static_cast<int>(width), t->settings_text().c_str(),
-                  t->status.c_str(), best.c_str(), test.c_str());
+                  status.c_str(), best.c_str(), test.c_str());
     out << line;
   }
   return out.str();

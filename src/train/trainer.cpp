@@ -45,6 +45,8 @@ const char* to_string(StopReason reason) {
       return "divergence";
     case StopReason::kCheckpointFailed:
       return "checkpoint_failed";
+    case StopReason::kPruned:
+      return "pruned";
   }
   return "unknown";
 }

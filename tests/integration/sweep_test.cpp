@@ -182,6 +182,40 @@ TEST_F(Sweep, RunsEachTrialOnceInProcess) {
   EXPECT_EQ(again.run(ts::in_process_trials()).ran, 0) << "a finished trial never runs twice";
 }
 
+// Successive halving: at the first rung (epoch 1) the trials with hopeless lrs rank behind the
+// first trial and stop there; the first runs its whole budget. Pruned trials count as finished:
+// the same sweep again runs nothing.
+TEST_F(Sweep, SuccessiveHalvingStopsTrialsBehindTheOthers) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  ts::Config c = base();
+  for (const char* s : {"train.max_epochs=3", "sweep.prune=halving", "sweep.prune_factor=2"})
+    c.set_from_string(s, "test");
+  ts::SweepOptions o;
+  o.name = "asha";
+  o.test = false;
+  o.parameters = {ts::parse_sweep_parameter("train.lr=[0.003, 1e-7, 1e-8]", c)};
+  ts::Sweep sweep(c, o);
+  const ts::SweepResult r = sweep.run(ts::in_process_trials(/*test=*/false));
+  ASSERT_EQ(r.trials.size(), 3u);
+  EXPECT_EQ(r.trials[0].stop_reason, "max_epochs");
+  EXPECT_EQ(meta(sweep.run_dir(r.trials[0]), "epochs"), "3");
+  for (size_t i : {1, 2}) {
+    EXPECT_EQ(r.trials[i].status, "finished") << r.trials[i].run_name;
+    EXPECT_EQ(r.trials[i].stop_reason, "pruned") << r.trials[i].run_name;
+    EXPECT_EQ(meta(sweep.run_dir(r.trials[i]), "epochs"), "1") << r.trials[i].run_name;
+    EXPECT_NE(
+        meta(sweep.run_dir(r.trials[i]), "stop_message").find("rung at epoch 1: best val_loss"),
+        std::string::npos);
+  }
+  EXPECT_NE(r.summary.find("3 of 3 trials finished (2 pruned early)"), std::string::npos)
+      << r.summary;
+  const std::string rungs = file_text(dir_ / "runs" / "asha.sweep" / "rungs.tsv");
+  for (const char* line : {"1\tasha-001\t", "1\tasha-002\t", "1\tasha-003\t", "2\tasha-001\t"})
+    EXPECT_NE(rungs.find(line), std::string::npos) << line << " in\n" << rungs;
+  ts::Sweep again(c, o);
+  EXPECT_EQ(again.run(ts::in_process_trials(false)).ran, 0) << "a pruned trial is done";
+}
+
 // `trainscope sweep` killed (SIGKILL) while its second trial trains, then started again with the
 // same command: the first trial is kept as it was, the second resumes from its checkpoint (or,
 // killed before its first one, starts over), and all four finish once.

@@ -50,8 +50,13 @@ struct SessionOptions {
   std::string regime = "scratch";     // train.regime: scratch | finetune
   std::string sweep;                  // run.sweep: the sweep this run is a trial of ("": none)
   std::string sweep_trial;            // run.sweep_trial: what the trial sets, "key=value ..."
-  std::string lr_scaling = "keep";    // train.lr_scaling: keep | linear | sqrt
-  bool early_stopping = true;         // train.early_stopping
+  struct Pruning {
+    std::string method = "none";  // sweep.prune: none | halving (SuccessiveHalving)
+    int64_t min_epochs = 1;       // sweep.prune_min_epochs
+    int64_t factor = 3;           // sweep.prune_factor
+  } prune;
+  std::string lr_scaling = "keep";           // train.lr_scaling: keep | linear | sqrt
+  bool early_stopping = true;                // train.early_stopping
   callbacks::EarlyStoppingOptions stopping;  // train.patience, min_delta, restore_best; stopping.*
   bool checkpoints = true;                   // train.checkpoints
   callbacks::CheckpointOptions checkpoint;   // checkpoint.*

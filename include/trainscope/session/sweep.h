@@ -5,7 +5,9 @@
 // (<run.dir>/<sweep>.sweep/plan.toml): starting the same sweep again finishes what a crash, a
 // kill or Ctrl-C left (resuming stopped trials from their checkpoints, testing trials whose test
 // pass did not run) and never runs a finished trial twice; a sweep of the same name with another
-// plan is refused.
+// plan is refused. With sweep.prune = "halving" in the base config, the trials stop poor ones
+// early by successive halving (callbacks::SuccessiveHalving; rungs in <sweep>.sweep/rungs.tsv);
+// a pruned trial counts as finished.
 //
 //   ts::Config base = ts::default_config();
 //   base.set("train.max_epochs", int64_t{5});

@@ -60,6 +60,7 @@ enum class StopReason {
   kThreshold,         // early stopping: the monitored metric reached stopping_threshold
   kDivergence,        // early stopping: the monitored metric crossed divergence_threshold
   kCheckpointFailed,  // a checkpoint could not be saved (checkpoint.on_error = "stop")
+  kPruned,            // a sweep's successive halving stopped a trial behind the others
 };
 
 // Short stable name ("max_epochs", "patience", ...), used in the run store and on the console.
