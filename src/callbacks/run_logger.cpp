@@ -7,13 +7,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include <dlfcn.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <optional>
 
 namespace trainscope::callbacks {
 namespace {
@@ -92,6 +96,92 @@ double cpu_seconds() {
          1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
+// GPU utilisation and memory from NVML, loaded at run time (libnvidia-ml.so.1 comes with the
+// NVIDIA driver): no build dependency, and nothing happens on machines without it. The few
+// entry points used are declared here as the driver's C ABI defines them.
+struct GpuSample {
+  double utilization_percent = 0.0;  // of the last sample period, as nvidia-smi shows it
+  double memory_used_mib = 0.0;      // on the whole device, every process
+};
+
+class Nvml {
+ public:
+  static Nvml& get() {
+    static Nvml nvml;
+    return nvml;
+  }
+  // nullopt without NVML, or when the device cannot be read.
+  std::optional<GpuSample> sample(int cuda_index) {
+    std::lock_guard lock(mu_);
+    if (!ready_) return std::nullopt;
+    void* device = nullptr;
+    if (!handle_for(cuda_index, &device)) return std::nullopt;
+    struct {
+      unsigned int gpu, memory;
+    } utilization{};
+    struct {
+      unsigned long long total, free, used;
+    } memory{};
+    if (get_utilization_(device, &utilization) != 0 || get_memory_(device, &memory) != 0)
+      return std::nullopt;
+    return GpuSample{static_cast<double>(utilization.gpu),
+                     static_cast<double>(memory.used) / (1024.0 * 1024.0)};
+  }
+
+ private:
+  using InitFn = int (*)();
+  using ByIndexFn = int (*)(unsigned int, void**);
+  using ByUuidFn = int (*)(const char*, void**);
+  using UtilizationFn = int (*)(void*, void*);
+  using MemoryFn = int (*)(void*, void*);
+
+  Nvml() {
+    void* lib = ::dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) return;
+    auto init = reinterpret_cast<InitFn>(::dlsym(lib, "nvmlInit_v2"));
+    by_index_ = reinterpret_cast<ByIndexFn>(::dlsym(lib, "nvmlDeviceGetHandleByIndex_v2"));
+    by_uuid_ = reinterpret_cast<ByUuidFn>(::dlsym(lib, "nvmlDeviceGetHandleByUUID"));
+    get_utilization_ =
+        reinterpret_cast<UtilizationFn>(::dlsym(lib, "nvmlDeviceGetUtilizationRates"));
+    get_memory_ = reinterpret_cast<MemoryFn>(::dlsym(lib, "nvmlDeviceGetMemoryInfo"));
+    ready_ = init != nullptr && by_index_ != nullptr && by_uuid_ != nullptr &&
+             get_utilization_ != nullptr && get_memory_ != nullptr && init() == 0;
+  }
+
+  // NVML numbers every GPU of the machine; CUDA only those CUDA_VISIBLE_DEVICES lists, by
+  // index or UUID, in its order.
+  bool handle_for(int cuda_index, void** device) const {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    if (visible == nullptr || *visible == '\0')
+      return by_index_(static_cast<unsigned int>(cuda_index), device) == 0;
+    std::string list(visible), item;
+    std::vector<std::string> items;
+    for (char c : list + ",") {
+      if (c != ',') {
+        item += c;
+      } else {
+        items.push_back(item);
+        item.clear();
+      }
+    }
+    if (cuda_index < 0 || static_cast<size_t>(cuda_index) >= items.size()) return false;
+    const std::string& id = items[static_cast<size_t>(cuda_index)];
+    if (id.rfind("GPU-", 0) == 0 || id.rfind("MIG-", 0) == 0)
+      return by_uuid_(id.c_str(), device) == 0;
+    char* end = nullptr;
+    const long index = std::strtol(id.c_str(), &end, 10);
+    return end != id.c_str() && index >= 0 &&
+           by_index_(static_cast<unsigned int>(index), device) == 0;
+  }
+
+  std::mutex mu_;
+  bool ready_ = false;
+  ByIndexFn by_index_ = nullptr;
+  ByUuidFn by_uuid_ = nullptr;
+  UtilizationFn get_utilization_ = nullptr;
+  MemoryFn get_memory_ = nullptr;
+};
+
 void log_split(track::RunStore& store, const TrainState& state, const std::string& split,
                const MetricMap& metrics) {
   const double now = track::wall_time_now();
@@ -163,6 +253,13 @@ void RunLogger::on_train_batch_end(TrainState& state) {
       store.add_metric({state.global_step, state.epoch, "system", "cpu_percent",
                         100.0 * (cpu - last_cpu_seconds_) / wall, now});
     store.add_metric({state.global_step, state.epoch, "system", "rss_mib", rss_mib(), now});
+    if (state.loss.defined() && state.loss.is_cuda())
+      if (const auto gpu = Nvml::get().sample(state.loss.device().index())) {
+        store.add_metric({state.global_step, state.epoch, "system", "gpu_util_percent",
+                          gpu->utilization_percent, now});
+        store.add_metric({state.global_step, state.epoch, "system", "gpu_memory_mib",
+                          gpu->memory_used_mib, now});
+      }
     last_cpu_seconds_ = cpu;
     last_sample_ = tick;
   }
