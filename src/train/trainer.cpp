@@ -9,11 +9,13 @@
 #include <trainscope/track/payload.h>
 #include <trainscope/train/head_features.h>
 
+#include "models/scripted_module.h"
 #include "train/amp.h"
 
 #include <algorithm>
 #include <atomic>
 #include <map>
+#include <optional>
 #include <chrono>
 #include <csignal>
 #include <cmath>
@@ -794,8 +796,19 @@ EvalResult Trainer::evaluate(Model& model, const data::Dataset& dataset, const s
   if (options_.channels_last()) to_channels_last(model);
   EvalModeGuard eval_mode(model);
   // No autograd bookkeeping at all (no version counters, no views tracked), and the training's
-  // autocast, as Lightning evaluates under its precision plugin.
-  c10::InferenceMode inference;
+  // autocast, as Lightning evaluates under its precision plugin. Not for TorchScript: its
+  // profiling executor keeps tensors of the runs it profiles, and one made under InferenceMode
+  // fails the next training step ("Inference tensors cannot be saved for backward"; PyTorch
+  // 1.13, reproduced in Python). Those evaluate under NoGradGuard.
+  std::optional<c10::InferenceMode> inference;
+  std::optional<torch::NoGradGuard> no_grad;
+  const auto modules = model.module().modules(/*include_self=*/true);
+  if (std::any_of(modules.begin(), modules.end(), [](const auto& m) {
+        return dynamic_cast<const models::detail::ScriptedModule*>(m.get()) != nullptr;
+      }))
+    no_grad.emplace();
+  else
+    inference.emplace();
   detail::AutocastScope autocast(options_.precision(), device_);
   MetricAccumulator metrics(options_.task(), confusion, options_.metrics());
   // The loader only reads the dataset; aliasing avoids copying it into a shared_ptr.
