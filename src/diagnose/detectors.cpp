@@ -117,6 +117,54 @@ void NonNegativeLogitsDetector::load_state(const std::string& text) {
   streak_ = nlohmann::json::parse(text).at("streak").get<int>();
 }
 
+std::optional<Finding> BoundedLogitsDetector::on_step(const StepSignals& s) {
+  if (!s.classification_outputs) return std::nullopt;
+  const std::string& known = s.output_activation;
+  const bool probabilities = s.output_max <= 1 && rows_sum_to_one(s);
+  constexpr double kReach = 0.01;  // a bound counts as reached within this
+  const bool in_unit = s.output_min >= -1e-6 && s.output_max <= 1 + 1e-6;
+  const bool in_sym = s.output_min >= -1 - 1e-6 && s.output_max <= 1 + 1e-6;
+  const bool sigmoid_like = in_unit && (s.output_max >= 1 - kReach || s.output_min <= kReach) &&
+                            s.zero_fraction < 0.05;  // exact zeros: a ReLU (relu_on_logits)
+  const bool tanh_like = in_sym && s.output_min < -kReach &&
+                         (s.output_max >= 1 - kReach || s.output_min <= -1 + kReach);
+  const bool bounded = known == "sigmoid" || known == "tanh" ||
+                       (known.empty() && !probabilities && (sigmoid_like || tanh_like));
+  streak_ = bounded ? streak_ + 1 : 0;
+  if (streak_ != (known.empty() ? 3 : 2)) return std::nullopt;
+  const bool symmetric = known == "tanh" || (known.empty() && tanh_like);
+  const double lo = symmetric ? -1.0 : 0.0, hi = 1.0;
+  const std::string how = !known.empty() ? "the model ends in a " + display_name(known)
+                          : symmetric    ? "as after a tanh"
+                                         : "as after a sigmoid";
+  std::string floor;
+  std::map<std::string, double> evidence = {{"output_min", s.output_min},
+                                            {"output_max", s.output_max}};
+  if (s.output_classes > 1) {
+    const double best = std::log1p(static_cast<double>(s.output_classes - 1) * std::exp(lo - hi));
+    floor = "; with " + std::to_string(s.output_classes) +
+            " classes, even its most confident prediction has a cross-entropy of " + num(best) +
+            ", so the loss cannot go below it";
+    evidence["lowest_possible_loss"] = best;
+  }
+  return make(
+      kind(), Severity::kWarning, s.step, s.epoch,
+      "the model's scores stay within [" + num(s.output_min) + ", " + num(s.output_max) + "] (" +
+          how + "), but cross-entropy expects unbounded logits" + floor,
+      evidence,
+      "remove the " +
+          (known.empty() ? std::string(symmetric ? "tanh" : "sigmoid") : display_name(known)) +
+          " after the last Linear layer: its outputs are the logits, and cross-entropy "
+          "applies the softmax itself");
+}
+
+std::string BoundedLogitsDetector::save_state() const {
+  return nlohmann::json{{"streak", streak_}}.dump();
+}
+void BoundedLogitsDetector::load_state(const std::string& text) {
+  streak_ = nlohmann::json::parse(text).at("streak").get<int>();
+}
+
 std::optional<Finding> NonFiniteDetector::on_epoch(const EpochSignals& e) {
   const double loss = metric(e.train, "loss", 0.0);
   if (std::isfinite(loss)) return std::nullopt;
@@ -831,6 +879,7 @@ std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThreshold
   // Appended: a checkpoint of the detectors above loads into their places.
   d.push_back(std::make_unique<ProbabilityOutputsDetector>());
   d.push_back(std::make_unique<NonNegativeLogitsDetector>());
+  d.push_back(std::make_unique<BoundedLogitsDetector>());
   d.push_back(std::make_unique<SymmetricUnitsDetector>(t));
   d.push_back(std::make_unique<StuckParametersDetector>(t));
   d.push_back(std::make_unique<StillLossDetector>(t));

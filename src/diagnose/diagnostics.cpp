@@ -383,6 +383,10 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
   else if (classification && state.outputs.scalar_type() == torch::kHalf)
     s.output_epsilon = 0.0009765625;
   s.zero_fraction = tail[5];
+  if (classification) {
+    s.output_classes = state.outputs.size(-1);
+    s.output_activation = output_activation_;
+  }
   if (regression) {
     const double* r = tail + 6;
     s.regression_outputs = true;

@@ -5,7 +5,12 @@
 
 #include <trainscope/trainscope.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -28,6 +33,7 @@ struct Scenario {
   bool small_train = false;                      // use Scale::overfit_examples
   int64_t epoch_factor = 1;                      // epochs = Scale::epochs x this
   bool augment = false;  // the default run's augmentation (hflip, 2-pixel shifts)
+  std::function<void(data::DataSplits&)> splits;  // changes the loaded splits (optional)
 };
 
 struct Result {
@@ -94,6 +100,45 @@ struct LazyHeadNet : torch::nn::Module {
     return head->forward(h);
   }
 };
+
+// Models defined in Python (tests/interop/make_scenario_models.py), made once per process into a
+// temporary folder with Debian's python3-torch; loaded as TorchScript, as `trainscope train
+// --model FILE` loads them.
+inline Model scripted(const std::string& name) {
+#ifndef TRAINSCOPE_SOURCE_DIR
+#error "TRAINSCOPE_SOURCE_DIR: the scenarios' Python models live in the source tree"
+#endif
+  // The folder goes when the process ends.
+  static struct Folder {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("trainscope-scenario-models-" + std::to_string(::getpid()));
+    ~Folder() {
+      std::error_code ignored;
+      std::filesystem::remove_all(path, ignored);
+    }
+  } folder;
+  static std::once_flag once;
+  const std::filesystem::path& dir = folder.path;
+  std::call_once(once, [&] {
+    const std::string command = "/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
+                                "/tests/interop/make_scenario_models.py' '" +
+                                dir.string() + "'";
+    if (std::system(command.c_str()) != 0)
+      throw Error("cannot make the scenarios' TorchScript models: " + command +
+                  " failed (python3-torch is installed by scripts/deps.sh)");
+  });
+  return models::load_torchscript(dir / (name + ".pt"));
+}
+
+// The training split with its labels permuted among its examples: every image keeps a label,
+// none its own (a pipeline that shuffles images and labels separately).
+inline void shuffle_labels(data::DataSplits& splits) {
+  const int64_t n = splits.train->size();
+  data::Batch all = splits.train->get_batch(torch::arange(n));
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+  torch::Tensor y = all.y.index_select(0, torch::randperm(n, gen));
+  splits.train = std::make_shared<data::TensorDataset>(all.x, y);
+}
 
 inline std::vector<Scenario> all() {
   auto none = [](auto&) {};
@@ -176,6 +221,49 @@ inline std::vector<Scenario> all() {
          return sequential_mlp({256, 128}, "relu");
        },
        none, [](SessionOptions& o) { o.train.batch_size(1 << 20); }},
+      // Translated from the published fault benchmarks (DeepFD, AUTOTRAINER, DeepDiagnosis,
+      // UMLAUT) to what PyTorch users write.
+      {"a sigmoid after the last Linear (DeepDiagnosis: wrong last-layer activation)",
+       "bounded_logits",
+       [] {
+         Model m = sequential_mlp({256, 128}, "relu");
+         std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m.ptr())->push_back(
+             torch::nn::Sigmoid());
+         return m;
+       },
+       none, none},
+      {"a tanh after the last Linear (UMLAUT: activation on the logits)", "bounded_logits",
+       [] {
+         Model m = sequential_mlp({256, 128}, "relu");
+         std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m.ptr())->push_back(
+             torch::nn::Tanh());
+         return m;
+       },
+       none, none},
+      {"labels shuffled apart from their images (DeepFD: broken training data)",
+       "underfitting|loss_not_moving",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, none, false, 1, false, shuffle_labels},
+      {"vanishing: 20-layer tanh MLP (AUTOTRAINER: vanishing gradients)", "vanishing_gradients",
+       [] { return sequential_mlp(std::vector<int64_t>(20, 64), "tanh"); }, none, none},
+      {"SGD with lr 1e-5 (AUTOTRAINER: learning rate too small)",
+       "learning_rate|loss_not_moving|underfitting",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.optimizer(Optimizer::kSgd).lr(1e-5); }},
+      {"Adam with lr 0.1 (DeepFD: learning rate too large)",
+       "learning_rate|oscillating_loss|exploding_gradients|non_finite|dying_relu",
+       [] {
+         return sequential_mlp({256, 128}, "relu");
+       },
+       none, [](SessionOptions& o) { o.train.lr(0.1); }},
+      {"Python model: F.softmax at the end of forward, then cross-entropy (TorchScript)",
+       "softmax_before_loss", [] { return scripted("softmax_mlp"); }, none, none},
+      {"Python model: torch.sigmoid at the end of forward (TorchScript)", "bounded_logits",
+       [] { return scripted("sigmoid_cnn"); }, none, none},
       // The default run's recipe. Without augmentation the CNN really does overfit by epoch ~8 of
       // a 20,000-example subset, and the detector rightly says so.
       {"healthy: reference CNN with the default augmentation", "", [] { return models::cnn(); },
@@ -227,6 +315,9 @@ inline std::vector<Scenario> all() {
          return sequential_mlp({256, 128}, "relu");
        },
        none, none},
+      {"healthy: Python MLP 256-128 (TorchScript)", "", [] { return scripted("mlp"); }, none, none},
+      {"healthy: Python CNN with batch norm (TorchScript)", "", [] { return scripted("cnn"); },
+       none, none},
   };
 }
 
@@ -237,6 +328,7 @@ inline Result run(const Scenario& s, const Scale& scale) {
   if (s.small_train) d.val_fraction = 0.5;
   s.data(d);
   auto splits = data::fashion_mnist(d);
+  if (s.splits) s.splits(splits);
   torch::manual_seed(scale.seed);
   Model model = s.model();
   SessionOptions o;  // the Session's diagnostics, without checkpoints or early stopping

@@ -303,6 +303,23 @@ class OscillatingLossDetector : public ThresholdDetector {
   std::vector<double> train_;
 };
 
+// Classification scores squashed into [0, 1] or [-1, 1] by a sigmoid or tanh after the last
+// layer, where cross-entropy expects unbounded logits: the most confident prediction the model
+// can make then has a loss of log(1 + (C - 1) e^(lo - hi)) (1.46 for 10 classes through a
+// sigmoid), so it cannot fit its data. Certain when the model ends in one
+// (StepSignals::output_activation); otherwise read from scores that stay within the range with
+// one bound reached (within 0.01) at 3 logging steps in a row, and do not sum to 1 per row.
+class BoundedLogitsDetector : public Detector {
+ public:
+  std::string kind() const override { return "bounded_logits"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  int streak_ = 0;
+};
+
 // Median update-to-weight ratio of the weights outside [update_low, update_high].
 class LearningRateDetector : public ThresholdDetector {
  public:

@@ -58,6 +58,7 @@ struct StepSignals {
   // 0.0078, float16 0.00098), else 0: probabilities rounded to it sum to 1 only within it.
   double output_epsilon = 0.0;
   double zero_fraction = 0.0;
+  int64_t output_classes = 0;  // classification: scores per row (the number of classes)
   // Regression (floating-point targets): the outputs' range and zero share (output_min,
   // output_max, zero_fraction above), how many outputs there were, the share of outputs pinned at
   // a bounded activation's bound (>= 0.99, <= 0.01 and >= 0, <= -0.99), and the share of targets
@@ -65,7 +66,8 @@ struct StepSignals {
   bool regression_outputs = false;
   int64_t output_count = 0;
   // The model's last module when it is a bounded activation ("sigmoid", "tanh", "relu",
-  // "softplus"); "" when it is not, or not known (a model that is not a Sequential).
+  // "softplus"); "" when it is not, or not known (a model that is not a Sequential or a
+  // TorchScript graph). Set for classification and regression.
   std::string output_activation;
   double near_one = 0.0, near_zero = 0.0, near_minus_one = 0.0;
   double targets_above_one = 0.0, targets_below_zero = 0.0, targets_below_minus_one = 0.0;

@@ -410,12 +410,13 @@ TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
-  EXPECT_EQ(kinds, (std::set<std::string>{
-                       "non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
-                       "saturated_activations", "learning_rate", "overfitting", "underfitting",
-                       "oscillating_loss", "softmax_before_loss", "relu_on_logits",
-                       "symmetric_units", "stuck_parameters", "loss_not_moving", "too_few_steps",
-                       "unreachable_targets", "frozen_norm_drift", "batch_size_advice"}));
+  EXPECT_EQ(kinds,
+            (std::set<std::string>{
+                "non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
+                "saturated_activations", "learning_rate", "overfitting", "underfitting",
+                "oscillating_loss", "softmax_before_loss", "relu_on_logits", "bounded_logits",
+                "symmetric_units", "stuck_parameters", "loss_not_moving", "too_few_steps",
+                "unreachable_targets", "frozen_norm_drift", "batch_size_advice"}));
 }
 
 // Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
@@ -458,6 +459,54 @@ TEST(Detectors, ProbabilitiesAndClippedLogitsFedToCrossEntropy) {
   regression.classification_outputs = false;
   dg::ProbabilityOutputsDetector p;
   EXPECT_EQ(first_step_firing(p, {regression, regression}), -1) << "not classification";
+}
+
+// Scores squashed by a sigmoid or tanh after the last layer: certain when the model's last module
+// says so, else read from scores that stay in [0, 1] or [-1, 1] with a bound reached, three
+// logging steps in a row. Healthy logits, small ones at initialization, zero-initialized heads,
+// a ReLU's exact zeros and a softmax's rows are not it.
+TEST(Detectors, BoundedLogitsFedToCrossEntropy) {
+  auto outputs = [](double lo, double hi, double row_error, double zeros,
+                    const std::string& activation = "") {
+    dg::StepSignals s = step(1, 1.0, 1.0);
+    s.classification_outputs = true;
+    s.output_classes = 10;
+    s.output_min = lo, s.output_max = hi, s.row_sum_error = row_error, s.zero_fraction = zeros;
+    s.output_activation = activation;
+    return s;
+  };
+  const auto sigmoid = outputs(0.02, 0.995, 1.7, 0.0), tanh = outputs(-0.999, 0.97, 3.0, 0.0),
+             known = outputs(0.2, 0.6, 1.7, 0.0, "sigmoid"),
+             small_init = outputs(-0.35, 0.42, 9.0, 0.0), zero_head = outputs(0.0, 0.0, 1.0, 1.0),
+             relu = outputs(0.0, 0.999, 4.0, 0.3), softmax = outputs(0.001, 0.995, 2e-7, 0.0),
+             healthy = outputs(-6.2, 8.1, 9.0, 0.0);
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int at;
+  };
+  const std::vector<Case> cases = {
+      {"sigmoid-like scores, three logging steps", {sigmoid, sigmoid, sigmoid, sigmoid}, 2},
+      {"tanh-like scores", {tanh, tanh, tanh}, 2},
+      {"the model ends in a Sigmoid: two steps suffice", {known, known, known}, 1},
+      {"twice is not enough without the model's word", {sigmoid, sigmoid, healthy, sigmoid}, -1},
+      {"small logits at initialization reach no bound", {small_init, small_init, small_init}, -1},
+      {"a zero-initialized head", {zero_head, zero_head, zero_head}, -1},
+      {"a ReLU's exact zeros are relu_on_logits", {relu, relu, relu}, -1},
+      {"a softmax's rows are softmax_before_loss", {softmax, softmax, softmax}, -1},
+      {"healthy logits", {healthy, healthy, healthy}, -1},
+  };
+  for (const auto& c : cases) {
+    dg::BoundedLogitsDetector d;
+    EXPECT_EQ(first_step_firing(d, c.steps), c.at) << c.name;
+  }
+  dg::BoundedLogitsDetector d;
+  std::optional<dg::Finding> f;
+  for (const auto& s : {sigmoid, sigmoid, sigmoid}) f = f ? f : d.on_step(s);
+  ASSERT_TRUE(f);
+  EXPECT_NE(f->message.find("a cross-entropy of 1.46"), std::string::npos) << f->message;
+  EXPECT_NE(f->remedy.find("remove the sigmoid after the last Linear layer"), std::string::npos)
+      << f->remedy;
 }
 
 // Units that stay identical: constant initialization. Float noise between identical units is
