@@ -1,11 +1,16 @@
 // The live dashboard: runs list, one run, several runs compared. Polls the read-only API; a
 // running run's charts update within a second of new data reaching the run store.
-import { h, clear, fmt, fmtDuration, fmtTime, fmtAgo, getJSON, enc } from './util.js';
+import { h, clear, fmt, fmtDuration, getJSON, enc } from './util.js';
 import {
   RunCharts, toolbar, findingsView, testResultsView, settingsView, checkpointsView, runFacts, section,
   statusBadge, bestMetricText, severityBadge, colorFor,
-  dataCheckView,
+  dataCheckView, groupRuns,
 } from './views.js';
+import { ScalarGrid } from './scalars.js';
+import { HistogramsView } from './histograms.js';
+import { runsPage } from './runs_table.js';
+import { annotationsSection } from './annotations.js';
+import { mountNotifications } from './notify.js';
 
 const app = document.getElementById('app');
 const crumbs = document.getElementById('crumbs');
@@ -19,6 +24,7 @@ const stored = JSON.parse(localStorage.getItem('trainscope.settings') || '{}');
 const settings = {
   smoothing: typeof stored.smoothing === 'number' ? stored.smoothing : 0.6,
   logs: stored.logs && typeof stored.logs === 'object' ? stored.logs : {},
+  xAxis: typeof stored.xAxis === 'string' ? stored.xAxis : 'step',  // step, epoch, samples, wall, relative
 };
 const saveSettings = () => localStorage.setItem('trainscope.settings', JSON.stringify(settings));
 
@@ -32,6 +38,7 @@ const apiSource = {
     return getJSON(q);
   },
   csv: (run, split, tag) => `api/runs/${enc(run)}/csv?split=${enc(split)}&tag=${enc(tag)}`,
+  histograms: (run) => getJSON(`api/runs/${enc(run)}/histograms`),
 };
 
 function setCrumbs(...items) {
@@ -83,69 +90,6 @@ function waitForRun(name) {
   }, 1000);
 }
 
-// ---- runs list ----
-async function runsPage() {
-  setCrumbs({ text: 'runs' });
-  const selected = new Set();
-  const compareBtn = h('button', { class: 'primary', disabled: true, text: 'Compare selected' });
-  compareBtn.addEventListener('click', () => { location.hash = `#/compare/${[...selected].map(enc).join(',')}`; });
-  const body = h('tbody');
-  const dirNote = h('span', { class: 'muted' });
-  clear(app).appendChild(h('section', { class: 'card' },
-    h('div', { class: 'section-head' }, h('h2', { text: 'Runs' }), dirNote, h('span', { class: 'spacer' }), compareBtn),
-    h('div', { class: 'scroll-x' }, h('table', { class: 'runs' },
-      h('thead', null, h('tr', null, h('th', { class: 'check' }), ['run', 'status', 'best val', 'epochs', 'duration', 'findings', 'started', 'last data'].map((t) => h('th', { text: t })))),
-      body))));
-  const render = (data) => {
-    dirNote.textContent = data.runs_dir;
-    clear(body);
-    // Newest first; a sweep's trials together, in trial order, where its newest trial falls.
-    const newest = (a, b) => (b.started_at || 0) - (a.started_at || 0);
-    const runs = [];
-    const sweeps = new Map();
-    for (const r of [...data.runs].sort(newest)) {
-      if (!r.sweep) { runs.push(r); continue; }
-      if (!sweeps.has(r.sweep)) { sweeps.set(r.sweep, []); runs.push({ group: r.sweep }); }
-      sweeps.get(r.sweep).push(r);
-    }
-    if (!runs.length) body.appendChild(h('tr', null, h('td', { colspan: 9, class: 'muted', text: 'No runs yet. Start one with `trainscope train`.' })));
-    const rows = [];
-    for (const r of runs) {
-      if (!r.group) { rows.push(r); continue; }
-      const trials = sweeps.get(r.group).sort((a, b) => a.name.localeCompare(b.name));
-      const finished = trials.filter((t) => t.status === 'finished').length;
-      rows.push({ header: r.group, text: `sweep ${r.group} · ${trials.length} trial${trials.length === 1 ? '' : 's'} · ${finished} finished` });
-      rows.push(...trials);
-    }
-    for (const r of rows) {
-      if (r.header) {
-        body.appendChild(h('tr', { class: 'group', dataset: { sweep: r.header } }, h('td', { colspan: 9, text: r.text })));
-        continue;
-      }
-      const box = h('input', { type: 'checkbox', 'aria-label': `select ${r.display_name}`, checked: selected.has(r.name) });
-      box.addEventListener('change', () => {
-        if (box.checked) selected.add(r.name); else selected.delete(r.name);
-        compareBtn.disabled = selected.size < 2;
-      });
-      const f = r.findings || {};
-      const findings = Object.entries(f).map(([sev, n]) => h('span', { class: `count sev-${sev.replace(/[^a-z]/g, '')}`, title: `${n} ${sev}`, text: n }));
-      body.appendChild(h('tr', { dataset: { run: r.name } },
-        h('td', { class: 'check' }, box),
-        h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.display_name }), r.model ? h('span', { class: 'muted small', text: ` ${r.model}` }) : null,
-          r.sweep_trial ? h('div', { class: 'muted small', text: r.sweep_trial }) : null),
-        h('td', { title: r.stop_message || '' }, statusBadge(r.status, r.stop_reason)),
-        h('td', { class: 'num', text: bestMetricText(r) }),
-        h('td', { class: 'num', text: r.max_epochs ? `${r.epochs} / ${r.max_epochs}` : fmt(r.epochs) }),
-        h('td', { class: 'num', text: fmtDuration(r.duration) }),
-        h('td', null, findings.length ? findings : h('span', { class: 'muted', text: '–' })),
-        h('td', { text: fmtTime(r.started_at) }),
-        h('td', { class: 'muted', text: fmtAgo(r.last_update) })));
-    }
-  };
-  render(await getJSON('api/runs'));
-  return poller(async () => render(await getJSON('api/runs')), 2000);
-}
-
 // ---- one run ----
 async function runPage(name) {
   let detail, firstFindings, firstVersion;
@@ -159,6 +103,11 @@ async function runPage(name) {
   setCrumbs({ text: 'runs', href: '#/' }, { text: detail.display_name || name });
   const chartsRoot = h('div');
   const charts = new RunCharts(chartsRoot, { runs: [{ name, detail, color: colorFor(0) }], source: apiSource, settings, onSettings: saveSettings });
+  // Every scalar as small multiples, and the weight and gradient histograms: on the charts' axis.
+  const scalarsRoot = h('div');
+  const scalars = new ScalarGrid(scalarsRoot, charts);
+  const histogramsRoot = h('div');
+  const histograms = new HistogramsView(histogramsRoot, charts, charts.runs[0], () => apiSource.histograms(name));
   const findingsBox = h('div');
   const testBox = h('div');
   const factsBox = h('div');
@@ -172,7 +121,10 @@ async function runPage(name) {
   clear(app).append(...[
     h('div', { class: 'run-title' }, h('h1', { text: detail.display_name || name }), h('span', { class: 'muted mono', text: name })),
     factsBox,
+    annotationsSection(name, detail.annotations),
     dataCheck ? null : section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
+    dataCheck ? null : section('All scalars', scalarsRoot),
+    dataCheck ? null : section('Weights and gradients', histogramsRoot),
     section('Findings', findingsBox, findingsCount),
     dataCheck || hasDataCheck(detail) ? section('Data checks', dataCheckBox) : null,
     dataCheck ? null : section('Test results', testBox),
@@ -198,7 +150,7 @@ async function runPage(name) {
   let version = firstVersion;
   let tagCount = (detail.tags || []).length;
   let status = detail.status;
-  return poller(async () => {
+  const polling = poller(async () => {
     const v = await getJSON(`api/runs/${enc(name)}/version`);
     if (JSON.stringify(v) === JSON.stringify(version)) return;
     const d = await getJSON(`api/runs/${enc(name)}`);
@@ -210,38 +162,68 @@ async function runPage(name) {
     else if (v.metrics !== version.metrics) await charts.refresh();
     version = v;
   }, () => (ENDED.has(status) ? POLL_FINISHED_MS : POLL_MS));
+  return { stop: () => { polling.stop(); scalars.destroy(); histograms.destroy(); } };
 }
 
 // ---- several runs ----
-async function comparePage(names) {
+// ?group=<setting key>: one colour per value of that setting, each group drawn as its mean and a
+// mean ± std band over its runs (seeds).
+async function comparePage(names, query) {
   const details = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}`)));
   setCrumbs({ text: 'runs', href: '#/' }, { text: `compare ${names.length} runs` });
   const runs = names.map((name, i) => ({ name, detail: details[i], color: colorFor(i) }));
+  const groupKey = query.get('group') || '';
+  const groups = groupKey ? groupRuns(runs, groupKey) : null;
+  if (groups) for (const g of groups) for (const r of g.runs) r.color = g.color;
   const chartsRoot = h('div');
-  const charts = new RunCharts(chartsRoot, { runs, source: apiSource, settings, onSettings: saveSettings });
+  const charts = new RunCharts(chartsRoot, { runs, source: apiSource, settings, onSettings: saveSettings, groups });
+  const scalarsRoot = h('div');
+  const scalars = new ScalarGrid(scalarsRoot, charts);
+  const tools = toolbar(settings, charts, saveSettings);
+  tools.prepend(groupPicker(names, runs, groupKey));
+  const title = groups ? `Comparing ${names.length} runs in ${groups.length} group${groups.length === 1 ? '' : 's'} by ${groupKey}` : `Comparing ${names.length} runs`;
   clear(app).append(
-    h('div', { class: 'run-title' }, h('h1', { text: `Comparing ${names.length} runs` })),
-    section('Runs', compareTable(runs)),
+    h('div', { class: 'run-title' }, h('h1', { text: title })),
+    section('Runs', compareTable(runs, groups)),
     dataWarning(runs) || '',
-    section('Charts', chartsRoot, toolbar(settings, charts, saveSettings)),
+    section('Charts', chartsRoot, tools),
+    section('All scalars', scalarsRoot),
     section('Settings that differ', configDiff(runs)));
   await charts.build();
   const versions = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}/version`)));
-  return poller(async () => {
+  const polling = poller(async () => {
     const now = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}/version`)));
     if (JSON.stringify(now) === JSON.stringify(versions)) return;
     const fresh = await Promise.all(names.map((n) => getJSON(`api/runs/${enc(n)}`)));
     fresh.forEach((d, i) => { runs[i].detail = d; versions[i] = now[i]; });
     await charts.refresh();
   }, () => (runs.every((r) => ENDED.has(r.detail.status)) ? POLL_FINISHED_MS : POLL_MS));
+  return { stop: () => { polling.stop(); scalars.destroy(); } };
 }
 
-function compareTable(runs) {
+// The setting to group the runs by: those whose value differs between them.
+function groupPicker(names, runs, current) {
+  const keys = new Set();
+  const maps = runs.map((r) => new Map((r.detail.settings || []).map((s) => [s.key, s.value])));
+  maps.forEach((m) => m.forEach((_, k) => keys.add(k)));
+  const differ = [...keys].sort().filter((k) => k !== 'run.name' && new Set(maps.map((m) => m.get(k))).size > 1);
+  if (current && !differ.includes(current)) differ.unshift(current);
+  const select = h('select', { 'aria-label': 'group by' }, h('option', { value: '', text: 'none (one line per run)' }),
+    differ.map((k) => h('option', { value: k, text: k, selected: k === current })));
+  select.addEventListener('change', () => {
+    location.hash = `#/compare/${names.map(enc).join(',')}${select.value ? `?group=${enc(select.value)}` : ''}`;
+  });
+  return h('label', { title: 'one colour per value of a setting: the mean over its runs and a band of ± one standard deviation' }, 'group by ', select);
+}
+
+function compareTable(runs, groups) {
+  const groupOf = (r) => groups && groups.find((g) => g.runs.includes(r));
   return h('table', { class: 'runs compare' },
-    h('thead', null, h('tr', null, ['', 'run', 'status', 'best val', 'best epoch', 'epochs', 'duration'].map((t) => h('th', { text: t })))),
+    h('thead', null, h('tr', null, ['', 'run', groups ? `group: ${groups[0].key}` : null, 'status', 'best val', 'best epoch', 'epochs', 'duration'].filter((t) => t !== null).map((t) => h('th', { text: t })))),
     h('tbody', null, runs.map((r) => h('tr', null,
       h('td', null, h('span', { class: 'swatch', style: { background: r.color } })),
       h('td', { class: 'name' }, h('a', { href: `#/run/${enc(r.name)}`, text: r.detail.display_name || r.name })),
+      groups ? h('td', { class: 'mono', text: `${groupOf(r).value} (n=${groupOf(r).runs.length})` }) : null,
       h('td', null, statusBadge(r.detail.status, r.detail.stop_reason)),
       h('td', { class: 'num', text: bestMetricText(r.detail) }),
       h('td', { class: 'num', text: fmt(r.detail.best_epoch) }),
@@ -281,13 +263,17 @@ async function route() {
   const hash = location.hash || '#/';
   try {
     if (hash.startsWith('#/run/')) page = await runPage(decodeURIComponent(hash.slice(6)));
-    else if (hash.startsWith('#/compare/')) page = await comparePage(hash.slice(10).split(',').filter(Boolean).map(decodeURIComponent));
-    else page = await runsPage();
+    else if (hash.startsWith('#/compare/')) {
+      const [list, query] = hash.slice(10).split('?');
+      page = await comparePage(list.split(',').filter(Boolean).map(decodeURIComponent), new URLSearchParams(query || ''));
+    }
+    else page = await runsPage({ app, setCrumbs, poller });
   } catch (e) {
     showError(e);
   }
   document.body.dataset.ready = hash;
 }
 
+mountNotifications(document.getElementById('notify'));
 window.addEventListener('hashchange', route);
 route();

@@ -128,4 +128,13 @@ export async function getJSON(path, signal) {
 
 export function enc(s) { return encodeURIComponent(s); }
 
-export const RUN_COLORS = ['#2563eb', '#e8590c', '#0f9d58', '#c2185b', '#7c3aed', '#0891b2', '#b45309', '#4b5563'];
+// 24 run colours, in the order runs get them. The first seven keep apart for the colour-blind
+// too (blue, orange, bluish green, vermillion, reddish purple, sky blue, near black: the hues of
+// Okabe and Ito's set); each next one was picked greedily for the largest smallest OKLab distance
+// to those before it under normal, deuteranope, protanope and tritanope vision (Machado et al.'s
+// simulation), among colours with 2.6:1 contrast or more on white, so a thin line stays visible.
+export const RUN_COLORS = [
+  '#2563eb', '#e69f00', '#009e73', '#d55e00', '#cc79a7', '#56b4e9', '#27272a', '#770591',
+  '#165d1b', '#ba2783', '#4711c8', '#8f7fed', '#805aa5', '#953c43', '#e543c8', '#4683c5',
+  '#f24e71', '#a05b11', '#86155c', '#494fb5', '#f57e4d', '#778a2d', '#9c29d0', '#2f8247',
+];

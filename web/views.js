@@ -1,7 +1,7 @@
 // The run view, shared by the live dashboard (data from the API) and the static report (data
 // inlined in the file): charts, heatmap, findings timeline, test results, config, checkpoints.
 import { h, clear, fmt, fmtPercent, fmtDuration, fmtTime, emaSmooth, RUN_COLORS, withSettings } from './util.js';
-import { LineChart, heatmap, confusionMatrix } from './charts.js';
+import { LineChart, heatmap, confusionMatrix, X_MODES, xAxisSpec, meanBand, hexAlpha } from './charts.js';
 
 const TRAIN = '#2563eb', VAL = '#e8590c', STEP = '#60a5fa';
 const HEAT_PREFIXES = ['grad_norm/', 'update_ratio/', 'weight_norm/', 'zero_grad/', 'dead_relu/', 'saturated/'];
@@ -49,20 +49,29 @@ export function heatGroups(tags) {
   return groups;
 }
 
-export function otherTags(tags) {
-  const shown = new Set(['train/step_loss', 'train/loss', 'val/loss', 'train/accuracy', 'val/accuracy', 'train/mae', 'val/mae',
-    'train/rmse', 'val/rmse', 'train/lr', 'train/grad_norm', 'train/noise_scale', 'system/cpu_percent', 'system/rss_mib']);
-  return tags.filter((t) => !shown.has(`${t.split}/${t.tag}`) && !HEAT_PREFIXES.some((p) => t.tag.startsWith(p)));
+// Keeps the last of points that share a step (lr is stored per step and again per epoch), with
+// each point's epoch and wall time where the API gives them.
+function dedupeSeries(s) {
+  const out = { step: [], value: [], epoch: s.epoch ? [] : null, wall_time: s.wall_time ? [] : null, count: s.count ?? s.step.length, returned: s.step.length };
+  for (let i = 0; i < s.step.length; i++) {
+    const last = out.step.length - 1;
+    const at = last >= 0 && out.step[last] === s.step[i] ? last : out.step.length;
+    out.step[at] = s.step[i];
+    out.value[at] = s.value[i];
+    if (out.epoch) out.epoch[at] = s.epoch[i];
+    if (out.wall_time) out.wall_time[at] = s.wall_time[i];
+  }
+  return out;
 }
 
-// Keeps the last of points that share a step (lr is stored per step and again per epoch).
-function dedupe(x, y) {
-  const xs = [], ys = [];
-  for (let i = 0; i < x.length; i++) {
-    if (xs.length && xs[xs.length - 1] === x[i]) ys[ys.length - 1] = y[i];
-    else { xs.push(x[i]); ys.push(y[i]); }
-  }
-  return [xs, ys];
+// A setting of a run as plain text: from the run detail's list or the runs list's map, with a
+// TOML string's quotes removed ("32" -> 32).
+export function settingText(detail, key) {
+  const s = detail && detail.settings;
+  const v = Array.isArray(s) ? s.find((x) => x.key === key)?.value : s && typeof s === 'object' ? s[key] : undefined;
+  if (v === undefined || v === null) return undefined;
+  const text = String(v);
+  return text.length >= 2 && text.startsWith('"') && text.endsWith('"') ? text.slice(1, -1) : text;
 }
 
 export function statusBadge(status, reason) {
@@ -81,20 +90,165 @@ export function bestMetricText(run) {
   return m.tag === 'accuracy' ? `${fmtPercent(m.value)} acc` : `${fmt(m.value)} ${m.tag}`;
 }
 
-// A page of charts over one or several runs. source.series(runName, split, tag, {points, from, to})
-// returns {step, value, count, returned}; source.csv(runName, split, tag) a link or null.
+// Where a run's points go on the x axis, for each of X_MODES. A point carries its step, epoch
+// and wall time; what turns those into x is the run's own: its epoch ends (the steps of a
+// per-epoch series), its batch size (samples seen = step x batch size, approximate where an
+// epoch ends in a smaller batch) and its start time.
+export class RunClock {
+  constructor(detail) {
+    this.knots = { step: [], epoch: [], wall: [] };
+    this.knotKey = '';
+    this.setDetail(detail);
+  }
+
+  setDetail(detail) {
+    const batch = Number(settingText(detail, 'train.batch_size'));
+    this.batch = Number.isFinite(batch) && batch > 0 ? batch : null;
+    this.start = Number.isFinite(detail.started_at) ? detail.started_at : null;
+  }
+
+  // The epoch ends, from a per-epoch series: {step, epoch, wall_time}.
+  setKnots(s) {
+    this.knots = { step: s.step.slice(), epoch: s.step.map((_, i) => (s.epoch ? s.epoch[i] : i + 1)), wall: s.wall_time ? s.wall_time.slice() : [] };
+  }
+
+  // Why a mode cannot place this run's points, or null when it can.
+  missing(mode) {
+    if (mode === 'epoch' && !this.knots.step.length) return 'no epoch has ended yet';
+    if (mode === 'samples' && !this.batch) return 'its batch size is unknown';
+    if (mode === 'relative' && this.start === null) return 'its start time is unknown';
+    return null;
+  }
+
+  // The fractional epoch at a step: linear between epoch ends (epoch 0 at step 0); past the last
+  // end, at the pace of the last epoch.
+  epochAt(step) {
+    const { step: s, epoch: e } = this.knots;
+    const n = s.length;
+    if (!n) return null;
+    let i = 0;
+    while (i < n && s[i] < step) i++;
+    if (i < n && s[i] === step) return e[i];
+    const [s0, e0, s1, e1] = i === 0 ? [0, 0, s[0], e[0]] : i < n ? [s[i - 1], e[i - 1], s[i], e[i]]
+      : n > 1 ? [s[n - 2], e[n - 2], s[n - 1], e[n - 1]] : [0, 0, s[0], e[0]];
+    return s1 === s0 ? e1 : e0 + ((e1 - e0) * (step - s0)) / (s1 - s0);
+  }
+
+  // The wall time at a step, between the epoch ends' (for marks that have only a step).
+  wallAt(step) {
+    const { step: s, wall: w } = this.knots;
+    if (!w.length) return null;
+    if (w.length === 1) return w[0];
+    let i = 1;
+    while (i < s.length - 1 && s[i] < step) i++;
+    return w[i - 1] + ((w[i] - w[i - 1]) * (step - s[i - 1])) / Math.max(s[i] - s[i - 1], 1);
+  }
+
+  // x of each point of a series ({step, epoch, wall_time}), or null where the mode cannot place it.
+  xs(mode, s) {
+    if (this.missing(mode)) return null;
+    switch (mode) {
+      case 'epoch': return s.step.map((st) => this.epochAt(st));
+      case 'samples': return s.step.map((st) => st * this.batch);
+      case 'wall': return s.wall_time ? s.wall_time.slice() : null;
+      case 'relative': return s.wall_time ? s.wall_time.map((w) => (w === null ? null : w - this.start)) : null;
+      default: return s.step.slice();
+    }
+  }
+
+  // x of one step (epoch ends, findings, histograms); `wall` where the caller knows it.
+  xAt(mode, step, wall) {
+    if (this.missing(mode)) return null;
+    switch (mode) {
+      case 'epoch': return this.epochAt(step);
+      case 'samples': return step * this.batch;
+      case 'wall': return wall ?? this.wallAt(step);
+      case 'relative': { const w = wall ?? this.wallAt(step); return w === null ? null : w - this.start; }
+      default: return step;
+    }
+  }
+
+  // The steps to load for an x range: [from, to], null for an open end. Wider than the range
+  // where x is not a function of the step alone (wall time: the epoch ends around it), so the
+  // chart's edges stay covered; the chart itself shows exactly the range.
+  stepRange(mode, [x0, x1]) {
+    const floor = (v) => Math.max(0, Math.floor(v)), ceil = (v) => Math.ceil(v);
+    switch (mode) {
+      case 'step': return [floor(x0), ceil(x1)];
+      case 'samples': return this.batch ? [floor(x0 / this.batch), ceil(x1 / this.batch)] : [null, null];
+      case 'epoch': return [this.stepAtEpoch(x0, floor), this.stepAtEpoch(x1, ceil)];
+      default: {
+        const offset = mode === 'relative' ? this.start || 0 : 0;
+        const { step: s, wall: w } = this.knots;
+        let from = null, to = null;
+        for (let i = 0; i < w.length; i++) {
+          if (w[i] - offset <= x0) from = s[i];
+          if (to === null && w[i] - offset >= x1) to = s[i];
+        }
+        return [from, to];
+      }
+    }
+  }
+
+  // The inverse of epochAt (it is linear between epoch ends).
+  stepAtEpoch(epoch, round) {
+    const { step: s, epoch: e } = this.knots;
+    if (!s.length) return null;
+    const ks = [0, ...s], ke = [0, ...e];
+    let i = 1;
+    while (i < ks.length - 1 && ke[i] < epoch) i++;
+    const v = ks[i - 1] + ((ks[i] - ks[i - 1]) * (epoch - ke[i - 1])) / Math.max(ke[i] - ke[i - 1], 1e-9);
+    return round(v);
+  }
+}
+
+// The per-epoch series whose steps are a run's epoch ends.
+const EPOCH_SERIES = [['train', 'loss'], ['val', 'loss'], ['train', 'accuracy'], ['val', 'accuracy']];
+
+let pageCount = 0;
+
+// The charts of one run, of several runs (one colour each), or of groups of runs (one colour per
+// group: its mean line and a mean ± std band). One x axis (settings.xAxis), one zoom and one hover
+// cursor for every chart of the page, including those of attached views (the small multiples,
+// the distributions), which implement build(), refresh() and redraw('axis' | 'range' | 'smoothing').
+// source.series(runName, split, tag, {points, from, to}) returns {step, value, epoch, wall_time,
+// count, returned}; source.csv(runName, split, tag) a link or null.
 export class RunCharts {
-  constructor(root, { runs, source, settings, onSettings = null }) {
+  constructor(root, { runs, source, settings, onSettings = null, groups = null }) {
     this.root = root;
     this.runs = runs;             // [{name, detail, color}]
+    this.groups = groups;         // null, or [{label, color, runs: [run]}]
     this.source = source;
-    this.settings = settings;     // {smoothing, logs: {chart id: bool}}
+    this.settings = settings;     // {smoothing, logs: {chart id: bool}, xAxis}
     this.onSettings = onSettings;
-    this.charts = [];             // {chart, spec, range, full}
+    this.charts = [];             // the main grid: {chart, spec, full, seq}
+    this.views = [];
     this.heat = [];
-    this.otherChart = null;
-    this.epochSteps = [];
-    this.findingMarkers = [];
+    this.range = null;            // the page's zoom in x units, or null for all of the data
+    this.sync = `trainscope-charts-${++pageCount}`;
+    this.clocks = new Map();      // run name -> RunClock
+    this.findings = [];
+  }
+
+  get mode() { return X_MODES.some((m) => m.id === this.settings.xAxis) ? this.settings.xAxis : 'step'; }
+
+  attach(view) { this.views.push(view); }
+
+  clock(run) {
+    let c = this.clocks.get(run.name);
+    if (!c) { c = new RunClock(run.detail); this.clocks.set(run.name, c); }
+    return c;
+  }
+
+  xAxisSpec() { return xAxisSpec(this.mode, { batches: this.runs.map((r) => this.clock(r).batch) }); }
+
+  // A chart wired to the page: its x axis, zoom and cursor. opts: LineChart's (id, title, yLabel,
+  // log, height, logToggle).
+  makeChart(container, opts) {
+    return new LineChart(container, {
+      ...opts, xAxis: this.xAxisSpec(), sync: this.sync, range: () => this.range,
+      onZoom: (r) => this.setRange(r), onLog: (on) => this.saveLog(opts.id, on),
+    });
   }
 
   // A chart's log axis: the user's last choice for it, else its default (lr, gradient norm).
@@ -110,10 +264,27 @@ export class RunCharts {
 
   // Findings, as markers on the loss chart at their step (pre-flight findings have none).
   setFindings(findings) {
-    this.findingMarkers = (findings || []).filter((f) => (f.step || 0) > 0)
-      .map((f) => ({ x: f.step, color: SEVERITY_COLORS[f.severity] || SEVERITY_COLORS.info }));
+    this.findings = (findings || []).filter((f) => (f.step || 0) > 0);
     const loss = this.charts.find((e) => e.spec.id === 'loss');
-    if (loss) loss.chart.setOverlays({ markers: this.findingMarkers });
+    if (loss) loss.chart.setOverlays({ markers: this.markers() });
+  }
+
+  markers() {
+    const clock = this.runs[0] && this.clock(this.runs[0]);
+    if (!clock) return [];
+    return this.findings.map((f) => ({ x: clock.xAt(this.mode, f.step), color: SEVERITY_COLORS[f.severity] || SEVERITY_COLORS.info }))
+      .filter((m) => m.x !== null);
+  }
+
+  // Epoch ends, as faint lines on every chart, where the runs shown share them (runs of other
+  // batch sizes end their epochs at other steps).
+  epochLines() {
+    const lines = this.runs.map((run) => {
+      const clock = this.clock(run);
+      return clock.knots.step.map((s, i) => clock.xAt(this.mode, s, clock.knots.wall[i])).filter((x) => x !== null);
+    });
+    const first = JSON.stringify(lines[0] || []);
+    return lines.length && lines[0].length <= 200 && lines.every((l) => JSON.stringify(l) === first) ? lines[0] : [];
   }
 
   tags() {
@@ -123,27 +294,20 @@ export class RunCharts {
   }
 
   async build() {
-    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.chart.destroy();
+    for (const e of this.charts) e.chart.destroy();
     for (const hm of this.heat) hm.destroy();
     this.charts = [];
-    this.otherChart = null;
     this.heat = [];
     this.heatSelect = null;
     this.heatAt = 0;
     clear(this.root);
-    const tags = this.tags();
-    const plan = chartPlan(tags);
+    const plan = chartPlan(this.tags());
     const grid = h('div', { class: 'chart-grid' });
     this.root.appendChild(grid);
     if (plan.length === 0) grid.appendChild(h('p', { class: 'muted', text: 'No metrics yet: the charts appear with the first logged step.' }));
     for (const spec of plan) {
-      const entry = { spec, range: [null, null], full: new Map() };
-      entry.chart = new LineChart(grid, {
-        title: spec.title, id: spec.id, log: this.logFor(spec.id, spec.log), yLabel: spec.yLabel,
-        onZoom: (from, to) => { entry.range = [from, to]; this.loadChart(entry); },
-        onLog: (on) => this.saveLog(spec.id, on),
-      });
-      if (spec.id === 'loss') entry.chart.setOverlays({ markers: this.findingMarkers });
+      const entry = { spec, full: new Map(), seq: 0 };
+      entry.chart = this.makeChart(grid, { title: spec.title, id: spec.id, log: this.logFor(spec.id, spec.log), yLabel: spec.yLabel });
       if (this.source.csv && this.runs.length === 1) {
         const links = spec.lines.map((l) => h('a', { class: 'csv', href: this.source.csv(this.runs[0].name, l.split, l.tag), download: '', title: `download ${l.split}/${l.tag} as CSV`, text: `${l.split}/${l.tag}` }));
         entry.chart.el.appendChild(h('div', { class: 'chart-foot' }, h('span', { class: 'muted', text: 'CSV: ' }), links));
@@ -152,104 +316,161 @@ export class RunCharts {
     }
     this.heatRoot = h('div', { class: 'heat-root' });
     this.root.appendChild(this.heatRoot);
-    this.otherRoot = h('div', { class: 'other-root' });
-    this.root.appendChild(this.otherRoot);
-    this.buildOther(tags);
+    for (const v of this.views) v.build();
     await this.refresh();
   }
 
-  buildOther(tags) {
-    const others = otherTags(tags);
-    clear(this.otherRoot);
-    if (!others.length) return;
-    const select = h('select', { class: 'tag-select', 'aria-label': 'metric' },
-      others.map((t) => h('option', { value: `${t.split}\u001f${t.tag}`, text: `${t.split}/${t.tag}` })));
-    const box = h('div', { class: 'chart-grid one' });
-    this.otherRoot.append(h('div', { class: 'section-head' }, h('h2', { text: 'More metrics' }), select), box);
-    const entry = { spec: null, range: [null, null], full: new Map() };
-    entry.chart = new LineChart(box, {
-      title: 'metric', id: 'other', log: this.logFor('other', false),
-      onZoom: (f, t) => { entry.range = [f, t]; this.loadChart(entry); }, onLog: (on) => this.saveLog('other', on),
-    });
-    const pick = () => {
-      const [split, tag] = select.value.split('\u001f');
-      entry.spec = { id: 'other', title: `${split}/${tag}`, yLabel: tag, lines: [{ split, tag, label: `${split}/${tag}`, color: TRAIN }] };
-      entry.full = new Map();
-      entry.chart.el.querySelector('h3').textContent = `${split}/${tag}`;
-      entry.range = [null, null];
-      entry.chart.zoomed = false;
-      this.loadChart(entry);
-    };
-    select.addEventListener('change', pick);
-    this.otherChart = entry;
-    pick();
-  }
-
-  async loadChart(entry) {
-    if (!entry.spec) return;
-    const points = Math.min(Math.max(Math.round(entry.chart.width() * 2), 400), 4000);
-    const [from, to] = entry.range;
-    const lines = [];
-    const jobs = [];
-    const multi = this.runs.length > 1;
-    this.runs.forEach((run, ri) => {
-      for (const l of entry.spec.lines) {
-        if (!(run.detail.tags || []).some((t) => t.split === l.split && t.tag === l.tag)) continue;
-        jobs.push(this.source.series(run.name, l.split, l.tag, { points, from, to }).then((s) => ({ run, ri, l, s })));
-      }
-    });
-    const results = await Promise.all(jobs);
-    let total = 0, returned = 0;
-    for (const { run, ri, l, s } of results) {
-      total += s.count || 0;
-      returned += s.step.length;
-      const [x, y] = dedupe(s.step, s.value);
-      const color = multi ? run.color : l.color;
-      const label = multi ? `${run.detail.display_name || run.name} · ${l.label}` : l.label;
-      const w = this.settings.smoothing;
-      if (l.smooth && w > 0 && x.length > 8) {
-        // Smoothed over the whole series: a zoomed window continues the average of the points
-        // before it (from the last whole-series load) instead of starting a new one.
-        const key = `${run.name}\u001f${l.split}\u001f${l.tag}`;
-        const zoomed = entry.range[0] !== null;
-        let seed;
-        const full = entry.full.get(key);
-        if (zoomed && full && full.w === w) {
-          let k = -1;
-          while (k + 1 < full.x.length && full.x[k + 1] < x[0]) k++;
-          if (k >= 0) seed = full.y[k];
-        }
-        const smoothed = emaSmooth(y, w, seed);
-        if (!zoomed) entry.full.set(key, { x, y: smoothed, w });
-        lines.push({ label: label + ' (raw)', color, dash: l.dash, x, y, raw: true });
-        lines.push({ label: `${label}, smoothed`, color, dash: l.dash, x, y: smoothed });
-      } else {
-        lines.push({ label, color, dash: l.dash, x, y });
-      }
-    }
-    const note = total > returned ? `${fmt(returned)} of ${fmt(total)} points (min/max per bucket)` : `${fmt(total)} points`;
-    entry.chart.setData(lines, entry.range[0] !== null ? note + ' · zoomed, double-click to reset' : note);
-    entry.chart.setOverlays({ vlines: this.epochSteps });
-  }
-
-  // Epoch ends, as faint lines on every chart: the steps of the first run's per-epoch loss.
-  async loadEpochs() {
-    const run = this.runs[0];
-    if (!run || !hasTag(run.detail.tags || [], 'train', 'loss')) { this.epochSteps = []; return; }
-    const s = await this.source.series(run.name, 'train', 'loss', { points: 400 });
-    this.epochSteps = s.step.length <= 200 ? s.step : [];
+  // Each run's epoch ends, loaded again only when its per-epoch series has grown.
+  async loadClocks() {
+    await Promise.all(this.runs.map(async (run) => {
+      const clock = this.clock(run);
+      clock.setDetail(run.detail);
+      const tags = run.detail.tags || [];
+      const pick = EPOCH_SERIES.map(([split, tag]) => tags.find((t) => t.split === split && t.tag === tag)).find(Boolean);
+      if (!pick) return;
+      const key = `${pick.split}/${pick.tag}/${pick.count}/${pick.last_step}`;
+      if (key === clock.knotKey) return;
+      clock.setKnots(await this.source.series(run.name, pick.split, pick.tag, { points: 4000 }));
+      clock.knotKey = key;
+    }));
   }
 
   async refresh() {
-    await this.loadEpochs();
-    await Promise.all(this.charts.map((e) => this.loadChart(e)));
-    if (this.otherChart) await this.loadChart(this.otherChart);
+    await this.loadClocks();
+    await Promise.all([...this.charts.map((e) => this.loadChart(e)), ...this.views.map((v) => v.refresh())]);
     // The heatmap (one request per layer) follows a live run at most every 2 s.
     const now = Date.now();
     if (!this.heatAt || now - this.heatAt > 2000) {
       this.heatAt = now;
       await this.refreshHeat();
     }
+  }
+
+  // The page's zoom: every chart shows it at once, then reloads its points in that range.
+  setRange(range) {
+    this.range = range && range[1] > range[0] ? range : null;
+    for (const e of this.charts) e.chart.showRange();
+    for (const v of this.views) v.redraw('range');
+    return Promise.all(this.charts.map((e) => this.loadChart(e)));
+  }
+
+  setXAxis(mode) {
+    this.settings.xAxis = mode;
+    if (this.onSettings) this.onSettings();
+    this.range = null;
+    const spec = this.xAxisSpec();
+    for (const e of this.charts) e.chart.setXAxis(spec);
+    for (const v of this.views) v.redraw('axis');
+    return Promise.all(this.charts.map((e) => this.loadChart(e)));
+  }
+
+  setSmoothing(w) {
+    this.settings.smoothing = w;
+    for (const e of this.charts) e.full = new Map();
+    for (const v of this.views) v.redraw('smoothing');
+    return Promise.all(this.charts.map((e) => this.loadChart(e)));
+  }
+
+  // Loads and draws one chart: entry {chart, spec: {id, lines: [{split, tag, label, color, dash,
+  // smooth}]}, full: Map, seq}. Only the last of overlapping loads draws.
+  async loadChart(entry) {
+    if (!entry.spec || !entry.chart) return;
+    const seq = entry.seq = (entry.seq || 0) + 1;
+    const points = Math.min(Math.max(Math.round(entry.chart.width() * 2), 400), 4000);
+    const mode = this.mode, range = this.range;
+    const jobs = [];
+    for (const run of this.runs) {
+      for (const l of entry.spec.lines) {
+        if (!hasTag(run.detail.tags || [], l.split, l.tag)) continue;
+        jobs.push(this.loadLine(entry, run, l, { points, mode, range }).then((line) => ({ run, l, line })));
+      }
+    }
+    const results = await Promise.all(jobs);
+    if (seq !== entry.seq) return;
+    let total = 0, returned = 0;
+    const missing = new Map();
+    for (const { run, line } of results) {
+      total += line.count;
+      returned += line.returned;
+      if (!line.x) missing.set(run.detail.display_name || run.name, this.clock(run).missing(mode) || 'no wall times');
+    }
+    const lines = this.groups ? this.groupLines(entry.spec, results, points) : this.runLines(entry.spec, results);
+    let note = total > returned ? `${fmt(returned)} of ${fmt(total)} points (min/max per bucket)` : `${fmt(total)} points`;
+    if (this.groups) note = `mean ± std over runs · ${note}`;
+    if (missing.size) note += ` · not shown: ${[...missing].map(([n, why]) => `${n} (${why})`).join(', ')}`;
+    if (range) note += ' · zoomed, double-click to reset';
+    entry.chart.setData(lines, note);
+    entry.chart.setOverlays({ vlines: this.epochLines(), markers: entry.spec.id === 'loss' ? this.markers() : [] });
+  }
+
+  // One series of one run at the page's x: {x (null when the mode cannot place it), steps, y
+  // (smoothed where the line is), raw (the unsmoothed y, or null), count, returned}.
+  async loadLine(entry, run, l, { points, mode, range }) {
+    const clock = this.clock(run);
+    const [from, to] = range ? clock.stepRange(mode, range) : [null, null];
+    const s = dedupeSeries(await this.source.series(run.name, l.split, l.tag, { points, from, to }));
+    const out = { x: clock.xs(mode, s), steps: s.step, y: s.value, raw: null, count: s.count, returned: s.returned };
+    const w = this.settings.smoothing;
+    if (l.smooth && w > 0 && s.step.length > 8) {
+      // Smoothed over the whole series: a zoomed window continues the average of the points
+      // before it (from a whole-series load) instead of starting a new one.
+      const key = `${run.name}\u001f${l.split}\u001f${l.tag}`;
+      let full = entry.full.get(key);
+      if (from !== null || to !== null) {
+        if (!full || full.w !== w) {
+          const whole = dedupeSeries(await this.source.series(run.name, l.split, l.tag, { points }));
+          full = { steps: whole.step, y: emaSmooth(whole.value, w), w };
+          entry.full.set(key, full);
+        }
+        let k = -1;
+        while (k + 1 < full.steps.length && full.steps[k + 1] < s.step[0]) k++;
+        out.y = emaSmooth(s.value, w, k >= 0 ? full.y[k] : undefined);
+      } else {
+        out.y = emaSmooth(s.value, w);
+        entry.full.set(key, { steps: s.step, y: out.y, w });
+      }
+      out.raw = s.value;
+    }
+    // uPlot needs x in ascending order; a clock set back can break that for wall time.
+    if (out.x && out.x.some((v, i) => i > 0 && v < out.x[i - 1])) sortByX(out);
+    return out;
+  }
+
+  // A line per run and series: a run's colour when several runs share the chart.
+  runLines(spec, results) {
+    const multi = this.runs.length > 1;
+    const lines = [];
+    for (const { run, l, line } of results) {
+      if (!line.x) continue;
+      const color = multi ? run.color : l.color;
+      const label = multi ? `${run.detail.display_name || run.name} · ${l.label}` : l.label;
+      if (line.raw) {
+        lines.push({ label: `${label} (raw)`, color, dash: l.dash, x: line.x, y: line.raw, raw: true });
+        lines.push({ label: `${label}, smoothed`, color, dash: l.dash, x: line.x, y: line.y });
+      } else {
+        lines.push({ label, color, dash: l.dash, x: line.x, y: line.y });
+      }
+    }
+    return lines;
+  }
+
+  // Per group and series: the mean over the group's runs and a ± one standard deviation band,
+  // with the number of runs in the legend.
+  groupLines(spec, results, points) {
+    const lines = [];
+    for (const l of spec.lines) {
+      for (const g of this.groups) {
+        const members = results.filter((r) => r.l === l && g.runs.includes(r.run) && r.line.x);
+        if (!members.length) continue;
+        const band = meanBand(members.map((r) => ({ x: r.line.x, y: r.line.y })), Math.round(points / 4));
+        const name = spec.lines.length > 1 ? `${g.label} · ${l.label}` : g.label;
+        const label = `${name} (n=${band.runs})`;
+        lines.push({ label, color: g.color, dash: l.dash, x: band.x, y: band.mean, spread: true });
+        lines.push({ label: `${label} +std`, color: g.color, x: band.x, y: band.mean.map((m, i) => m + band.std[i]), edge: true, fill: hexAlpha(g.color, 0.16) });
+        lines.push({ label: `${label} -std`, color: g.color, x: band.x, y: band.mean.map((m, i) => m - band.std[i]), edge: true });
+      }
+    }
+    return lines;
   }
 
   async refreshHeat() {
@@ -266,14 +487,25 @@ export class RunCharts {
     const rows = await Promise.all(g.layers.map((tag) => this.source.series(run.name, 'train', tag, { points: 600 })
       .then((s) => ({ label: tag.slice(g.prefix.length), x: s.step, y: s.value }))));
     for (const hm of this.heat) hm.destroy();
-    this.heat = [heatmap(this.heatBox, rows, { title: `${g.prefix.replace('/', '')} per layer over steps` })];
+    const of = this.runs.length > 1 ? ` of ${run.detail.display_name || run.name}` : '';
+    this.heat = [heatmap(this.heatBox, rows, { title: `${g.prefix.replace('/', '')} per layer over steps${of}` })];
   }
+}
 
-  setSmoothing(w) {
-    this.settings.smoothing = w;
-    for (const e of [...this.charts, this.otherChart].filter(Boolean)) e.full = new Map();
-    this.refresh();
+function sortByX(line) {
+  const order = line.x.map((_, i) => i).sort((a, b) => line.x[a] - line.x[b]);
+  for (const k of ['x', 'steps', 'y', 'raw']) if (line[k]) line[k] = order.map((i) => line[k][i]);
+}
+
+// Runs grouped by the value of a setting, in order of first appearance: one colour per group.
+export function groupRuns(runs, key) {
+  const groups = new Map();
+  for (const run of runs) {
+    const value = settingText(run.detail, key) ?? '(unset)';
+    if (!groups.has(value)) groups.set(value, { key, value, label: `${key}=${value}`, color: colorFor(groups.size), runs: [] });
+    groups.get(value).runs.push(run);
   }
+  return [...groups.values()];
 }
 
 export function toolbar(settings, charts, onChange) {
@@ -281,9 +513,12 @@ export function toolbar(settings, charts, onChange) {
   const slider = h('input', { type: 'range', min: '0', max: '0.99', step: '0.01', value: String(settings.smoothing), 'aria-label': 'smoothing' });
   slider.addEventListener('input', () => { value.textContent = Number(slider.value).toFixed(2); });
   slider.addEventListener('change', () => { charts.setSmoothing(Number(slider.value)); onChange && onChange(); });
+  const axis = h('select', { 'aria-label': 'x-axis' }, X_MODES.map((m) => h('option', { value: m.id, text: m.name, selected: m.id === charts.mode })));
+  axis.addEventListener('change', () => { charts.setXAxis(axis.value); onChange && onChange(); });
   return h('div', { class: 'toolbar' },
+    h('label', { title: 'what the x axis of every chart counts. Samples seen is derived as step × batch size (approximate: an epoch\u2019s last batch may be smaller); relative time counts from the run\u2019s start' }, 'x-axis ', axis),
     h('label', { title: 'debiased exponential moving average, as TensorBoard smooths; applied to the series logged every few steps, never to per-epoch values or the lr' }, 'Smoothing (per-step series) ', slider, value),
-    h('span', { class: 'muted hint', text: 'hover for raw values · drag across a chart to zoom · double-click to reset' }));
+    h('span', { class: 'muted hint', text: 'hover for raw values · drag across a chart to zoom all · double-click to reset' }));
 }
 
 export function findingsView(findings, maxStep) {

@@ -107,6 +107,176 @@ try {
     assert(dialogs.length === 0, `dialogs opened: ${dialogs}`);
   });
 
+  // ---- runs table: sort, filter, columns, groups, tags, export ----
+  {
+    const TABLE_STATE = 'trainscope.runsTable';
+    const shownRuns = () => page.$$eval('table.runs tbody tr[data-run]', (rows) => rows.map((r) => r.dataset.run));
+    const apiRuns = async () => (await page.evaluate(async () => (await fetch('api/runs')).json())).runs;
+    // A fresh table (default columns, no filter, no sort), grouped by nothing or as given.
+    const freshTable = async (group = 'none') => {
+      await page.goto(base + '#/');
+      await page.evaluate((key) => localStorage.removeItem(key), TABLE_STATE);
+      await page.reload();
+      await page.waitForSelector('table.runs tbody tr[data-run]');
+      await page.selectOption('select.group-select', group);
+    };
+    const filter = async (text) => {
+      await page.fill('input.runs-filter', text);
+      await until(() => page.evaluate((t) => JSON.parse(localStorage.getItem('trainscope.runsTable') || '{}').filter === t, text), 2000, `the filter "${text}"`);
+    };
+
+    await check('runs table: a click on a header sorts by it, ascending then descending, with an arrow', async () => {
+      await freshTable();
+      const th = 'th[data-col="final:val/accuracy"]';
+      const values = async () => {
+        const byName = new Map((await apiRuns()).map((r) => [r.name, r.final?.['val/accuracy'] ?? null]));
+        return (await shownRuns()).map((n) => byName.get(n)).filter((v) => v !== null);
+      };
+      await page.click(`${th} button`);
+      const up = await values();
+      assert(up.length >= 8 && up.every((v, i) => i === 0 || up[i - 1] <= v), `ascending: ${up}`);
+      assert(await page.getAttribute(th, 'aria-sort') === 'ascending' && await page.textContent(`${th} .sort-arrow`) === '▲', 'the ascending arrow');
+      await page.click(`${th} button`);
+      const down = await values();
+      assert(JSON.stringify(down) === JSON.stringify([...up].reverse()), `descending: ${down}`);
+      assert(await page.textContent(`${th} .sort-arrow`) === '▼', 'the descending arrow');
+      // Runs without the value stay last whichever the direction.
+      const last = (await shownRuns()).slice(-1)[0];
+      assert(!(await apiRuns()).find((r) => r.name === last).final?.['val/accuracy'], `last row ${last}`);
+      await page.screenshot({ path: join(out, 'runs-sorted.png'), fullPage: true });
+    });
+
+    await check('runs table: filter by text, by key>number, and a filter it cannot parse says why', async () => {
+      await freshTable();
+      await filter('grp');
+      const grp = await shownRuns();
+      assert(grp.length === 6 && grp.every((n) => n.startsWith('grp-')), `text: ${grp}`);
+      await filter('grp train.lr>0.002');
+      const fast = await shownRuns();
+      assert(fast.length === 3 && fast.every((n) => n.startsWith('grp-lr0.003')), `grp train.lr>0.002: ${fast}`);
+      await filter('val/accuracy>0.9 train.lr<0.01');
+      const good = await apiRuns();
+      const expected = good.filter((r) => r.final?.['val/accuracy'] > 0.9 && Number(r.settings?.['train.lr']) < 0.01).map((r) => r.name).sort();
+      assert(JSON.stringify((await shownRuns()).sort()) === JSON.stringify(expected) && expected.length > 0, `metric filter: ${await shownRuns()} vs ${expected}`);
+      await filter('grp trian.lr>1');
+      const error = await page.textContent('.filter-error');
+      assert(error.includes('trian.lr') && error.includes('did you mean train.lr'), `error: ${error}`);
+      assert((await shownRuns()).length === 6, 'the words it could parse still apply');
+      await page.screenshot({ path: join(out, 'runs-filter-error.png') });
+      await filter('');
+    });
+
+    await check('runs table: the column chooser adds a setting column, and it stays after a reload', async () => {
+      await freshTable();
+      assert(!(await page.$('th[data-col="setting:train.batch_size"]')), 'train.batch_size is not a default column');
+      await page.click('[data-action=columns]');
+      await page.fill('.column-chooser input[type=search]', 'batch');
+      await page.check('.column-chooser input[data-col="setting:train.batch_size"]');
+      await page.waitForSelector('th[data-col="setting:train.batch_size"]');
+      await page.screenshot({ path: join(out, 'runs-columns.png') });
+      await page.keyboard.press('Escape');
+      await page.reload();
+      await page.waitForSelector('th[data-col="setting:train.batch_size"]');
+      const index = await page.$$eval('table.runs thead th', (t) => t.findIndex((x) => x.dataset.col === 'setting:train.batch_size'));
+      const cell = await page.$eval(`tr[data-run="cmp-a"] td:nth-child(${index + 1})`, (td) => [td.textContent, td.className]);
+      assert(cell[0] === '128' && cell[1].includes('num'), `cmp-a's batch size cell: ${cell}`);
+    });
+
+    await check('runs table: grouped by a setting, each group shows n and the mean ± std of its seeds', async () => {
+      await freshTable('sweep');
+      await filter('grp');
+      await page.selectOption('select.group-select', 'setting:train.lr');
+      const groups = await page.$$eval('tr.setting-group', (rows) => rows.map((r) => {
+        const at = [...r.parentElement.children].indexOf(r);
+        const col = [...document.querySelectorAll('table.runs thead th')].findIndex((t) => t.dataset.col === 'final:val/accuracy');
+        const stat = r.children[col];
+        return { value: r.dataset.group, n: Number(r.dataset.n), mean: Number(stat.dataset.mean), std: Number(stat.dataset.std), text: stat.textContent,
+          link: r.querySelector('a.group-compare')?.getAttribute('href'), runs: [...r.parentElement.children].slice(at + 1, at + 4).map((x) => x.dataset.run) };
+      }));
+      assert(groups.length === 2 && groups.every((g) => g.n === 3), `groups: ${JSON.stringify(groups)}`);
+      const finals = new Map((await apiRuns()).map((r) => [r.name, r.final?.['val/accuracy']]));
+      for (const g of groups) {
+        const v = g.runs.map((n) => finals.get(n));
+        const mean = v.reduce((a, b) => a + b, 0) / 3;
+        const std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / 2);
+        assert(g.runs.every((n) => n.startsWith(`grp-lr${g.value}-`)), `group ${g.value} holds ${g.runs}`);
+        assert(Math.abs(g.mean - mean) < 1e-12 && Math.abs(g.std - std) < 1e-12 && std > 0 && g.text.includes('±'), `group ${g.value}: ${JSON.stringify(g)} vs ${mean} ± ${std}`);
+        assert(g.link === `#/compare/${g.runs.join(',')}?group=train.lr`, `compare link ${g.link}`);
+      }
+      assert(!(await page.$('[data-action=compare-groups][hidden]')), 'the compare groups button shows');
+      await page.screenshot({ path: join(out, 'runs-grouped.png'), fullPage: true });
+    });
+
+    await check('runs table: a tag saved through the editor survives a reload, and its chip filters the table', async () => {
+      await freshTable();
+      await page.hover('tr[data-run="grp-lr0.001-s0"]');
+      await page.click('tr[data-run="grp-lr0.001-s0"] .edit-annotations');
+      await page.fill('dialog[open] .tag-input', 'e2e-kept');
+      await page.keyboard.press('Enter');
+      await page.fill('dialog[open] .note-input', 'saved by the <b>browser test</b>');
+      await page.click('dialog[open] button[type=submit]');
+      await page.waitForSelector('dialog', { state: 'detached' });
+      await page.reload();
+      await page.waitForSelector('tr[data-run="grp-lr0.001-s0"] .chip[data-tag="e2e-kept"]');
+      const note = await page.textContent('tr[data-run="grp-lr0.001-s0"] .row-note');
+      assert(note === 'saved by the <b>browser test</b>', `note ${note}`);
+      await page.click('tr[data-run="grp-lr0.001-s0"] .chip[data-tag="e2e-kept"]');
+      await until(async () => JSON.stringify(await shownRuns()) === '["grp-lr0.001-s0"]', 2000, 'the chip to filter the table');
+      assert(await page.inputValue('input.runs-filter') === 'tag=e2e-kept', 'the chip wrote tag=e2e-kept');
+      await page.screenshot({ path: join(out, 'runs-tags.png') });
+      // The run page edits the same: its editor shows the tag, and a removal there is stored.
+      await page.goto(base + '#/run/grp-lr0.001-s0');
+      await page.waitForSelector('[data-section="tags and notes"] .chip[data-tag="e2e-kept"]');
+      await page.screenshot({ path: join(out, 'run-tags.png') });
+      await page.click('[data-section="tags and notes"] button[aria-label="remove tag e2e-kept"]');
+      await page.click('[data-section="tags and notes"] button[type=submit]');
+      await until(async () => (await page.textContent('[data-section="tags and notes"] .save-message')) === 'saved', 3000, 'the save');
+      const stored = (await apiRuns()).find((r) => r.name === 'grp-lr0.001-s0').annotations;
+      assert(stored.tags.length === 0 && stored.note === 'saved by the <b>browser test</b>', `stored ${JSON.stringify(stored)}`);
+    });
+
+    await check('runs table: CSV export holds exactly the rows and columns shown, in order', async () => {
+      await freshTable();
+      await filter('grp train.lr<0.002');
+      await page.click('th[data-col="final:val/accuracy"] button');
+      const heads = await page.$$eval('table.runs thead th[data-col]', (t) => t.map((x) => x.dataset.col));
+      const rows = await shownRuns();
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-export=csv]')]);
+      const csv = (await import('node:fs')).readFileSync(await download.path(), 'utf8');
+      const lines = csv.trimEnd().split('\r\n');
+      assert(download.suggestedFilename() === 'trainscope-runs.csv', download.suggestedFilename());
+      assert(lines.length === rows.length + 1 && lines[0].split(',').length === heads.length, `csv ${JSON.stringify(csv)} for ${rows} x ${heads}`);
+      assert(lines[0].startsWith('run,status,best val,') && lines[0].includes('val/accuracy'), `header ${lines[0]}`);
+      assert(JSON.stringify(lines.slice(1).map((l) => l.split(',')[0])) === JSON.stringify(rows), `rows ${lines.slice(1)} vs ${rows}`);
+      const acc = heads.indexOf('final:val/accuracy');
+      const finals = new Map((await apiRuns()).map((r) => [r.name, r.final['val/accuracy']]));
+      assert(lines.slice(1).every((l, i) => Number(l.split(',')[acc]) === finals.get(rows[i])), 'full-precision values');
+    });
+
+    await check('runs table: brushing a parallel-coordinates axis narrows the table, and a click clears it', async () => {
+      await freshTable();
+      await filter('grp');
+      await page.waitForSelector('.pc-axis[data-axis="final:val/accuracy"]');
+      const area = await page.$eval('.pc-axis[data-axis="final:val/accuracy"] .pc-brush-area', (a) => { const r = a.getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y, h: r.height }; });
+      // The top third of the axis: the lr=0.003 seeds, whose accuracy is highest.
+      await page.mouse.move(area.x, area.y + 2);
+      await page.mouse.down();
+      await page.mouse.move(area.x, area.y + area.h / 3, { steps: 6 });
+      await page.mouse.up();
+      await until(async () => (await shownRuns()).length < 6, 2000, 'the brush to narrow the table');
+      const kept = await shownRuns();
+      assert(kept.length > 0 && kept.every((n) => n.startsWith('grp-lr0.003')), `brushed: ${kept}`);
+      assert((await page.textContent('.runs-count')).includes('outside the brush on val/accuracy'), 'the count names the brush');
+      await page.screenshot({ path: join(out, 'runs-brush.png') });
+      await page.mouse.click(area.x, area.y + area.h * 0.9);
+      await until(async () => (await shownRuns()).length === 6, 2000, 'the click to clear the brush');
+    });
+
+    // The checks after these find the table as a first visit shows it.
+    await page.evaluate((key) => localStorage.removeItem(key), TABLE_STATE);
+    await page.reload();
+  }
+
   await check('a tag with a million points loads in under a second', async () => {
     await page.goto(base + '#/');
     const start = Date.now();
@@ -330,6 +500,182 @@ try {
     assert(await p.$('.finding'), 'no findings in the report');
     await offline.close();
   });
+
+  // ---- charts: x-axis, small multiples, histograms, groups ----
+  {
+    const chartOf = (id) => `document.querySelector('[data-chart="${id}"]').chart`;
+    // Opens a page afresh (the router marks body[data-ready] once a page has loaded), so that no
+    // check reads the page before it.
+    const open = async (hash) => {
+      await page.evaluate(() => { delete document.body.dataset.ready; });
+      if ((await page.evaluate(() => location.hash)) === hash) await page.reload(); else await page.goto(base + hash);
+      await until(() => page.evaluate((x) => document.body.dataset.ready === x, hash), 10000, `the page ${hash}`);
+    };
+    const openRun = async (name) => {
+      await open(`#/run/${name}`);
+      await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=accuracy]')?.dataset.points || 0) > 0), 10000, 'the accuracy chart');
+    };
+    // Switches the x-axis and waits until the charts have redrawn in the new units.
+    const setAxis = async (mode, title) => {
+      await page.selectOption('select[aria-label="x-axis"]', mode);
+      await until(() => page.evaluate((t) => { const c = document.querySelector('[data-chart=accuracy]').chart; return c.u && t.test(c.xTitle()) && c.xTicks().length > 1; }, title), 5000, `the ${mode} axis`);
+    };
+    const valPoint = (x) => page.evaluate((x0) => {
+      const s = document.querySelector('[data-chart=accuracy]').chart.series.find((l) => l.label === 'val');
+      const i = s.x.findIndex((v) => Math.abs(v - x0) < 1e-9);
+      return i < 0 ? null : s.y[i];
+    }, x);
+
+    await check('x-axis: step, epoch, samples seen, wall and relative time, each with its title, ticks and the best epoch where it belongs', async () => {
+      await openRun('cmp-a');
+      const best = await page.evaluate(async () => { const s = await (await fetch('api/runs/cmp-a/series?split=val&tag=accuracy')).json(); return s.value[s.step.indexOf(700)]; });
+      // cmp-a: 100 steps an epoch, batch size 128, a point a second from its start; best epoch 7 (step 700).
+      const modes = [
+        ['step', /^step$/, 700, /^[\d,]+$/],
+        ['epoch', /^epoch$/, 7, /^\d+$/],
+        ['samples', /^samples seen ≈ step × 128 \(derived\)$/, 700 * 128, /^\d+(\.\d+)?k$/],
+        ['wall', /^wall time, local \(\d{4}-\d\d-\d\d\)$/, 1790000700, /^\d\d:\d\d(:\d\d)?$/],
+        ['relative', /^time since the run started$/, 700, /^(\d+m)?(\d+s)?$/],
+      ];
+      for (const [mode, title, x, tick] of modes) {
+        await setAxis(mode, title);
+        const ticks = await page.evaluate(() => document.querySelector('[data-chart=loss]').chart.xTicks().filter(Boolean));
+        assert(ticks.length > 2 && ticks.every((t) => tick.test(t)), `${mode} ticks: ${ticks}`);
+        assert((await valPoint(x)) === best, `${mode}: val accuracy at x = ${x} is ${await valPoint(x)}, the store has ${best} at the best epoch`);
+        if (mode === 'epoch') {
+          // Hovering the best epoch's point shows x = 7 and the raw value.
+          const at = await page.evaluate(() => { const u = document.querySelector('[data-chart=accuracy]').chart.u; const r = u.over.getBoundingClientRect(); return { x: r.x + u.valToPos(7, 'x'), y: r.y + r.height / 2 }; });
+          await page.mouse.move(at.x, at.y);
+          const legend = await page.$$eval('[data-chart=accuracy] .u-legend .u-series', (s) => s.map((x) => x.textContent));
+          assert(legend[0].replace(/\s/g, '') === 'epoch7', `hovered x: ${legend[0]}`);
+          assert(legend.some((l) => l.includes(String(Number(best.toPrecision(4))))), `hovered values: ${legend}`);
+          await page.screenshot({ path: join(out, 'x-axis-epoch.png') });
+        }
+      }
+      // The choice is remembered: a reload keeps it.
+      await setAxis('epoch', /^epoch$/);
+      await page.reload();
+      await until(() => page.evaluate(() => document.querySelector('[data-chart=accuracy]')?.chart?.xTitle() === 'epoch'), 10000, 'the remembered epoch axis');
+      assert(await page.$eval('select[aria-label="x-axis"]', (s) => s.value) === 'epoch', 'the x-axis select after a reload');
+    });
+
+    await check('a zoom on one chart zooms every chart, the cursor follows across them, a double-click resets all', async () => {
+      await openRun('cmp-a');
+      await setAxis('epoch', /^epoch$/);
+      const ranges = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('.chart')].filter((c) => c.chart?.u)
+        .map((c) => [c.dataset.chart, [c.chart.u.scales.x.min, c.chart.u.scales.x.max]])));
+      const before = await ranges();
+      const box = await page.$eval('[data-chart=accuracy] .u-over', (o) => { const r = o.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
+      await page.mouse.move(box.x + box.w * 0.3, box.y + box.h / 2);
+      // The hover cursor is shared: the loss chart's follows the accuracy chart's.
+      const cursor = await page.evaluate(() => { const c = (id) => document.querySelector(`[data-chart=${id}]`).chart.u; return [c('accuracy').posToVal(c('accuracy').cursor.left, 'x'), c('loss').posToVal(c('loss').cursor.left, 'x')]; });
+      assert(Math.abs(cursor[0] - cursor[1]) < 0.05, `cursors at ${cursor}`);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.w * 0.7, box.y + box.h / 2, { steps: 5 });
+      await page.mouse.up();
+      await until(async () => { const r = await ranges(); return r.loss[0] > before.loss[0] + 1 && r.lr[0] === r.accuracy[0]; }, 5000, 'the other charts to follow the zoom');
+      const zoomed = await ranges();
+      for (const [id, [min, max]] of Object.entries(zoomed))
+        if (!id.startsWith('dist:')) assert(min === zoomed.accuracy[0] && max === zoomed.accuracy[1], `${id} shows ${min}–${max}, accuracy ${zoomed.accuracy}`);
+      await until(() => page.evaluate(() => document.querySelector('[data-chart=lr] .chart-note').textContent.includes('zoomed')), 5000, 'the lr chart reloaded in the zoomed range');
+      await page.screenshot({ path: join(out, 'zoom-synced.png') });
+      await page.dblclick('[data-chart=loss] .u-over');
+      await until(async () => { const r = await ranges(); return r.accuracy[0] <= before.accuracy[0] && r.loss[0] <= before.loss[0]; }, 5000, 'every chart back to the whole run');
+    });
+
+    await check('every scalar in small multiples: groups by prefix, a filter, loaded when in view, single values as numbers', async () => {
+      await openRun('cmp-a');
+      await setAxis('step', /^step$/);
+      const scalars = 'section[data-section="all scalars"]';
+      const groups = await page.$$eval(`${scalars} details.scalar-group`, (d) => d.map((x) => x.dataset.group));
+      assert(JSON.stringify(groups) === JSON.stringify(['train', 'train/grad_norm/*', 'val', 'test', 'system']), `groups ${groups}`);
+      // Nothing below the fold is loaded yet.
+      assert(await page.$$eval(`${scalars} .scalar-panel .chart:not(.pending)`, (c) => c.length) === 0, 'small multiples loaded before they were in view');
+      const stat = await page.$eval(`${scalars} .scalar-stat[data-scalar="test/accuracy"]`, (s) => s.textContent);
+      assert(stat === 'test/accuracy0.88', `test/accuracy: ${stat}`);
+      assert(!(await page.$(`${scalars} .scalar-panel[data-scalar^="test/"]`)), 'a single value was charted');
+      await page.$eval(`${scalars} [data-scalar="system/rss_mib"]`, (p) => p.scrollIntoView());
+      await until(() => page.evaluate(() => Number(document.querySelector('[data-scalar="system/rss_mib"] .chart')?.dataset.points || 0) === 20), 5000, 'system/rss_mib to load in view');
+      const loaded = await page.$$eval(`${scalars} .scalar-panel`, (p) => [p.filter((x) => x.querySelector('.chart:not(.pending)')).length, p.length]);
+      assert(loaded[0] < loaded[1], `loaded ${loaded[0]} of ${loaded[1]}: not only those in view`);
+      await page.fill('input[aria-label="filter scalars"]', 'GRAD_NORM/');
+      const shown = await page.$$eval(`${scalars} [data-scalar]`, (p) => p.filter((x) => x.offsetParent !== null).map((x) => x.dataset.scalar));
+      assert(JSON.stringify(shown) === JSON.stringify(['train/grad_norm/0.weight', 'train/grad_norm/1.weight', 'train/grad_norm/2.weight', 'train/grad_norm/3.weight']), `filtered: ${shown}`);
+      assert(await page.textContent('[data-scalar-count]') === '4 of 17 series match', await page.textContent('[data-scalar-count]'));
+      await until(() => page.evaluate(() => Number(document.querySelector('[data-scalar="train/grad_norm/3.weight"] .chart')?.dataset.points || 0) > 0), 5000, 'a filtered chart to load');
+      await (await page.$(scalars)).screenshot({ path: join(out, 'all-scalars-filtered.png') });
+      await page.fill('input[aria-label="filter scalars"]', '');
+      await page.$eval(scalars, (s) => s.scrollIntoView());
+      await page.waitForTimeout(400);
+      await (await page.$(scalars)).screenshot({ path: join(out, 'all-scalars.png') });
+    });
+
+    await check('weights and gradients: distributions and histograms from the event file, an empty state without one', async () => {
+      await openRun('cmp-a');
+      const section = 'section[data-section="weights and gradients"]';
+      await page.waitForSelector(`${section} [data-histogram]`);
+      const tags = await page.$$eval(`${section} [data-histogram]`, (p) => p.map((x) => x.dataset.histogram));
+      assert(tags.length === 8 && tags[0] === 'weights/0.weight' && tags[1] === 'grads/0.weight', `histograms ${tags}`);
+      await page.$eval(section, (s) => s.scrollIntoView());
+      await until(() => page.evaluate(() => Number(document.querySelector('[data-histogram="weights/0.weight"] .chart')?.dataset.points || 0) === 10), 5000, 'the distribution of weights/0.weight');
+      // Percentile bands nest: min <= 7% <= ... <= max at every epoch end, weights spreading out.
+      const dist = await page.evaluate(() => {
+        const d = document.querySelector('[data-histogram="weights/0.weight"] .chart').chart;
+        const edges = d.series.slice(0, 8).map((s) => s.y);
+        const order = [1, 3, 5, 7, 6, 4, 2, 0];  // min, 7%, 16%, 31%, 69%, 84%, 93%, max
+        return { nested: edges[0].every((_, i) => order.every((k, j) => j === 0 || edges[order[j - 1]][i] <= edges[k][i])), bands: d.u.bands.length,
+          spread: [edges[2][0] - edges[3][0], edges[2][9] - edges[3][9]] };
+      });
+      assert(dist.nested && dist.bands === 4 && dist.spread[1] > dist.spread[0], `distribution ${JSON.stringify(dist)}`);
+      await page.selectOption('select[aria-label="histogram kind"]', 'grads');
+      const visible = await page.$$eval(`${section} [data-histogram]`, (p) => p.filter((x) => x.offsetParent !== null).map((x) => x.dataset.histogram));
+      assert(visible.length === 4 && visible.every((t) => t.startsWith('grads/')), `grads only: ${visible}`);
+      await (await page.$(section)).screenshot({ path: join(out, 'distributions.png') });
+      await page.click(`${section} button[data-view=histograms]`);
+      const canvas = await page.waitForSelector('[data-histogram="grads/0.weight"] canvas.ridge-canvas');
+      const cb = await canvas.boundingBox();
+      await page.mouse.move(cb.x + cb.width * 0.4, cb.y + cb.height * 0.85);
+      const tip = await page.textContent('[data-histogram="grads/0.weight"] .heat-tip');
+      assert(/^epoch 10 · step 1,000 · 400 values in/.test(tip), `ridge tooltip: ${tip}`);
+      await (await page.$(section)).screenshot({ path: join(out, 'histograms.png') });
+      await open('#/run/cmp-b');
+      const empty = await (await page.waitForSelector('[data-histograms=none]')).textContent();
+      assert(empty.includes('no weight or gradient histograms') && empty.includes('each epoch end'), `empty state: ${empty}`);
+    });
+
+    await check('a grouped comparison: one colour per group, its mean and a ± std band, n in the legend', async () => {
+      const names = ['grp-lr0.001-s0', 'grp-lr0.001-s1', 'grp-lr0.001-s2', 'grp-lr0.003-s0', 'grp-lr0.003-s1', 'grp-lr0.003-s2'];
+      await open(`#/compare/${names.join(',')}?group=train.lr`);
+      await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=accuracy]')?.dataset.points || 0) > 0), 10000, 'the grouped accuracy chart');
+      await setAxis('step', /^step$/);
+      const view = await page.evaluate(() => {
+        const acc = document.querySelector('[data-chart=accuracy]').chart, lr = document.querySelector('[data-chart=lr]').chart;
+        const legend = (c) => [...c.u.root.querySelectorAll('.u-legend .u-series')].filter((x) => x.style.display !== 'none').map((x) => x.querySelector('.u-label').textContent);
+        const mean = acc.series.find((s) => s.label === 'train.lr=0.001000 · val (n=3)');
+        const hi = acc.series[acc.series.indexOf(mean) + 1], lo = acc.series[acc.series.indexOf(mean) + 2];
+        return { lr: legend(lr), acc: legend(acc), bands: acc.u.bands.length, at700: mean && mean.y[mean.x.indexOf(700)],
+          width: hi && Math.max(...hi.y.map((v, i) => v - lo.y[i])), group: document.querySelector('table.compare th:nth-child(3)').textContent,
+          title: document.querySelector('.run-title h1').textContent };
+      });
+      assert(JSON.stringify(view.lr) === JSON.stringify(['step', 'train.lr=0.001000 (n=3)', 'train.lr=0.003000 (n=3)']), `lr legend ${view.lr}`);
+      assert(view.acc.length === 5 && view.bands === 4, `accuracy legend ${view.acc}, ${view.bands} bands`);
+      const seeds = await page.evaluate(async (ns) => Promise.all(ns.slice(0, 3).map(async (n) => { const s = await (await fetch(`api/runs/${n}/series?split=val&tag=accuracy`)).json(); return s.value[s.step.indexOf(700)]; })), names);
+      const mean = seeds.reduce((a, b) => a + b, 0) / 3;
+      assert(Math.abs(view.at700 - mean) < 1e-12 && view.width > 0, `group mean at step 700: ${view.at700}, seeds ${seeds}; band width ${view.width}`);
+      assert(view.group === 'group: train.lr' && view.title === 'Comparing 6 runs in 2 groups by train.lr', `${view.group} / ${view.title}`);
+      const stat = await page.$eval('[data-scalar="test/accuracy"]', (s) => s.textContent);
+      assert(stat.includes('0.865 ± 0.005 (n=3)') && stat.includes('0.885 ± 0.005 (n=3)'), `grouped test/accuracy: ${stat}`);
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: join(out, 'grouped-compare.png') });
+      // Without ?group the page stays one line per run.
+      await open(`#/compare/${names[0]},${names[3]}`);
+      await until(() => page.evaluate(() => document.querySelector('.run-title h1')?.textContent === 'Comparing 2 runs'
+        && Number(document.querySelector('[data-chart=lr]')?.dataset.points || 0) > 0), 10000, 'the ungrouped comparison');
+      const plain = await page.evaluate(() => ({ bands: document.querySelector('[data-chart=lr]').chart.u.bands.length,
+        legend: [...document.querySelectorAll('[data-chart=lr] .u-legend .u-label')].map((x) => x.textContent) }));
+      assert(plain.bands === 0 && plain.legend.includes('grp-lr0.001-s0 · lr'), `ungrouped: ${JSON.stringify(plain)}`);
+    });
+  }
 
   assert(pageErrors.length === 0, `page errors: ${pageErrors.join('; ')}`);
 } catch (e) {
