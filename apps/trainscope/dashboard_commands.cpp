@@ -34,8 +34,9 @@ int run_dashboard(const DashboardArgs& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   serve::Dashboard dashboard(o);
   dashboard.start();
-  std::printf("dashboard of %s: %s\n(read-only; Ctrl-C stops it)\n",
-              fs::absolute(args.runs_dir).lexically_normal().c_str(), dashboard.url().c_str());
+  std::printf(
+      "dashboard of %s: %s\n(it writes only the tags and notes you give runs; Ctrl-C stops it)\n",
+      fs::absolute(args.runs_dir).lexically_normal().c_str(), dashboard.url().c_str());
   std::fflush(stdout);
   int signal = 0;
   sigwait(&signals, &signal);
@@ -69,7 +70,8 @@ int run_report(const ReportArgs& args) {
 
 void add_dashboard_commands(CLI::App& app, DashboardCommands& c) {
   c.dashboard = app.add_subcommand("dashboard",
-                                   "serve the live dashboard of a directory of runs (read-only)");
+                                   "serve the live dashboard of a directory of runs (it writes "
+                                   "only the tags and notes you give runs)");
   c.dashboard->add_option("RUNS_DIR", c.dashboard_args.runs_dir,
                           "directory of runs (default \"runs\")");
   c.dashboard->add_option("--port", c.dashboard_args.port, "port (default 6150; 0: any free port)")

@@ -164,6 +164,21 @@ struct Dashboard::Impl {
     return names;
   }
 
+  // The trials <runs_dir>/<sweep>.sweep/plan.toml lists (its [trials] table); 0 without one.
+  int64_t sweep_trial_count(const std::string& sweep) {
+    if (!valid_run_name(sweep)) return 0;
+    std::ifstream in(runs_dir / (sweep + ".sweep") / "plan.toml");
+    int64_t count = 0;
+    bool trials = false;
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line[0] == '[')
+        trials = line.rfind("[trials]", 0) == 0;
+      else if (trials && line.find(" = ") != std::string::npos)
+        ++count;
+    }
+    return count;
+  }
+
   // Runs a handler with the run's reader; unknown runs are 404, unreadable ones 500.
   template <typename F>
   void with_run(const httplib::Request& req, httplib::Response& res, F&& f) {
@@ -284,16 +299,25 @@ struct Dashboard::Impl {
     auto asset = [web = std::string(web_dir ? web_dir : "")](const std::string& path,
                                                              httplib::Response& res) {
       const Asset* a = find_asset(path);
-      if (a != nullptr && !web.empty()) {
+      if (!web.empty()) {
+        // Files added since the build are served too, by their extension.
+        const auto ends = [&](const char* ext) {
+          const std::string e = ext;
+          return path.size() > e.size() && path.compare(path.size() - e.size(), e.size(), e) == 0;
+        };
+        const std::string mime = a != nullptr   ? std::string(a->mime)
+                                 : ends(".js")  ? "text/javascript; charset=utf-8"
+                                 : ends(".css") ? "text/css; charset=utf-8"
+                                                : "";
         const fs::path file = path.rfind("vendor/", 0) == 0
                                   ? fs::path(web) / "node_modules/uplot/dist" / path.substr(7)
                                   : fs::path(web) / path;
         std::ifstream in(file, std::ios::binary);
-        if (in) {
+        if (in && !mime.empty()) {
           std::ostringstream text;
           text << in.rdbuf();
           res.set_header("Cache-Control", "no-cache");
-          res.set_content(text.str(), std::string(a->mime));
+          res.set_content(text.str(), mime);
           return;
         }
       }
@@ -325,6 +349,15 @@ struct Dashboard::Impl {
                           {"status", "unreadable"},
                           {"stop_message", e.what()}});
         }
+      }
+      // A sweep's planned trial count (its plan beside the runs): the runs table and the
+      // notifications tell a finished sweep from one whose later trials have not started.
+      std::map<std::string, int64_t> planned;
+      for (auto& run : runs) {
+        if (!run.contains("sweep") || !run["sweep"].is_string()) continue;
+        const std::string sweep = run["sweep"];
+        if (!planned.count(sweep)) planned[sweep] = sweep_trial_count(sweep);
+        if (planned[sweep] > 0) run["sweep_trials"] = planned[sweep];
       }
       send_json(res, {{"runs_dir", runs_dir.string()}, {"runs", runs}});
     });

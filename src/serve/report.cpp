@@ -113,7 +113,7 @@ std::string static_report(const std::filesystem::path& run_dir) {
       "<script type=\"application/json\" id=\"report-data\">" + json_for_html(data) + "</script>\n";
   html += "<script>" + script_safe(asset_text("vendor/uPlot.iife.min.js")) + "</script>\n";
   html += "<script type=\"module\">\n";
-  for (const char* module : {"util.js", "charts.js", "views.js", "report.js"})
+  for (const char* module : {"util.js", "charts.js", "views.js", "scalars.js", "report.js"})
     html += script_safe(inline_module(module));
   html += "</script>\n</body>\n</html>\n";
   return html;
