@@ -279,8 +279,14 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   else
     why = "validation loss " + num(vl) + " is " + num(100 * (vl - tl) / tl) +
           "% above training loss " + num(tl) + " for " + std::to_string(t_.gap_epochs) + " epochs";
-  return make(kind(), rising || acc ? Severity::kWarning : Severity::kInfo, e.step, e.epoch,
-              "overfitting: " + why,
+  // Overfitting that begins after the first quarter of the budget, in a fit whose early stopping
+  // keeps the weights from before it, is what early stopping is for: worth knowing, no warning.
+  // Beginning sooner, most of the budget goes to memorizing the training set.
+  const bool handled = e.restores_best && e.best_epoch > 0 && 4 * e.best_epoch > e.max_epochs;
+  const Severity severity = (rising || acc) && !handled ? Severity::kWarning : Severity::kInfo;
+  if (handled && (rising || acc))
+    why += "; early stopping keeps epoch " + std::to_string(e.best_epoch) + "'s weights";
+  return make(kind(), severity, e.step, e.epoch, "overfitting: " + why,
               {{"train_loss", tl},
                {"val_loss", vl},
                {"loss_gap", (vl - tl) / tl},

@@ -448,6 +448,7 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.epoch = state.epoch;
   e.step = state.global_step;
   e.max_epochs = state.max_epochs;
+  e.restores_best = options_.restores_best;
   e.phase_epoch = state.phase_epoch;
   e.train = state.train_metrics;
   e.val = state.val_metrics;

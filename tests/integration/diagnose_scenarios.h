@@ -331,13 +331,15 @@ inline Result run(const Scenario& s, const Scale& scale) {
   if (s.splits) s.splits(splits);
   torch::manual_seed(scale.seed);
   Model model = s.model();
-  SessionOptions o;  // the Session's diagnostics, without checkpoints or early stopping
+  // The Session's diagnostics and early stopping (patience 5, restoring the best epoch), as a
+  // default run has them; no checkpoints.
+  SessionOptions o;
   o.train.max_epochs(scale.epochs * s.epoch_factor)
       .seed(scale.seed)
       .runs_dir("")
       .batch_size(s.small_train ? 32 : 128);
   o.progress = "off";
-  o.checkpoints = o.early_stopping = false;
+  o.checkpoints = false;
   o.diagnose_every = scale.every;
   if (s.augment)
     o.train.augment(data::parse_augmentation({"hflip", "crop(pad=2)"}, {splits.pixels, 10}));

@@ -32,6 +32,10 @@ struct DiagnosticsOptions {
   // The user chose to let frozen BatchNorm layers update their running statistics
   // (finetune.train_bn): their drift is no finding.
   bool frozen_norms_may_move = false;
+  // Early stopping restores the best epoch's weights at the end of the fit (train.early_stopping
+  // with restore_best, the default): overfitting that begins after the first quarter of the epoch
+  // budget is then an info finding, since the fit keeps the weights from before it.
+  bool restores_best = false;
   // The gradient noise scale (McCandlish et al., "An Empirical Model of Large-Batch Training",
   // 2018, appendix A): over the last `noise_window` steps before each logging step, the squared
   // norm of each step's gradient (batch B) against that of their mean (batch kB) estimates |G|^2

@@ -102,6 +102,9 @@ struct EpochSignals {
   int64_t noise_samples = 0;
   int64_t examples_per_step = 0;
   double lr = 0.0;  // the learning rate at the epoch's end
+  // Early stopping will load the best epoch's weights back at the end of the fit
+  // (DiagnosticsOptions::restores_best).
+  bool restores_best = false;
 };
 
 }  // namespace trainscope::diagnose

@@ -316,6 +316,30 @@ TEST(Detectors, OverfittingTable) {
   EXPECT_NE(f.remedy.find("dropout"), std::string::npos);
 }
 
+// With early stopping restoring the best weights, overfitting that begins after the first quarter
+// of the budget is info (the fit keeps the weights from before it); sooner, or without early
+// stopping, a warning.
+TEST(Detectors, OverfittingIsInfoWhenEarlyStoppingKeepsTheWeightsFromBeforeIt) {
+  auto severity = [](bool restores, int64_t best, int64_t max_epochs) {
+    std::vector<dg::EpochSignals> run = {
+        epoch(1, 1.0, 0.9, NAN, NAN, max_epochs), epoch(2, 0.8, 0.8, NAN, NAN, max_epochs),
+        epoch(3, 0.7, 0.85, NAN, NAN, max_epochs), epoch(4, 0.6, 0.9, NAN, NAN, max_epochs),
+        epoch(5, 0.5, 0.95, NAN, NAN, max_epochs)};
+    for (auto& e : run) e.restores_best = restores, e.best_epoch = best;
+    dg::OverfittingDetector d;
+    dg::Finding f;
+    EXPECT_EQ(first_epoch_firing(d, run, &f), 5);
+    return f;
+  };
+  EXPECT_EQ(severity(true, 2, 6).severity, dg::Severity::kInfo) << "best at 2 of 6 epochs";
+  EXPECT_NE(severity(true, 2, 6).message.find("early stopping keeps epoch 2's weights"),
+            std::string::npos)
+      << severity(true, 2, 6).message;
+  EXPECT_EQ(severity(false, 2, 6).severity, dg::Severity::kWarning) << "no early stopping";
+  EXPECT_EQ(severity(true, 2, 8).severity, dg::Severity::kWarning) << "2 of 8: the first quarter";
+  EXPECT_EQ(severity(true, 2, 50).severity, dg::Severity::kWarning) << "2 of 50";
+}
+
 TEST(Detectors, UnderfittingTable) {
   const double trivial = std::log(10.0);
   struct Case {
