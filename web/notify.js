@@ -116,7 +116,9 @@ function startPolling() {
   const tick = async () => {
     try {
       const data = await getJSON('api/runs');
-      for (const a of await watcher.update(data.runs || [])) announce(a.key, a.title, a.body, a.hash);
+      const news = await watcher.update(data.runs || []);
+      // The bell may have been turned off while this look was on its way: then it stays quiet.
+      if (!stopped) for (const a of news) announce(a.key, a.title, a.body, a.hash);
       failures = 0;
     } catch {
       failures++;
