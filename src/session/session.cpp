@@ -1051,6 +1051,10 @@ nlohmann::json data_check_gallery(const diagnose::DataReport& report,
 
 }  // namespace
 
+DataCheckResult Session::check_data(const fs::path& json) {
+  return check_data(json, options_.data_check);
+}
+
 DataCheckResult Session::check_data(const fs::path& json, diagnose::DataCheckOptions o) {
   configure_runtime(config_, false);
   joined_ = true;

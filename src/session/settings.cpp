@@ -827,6 +827,41 @@ std::vector<SettingBinding> make_table() {
       {"diagnose.preflight", true, "seconds to catch a broken setup before spending the epochs",
        "run the pre-flight checks before training"},
       [](O & o) -> auto& { return o.preflight; }));
+  // trainscope check's data checks (diagnose::DataCheckOptions).
+  add(bind(
+      {"check.near_correlation", 0.995,
+       "Fashion-MNIST's own near copies score 0.995-1; different images of one class stay "
+       "below 0.99 (bench/README.md)",
+       "data checks: two images are near copies at this Pearson correlation of their "
+       "overlapping pixels, or more",
+       fraction_in(0, true, 1, false, "a correlation in (0, 1] such as 0.995")},
+      [](O & o) -> auto& { return o.data_check.near_correlation; }));
+  add(bind(
+      {"check.max_shift", int64_t{3}, "objects moved by up to 3 pixels still match",
+       "data checks: the largest shift (working pixels) tried between two images",
+       at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.data_check.max_shift; }));
+  add(bind(
+      {"check.candidates", int64_t{16}, "the nearest 16 by a coarse embedding hold the copies",
+       "data checks: neighbours verified per image for near copies", at_least(1, ">= 1")},
+      [](O & o) -> auto& { return o.data_check.candidates; }));
+  add(bind(
+      {"check.label_noise", true, "label suspects are cheap next to training",
+       "data checks: look for mislabelled examples (out-of-fold predictions of a small MLP)"},
+      [](O & o) -> auto& { return o.data_check.label_noise; }));
+  add(bind(
+      {"check.folds", int64_t{4}, "each example predicted by a model that did not see it",
+       "data checks: folds of the out-of-fold predictions", at_least(2, ">= 2")},
+      [](O & o) -> auto& { return o.data_check.folds; }));
+  add(bind(
+      {"check.max_suspects", int64_t{100}, "the most suspect 100 per split to look at",
+       "data checks: label suspects listed per split at most", at_least(0, ">= 0")},
+      [](O & o) -> auto& { return o.data_check.max_suspects; }));
+  add(bind(
+      {"check.max_imbalance", 10.0, "as the pre-flight check",
+       "data checks: largest / smallest training class above this is a finding",
+       num_is([](double v) { return v >= 1; }, ">= 1")},
+      [](O & o) -> auto& { return o.data_check.max_imbalance; }));
   add(bind(
       {"diagnose.auto_remedy", false, "remedies change the run, so the user opts in",
        "clip gradients, lower the lr or stop when a detector fires"},

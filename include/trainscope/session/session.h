@@ -163,8 +163,9 @@ class Session {
   // copies across splits, label suspects, class imbalance and broken inputs
   // (diagnose/data_checks.h). Stored in a run of its own (the dashboard shows the suspects and
   // the copies as images) and written as JSON to `json` (empty: data_check.json in that run).
-  DataCheckResult check_data(const std::filesystem::path& json = {},
-                             diagnose::DataCheckOptions options = {});
+  // The options are the config's check.* settings, or `options` when given.
+  DataCheckResult check_data(const std::filesystem::path& json = {});
+  DataCheckResult check_data(const std::filesystem::path& json, diagnose::DataCheckOptions options);
   // trainscope tune lr: the range test, stored in a run of its own and plotted to `png`
   // (empty: lr_find.png in that run).
   LrFindResult find_lr(const std::filesystem::path& png = {});

@@ -17,6 +17,7 @@
 #include <trainscope/callbacks/lr_schedule.h>
 #include <trainscope/config.h>
 #include <trainscope/data/spec.h>
+#include <trainscope/diagnose/data_checks.h>
 #include <trainscope/diagnose/diagnostics.h>
 #include <trainscope/models/transfer.h>
 #include <trainscope/models/zoo.h>
@@ -50,6 +51,7 @@ struct SessionOptions {
   std::string regime = "scratch";     // train.regime: scratch | finetune
   std::string sweep;                  // run.sweep: the sweep this run is a trial of ("": none)
   std::string sweep_trial;            // run.sweep_trial: what the trial sets, "key=value ..."
+  diagnose::DataCheckOptions data_check;  // check.*: trainscope check's data checks
   struct Pruning {
     std::string method = "none";  // sweep.prune: none | halving (SuccessiveHalving)
     int64_t min_epochs = 1;       // sweep.prune_min_epochs
