@@ -60,6 +60,24 @@ std::vector<std::pair<std::string, std::string>> setting_refs(const std::string&
   return refs;
 }
 
+std::vector<std::vector<std::pair<std::string, std::string>>> setting_alternatives(
+    const std::string& text) {
+  std::vector<std::vector<std::pair<std::string, std::string>>> out;
+  bool next_is_new = true;
+  scan_refs(
+      text,
+      [&](const std::string& key, const std::string& value) {
+        if (next_is_new || out.empty()) out.emplace_back();
+        out.back().emplace_back(key, value);
+        next_is_new = false;
+      },
+      [&](const std::string& part) {
+        // Only the text between two references decides; the first opens the first alternative.
+        if (!out.empty() && part.find(" or ") != std::string::npos) next_is_new = true;
+      });
+  return out;
+}
+
 const char* to_string(Severity s) {
   switch (s) {
     case Severity::kInfo:

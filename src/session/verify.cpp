@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -244,13 +245,28 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       return result;
     }
   }
+  // One check per alternative the remedy offers ("dropout or weight decay": two replays).
+  struct Planned {
+    std::string kind;
+    int alternative = 0;
+    std::vector<std::pair<std::string, std::string>> settings;
+  };
+  std::vector<Planned> plan;
   for (const auto& k : chosen) {
+    const auto alternatives = diagnose::setting_alternatives(findings[k].remedy);
+    if (alternatives.empty()) plan.push_back({k, 0, {}});
+    for (size_t a = 0; a < alternatives.size(); ++a)
+      plan.push_back({k, alternatives.size() > 1 ? int(a + 1) : 0, alternatives[a]});
+  }
+  for (const auto& p : plan) {
+    const std::string& k = p.kind;
     const auto& f = findings[k];
     RemedyCheck c;
     c.kind = k;
+    c.alternative = p.alternative;
     c.epoch = f.epoch;
     c.remedy = diagnose::name_settings(f.remedy);
-    c.settings = diagnose::setting_refs(f.remedy);
+    c.settings = p.settings;
     if (c.settings.empty()) {
       c.verdict = "not replayed";
       c.note = "its remedy is a change of code or data, not of settings";
@@ -283,7 +299,9 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       result.checks.push_back(c);
       continue;
     }
-    Arm arm = run_arm(with, prefix + k, result.seeds, runner, options.print);
+    const std::string arm_name =
+        prefix + k + (c.alternative > 0 ? "-alt" + std::to_string(c.alternative) : "");
+    Arm arm = run_arm(with, arm_name, result.seeds, runner, options.print);
     if (arm.interrupted) {
       result.interrupted = true;
       result.summary = out.str() + "  interrupted: the same command finishes the replays\n";
@@ -307,7 +325,9 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
            << mean_of(result.baseline, &Replay::val_loss) << ", val_accuracy "
            << mean_of(result.baseline, &Replay::val_accuracy) << "\n";
   for (const auto& c : result.checks) {
-    report << "  " << c.kind << " (epoch " << c.epoch << "): ";
+    report << "  " << c.kind
+           << (c.alternative > 0 ? ", alternative " + std::to_string(c.alternative) : "")
+           << " (epoch " << c.epoch << "): ";
     if (c.settings.empty() || c.verdict == "not replayed") {
       report << c.verdict << ": " << c.note << "\n";
       continue;
@@ -349,6 +369,7 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     nlohmann::json s = nlohmann::json::object();
     for (const auto& [key, value] : c.settings) s[key] = value;
     j["checks"].push_back({{"kind", c.kind},
+                           {"alternative", c.alternative},
                            {"epoch", c.epoch},
                            {"remedy", c.remedy},
                            {"settings", s},
@@ -361,9 +382,31 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
                            {"verdict", c.verdict},
                            {"note", c.note}});
   }
+  // Checks an earlier call made (another --only) stay in the file, when they were replayed with
+  // the same budget and seeds, so that they compare; the same kind and settings are replaced.
   result.json = run_dir / "verify.json";
+  int64_t kept = 0;
+  if (fs::exists(result.json)) {
+    std::ifstream in(result.json);
+    const auto old = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (old.is_object() && old.value("epochs", nlohmann::json()) == j["epochs"] &&
+        old.value("seeds", nlohmann::json()) == j["seeds"] && old.contains("checks") &&
+        old["checks"].is_array())
+      for (const auto& o : old["checks"]) {
+        const bool replaced =
+            std::any_of(j["checks"].begin(), j["checks"].end(), [&](const nlohmann::json& n) {
+              return n.value("kind", "") == o.value("kind", "") &&
+                     n.value("settings", nlohmann::json()) == o.value("settings", nlohmann::json());
+            });
+        if (!replaced) j["checks"].push_back(o), ++kept;
+      }
+  }
   track::write_text_atomically(result.json, j.dump(2) + "\n");
-  report << "  written to " << result.json.string() << "\n";
+  report << "  written to " << result.json.string()
+         << (kept > 0 ? " (with " + std::to_string(kept) + " check" + (kept == 1 ? "" : "s") +
+                            " of an earlier call at the same budget and seeds)"
+                      : std::string())
+         << "\n";
   result.summary = out.str() + report.str();
   return result;
 }

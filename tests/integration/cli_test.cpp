@@ -301,6 +301,16 @@ TEST_F(CliTest, CheckRunsTheDataChecksIntoARunAndAReport) {
             std::vector<std::string>{"1"});
   EXPECT_EQ(query(db, "SELECT COUNT(*) FROM results WHERE split='data_check'"),
             std::vector<std::string>{"1"});
+  // The check.* settings reach the data checks: no label suspects, a stricter near copy.
+  Result quiet =
+      run("check --only data --set data.limit=2000 --set data.test_limit=500 --name dc2 --out "
+          "dc2.json --set check.label_noise=false --set check.near_correlation=0.9999");
+  ASSERT_EQ(quiet.status, 0) << quiet.out;
+  std::ifstream in2(dir_ / "dc2.json");
+  const std::string json2((std::istreambuf_iterator<char>(in2)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json2.find("\"label_noise_checked\": false"), std::string::npos)
+      << json2.substr(0, 400);
+  EXPECT_EQ(run("check --only data --set check.near_correlation=1.5 --name bad").status, 2);
   // Reading the data fails as a bad input: exit 2, nothing written.
   EXPECT_EQ(run("check --only data --data csv:missing.csv --name bad").status, 2);
   EXPECT_FALSE(fs::exists(dir_ / "runs" / "bad"));
@@ -326,6 +336,9 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   trainscope::track::RunStore(dir_ / "runs" / "ok" / "run.sqlite")
       .add_finding({"planted_harm", "warning", 10, 1, "a planted finding", "{}",
                     "an lr that makes SGD diverge ({train.lr=20})", 0.0});
+  trainscope::track::RunStore(dir_ / "runs" / "ok" / "run.sqlite")
+      .add_finding({"planted_alt", "warning", 10, 1, "a planted finding", "{}",
+                    "clip far away ({train.grad_clip=1000000}) or diverge ({train.lr=20})", 0.0});
 
   Result v = run("diagnose div --verify --seeds 2 --only non_finite");
   ASSERT_EQ(v.status, 0) << v.out;
@@ -354,6 +367,24 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   ASSERT_EQ(h.status, 0) << h.out;
   EXPECT_NE(h.out.find("): hurt (with the remedy 2 of 2 replays diverged"), std::string::npos)
       << h.out;
+  // verify.json keeps the earlier call's check (same budget and seeds) beside this one.
+  std::ifstream in_h(dir_ / "runs" / "ok" / "verify.json");
+  const std::string both((std::istreambuf_iterator<char>(in_h)), std::istreambuf_iterator<char>());
+  EXPECT_NE(both.find("\"kind\": \"planted\""), std::string::npos) << both;
+  EXPECT_NE(both.find("\"kind\": \"planted_harm\""), std::string::npos) << both;
+  EXPECT_NE(h.out.find("(with 1 check of an earlier call at the same budget and seeds)"),
+            std::string::npos)
+      << h.out;
+  // A remedy offering alternatives ("... or ...") is replayed once per alternative.
+  Result alt = run("diagnose ok --verify --seeds 2 --only planted_alt");
+  ASSERT_EQ(alt.status, 0) << alt.out;
+  EXPECT_NE(alt.out.find("planted_alt, alternative 1 (epoch 1): train.grad_clip = 1000000"),
+            std::string::npos)
+      << alt.out;
+  EXPECT_NE(alt.out.find("planted_alt, alternative 2 (epoch 1): train.lr = 20"), std::string::npos)
+      << alt.out;
+  EXPECT_TRUE(fs::exists(dir_ / "runs" / "ok-verify-2ep-2seeds-planted_alt-alt1-001"));
+  EXPECT_TRUE(fs::exists(dir_ / "runs" / "ok-verify-2ep-2seeds-planted_alt-alt2-002"));
   // Again: the finished replays are reused, not run twice.
   Result again = run("diagnose div --verify --seeds 2 --only non_finite");
   ASSERT_EQ(again.status, 0) << again.out;

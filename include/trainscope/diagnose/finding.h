@@ -22,6 +22,12 @@ std::string config_key_name(const std::string& key, const std::string& value);
 std::string name_settings(const std::string& text, const SettingNamer& namer = nullptr);
 // The {key=value} references in `text`, in order.
 std::vector<std::pair<std::string, std::string>> setting_refs(const std::string& text);
+// The same references as the remedy's alternatives: a reference after an " or " in the text
+// since the previous one starts another alternative; the others join the one before ("lower the
+// lr ({train.lr=1e-4}) and clip ({train.grad_clip=1})" is one; "dropout ({model.dropout=0.3}) or
+// weight decay ({train.weight_decay=1e-4})" two).
+std::vector<std::vector<std::pair<std::string, std::string>>> setting_alternatives(
+    const std::string& text);
 
 enum class Severity { kInfo, kWarning, kError };
 const char* to_string(Severity severity);

@@ -6,8 +6,10 @@
 // spread. Every replay is a run of its own: the baseline arm is the sweep <run>-verify-base, each
 // remedy the sweep <run>-verify-<kind>, over train.seed, beside the original run (the dashboard
 // groups each sweep's runs). Starting the same verification again reuses the replays that
-// finished (sweeps never run a finished trial twice). A remedy's settings are applied together,
-// except train.max_epochs: both arms keep the replay's budget.
+// finished (sweeps never run a finished trial twice). A remedy that offers alternatives ("dropout
+// or weight decay") gets one check per alternative (sweep <run>-verify-...-<kind>-alt<N>); the
+// settings of one alternative are applied together, except train.max_epochs: both arms keep the
+// replay's budget.
 //
 //   ts::VerifyResult r = ts::verify_remedies("runs/cnn-20261206-101500");
 //   for (const auto& c : r.checks) std::printf("%s: %s\n", c.kind.c_str(), c.verdict.c_str());
@@ -39,7 +41,8 @@ struct Replay {
 };
 
 struct RemedyCheck {
-  std::string kind;  // the finding's
+  std::string kind;     // the finding's
+  int alternative = 0;  // 1-based among the alternatives its remedy offers; 0: it offers one
   int64_t epoch = 0;
   std::string remedy;                                         // as the finding says it
   std::vector<std::pair<std::string, std::string>> settings;  // what the replay changes
@@ -64,9 +67,11 @@ struct VerifyResult {
   std::string base_sweep;        // <run>-verify-base
   std::vector<Replay> baseline;  // by seed
   std::vector<RemedyCheck> checks;
-  std::filesystem::path json;  // <run>/verify.json: this call's checks
-  std::string summary;         // what the CLI prints
-  bool interrupted = false;    // Ctrl-C or SIGTERM stopped a replay: the same call finishes it
+  // <run>/verify.json: this call's checks, and an earlier call's other checks at the same budget
+  // and seeds.
+  std::filesystem::path json;
+  std::string summary;       // what the CLI prints
+  bool interrupted = false;  // Ctrl-C or SIGTERM stopped a replay: the same call finishes it
 };
 
 // Verifies the remedies of the run in `run_dir` (trainscope's own config.toml and run.sqlite).

@@ -431,6 +431,22 @@ TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
   EXPECT_FALSE(run(0.45));
 }
 
+// A remedy's settings as alternatives: " or " between two references starts another; "and" or a
+// comma joins them.
+TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
+  using Alternatives = std::vector<std::vector<std::pair<std::string, std::string>>>;
+  EXPECT_EQ(dg::setting_alternatives("add augmentation, dropout ({model.dropout=0.3}) or weight "
+                                     "decay ({train.weight_decay=0.0001}); the best epoch was 7"),
+            (Alternatives{{{"model.dropout", "0.3"}}, {{"train.weight_decay", "0.0001"}}}));
+  EXPECT_EQ(dg::setting_alternatives("lower the learning rate to 0.01 ({train.lr=0.01}) and clip "
+                                     "gradients at 1.0 ({train.grad_clip=1})"),
+            (Alternatives{{{"train.lr", "0.01"}, {"train.grad_clip", "1"}}}));
+  EXPECT_EQ(dg::setting_alternatives("either this or that: ({train.lr=0.1})"),
+            (Alternatives{{{"train.lr", "0.1"}}}))
+      << "an \"or\" before the first reference opens nothing";
+  EXPECT_TRUE(dg::setting_alternatives("use a different model").empty());
+}
+
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
