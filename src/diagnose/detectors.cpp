@@ -286,17 +286,19 @@ std::optional<Finding> OverfittingDetector::on_epoch(const EpochSignals& e) {
   const Severity severity = (rising || acc) && !handled ? Severity::kWarning : Severity::kInfo;
   if (handled && (rising || acc))
     why += "; early stopping keeps epoch " + std::to_string(e.best_epoch) + "'s weights";
-  return make(kind(), severity, e.step, e.epoch, "overfitting: " + why,
-              {{"train_loss", tl},
-               {"val_loss", vl},
-               {"loss_gap", (vl - tl) / tl},
-               {"accuracy_gap", acc_gap},
-               {"best_epoch", double(e.best_epoch)},
-               {"best_val_loss", e.best_val_loss}},
-              "add augmentation, dropout (" + setting_ref("model.dropout", "0.3") +
-                  ") or weight decay (" + setting_ref("train.weight_decay", "0.0001") +
-                  "); the best epoch was " + std::to_string(e.best_epoch) + " (val_loss " +
-                  num(e.best_val_loss) + "), which early stopping restores");
+  return make(
+      kind(), severity, e.step, e.epoch, "overfitting: " + why,
+      {{"train_loss", tl},
+       {"val_loss", vl},
+       {"loss_gap", (vl - tl) / tl},
+       {"accuracy_gap", acc_gap},
+       {"best_epoch", double(e.best_epoch)},
+       {"best_val_loss", e.best_val_loss}},
+      std::string(e.augmented ? "stronger augmentation than the one on, " : "add augmentation, ") +
+          "dropout (" + setting_ref("model.dropout", "0.3") + ") or weight decay (" +
+          setting_ref("train.weight_decay", "0.0001") + "); the best epoch was " +
+          std::to_string(e.best_epoch) + " (val_loss " + num(e.best_val_loss) +
+          "), which early stopping restores");
 }
 
 std::optional<Finding> UnderfittingDetector::on_epoch(const EpochSignals& e) {

@@ -449,6 +449,7 @@ void Diagnostics::on_epoch_end(TrainState& state) {
   e.step = state.global_step;
   e.max_epochs = state.max_epochs;
   e.restores_best = options_.restores_best;
+  e.augmented = options_.augmentation && state.augment_batches;
   e.phase_epoch = state.phase_epoch;
   e.train = state.train_metrics;
   e.val = state.val_metrics;

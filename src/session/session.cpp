@@ -263,6 +263,7 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o
     d.print = o.progress != "off";
     d.frozen_norms_may_move = o.fine_tuning.train_bn;
     d.restores_best = o.early_stopping && o.stopping.restore_best;
+    d.augmentation = o.train.augment() != nullptr;
     d.world_size = o.train.world_size();
     out.push_back(std::make_shared<diagnose::Diagnostics>(d));
   }

@@ -36,6 +36,8 @@ struct DiagnosticsOptions {
   // with restore_best, the default): overfitting that begins after the first quarter of the epoch
   // budget is then an info finding, since the fit keeps the weights from before it.
   bool restores_best = false;
+  // The fit has a training-batch augmentation (TrainerOptions::augment).
+  bool augmentation = false;
   // The gradient noise scale (McCandlish et al., "An Empirical Model of Large-Batch Training",
   // 2018, appendix A): over the last `noise_window` steps before each logging step, the squared
   // norm of each step's gradient (batch B) against that of their mean (batch kB) estimates |G|^2

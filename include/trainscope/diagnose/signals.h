@@ -105,6 +105,9 @@ struct EpochSignals {
   // Early stopping will load the best epoch's weights back at the end of the fit
   // (DiagnosticsOptions::restores_best).
   bool restores_best = false;
+  // The epoch's training batches were augmented (DiagnosticsOptions::augmentation and
+  // TrainState::augment_batches): a remedy for overfitting does not propose adding it.
+  bool augmented = false;
 };
 
 }  // namespace trainscope::diagnose

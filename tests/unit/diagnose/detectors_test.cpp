@@ -314,6 +314,15 @@ TEST(Detectors, OverfittingTable) {
       d, {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8), epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9), e5}, &f);
   EXPECT_NE(f.remedy.find("the best epoch was 2"), std::string::npos) << f.remedy;
   EXPECT_NE(f.remedy.find("dropout"), std::string::npos);
+  EXPECT_NE(f.remedy.find("add augmentation"), std::string::npos) << f.remedy;
+  // With augmentation on already, the remedy does not propose adding it.
+  std::vector<dg::EpochSignals> augmented = {epoch(1, 1.0, 0.9), epoch(2, 0.8, 0.8),
+                                             epoch(3, 0.7, 0.85), epoch(4, 0.6, 0.9), e5};
+  for (auto& e : augmented) e.augmented = true;
+  dg::OverfittingDetector with_augmentation;
+  first_epoch_firing(with_augmentation, augmented, &f);
+  EXPECT_EQ(f.remedy.find("add augmentation"), std::string::npos) << f.remedy;
+  EXPECT_NE(f.remedy.find("stronger augmentation than the one on"), std::string::npos) << f.remedy;
 }
 
 // With early stopping restoring the best weights, overfitting that begins after the first quarter
