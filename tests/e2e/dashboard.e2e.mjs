@@ -640,12 +640,18 @@ try {
       const ranges = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll('.chart')].filter((c) => c.chart?.u)
         .map((c) => [c.dataset.chart, [c.chart.u.scales.x.min, c.chart.u.scales.x.max]])));
       const before = await ranges();
-      const box = await page.$eval('[data-chart=accuracy] .u-over', (o) => { const r = o.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
-      await page.mouse.move(box.x + box.w * 0.3, box.y + box.h / 2);
-      // The hover cursor is shared: the loss chart's follows the accuracy chart's.
+      const overBox = () => page.$eval('[data-chart=accuracy] .u-over', (o) => { const r = o.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width, h: r.height }; });
+      // The hover cursor is shared: the loss chart's follows the accuracy chart's. The charts
+      // are rebuilt after the axis change, so each try reads the box again and hovers anew (a
+      // move over a chart that was replaced meanwhile reaches no chart).
       const cursors = () => page.evaluate(() => { const c = (id) => document.querySelector(`[data-chart=${id}]`).chart.u; return [c('accuracy').posToVal(c('accuracy').cursor.left, 'x'), c('loss').posToVal(c('loss').cursor.left, 'x')]; });
-      // The other chart follows on its next animation frame: wait for it on a loaded machine.
-      const cursor = await until(async () => { const c = await cursors(); return Math.abs(c[0] - c[1]) < 0.05 ? c : null; }, 3000, 'the loss chart\'s cursor to follow').catch(async () => cursors());
+      let box, last, tries = 0;
+      const cursor = await until(async () => {
+        box = await overBox();
+        await page.mouse.move(box.x + box.w * (0.3 + 0.001 * (tries++ % 2)), box.y + box.h / 2);
+        last = await cursors();
+        return Math.abs(last[0] - last[1]) < 0.05 && last[0] > 1 ? last : null;
+      }, 5000, 'the loss chart\'s cursor to follow the accuracy chart\'s').catch(() => last);
       assert(Math.abs(cursor[0] - cursor[1]) < 0.05, `cursors at ${cursor}`);
       await page.mouse.down();
       await page.mouse.move(box.x + box.w * 0.7, box.y + box.h / 2, { steps: 5 });
