@@ -2,6 +2,7 @@
 
 #include <trainscope/error.h>
 #include <trainscope/session/sweep.h>
+#include <trainscope/track/run.h>
 
 #include <fcntl.h>
 #include <signal.h>
@@ -135,7 +136,7 @@ int run_sweep(SweepArgs& args) {
   for (const auto& t : planned) done += t.status == "finished";
   std::printf("sweep %s: %zu trials (%s), %lld done before; plan in %s\n", o.name.c_str(),
               planned.size(), args.method.c_str(), static_cast<long long>(done),
-              (sweep.run_dir(planned.front()).parent_path() / (o.name + ".sweep")).c_str());
+              track::sweep_dir(sweep.run_dir(planned.front()).parent_path(), o.name).c_str());
   std::fflush(stdout);
 
   struct sigaction forward {};
@@ -165,11 +166,11 @@ int run_sweep(SweepArgs& args) {
       argv.insert(argv.end(), {"test", run_dir.string()});
     }
     // Several at once would interleave their output: each goes to a log of its own.
-    const std::string log =
-        o.parallel > 1
-            ? (sweep.run_dir(trial).parent_path() / (o.name + ".sweep") / (trial.run_name + ".log"))
-                  .string()
-            : std::string();
+    const std::string log = o.parallel > 1
+                                ? (track::sweep_dir(sweep.run_dir(trial).parent_path(), o.name) /
+                                   (trial.run_name + ".log"))
+                                      .string()
+                                : std::string();
     {
       std::lock_guard<std::mutex> guard(print);
       std::printf("%s== trial %lld of %zu: %s %s (%s)%s\n", o.parallel > 1 ? "" : "\n",

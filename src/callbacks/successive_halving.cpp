@@ -3,38 +3,14 @@
 #include <trainscope/track/run.h>
 #include <trainscope/train/state.h>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstring>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 namespace trainscope::callbacks {
 namespace {
-
-// Holds flock(LOCK_EX) on a file for its lifetime: the trials of a parallel sweep take turns.
-class FileLock {
- public:
-  explicit FileLock(const std::filesystem::path& file) {
-    fd_ = ::open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      throw Error("cannot open " + file.string() + ": " + std::strerror(errno) +
-                  " (the sweep's folder must be writable)");
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-  }
-  ~FileLock() { ::close(fd_); }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 std::vector<RungRecord> read_rungs(const std::filesystem::path& file) {
   std::vector<RungRecord> out;
@@ -88,7 +64,7 @@ std::vector<int64_t> rung_epochs(int64_t min_epochs, int64_t factor, int64_t max
 }
 
 std::vector<RungRecord> record_rung(const std::filesystem::path& file, const RungRecord& record) {
-  FileLock lock(file.string() + ".lock");
+  track::FileLock lock(file.string() + ".lock");  // the trials of a parallel sweep take turns
   std::vector<RungRecord> all = read_rungs(file);
   all.erase(std::remove_if(all.begin(), all.end(),
                            [&](const RungRecord& r) {

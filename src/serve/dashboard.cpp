@@ -5,6 +5,7 @@
 #include "serve/run_reader.h"
 
 #include <trainscope/track/annotations.h>
+#include <trainscope/track/run.h>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -167,7 +168,7 @@ struct Dashboard::Impl {
   // The trials <runs_dir>/<sweep>.sweep/plan.toml lists (its [trials] table); 0 without one.
   int64_t sweep_trial_count(const std::string& sweep) {
     if (!valid_run_name(sweep)) return 0;
-    std::ifstream in(runs_dir / (sweep + ".sweep") / "plan.toml");
+    std::ifstream in(track::sweep_dir(runs_dir, sweep) / "plan.toml");
     int64_t count = 0;
     bool trials = false;
     for (std::string line; std::getline(in, line);) {

@@ -279,7 +279,7 @@ std::vector<std::shared_ptr<Callback>> default_callbacks(const SessionOptions& o
   if (o.prune.method == "halving" && !o.sweep.empty() && o.train.world_size() <= 1)
     out.push_back(std::make_shared<callbacks::SuccessiveHalving>(
         callbacks::SuccessiveHalvingOptions{
-            .rungs_file = fs::path(o.train.runs_dir()) / (o.sweep + ".sweep") / "rungs.tsv",
+            .rungs_file = track::sweep_dir(o.train.runs_dir(), o.sweep) / "rungs.tsv",
             .trial = o.train.run_name(),
             .min_epochs = o.prune.min_epochs,
             .factor = o.prune.factor},

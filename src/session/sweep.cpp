@@ -7,10 +7,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -151,27 +147,6 @@ void set_aside(const fs::path& run) {
   for (int i = 2; fs::exists(aside); ++i) aside = run.string() + ".abandoned-" + std::to_string(i);
   fs::rename(run, aside);
 }
-
-// An exclusive lock on the sweep while this process runs it; released at exit, even on a kill.
-class SweepLock {
- public:
-  explicit SweepLock(const fs::path& file) {
-    fd_ = ::open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error("cannot open " + file.string());
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      ::close(fd_);
-      throw ConfigError("sweep lock " + file.string() +
-                        " is held: another trainscope sweep is running this sweep; wait for it "
-                        "or stop it, then start the sweep again");
-    }
-  }
-  ~SweepLock() { ::close(fd_); }
-  SweepLock(const SweepLock&) = delete;
-  SweepLock& operator=(const SweepLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
 
 }  // namespace
 
@@ -319,7 +294,7 @@ Sweep::Sweep(Config base, SweepOptions options)
     : base_(std::move(base)), options_(std::move(options)) {
   plan_ = plan_sweep(options_, base_);
   runs_dir_ = base_.get_string("run.dir");
-  sweep_dir_ = runs_dir_ / (options_.name + ".sweep");
+  sweep_dir_ = track::sweep_dir(runs_dir_, options_.name);
   // Each trial must be a valid config: checked now, not after the first trials ran.
   for (const auto& t : plan_) {
     Config c = trial_config(t);
@@ -397,7 +372,12 @@ fs::path Sweep::write_trial_config(const SweepTrial& trial) const {
 }
 
 SweepResult Sweep::run(const TrialRunner& runner) {
-  SweepLock lock(sweep_dir_ / "lock");
+  // An exclusive lock on the sweep while this process runs it.
+  track::FileLock lock(sweep_dir_ / "lock", track::FileLock::Wait::kTry);
+  if (!lock.held())
+    throw ConfigError("sweep lock " + (sweep_dir_ / "lock").string() +
+                      " is held: another trainscope sweep is running this sweep; wait for it or "
+                      "stop it, then start the sweep again");
   SweepResult result;
   result.trials = trials();
   std::vector<size_t> todo;

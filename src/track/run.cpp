@@ -2,6 +2,7 @@
 #include <trainscope/track/run.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,23 @@
 #include <random>
 
 namespace trainscope::track {
+
+std::filesystem::path sweep_dir(const std::filesystem::path& runs_dir, const std::string& sweep) {
+  return runs_dir / (sweep + ".sweep");
+}
+
+FileLock::FileLock(const std::filesystem::path& file, Wait wait) {
+  fd_ = ::open(file.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error("cannot open " + file.string() + ": " + std::strerror(errno));
+  const int op = wait == Wait::kTry ? LOCK_EX | LOCK_NB : LOCK_EX;
+  int r = 0;
+  while ((r = ::flock(fd_, op)) != 0 && errno == EINTR) {
+  }
+  held_ = r == 0;
+}
+
+FileLock::~FileLock() { ::close(fd_); }
+
 namespace fs = std::filesystem;
 
 namespace {

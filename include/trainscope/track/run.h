@@ -13,6 +13,28 @@
 
 namespace trainscope::track {
 
+// A sweep's folder beside its trials' runs: <runs_dir>/<sweep>.sweep (its plan, the rungs of
+// successive halving, the trials' configs and logs).
+std::filesystem::path sweep_dir(const std::filesystem::path& runs_dir, const std::string& sweep);
+
+// An exclusive flock on `file` (created when missing) for the object's lifetime; the kernel
+// releases it when the process ends, even on a kill. Not copyable or movable.
+class FileLock {
+ public:
+  enum class Wait { kBlock, kTry };
+  // kBlock waits for the lock; kTry gives up at once, and held() is false then. Throws Error
+  // naming the file when it cannot be opened.
+  explicit FileLock(const std::filesystem::path& file, Wait wait = Wait::kBlock);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  int fd_ = -1;
+  bool held_ = false;
+};
+
 class Run {
  public:
   // Creates <runs_dir>/<name> (name-2, name-3, ... when taken) with checkpoints/ and run.sqlite.
