@@ -30,6 +30,10 @@ export function chartPlan(tags) {
   // estimate so far at each logging step.
   const noise = line('train', 'noise_scale', 'gradient noise scale', '#9333ea');
   if (noise.length) plan.push({ id: 'noise_scale', title: 'Gradient noise scale (critical batch size)', yLabel: 'examples per step', lines: noise, log: true });
+  // Sharpness along each logged step against the 2 / lr_eff it may reach before the step
+  // overshoots (Cohen et al. 2021): above the dashed line the loss rises on the step's own batch.
+  const sharp = [...line('train', 'sharpness/step', 'sharpness along the step', '#be123c', undefined, true), ...line('train', 'sharpness/limit', '2 / lr_eff (edge of stability)', '#5b6472', [6, 4], true)];
+  if (sharp.length) plan.push({ id: 'sharpness', title: 'Sharpness against the edge of stability', yLabel: 'curvature along the step', lines: sharp, log: true });
   const cpu = line('system', 'cpu_percent', 'process CPU, all threads', '#0891b2');
   if (cpu.length) plan.push({ id: 'cpu', title: 'Process CPU', yLabel: 'CPU % (100 = one core busy)', lines: cpu });
   const rss = line('system', 'rss_mib', 'resident memory', '#b45309');

@@ -873,6 +873,53 @@ std::optional<Finding> BatchNoiseDetector::on_epoch(const EpochSignals& e) {
                   "batches (McCandlish et al. 2018)");
 }
 
+std::optional<Finding> SharpnessDetector::on_step(const StepSignals& s) {
+  // Not measured, or a step that does not descend on its own batch (momentum carried it): no
+  // parabola to read, and the streak waits for the next measurement.
+  if (!std::isfinite(s.step_curvature) || !(s.step_slope < 0) || !(s.step_norm > 0))
+    return std::nullopt;
+  const double ratio = s.step_curvature / -s.step_slope;
+  if (!(ratio > t_.edge_ratio)) {
+    ratios_.clear();
+    return std::nullopt;
+  }
+  ratios_.push_back(ratio);
+  if (int(ratios_.size()) < t_.sustain_steps) return std::nullopt;
+  std::vector<double> sorted = ratios_;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted[sorted.size() / 2];
+  const double sq = s.step_norm * s.step_norm;
+  const double sharpness = s.step_curvature / sq, limit = 2 * -s.step_slope / sq;
+  // lr_eff scales with the lr (plain or adaptive): dividing by the ratio lands the step near the
+  // valley's floor, x sharpness about 1; one significant digit, rounded down.
+  const double target = s.lr / median;
+  const double scale = std::pow(10.0, std::floor(std::log10(target)));
+  const double advised = std::floor(target / scale) * scale;
+  return make(kind(), Severity::kWarning, s.step, s.epoch,
+              "learning rate past the edge of stability: along the step it takes, the loss "
+              "curves with sharpness " +
+                  num(sharpness) + ", above the 2/lr_eff = " + num(limit) +
+                  " a step of that length can stand (lr_eff x sharpness " + num(median) +
+                  ", median of " + std::to_string(ratios_.size()) +
+                  " logging steps in a row; stable below 2), so each step overshoots the valley "
+                  "it descends into and the loss rises on the very batch it was computed from",
+              {{"lr_x_sharpness", median},
+               {"sharpness", sharpness},
+               {"sharpness_limit", limit},
+               {"lr", s.lr}},
+              "lower the learning rate to " + num(advised) + " (" +
+                  setting_ref("train.lr", num(advised)) +
+                  "), where the measured curvature puts "
+                  "the step near the valley's floor");
+}
+
+std::string SharpnessDetector::save_state() const {
+  return nlohmann::json{{"ratios", ratios_}}.dump();
+}
+void SharpnessDetector::load_state(const std::string& text) {
+  ratios_ = numbers_from(nlohmann::json::parse(text).at("ratios"));
+}
+
 std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThresholds& t) {
   std::vector<std::unique_ptr<Detector>> d;
   d.push_back(std::make_unique<NonFiniteDetector>());
@@ -895,6 +942,7 @@ std::vector<std::unique_ptr<Detector>> default_detectors(const DetectorThreshold
   d.push_back(std::make_unique<UnreachableTargetsDetector>(t));
   d.push_back(std::make_unique<FrozenNormDriftDetector>(t));
   d.push_back(std::make_unique<BatchNoiseDetector>(t));
+  d.push_back(std::make_unique<SharpnessDetector>(t));
   return d;
 }
 

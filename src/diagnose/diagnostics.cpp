@@ -6,11 +6,15 @@
 #include <trainscope/models/zoo.h>
 #include <trainscope/track/run.h>
 
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <mutex>
 #include <sstream>
 
 namespace trainscope::diagnose {
@@ -71,6 +75,21 @@ torch::Tensor walk(torch::nn::SequentialImpl& seq, torch::Tensor x, const std::s
   return x;
 }
 
+// Adds the seconds from construction to destruction to `total`.
+class Timed {
+ public:
+  explicit Timed(double& total) : total_(total), start_(std::chrono::steady_clock::now()) {}
+  ~Timed() {
+    total_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+  Timed(const Timed&) = delete;
+  Timed& operator=(const Timed&) = delete;
+
+ private:
+  double& total_;
+  std::chrono::steady_clock::time_point start_;
+};
+
 }  // namespace
 
 Diagnostics::Diagnostics(DiagnosticsOptions options, std::FILE* out)
@@ -113,6 +132,7 @@ void Diagnostics::on_fit_start(TrainState& state) {
   target_var_count_ = 0;
   clipping_ = false;
   phase_epoch_ = 0;
+  seconds_ = sharpness_seconds_ = 0.0;
   if (state.resumed) return;  // the findings so far come back with the checkpoint
   for (auto& f : preflight_) {
     findings_.push_back(f);
@@ -141,6 +161,7 @@ void Diagnostics::watch_trainable(TrainState& state) {
 }
 
 void Diagnostics::on_after_backward(TrainState& state) {
+  Timed timed(seconds_);
   auto bad = state.loss.detach().isfinite().logical_not();
   non_finite_ = non_finite_.defined() ? non_finite_.logical_or_(bad) : bad;
   accumulate_noise(state);
@@ -217,6 +238,7 @@ void Diagnostics::accumulate_noise(const TrainState& state) {
 }
 
 void Diagnostics::on_before_optimizer_step(TrainState&) {
+  Timed timed(seconds_);
   if (clipping_) torch::nn::utils::clip_grad_norm_(params_, options_.clip_norm);
 }
 
@@ -281,7 +303,79 @@ torch::Tensor Diagnostics::frozen_norm_drifts(TrainState& state, std::vector<std
   return torch::stack(drifts).to(none.device(), torch::kFloat64);
 }
 
+namespace {
+
+// Holds the default generators of the CPU and of `device` at one seed for each probe forward,
+// so that the probe's dropout masks are the same at every point, and puts their states back on
+// exit, so that the run's random stream is untouched.
+class FixedSeed {
+ public:
+  explicit FixedSeed(const torch::Device& device) {
+    generators_.push_back(at::detail::getDefaultCPUGenerator());
+    if (!device.is_cpu()) generators_.push_back(at::globalContext().defaultGenerator(device));
+    for (auto& g : generators_) {
+      std::lock_guard<std::mutex> lock(g.mutex());
+      states_.push_back(g.get_state());
+    }
+  }
+  ~FixedSeed() {
+    for (size_t i = 0; i < generators_.size(); ++i) {
+      std::lock_guard<std::mutex> lock(generators_[i].mutex());
+      generators_[i].set_state(states_[i]);
+    }
+  }
+  FixedSeed(const FixedSeed&) = delete;
+  FixedSeed& operator=(const FixedSeed&) = delete;
+
+  void reseed(uint64_t seed) {
+    for (auto& g : generators_) {
+      std::lock_guard<std::mutex> lock(g.mutex());
+      g.set_current_seed(seed);
+    }
+  }
+
+ private:
+  std::vector<at::Generator> generators_;
+  std::vector<at::Tensor> states_;
+};
+
+}  // namespace
+
+torch::Tensor Diagnostics::probe_step(TrainState& state) {
+  if (options_.sharpness_examples <= 0 || !state.batch_loss || before_.empty() ||
+      before_.size() != params_.size())
+    return {};
+  Timed timed(sharpness_seconds_);
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> after;
+  for (const auto& p : params_) after.push_back(p.detach().clone());
+  // The forwards run in training mode, as the step did: BatchNorm's running statistics move and
+  // are put back after each.
+  std::vector<torch::Tensor> buffers, saved;
+  for (const auto& b : state.model->module().buffers()) {
+    buffers.push_back(b);
+    saved.push_back(b.clone());
+  }
+  FixedSeed rng(state.loss.device());
+  std::vector<torch::Tensor> losses;
+  for (const double t : {1.0, 0.5, 0.0}) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      auto w = params_[i].detach();
+      if (t == 0.0)
+        w.copy_(before_[i]);
+      else if (t == 0.5)
+        w.copy_(torch::lerp(before_[i], after[i], 0.5));
+    }
+    rng.reseed(0x5eedULL + uint64_t(state.global_step));
+    losses.push_back(state.batch_loss(options_.sharpness_examples).reshape({}));
+    for (size_t i = 0; i < buffers.size(); ++i) buffers[i].copy_(saved[i]);
+  }
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].detach().copy_(after[i]);  // exactly
+  return torch::stack(losses).to(torch::kFloat64);
+}
+
 void Diagnostics::on_train_batch_end(TrainState& state) {
+  Timed timed(seconds_);
   largest_batch_ = std::max(largest_batch_, state.batch_size);
   if (!state.targets.defined()) return;
   start_phase(state);
@@ -338,10 +432,12 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
                          : torch::full({2}, NAN, state.loss.options().dtype(torch::kFloat64));
   std::vector<std::string> norm_names;
   const auto drifts = frozen_norm_drifts(state, norm_names);
+  auto probe = probe_step(state);
+  if (!probe.defined()) probe = torch::full({3}, NAN, state.loss.options().dtype(torch::kFloat64));
   auto packed = torch::cat({grad_stats_.flatten(), torch::stack(updates).to(torch::kFloat64),
                             non_finite_.to(torch::kFloat64).reshape({1}),
                             state.loss.detach().to(torch::kFloat64).reshape({1}), outputs, reach,
-                            noise, drifts});
+                            noise, probe.to(state.loss.device()), drifts});
   auto host = packed.to(torch::kCPU).contiguous();  // host sync: one transfer per logging step
   const double* v = host.data_ptr<double>();
   before_.clear();
@@ -412,8 +508,17 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     ++noise_count_;
   }
   s.activations = activation_signals(state);
+  // The parabola through the losses at t = 1, 1/2, 0 along the step: L0 + slope t + c t^2 / 2.
+  const double l1 = tail[17], lh = tail[18], l0 = tail[19];
+  double step_sq = 0;
+  for (size_t i = 0; i < n; ++i) step_sq += v[5 * n + i] * v[5 * n + i];
+  if (std::isfinite(l0) && std::isfinite(lh) && std::isfinite(l1) && step_sq > 0) {
+    s.step_slope = 4 * lh - 3 * l0 - l1;
+    s.step_curvature = 4 * (l1 - 2 * lh + l0);
+    s.step_norm = std::sqrt(step_sq);
+  }
   for (size_t i = 0; i < norm_names.size(); ++i)
-    s.frozen_norms.push_back({norm_names[i], tail[17 + i]});
+    s.frozen_norms.push_back({norm_names[i], tail[20 + i]});
 
   if (state.run) {
     auto& store = state.run->store();
@@ -425,6 +530,12 @@ void Diagnostics::on_train_batch_end(TrainState& state) {
     put("grad_abs_mean", s.grad_abs_mean);
     if (noise_count_ > 0 && noise_g2_sum_ > 0 && noise_trace_sum_ > 0)
       put("noise_scale", noise_trace_sum_ / noise_g2_sum_);  // the epoch's estimate so far
+    // Sharpness along the step against the 2 / lr_eff it may reach before the step overshoots.
+    if (std::isfinite(s.step_curvature) && s.step_slope < 0) {
+      const double sq = s.step_norm * s.step_norm;
+      put("sharpness/step", s.step_curvature / sq);
+      put("sharpness/limit", 2 * -s.step_slope / sq);
+    }
     for (const auto& l : s.layers) {
       put("grad_norm/" + l.name, l.grad_norm);
       put("weight_norm/" + l.name, l.weight_norm);
@@ -486,6 +597,15 @@ void Diagnostics::on_epoch_end(TrainState& state) {
 }
 
 void Diagnostics::on_fit_end(TrainState& state) {
+  if (state.run) {
+    const double fit =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - state.fit_start).count();
+    state.run->store().put_result(
+        "diagnose", "cost",
+        nlohmann::json{
+            {"seconds", seconds_}, {"sharpness_seconds", sharpness_seconds_}, {"fit_seconds", fit}}
+            .dump());
+  }
   if (!options_.print || findings_.empty() || !out_) return;
   int problems = 0;
   for (const auto& f : findings_) problems += f.kind != "remedy";

@@ -824,6 +824,12 @@ std::vector<SettingBinding> make_table() {
        "per-layer activation statistics for zoo models"},
       [](O & o) -> auto& { return o.diagnose.activations; }));
   add(bind(
+      {"diagnose.sharpness_examples", int64_t{16},
+       "three forwards of 16 examples per logging step cost about 0.5% of the training",
+       "examples of the batch the sharpness along each logged step is measured on (0: off)",
+       at_least(0, ">= 0 (0: off)")},
+      [](O & o) -> auto& { return o.diagnose.sharpness_examples; }));
+  add(bind(
       {"diagnose.preflight", true, "seconds to catch a broken setup before spending the epochs",
        "run the pre-flight checks before training"},
       [](O & o) -> auto& { return o.preflight; }));

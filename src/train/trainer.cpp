@@ -604,7 +604,14 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
                          std::to_string(s.batches_per_epoch));
     }
     phase_ = Phase::kBatchEnd;
+    s.batch_loss = [&](int64_t n) {
+      torch::NoGradGuard no_grad;
+      const data::Batch head = n > 0 ? b.head(n) : b;
+      if (options_.step()) return options_.step()(model, head).loss.detach().to(torch::kFloat32);
+      return compute_loss(model.forward(head.x, head.inputs), head.y).detach().to(torch::kFloat32);
+    };
     call(&Callback::on_train_batch_end);
+    s.batch_loss = nullptr;
     phase_ = Phase::kNone;
     if (s.interrupted) break;
   }

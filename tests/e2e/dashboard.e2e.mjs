@@ -460,6 +460,14 @@ try {
     assert(!other.includes('train/noise_scale'), 'noise_scale is charted, not listed among the other metrics');
   });
 
+  await check('the sharpness along the step is charted against its edge', async () => {
+    await page.goto(base + '#/run/cmp-a');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=sharpness]')?.dataset.points || 0) > 0), 10000, 'the sharpness chart');
+    const labels = await page.evaluate(() => document.querySelector('[data-chart=sharpness]').chart.series.map((s) => s.label).join(' | '));
+    assert(labels.includes('sharpness along the step') && labels.includes('2 / lr_eff (edge of stability)'), labels);
+    await page.locator('[data-chart=sharpness]').screenshot({ path: join(out, 'sharpness.png') });
+  });
+
   await check('two runs compared', async () => {
     await page.goto(base + '#/');
     await page.waitForSelector('tr[data-run="cmp-a"] input');
@@ -671,7 +679,7 @@ try {
       await setAxis('step', /^step$/);
       const scalars = 'section[data-section="all scalars"]';
       const groups = await page.$$eval(`${scalars} details.scalar-group`, (d) => d.map((x) => x.dataset.group));
-      assert(JSON.stringify(groups) === JSON.stringify(['train', 'train/grad_norm/*', 'val', 'test', 'system']), `groups ${groups}`);
+      assert(JSON.stringify(groups) === JSON.stringify(['train', 'train/grad_norm/*', 'train/sharpness/*', 'val', 'test', 'system']), `groups ${groups}`);
       // Nothing below the fold is loaded yet.
       assert(await page.$$eval(`${scalars} .scalar-panel .chart:not(.pending)`, (c) => c.length) === 0, 'small multiples loaded before they were in view');
       const stat = await page.$eval(`${scalars} .scalar-stat[data-scalar="test/accuracy"]`, (s) => s.textContent);
@@ -684,7 +692,7 @@ try {
       await page.fill('input[aria-label="filter scalars"]', 'GRAD_NORM/');
       const shown = await page.$$eval(`${scalars} [data-scalar]`, (p) => p.filter((x) => x.offsetParent !== null).map((x) => x.dataset.scalar));
       assert(JSON.stringify(shown) === JSON.stringify(['train/grad_norm/0.weight', 'train/grad_norm/1.weight', 'train/grad_norm/2.weight', 'train/grad_norm/3.weight']), `filtered: ${shown}`);
-      assert(await page.textContent('[data-scalar-count]') === '4 of 17 series match', await page.textContent('[data-scalar-count]'));
+      assert(await page.textContent('[data-scalar-count]') === '4 of 19 series match', await page.textContent('[data-scalar-count]'));
       await until(() => page.evaluate(() => Number(document.querySelector('[data-scalar="train/grad_norm/3.weight"] .chart')?.dataset.points || 0) > 0), 5000, 'a filtered chart to load');
       await (await page.$(scalars)).screenshot({ path: join(out, 'all-scalars-filtered.png'), style: '.topbar { position: static }' });
       await page.fill('input[aria-label="filter scalars"]', '');

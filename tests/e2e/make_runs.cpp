@@ -62,6 +62,11 @@ void small_run(const fs::path& dir, const std::string& name, double lr, uint64_t
                         1790000000.0 + step});
       store.add_metric(
           {step, epoch, "train", "noise_scale", 100.0 * (1.0 + step / 200.0), 1790000000.0 + step});
+      // Progressive sharpening up to the edge of stability, where it hovers (Cohen et al.).
+      const double limit = 2.0 / lr;
+      store.add_metric({step, epoch, "train", "sharpness/limit", limit, 1790000000.0 + step});
+      store.add_metric({step, epoch, "train", "sharpness/step",
+                        limit * std::min(0.95, 0.05 + step / 800.0), 1790000000.0 + step});
       for (int layer = 0; layer < 4; ++layer)
         store.add_metric({step, epoch, "train", "grad_norm/" + std::to_string(layer) + ".weight",
                           std::pow(10.0, -layer) * (1.0 + std::exp(-step / 300.0)),

@@ -135,6 +135,13 @@ struct DetectorThresholds {
   // B_noise or less than 1 / that, over at least `noise_min_samples` estimates in an epoch.
   double noise_batch_factor = 4.0;
   int64_t noise_min_samples = 5;
+
+  // Cohen et al. 2021 (gradient descent is stable while lr x sharpness < 2) applied along the
+  // step the optimizer took (StepSignals::step_curvature): lr_eff x sharpness above `edge_ratio`
+  // at sustain_steps measured logging steps in a row means each step overshoots the valley it
+  // descends into, so that the loss rises on the batch it was computed from. Calibrated on the
+  // healthy controls (bench/README.md).
+  double edge_ratio = 2.0;
 };
 
 // Consumes signals in step order; returns a Finding whenever its rule holds. Diagnostics reports
@@ -427,6 +434,21 @@ class BatchNoiseDetector : public ThresholdDetector {
   using ThresholdDetector::ThresholdDetector;
   std::string kind() const override { return "batch_size_advice"; }
   std::optional<Finding> on_epoch(const EpochSignals& e) override;
+};
+
+// The step past the edge of stability: lr_eff x sharpness along it above edge_ratio
+// (StepSignals::step_curvature); the remedy lowers the learning rate by the measured factor.
+class SharpnessDetector : public ThresholdDetector {
+ public:
+  using ThresholdDetector::ThresholdDetector;
+  std::string kind() const override { return "sharpness"; }
+  std::optional<Finding> on_step(const StepSignals& s) override;
+
+  std::string save_state() const override;
+  void load_state(const std::string& state) override;
+
+ private:
+  std::vector<double> ratios_;  // lr_eff x sharpness of the streak so far
 };
 
 // One of each, in the order their findings are most useful to read.

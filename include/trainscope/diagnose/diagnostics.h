@@ -45,6 +45,11 @@ struct DiagnosticsOptions {
   int64_t noise_window = 8;
   // Processes of a data-parallel job: a step's gradient is the average over world_size batches.
   int64_t world_size = 1;
+  // Sharpness along the step (StepSignals::step_curvature): at each logging step, the loss of
+  // this many examples of the batch at three points of the step just taken, in training mode
+  // with one seed for the three and in float32 (measured at about 0.5% of the fit for the
+  // reference CNN's bf16 step at batch 128: bench/README.md). 0 turns it off.
+  int64_t sharpness_examples = 16;
 };
 
 // Order kDiagnostics. Signals: every `every` steps, per parameter tensor the gradient norm, weight
@@ -67,6 +72,11 @@ class Diagnostics : public Callback {
   // start.
   void add_preflight(std::vector<Finding> findings);
   const std::vector<Finding>& findings() const { return findings_; }
+  // Seconds the training thread spent in this callback's step hooks since the fit started, and
+  // the part of them the sharpness probe took. At fit end both go into the run's results
+  // ("diagnose", "cost"), with the fit's seconds, so that a run says what its diagnostics cost.
+  double seconds() const { return seconds_; }
+  double sharpness_seconds() const { return sharpness_seconds_; }
 
   void on_fit_start(TrainState& state) override;
   void on_after_backward(TrainState& state) override;
@@ -92,6 +102,9 @@ class Diagnostics : public Callback {
   // Frozen BatchNorm layers in training mode: their names, and (on the device, for the logging
   // step's one transfer) how far their running statistics moved since the last logging step.
   torch::Tensor frozen_norm_drifts(TrainState& state, std::vector<std::string>& names);
+  // The loss at t = 1, 1/2 and 0 along this step's update (StepSignals::step_curvature): three
+  // no-grad forwards of sharpness_examples examples; undefined when not measured.
+  torch::Tensor probe_step(TrainState& state);
 
   DiagnosticsOptions options_;
   std::vector<std::unique_ptr<Detector>> detectors_;
@@ -122,6 +135,7 @@ class Diagnostics : public Callback {
   bool clipping_ = false;
   std::vector<std::string> fresh_;  // each detector's state before the fit
   int64_t phase_epoch_ = 0;         // the last TrainState::phase_epoch seen
+  double seconds_ = 0.0, sharpness_seconds_ = 0.0;
 };
 
 // Reads a run's findings and outcome from its store and formats the report `trainscope diagnose`

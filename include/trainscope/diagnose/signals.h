@@ -77,6 +77,14 @@ struct StepSignals {
   // |G|^2 and tr(Sigma), for a batch of `noise_batch` examples.
   double noise_gradient_sq = NAN, noise_trace = NAN;
   int64_t noise_batch = 0;
+  // The loss along this step's own update u, on (the head of) the batch it was computed from,
+  // with the same dropout masks: L(t) at θ + t·u for t = 0, 1/2, 1 fits a parabola
+  // L0 + slope·t + curvature·t²/2 (NaN when not measured). With step_norm = |u|, the sharpness
+  // along the step is curvature / |u|², and the optimizer moved as plain gradient descent would
+  // with lr_eff = |u|² / -slope; lr_eff x sharpness = curvature / -slope is above 2 exactly when
+  // the step overshoots the valley it descends into, so that the loss rises (Cohen et al.,
+  // "Gradient Descent on Neural Networks Typically Occurs at the Edge of Stability", 2021).
+  double step_slope = NAN, step_curvature = NAN, step_norm = NAN;
 };
 
 struct EpochSignals {

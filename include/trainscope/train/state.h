@@ -133,6 +133,13 @@ struct TrainState {
   torch::Tensor inputs, targets, outputs;
   TensorMap named_inputs;  // the batch's further inputs (data::Batch::inputs)
   torch::Tensor loss;
+  // The training loss of the model as its weights are now, on the first n examples of the
+  // current batch (n <= 0: all of them), computed as the step computes it (the model's forward
+  // and the loss, or TrainerOptions::step) but in full precision and without a graph. Set by the
+  // Trainer for on_train_batch_end: a probe of the loss surface (diagnose: sharpness along the
+  // step). It runs the model in its current mode, so a caller keeps BatchNorm's statistics and
+  // the RNG as it found them.
+  std::function<torch::Tensor(int64_t n)> batch_loss;
 
   // Fine-tuning's head phase (TrainerOptions::head): whether this epoch trains the head on the
   // cached features of the backbone (then `inputs` is undefined: the batch is features), and a

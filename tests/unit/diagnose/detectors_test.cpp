@@ -459,13 +459,29 @@ TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
-  EXPECT_EQ(kinds,
-            (std::set<std::string>{
-                "non_finite", "exploding_gradients", "vanishing_gradients", "dying_relu",
-                "saturated_activations", "learning_rate", "overfitting", "underfitting",
-                "oscillating_loss", "softmax_before_loss", "relu_on_logits", "bounded_logits",
-                "symmetric_units", "stuck_parameters", "loss_not_moving", "too_few_steps",
-                "unreachable_targets", "frozen_norm_drift", "batch_size_advice"}));
+  const std::set<std::string> expected = {
+      "non_finite",
+      "exploding_gradients",
+      "vanishing_gradients",
+      "dying_relu",
+      "saturated_activations",
+      "learning_rate",
+      "overfitting",
+      "underfitting",
+      "oscillating_loss",
+      "softmax_before_loss",
+      "relu_on_logits",
+      "bounded_logits",
+      "symmetric_units",
+      "stuck_parameters",
+      "loss_not_moving",
+      "too_few_steps",
+      "unreachable_targets",
+      "frozen_norm_drift",
+      "batch_size_advice",
+      "sharpness",  // appended last
+  };
+  EXPECT_EQ(kinds, expected);
 }
 
 // Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
@@ -878,4 +894,60 @@ TEST(Detectors, SaturationBetweenHalfAndSeventyPercentIsInfoAboveAWarning) {
   EXPECT_EQ(saturated(0.55)->severity, dg::Severity::kInfo);
   EXPECT_EQ(saturated(0.8)->severity, dg::Severity::kWarning);
   EXPECT_FALSE(saturated(0.45));
+}
+
+// The step past the edge of stability: lr_eff x sharpness above 2 at three measured logging
+// steps in a row. A step that does not descend on its own batch (slope >= 0) or was not
+// measured neither counts nor breaks the streak; a step back under the edge does.
+TEST(Detectors, SharpnessPastTheEdgeOfStability) {
+  // A step of length 0.1 whose parabola has slope -0.01 and curvature `ratio` x 0.01.
+  auto probe = [](double ratio, double slope = -0.01) {
+    return [=](int i) {
+      auto s = step(i, 0.1, 0.1);
+      s.lr = 0.1;
+      s.step_norm = 0.1;
+      s.step_slope = slope;
+      s.step_curvature = ratio * 0.01;
+      return s;
+    };
+  };
+  auto unmeasured = [](int i) { return step(i, 0.1, 0.1); };
+  auto seq = [](std::vector<std::function<dg::StepSignals(int)>> fs) {
+    std::vector<dg::StepSignals> out;
+    for (size_t i = 0; i < fs.size(); ++i) out.push_back(fs[i](int(i)));
+    return out;
+  };
+  struct Case {
+    std::string name;
+    std::vector<dg::StepSignals> steps;
+    int expected;
+  };
+  const std::vector<Case> cases = {
+      {"overshooting 4x the floor", repeat(4, probe(4.0)), 2},
+      {"at the edge (the self-stabilized regime)", repeat(8, probe(1.9)), -1},
+      {"one step back under the edge breaks the streak",
+       seq({probe(3), probe(3), probe(1.5), probe(3), probe(3)}), -1},
+      {"unmeasured and ascending steps wait",
+       seq({probe(3), unmeasured, probe(3, 0.02), probe(3), probe(3)}), 4},
+      {"never measured", repeat(5, unmeasured), -1},
+  };
+  for (const auto& c : cases) {
+    dg::SharpnessDetector d;
+    EXPECT_EQ(first_step_firing(d, c.steps), c.expected) << c.name;
+  }
+  dg::SharpnessDetector d;
+  auto f = first_finding(d, seq({probe(4), probe(5), probe(8)}));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->severity, dg::Severity::kWarning);
+  // Sharpness 0.08 / 0.1^2 = 8 against 2 / lr_eff = 2 x 0.01 / 0.1^2 = 2; median ratio 5.
+  EXPECT_NE(f->message.find("sharpness 8, above the 2/lr_eff = 2"), std::string::npos)
+      << f->message;
+  EXPECT_NE(f->message.find("lr_eff x sharpness 5, median of 3"), std::string::npos);
+  EXPECT_EQ(f->changes().at(0), (std::pair<std::string, std::string>{"train.lr", "0.02"}));
+  // The streak survives a checkpoint.
+  dg::SharpnessDetector a, b;
+  a.on_step(probe(4)(0));
+  a.on_step(probe(4)(1));
+  b.load_state(a.save_state());
+  EXPECT_TRUE(b.on_step(probe(4)(2)));
 }
