@@ -6,15 +6,14 @@
 #include <trainscope/models/zoo.h>
 #include <trainscope/track/run.h>
 
-#include <ATen/CPUGeneratorImpl.h>
-#include <ATen/Context.h>
+#include "core/rng_guard.h"
+
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cmath>
-#include <mutex>
 #include <sstream>
 
 namespace trainscope::diagnose {
@@ -303,44 +302,6 @@ torch::Tensor Diagnostics::frozen_norm_drifts(TrainState& state, std::vector<std
   return torch::stack(drifts).to(none.device(), torch::kFloat64);
 }
 
-namespace {
-
-// Holds the default generators of the CPU and of `device` at one seed for each probe forward,
-// so that the probe's dropout masks are the same at every point, and puts their states back on
-// exit, so that the run's random stream is untouched.
-class FixedSeed {
- public:
-  explicit FixedSeed(const torch::Device& device) {
-    generators_.push_back(at::detail::getDefaultCPUGenerator());
-    if (!device.is_cpu()) generators_.push_back(at::globalContext().defaultGenerator(device));
-    for (auto& g : generators_) {
-      std::lock_guard<std::mutex> lock(g.mutex());
-      states_.push_back(g.get_state());
-    }
-  }
-  ~FixedSeed() {
-    for (size_t i = 0; i < generators_.size(); ++i) {
-      std::lock_guard<std::mutex> lock(generators_[i].mutex());
-      generators_[i].set_state(states_[i]);
-    }
-  }
-  FixedSeed(const FixedSeed&) = delete;
-  FixedSeed& operator=(const FixedSeed&) = delete;
-
-  void reseed(uint64_t seed) {
-    for (auto& g : generators_) {
-      std::lock_guard<std::mutex> lock(g.mutex());
-      g.set_current_seed(seed);
-    }
-  }
-
- private:
-  std::vector<at::Generator> generators_;
-  std::vector<at::Tensor> states_;
-};
-
-}  // namespace
-
 torch::Tensor Diagnostics::probe_step(TrainState& state) {
   if (options_.sharpness_examples <= 0 || !state.batch_loss || before_.empty() ||
       before_.size() != params_.size())
@@ -356,7 +317,8 @@ torch::Tensor Diagnostics::probe_step(TrainState& state) {
     buffers.push_back(b);
     saved.push_back(b.clone());
   }
-  FixedSeed rng(state.loss.device());
+  // One seed for the three forwards (the same dropout masks), the run's random stream kept.
+  detail::RngGuard rng(state.loss.device());
   std::vector<torch::Tensor> losses;
   for (const double t : {1.0, 0.5, 0.0}) {
     for (size_t i = 0; i < params_.size(); ++i) {

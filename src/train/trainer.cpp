@@ -542,6 +542,19 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
   loader.reset_wait();
   const auto loop_start = std::chrono::steady_clock::now();
   data::Batch batch;
+  // The batch being trained, for TrainState::batch_loss (set once: no allocation per step).
+  const data::Batch* current = nullptr;
+  s.batch_loss = [&](int64_t n) {
+    TORCH_CHECK(current, "TrainState::batch_loss is available in on_train_batch_end");
+    torch::NoGradGuard no_grad;
+    const data::Batch head = n > 0 ? current->head(n) : *current;
+    if (options_.step()) return options_.step()(model, head).loss.detach().to(torch::kFloat32);
+    return compute_loss(model.forward(head.x, head.inputs), head.y).detach().to(torch::kFloat32);
+  };
+  struct Unset {  // however the epoch ends: the function refers to this frame
+    std::function<torch::Tensor(int64_t)>& f;
+    ~Unset() { f = nullptr; }
+  } unset{s.batch_loss};
   for (s.batch_in_epoch = first_batch; loader.next(batch); ++s.batch_in_epoch) {
     data::Batch b = batch.map([&](const torch::Tensor& t) { return t.to(device_, true); });
     if (options_.channels_last()) b.x = channels_last(b.x);
@@ -604,14 +617,9 @@ void Trainer::train_epoch(Model& model, data::DataLoader& loader, int64_t first_
                          std::to_string(s.batches_per_epoch));
     }
     phase_ = Phase::kBatchEnd;
-    s.batch_loss = [&](int64_t n) {
-      torch::NoGradGuard no_grad;
-      const data::Batch head = n > 0 ? b.head(n) : b;
-      if (options_.step()) return options_.step()(model, head).loss.detach().to(torch::kFloat32);
-      return compute_loss(model.forward(head.x, head.inputs), head.y).detach().to(torch::kFloat32);
-    };
+    current = &b;
     call(&Callback::on_train_batch_end);
-    s.batch_loss = nullptr;
+    current = nullptr;
     phase_ = Phase::kNone;
     if (s.interrupted) break;
   }

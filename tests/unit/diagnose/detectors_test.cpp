@@ -459,29 +459,26 @@ TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
 TEST(Detectors, DefaultsCoverEveryKind) {
   std::set<std::string> kinds;
   for (const auto& det : dg::default_detectors()) kinds.insert(det->kind());
-  const std::set<std::string> expected = {
-      "non_finite",
-      "exploding_gradients",
-      "vanishing_gradients",
-      "dying_relu",
-      "saturated_activations",
-      "learning_rate",
-      "overfitting",
-      "underfitting",
-      "oscillating_loss",
-      "softmax_before_loss",
-      "relu_on_logits",
-      "bounded_logits",
-      "symmetric_units",
-      "stuck_parameters",
-      "loss_not_moving",
-      "too_few_steps",
-      "unreachable_targets",
-      "frozen_norm_drift",
-      "batch_size_advice",
-      "sharpness",  // appended last
-  };
-  EXPECT_EQ(kinds, expected);
+  EXPECT_EQ(kinds, (std::set<std::string>{"non_finite",
+                                          "exploding_gradients",
+                                          "vanishing_gradients",
+                                          "dying_relu",
+                                          "saturated_activations",
+                                          "learning_rate",
+                                          "overfitting",
+                                          "underfitting",
+                                          "oscillating_loss",
+                                          "softmax_before_loss",
+                                          "relu_on_logits",
+                                          "bounded_logits",
+                                          "symmetric_units",
+                                          "stuck_parameters",
+                                          "loss_not_moving",
+                                          "too_few_steps",
+                                          "unreachable_targets",
+                                          "frozen_norm_drift",
+                                          "batch_size_advice",
+                                          "sharpness"}));
 }
 
 // Outputs that are probabilities, or logits that never go negative: the faults of a softmax or
