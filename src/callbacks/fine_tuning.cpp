@@ -215,6 +215,10 @@ void FineTuning::on_checkpoint_load(TrainState& state, torch::serialize::InputAr
     start_steps_ = v.toIntVector();
     // Checkpoints from before the anneal: the head keeps the lr it has.
     head_lr_ = archive.try_read("head_lr", v) ? v.toDouble() : 0.0;
+    if (state.resumed) {  // train.lr changed on resume
+      head_lr_ *= state.resumed->lr_scale;
+      for (auto& lr : target_lrs_) lr *= state.resumed->lr_scale;
+    }
   } else if (unfrozen > 0) {
     unfreeze_at_ = options_.unfreeze_at_epoch;  // a checkpoint from before the auto recipe
   }

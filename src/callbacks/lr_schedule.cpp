@@ -68,11 +68,13 @@ void LrSchedule::on_checkpoint_save(TrainState&, torch::serialize::OutputArchive
   save_extra(archive);
 }
 
-void LrSchedule::on_checkpoint_load(TrainState&, torch::serialize::InputArchive& archive) {
+void LrSchedule::on_checkpoint_load(TrainState& state, torch::serialize::InputArchive& archive) {
   torch::Tensor base;
   archive.read("base_lrs", base, /*is_buffer=*/true);
   base = base.to(torch::kCPU, torch::kFloat64).contiguous();
   base_.assign(base.data_ptr<double>(), base.data_ptr<double>() + base.numel());
+  if (state.resumed)
+    for (auto& b : base_) b *= state.resumed->lr_scale;  // train.lr changed on resume
   load_extra(archive);
 }
 

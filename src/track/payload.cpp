@@ -114,6 +114,8 @@ void PayloadWriter::counters(const PayloadCounters& c) {
     put("trainer/grad_scale", *c.grad_scale);
     put("trainer/grad_scale_good_steps", c.grad_scale_good_steps);
   }
+  if (c.lr) put("trainer/lr", *c.lr);
+  if (c.weight_decay) put("trainer/weight_decay", *c.weight_decay);
 }
 
 void PayloadWriter::epoch_metrics(
@@ -242,6 +244,9 @@ PayloadCounters PayloadReader::counters() {
     c.grad_scale = read_double(root_, "trainer/grad_scale");
     c.grad_scale_good_steps = get_int("trainer/grad_scale_good_steps");
   }
+  if (c10::IValue probe; root_.try_read("trainer/lr", probe)) c.lr = probe.toDouble();
+  if (c10::IValue probe; root_.try_read("trainer/weight_decay", probe))
+    c.weight_decay = probe.toDouble();
   return c;
 }
 

@@ -689,6 +689,8 @@ TrainingSnapshot Trainer::capture() {
   c.stop_reason = static_cast<int64_t>(s.stop_reason);
   c.stop_message = s.stop_message;
   if (scaler_) c.grad_scale = scaler_->scale(), c.grad_scale_good_steps = scaler_->good_steps();
+  c.lr = options_.lr();
+  c.weight_decay = options_.weight_decay();
   payload.counters(c);
   // The resolved settings, so that a checkpoint alone says what built and trained its model.
   payload.config(options_.config() ? options_.config()->to_toml() : "");
@@ -709,6 +711,8 @@ void Trainer::restore_model(Restore& r) {
   payload.load_model(s.model->module());
   r.counters = payload.counters();
   const track::PayloadCounters& c = r.counters;
+  if (c.lr && *c.lr > 0 && options_.lr() != *c.lr && s.resumed)
+    s.resumed->lr_scale = options_.lr() / *c.lr;
   // Each rank's loader position and RNG state mean nothing to a job of another size (checkpoints
   // from before this field are taken as they come).
   if (c.world_size && *c.world_size != options_.world_size()) {
@@ -741,6 +745,19 @@ void Trainer::restore(Restore& r) {
   payload.load_optimizer(*optimizer_);
   payload.restore_rng();
   const track::PayloadCounters& c = r.counters;
+  // Settings changed on resume apply to what was restored: each group's lr scales by the change
+  // of train.lr, and every group takes the new weight decay.
+  for (auto& group : optimizer_->param_groups()) {
+    auto& o = group.options();
+    if (s.resumed) o.set_lr(o.get_lr() * s.resumed->lr_scale);
+    if (!c.weight_decay || *c.weight_decay == options_.weight_decay()) continue;
+    if (auto* adam = dynamic_cast<torch::optim::AdamOptions*>(&o))
+      adam->weight_decay(options_.weight_decay());
+    else if (auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&o))
+      adamw->weight_decay(options_.weight_decay());
+    else if (auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&o))
+      sgd->weight_decay(options_.weight_decay());
+  }
   s.global_step = c.global_step;
   if (scaler_ && c.grad_scale) scaler_->set_state(*c.grad_scale, c.grad_scale_good_steps);
   // The best so far, unless the resume ranks by another metric (train.monitor changed).

@@ -172,6 +172,44 @@ TEST_F(ResumeCli, AFineTunedRunOutlivesItsSource) {
   EXPECT_FALSE(fs::exists(ft / "checkpoints" / "last.ckpt")) << "nothing was trained or saved";
 }
 
+// The lr of each step of epoch `epoch` in a run's store.
+std::vector<double> lrs_of_epoch(const fs::path& run_dir, int epoch) {
+  sqlite3* db = nullptr;
+  std::vector<double> out;
+  if (sqlite3_open((run_dir / "run.sqlite").c_str(), &db) != SQLITE_OK) return out;
+  sqlite3_stmt* st = nullptr;
+  const std::string sql =
+      "SELECT value FROM metrics WHERE split = 'train' AND tag = 'lr' AND "
+      "epoch = " +
+      std::to_string(epoch) + " ORDER BY step, rowid";
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+  while (sqlite3_step(st) == SQLITE_ROW) out.push_back(sqlite3_column_double(st, 0));
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return out;
+}
+
+// `resume --set train.lr=...` changes the lr for the rest of the run, as it says: the restored
+// optimizer and the schedule's base scale by the change, so a cosine schedule goes on from where
+// it was at a tenth of the height. Before, the checkpoint's lr won and config.toml was wrong.
+TEST_F(ResumeCli, SetTrainLrScalesTheRestOfTheRunScheduleIncluded) {
+  ASSERT_EQ(run(args("train", "same", {"--set", "train.lr_schedule=cosine"})), 0) << log_text();
+  fs::copy(dir_ / "runs" / "same", dir_ / "runs" / "lower", fs::copy_options::recursive);
+  ASSERT_EQ(run(args("resume", "same", {"--epochs", "3"})), 0) << log_text();
+  ASSERT_EQ(
+      run(args("resume", "lower",
+               {"--epochs", "3", "--set", "train.lr=0.0001", "--set", "train.weight_decay=0.01"})),
+      0)
+      << log_text();
+  const auto same = lrs_of_epoch(dir_ / "runs" / "same", 3);
+  const auto lower = lrs_of_epoch(dir_ / "runs" / "lower", 3);
+  ASSERT_FALSE(same.empty());
+  ASSERT_EQ(same.size(), lower.size());
+  for (size_t i = 0; i < same.size(); ++i)
+    EXPECT_NEAR(lower[i] / same[i], 0.1, 1e-9) << "step " << i << " of epoch 3";
+  EXPECT_LT(same.back(), same.front()) << "the cosine schedule goes on falling";
+}
+
 // The exported state dict in Python: strict load into the same torch.nn architecture, same logits
 // as the C++ model on the same inputs.
 TEST_F(ResumeCli, ExportedWeightsLoadInPythonTorchWithTheSameOutputs) {

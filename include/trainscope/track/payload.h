@@ -45,6 +45,9 @@ struct PayloadCounters {
   // fp16 loss scaling: the scale and the steps since it last changed.
   std::optional<double> grad_scale;
   int64_t grad_scale_good_steps = 0;
+  // The fit's base lr and weight decay (absent in earlier checkpoints): a resume with other
+  // values applies them to the restored optimizer.
+  std::optional<double> lr, weight_decay;
 };
 
 // Builds a payload. Not thread-safe; the bytes are a copy that may be written from any thread.

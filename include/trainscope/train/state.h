@@ -96,6 +96,11 @@ struct ResumePoint {
   int64_t step = 0;
   int64_t batches = 0;
   bool epoch_complete = false;
+  // The resumed fit's lr over the checkpoint's (train.lr changed on resume; 1 otherwise): the
+  // learning rates restored with the optimizer and with the callbacks that keep their own (lr
+  // schedules' bases, fine-tuning's group targets) are multiplied by it, so a schedule's position
+  // and each group's ratio to the first carry over.
+  double lr_scale = 1.0;
 };
 
 // The best epoch of a fit so far: the one best-so-far that early stopping restores, the best
