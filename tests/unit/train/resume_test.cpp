@@ -435,3 +435,59 @@ TEST_F(Resume, ACheckpointOfAnotherModelIsAClearError) {
 }
 
 }  // namespace
+
+namespace {
+
+// The first parameter group's lr and weight decay at each step after a resume.
+class GroupOptions : public ts::Callback {
+ public:
+  std::string name() const override { return "group_options"; }
+  void on_train_batch_start(ts::TrainState& s) override {
+    const auto& o = static_cast<const torch::optim::AdamOptions&>(
+        s.optimizer->param_groups().front().options());
+    lr.push_back(o.lr());
+    weight_decay.push_back(o.weight_decay());
+  }
+  std::vector<double> lr, weight_decay;
+};
+
+}  // namespace
+
+// A resume with another lr and weight decay (trainscope resume --set) applies them to the
+// restored optimizer: the lr scales by the change, at every step without a schedule and at every
+// step a cosine schedule sets (its position carries over); the weight decay is the new one. The
+// same resume without the change keeps the checkpoint's.
+TEST_F(Resume, ChangedLrAndWeightDecayApplyToTheRestoredOptimizer) {
+  const Problem p = problem();
+  auto resumed = [&](const std::string& name, const std::string& schedule, double lr,
+                     double weight_decay) {
+    const fs::path runs = dir_ / name;
+    {
+      ts::Model m = model(1);
+      auto trainer = ts::session::make_trainer(options(runs, schedule));
+      trainer->add_callback(std::make_shared<Crash>(30));
+      EXPECT_THROW(trainer->fit(m, p.train, p.val), std::runtime_error);
+    }
+    auto o = options(runs, schedule);
+    o.train.lr(lr).weight_decay(weight_decay);
+    ts::Model fresh = model(99);
+    auto trainer = ts::session::make_trainer(o);
+    auto seen = std::make_shared<GroupOptions>();
+    trainer->add_callback(seen);
+    trainer->resume(fresh, p.train, p.val, runs / "run");
+    return seen;
+  };
+  for (const std::string schedule : {"none", "cosine"}) {
+    SCOPED_TRACE(schedule);
+    const auto same = resumed(schedule + "-same", schedule, 1e-3, 0.0);
+    const auto changed = resumed(schedule + "-changed", schedule, 1e-4, 0.01);
+    ASSERT_FALSE(same->lr.empty());
+    ASSERT_EQ(same->lr.size(), changed->lr.size());
+    for (size_t i = 0; i < same->lr.size(); ++i) {
+      EXPECT_NEAR(changed->lr[i] / same->lr[i], 0.1, 1e-9) << "step " << i << " after the resume";
+      EXPECT_EQ(same->weight_decay[i], 0.0);
+      EXPECT_EQ(changed->weight_decay[i], 0.01);
+    }
+    if (schedule == "cosine") EXPECT_LT(same->lr.back(), same->lr.front()) << "it goes on";
+  }
+}
