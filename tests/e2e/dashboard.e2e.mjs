@@ -598,10 +598,11 @@ try {
       await open(`#/run/${name}`);
       await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=accuracy]')?.dataset.points || 0) > 0), 10000, 'the accuracy chart');
     };
-    // Switches the x-axis and waits until the charts have redrawn in the new units.
+    // Switches the x-axis and waits until the charts have redrawn in the new units (the loss and
+    // the accuracy chart both: they are rebuilt one after the other).
     const setAxis = async (mode, title) => {
       await page.selectOption('select[aria-label="x-axis"]', mode);
-      await until(() => page.evaluate((t) => { const c = document.querySelector('[data-chart=accuracy]').chart; return c.u && t.test(c.xTitle()) && c.xTicks().length > 1; }, title), 5000, `the ${mode} axis`);
+      await until(() => page.evaluate((t) => ['accuracy', 'loss'].every((id) => { const c = document.querySelector(`[data-chart=${id}]`).chart; return c.u && t.test(c.xTitle()) && c.xTicks().length > 1; }), title), 5000, `the ${mode} axis`);
     };
     const valPoint = (x) => page.evaluate((x0) => {
       const s = document.querySelector('[data-chart=accuracy]').chart.series.find((l) => l.label === 'val');
@@ -661,10 +662,18 @@ try {
         return Math.abs(last[0] - last[1]) < 0.05 && last[0] > 1 ? last : null;
       }, 5000, 'the loss chart\'s cursor to follow the accuracy chart\'s').catch(() => last);
       assert(Math.abs(cursor[0] - cursor[1]) < 0.05, `cursors at ${cursor}`);
-      await page.mouse.down();
-      await page.mouse.move(box.x + box.w * 0.7, box.y + box.h / 2, { steps: 5 });
-      await page.mouse.up();
-      await until(async () => { const r = await ranges(); return r.loss[0] > before.loss[0] + 1 && r.lr[0] === r.accuracy[0]; }, 5000, 'the other charts to follow the zoom');
+      // A drag over a chart that a late redraw replaced zooms nothing: each try reads the box
+      // again and drags anew.
+      const followed = async () => { const r = await ranges(); return r.loss[0] > before.loss[0] + 1 && r.lr[0] === r.accuracy[0]; };
+      let synced = false;
+      for (let attempt = 0; attempt < 3 && !synced; attempt++) {
+        if (attempt > 0) { box = await overBox(); await page.mouse.move(box.x + box.w * 0.3, box.y + box.h / 2); }
+        await page.mouse.down();
+        await page.mouse.move(box.x + box.w * 0.7, box.y + box.h / 2, { steps: 5 });
+        await page.mouse.up();
+        synced = await until(followed, 3000, 'the other charts to follow the zoom').then(() => true, () => false);
+      }
+      assert(synced, `the other charts did not follow the zoom: ${JSON.stringify(await ranges())}`);
       const zoomed = await ranges();
       for (const [id, [min, max]] of Object.entries(zoomed))
         if (!id.startsWith('dist:')) assert(min === zoomed.accuracy[0] && max === zoomed.accuracy[1], `${id} shows ${min}–${max}, accuracy ${zoomed.accuracy}`);
