@@ -275,6 +275,14 @@ void RunStore::put_result(const std::string& split, const std::string& name,
   insert.step();
 }
 
+void RunStore::erase_results(const std::string& split) {
+  require_writable("erase results");
+  Statement erase(db_, file_, mode_, "erase the results of " + split,
+                  "DELETE FROM results WHERE split = ?1");
+  erase.bind(1, split);
+  erase.step();
+}
+
 std::optional<std::string> RunStore::result(const std::string& split,
                                             const std::string& name) const {
   Statement select(db_, file_, mode_, "read result " + split + "/" + name,
@@ -378,6 +386,33 @@ void RunStore::truncate_to(const StoreMark& mark, int64_t step) {
   checkpoints.bind(1, step);
   checkpoints.step();
   transaction.commit();
+}
+
+void RunStore::copy_to(const std::filesystem::path& file) const {
+  flush_pending();
+  std::error_code ec;
+  if (std::filesystem::exists(file, ec))
+    throw Error("cannot copy run store " + file_.string() + " to " + file.string() +
+                ": the file exists");
+  sqlite3* copy = detail::open_database(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                        Mode::kReadWrite, "create a copy of " + file_.string());
+  std::string error;
+  if (sqlite3_backup* backup = sqlite3_backup_init(copy, "main", db_, "main")) {
+    // All pages in one step: the source is read in one transaction, a consistent snapshot.
+    const int rc = sqlite3_backup_step(backup, -1);
+    if (rc != SQLITE_DONE) error = sqlite3_errstr(rc);
+    sqlite3_backup_finish(backup);
+  } else {
+    error = sqlite3_errmsg(copy);
+  }
+  if (error.empty() &&
+      sqlite3_exec(copy, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK)
+    error = sqlite3_errmsg(copy);
+  sqlite3_close_v2(copy);
+  if (!error.empty()) {
+    std::filesystem::remove(file, ec);
+    throw Error("cannot copy run store " + file_.string() + " to " + file.string() + ": " + error);
+  }
 }
 
 namespace detail {

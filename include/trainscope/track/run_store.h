@@ -110,6 +110,8 @@ class RunStore {
   // Named results as JSON text, e.g. ("test", "confusion_matrix", "[[...]]"). Overwrites.
   void put_result(const std::string& split, const std::string& name, const std::string& json);
   std::optional<std::string> result(const std::string& split, const std::string& name) const;
+  // Deletes every result of `split` (a fork drops its origin's test results).
+  void erase_results(const std::string& split);
 
   void add_finding(const FindingRecord& finding);
   std::vector<FindingRecord> findings() const;
@@ -123,6 +125,11 @@ class RunStore {
   // at step 0 of epoch 0, stay), and the records of checkpoints taken after optimizer step
   // `step` (their files are replaced by the resumed fit).
   void truncate_to(const StoreMark& mark, int64_t step);
+
+  // A consistent copy of the whole store (pending metrics committed first) into a new database
+  // at `file`, while writers and readers go on (SQLite's online backup). Throws Error naming
+  // both files when `file` exists or cannot be written.
+  void copy_to(const std::filesystem::path& file) const;
 
  private:
   void exec(const char* sql, const char* action) const;
