@@ -724,12 +724,21 @@ void Trainer::restore_model(Restore& r) {
                     : "; resume at the same world size (trainscope resume RUN --nproc " +
                           std::to_string(world) + ", or as many ranks under your launcher)"));
   }
+  // The loader's position and the lr schedule's count steps of the checkpoint's epochs.
   if (c.batches_per_epoch != s.batches_per_epoch)
     throw ConfigError("checkpoint " + file + " was taken with " +
                       std::to_string(c.batches_per_epoch) + " batches per epoch, this fit has " +
                       std::to_string(s.batches_per_epoch) +
                       "; the data set, the batch size or the number of data-parallel ranks "
                       "changed since");
+  // Mid-epoch, the loader's position is in the order the checkpoint's seed drew; at an epoch's
+  // end the next epoch is drawn afresh, so another seed may take over there.
+  if (c.seed != static_cast<int64_t>(options_.seed()) && !r.point.epoch_complete)
+    throw ConfigError("checkpoint " + file + " was taken in the middle of epoch " +
+                      std::to_string(c.epoch) + " with train.seed " + std::to_string(c.seed) +
+                      ", this fit has " + std::to_string(options_.seed()) +
+                      "; the seed orders the epoch's batches, so it may change from an epoch's "
+                      "end, not within one");
 }
 
 void Trainer::restore(Restore& r) {
@@ -745,6 +754,12 @@ void Trainer::restore(Restore& r) {
   payload.load_optimizer(*optimizer_);
   payload.restore_rng();
   const track::PayloadCounters& c = r.counters;
+  // Another train.seed continues the run on another random stream (dropout, and through the
+  // loader and augmentation, which follow the seed, another data order): paired replays from
+  // one checkpoint differ by their seed alone. Derived from the seed and the step: the same
+  // command gives the same run (a later resume restores the new stream from its own checkpoints).
+  if (c.seed != static_cast<int64_t>(options_.seed()))
+    torch::manual_seed(options_.seed() * 0x9E3779B97F4A7C15ULL + uint64_t(c.global_step));
   // Settings changed on resume apply to what was restored: each group's lr scales by the change
   // of train.lr, and every group takes the new weight decay.
   for (auto& group : optimizer_->param_groups()) {

@@ -491,3 +491,48 @@ TEST_F(Resume, ChangedLrAndWeightDecayApplyToTheRestoredOptimizer) {
     if (schedule == "cosine") EXPECT_LT(same->lr.back(), same->lr.front()) << "it goes on";
   }
 }
+
+// A resume with another train.seed from a checkpoint at an epoch's end (a fork that `diagnose
+// --verify` replays on paired seeds) continues on another random stream: other weights than the
+// same resume at the run's seed, and the same ones each time. Within an epoch the seed orders the
+// epoch's batches, so there it is refused and the run is left as it was.
+TEST_F(Resume, AnotherSeedTakesOverAtAnEpochsEndAndIsRefusedWithinOne) {
+  const Problem p = problem();
+  auto crashed = [&](const std::string& name, int64_t step) {
+    const fs::path runs = dir_ / name;
+    ts::Model m = model(1);
+    auto trainer = ts::session::make_trainer(options(runs, "none"));
+    trainer->add_callback(std::make_shared<Crash>(step));
+    EXPECT_THROW(trainer->fit(m, p.train, p.val), std::runtime_error);
+    return runs / "run";
+  };
+  auto resumed = [&](const fs::path& run, uint64_t seed) {
+    auto o = options(run.parent_path(), "none");
+    o.train.seed(seed);
+    ts::Model fresh = model(99);
+    ts::session::make_trainer(o)->resume(fresh, p.train, p.val, run);
+    return fresh;
+  };
+  // 19 batches per epoch: the crash at step 20 leaves the checkpoint of epoch 1's end.
+  const auto same = resumed(crashed("same", 20), 0);
+  const auto other = resumed(crashed("other", 20), 5);
+  const auto again = resumed(crashed("again", 20), 5);
+  expect_equal_weights(other, again);
+  auto a = same.snapshot(), b = other.snapshot();
+  bool differ = false;
+  for (size_t i = 0; i < a.size(); ++i) differ = differ || !torch::equal(a[i], b[i]);
+  EXPECT_TRUE(differ) << "another seed continues on another stream";
+  // The crash at step 30 leaves the checkpoint of step 28, inside epoch 2.
+  const fs::path mid = crashed("mid", 30);
+  const auto rows = metric_rows(mid);
+  try {
+    resumed(mid, 5);
+    FAIL() << "expected a ConfigError";
+  } catch (const ts::ConfigError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("in the middle of epoch 2 with train.seed 0, this fit has 5"),
+        std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(metric_rows(mid), rows);
+}
