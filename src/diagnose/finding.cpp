@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <sstream>
 
@@ -73,7 +75,16 @@ std::vector<std::vector<std::pair<std::string, std::string>>> setting_alternativ
       },
       [&](const std::string& part) {
         // Only the text between two references decides; the first opens the first alternative.
-        if (!out.empty() && part.find(" or ") != std::string::npos) next_is_new = true;
+        // "A, use B, or add C" lists three; "(A, B)", "A and B", "A with B" join.
+        if (out.empty()) return;
+        const bool words = std::any_of(part.begin(), part.end(), [](char c) {
+          return std::isalpha(static_cast<unsigned char>(c)) != 0;
+        });
+        const bool joined =
+            part.find(" and ") != std::string::npos || part.find(" with ") != std::string::npos;
+        if (part.find(" or ") != std::string::npos ||
+            (words && !joined && part.find(',') != std::string::npos))
+          next_is_new = true;
       });
   return out;
 }

@@ -22,10 +22,12 @@ std::string config_key_name(const std::string& key, const std::string& value);
 std::string name_settings(const std::string& text, const SettingNamer& namer = nullptr);
 // The {key=value} references in `text`, in order.
 std::vector<std::pair<std::string, std::string>> setting_refs(const std::string& text);
-// The same references as the remedy's alternatives: a reference after an " or " in the text
-// since the previous one starts another alternative; the others join the one before ("lower the
-// lr ({train.lr=1e-4}) and clip ({train.grad_clip=1})" is one; "dropout ({model.dropout=0.3}) or
-// weight decay ({train.weight_decay=1e-4})" two).
+// The same references as the remedy's alternatives: a reference after an " or ", or after a comma
+// that starts another clause, in the text since the previous one starts another alternative; the
+// others join the one before ("lower the lr ({train.lr=1e-4}) and clip ({train.grad_clip=1})" is
+// one, and so is "unfreeze it ({a=1}, {b=2})"; "dropout ({model.dropout=0.3}) or weight decay
+// ({train.weight_decay=1e-4})" two; "lower the lr ({...}), use LeakyReLU ({...}), or add batch
+// normalization ({...})" three).
 std::vector<std::vector<std::pair<std::string, std::string>>> setting_alternatives(
     const std::string& text);
 

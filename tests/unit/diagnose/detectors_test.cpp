@@ -440,8 +440,8 @@ TEST(Detectors, DeadUnitsBetweenHalfAndSeventyPercentAreInfoAboveAWarning) {
   EXPECT_FALSE(run(0.45));
 }
 
-// A remedy's settings as alternatives: " or " between two references starts another; "and" or a
-// comma joins them.
+// A remedy's settings as alternatives: " or " between two references starts another, and so does
+// a comma that starts another clause; "and", "with" or a bare comma joins them.
 TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
   using Alternatives = std::vector<std::vector<std::pair<std::string, std::string>>>;
   EXPECT_EQ(dg::setting_alternatives("add augmentation, dropout ({model.dropout=0.3}) or weight "
@@ -454,6 +454,19 @@ TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
             (Alternatives{{{"train.lr", "0.1"}}}))
       << "an \"or\" before the first reference opens nothing";
   EXPECT_TRUE(dg::setting_alternatives("use a different model").empty());
+  EXPECT_EQ(dg::setting_alternatives("lower the learning rate to 0.003 ({train.lr=0.003}), use "
+                                     "LeakyReLU ({model.activation=leaky_relu}), or add batch "
+                                     "normalization before the ReLUs ({model.norm=batch})"),
+            (Alternatives{{{"train.lr", "0.003"}},
+                          {{"model.activation", "leaky_relu"}},
+                          {{"model.norm", "batch"}}}));
+  EXPECT_EQ(dg::setting_alternatives("unfreeze it ({finetune.unfreeze_at_epoch=2}, "
+                                     "{finetune.backbone_lr_ratio=1.0}), or train longer"),
+            (Alternatives{{{"finetune.unfreeze_at_epoch", "2"},
+                           {"finetune.backbone_lr_ratio", "1.0"}}}));
+  EXPECT_EQ(dg::setting_alternatives("use ReLU ({model.activation=relu}) with batch "
+                                     "normalization ({model.norm=batch}) instead of tanh"),
+            (Alternatives{{{"model.activation", "relu"}, {"model.norm", "batch"}}}));
 }
 
 TEST(Detectors, DefaultsCoverEveryKind) {
