@@ -139,7 +139,7 @@ async function runPage(name) {
   };
   const renderFindings = (list, d) => {
     const maxStep = Math.max(0, ...(d.tags || []).map((t) => t.last_step || 0));
-    clear(findingsBox).appendChild(findingsView(list, maxStep));
+    clear(findingsBox).appendChild(findingsView(list, maxStep, d.results?.verify?.remedies));
     findingsCount.textContent = list.length ? `${list.length} finding${list.length > 1 ? 's' : ''}` : '';
     charts.setFindings(list);
   };

@@ -525,7 +525,32 @@ export function toolbar(settings, charts, onChange) {
     h('span', { class: 'muted hint', text: 'hover for raw values · drag across a chart to zoom all · double-click to reset' }));
 }
 
-export function findingsView(findings, maxStep) {
+// What `trainscope diagnose RUN --verify` measured for a finding's remedy (the run's result
+// verify/remedies): per alternative, the paired effect of the remedy on the replays' final
+// validation loss and accuracy with its spread, the verdict, where the replays started, and a
+// link comparing them (the baseline and remedy sweeps as two groups).
+function verifiedView(checks) {
+  if (!checks || !checks.length) return null;
+  const signed = (v, digits) => `${v > 0 ? '+' : v < 0 ? '−' : ''}${fmt(Math.abs(v), digits)}`;
+  const points = (v) => `${v > 0 ? '+' : v < 0 ? '−' : ''}${(100 * Math.abs(v)).toFixed(2)} pts`;
+  const items = checks.map((c) => {
+    const settings = Object.entries(c.settings || {}).map(([k, v]) => [h('code', { class: 'setting', text: `${k} = ${v}` }), ' ']);
+    const verdict = String(c.verdict || '');
+    const badge = h('span', { class: `verdict verdict-${verdict.replace(/[^a-z]+/g, '-')}`, dataset: { verdict }, text: verdict });
+    if (!c.sweep) return h('li', null, settings, badge, h('span', { class: 'muted', text: c.note ? `: ${c.note}` : '' }));
+    const seeds = (c.with_remedy || []).length;
+    const loss = Number.isFinite(c.loss_effect) ? `val loss ${signed(c.loss_effect)} ± ${fmt(c.loss_spread, 2)}` : 'val loss finite where the baseline diverged';
+    const acc = Number.isFinite(c.accuracy_effect) ? `, val accuracy ${points(c.accuracy_effect)} ± ${(100 * (c.accuracy_spread || 0)).toFixed(2)}` : '';
+    const from = c.from_epoch > 0 ? `from epoch ${c.from_epoch} (${c.from_checkpoint})` : 'from the start';
+    const runs = [...(c.baseline || []), ...(c.with_remedy || [])].map((r) => r.run).filter(Boolean);
+    return h('li', null, settings, badge,
+      h('span', { text: `: ${loss}${acc} (${seeds} seed${seeds === 1 ? '' : 's'}, ${c.epochs} epoch${c.epochs === 1 ? '' : 's'} ${from}). ` }),
+      runs.length ? h('a', { class: 'compare-replays', href: `#/compare/${runs.map(encodeURIComponent).join(',')}?group=run.sweep`, text: 'compare the replays' }) : null);
+  });
+  return h('div', { class: 'verified' }, h('span', { class: 'remedy-label', text: 'Verified by replay' }), h('ul', null, items));
+}
+
+export function findingsView(findings, maxStep, verify) {
   const box = h('div', { class: 'findings' });
   if (!findings.length) {
     box.appendChild(h('p', { class: 'muted', text: 'No findings: the diagnostics saw nothing wrong so far.' }));
@@ -543,7 +568,8 @@ export function findingsView(findings, maxStep) {
         h('span', { class: 'muted', text: beforeTraining(f) ? 'before training' : `step ${fmt(f.step)} · epoch ${fmt(f.epoch)}` })),
       h('p', { class: 'message' }, withSettings(f.message)),
       evidenceTable(f.evidence),
-      f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', null, withSettings(f.remedy))) : null);
+      f.remedy ? h('p', { class: 'remedy' }, h('span', { class: 'remedy-label', text: 'Remedy' }), h('span', null, withSettings(f.remedy))) : null,
+      verifiedView((verify?.checks || []).filter((c) => c && c.kind === f.kind)));
     cards.appendChild(card);
     track.appendChild(h('button', {
       class: `tick sev-${sev}`, style: { left: `${(100 * (f.step || 0)) / lastStep}%` }, title: `${f.kind} at step ${f.step}`,
@@ -724,6 +750,12 @@ export function runFacts(run) {
   // Where it comes from: the command, the host and the git state of the working directory.
   const m = run.meta || {};
   if (m.command) box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'command' }), h('div', { class: 'fact-value mono', dataset: { fact: 'command' }, text: m.command })));
+  // A fork made by `trainscope diagnose --verify`: its history up to the fork is the original's.
+  if (m.forked_from) {
+    box.appendChild(h('div', { class: 'fact wide' }, h('div', { class: 'fact-label', text: 'forked from' }),
+      h('div', { class: 'fact-value', dataset: { fact: 'forked' } }, h('a', { href: `#/run/${encodeURIComponent(m.forked_from)}`, text: m.forked_from }),
+        ` at ${m.forked_at || `epoch ${m.forked_epoch}`}: a replay of diagnose --verify; its curves up to epoch ${m.forked_epoch} are the original's`)));
+  }
   const resumes = Number(run.meta?.resumes || 0);
   if (resumes > 0) {
     const times = resumes === 1 ? 'once' : `${resumes} times`;

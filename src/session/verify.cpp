@@ -2,7 +2,9 @@
 #include <trainscope/error.h>
 #include <trainscope/session/session.h>
 #include <trainscope/session/verify.h>
+#include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run.h>
+#include <trainscope/track/run_store.h>
 #include <trainscope/track/store_reader.h>
 
 #include <nlohmann/json.hpp>
@@ -10,7 +12,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -20,10 +24,132 @@ namespace {
 
 int severity_rank(const std::string& s) { return s == "error" ? 2 : s == "warning" ? 1 : 0; }
 
-// The last value of split/tag in a run's store (NaN when absent or not finite).
-double last_value(track::StoreReader& store, const std::string& split, const std::string& tag) {
+// Where a replay starts: the run's start, or a checkpoint it kept at an epoch's end.
+struct Origin {
+  int64_t epoch = 0, step = 0;  // 0: the start
+  fs::path checkpoint;          // the file forked from; empty from the start
+  std::string why_from_start;   // why not from a checkpoint
+  int64_t epochs = 0;           // trained after the origin
+  std::string prefix;           // <run>-verify-[from<E>-]<N>ep-<S>seeds-
+};
+
+// Settings a checkpoint takes on resume: they change how the next steps train, not what the
+// checkpoint holds (the model's architecture and initial weights, the data, the batches of an
+// epoch, the optimizer's kind).
+bool forkable(const std::string& key) {
+  static const std::set<std::string> keys = {"train.lr",
+                                             "train.weight_decay",
+                                             "train.grad_clip",
+                                             "train.label_smoothing",
+                                             "train.class_weights",
+                                             "train.max_epochs"};
+  return keys.count(key) > 0 || key.rfind("diagnose.", 0) == 0;
+}
+
+// The latest checkpoint in `run_dir` taken at the end of an epoch before `before_epoch` whose
+// payload verifies; at a tie the first by name (the files of one epoch hold the same state).
+std::optional<Origin> fork_point(const fs::path& run_dir, int64_t before_epoch) {
+  std::vector<std::pair<track::CheckpointInfo, fs::path>> candidates;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(run_dir / "checkpoints", ec)) {
+    if (e.path().extension() != ".ckpt") continue;
+    try {
+      auto info = track::read_checkpoint_info(e.path());
+      if (info.epoch_complete && info.epoch >= 1 && info.epoch < before_epoch)
+        candidates.emplace_back(std::move(info), e.path());
+    } catch (const Error&) {  // damaged, or from a newer trainscope: not a state to fork from
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
+    return a.first.epoch != b.first.epoch ? a.first.epoch > b.first.epoch : a.second < b.second;
+  });
+  for (const auto& [info, file] : candidates) {
+    try {
+      (void)track::read_checkpoint_payload(file);
+    } catch (const Error&) {
+      continue;
+    }
+    Origin o;
+    o.epoch = info.epoch;
+    o.step = info.step;
+    o.checkpoint = file;
+    return o;
+  }
+  return std::nullopt;
+}
+
+// Makes `dir` a fork of the run in `from` at `origin`, to be resumed with `config`: the run's
+// files beside its store (a TorchScript model's source/, ...), its store (the resume cuts it back
+// to the checkpoint's mark), the checkpoints it kept up to the origin (the checkpoint's own view
+// of checkpoints/) with the origin's as last.ckpt, and `config` as config.toml. Built in a
+// hidden folder and renamed into place: `dir` is a whole fork or absent.
+void make_fork(const fs::path& from, const fs::path& dir, const Origin& origin,
+               const Config& config) {
+  const fs::path tmp = dir.parent_path() / ("." + dir.filename().string() + ".forking");
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  try {
+    fs::create_directories(tmp / "checkpoints");
+    for (const auto& e : fs::directory_iterator(from)) {
+      const std::string name = e.path().filename().string();
+      if (name == "checkpoints" || name == "config.toml" || name == "verify.json" ||
+          name.rfind("run.sqlite", 0) == 0 || name.rfind("events.out.tfevents", 0) == 0 ||
+          name.rfind(".", 0) == 0)
+        continue;
+      fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
+    }
+    for (const auto& e : fs::directory_iterator(from / "checkpoints")) {
+      const std::string name = e.path().filename().string();
+      if (e.path().extension() != ".ckpt" || name == "last.ckpt" || name == "previous.ckpt")
+        continue;
+      try {
+        if (track::read_checkpoint_info(e.path()).step > origin.step) continue;
+      } catch (const Error&) {
+        continue;
+      }
+      fs::copy_file(e.path(), tmp / "checkpoints" / name);
+    }
+    fs::copy_file(origin.checkpoint, tmp / "checkpoints" / "last.ckpt");
+    track::RunStore(from / "run.sqlite", track::RunStore::Mode::kReadOnly)
+        .copy_to(tmp / "run.sqlite");
+    {
+      track::RunStore store(tmp / "run.sqlite");
+      // A stopped run, as the sweep resumes it; its history is the original's until the fork.
+      store.set_meta("name", dir.filename().string());
+      store.set_meta("status", "stopped");
+      store.set_meta("stop_reason", "interrupted");
+      store.set_meta("stop_message", "a fork, not yet resumed");
+      store.set_meta("forked_from", from.filename().string());
+      store.set_meta("forked_epoch", std::to_string(origin.epoch));
+      store.set_meta("forked_at", origin.checkpoint.filename().string() + " (epoch " +
+                                      std::to_string(origin.epoch) + ", step " +
+                                      std::to_string(origin.step) + ")");
+      // Its own start and duration; the command that made it is diagnose --verify, not the
+      // original's (forked_from names that run).
+      store.set_meta("started_at", std::to_string(track::wall_time_now()));
+      store.erase_meta({"ended_at", "resumes", "resumed_at", "resumed_from", "checkpoint_error",
+                        "command"});
+      store.erase_results("test");
+      store.erase_results("verify");
+    }
+    track::write_text_atomically(tmp / "config.toml", config.to_toml());
+    fs::rename(tmp, dir);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(tmp, ec);
+    throw Error("cannot fork run " + from.string() + " into " + dir.string() + ": " + e.what());
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+// The last finite value of split/tag in a run's store after `epoch` (NaN when none).
+double last_value(track::StoreReader& store, const std::string& split, const std::string& tag,
+                  int64_t epoch) {
   double v = NAN;
-  store.metrics_of(split, tag, [&](const track::MetricRowView& row) { v = row.value; });
+  store.metrics_of(split, tag, [&](const track::MetricRowView& row) {
+    if (row.epoch > epoch) v = row.value;
+  });
   return std::isfinite(v) ? v : NAN;
 }
 
@@ -34,9 +160,11 @@ struct Arm {
   bool interrupted = false;
 };
 
-// Runs the arm's sweep over `seeds` and reads each replay's final validation loss and accuracy.
-Arm run_arm(const Config& config, const std::string& name, const std::vector<uint64_t>& seeds,
-            const TrialRunner& runner, bool print) {
+// Runs the arm's sweep over `seeds` (each trial a fork of `run_dir` at `origin`, unless it starts
+// from the start) and reads each replay's final validation loss and accuracy.
+Arm run_arm(const fs::path& run_dir, const Origin& origin, const Config& config,
+            const std::string& name, const std::vector<uint64_t>& seeds, const TrialRunner& runner,
+            bool print) {
   Arm arm;
   arm.sweep = name;
   std::string values;
@@ -46,6 +174,10 @@ Arm run_arm(const Config& config, const std::string& name, const std::vector<uin
   o.parameters = {parse_sweep_parameter("train.seed=[" + values + "]", config)};
   o.test = false;
   Sweep sweep(config, o);
+  if (!origin.checkpoint.empty())
+    for (const auto& t : sweep.trials())
+      if (!fs::exists(sweep.run_dir(t)))
+        make_fork(run_dir, sweep.run_dir(t), origin, sweep.trial_config(t));
   const TrialRunner quiet = [&](const SweepTrial& trial, TrialAction action, const Config& c,
                                 const fs::path& dir) {
     if (print) {
@@ -64,15 +196,17 @@ Arm run_arm(const Config& config, const std::string& name, const std::vector<uin
     if (t.status != "finished") {
       arm.problem = "replay " + t.run_name + " " + t.status;
     } else {
+      // A fork's store holds the original's history up to the origin: only what came after
+      // is the replay's.
       track::StoreReader store(sweep.run_dir(t) / "run.sqlite");
       store.metrics_of("train", "step_loss", [&](const track::MetricRowView& row) {
-        if (std::isnan(r.first_loss)) r.first_loss = row.value;
+        if (std::isnan(r.first_loss) && row.step > origin.step) r.first_loss = row.value;
       });
-      r.val_loss = last_value(store, "val", "loss");
-      r.val_accuracy = last_value(store, "val", "accuracy");
+      r.val_loss = last_value(store, "val", "loss", origin.epoch);
+      r.val_accuracy = last_value(store, "val", "accuracy", origin.epoch);
       if (std::isnan(r.val_loss)) {  // no validation split: the training loss says as much
-        r.val_loss = last_value(store, "train", "loss");
-        r.val_accuracy = last_value(store, "train", "accuracy");
+        r.val_loss = last_value(store, "train", "loss", origin.epoch);
+        r.val_accuracy = last_value(store, "train", "accuracy", origin.epoch);
       }
     }
     arm.replays.push_back(r);
@@ -93,6 +227,7 @@ std::pair<double, double> mean_sd(const std::vector<double>& d) {
 
 std::string num(double v, int digits = 4) {
   if (!std::isfinite(v)) return std::isnan(v) ? "n/a" : (v > 0 ? "inf" : "-inf");
+  if (std::fabs(v) < 1e-12) v = 0;  // a difference of equal means, up to rounding
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.*g", digits, v);
   return buf;
@@ -203,28 +338,109 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       chosen.push_back(k);
 
   Config base = Session::of_run(run_dir).config();
-  int64_t latest = 0;
-  for (const auto& k : chosen)
-    if (!diagnose::setting_refs(findings[k].remedy).empty())
-      latest = std::max(latest, findings[k].epoch);
-  const int64_t run_epochs = base.get_int("train.max_epochs");
-  result.epochs =
-      options.epochs > 0
-          ? options.epochs
-          : std::clamp<int64_t>(latest + 2, std::min<int64_t>(2, run_epochs), run_epochs);
-  base.set("train.max_epochs", result.epochs, "verify",
-           "a short replay: the latest finding's epoch + 2");
   base.set("ui.dashboard", false, "verify", "replays run without a dashboard of their own");
   base.set("ui.progress", std::string("off"), "verify", "one line per replay");
   const auto seed0 = static_cast<uint64_t>(base.get_int("train.seed"));
   for (int64_t i = 0; i < options.seeds; ++i) result.seeds.push_back(seed0 + uint64_t(i));
-  const std::string prefix = result.run_name + "-verify-" + std::to_string(result.epochs) + "ep-" +
-                             std::to_string(options.seeds) + "seeds-";
+
+  // One check per alternative the remedy offers ("dropout or weight decay": two replays); the
+  // ones that cannot be replayed say why.
+  std::vector<RemedyCheck> checks;
+  for (const auto& k : chosen) {
+    const auto& f = findings[k];
+    auto alternatives = diagnose::setting_alternatives(f.remedy);
+    if (alternatives.empty()) alternatives.emplace_back();
+    for (size_t a = 0; a < alternatives.size(); ++a) {
+      RemedyCheck c;
+      c.kind = k;
+      c.alternative = alternatives.size() > 1 ? int(a + 1) : 0;
+      c.epoch = f.epoch;
+      c.remedy = diagnose::name_settings(f.remedy);
+      c.settings = alternatives[a];
+      const bool offered = !c.settings.empty();
+      // The replay's budget stays the same for both arms: "train longer" is not measured by it.
+      c.settings.erase(
+          std::remove_if(c.settings.begin(), c.settings.end(),
+                         [](const auto& kv) { return kv.first == "train.max_epochs"; }),
+          c.settings.end());
+      if (c.settings.empty()) {
+        c.verdict = "not replayed";
+        c.note = offered
+                     ? "its remedy is more epochs, which a replay of fixed length cannot measure"
+                     : "its remedy is a change of code or data, not of settings";
+      } else {
+        try {
+          Config with = base;
+          for (const auto& [key, value] : c.settings)
+            with.set_from_string(key + "=" + value, "remedy for " + k);
+        } catch (const ConfigError& e) {
+          c.verdict = "not replayed";
+          c.note = std::string("this run does not take the remedy's settings: ") + e.what();
+        }
+      }
+      checks.push_back(c);
+    }
+  }
+
+  // Where each check starts: the checks whose settings a checkpoint takes fork from the latest
+  // checkpoint before the earliest of their findings; the others replay from the start.
+  auto replayed = [](const RemedyCheck& c) { return c.verdict.empty(); };
+  auto takes_fork = [](const RemedyCheck& c) {
+    return std::all_of(c.settings.begin(), c.settings.end(),
+                       [](const auto& kv) { return forkable(kv.first); });
+  };
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (const auto& c : checks)
+    if (replayed(c) && takes_fork(c)) earliest = std::min(earliest, c.epoch);
+  std::optional<Origin> fork;
+  if (earliest != std::numeric_limits<int64_t>::max()) fork = fork_point(run_dir, earliest);
+  Origin start;
+  std::vector<size_t> at_fork, at_start;
+  for (size_t i = 0; i < checks.size(); ++i) {
+    auto& c = checks[i];
+    if (!replayed(c)) continue;
+    if (fork && takes_fork(c)) {
+      at_fork.push_back(i);
+      continue;
+    }
+    at_start.push_back(i);
+    if (!takes_fork(c)) {
+      std::string keys;
+      for (const auto& [key, value] : c.settings)
+        if (!forkable(key)) keys += (keys.empty() ? "" : " or ") + key;
+      c.why_from_start = "a checkpoint cannot take " + keys;
+    } else {
+      c.why_from_start =
+          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(earliest);
+    }
+  }
+  const int64_t run_epochs = base.get_int("train.max_epochs");
+  auto plan_origin = [&](Origin& o, const std::vector<size_t>& members) {
+    int64_t latest = 0;
+    for (size_t i : members) latest = std::max(latest, checks[i].epoch);
+    if (options.epochs > 0)
+      o.epochs = options.epochs;
+    else if (o.epoch == 0)
+      o.epochs = std::clamp<int64_t>(latest + 2, std::min<int64_t>(2, run_epochs), run_epochs);
+    else
+      o.epochs =
+          std::clamp<int64_t>(latest - o.epoch + 2, 2, std::max<int64_t>(2, run_epochs - o.epoch));
+    o.prefix = result.run_name + "-verify-" +
+               (o.epoch > 0 ? "from" + std::to_string(o.epoch) + "-" : std::string()) +
+               std::to_string(o.epochs) + "ep-" + std::to_string(options.seeds) + "seeds-";
+    for (size_t i : members) {
+      checks[i].from_epoch = o.epoch;
+      checks[i].epochs = o.epochs;
+      checks[i].from_checkpoint =
+          o.checkpoint.empty() ? "" : (fs::path("checkpoints") / o.checkpoint.filename()).string();
+    }
+  };
+  if (fork) plan_origin(*fork, at_fork);
+  plan_origin(start, at_start);
 
   std::ostringstream out;
-  out << "remedies of run " << result.run_name << " verified by replay: " << result.epochs
-      << " epoch" << (result.epochs == 1 ? "" : "s") << " from the start, with and without each "
-      << "remedy, seeds";
+  out << "remedies of run " << result.run_name
+      << " verified by replay, with and without each remedy, on seeds";
   for (auto s : result.seeds) out << " " << s;
   out << "\n";
   if (options.print) {
@@ -232,126 +448,128 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     std::fflush(stdout);
   }
 
-  bool any = false;
-  for (const auto& k : chosen) any = any || !diagnose::setting_refs(findings[k].remedy).empty();
-  Arm baseline;
-  if (any) {
-    baseline = run_arm(base, prefix + "base", result.seeds, runner, options.print);
-    result.base_sweep = baseline.sweep;
-    result.baseline = baseline.replays;
-    if (baseline.interrupted) {
-      result.interrupted = true;
-      result.summary = out.str() + "  interrupted: the same command finishes the replays\n";
-      return result;
-    }
-  }
-  // One check per alternative the remedy offers ("dropout or weight decay": two replays).
-  struct Planned {
-    std::string kind;
-    int alternative = 0;
-    std::vector<std::pair<std::string, std::string>> settings;
+  // Each origin's baseline, then its checks.
+  std::vector<std::pair<Origin*, const std::vector<size_t>*>> origins;
+  if (fork && !at_fork.empty()) origins.emplace_back(&*fork, &at_fork);
+  if (!at_start.empty()) origins.emplace_back(&start, &at_start);
+  auto interrupted = [&] {
+    result.interrupted = true;
+    result.checks = checks;
+    result.summary = out.str() + "  interrupted: the same command finishes the replays\n";
+    return result;
   };
-  std::vector<Planned> plan;
-  for (const auto& k : chosen) {
-    const auto alternatives = diagnose::setting_alternatives(findings[k].remedy);
-    if (alternatives.empty()) plan.push_back({k, 0, {}});
-    for (size_t a = 0; a < alternatives.size(); ++a)
-      plan.push_back({k, alternatives.size() > 1 ? int(a + 1) : 0, alternatives[a]});
-  }
-  for (const auto& p : plan) {
-    const std::string& k = p.kind;
-    const auto& f = findings[k];
-    RemedyCheck c;
-    c.kind = k;
-    c.alternative = p.alternative;
-    c.epoch = f.epoch;
-    c.remedy = diagnose::name_settings(f.remedy);
-    c.settings = p.settings;
-    if (c.settings.empty()) {
-      c.verdict = "not replayed";
-      c.note = "its remedy is a change of code or data, not of settings";
-      result.checks.push_back(c);
-      continue;
+  for (auto& [origin, members] : origins) {
+    Config config = base;
+    config.set("train.max_epochs", origin->epoch + origin->epochs, "verify",
+               origin->epoch > 0 ? "a short replay from epoch " + std::to_string(origin->epoch)
+                                 : std::string("a short replay from the start"));
+    if (options.print) {
+      std::printf("  %lld epoch%s %s\n", static_cast<long long>(origin->epochs),
+                  origin->epochs == 1 ? "" : "s",
+                  origin->epoch > 0 ? ("from epoch " + std::to_string(origin->epoch) + " (" +
+                                       origin->checkpoint.filename().string() + ")")
+                                          .c_str()
+                                    : "from the start");
+      std::fflush(stdout);
     }
-    // The replay's budget stays the same for both arms: "train longer" is not measured by it.
-    c.settings.erase(std::remove_if(c.settings.begin(), c.settings.end(),
-                                    [](const auto& kv) { return kv.first == "train.max_epochs"; }),
-                     c.settings.end());
-    if (c.settings.empty()) {
-      c.verdict = "not replayed";
-      c.note = "its remedy is more epochs, which a replay of fixed length cannot measure";
-      result.checks.push_back(c);
-      continue;
-    }
-    Config with = base;
-    try {
+    const Arm baseline = run_arm(run_dir, *origin, config, origin->prefix + "base", result.seeds,
+                                 runner, options.print);
+    if (baseline.interrupted) return interrupted();
+    for (size_t i : *members) {
+      RemedyCheck& c = checks[i];
+      c.base_sweep = baseline.sweep;
+      c.baseline = baseline.replays;
+      if (!baseline.problem.empty()) {
+        c.verdict = "not replayed";
+        c.note = "the baseline did not finish: " + baseline.problem;
+        continue;
+      }
+      Config with = config;
       for (const auto& [key, value] : c.settings)
-        with.set_from_string(key + "=" + value, "remedy for " + k);
-    } catch (const ConfigError& e) {
-      c.verdict = "not replayed";
-      c.note = std::string("this run does not take the remedy's settings: ") + e.what();
-      result.checks.push_back(c);
-      continue;
+        with.set_from_string(key + "=" + value, "remedy for " + c.kind);
+      const std::string arm_name =
+          origin->prefix + c.kind +
+          (c.alternative > 0 ? "-alt" + std::to_string(c.alternative) : "");
+      Arm arm = run_arm(run_dir, *origin, with, arm_name, result.seeds, runner, options.print);
+      if (arm.interrupted) return interrupted();
+      c.sweep = arm.sweep;
+      c.with_remedy = arm.replays;
+      if (!arm.problem.empty()) {
+        c.verdict = "not replayed";
+        c.note = arm.problem;
+      } else {
+        judge(c, c.baseline);
+      }
     }
-    if (!baseline.problem.empty()) {
-      c.verdict = "not replayed";
-      c.note = "the baseline did not finish: " + baseline.problem;
-      result.checks.push_back(c);
-      continue;
-    }
-    const std::string arm_name =
-        prefix + k + (c.alternative > 0 ? "-alt" + std::to_string(c.alternative) : "");
-    Arm arm = run_arm(with, arm_name, result.seeds, runner, options.print);
-    if (arm.interrupted) {
-      result.interrupted = true;
-      result.summary = out.str() + "  interrupted: the same command finishes the replays\n";
-      return result;
-    }
-    c.sweep = arm.sweep;
-    c.with_remedy = arm.replays;
-    if (!arm.problem.empty()) {
-      c.verdict = "not replayed";
-      c.note = arm.problem;
-    } else {
-      judge(c, result.baseline);
-    }
-    result.checks.push_back(c);
   }
+  result.checks = checks;
 
-  // The report: per finding its settings, both arms' means, the paired effects and the verdict.
+  // The report: per origin its baseline, then per check its settings, the remedy arm's means,
+  // the paired effects and the verdict; the checks not replayed last.
   std::ostringstream report;
-  if (!result.baseline.empty())
-    report << "  baseline (" << result.base_sweep << "): val_loss "
-           << mean_of(result.baseline, &Replay::val_loss) << ", val_accuracy "
-           << mean_of(result.baseline, &Replay::val_accuracy) << "\n";
-  for (const auto& c : result.checks) {
-    report << "  " << c.kind
-           << (c.alternative > 0 ? ", alternative " + std::to_string(c.alternative) : "")
-           << " (epoch " << c.epoch << "): ";
-    if (c.settings.empty() || c.verdict == "not replayed") {
-      report << c.verdict << ": " << c.note << "\n";
-      continue;
+  const std::string n_seeds =
+      std::to_string(result.seeds.size()) + " seed" + (result.seeds.size() == 1 ? "" : "s");
+  for (const auto& [origin, members] : origins) {
+    const RemedyCheck& first = checks[members->front()];
+    report << "  " << origin->epochs << " epoch" << (origin->epochs == 1 ? "" : "s") << " ";
+    if (origin->epoch > 0) {
+      report << "from epoch " << origin->epoch << " (forked from " << first.from_checkpoint << ")";
+    } else {
+      // "a checkpoint cannot take model.hidden or train.batch_size; the run kept no ..."
+      std::set<std::string> keys, others;
+      const std::string cannot = "a checkpoint cannot take ";
+      for (size_t i : *members) {
+        const std::string& w = checks[i].why_from_start;
+        if (w.rfind(cannot, 0) != 0) {
+          others.insert(w);
+          continue;
+        }
+        for (size_t at = cannot.size(), next; at < w.size(); at = next + 4) {
+          next = std::min(w.find(" or ", at), w.size());
+          keys.insert(w.substr(at, next - at));
+        }
+      }
+      std::string why, listed;
+      for (const auto& k : keys) listed += (listed.empty() ? "" : " or ") + k;
+      if (!listed.empty()) why = cannot + listed;
+      for (const auto& w : others) why += (why.empty() ? "" : "; ") + w;
+      report << "from the start (" << why << ")";
     }
-    std::string settings;
-    for (const auto& [key, value] : c.settings)
-      settings += (settings.empty() ? "" : ", ") + diagnose::config_key_name(key, value);
-    const bool diverged = std::isnan(c.loss_effect) && c.verdict == "helped";
-    report << settings << " (" << c.sweep << ")\n    val_loss "
-           << mean_of(c.with_remedy, &Replay::val_loss) << ", effect "
-           << (diverged ? std::string("finite where the baseline diverged")
-                        : num(c.loss_effect) + " +- " + num(c.loss_spread, 2))
-           << "; val_accuracy " << mean_of(c.with_remedy, &Replay::val_accuracy) << ", effect "
-           << num(c.accuracy_effect) << " +- " << num(c.accuracy_spread, 2) << " ("
-           << result.seeds.size() << " seed" << (result.seeds.size() == 1 ? "" : "s")
-           << "): " << c.verdict << (c.note.empty() ? "" : " (" + c.note + ")") << "\n";
+    report << "; baseline (" << first.base_sweep << "): val_loss "
+           << mean_of(first.baseline, &Replay::val_loss) << ", val_accuracy "
+           << mean_of(first.baseline, &Replay::val_accuracy) << "\n";
+    for (size_t i : *members) {
+      const RemedyCheck& c = checks[i];
+      report << "    " << c.kind
+             << (c.alternative > 0 ? ", alternative " + std::to_string(c.alternative) : "")
+             << " (epoch " << c.epoch << "): ";
+      std::string settings;
+      for (const auto& [key, value] : c.settings)
+        settings += (settings.empty() ? "" : ", ") + diagnose::config_key_name(key, value);
+      if (c.sweep.empty()) {
+        report << settings << ": " << c.verdict << ": " << c.note << "\n";
+        continue;
+      }
+      const bool diverged = std::isnan(c.loss_effect) && c.verdict == "helped";
+      report << settings << " (" << c.sweep << ")\n      val_loss "
+             << mean_of(c.with_remedy, &Replay::val_loss) << ", effect "
+             << (diverged ? std::string("finite where the baseline diverged")
+                          : num(c.loss_effect) + " +- " + num(c.loss_spread, 2))
+             << "; val_accuracy " << mean_of(c.with_remedy, &Replay::val_accuracy) << ", effect "
+             << num(c.accuracy_effect) << " +- " << num(c.accuracy_spread, 2) << " (" << n_seeds
+             << "): " << c.verdict << (c.note.empty() ? "" : " (" + c.note + ")") << "\n";
+    }
   }
-  if (result.checks.empty()) report << "  the run has no findings to verify\n";
+  for (const auto& c : checks)
+    if (c.verdict == "not replayed" && c.base_sweep.empty())
+      report << "  " << c.kind
+             << (c.alternative > 0 ? ", alternative " + std::to_string(c.alternative) : "")
+             << " (epoch " << c.epoch << "): not replayed: " << c.note << "\n";
+  if (checks.empty()) report << "  the run has no findings to verify\n";
 
   nlohmann::json j;
   j["run"] = result.run_name;
-  j["epochs"] = result.epochs;
   j["seeds"] = result.seeds;
-  j["baseline_sweep"] = result.base_sweep;
   auto replays = [](const std::vector<Replay>& rs) {
     nlohmann::json a = nlohmann::json::array();
     for (const auto& r : rs)
@@ -363,9 +581,8 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     return a;
   };
   auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
-  j["baseline"] = replays(result.baseline);
   j["checks"] = nlohmann::json::array();
-  for (const auto& c : result.checks) {
+  for (const auto& c : checks) {
     nlohmann::json s = nlohmann::json::object();
     for (const auto& [key, value] : c.settings) s[key] = value;
     j["checks"].push_back({{"kind", c.kind},
@@ -373,6 +590,12 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
                            {"epoch", c.epoch},
                            {"remedy", c.remedy},
                            {"settings", s},
+                           {"from_epoch", c.from_epoch},
+                           {"from_checkpoint", c.from_checkpoint},
+                           {"why_from_start", c.why_from_start},
+                           {"epochs", c.epochs},
+                           {"baseline_sweep", c.base_sweep},
+                           {"baseline", replays(c.baseline)},
                            {"sweep", c.sweep},
                            {"with_remedy", replays(c.with_remedy)},
                            {"loss_effect", number(c.loss_effect)},
@@ -382,17 +605,17 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
                            {"verdict", c.verdict},
                            {"note", c.note}});
   }
-  // Checks an earlier call made (another --only) stay in the file, when they were replayed with
-  // the same budget and seeds, so that they compare; the same kind and settings are replaced.
+  // Checks an earlier call made (another --only) stay, when they were replayed on the same seeds;
+  // the same kind and settings are replaced. Each check carries its own baseline and budget.
   result.json = run_dir / "verify.json";
   int64_t kept = 0;
   if (fs::exists(result.json)) {
     std::ifstream in(result.json);
     const auto old = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (old.is_object() && old.value("epochs", nlohmann::json()) == j["epochs"] &&
-        old.value("seeds", nlohmann::json()) == j["seeds"] && old.contains("checks") &&
-        old["checks"].is_array())
+    if (old.is_object() && old.value("seeds", nlohmann::json()) == j["seeds"] &&
+        old.contains("checks") && old["checks"].is_array())
       for (const auto& o : old["checks"]) {
+        if (!o.is_object() || !o.contains("epochs")) continue;  // an earlier format
         const bool replaced =
             std::any_of(j["checks"].begin(), j["checks"].end(), [&](const nlohmann::json& n) {
               return n.value("kind", "") == o.value("kind", "") &&
@@ -402,9 +625,11 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       }
   }
   track::write_text_atomically(result.json, j.dump(2) + "\n");
+  // The dashboard shows the checks beside the run's findings.
+  track::RunStore(run_dir / "run.sqlite").put_result("verify", "remedies", j.dump());
   report << "  written to " << result.json.string()
          << (kept > 0 ? " (with " + std::to_string(kept) + " check" + (kept == 1 ? "" : "s") +
-                            " of an earlier call at the same budget and seeds)"
+                            " of an earlier call on the same seeds)"
                       : std::string())
          << "\n";
   result.summary = out.str() + report.str();

@@ -468,6 +468,24 @@ try {
     await page.locator('[data-chart=sharpness]').screenshot({ path: join(out, 'sharpness.png') });
   });
 
+  await check('a remedy verified by replay shows beside its finding, and a fork links its original', async () => {
+    await page.goto(base + '#/run/cmp-a');
+    await page.waitForSelector('.finding .verified li');
+    const items = await page.$$eval('.finding .verified li', (li) => li.map((x) => x.textContent));
+    assert(items.length === 2, `checks: ${JSON.stringify(items)}`);
+    assert(items[0].startsWith('model.dropout = 0.3 no clear effect: val loss +0.001') && items[0].includes('10 epochs from the start'), items[0]);
+    assert(items[1].startsWith('train.weight_decay = 0.0001 helped: val loss −0.05 ± 0.004, val accuracy +1.20 pts ± 0.30')
+      && items[1].includes('(1 seed, 3 epochs from epoch 7 (checkpoints/epoch-0007.ckpt))'), items[1]);
+    await page.locator('.finding:has(.verified)').screenshot({ path: join(out, 'verified-remedies.png') });
+    await page.click('.finding .verified li:nth-child(2) a.compare-replays');
+    await until(() => page.evaluate(() => Number(document.querySelector('[data-chart=loss]')?.dataset.points || 0) > 0), 10000, 'the replays compared');
+    assert(decodeURIComponent(await page.evaluate(() => location.hash)).startsWith('#/compare/sw-001,sw-002'), 'the replays compared');
+    await page.goto(base + '#/run/sw-002');
+    const forked = await (await page.waitForSelector('[data-fact=forked]')).textContent();
+    assert(forked.startsWith('cmp-a at epoch-0007.ckpt (epoch 7, step 700)'), forked);
+    assert(await page.$eval('[data-fact=forked] a', (a) => a.getAttribute('href')) === '#/run/cmp-a', 'links the original');
+  });
+
   await check('two runs compared', async () => {
     await page.goto(base + '#/');
     await page.waitForSelector('tr[data-run="cmp-a"] input');

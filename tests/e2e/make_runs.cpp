@@ -330,6 +330,27 @@ int main(int argc, char** argv) {
     store.set_meta("resumed_from", "last.ckpt (epoch 5, step 437)");
   }
   rich_run(runs / "cmp-a");
+  {
+    // What `diagnose --verify` keeps for the dashboard: cmp-a's overfitting remedy, one alternative
+    // replayed from the start, the other forked from epoch 7 (its replays: the two sweep trials).
+    RunStore store(runs / "cmp-a" / "run.sqlite");
+    store.put_result(
+        "verify", "remedies",
+        R"({"run": "cmp-a", "seeds": [0], "checks": [)"
+        R"({"kind": "overfitting", "alternative": 1, "epoch": 8, "settings": {"model.dropout": "0.3"},)"
+        R"( "from_epoch": 0, "from_checkpoint": "", "epochs": 10, "baseline_sweep": "cmp-a-verify-10ep-1seeds-base",)"
+        R"( "baseline": [{"seed": 0, "run": "cmp-a-verify-10ep-1seeds-base-001", "val_loss": 0.42}],)"
+        R"( "sweep": "cmp-a-verify-10ep-1seeds-overfitting-alt1",)"
+        R"( "with_remedy": [{"seed": 0, "run": "cmp-a-verify-10ep-1seeds-overfitting-alt1-001", "val_loss": 0.421}],)"
+        R"( "loss_effect": 0.001, "loss_spread": 0.0, "accuracy_effect": -0.002, "accuracy_spread": 0.0,)"
+        R"( "verdict": "no clear effect", "note": ""},)"
+        R"({"kind": "overfitting", "alternative": 2, "epoch": 8, "settings": {"train.weight_decay": "0.0001"},)"
+        R"( "from_epoch": 7, "from_checkpoint": "checkpoints/epoch-0007.ckpt", "epochs": 3,)"
+        R"( "baseline_sweep": "lr-sweep", "baseline": [{"seed": 0, "run": "sw-001", "val_loss": 0.42}],)"
+        R"( "sweep": "lr-sweep", "with_remedy": [{"seed": 0, "run": "sw-002", "val_loss": 0.37}],)"
+        R"( "loss_effect": -0.05, "loss_spread": 0.004, "accuracy_effect": 0.012, "accuracy_spread": 0.003,)"
+        R"( "verdict": "helped", "note": ""}]})");
+  }
   small_run(runs / "cmp-b", "cmp-b", 0.001, 2);
   track::write_annotations(runs / "cmp-b" / "run.sqlite",
                            {{"baseline", "lr 1e-3"}, "the reference run: <b>not bold</b>"});
@@ -346,6 +367,11 @@ int main(int argc, char** argv) {
                         {"run.sweep", "\"lr-sweep\"", "sweep", "trial"},
                         {"run.sweep_trial", "\"train.lr=" + std::to_string(lr) + "\"", "sweep",
                          "the trial's settings"}});
+    if (trial == 2) {  // a fork of cmp-a, as diagnose --verify makes them
+      store.set_meta("forked_from", "cmp-a");
+      store.set_meta("forked_epoch", "7");
+      store.set_meta("forked_at", "epoch-0007.ckpt (epoch 7, step 700)");
+    }
   }
   data_check_run(runs / "dc");
   task_runs(runs);

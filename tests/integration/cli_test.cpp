@@ -342,7 +342,13 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
 
   Result v = run("diagnose div --verify --seeds 2 --only non_finite");
   ASSERT_EQ(v.status, 0) << v.out;
-  EXPECT_NE(v.out.find("remedies of run div verified by replay: 2 epochs from the start"),
+  EXPECT_NE(v.out.find("remedies of run div verified by replay, with and without each remedy, on "
+                       "seeds 0 1"),
+            std::string::npos)
+      << v.out;
+  // Diverged in its first epoch: no checkpoint before the finding, so the replays start afresh.
+  EXPECT_NE(v.out.find("2 epochs from the start (the run kept no checkpoint from an epoch's end "
+                       "before epoch 1)"),
             std::string::npos)
       << v.out;
   EXPECT_NE(v.out.find("non_finite (epoch 1): train.lr = 0.2, train.grad_clip = 1"),
@@ -372,8 +378,7 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   const std::string both((std::istreambuf_iterator<char>(in_h)), std::istreambuf_iterator<char>());
   EXPECT_NE(both.find("\"kind\": \"planted\""), std::string::npos) << both;
   EXPECT_NE(both.find("\"kind\": \"planted_harm\""), std::string::npos) << both;
-  EXPECT_NE(h.out.find("(with 1 check of an earlier call at the same budget and seeds)"),
-            std::string::npos)
+  EXPECT_NE(h.out.find("(with 1 check of an earlier call on the same seeds)"), std::string::npos)
       << h.out;
   // A remedy offering alternatives ("... or ...") is replayed once per alternative.
   Result alt = run("diagnose ok --verify --seeds 2 --only planted_alt");
@@ -396,6 +401,70 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
   EXPECT_NE(missing.out.find("run div has no finding 'overfitting'; it found: "), std::string::npos)
       << missing.out;
   EXPECT_EQ(run("diagnose div --seeds 2").status, 2);
+}
+
+// A finding after the first epoch is verified from the checkpoint before it: each replay is a
+// fork of the run (its store's history up to the fork, linked to the original), the fork at the
+// run's own seed and budget ends exactly where the original did, the next seed continues on
+// another stream, and a remedy a checkpoint cannot take (the model) replays from the start.
+TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
+  if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  ASSERT_EQ(run("train --name late --model mlp --epochs 3 --set train.optimizer=sgd --lr 0.05 "
+                "--batch-size 64 --no-test --no-dashboard --progress plain --set data.limit=1000 "
+                "--set checkpoint.keep_top_k=3")
+                .status,
+            0);
+  const fs::path late = dir_ / "runs" / "late";
+  trainscope::track::RunStore(late / "run.sqlite")
+      .add_finding({"planted", "warning", 40, 3, "a planted finding", "{}",
+                    "clip at a norm no gradient reaches ({train.grad_clip=1000000})", 0.0});
+  trainscope::track::RunStore(late / "run.sqlite")
+      .add_finding({"planted_model", "warning", 40, 3, "a planted finding", "{}",
+                    "a wider model ({model.hidden=[64]})", 0.0});
+  Result v = run("diagnose late --verify --seeds 2 --epochs 1");
+  ASSERT_EQ(v.status, 0) << v.out;
+  EXPECT_NE(v.out.find("1 epoch from epoch 2 (forked from checkpoints/epoch-0002-"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("planted (epoch 3): train.grad_clip = 1000000 "
+                       "(late-verify-from2-1ep-2seeds-planted)"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("effect 0 +- 0; val_accuracy"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("1 epoch from the start (a checkpoint cannot take model.hidden"),
+            std::string::npos)
+      << v.out;
+  EXPECT_TRUE(fs::exists(dir_ / "runs" / "late-verify-1ep-2seeds-planted_model-002"));
+  // The fork at the run's seed: its history up to epoch 2 is the original's, and its epoch 3
+  // (the same settings, the run's budget) is the original's epoch 3 exactly.
+  const fs::path fork = dir_ / "runs" / "late-verify-from2-1ep-2seeds-base-001";
+  const auto val = [](const fs::path& run, int epoch) {
+    return query(run / "run.sqlite",
+                 "SELECT printf('%.17g', value) FROM metrics WHERE split='val' "
+                 "AND tag='loss' AND epoch=" +
+                     std::to_string(epoch));
+  };
+  for (int epoch : {1, 2, 3}) {
+    ASSERT_EQ(val(late, epoch).size(), 1u) << epoch;
+    EXPECT_EQ(val(fork, epoch), val(late, epoch)) << "epoch " << epoch;
+  }
+  EXPECT_NE(val(dir_ / "runs" / "late-verify-from2-1ep-2seeds-base-002", 3), val(late, 3))
+      << "the second seed continues on another stream";
+  EXPECT_EQ(val(dir_ / "runs" / "late-verify-from2-1ep-2seeds-base-002", 2), val(late, 2));
+  EXPECT_EQ(query(fork / "run.sqlite",
+                  "SELECT value FROM meta WHERE key IN ('forked_from', 'forked_epoch', 'name') "
+                  "ORDER BY key"),
+            (std::vector<std::string>{"2", "late", "late-verify-from2-1ep-2seeds-base-001"}));
+  EXPECT_EQ(query(fork / "run.sqlite", "SELECT value FROM meta WHERE key='status'"),
+            std::vector<std::string>{"finished"});
+  // The original keeps the checks for the dashboard.
+  const auto kept =
+      query(late / "run.sqlite",
+            "SELECT json_extract(c.value, '$.from_epoch') || ' ' || "
+            "json_extract(c.value, '$.verdict') FROM results, json_each(results.json, "
+            "'$.checks') AS c WHERE split='verify' AND name='remedies' AND "
+            "json_extract(c.value, '$.kind') LIKE 'planted%' ORDER BY 1");
+  EXPECT_EQ(kept, (std::vector<std::string>{"0 no clear effect", "2 no clear effect"}));
 }
 
 TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {
