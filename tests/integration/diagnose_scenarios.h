@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,9 +102,16 @@ struct LazyHeadNet : torch::nn::Module {
   }
 };
 
-// Models defined in Python (tests/interop/make_scenario_models.py), made once per process into a
-// temporary folder with Debian's python3-torch; loaded as TorchScript, as `trainscope train
-// --model FILE` loads them.
+// The seed of the scenario being run (run() sets it before building the model): the Python-defined
+// models are made at it, as the zoo's are initialized at it.
+inline uint64_t& scenario_seed() {
+  static uint64_t seed = 0;
+  return seed;
+}
+
+// Models defined in Python (tests/interop/make_scenario_models.py), made once per process and
+// seed into a temporary folder with Debian's python3-torch, initialized under that seed; loaded
+// as TorchScript, as `trainscope train --model FILE` loads them.
 inline Model scripted(const std::string& name) {
 #ifndef TRAINSCOPE_SOURCE_DIR
 #error "TRAINSCOPE_SOURCE_DIR: the scenarios' Python models live in the source tree"
@@ -117,16 +125,22 @@ inline Model scripted(const std::string& name) {
       std::filesystem::remove_all(path, ignored);
     }
   } folder;
-  static std::once_flag once;
-  const std::filesystem::path& dir = folder.path;
-  std::call_once(once, [&] {
-    const std::string command = "/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
-                                "/tests/interop/make_scenario_models.py' '" +
-                                dir.string() + "'";
-    if (std::system(command.c_str()) != 0)
-      throw Error("cannot make the scenarios' TorchScript models: " + command +
-                  " failed (python3-torch is installed by scripts/deps.sh)");
-  });
+  static std::mutex mutex;
+  static std::set<uint64_t> made;
+  const uint64_t seed = scenario_seed();
+  const std::filesystem::path dir = folder.path / ("seed-" + std::to_string(seed));
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!made.count(seed)) {
+      const std::string command = "/usr/bin/python3 '" TRAINSCOPE_SOURCE_DIR
+                                  "/tests/interop/make_scenario_models.py' '" +
+                                  dir.string() + "' " + std::to_string(seed);
+      if (std::system(command.c_str()) != 0)
+        throw Error("cannot make the scenarios' TorchScript models: " + command +
+                    " failed (python3-torch is installed by scripts/deps.sh)");
+      made.insert(seed);
+    }
+  }
   return models::load_torchscript(dir / (name + ".pt"));
 }
 
@@ -330,6 +344,7 @@ inline Result run(const Scenario& s, const Scale& scale) {
   auto splits = data::fashion_mnist(d);
   if (s.splits) s.splits(splits);
   torch::manual_seed(scale.seed);
+  scenario_seed() = scale.seed;
   Model model = s.model();
   // The Session's diagnostics and early stopping (patience 5, restoring the best epoch), as a
   // default run has them; no checkpoints.

@@ -2,10 +2,12 @@
 """Untrained TorchScript models for the diagnosis scenarios (tests/integration/diagnose_scenarios.h),
 defined the way PyTorch users write them, made with Debian's python3-torch.
 
-    make_scenario_models.py OUT_DIR
+    make_scenario_models.py OUT_DIR [SEED]
 
-Writes to OUT_DIR, each torch.jit.script of a freshly initialized module (seeded), taking a
-[N, 1, 28, 28] batch and returning [N, 10] scores:
+Writes to OUT_DIR, each torch.jit.script of a freshly initialized module (initialized under
+torch.manual_seed(SEED), 0 by default: each seed of a scenario starts from weights of its own, as
+a Python user's script seeded with it would), taking a [N, 1, 28, 28] batch and returning [N, 10]
+scores:
   mlp.pt          healthy: Flatten, Linear 784-256, ReLU, Linear 256-128, ReLU, Linear 128-10
   cnn.pt          healthy: two Conv-BatchNorm-ReLU-MaxPool blocks, then a Linear head
   softmax_mlp.pt  a fault: the MLP's forward ends in F.softmax (then fed to cross-entropy)
@@ -60,10 +62,11 @@ class SigmoidCnn(Cnn):
 
 def main():
     out = sys.argv[1]
+    seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     os.makedirs(out, exist_ok=True)
     for name, cls in [("mlp", Mlp), ("cnn", Cnn), ("softmax_mlp", SoftmaxMlp),
                       ("sigmoid_cnn", SigmoidCnn)]:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         module = cls()
         module.eval()
         with torch.no_grad():
