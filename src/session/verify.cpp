@@ -382,12 +382,13 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     }
   }
 
-  // Where each check starts: the checks whose settings a checkpoint takes fork from the latest
-  // checkpoint before the earliest of their findings; the others replay from the start.
+  // Where each check starts: the checks whose settings a checkpoint takes, on findings after the
+  // first epoch, fork from the latest checkpoint before the earliest of those findings; the
+  // others replay from the start.
   auto replayed = [](const RemedyCheck& c) { return c.verdict.empty(); };
   auto takes_fork = [](const RemedyCheck& c) {
-    return std::all_of(c.settings.begin(), c.settings.end(),
-                       [](const auto& kv) { return forkable(kv.first); });
+    return c.epoch >= 2 && std::all_of(c.settings.begin(), c.settings.end(),
+                                       [](const auto& kv) { return forkable(kv.first); });
   };
   int64_t earliest = std::numeric_limits<int64_t>::max();
   for (const auto& c : checks)
@@ -404,15 +405,16 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       continue;
     }
     at_start.push_back(i);
-    if (!takes_fork(c)) {
-      std::string keys;
-      for (const auto& [key, value] : c.settings)
-        if (!forkable(key)) keys += (keys.empty() ? "" : " or ") + key;
+    std::string keys;
+    for (const auto& [key, value] : c.settings)
+      if (!forkable(key)) keys += (keys.empty() ? "" : " or ") + key;
+    if (!keys.empty())
       c.why_from_start = "a checkpoint cannot take " + keys;
-    } else {
-      c.why_from_start =
-          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(earliest);
-    }
+    else if (c.epoch <= 1)
+      c.why_from_start = "a finding before the first epoch's end";
+    else
+      c.why_from_start = "the run kept no checkpoint from an epoch's end before epoch " +
+                         std::to_string(earliest);
   }
   const int64_t run_epochs = base.get_int("train.max_epochs");
   auto plan_origin = [&](Origin& o, const std::vector<size_t>& members) {

@@ -347,8 +347,7 @@ TEST_F(CliTest, DiagnoseVerifyMeasuresWhetherEachRemedyHelps) {
             std::string::npos)
       << v.out;
   // Diverged in its first epoch: no checkpoint before the finding, so the replays start afresh.
-  EXPECT_NE(v.out.find("2 epochs from the start (the run kept no checkpoint from an epoch's end "
-                       "before epoch 1)"),
+  EXPECT_NE(v.out.find("2 epochs from the start (a finding before the first epoch's end)"),
             std::string::npos)
       << v.out;
   EXPECT_NE(v.out.find("non_finite (epoch 1): train.lr = 0.2, train.grad_clip = 1"),
