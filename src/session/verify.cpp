@@ -127,8 +127,8 @@ void make_fork(const fs::path& from, const fs::path& dir, const Origin& origin,
       // Its own start and duration; the command that made it is diagnose --verify, not the
       // original's (forked_from names that run).
       store.set_meta("started_at", std::to_string(track::wall_time_now()));
-      store.erase_meta({"ended_at", "resumes", "resumed_at", "resumed_from", "checkpoint_error",
-                        "command"});
+      store.erase_meta(
+          {"ended_at", "resumes", "resumed_at", "resumed_from", "checkpoint_error", "command"});
       store.erase_results("test");
       store.erase_results("verify");
     }
@@ -413,8 +413,8 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     else if (c.epoch <= 1)
       c.why_from_start = "a finding before the first epoch's end";
     else
-      c.why_from_start = "the run kept no checkpoint from an epoch's end before epoch " +
-                         std::to_string(earliest);
+      c.why_from_start =
+          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(earliest);
   }
   const int64_t run_epochs = base.get_int("train.max_epochs");
   auto plan_origin = [&](Origin& o, const std::vector<size_t>& members) {
