@@ -382,27 +382,30 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     }
   }
 
-  // Where each check starts: the checks whose settings a checkpoint takes, on findings after the
-  // first epoch, fork from the latest checkpoint before the earliest of those findings; the
-  // others replay from the start.
+  // Where each check starts: a check whose settings a checkpoint takes, on a finding after the
+  // first epoch, forks from the latest checkpoint the run kept before its finding (checks that
+  // meet at one checkpoint share its baseline); the others replay from the start.
   auto replayed = [](const RemedyCheck& c) { return c.verdict.empty(); };
   auto takes_fork = [](const RemedyCheck& c) {
     return c.epoch >= 2 && std::all_of(c.settings.begin(), c.settings.end(),
                                        [](const auto& kv) { return forkable(kv.first); });
   };
-  int64_t earliest = std::numeric_limits<int64_t>::max();
-  for (const auto& c : checks)
-    if (replayed(c) && takes_fork(c)) earliest = std::min(earliest, c.epoch);
-  std::optional<Origin> fork;
-  if (earliest != std::numeric_limits<int64_t>::max()) fork = fork_point(run_dir, earliest);
+  std::map<int64_t, std::optional<Origin>> before;  // by the finding's epoch
+  std::map<int64_t, Origin> forks;                  // by the checkpoint's epoch
+  std::map<int64_t, std::vector<size_t>> at_fork;
   Origin start;
-  std::vector<size_t> at_fork, at_start;
+  std::vector<size_t> at_start;
   for (size_t i = 0; i < checks.size(); ++i) {
     auto& c = checks[i];
     if (!replayed(c)) continue;
-    if (fork && takes_fork(c)) {
-      at_fork.push_back(i);
-      continue;
+    if (takes_fork(c)) {
+      auto it = before.find(c.epoch);
+      if (it == before.end()) it = before.emplace(c.epoch, fork_point(run_dir, c.epoch)).first;
+      if (const auto& point = it->second) {
+        forks.emplace(point->epoch, *point);
+        at_fork[point->epoch].push_back(i);
+        continue;
+      }
     }
     at_start.push_back(i);
     std::string keys;
@@ -414,7 +417,7 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       c.why_from_start = "a finding before the first epoch's end";
     else
       c.why_from_start =
-          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(earliest);
+          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(c.epoch);
   }
   const int64_t run_epochs = base.get_int("train.max_epochs");
   auto plan_origin = [&](Origin& o, const std::vector<size_t>& members) {
@@ -437,7 +440,7 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
           o.checkpoint.empty() ? "" : (fs::path("checkpoints") / o.checkpoint.filename()).string();
     }
   };
-  if (fork) plan_origin(*fork, at_fork);
+  for (auto& [epoch, origin] : forks) plan_origin(origin, at_fork[epoch]);
   plan_origin(start, at_start);
 
   std::ostringstream out;
@@ -452,7 +455,7 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
 
   // Each origin's baseline, then its checks.
   std::vector<std::pair<Origin*, const std::vector<size_t>*>> origins;
-  if (fork && !at_fork.empty()) origins.emplace_back(&*fork, &at_fork);
+  for (auto& [epoch, origin] : forks) origins.emplace_back(&origin, &at_fork[epoch]);
   if (!at_start.empty()) origins.emplace_back(&start, &at_start);
   auto interrupted = [&] {
     result.interrupted = true;

@@ -420,6 +420,9 @@ TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
   trainscope::track::RunStore(late / "run.sqlite")
       .add_finding({"planted_model", "warning", 40, 3, "a planted finding", "{}",
                     "a wider model ({model.hidden=[64]})", 0.0});
+  trainscope::track::RunStore(late / "run.sqlite")
+      .add_finding({"planted_early", "warning", 20, 2, "a planted finding", "{}",
+                    "a lower lr ({train.lr=0.01})", 0.0});
   Result v = run("diagnose late --verify --seeds 2 --epochs 1");
   ASSERT_EQ(v.status, 0) << v.out;
   EXPECT_NE(v.out.find("1 epoch from epoch 2 (forked from checkpoints/epoch-0002-"),
@@ -430,6 +433,14 @@ TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
             std::string::npos)
       << v.out;
   EXPECT_NE(v.out.find("effect 0 +- 0; val_accuracy"), std::string::npos) << v.out;
+  // Each finding forks from the checkpoint before it: the one of epoch 2 from epoch 1.
+  EXPECT_NE(v.out.find("1 epoch from epoch 1 (forked from checkpoints/epoch-0001-"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("planted_early (epoch 2): train.lr = 0.01 "
+                       "(late-verify-from1-1ep-2seeds-planted_early)"),
+            std::string::npos)
+      << v.out;
   EXPECT_NE(v.out.find("1 epoch from the start (a checkpoint cannot take model.hidden"),
             std::string::npos)
       << v.out;
@@ -463,7 +474,10 @@ TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
             "json_extract(c.value, '$.verdict') FROM results, json_each(results.json, "
             "'$.checks') AS c WHERE split='verify' AND name='remedies' AND "
             "json_extract(c.value, '$.kind') LIKE 'planted%' ORDER BY 1");
-  EXPECT_EQ(kept, (std::vector<std::string>{"0 no clear effect", "2 no clear effect"}));
+  ASSERT_EQ(kept.size(), 3u);
+  EXPECT_EQ(kept[0].substr(0, 2), "0 ");  // the wider model, from the start: any verdict
+  EXPECT_EQ(kept[1].substr(0, 2), "1 ");  // a lower lr from epoch 1: any verdict
+  EXPECT_EQ(kept[2], "2 no clear effect");
 }
 
 TEST_F(CliTest, TuneLrStoresTheCurveAndPlotsIt) {

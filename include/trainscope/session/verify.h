@@ -5,16 +5,17 @@
 // with its spread.
 //
 // Where a replay starts: the run is forked from the latest checkpoint it kept at an epoch's end
-// before the earliest finding to verify (best.ckpt, epoch-*.ckpt, previous.ckpt, last.ckpt), so
-// both arms start from the very weights, optimizer state and history the run had there. Each
-// fork is a run of its own: a copy of the run's store up to that checkpoint (its curves continue
-// the original's), the checkpoint as its last.ckpt and the arm's settings in its config.toml;
-// its store's meta "forked_from" names the original and the epoch. Remedies a checkpoint cannot
-// take (the model's architecture or initialization, the data, the batch size, the optimizer) and
-// runs with no checkpoint before the finding replay from the start instead (the same config, so
-// the same initial weights at the run's seed). A fork continues on its own seed from the
-// checkpoint (Trainer::resume reseeds when train.seed changed): the paired seeds draw different
-// data orders and dropout masks after the fork, the same in both arms.
+// before the finding (best.ckpt, epoch-*.ckpt, previous.ckpt, last.ckpt; findings that meet at
+// one checkpoint share its baseline), so both arms start from the very weights, optimizer state
+// and history the run had there. Each fork is a run of its own: a copy of the run's store up to
+// that checkpoint (its curves continue the original's), the checkpoint as its last.ckpt and the
+// arm's settings in its config.toml; its store's meta "forked_from" names the original and the
+// epoch. Remedies a checkpoint cannot take (the model's architecture or initialization, the data,
+// the batch size, the optimizer), findings of the first epoch and runs with no checkpoint before
+// the finding replay from the start instead (the same config, so the same initial weights at the
+// run's seed). A fork continues on its own seed from the checkpoint (Trainer::resume reseeds when
+// train.seed changed): the paired seeds draw different data orders and dropout masks after the
+// fork, the same in both arms.
 //
 // The baseline arm is the sweep <run>-verify-[from<E>-]<N>ep-<S>seeds-base, each remedy the sweep
 // <run>-verify-...-<kind>, over train.seed, beside the original run (the dashboard groups each
