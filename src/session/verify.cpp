@@ -78,6 +78,15 @@ std::optional<Origin> fork_point(const fs::path& run_dir, int64_t before_epoch) 
   return std::nullopt;
 }
 
+// A checkpoint is never written in place (a new state goes to a temporary file renamed over the
+// old name), so the forks of a run can share its files: a hard link, or a copy across file
+// systems.
+void link_or_copy(const fs::path& file, const fs::path& to) {
+  std::error_code ec;
+  fs::create_hard_link(file, to, ec);
+  if (ec) fs::copy_file(file, to);
+}
+
 // Makes `dir` a fork of the run in `from` at `origin`, to be resumed with `config`: the run's
 // files beside its store (a TorchScript model's source/, ...), its store (the resume cuts it back
 // to the checkpoint's mark), the checkpoints it kept up to the origin (the checkpoint's own view
@@ -96,7 +105,14 @@ void make_fork(const fs::path& from, const fs::path& dir, const Origin& origin,
           name.rfind("run.sqlite", 0) == 0 || name.rfind("events.out.tfevents", 0) == 0 ||
           name.rfind(".", 0) == 0)
         continue;
-      fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
+      // Files written once (a TorchScript model's source/model.pt): shared as hard links too.
+      std::error_code linked;
+      fs::copy(e.path(), tmp / name,
+               fs::copy_options::recursive | fs::copy_options::create_hard_links, linked);
+      if (linked) {
+        fs::remove_all(tmp / name, ec);
+        fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
+      }
     }
     for (const auto& e : fs::directory_iterator(from / "checkpoints")) {
       const std::string name = e.path().filename().string();
@@ -107,9 +123,9 @@ void make_fork(const fs::path& from, const fs::path& dir, const Origin& origin,
       } catch (const Error&) {
         continue;
       }
-      fs::copy_file(e.path(), tmp / "checkpoints" / name);
+      link_or_copy(e.path(), tmp / "checkpoints" / name);
     }
-    fs::copy_file(origin.checkpoint, tmp / "checkpoints" / "last.ckpt");
+    link_or_copy(origin.checkpoint, tmp / "checkpoints" / "last.ckpt");
     track::RunStore(from / "run.sqlite", track::RunStore::Mode::kReadOnly)
         .copy_to(tmp / "run.sqlite");
     {

@@ -1,5 +1,6 @@
 // The CLI as a user runs it: errors exit 2 with one clear line; a one-epoch run on a small
 // Fashion-MNIST subset leaves a complete run directory.
+#include <trainscope/track/checkpoint_file.h>
 #include <trainscope/track/run_store.h>
 
 #include <gtest/gtest.h>
@@ -467,6 +468,13 @@ TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
             (std::vector<std::string>{"2", "late", "late-verify-from2-1ep-2seeds-base-001"}));
   EXPECT_EQ(query(fork / "run.sqlite", "SELECT value FROM meta WHERE key='status'"),
             std::vector<std::string>{"finished"});
+  // The forks share the original's checkpoint files (hard links) and never write into them: each
+  // still verifies and holds its epoch.
+  for (const auto& e : fs::directory_iterator(late / "checkpoints")) {
+    trainscope::track::CheckpointInfo info;
+    EXPECT_NO_THROW(trainscope::track::read_checkpoint_payload(e.path(), &info)) << e.path();
+    if (e.path().filename().string().rfind("epoch-0002", 0) == 0) EXPECT_EQ(info.epoch, 2);
+  }
   // The original keeps the checks for the dashboard.
   const auto kept =
       query(late / "run.sqlite",
