@@ -105,10 +105,12 @@ void make_fork(const fs::path& from, const fs::path& dir, const Origin& origin,
           name.rfind("run.sqlite", 0) == 0 || name.rfind("events.out.tfevents", 0) == 0 ||
           name.rfind(".", 0) == 0)
         continue;
-      // Files written once (a TorchScript model's source/model.pt): shared as hard links too.
-      std::error_code linked;
-      fs::copy(e.path(), tmp / name,
-               fs::copy_options::recursive | fs::copy_options::create_hard_links, linked);
+      // A TorchScript model's source/model.pt is written once, atomically: shared as a hard link
+      // too. Other files are copied: nothing promises they are never rewritten in place.
+      std::error_code linked = std::make_error_code(std::errc::operation_not_supported);
+      if (name == "source")
+        fs::copy(e.path(), tmp / name,
+                 fs::copy_options::recursive | fs::copy_options::create_hard_links, linked);
       if (linked) {
         fs::remove_all(tmp / name, ec);
         fs::copy(e.path(), tmp / name, fs::copy_options::recursive);
