@@ -236,16 +236,18 @@ int main(int argc, char** argv) {
   ts::VerifyOptions verify_options;
   diagnose->add_flag("--verify", verify,
                      "replay the run with and without each remedy that proposes settings (a short "
-                     "budget from the start, paired seeds) and report the measured effect on "
-                     "validation loss and accuracy; the replays are runs of their own");
+                     "budget forked from the checkpoint before the finding, or from the start "
+                     "where a checkpoint cannot take the remedy; paired seeds) and report the "
+                     "measured effect on validation loss and accuracy; the replays are runs of "
+                     "their own");
   diagnose
       ->add_option("--seeds", verify_options.seeds,
                    "--verify: paired seeds, the run's own and the next ones (default 3)")
       ->check(CLI::Range(1, 20));
   diagnose
       ->add_option("--epochs", verify_options.epochs,
-                   "--verify: epochs per replay (default: the latest finding's epoch + 2, at "
-                   "most the run's)")
+                   "--verify: epochs each replay trains after where it starts (default: up to "
+                   "its finding's epoch + 2, at least 2)")
       ->check(CLI::Range(1, 100000));
   diagnose->add_option("--only", verify_options.kinds,
                        "--verify: the finding to verify (repeatable; default every one with "
