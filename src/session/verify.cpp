@@ -3,6 +3,7 @@
 #include <trainscope/session/session.h>
 #include <trainscope/session/verify.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/payload.h>
 #include <trainscope/track/run.h>
 #include <trainscope/track/run_store.h>
 #include <trainscope/track/store_reader.h>
@@ -48,7 +49,12 @@ bool forkable(const std::string& key) {
 
 // The latest checkpoint in `run_dir` taken at the end of an epoch before `before_epoch` whose
 // payload verifies; at a tie the first by name (the files of one epoch hold the same state).
-std::optional<Origin> fork_point(const fs::path& run_dir, int64_t before_epoch) {
+// None, with the reason in `why_not`, when there is none or the run's are a data-parallel job's
+// (a fork resumes as one process).
+std::optional<Origin> fork_point(const fs::path& run_dir, int64_t before_epoch,
+                                 std::string& why_not) {
+  why_not =
+      "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(before_epoch);
   std::vector<std::pair<track::CheckpointInfo, fs::path>> candidates;
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(run_dir / "checkpoints", ec)) {
@@ -64,10 +70,16 @@ std::optional<Origin> fork_point(const fs::path& run_dir, int64_t before_epoch) 
     return a.first.epoch != b.first.epoch ? a.first.epoch > b.first.epoch : a.second < b.second;
   });
   for (const auto& [info, file] : candidates) {
+    std::optional<int64_t> world;
     try {
-      (void)track::read_checkpoint_payload(file);
-    } catch (const Error&) {
+      world = track::PayloadReader::of_file(file).counters().world_size;
+    } catch (const std::exception&) {  // damaged, or not a payload this build reads
       continue;
+    }
+    if (world && *world > 1) {
+      why_not = "the run's checkpoints belong to a job of " + std::to_string(*world) +
+                " processes, and a fork resumes as one";
+      return std::nullopt;
     }
     Origin o;
     o.epoch = info.epoch;
@@ -265,6 +277,16 @@ std::string mean_of(const std::vector<Replay>& replays, double Replay::*field) {
   return n ? num(sum / n) : "n/a";
 }
 
+// The 97.5% quantile of Student's t with `df` degrees of freedom (df >= 1).
+double t_quantile_975(int64_t df) {
+  static const double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306,
+                                 2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+                                 2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+                                 2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+  if (df < 1) return NAN;
+  return df <= 30 ? table[df - 1] : 1.96 + 2.4 / double(df);  // within 0.01 past 30
+}
+
 // Paired effects and the verdict of `check` against `base`.
 void judge(RemedyCheck& check, const std::vector<Replay>& base) {
   std::vector<double> loss, accuracy;
@@ -300,10 +322,13 @@ void judge(RemedyCheck& check, const std::vector<Replay>& base) {
     check.note = "no pair of finite replays to compare";
     return;
   }
-  // Twice the standard error, or with one seed a 1% change of the baseline's loss.
+  // A paired t-test at 95% (two-sided): the effect must exceed t(n - 1) standard errors, where
+  // twice the standard error would call one pair in four of two equal arms an effect at 3 seeds.
+  // With one seed, a 1% change of the baseline's loss.
   double base_mean = 0;
   for (const auto& b : base) base_mean += std::isfinite(b.val_loss) ? b.val_loss / base.size() : 0;
-  const double margin = loss.size() > 1 ? 2 * check.loss_spread / std::sqrt(double(loss.size()))
+  const double margin = loss.size() > 1 ? t_quantile_975(int64_t(loss.size()) - 1) *
+                                              check.loss_spread / std::sqrt(double(loss.size()))
                                         : 0.01 * std::fabs(base_mean);
   if (check.loss_effect < 0 && check.loss_effect + margin < 0)
     check.verdict = "helped";
@@ -408,8 +433,8 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     return c.epoch >= 2 && std::all_of(c.settings.begin(), c.settings.end(),
                                        [](const auto& kv) { return forkable(kv.first); });
   };
-  std::map<int64_t, std::optional<Origin>> before;  // by the finding's epoch
-  std::map<int64_t, Origin> forks;                  // by the checkpoint's epoch
+  std::map<int64_t, std::pair<std::optional<Origin>, std::string>> before;  // by finding epoch
+  std::map<int64_t, Origin> forks;  // by the checkpoint's epoch
   std::map<int64_t, std::vector<size_t>> at_fork;
   Origin start;
   std::vector<size_t> at_start;
@@ -418,12 +443,17 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     if (!replayed(c)) continue;
     if (takes_fork(c)) {
       auto it = before.find(c.epoch);
-      if (it == before.end()) it = before.emplace(c.epoch, fork_point(run_dir, c.epoch)).first;
-      if (const auto& point = it->second) {
+      if (it == before.end()) {
+        std::string why_not;
+        auto point = fork_point(run_dir, c.epoch, why_not);
+        it = before.emplace(c.epoch, std::make_pair(std::move(point), why_not)).first;
+      }
+      if (const auto& point = it->second.first) {
         forks.emplace(point->epoch, *point);
         at_fork[point->epoch].push_back(i);
         continue;
       }
+      c.why_from_start = it->second.second;
     }
     at_start.push_back(i);
     std::string keys;
@@ -433,9 +463,6 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       c.why_from_start = "a checkpoint cannot take " + keys;
     else if (c.epoch <= 1)
       c.why_from_start = "a finding before the first epoch's end";
-    else
-      c.why_from_start =
-          "the run kept no checkpoint from an epoch's end before epoch " + std::to_string(c.epoch);
   }
   const int64_t run_epochs = base.get_int("train.max_epochs");
   auto plan_origin = [&](Origin& o, const std::vector<size_t>& members) {

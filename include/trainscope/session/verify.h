@@ -77,7 +77,7 @@ struct RemedyCheck {
   // the pairs where both ended finite (the verdict weighs divergence itself).
   double loss_effect = NAN, loss_spread = NAN;
   double accuracy_effect = NAN, accuracy_spread = NAN;
-  // "helped" (the loss fell by more than twice its standard error, or the remedy kept every
+  // "helped" (the loss fell, significantly by a paired t-test at 95%; or the remedy kept every
   // replay finite and below its starting loss where the baseline diverged), "hurt" (the mirror
   // case, or replays that diverge only with the remedy), "no clear effect", or "not replayed" with
   // the reason in `note` (its remedy is a change of code, not of settings).
