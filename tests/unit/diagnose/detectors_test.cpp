@@ -460,10 +460,10 @@ TEST(Detectors, RemedySettingsSplitIntoAlternativesAtOr) {
             (Alternatives{{{"train.lr", "0.003"}},
                           {{"model.activation", "leaky_relu"}},
                           {{"model.norm", "batch"}}}));
-  EXPECT_EQ(dg::setting_alternatives("unfreeze it ({finetune.unfreeze_at_epoch=2}, "
-                                     "{finetune.backbone_lr_ratio=1.0}), or train longer"),
-            (Alternatives{{{"finetune.unfreeze_at_epoch", "2"},
-                           {"finetune.backbone_lr_ratio", "1.0"}}}));
+  EXPECT_EQ(
+      dg::setting_alternatives("unfreeze it ({finetune.unfreeze_at_epoch=2}, "
+                               "{finetune.backbone_lr_ratio=1.0}), or train longer"),
+      (Alternatives{{{"finetune.unfreeze_at_epoch", "2"}, {"finetune.backbone_lr_ratio", "1.0"}}}));
   EXPECT_EQ(dg::setting_alternatives("use ReLU ({model.activation=relu}) with batch "
                                      "normalization ({model.norm=batch}) instead of tanh"),
             (Alternatives{{{"model.activation", "relu"}, {"model.norm", "batch"}}}));
