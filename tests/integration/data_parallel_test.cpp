@@ -6,6 +6,7 @@
 #include <trainscope/callbacks/checkpoint.h>
 #include <trainscope/dist/process_group.h>
 #include <trainscope/track/checkpoint_file.h>
+#include <trainscope/track/run_store.h>
 #include <trainscope/models/zoo.h>
 
 #include <gtest/gtest.h>
@@ -253,6 +254,28 @@ TEST_F(DataParallel, CtrlZSuspendsTheWholeJobAndFgContinuesIt) {
   EXPECT_EQ(wait_for(launcher), 0) << log_text("suspend.txt");
   EXPECT_NE(log_text("suspend.txt").find("epoch 2/2"), std::string::npos)
       << log_text("suspend.txt");
+}
+
+// diagnose --verify on a job's run: its checkpoints cannot resume as one process, so the replays
+// start from the beginning (in one process, at the job's global batch), and the report says why.
+TEST_F(DataParallel, AJobsRemediesAreVerifiedFromTheStart) {
+  auto job = fit_args(runs(), "job");
+  job.insert(job.end(), {"--nproc", "2", "--set", "checkpoint.keep_top_k=2"});
+  ASSERT_EQ(wait_for(spawn(job, dir_ / "log.txt")), 0) << log_text();
+  ts::track::RunStore(runs() / "job" / "run.sqlite")
+      .add_finding({"planted", "warning", 80, 2, "a planted finding", "{}",
+                    "weight decay ({train.weight_decay=0.001})", 0.0});
+  ASSERT_EQ(wait_for(spawn({"diagnose", "job", "--runs-dir", runs().string(), "--verify", "--seeds",
+                            "1", "--epochs", "1", "--only", "planted"},
+                           dir_ / "log.txt")),
+            0)
+      << log_text();
+  EXPECT_NE(log_text().find("1 epoch from the start (the run's checkpoints belong to a job of 2 "
+                            "processes, and a fork resumes as one)"),
+            std::string::npos)
+      << log_text();
+  EXPECT_NE(log_text().find("planted (epoch 2): train.weight_decay = 0.001"), std::string::npos)
+      << log_text();
 }
 
 TEST_F(DataParallel, SettingsThatCannotBeSharedAreUserErrors) {
