@@ -400,17 +400,16 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       c.epoch = f.epoch;
       c.remedy = diagnose::name_settings(f.remedy);
       c.settings = alternatives[a];
-      const bool offered = !c.settings.empty();
-      // The replay's budget stays the same for both arms: "train longer" is not measured by it.
-      c.settings.erase(
-          std::remove_if(c.settings.begin(), c.settings.end(),
-                         [](const auto& kv) { return kv.first == "train.max_epochs"; }),
-          c.settings.end());
+      // A remedy that is more epochs alone ("or train longer ({train.max_epochs=34})") is
+      // measured as a longer replay; beside other settings, both arms keep the replay's budget.
+      if (!(c.settings.size() == 1 && c.settings[0].first == "train.max_epochs"))
+        c.settings.erase(
+            std::remove_if(c.settings.begin(), c.settings.end(),
+                           [](const auto& kv) { return kv.first == "train.max_epochs"; }),
+            c.settings.end());
       if (c.settings.empty()) {
         c.verdict = "not replayed";
-        c.note = offered
-                     ? "its remedy is more epochs, which a replay of fixed length cannot measure"
-                     : "its remedy is a change of code or data, not of settings";
+        c.note = "its remedy is a change of code or data, not of settings";
       } else {
         try {
           Config with = base;
@@ -537,6 +536,21 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
       Config with = config;
       for (const auto& [key, value] : c.settings)
         with.set_from_string(key + "=" + value, "remedy for " + c.kind);
+      if (c.settings.size() == 1 && c.settings[0].first == "train.max_epochs") {
+        // Train longer: the remedy's epochs beyond the baseline's, at most as many again.
+        const int64_t baseline_end = origin->epoch + origin->epochs;
+        const int64_t more =
+            std::min(with.get_int("train.max_epochs") - baseline_end, origin->epochs);
+        if (more < 1) {
+          c.verdict = "not replayed";
+          c.note = "the baseline replay already trains as long as the remedy asks";
+          continue;
+        }
+        with.set("train.max_epochs", baseline_end + more, "verify",
+                 "the remedy's longer training, at most twice the replay");
+        c.note = std::to_string(more) + " more epoch" + (more == 1 ? "" : "s") +
+                 " than the baseline, whose replay ends at epoch " + std::to_string(baseline_end);
+      }
       const std::string arm_name =
           origin->prefix + c.kind +
           (c.alternative > 0 ? "-alt" + std::to_string(c.alternative) : "");

@@ -446,6 +446,14 @@ TEST_F(CliTest, DiagnoseVerifyForksFromTheCheckpointBeforeTheFinding) {
             std::string::npos)
       << v.out;
   EXPECT_TRUE(fs::exists(dir_ / "runs" / "late-verify-1ep-2seeds-planted_model-002"));
+  // "Or more epochs" (too few steps, found in epoch 1): the remedy arm trains one more epoch
+  // than the one-epoch baseline from the start.
+  EXPECT_NE(v.out.find("(1 more epoch than the baseline, whose replay ends at epoch 1)"),
+            std::string::npos)
+      << v.out;
+  EXPECT_EQ(query(dir_ / "runs" / "late-verify-1ep-2seeds-too_few_steps-alt2-001" / "run.sqlite",
+                  "SELECT MAX(epoch) FROM metrics WHERE split='val'"),
+            std::vector<std::string>{"2"});
   // The fork at the run's seed: its history up to epoch 2 is the original's, and its epoch 3
   // (the same settings, the run's budget) is the original's epoch 3 exactly.
   const fs::path fork = dir_ / "runs" / "late-verify-from2-1ep-2seeds-base-001";
