@@ -24,8 +24,9 @@
 // decay") gets one check per alternative (sweep <run>-verify-...-<kind>-alt<N>); the settings of
 // one alternative are applied together, except train.max_epochs: both arms keep the replay's
 // budget. A remedy that is more epochs alone is replayed longer than the baseline, by as many
-// epochs as it asks beyond the baseline's end, at most as many as the replay has. The report is kept as <run>/verify.json and as the original run's result
-// ("verify", "remedies"), which the dashboard shows beside each finding.
+// epochs as it asks beyond the baseline's end, at most as many as the replay has. The report is
+// kept as <run>/verify.json and as the original run's result ("verify", "remedies"), which the
+// dashboard shows beside each finding.
 //
 //   ts::VerifyResult r = ts::verify_remedies("runs/cnn-20261206-101500");
 //   for (const auto& c : r.checks) std::printf("%s: %s\n", c.kind.c_str(), c.verdict.c_str());
