@@ -323,7 +323,7 @@ void judge(RemedyCheck& check, const std::vector<Replay>& base) {
     return;
   }
   // A paired t-test at 95% (two-sided): the effect must exceed t(n - 1) standard errors, where
-  // twice the standard error would call one pair in four of two equal arms an effect at 3 seeds.
+  // twice the standard error would call 18% of comparisons of two equal arms an effect at 3 seeds.
   // With one seed, a 1% change of the baseline's loss.
   double base_mean = 0;
   for (const auto& b : base) base_mean += std::isfinite(b.val_loss) ? b.val_loss / base.size() : 0;
