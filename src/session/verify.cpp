@@ -29,7 +29,6 @@ int severity_rank(const std::string& s) { return s == "error" ? 2 : s == "warnin
 struct Origin {
   int64_t epoch = 0, step = 0;  // 0: the start
   fs::path checkpoint;          // the file forked from; empty from the start
-  std::string why_from_start;   // why not from a checkpoint
   int64_t epochs = 0;           // trained after the origin
   std::string prefix;           // <run>-verify-[from<E>-]<N>ep-<S>seeds-
 };
@@ -581,21 +580,14 @@ VerifyResult verify_remedies(const fs::path& run_dir, const VerifyOptions& optio
     } else {
       // "a checkpoint cannot take model.hidden or train.batch_size; the run kept no ..."
       std::set<std::string> keys, others;
-      const std::string cannot = "a checkpoint cannot take ";
       for (size_t i : *members) {
-        const std::string& w = checks[i].why_from_start;
-        if (w.rfind(cannot, 0) != 0) {
-          others.insert(w);
-          continue;
-        }
-        for (size_t at = cannot.size(), next; at < w.size(); at = next + 4) {
-          next = std::min(w.find(" or ", at), w.size());
-          keys.insert(w.substr(at, next - at));
-        }
+        bool unforkable = false;
+        for (const auto& [key, value] : checks[i].settings)
+          if (!forkable(key)) keys.insert(key), unforkable = true;
+        if (!unforkable) others.insert(checks[i].why_from_start);
       }
-      std::string why, listed;
-      for (const auto& k : keys) listed += (listed.empty() ? "" : " or ") + k;
-      if (!listed.empty()) why = cannot + listed;
+      std::string why;
+      for (const auto& k : keys) why += (why.empty() ? "a checkpoint cannot take " : " or ") + k;
       for (const auto& w : others) why += (why.empty() ? "" : "; ") + w;
       report << "from the start (" << why << ")";
     }

@@ -18,6 +18,14 @@ std::string first_line(const c10::Error& e) {
   return what.substr(0, what.find('\n'));
 }
 
+// A value that earlier checkpoints do not have: nullopt there.
+std::optional<double> optional_double(torch::serialize::InputArchive& archive,
+                                      const std::string& key) {
+  c10::IValue value;
+  if (!archive.try_read(key, value)) return std::nullopt;
+  return value.toDouble();
+}
+
 // lr and momentum of each parameter group: libtorch's Optimizer::load restores the per-parameter
 // state but keeps the groups' options as constructed, and schedules change them.
 torch::Tensor group_options(const torch::optim::Optimizer& optimizer) {
@@ -244,9 +252,8 @@ PayloadCounters PayloadReader::counters() {
     c.grad_scale = read_double(root_, "trainer/grad_scale");
     c.grad_scale_good_steps = get_int("trainer/grad_scale_good_steps");
   }
-  if (c10::IValue probe; root_.try_read("trainer/lr", probe)) c.lr = probe.toDouble();
-  if (c10::IValue probe; root_.try_read("trainer/weight_decay", probe))
-    c.weight_decay = probe.toDouble();
+  c.lr = optional_double(root_, "trainer/lr");
+  c.weight_decay = optional_double(root_, "trainer/weight_decay");
   return c;
 }
 
